@@ -1,0 +1,36 @@
+/*
+ * batch.h — a write batch: puts and deletes applied atomically by nokv_write().
+ *
+ * All operations of a batch share one commit timestamp: a reader sees all of them
+ * or none, and after a crash the batch is either wholly present or wholly absent.
+ * When a batch touches one key several times, the last operation wins.
+ */
+#ifndef NOKV_BATCH_H
+#define NOKV_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nokv_batch nokv_batch;
+
+/* Allocates an empty batch into *out; free it with nokv_batch_free(). */
+int nokv_batch_new(nokv_batch **out);
+void nokv_batch_free(nokv_batch *b);  /* NULL is allowed */
+
+/* Append an operation; key and value are copied. Limits are checked by nokv_write. */
+int nokv_batch_put(nokv_batch *b, const void *key, size_t klen, const void *val, size_t vlen);
+int nokv_batch_delete(nokv_batch *b, const void *key, size_t klen);
+
+void nokv_batch_clear(nokv_batch *b);
+uint32_t nokv_batch_count(const nokv_batch *b);
+size_t nokv_batch_size(const nokv_batch *b);  /* encoded bytes */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NOKV_BATCH_H */

@@ -1,0 +1,97 @@
+/*
+ * db.h — open, write, read and close a NoKV-C database.
+ *
+ * Handles are opaque. Ownership is explicit: every *_new/_open/_create has a
+ * matching _free/_close/_release, and values returned by nokv_get() are heap
+ * buffers the caller releases with nokv_free().
+ *
+ * Threads: a nokv_db may be shared by any number of threads. Iterators and
+ * batches belong to one thread at a time. Snapshots may be shared.
+ *
+ * Versions: every write is stamped with a commit timestamp handed out by the
+ * database's oracle, strictly increasing. A read at read_ts sees, for each key,
+ * the newest version whose commit timestamp is <= read_ts.
+ */
+#ifndef NOKV_DB_H
+#define NOKV_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nokv/batch.h"
+#include "nokv/options.h"
+#include "nokv/stats.h"
+#include "nokv/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nokv_db nokv_db;
+typedef struct nokv_iter nokv_iter;
+
+/* Opens (or creates, per opts) the database in directory path, replaying its
+ * write-ahead log. opts may be NULL for defaults. On success *out owns the
+ * database. Fails with NOKV_EBUSY if another process holds it, NOKV_ECORRUPT if
+ * the log is damaged anywhere but at its torn tail. */
+int nokv_open(const char *path, const nokv_options *opts, nokv_db **out);
+
+/* Waits for in-flight writes, syncs the log and frees db. Fails with NOKV_EBUSY
+ * (and leaves db open) while iterators or snapshots are still alive. */
+int nokv_close(nokv_db *db);
+
+/* wo may be NULL (no sync). If commit_ts is non-NULL it receives the write's
+ * commit timestamp. */
+int nokv_put(nokv_db *db, const nokv_write_options *wo, const void *key, size_t klen,
+             const void *val, size_t vlen, uint64_t *commit_ts);
+int nokv_delete(nokv_db *db, const nokv_write_options *wo, const void *key, size_t klen,
+                uint64_t *commit_ts);
+/* Applies every operation of b atomically under one commit timestamp. b is not
+ * modified and may be reused. */
+int nokv_write(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+               uint64_t *commit_ts);
+
+/* Reads key. On NOKV_OK *val is a malloc'ed copy (free with nokv_free) of *vlen
+ * bytes and, if commit_ts is non-NULL, *commit_ts is the version's timestamp.
+ * NOKV_ENOTFOUND when no version is visible or the newest one is a deletion.
+ * ro may be NULL (latest). */
+int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t klen,
+             void **val, size_t *vlen, uint64_t *commit_ts);
+
+void nokv_free(void *p);
+
+/* A snapshot pins the current commit timestamp: reads through it see the
+ * database as of that moment, and versions it can see are kept. */
+int nokv_snapshot_create(nokv_db *db, nokv_snapshot **out);
+uint64_t nokv_snapshot_ts(const nokv_snapshot *snap);
+void nokv_snapshot_release(nokv_db *db, nokv_snapshot *snap);
+
+/* Forward iterator over user keys in [start, end) at the read options' timestamp
+ * (end_len == 0 means no upper bound). It yields the newest visible version of
+ * each key and skips deleted keys. It starts unpositioned: call
+ * nokv_iter_seek_first or nokv_iter_seek. */
+int nokv_iter_new(nokv_db *db, const nokv_read_options *ro, const void *start,
+                  size_t start_len, const void *end, size_t end_len, nokv_iter **out);
+void nokv_iter_seek_first(nokv_iter *it);
+/* Positions at the first key >= key (and >= start). */
+void nokv_iter_seek(nokv_iter *it, const void *key, size_t klen);
+bool nokv_iter_valid(const nokv_iter *it);
+void nokv_iter_next(nokv_iter *it);
+/* Borrowed views valid until the iterator moves or is closed. REQUIRES: valid. */
+const void *nokv_iter_key(const nokv_iter *it, size_t *klen);
+const void *nokv_iter_value(const nokv_iter *it, size_t *vlen);
+uint64_t nokv_iter_commit_ts(const nokv_iter *it);
+/* NOKV_OK unless the iterator stopped on an error. */
+int nokv_iter_status(const nokv_iter *it);
+void nokv_iter_close(nokv_iter *it);  /* NULL is allowed */
+
+/* Fills *out with a consistent-enough copy of the counters (each is exact;
+ * they are read one by one). */
+int nokv_stats(nokv_db *db, nokv_statistics *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NOKV_DB_H */

@@ -1,0 +1,173 @@
+/* batch.c — building and parsing write batches (format in batch_internal.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/batch_internal.h"
+#include "memtable/memtable.h"
+#include "util/coding.h"
+#include "util/error.h"
+
+static void reset(struct nokv_batch *b) {
+  memset(b->rep, 0, NK_BATCH_HEADER);
+  b->len = NK_BATCH_HEADER;
+  b->count = 0;
+  b->mem_cost = 0;
+  b->max_klen = b->max_vlen = 0;
+  b->min_klen = SIZE_MAX;
+}
+
+void nk_batch_init_inline(struct nokv_batch *b, char *buf, size_t cap) {
+  b->rep = buf;
+  b->cap = cap;
+  b->inline_buf = buf;
+  reset(b);
+}
+
+void nk_batch_release(struct nokv_batch *b) {
+  if (b->rep != b->inline_buf) {
+    free(b->rep);
+  }
+  b->rep = NULL;
+}
+
+int nokv_batch_new(nokv_batch **out) {
+  nokv_batch *b = calloc(1, sizeof *b);
+  char *rep = malloc(256);
+  if (b == NULL || rep == NULL) {
+    free(b);
+    free(rep);
+    return nk_err(NOKV_ENOMEM, "out of memory allocating a batch");
+  }
+  b->rep = rep;
+  b->cap = 256;
+  b->inline_buf = NULL;
+  reset(b);
+  *out = b;
+  return NOKV_OK;
+}
+
+void nokv_batch_free(nokv_batch *b) {
+  if (b != NULL) {
+    nk_batch_release(b);
+    free(b);
+  }
+}
+
+void nokv_batch_clear(nokv_batch *b) { reset(b); }
+uint32_t nokv_batch_count(const nokv_batch *b) { return b->count; }
+size_t nokv_batch_size(const nokv_batch *b) { return b->len; }
+
+static int reserve(nokv_batch *b, size_t extra) {
+  if (b->len + extra <= b->cap) {
+    return NOKV_OK;
+  }
+  if (extra > SIZE_MAX / 4 - b->len) {
+    return nk_err(NOKV_EINVAL, "batch too large");
+  }
+  size_t cap = b->cap * 2;
+  while (cap < b->len + extra) {
+    cap *= 2;
+  }
+  char *rep = b->rep == b->inline_buf ? malloc(cap) : realloc(b->rep, cap);
+  if (rep == NULL) {
+    return nk_err(NOKV_ENOMEM, "out of memory growing a batch to %zu bytes", cap);
+  }
+  if (b->rep == b->inline_buf) {
+    memcpy(rep, b->rep, b->len);
+  }
+  b->rep = rep;
+  b->cap = cap;
+  return NOKV_OK;
+}
+
+static int add(nokv_batch *b, nk_kind kind, const void *key, size_t klen, const void *val,
+               size_t vlen) {
+  if (klen > UINT32_MAX || vlen > UINT32_MAX) {
+    return nk_err(NOKV_EINVAL, "key or value longer than 4 GiB");
+  }
+  NK_RET(reserve(b, 1 + 2 * NK_VARINT32_MAX + klen + vlen));
+  char *p = b->rep + b->len;
+  *p++ = (char)kind;
+  p = nk_put_varint64(p, klen);
+  if (klen > 0) {
+    memcpy(p, key, klen);
+  }
+  p += klen;
+  if (kind == NK_KIND_VALUE) {
+    p = nk_put_varint64(p, vlen);
+    if (vlen > 0) {
+      memcpy(p, val, vlen);
+    }
+    p += vlen;
+  }
+  b->len = (size_t)(p - b->rep);
+  b->count++;
+  nk_put_u32(b->rep + 8, b->count);
+  b->mem_cost += nk_memtable_cost(klen, vlen);
+  if (klen > b->max_klen) b->max_klen = klen;
+  if (klen < b->min_klen) b->min_klen = klen;
+  if (vlen > b->max_vlen) b->max_vlen = vlen;
+  return NOKV_OK;
+}
+
+int nokv_batch_put(nokv_batch *b, const void *key, size_t klen, const void *val, size_t vlen) {
+  nk_err_clear();
+  return add(b, NK_KIND_VALUE, key, klen, val, vlen);
+}
+
+int nokv_batch_delete(nokv_batch *b, const void *key, size_t klen) {
+  nk_err_clear();
+  return add(b, NK_KIND_DELETE, key, klen, NULL, 0);
+}
+
+int nk_batch_reader_init(nk_batch_reader *r, const char *rep, size_t len, uint64_t *ts,
+                         uint32_t *count) {
+  if (len < NK_BATCH_HEADER) {
+    return nk_err(NOKV_ECORRUPT, "batch of %zu bytes is shorter than its header", len);
+  }
+  *ts = nk_get_u64(rep);
+  *count = nk_get_u32(rep + 8);
+  r->p = rep + NK_BATCH_HEADER;
+  r->limit = rep + len;
+  r->remaining = *count;
+  return NOKV_OK;
+}
+
+int nk_batch_reader_next(nk_batch_reader *r, nk_batch_op *op) {
+  if (r->remaining == 0) {
+    if (r->p != r->limit) {
+      return nk_err(NOKV_ECORRUPT, "batch has %zu trailing bytes", (size_t)(r->limit - r->p));
+    }
+    return 0;
+  }
+  if (r->p >= r->limit) {
+    return nk_err(NOKV_ECORRUPT, "batch ends %u operations early", r->remaining);
+  }
+  uint8_t kind = (uint8_t)*r->p++;
+  if (kind != NK_KIND_VALUE && kind != NK_KIND_DELETE) {
+    return nk_err(NOKV_ECORRUPT, "batch operation of unknown kind %u", kind);
+  }
+  uint32_t n;
+  const char *p = nk_get_varint32(r->p, r->limit, &n);
+  if (p == NULL || (size_t)(r->limit - p) < n) {
+    return nk_err(NOKV_ECORRUPT, "batch key overruns the batch");
+  }
+  op->kind = (nk_kind)kind;
+  op->key = p;
+  op->klen = n;
+  p += n;
+  op->val = NULL;
+  op->vlen = 0;
+  if (kind == NK_KIND_VALUE) {
+    p = nk_get_varint32(p, r->limit, &n);
+    if (p == NULL || (size_t)(r->limit - p) < n) {
+      return nk_err(NOKV_ECORRUPT, "batch value overruns the batch");
+    }
+    op->val = p;
+    op->vlen = n;
+    p += n;
+  }
+  r->p = p;
+  r->remaining--;
+  return 1;
+}

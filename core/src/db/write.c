@@ -1,0 +1,284 @@
+/*
+ * write.c — the write path: a queue of writers with group commit (LevelDB's
+ * design). Each caller enqueues its batch and waits; the writer at the front
+ * becomes the leader, takes a run of queued batches, stamps each with the next
+ * commit timestamp, writes them to the WAL in one append (one fsync if any of
+ * them asked for sync), inserts them into the memtable and only then publishes
+ * the last timestamp to readers and wakes the followers.
+ *
+ * The leader does the I/O without holding mu, so new writers can queue up behind
+ * it and form the next group while the disk works.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/batch_internal.h"
+#include "db/db_impl.h"
+#include "util/error.h"
+#include "wal/wal_format.h"
+
+typedef struct nk_writer {
+  const nokv_batch *batch;
+  bool sync;
+  bool done;
+  int rc;
+  uint64_t ts;
+  pthread_cond_t cv;
+  struct nk_writer *next;
+} nk_writer;
+
+static int check_limits(const nokv_db *db, const nokv_batch *b) {
+  if (b->count == 0) {
+    return NOKV_OK;
+  }
+  if (b->min_klen == 0) {
+    return nk_err(NOKV_EINVAL, "empty key");
+  }
+  if (b->max_klen > db->opts.max_key_size) {
+    return nk_err(NOKV_EINVAL, "key of %zu bytes exceeds max_key_size (%zu bytes)",
+                  b->max_klen, db->opts.max_key_size);
+  }
+  if (b->max_vlen > db->opts.max_value_size) {
+    return nk_err(NOKV_EINVAL, "value of %zu bytes exceeds max_value_size (%zu bytes)",
+                  b->max_vlen, db->opts.max_value_size);
+  }
+  if (b->len > NK_WAL_MAX_RECORD) {
+    return nk_err(NOKV_EINVAL, "batch of %zu bytes exceeds the %u-byte WAL record limit",
+                  b->len, NK_WAL_MAX_RECORD);
+  }
+  if (b->mem_cost > db->opts.memtable_max_bytes) {
+    return nk_err(NOKV_EINVAL, "batch needs %zu memtable bytes, more than memtable_max_bytes (%zu)",
+                  b->mem_cost, db->opts.memtable_max_bytes);
+  }
+  return NOKV_OK;
+}
+
+static bool fits_memtable(const nokv_db *db, size_t cost) {
+  return nk_memtable_usage(db->mem) + cost <= db->opts.memtable_max_bytes;
+}
+
+/* Grows the group buffer to n bytes. REQUIRES: leader. */
+static int reserve_group_buf(nokv_db *db, size_t n) {
+  if (n <= db->group_cap) {
+    return NOKV_OK;
+  }
+  size_t cap = db->group_cap ? db->group_cap : 4096;
+  while (cap < n) {
+    cap *= 2;
+  }
+  char *p = realloc(db->group_buf, cap);
+  if (p == NULL) {
+    return nk_err(NOKV_ENOMEM, "out of memory for a %zu-byte write group", n);
+  }
+  db->group_buf = p;
+  db->group_cap = cap;
+  return NOKV_OK;
+}
+
+static int set_bg_error(nokv_db *db, int rc) {
+  /* REQUIRES: mu held. */
+  if (db->bg_error == NOKV_OK) {
+    db->bg_error = rc;
+    snprintf(db->bg_errmsg, sizeof db->bg_errmsg,
+             "writes stopped after a failed log write (%s); reopen the database to recover",
+             nokv_errmsg());
+  }
+  return rc;
+}
+
+/* Frames every batch of the group [first, last] into group_buf, stamping
+ * commit timestamps from first_ts. Returns the framed length in *len. */
+static int frame_group(nokv_db *db, nk_writer *first, nk_writer *last, uint64_t first_ts,
+                       size_t *len) {
+  size_t total = 0;
+  for (nk_writer *w = first;; w = w->next) {
+    total += NK_WAL_HEADER + w->batch->len;
+    if (w == last) break;
+  }
+  NK_RET(reserve_group_buf(db, total));
+  char *p = db->group_buf;
+  uint64_t ts = first_ts;
+  for (nk_writer *w = first;; w = w->next) {
+    char *payload = p + NK_WAL_HEADER;
+    memcpy(payload, w->batch->rep, w->batch->len);
+    nk_put_u64(payload, ts);
+    nk_wal_encode_header(p, NK_WAL_BATCH, payload, w->batch->len);
+    w->ts = ts++;
+    p = payload + w->batch->len;
+    if (w == last) break;
+  }
+  *len = total;
+  return NOKV_OK;
+}
+
+int nk_db_apply_batch(nokv_db *db, const char *rep, size_t len, uint64_t commit_ts) {
+  nk_batch_reader r;
+  nk_batch_op op;
+  uint64_t unused_ts;
+  uint32_t count;
+  int rc;
+  NK_RET(nk_batch_reader_init(&r, rep, len, &unused_ts, &count));
+  while ((rc = nk_batch_reader_next(&r, &op)) == 1) {
+    if (nk_memtable_add(db->mem, commit_ts, op.kind, op.key, op.klen, op.val, op.vlen) !=
+        NOKV_OK) {
+      return nk_err(NOKV_ENOMEM, "out of memory inserting into the memtable");
+    }
+    nk_count(op.kind == NK_KIND_VALUE ? &db->stats.puts : &db->stats.deletes, 1);
+  }
+  return rc;
+}
+
+/* Runs one group as leader. REQUIRES: mu held, leader == queue_head. Returns with
+ * mu held and the group's writers marked done. */
+static void lead_group(nokv_db *db, nk_writer *leader) {
+  int rc = db->closing ? nk_err(NOKV_ECLOSED, "database is closing") : db->bg_error;
+  if (rc == NOKV_OK && !fits_memtable(db, leader->batch->mem_cost)) {
+    nk_count(&db->stats.rejected_full, 1);
+    rc = nk_err(NOKV_EFULL,
+                "memtable is full (%zu of %zu bytes); raise memtable_max_bytes",
+                nk_memtable_usage(db->mem), db->opts.memtable_max_bytes);
+  }
+  if (rc != NOKV_OK) {
+    if (rc == db->bg_error) {
+      nk_err(rc, "%s", db->bg_errmsg);
+    }
+    db->queue_head = leader->next;
+    if (db->queue_head == NULL) db->queue_tail = NULL;
+    leader->rc = rc;
+    leader->done = true;
+    return;
+  }
+
+  /* Take followers while they fit the group's byte budget and the memtable, and
+   * (as LevelDB) don't make a no-sync leader wait for a sync. */
+  nk_writer *last = leader;
+  size_t bytes = leader->batch->len, cost = leader->batch->mem_cost;
+  bool sync = leader->sync;
+  for (nk_writer *w = leader->next; w != NULL; w = w->next) {
+    if ((w->sync && !leader->sync) || bytes + w->batch->len > db->opts.max_group_commit_bytes ||
+        !fits_memtable(db, cost + w->batch->mem_cost)) {
+      break;
+    }
+    bytes += w->batch->len;
+    cost += w->batch->mem_cost;
+    last = w;
+  }
+  size_t n = 0;
+  for (nk_writer *w = leader;; w = w->next) {
+    n++;
+    if (w == last) break;
+  }
+  uint64_t first_ts = nk_oracle_reserve(&db->oracle, n);
+  size_t len = 0;
+  rc = frame_group(db, leader, last, first_ts, &len);
+  bool touched_log = rc == NOKV_OK;
+
+  pthread_mutex_unlock(&db->mu);
+  if (rc == NOKV_OK) rc = nk_wal_maybe_rotate(db->wal);
+  if (rc == NOKV_OK) rc = nk_wal_append(db->wal, db->group_buf, len);
+  if (rc == NOKV_OK && sync) {
+    rc = nk_wal_sync(db->wal);
+    nk_count(&db->stats.wal_syncs, 1);
+  }
+  if (rc == NOKV_OK) {
+    nk_count(&db->stats.wal_bytes, len);
+    nk_count(&db->stats.write_groups, 1);
+    const char *p = db->group_buf;
+    for (nk_writer *w = leader; rc == NOKV_OK; w = w->next) {
+      rc = nk_db_apply_batch(db, p + NK_WAL_HEADER, w->batch->len, w->ts);
+      p += NK_WAL_HEADER + w->batch->len;
+      if (w == last) break;
+    }
+  }
+  if (rc == NOKV_OK) {
+    nk_oracle_publish(&db->oracle, first_ts + n - 1);
+    nk_count(&db->stats.batches, n);
+  }
+  pthread_mutex_lock(&db->mu);
+
+  if (rc != NOKV_OK && touched_log) {
+    /* The log and the memtable may now disagree with what callers were told:
+     * stop taking writes until the database is reopened and replays its log. */
+    set_bg_error(db, rc);
+  }
+  for (nk_writer *w = leader;;) {
+    nk_writer *next = w->next;
+    w->rc = rc;
+    w->done = true;
+    if (w != leader) pthread_cond_signal(&w->cv);
+    if (w == last) {
+      db->queue_head = next;
+      break;
+    }
+    w = next;
+  }
+  if (db->queue_head == NULL) db->queue_tail = NULL;
+}
+
+static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                       uint64_t *commit_ts) {
+  NK_RET(check_limits(db, b));
+  if (b->count == 0) {
+    if (commit_ts != NULL) *commit_ts = nk_oracle_read_ts(&db->oracle);
+    return NOKV_OK;
+  }
+  nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync};
+  pthread_cond_init(&w.cv, NULL);
+
+  pthread_mutex_lock(&db->mu);
+  if (db->queue_tail != NULL) {
+    db->queue_tail->next = &w;
+  } else {
+    db->queue_head = &w;
+  }
+  db->queue_tail = &w;
+  while (!w.done && db->queue_head != &w) {
+    pthread_cond_wait(&w.cv, &db->mu);
+  }
+  if (!w.done) {
+    lead_group(db, &w);
+    if (db->queue_head != NULL) {
+      pthread_cond_signal(&db->queue_head->cv);  /* the next leader */
+    } else {
+      pthread_cond_broadcast(&db->idle);
+    }
+  } else if (w.rc != NOKV_OK) {
+    nk_err(w.rc, "%s", w.rc == db->bg_error ? db->bg_errmsg : nokv_strerror(w.rc));
+  }
+  pthread_mutex_unlock(&db->mu);
+  pthread_cond_destroy(&w.cv);
+
+  if (w.rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
+  return w.rc;
+}
+
+int nokv_write(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+               uint64_t *commit_ts) {
+  nk_err_clear();
+  return write_batch(db, wo, b, commit_ts);
+}
+
+int nokv_put(nokv_db *db, const nokv_write_options *wo, const void *key, size_t klen,
+             const void *val, size_t vlen, uint64_t *commit_ts) {
+  nk_err_clear();
+  char buf[512];
+  struct nokv_batch b;
+  nk_batch_init_inline(&b, buf, sizeof buf);
+  int rc = nokv_batch_put(&b, key, klen, val, vlen);
+  if (rc == NOKV_OK) rc = write_batch(db, wo, &b, commit_ts);
+  nk_batch_release(&b);
+  return rc;
+}
+
+int nokv_delete(nokv_db *db, const nokv_write_options *wo, const void *key, size_t klen,
+                uint64_t *commit_ts) {
+  nk_err_clear();
+  char buf[512];
+  struct nokv_batch b;
+  nk_batch_init_inline(&b, buf, sizeof buf);
+  int rc = nokv_batch_delete(&b, key, klen);
+  if (rc == NOKV_OK) rc = write_batch(db, wo, &b, commit_ts);
+  nk_batch_release(&b);
+  return rc;
+}

@@ -1,0 +1,110 @@
+/*
+ * internal_key.h — versioned keys and memtable entries.
+ *
+ * An internal key is (user key, commit_ts, kind). Internal keys order by user key
+ * ascending, then commit_ts descending, so a seek to (key, read_ts) lands on the
+ * newest version visible at read_ts. The trailer packs commit_ts << 8 | kind into
+ * 8 bytes, which caps timestamps at 2^56 - 1.
+ *
+ * A memtable entry, as stored in the arena:
+ *   varint32 key_len | key | fixed64 trailer | varint32 value_len | value
+ */
+#ifndef NOKV_MEMTABLE_INTERNAL_KEY_H
+#define NOKV_MEMTABLE_INTERNAL_KEY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "util/coding.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum nk_kind {
+  NK_KIND_DELETE = 0,
+  NK_KIND_VALUE = 1,
+} nk_kind;
+
+#define NK_MAX_TS ((UINT64_C(1) << 56) - 1)
+
+static inline uint64_t nk_trailer(uint64_t ts, nk_kind kind) { return ts << 8 | (uint64_t)kind; }
+static inline uint64_t nk_trailer_ts(uint64_t trailer) { return trailer >> 8; }
+static inline nk_kind nk_trailer_kind(uint64_t trailer) { return (nk_kind)(trailer & 0xff); }
+
+/* A decoded memtable entry; pointers borrow the arena's bytes. */
+typedef struct nk_entry {
+  const char *key;
+  size_t klen;
+  uint64_t ts;
+  nk_kind kind;
+  const char *val;
+  size_t vlen;
+} nk_entry;
+
+static inline size_t nk_entry_encoded_len(size_t klen, size_t vlen) {
+  return nk_varint_len(klen) + klen + 8 + nk_varint_len(vlen) + vlen;
+}
+
+static inline void nk_entry_encode(char *p, const char *key, size_t klen, uint64_t ts,
+                                   nk_kind kind, const char *val, size_t vlen) {
+  p = nk_put_varint64(p, klen);
+  memcpy(p, key, klen);
+  p += klen;
+  nk_put_u64(p, nk_trailer(ts, kind));
+  p += 8;
+  p = nk_put_varint64(p, vlen);
+  if (vlen > 0) {
+    memcpy(p, val, vlen);
+  }
+}
+
+/* Decodes an entry the engine itself encoded (no bounds to check). */
+static inline void nk_entry_decode(const char *p, nk_entry *e) {
+  uint32_t n;
+  p = nk_get_varint32(p, p + NK_VARINT32_MAX, &n);
+  e->key = p;
+  e->klen = n;
+  p += n;
+  uint64_t trailer = nk_get_u64(p);
+  e->ts = nk_trailer_ts(trailer);
+  e->kind = nk_trailer_kind(trailer);
+  p += 8;
+  p = nk_get_varint32(p, p + NK_VARINT32_MAX, &n);
+  e->val = p;
+  e->vlen = n;
+}
+
+/* Orders (akey, ats) against (bkey, bts): user key ascending, ts descending. */
+static inline int nk_internal_cmp(const char *akey, size_t alen, uint64_t ats, const char *bkey,
+                                  size_t blen, uint64_t bts) {
+  size_t n = alen < blen ? alen : blen;
+  int c = n ? memcmp(akey, bkey, n) : 0;
+  if (c != 0) {
+    return c;
+  }
+  if (alen != blen) {
+    return alen < blen ? -1 : 1;
+  }
+  if (ats != bts) {
+    return ats > bts ? -1 : 1;
+  }
+  return 0;
+}
+
+/* Orders user keys bytewise (memcmp, shorter first on a tie). */
+static inline int nk_user_key_cmp(const char *a, size_t alen, const char *b, size_t blen) {
+  size_t n = alen < blen ? alen : blen;
+  int c = n ? memcmp(a, b, n) : 0;
+  if (c != 0) {
+    return c;
+  }
+  return alen < blen ? -1 : (alen > blen ? 1 : 0);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NOKV_MEMTABLE_INTERNAL_KEY_H */

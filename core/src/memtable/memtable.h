@@ -1,0 +1,46 @@
+/*
+ * memtable.h — the in-memory write buffer: versioned entries in a skiplist over
+ * an arena. One writer adds at a time; readers need no lock. Memory is accounted
+ * in arena bytes so the database can enforce its budget.
+ */
+#ifndef NOKV_MEMTABLE_MEMTABLE_H
+#define NOKV_MEMTABLE_MEMTABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memtable/internal_key.h"
+#include "memtable/skiplist.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nk_memtable nk_memtable;
+
+nk_memtable *nk_memtable_new(void);  /* NULL on ENOMEM */
+void nk_memtable_free(nk_memtable *mt);
+
+/* Upper bound of the arena bytes one add of this size costs. */
+size_t nk_memtable_cost(size_t klen, size_t vlen);
+
+/* Adds a version. REQUIRES: one writer at a time. NOKV_ENOMEM on allocation
+ * failure (the memtable is unchanged). */
+int nk_memtable_add(nk_memtable *mt, uint64_t ts, nk_kind kind, const char *key, size_t klen,
+                    const char *val, size_t vlen);
+
+/* Finds the newest version of key with ts <= read_ts. Returns false if there is
+ * none; otherwise fills *out (a deletion is found too: check out->kind). */
+bool nk_memtable_get(const nk_memtable *mt, const char *key, size_t klen, uint64_t read_ts,
+                     nk_entry *out);
+
+size_t nk_memtable_usage(const nk_memtable *mt);
+uint64_t nk_memtable_entries(const nk_memtable *mt);
+const nk_skiplist *nk_memtable_index(const nk_memtable *mt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NOKV_MEMTABLE_MEMTABLE_H */

@@ -1,0 +1,57 @@
+/*
+ * skiplist.h — the memtable's ordered index: a skiplist of arena-allocated
+ * entries (see internal_key.h), ordered by internal key.
+ *
+ * Concurrency (as LevelDB's skiplist): one writer at a time inserts, while any
+ * number of readers search and iterate without locks. Nodes are never removed
+ * while the skiplist lives; links are published with release stores and read
+ * with acquire loads, so a reader sees a node only once it is fully built.
+ * Inserting an internal key that is already present (same user key and commit
+ * timestamp: a batch touching one key twice) atomically replaces the entry.
+ */
+#ifndef NOKV_MEMTABLE_SKIPLIST_H
+#define NOKV_MEMTABLE_SKIPLIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/arena.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nk_skiplist nk_skiplist;
+struct nk_sl_node;
+
+/* The skiplist lives in (and is freed with) arena. NULL on ENOMEM. */
+nk_skiplist *nk_skiplist_new(nk_arena *arena);
+
+/* Links entry (encoded by nk_entry_encode in the same arena) under its internal
+ * key. Returns false if the new node could not be allocated.
+ * REQUIRES: external synchronisation between writers. */
+bool nk_skiplist_insert(nk_skiplist *sl, const char *entry);
+
+/* Bytes a node of maximal height costs, for capacity checks. */
+size_t nk_skiplist_max_node_size(void);
+
+typedef struct nk_sl_iter {
+  const nk_skiplist *sl;
+  const struct nk_sl_node *node;
+} nk_sl_iter;
+
+void nk_sl_iter_init(nk_sl_iter *it, const nk_skiplist *sl);
+/* Positions at the first entry >= (key, ts) in internal-key order. */
+void nk_sl_iter_seek(nk_sl_iter *it, const char *key, size_t klen, uint64_t ts);
+void nk_sl_iter_seek_first(nk_sl_iter *it);
+static inline bool nk_sl_iter_valid(const nk_sl_iter *it) { return it->node != NULL; }
+void nk_sl_iter_next(nk_sl_iter *it);
+/* REQUIRES: valid. */
+const char *nk_sl_iter_entry(const nk_sl_iter *it);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NOKV_MEMTABLE_SKIPLIST_H */

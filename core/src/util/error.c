@@ -1,0 +1,56 @@
+/* error.c — thread-local error messages and the names of status codes. */
+#include "util/error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char nk_errbuf[512];
+
+int nk_err(int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(nk_errbuf, sizeof nk_errbuf, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+int nk_err_errno(int errno_value, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(nk_errbuf, sizeof nk_errbuf, fmt, ap);
+  va_end(ap);
+  if (n >= 0 && (size_t)n < sizeof nk_errbuf) {
+    char msg[128];
+    if (strerror_r(errno_value, msg, sizeof msg) != 0) { /* POSIX strerror_r */
+      snprintf(msg, sizeof msg, "errno %d", errno_value);
+    }
+    snprintf(nk_errbuf + n, sizeof nk_errbuf - (size_t)n, ": %s", msg);
+  }
+  switch (errno_value) {
+    case ENOMEM: return NOKV_ENOMEM;
+    case ENOSPC: return NOKV_EFULL;
+    default: return NOKV_EIO;
+  }
+}
+
+void nk_err_clear(void) { nk_errbuf[0] = '\0'; }
+
+const char *nokv_errmsg(void) { return nk_errbuf; }
+
+const char *nokv_strerror(int rc) {
+  switch (rc) {
+    case NOKV_OK: return "ok";
+    case NOKV_ENOTFOUND: return "not found";
+    case NOKV_EINVAL: return "invalid argument";
+    case NOKV_ECORRUPT: return "corruption";
+    case NOKV_EIO: return "I/O error";
+    case NOKV_ENOMEM: return "out of memory";
+    case NOKV_EFULL: return "capacity exhausted";
+    case NOKV_EBUSY: return "busy";
+    case NOKV_ECLOSED: return "database closed";
+    case NOKV_ECONFLICT: return "transaction conflict";
+    default: return "unknown error";
+  }
+}

@@ -1,0 +1,52 @@
+/*
+ * error.h — how the engine reports errors.
+ *
+ * Functions return an int status (NOKV_OK or a negative NOKV_E* code). Where an
+ * error is born, nk_err() records a detailed, thread-local message that the public
+ * nokv_errmsg() returns. The NK_RET/NK_ERR macros follow WiredTiger's WT_RET/WT_ERR:
+ * NK_ERR jumps to the function's single `err:` label with `ret` set.
+ */
+#ifndef NOKV_UTIL_ERROR_H
+#define NOKV_UTIL_ERROR_H
+
+#include "nokv/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define NK_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define NK_PRINTF(f, a)
+#endif
+
+/* Records a message for nokv_errmsg() and returns rc. */
+int nk_err(int rc, const char *fmt, ...) NK_PRINTF(2, 3);
+/* Records strerror(errno_value) after the message; returns NOKV_EIO (or NOKV_ENOMEM/
+ * NOKV_EFULL for ENOMEM/ENOSPC). */
+int nk_err_errno(int errno_value, const char *fmt, ...) NK_PRINTF(2, 3);
+/* Clears the thread's message (called at the start of each public entry point). */
+void nk_err_clear(void);
+
+#define NK_RET(x)                 \
+  do {                            \
+    int nk_ret_ = (x);            \
+    if (nk_ret_ != NOKV_OK) {     \
+      return nk_ret_;             \
+    }                             \
+  } while (0)
+
+#define NK_ERR(x)                 \
+  do {                            \
+    ret = (x);                    \
+    if (ret != NOKV_OK) {         \
+      goto err;                   \
+    }                             \
+  } while (0)
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NOKV_UTIL_ERROR_H */

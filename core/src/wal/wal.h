@@ -1,0 +1,70 @@
+/*
+ * wal.h — writing and replaying the write-ahead log.
+ *
+ * Writer: appends framed records to the current segment, syncs on request, and
+ * rotates to a new segment (syncing the old one and the directory) once the
+ * current one passes its size limit. The writer is not thread-safe: the database
+ * calls it only from the leader of a write group.
+ *
+ * Replay: reads every segment in order and hands each record to a callback. A
+ * damaged record at the end of the newest segment is a torn write: the segment is
+ * truncated to its last good record and the cut is reported. Damage anywhere else
+ * (an older segment, or the newest with good records after the damage) fails with
+ * NOKV_ECORRUPT naming the file and offset: never silently drop acknowledged data.
+ */
+#ifndef NOKV_WAL_WAL_H
+#define NOKV_WAL_WAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/env.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nk_wal nk_wal;
+
+/* Starts a new, empty segment numbered number in dir (and syncs dir). */
+int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t number,
+                size_t segment_bytes, nk_wal **out);
+/* Appends bytes that hold whole framed records. */
+int nk_wal_append(nk_wal *w, const char *data, size_t len);
+int nk_wal_sync(nk_wal *w);
+/* Starts the next segment if the current one reached its limit. */
+int nk_wal_maybe_rotate(nk_wal *w);
+/* Syncs and closes. */
+int nk_wal_close(nk_wal *w);
+
+uint64_t nk_wal_segments_created(const nk_wal *w);
+uint64_t nk_wal_current_number(const nk_wal *w);
+
+/* The segment file name of number: "%08llu.wal". buf must hold 32 bytes. */
+void nk_wal_segment_name(uint64_t number, char *buf);
+/* Parses a segment file name; false if name is not one. */
+bool nk_wal_parse_name(const char *name, uint64_t *number);
+
+/* Segment numbers found in dir, ascending, malloc'ed (free()). */
+int nk_wal_list(const struct nokv_env *env, const char *dir, uint64_t **numbers, size_t *n);
+
+typedef struct nk_wal_replay_stats {
+  uint64_t records;
+  uint64_t bytes;
+  uint64_t torn_tails;
+  uint64_t torn_bytes;
+} nk_wal_replay_stats;
+
+/* Called per record; a non-OK return stops the replay with that status. */
+typedef int (*nk_wal_record_fn)(void *arg, uint8_t type, const char *payload, size_t len);
+
+/* Replays one segment. is_newest allows (and repairs) a torn tail. */
+int nk_wal_replay_segment(const struct nokv_env *env, const char *path, bool is_newest,
+                          nk_wal_record_fn fn, void *arg, nk_wal_replay_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NOKV_WAL_WAL_H */

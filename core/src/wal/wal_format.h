@@ -1,0 +1,52 @@
+/*
+ * wal_format.h — the write-ahead log's on-disk format (docs/wal_format.md).
+ *
+ * The log is a sequence of segment files NNNNNNNN.wal (decimal file number, 8+
+ * digits) in the data directory, replayed in number order. A segment is a
+ * sequence of records:
+ *
+ *   fixed32 checksum | fixed32 length | u8 type | payload[length]
+ *
+ * checksum = low 32 bits of XXH3-64(payload, seed = length << 8 | type), so the
+ * length and type are covered too. Type 1 carries one write batch
+ * (db/batch_internal.h). A segment is fsync'ed before the next one is started, so
+ * only the newest segment can end in a torn record.
+ */
+#ifndef NOKV_WAL_FORMAT_H
+#define NOKV_WAL_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/checksum.h"
+#include "util/coding.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NK_WAL_HEADER 9
+#define NK_WAL_MAX_RECORD (1u << 30)
+#define NK_WAL_SUFFIX ".wal"
+
+typedef enum nk_wal_type {
+  NK_WAL_BATCH = 1,
+} nk_wal_type;
+
+static inline uint32_t nk_wal_checksum(uint8_t type, const char *payload, size_t len) {
+  return nk_checksum32(payload, len, (uint64_t)len << 8 | type);
+}
+
+/* Writes the 9-byte header of a record of len bytes at dst. */
+static inline void nk_wal_encode_header(char *dst, uint8_t type, const char *payload,
+                                        size_t len) {
+  nk_put_u32(dst, nk_wal_checksum(type, payload, len));
+  nk_put_u32(dst + 4, (uint32_t)len);
+  dst[8] = (char)type;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NOKV_WAL_FORMAT_H */
