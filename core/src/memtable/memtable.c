@@ -7,7 +7,7 @@
 #include "nokv/status.h"
 #include "util/arena.h"
 
-#define NK_MEMTABLE_BLOCK (1u << 20)
+#define NK_MEMTABLE_BLOCK (256u << 10)
 
 struct nk_memtable {
   nk_arena *arena;

@@ -1,0 +1,88 @@
+// Helpers shared by the engine tests: scratch directories and small wrappers
+// that turn the C API's out-parameters into values.
+#ifndef NOKV_TESTS_CORE_TEST_UTIL_H
+#define NOKV_TESTS_CORE_TEST_UTIL_H
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <random>
+#include <string>
+
+#include "nokv/nokv.h"
+
+namespace nokv_test {
+
+// A fresh directory under the test's scratch space, removed by the destructor.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = getenv("TEST_TMPDIR");
+    std::string tmpl = std::string(base ? base : "/tmp") + "/nokv-XXXXXX";
+    char* p = mkdtemp(tmpl.data());
+    if (p == nullptr) abort();
+    path_ = p;
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct Value {
+  std::string data;
+  uint64_t commit_ts;
+};
+
+// Get as an optional; aborts the test on errors other than not-found.
+inline std::optional<Value> Get(nokv_db* db, const std::string& key, uint64_t read_ts = 0,
+                                int* rc_out = nullptr) {
+  nokv_read_options ro;
+  nokv_read_options_init(&ro);
+  ro.read_ts = read_ts;
+  void* v = nullptr;
+  size_t n = 0;
+  uint64_t ts = 0;
+  int rc = nokv_get(db, &ro, key.data(), key.size(), &v, &n, &ts);
+  if (rc_out) *rc_out = rc;
+  if (rc != NOKV_OK) return std::nullopt;
+  Value out{std::string(static_cast<char*>(v), n), ts};
+  nokv_free(v);
+  return out;
+}
+
+inline int Put(nokv_db* db, const std::string& k, const std::string& v, bool sync = false,
+               uint64_t* ts = nullptr) {
+  nokv_write_options wo{};
+  wo.sync = sync;
+  return nokv_put(db, &wo, k.data(), k.size(), v.data(), v.size(), ts);
+}
+
+inline int Delete(nokv_db* db, const std::string& k, uint64_t* ts = nullptr) {
+  return nokv_delete(db, nullptr, k.data(), k.size(), ts);
+}
+
+inline nokv_statistics Stats(nokv_db* db) {
+  nokv_statistics s;
+  nokv_stats(db, &s);
+  return s;
+}
+
+// The seed of a randomized test: $NOKV_TEST_SEED if set, else random. Printed so
+// a failure can be replayed.
+inline uint64_t TestSeed() {
+  const char* env = getenv("NOKV_TEST_SEED");
+  uint64_t seed = (env && *env) ? strtoull(env, nullptr, 10) : std::random_device{}();
+  printf("NOKV_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed));
+  fflush(stdout);
+  return seed;
+}
+
+}  // namespace nokv_test
+
+#endif  // NOKV_TESTS_CORE_TEST_UTIL_H

@@ -1,0 +1,253 @@
+// The write-ahead log: record framing, replay, and the line between a torn tail
+// (repaired and reported) and corruption (open fails, naming file and offset).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "nokv/nokv.h"
+#include "test_util.h"
+
+extern "C" {
+#include "util/env.h"
+#include "wal/wal.h"
+#include "wal/wal_format.h"
+}
+
+namespace {
+
+using nokv_test::Get;
+using nokv_test::Put;
+using nokv_test::Stats;
+using nokv_test::TempDir;
+
+std::string Frame(uint8_t type, const std::string& payload) {
+  std::string rec(NK_WAL_HEADER + payload.size(), '\0');
+  memcpy(&rec[NK_WAL_HEADER], payload.data(), payload.size());
+  nk_wal_encode_header(&rec[0], type, &rec[NK_WAL_HEADER], payload.size());
+  return rec;
+}
+
+struct Collected {
+  std::vector<std::string> payloads;
+};
+
+int Collect(void* arg, uint8_t, const char* p, size_t n) {
+  static_cast<Collected*>(arg)->payloads.emplace_back(p, n);
+  return NOKV_OK;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void WriteAll(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << data;
+}
+
+std::vector<std::string> Segments(const std::string& dir) {
+  std::vector<std::string> v;
+  for (auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() == ".wal") v.push_back(e.path().string());
+  }
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+TEST(WalFormatTest, ChecksumCoversPayloadLengthAndType) {
+  std::string rec = Frame(NK_WAL_BATCH, "hello");
+  ASSERT_EQ(rec.size(), NK_WAL_HEADER + 5u);
+  uint32_t sum = nk_get_u32(rec.data());
+  EXPECT_EQ(nk_get_u32(rec.data() + 4), 5u);
+  EXPECT_EQ(rec[8], NK_WAL_BATCH);
+  EXPECT_EQ(sum, nk_wal_checksum(NK_WAL_BATCH, "hello", 5));
+  EXPECT_NE(sum, nk_wal_checksum(NK_WAL_BATCH + 1, "hello", 5));
+  EXPECT_NE(sum, nk_wal_checksum(NK_WAL_BATCH, "hellp", 5));
+  EXPECT_NE(sum, nk_wal_checksum(NK_WAL_BATCH, "hell", 4));
+}
+
+TEST(WalFormatTest, SegmentNames) {
+  char name[32];
+  nk_wal_segment_name(42, name);
+  EXPECT_STREQ(name, "00000042.wal");
+  uint64_t n;
+  EXPECT_TRUE(nk_wal_parse_name("00000042.wal", &n));
+  EXPECT_EQ(n, 42u);
+  EXPECT_TRUE(nk_wal_parse_name("123456789012.wal", &n));
+  EXPECT_EQ(n, 123456789012u);
+  EXPECT_FALSE(nk_wal_parse_name("LOCK", &n));
+  EXPECT_FALSE(nk_wal_parse_name(".wal", &n));
+  EXPECT_FALSE(nk_wal_parse_name("12a.wal", &n));
+  EXPECT_FALSE(nk_wal_parse_name("00000042.wal.tmp", &n));
+}
+
+TEST(WalReplayTest, WrittenRecordsReplayInOrder) {
+  TempDir dir;
+  nk_wal* w;
+  ASSERT_EQ(nk_wal_open(nk_env_posix(), dir.path().c_str(), 7, 1 << 20, &w), NOKV_OK);
+  std::vector<std::string> payloads = {"", "a", std::string(100000, 'x'), "last"};
+  for (auto& p : payloads) {
+    std::string rec = Frame(NK_WAL_BATCH, p);
+    ASSERT_EQ(nk_wal_append(w, rec.data(), rec.size()), NOKV_OK);
+  }
+  ASSERT_EQ(nk_wal_close(w), NOKV_OK);
+  Collected c;
+  nk_wal_replay_stats st{};
+  ASSERT_EQ(nk_wal_replay_segment(nk_env_posix(), dir.file("00000007.wal").c_str(), true,
+                                  Collect, &c, &st),
+            NOKV_OK);
+  EXPECT_EQ(c.payloads, payloads);
+  EXPECT_EQ(st.records, 4u);
+  EXPECT_EQ(st.torn_tails, 0u);
+}
+
+TEST(WalReplayTest, CallbackErrorStopsReplay) {
+  TempDir dir;
+  WriteAll(dir.file("1.wal"), Frame(NK_WAL_BATCH, "a") + Frame(NK_WAL_BATCH, "b"));
+  int calls = 0;
+  auto fail = [](void* arg, uint8_t, const char*, size_t) {
+    ++*static_cast<int*>(arg);
+    return static_cast<int>(NOKV_ECORRUPT);
+  };
+  nk_wal_replay_stats st{};
+  EXPECT_EQ(nk_wal_replay_segment(nk_env_posix(), dir.file("1.wal").c_str(), true, fail, &calls,
+                                  &st),
+            NOKV_ECORRUPT);
+  EXPECT_EQ(calls, 1);
+}
+
+// Table-driven damage to the newest segment of a database holding keys k0..k9:
+// whether it is a torn tail (open succeeds without the damaged record) or
+// corruption (open fails).
+struct Damage {
+  const char* name;
+  void (*apply)(std::string& seg, const std::vector<size_t>& record_ends);
+  bool torn;
+};
+
+const Damage kDamages[] = {
+    {"cut inside the last payload",
+     [](std::string& s, const std::vector<size_t>&) { s.resize(s.size() - 3); }, true},
+    {"cut inside the last header",
+     [](std::string& s, const std::vector<size_t>& ends) { s.resize(ends[8] + 4); }, true},
+    {"flipped byte in the last record",
+     [](std::string& s, const std::vector<size_t>&) { s[s.size() - 2] ^= 0x40; }, true},
+    {"zero-filled space after the last record",
+     [](std::string& s, const std::vector<size_t>&) { s.append(4096, '\0'); }, false /*intact*/},
+    {"last record zeroed",
+     [](std::string& s, const std::vector<size_t>& ends) {
+       std::fill(s.begin() + static_cast<long>(ends[8]), s.end(), '\0');
+     },
+     true},
+    {"flipped byte in a middle record",
+     [](std::string& s, const std::vector<size_t>& ends) { s[ends[4] + 12] ^= 0x01; }, false},
+    {"length of a middle record inflated",
+     [](std::string& s, const std::vector<size_t>& ends) { s[ends[4] + 5] = 0x10; }, false},
+};
+
+class WalDamageTest : public ::testing::TestWithParam<Damage> {};
+
+TEST_P(WalDamageTest, TornTailIsRepairedCorruptionFailsOpen) {
+  const Damage& d = GetParam();
+  TempDir dir;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK);
+  std::vector<size_t> ends;
+  for (int i = 0; i < 10; i++) {
+    ASSERT_EQ(Put(db, "k" + std::to_string(i), "value" + std::to_string(i)), NOKV_OK);
+    ends.push_back(Stats(db).wal_bytes_written);
+  }
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  auto segs = Segments(dir.path());
+  ASSERT_EQ(segs.size(), 1u);
+  std::string seg = ReadAll(segs[0]);
+  ASSERT_EQ(seg.size(), ends.back());
+  d.apply(seg, ends);
+  WriteAll(segs[0], seg);
+
+  bool corrupt_expected = std::string(d.name).find("middle") != std::string::npos;
+  int rc = nokv_open(dir.path().c_str(), nullptr, &db);
+  if (corrupt_expected) {
+    ASSERT_EQ(rc, NOKV_ECORRUPT) << d.name;
+    std::string msg = nokv_errmsg();
+    EXPECT_NE(msg.find(segs[0]), std::string::npos) << msg;
+    EXPECT_NE(msg.find("offset " + std::to_string(ends[4])), std::string::npos) << msg;
+    EXPECT_EQ(ReadAll(segs[0]), seg) << "a failed open must not modify the log";
+    return;
+  }
+  ASSERT_EQ(rc, NOKV_OK) << d.name << ": " << nokv_errmsg();
+  nokv_statistics s = Stats(db);
+  int survivors = d.torn ? 9 : 10;
+  if (std::string(d.name).find("zero-filled") != std::string::npos) {
+    EXPECT_EQ(s.torn_tail_truncations, 1u);
+    EXPECT_EQ(s.torn_tail_bytes, 4096u);
+  } else {
+    EXPECT_EQ(s.torn_tail_truncations, 1u) << d.name;
+    EXPECT_EQ(s.torn_tail_bytes, seg.size() - ends[8]) << d.name;
+  }
+  for (int i = 0; i < 10; i++) {
+    EXPECT_EQ(Get(db, "k" + std::to_string(i)).has_value(), i < survivors) << d.name << " " << i;
+  }
+  // The repair is durable and the database keeps working across reopens.
+  ASSERT_EQ(Put(db, "after", "repair", true), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK) << nokv_errmsg();
+  EXPECT_EQ(Stats(db).torn_tail_truncations, 0u);
+  EXPECT_EQ(Get(db, "after")->data, "repair");
+  EXPECT_EQ(Get(db, "k0")->data, "value0");
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+INSTANTIATE_TEST_SUITE_P(Damages, WalDamageTest, ::testing::ValuesIn(kDamages),
+                         [](const auto& info) {
+                           std::string n = info.param.name;
+                           for (auto& ch : n) {
+                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           }
+                           return n;
+                         });
+
+TEST(WalDamageTest, DamageInASealedSegmentIsCorruption) {
+  TempDir dir;
+  nokv_db* db;
+  for (int run = 0; run < 2; run++) {
+    ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK);
+    ASSERT_EQ(Put(db, "run" + std::to_string(run), "v"), NOKV_OK);
+    ASSERT_EQ(nokv_close(db), NOKV_OK);
+  }
+  auto segs = Segments(dir.path());
+  ASSERT_EQ(segs.size(), 2u);
+  std::string seg = ReadAll(segs[0]);
+  seg.resize(seg.size() - 1);  // would be a torn tail in the newest segment
+  WriteAll(segs[0], seg);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
+  EXPECT_NE(std::string(nokv_errmsg()).find("sealed segment"), std::string::npos)
+      << nokv_errmsg();
+}
+
+TEST(WalDamageTest, UnknownRecordTypeIsCorruption) {
+  TempDir dir;
+  WriteAll(dir.file("00000001.wal"), Frame(9, "whatever") + Frame(NK_WAL_BATCH, "x"));
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
+  EXPECT_NE(std::string(nokv_errmsg()).find("unknown record type"), std::string::npos);
+}
+
+TEST(WalDamageTest, MalformedBatchWithValidChecksumIsCorruption) {
+  TempDir dir;
+  std::string batch(12, '\0');
+  batch[0] = 1;   // commit_ts 1
+  batch[8] = 3;   // claims 3 operations, has none
+  WriteAll(dir.file("00000001.wal"), Frame(NK_WAL_BATCH, batch));
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
+  EXPECT_NE(std::string(nokv_errmsg()).find("malformed batch"), std::string::npos)
+      << nokv_errmsg();
+}
+
+}  // namespace
