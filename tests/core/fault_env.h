@@ -1,0 +1,143 @@
+// A file layer that wraps the POSIX one to inject the faults real disks have:
+// failing writes, failing fsyncs, and power loss (every byte not fsync'ed is
+// gone). Modelled on LevelDB's FaultInjectionTestEnv.
+#ifndef NOKV_TESTS_CORE_FAULT_ENV_H
+#define NOKV_TESTS_CORE_FAULT_ENV_H
+
+#include <map>
+#include <mutex>
+#include <string>
+
+extern "C" {
+#include "util/env.h"
+#include "util/error.h"
+}
+
+namespace nokv_test {
+
+class FaultEnv {
+ public:
+  FaultEnv() {
+    env_ = *nk_env_posix();
+    env_.state = this;
+    env_.open_append = OpenAppend;
+    env_.append = Append;
+    env_.sync = Sync;
+    env_.close = Close;
+    env_.read_at = ReadAt;
+    env_.size = Size;
+    env_.truncate = Truncate;
+    env_.open_read = OpenRead;
+    env_.lock = Lock;
+  }
+  const nokv_env* env() const { return &env_; }
+
+  // Appends fail once this many more bytes have been written (-1: never).
+  void FailAppendsAfter(long long bytes) { std::lock_guard<std::mutex> l(mu_); append_budget_ = bytes; }
+  void FailSyncs(bool fail) { std::lock_guard<std::mutex> l(mu_); fail_syncs_ = fail; }
+  // From now on writes and syncs vanish, as in a machine that lost power.
+  void PowerOff() { std::lock_guard<std::mutex> l(mu_); powered_off_ = true; }
+  // After PowerOff and closing the database: cut every file to what was synced.
+  void DropUnsynced() {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [path, synced] : synced_) nk_env_posix()->truncate(nk_env_posix(), path.c_str(), synced);
+    powered_off_ = false;
+  }
+  int syncs() const { return syncs_; }
+
+ private:
+  struct File {
+    nk_file base;
+    nk_file* inner;
+    std::string path;
+    FaultEnv* owner;
+  };
+  static FaultEnv* Self(const nokv_env* e) { return static_cast<FaultEnv*>(e->state); }
+  static File* F(nk_file* f) { return reinterpret_cast<File*>(f); }
+  static nk_file* Inner(nk_file* f) { return F(f)->inner; }
+
+  static int OpenAppend(const nokv_env* e, const char* path, bool truncate, nk_file** out) {
+    nk_file* inner;
+    const nokv_env* posix = nk_env_posix();
+    int rc = posix->open_append(posix, path, truncate, &inner);
+    if (rc != NOKV_OK) return rc;
+    FaultEnv* self = Self(e);
+    {
+      std::lock_guard<std::mutex> l(self->mu_);
+      uint64_t size = 0;
+      posix->size(inner, &size);
+      if (truncate || !self->synced_.count(path)) self->synced_[path] = truncate ? 0 : size;
+    }
+    *out = &(new File{{e}, inner, path, self})->base;
+    return NOKV_OK;
+  }
+  static int OpenRead(const nokv_env* e, const char* path, nk_file** out) {
+    nk_file* inner;
+    int rc = nk_env_posix()->open_read(nk_env_posix(), path, &inner);
+    if (rc != NOKV_OK) return rc;
+    *out = &(new File{{e}, inner, path, Self(e)})->base;
+    return NOKV_OK;
+  }
+  static int Lock(const nokv_env* e, const char* path, nk_file** out) {
+    nk_file* inner;
+    int rc = nk_env_posix()->lock(nk_env_posix(), path, &inner);
+    if (rc != NOKV_OK) return rc;
+    *out = &(new File{{e}, inner, path, Self(e)})->base;
+    return NOKV_OK;
+  }
+  static int Append(nk_file* f, const void* data, size_t n) {
+    FaultEnv* self = F(f)->owner;
+    {
+      std::lock_guard<std::mutex> l(self->mu_);
+      if (self->powered_off_) return NOKV_OK;
+      if (self->append_budget_ >= 0) {
+        if (static_cast<long long>(n) > self->append_budget_) {
+          return nk_err(NOKV_EIO, "write %s: injected I/O error", F(f)->path.c_str());
+        }
+        self->append_budget_ -= static_cast<long long>(n);
+      }
+    }
+    return nk_env_posix()->append(Inner(f), data, n);
+  }
+  static int Sync(nk_file* f) {
+    FaultEnv* self = F(f)->owner;
+    std::lock_guard<std::mutex> l(self->mu_);
+    if (self->powered_off_) return NOKV_OK;
+    if (self->fail_syncs_) return nk_err(NOKV_EIO, "fdatasync %s: injected I/O error", F(f)->path.c_str());
+    int rc = nk_env_posix()->sync(Inner(f));
+    uint64_t size = 0;
+    nk_env_posix()->size(Inner(f), &size);
+    self->synced_[F(f)->path] = size;
+    self->syncs_++;
+    return rc;
+  }
+  static int Close(nk_file* f) {
+    int rc = nk_env_posix()->close(Inner(f));
+    delete F(f);
+    return rc;
+  }
+  static int ReadAt(nk_file* f, uint64_t off, void* buf, size_t n, size_t* got) {
+    return nk_env_posix()->read_at(Inner(f), off, buf, n, got);
+  }
+  static int Size(nk_file* f, uint64_t* out) { return nk_env_posix()->size(Inner(f), out); }
+  static int Truncate(const nokv_env* e, const char* path, uint64_t size) {
+    FaultEnv* self = Self(e);
+    std::lock_guard<std::mutex> l(self->mu_);
+    int rc = nk_env_posix()->truncate(nk_env_posix(), path, size);
+    auto it = self->synced_.find(path);
+    if (it != self->synced_.end() && it->second > size) it->second = size;
+    return rc;
+  }
+
+  nokv_env env_;
+  std::mutex mu_;
+  long long append_budget_ = -1;
+  bool fail_syncs_ = false;
+  bool powered_off_ = false;
+  int syncs_ = 0;
+  std::map<std::string, uint64_t> synced_;
+};
+
+}  // namespace nokv_test
+
+#endif  // NOKV_TESTS_CORE_FAULT_ENV_H
