@@ -160,7 +160,7 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   if ((db->mem = nk_memtable_new()) == NULL) {
     NK_ERR(nk_err(NOKV_ENOMEM, "out of memory creating the memtable"));
   }
-  uint64_t next_number;
+  uint64_t next_number = 1;
   NK_ERR(recover(db, &next_number));
   oracle_ready = true;
   NK_ERR(nk_wal_open(db->env, path, next_number, opts->wal_segment_bytes, &db->wal));

@@ -62,7 +62,7 @@ static inline void nk_entry_encode(char *p, const char *key, size_t klen, uint64
 
 /* Decodes an entry the engine itself encoded (no bounds to check). */
 static inline void nk_entry_decode(const char *p, nk_entry *e) {
-  uint32_t n;
+  uint32_t n = 0;
   p = nk_get_varint32(p, p + NK_VARINT32_MAX, &n);
   e->key = p;
   e->klen = n;

@@ -1,0 +1,63 @@
+/*
+ * crash_writer — the victim of the crash tests. Opens the database in argv[1]
+ * and has argv[2] threads write keys "r<round>/t<thread>/<seq>" with sync=true,
+ * printing "<key>\n" to stdout only after the write was acknowledged. The
+ * parent kills it with SIGKILL at a random moment and checks that every printed
+ * key survived. Runs until killed.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nokv/nokv.h"
+
+static nokv_db *db;
+static const char *round_id;
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The value of a key: the key repeated to a length that depends on it. */
+void crash_value_of(const char *key, char *buf, size_t *len) {
+  size_t klen = strlen(key), n = 20 + (klen * 131 + (unsigned char)key[klen - 1] * 7) % 300;
+  for (size_t i = 0; i < n; i++) buf[i] = key[i % klen];
+  *len = n;
+}
+
+static void *writer(void *arg) {
+  long t = (long)arg;
+  nokv_write_options wo = {.sync = true};
+  char key[64], val[400], line[80];
+  for (long seq = 0;; seq++) {
+    int klen = snprintf(key, sizeof key, "r%s/t%ld/%06ld", round_id, t, seq);
+    size_t vlen;
+    crash_value_of(key, val, &vlen);
+    int rc = nokv_put(db, &wo, key, (size_t)klen, val, vlen, NULL);
+    if (rc != NOKV_OK) {
+      fprintf(stderr, "crash_writer: put %s: %s\n", key, nokv_errmsg());
+      exit(2);
+    }
+    int n = snprintf(line, sizeof line, "%s\n", key);
+    pthread_mutex_lock(&out_mu);
+    if (write(1, line, (size_t)n) != n) exit(3);
+    pthread_mutex_unlock(&out_mu);
+  }
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: crash_writer DIR THREADS ROUND\n");
+    return 1;
+  }
+  round_id = argv[3];
+  if (nokv_open(argv[1], NULL, &db) != NOKV_OK) {
+    fprintf(stderr, "crash_writer: open %s: %s\n", argv[1], nokv_errmsg());
+    return 1;
+  }
+  int threads = atoi(argv[2]);
+  pthread_t tid[64];
+  for (long t = 0; t < threads && t < 64; t++) pthread_create(&tid[t], NULL, writer, (void *)t);
+  for (long t = 0; t < threads && t < 64; t++) pthread_join(tid[t], NULL);
+  return 0;
+}
