@@ -61,6 +61,9 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
 
 void nokv_free(void *p);
 
+/* The newest commit timestamp visible to readers (what read_ts 0 reads at). */
+uint64_t nokv_last_commit_ts(nokv_db *db);
+
 /* A snapshot pins the current commit timestamp: reads through it see the
  * database as of that moment, and versions it can see are kept. */
 int nokv_snapshot_create(nokv_db *db, nokv_snapshot **out);

@@ -51,6 +51,8 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
 
 void nokv_free(void *p) { free(p); }
 
+uint64_t nokv_last_commit_ts(nokv_db *db) { return nk_oracle_read_ts(&db->oracle); }
+
 int nokv_snapshot_create(nokv_db *db, nokv_snapshot **out) {
   nk_err_clear();
   nokv_snapshot *s = nk_oracle_snapshot(&db->oracle);

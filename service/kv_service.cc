@@ -1,0 +1,204 @@
+#include "service/kv_service.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <utility>
+
+#include "service/status.h"
+
+namespace nokv::service {
+
+namespace {
+
+grpc::Status EngineError(int rc) { return ToGrpcStatus(rc, nokv_errmsg()); }
+
+grpc::Status RequireKey(const std::string& key) {
+  if (key.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty key");
+  return grpc::Status::OK;
+}
+
+// The gRPC names of the engine's counters (core/include/nokv/stats.h).
+#define NOKV_COUNTERS(X)                                                                    \
+  X(last_commit_ts) X(live_snapshots) X(oldest_snapshot_ts) X(memtable_entries)             \
+  X(memtable_bytes) X(memtable_limit_bytes) X(puts) X(deletes) X(batches) X(write_groups)   \
+  X(wal_syncs) X(wal_bytes_written) X(wal_segments) X(wal_segment_bytes)                    \
+  X(writes_rejected_full) X(gets) X(get_hits) X(iterators_created) X(recovered_records)     \
+  X(recovered_bytes) X(torn_tail_truncations) X(torn_tail_bytes)
+
+}  // namespace
+
+grpc::Status KvService::Get(grpc::ServerContext*, const nokv::v1::GetRequest* req,
+                            nokv::v1::GetResponse* resp) {
+  if (auto s = RequireKey(req->key()); !s.ok()) return s;
+  nokv_read_options ro;
+  nokv_read_options_init(&ro);
+  // Fix the timestamp first so the response can say what it read at.
+  uint64_t latest = nokv_last_commit_ts(db_);
+  ro.read_ts = req->read_ts() != 0 && req->read_ts() < latest ? req->read_ts() : latest;
+  void* val = nullptr;
+  size_t len = 0;
+  uint64_t ts = 0;
+  int rc = nokv_get(db_, &ro, req->key().data(), req->key().size(), &val, &len, &ts);
+  resp->set_read_ts(ro.read_ts);
+  if (rc == NOKV_ENOTFOUND) {
+    resp->set_found(false);
+    return grpc::Status::OK;
+  }
+  if (rc != NOKV_OK) return EngineError(rc);
+  resp->set_found(true);
+  resp->set_value(static_cast<const char*>(val), len);
+  resp->set_commit_ts(ts);
+  nokv_free(val);
+  return grpc::Status::OK;
+}
+
+grpc::Status KvService::Put(grpc::ServerContext*, const nokv::v1::PutRequest* req,
+                            nokv::v1::PutResponse* resp) {
+  if (auto s = RequireKey(req->key()); !s.ok()) return s;
+  nokv_write_options wo{};
+  wo.sync = options_.force_sync || req->sync();
+  uint64_t ts = 0;
+  int rc = nokv_put(db_, &wo, req->key().data(), req->key().size(), req->value().data(),
+                    req->value().size(), &ts);
+  if (rc != NOKV_OK) return EngineError(rc);
+  resp->set_commit_ts(ts);
+  return grpc::Status::OK;
+}
+
+grpc::Status KvService::Delete(grpc::ServerContext*, const nokv::v1::DeleteRequest* req,
+                               nokv::v1::DeleteResponse* resp) {
+  if (auto s = RequireKey(req->key()); !s.ok()) return s;
+  nokv_write_options wo{};
+  wo.sync = options_.force_sync || req->sync();
+  uint64_t ts = 0;
+  int rc = nokv_delete(db_, &wo, req->key().data(), req->key().size(), &ts);
+  if (rc != NOKV_OK) return EngineError(rc);
+  resp->set_commit_ts(ts);
+  return grpc::Status::OK;
+}
+
+grpc::Status KvService::Stats(grpc::ServerContext*, const nokv::v1::StatsRequest*,
+                              nokv::v1::StatsResponse* resp) {
+  nokv_statistics s;
+  int rc = nokv_stats(db_, &s);
+  if (rc != NOKV_OK) return EngineError(rc);
+  auto& counters = *resp->mutable_counters();
+#define NOKV_SET_COUNTER(name) counters[#name] = s.name;
+  NOKV_COUNTERS(NOKV_SET_COUNTER)
+#undef NOKV_SET_COUNTER
+  resp->set_last_commit_ts(s.last_commit_ts);
+  resp->set_data_dir(options_.data_dir);
+  return grpc::Status::OK;
+}
+
+// One Scan stream: a snapshot, an iterator over it, and one outstanding write.
+class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::ScanResponse> {
+ public:
+  ScanReactor(KvService* service, const nokv::v1::ScanRequest* req)
+      : service_(service), limit_(req->limit()) {
+    const std::string &start = req->start(), &end = req->end();
+    if (!end.empty() && end < start) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "scan end is before start"));
+      return;
+    }
+    nokv_db* db = service_->db_;
+    int rc = nokv_snapshot_create(db, &snap_);
+    nokv_read_options ro;
+    nokv_read_options_init(&ro);
+    if (rc == NOKV_OK) {
+      ro.snapshot = snap_;
+      if (req->read_ts() != 0 && req->read_ts() < nokv_snapshot_ts(snap_)) {
+        ro.snapshot = nullptr;
+        ro.read_ts = req->read_ts();
+      }
+      read_ts_ = ro.snapshot ? nokv_snapshot_ts(snap_) : ro.read_ts;
+      rc = nokv_iter_new(db, &ro, start.data(), start.size(), end.data(), end.size(), &iter_);
+    }
+    if (rc != NOKV_OK) {
+      Finish(EngineError(rc));
+      return;
+    }
+    nokv_iter_seek_first(iter_);
+    SendNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {  // the client went away; OnDone follows
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client stopped reading"));
+      return;
+    }
+    SendNext();
+  }
+
+  void OnDone() override {
+    nokv_iter_close(iter_);
+    if (snap_ != nullptr) nokv_snapshot_release(service_->db_, snap_);
+    delete this;
+  }
+
+ private:
+  // Fills one chunk from the iterator and writes it, or finishes the stream.
+  void SendNext() {
+    resp_.Clear();
+    size_t bytes = 0;
+    while (nokv_iter_valid(iter_) && (limit_ == 0 || sent_ < limit_) &&
+           (bytes == 0 || bytes < service_->options_.scan_chunk_bytes)) {
+      size_t kl, vl;
+      const void* k = nokv_iter_key(iter_, &kl);
+      const void* v = nokv_iter_value(iter_, &vl);
+      nokv::v1::KeyValue* kv = resp_.add_kvs();
+      kv->set_key(static_cast<const char*>(k), kl);
+      kv->set_value(static_cast<const char*>(v), vl);
+      kv->set_commit_ts(nokv_iter_commit_ts(iter_));
+      bytes += kl + vl;
+      sent_++;
+      nokv_iter_next(iter_);
+    }
+    if (int rc = nokv_iter_status(iter_); rc != NOKV_OK) {
+      Finish(EngineError(rc));
+      return;
+    }
+    if (resp_.kvs_size() == 0 && chunks_ > 0) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    // The first message is sent even for an empty range: it carries read_ts.
+    resp_.set_read_ts(read_ts_);
+    chunks_++;
+    service_->scan_chunks_sent_++;
+    StartWrite(&resp_);
+  }
+
+  KvService* service_;
+  uint32_t limit_;
+  uint32_t sent_ = 0;
+  uint64_t chunks_ = 0;
+  uint64_t read_ts_ = 0;
+  nokv_snapshot* snap_ = nullptr;
+  nokv_iter* iter_ = nullptr;
+  nokv::v1::ScanResponse resp_;
+};
+
+grpc::ServerWriteReactor<nokv::v1::ScanResponse>* KvService::Scan(
+    grpc::CallbackServerContext*, const nokv::v1::ScanRequest* req) {
+  return new ScanReactor(this, req);
+}
+
+std::unique_ptr<grpc::Server> StartServer(const ServerConfig& config, KvService* service,
+                                          int* bound_port) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), bound_port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
+  builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || *bound_port == 0) return nullptr;
+  server->GetHealthCheckService()->SetServingStatus("nokv.v1.KV", true);
+  server->GetHealthCheckService()->SetServingStatus(true);
+  return server;
+}
+
+}  // namespace nokv::service

@@ -1,0 +1,72 @@
+// The nokv.v1.KV service: a thin translation from protobuf to the C API.
+//
+// Unary RPCs use the synchronous API: a write with sync=true blocks on fsync,
+// and the sync server's thread pool is made for blocking handlers. Scan uses the
+// callback API (ServerWriteReactor): the next chunk is read from the engine only
+// in OnWriteDone, after the previous one was handed to the transport, so a slow
+// client slows the scan instead of making the server buffer the range, and no
+// thread is pinned per open stream.
+#ifndef NOKV_SERVICE_KV_SERVICE_H
+#define NOKV_SERVICE_KV_SERVICE_H
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "nokv/nokv.h"
+#include "nokv/v1/kv.grpc.pb.h"
+
+namespace nokv::service {
+
+struct ServiceOptions {
+  bool force_sync = false;           // every write fsyncs, whatever the request says
+  size_t scan_chunk_bytes = 256 << 10;  // key+value bytes per ScanResponse (at least one pair)
+  std::string data_dir;              // reported by Stats
+};
+
+class KvService final : public nokv::v1::KV::WithCallbackMethod_Scan<nokv::v1::KV::Service> {
+ public:
+  // db is borrowed and must outlive the server.
+  KvService(nokv_db* db, ServiceOptions options) : db_(db), options_(std::move(options)) {}
+
+  grpc::Status Get(grpc::ServerContext*, const nokv::v1::GetRequest*,
+                   nokv::v1::GetResponse*) override;
+  grpc::Status Put(grpc::ServerContext*, const nokv::v1::PutRequest*,
+                   nokv::v1::PutResponse*) override;
+  grpc::Status Delete(grpc::ServerContext*, const nokv::v1::DeleteRequest*,
+                      nokv::v1::DeleteResponse*) override;
+  grpc::Status Stats(grpc::ServerContext*, const nokv::v1::StatsRequest*,
+                     nokv::v1::StatsResponse*) override;
+  grpc::ServerWriteReactor<nokv::v1::ScanResponse>* Scan(grpc::CallbackServerContext*,
+                                                         const nokv::v1::ScanRequest*) override;
+
+  // ScanResponse messages produced so far (all streams); lets tests observe that
+  // a scan advances only as fast as its client reads.
+  uint64_t scan_chunks_sent() const { return scan_chunks_sent_.load(); }
+
+ private:
+  class ScanReactor;
+
+  nokv_db* db_;
+  ServiceOptions options_;
+  std::atomic<uint64_t> scan_chunks_sent_{0};
+};
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:50051";
+  size_t max_message_bytes = 80 << 20;
+  ServiceOptions service;
+};
+
+// Builds and starts a server with the KV service, gRPC health checking (service
+// "nokv.v1.KV" and "" report SERVING) and server reflection. *bound_port gets
+// the port actually bound (useful with port 0). Returns null if it cannot listen.
+std::unique_ptr<grpc::Server> StartServer(const ServerConfig& config, KvService* service,
+                                          int* bound_port);
+
+}  // namespace nokv::service
+
+#endif  // NOKV_SERVICE_KV_SERVICE_H
