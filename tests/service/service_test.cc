@@ -1,0 +1,255 @@
+// The KV service in process: a real gRPC server on 127.0.0.1 (port 0) and a C++
+// stub, covering every RPC, the error codes, and Scan's flow control.
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "nokv/nokv.h"
+#include "nokv/v1/kv.grpc.pb.h"
+#include "service/kv_service.h"
+#include "service/status.h"
+#include "tests/core/test_util.h"
+
+namespace {
+
+using grpc::ClientContext;
+using grpc::StatusCode;
+using namespace nokv::v1;
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(256 << 20); }
+  void TearDown() override { Stop(); }
+
+  void Start(size_t memtable_bytes, size_t chunk = 4096) {
+    nokv_options o;
+    nokv_options_init(&o);
+    o.memtable_max_bytes = memtable_bytes;
+    ASSERT_EQ(nokv_open(dir_.path().c_str(), &o, &db_), NOKV_OK);
+    nokv::service::ServerConfig config;
+    config.listen = "127.0.0.1:0";
+    config.max_message_bytes = 1 << 20;
+    config.service.scan_chunk_bytes = chunk;
+    config.service.data_dir = dir_.path();
+    service_ = std::make_unique<nokv::service::KvService>(db_, config.service);
+    int port = 0;
+    server_ = nokv::service::StartServer(config, service_.get(), &port);
+    ASSERT_NE(server_, nullptr);
+    stub_ = KV::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                            grpc::InsecureChannelCredentials()));
+  }
+  void Stop() {
+    server_->Shutdown();
+    server_.reset();
+    service_.reset();
+    ASSERT_EQ(nokv_close(db_), NOKV_OK) << nokv_errmsg();
+  }
+  uint64_t Put(const std::string& k, const std::string& v, StatusCode want = StatusCode::OK) {
+    ClientContext ctx;
+    PutRequest req;
+    req.set_key(k);
+    req.set_value(v);
+    PutResponse resp;
+    grpc::Status s = stub_->Put(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), want) << s.error_message();
+    return resp.commit_ts();
+  }
+  GetResponse Get(const std::string& k, uint64_t read_ts = 0, StatusCode want = StatusCode::OK) {
+    ClientContext ctx;
+    GetRequest req;
+    req.set_key(k);
+    req.set_read_ts(read_ts);
+    GetResponse resp;
+    grpc::Status s = stub_->Get(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), want) << s.error_message();
+    return resp;
+  }
+
+  nokv_test::TempDir dir_;
+  nokv_db* db_ = nullptr;
+  std::unique_ptr<nokv::service::KvService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<KV::Stub> stub_;
+};
+
+TEST_F(ServiceTest, PutGetDeleteWithTimestamps) {
+  uint64_t t1 = Put("k", "v1");
+  uint64_t t2 = Put("k", "v2");
+  EXPECT_LT(t1, t2);
+  GetResponse g = Get("k");
+  EXPECT_TRUE(g.found());
+  EXPECT_EQ(g.value(), "v2");
+  EXPECT_EQ(g.commit_ts(), t2);
+  EXPECT_EQ(g.read_ts(), t2);
+  EXPECT_EQ(Get("k", t1).value(), "v1");
+  EXPECT_EQ(Get("k", t1).read_ts(), t1);
+  ClientContext ctx;
+  DeleteRequest del;
+  del.set_key("k");
+  del.set_sync(true);
+  DeleteResponse dresp;
+  ASSERT_TRUE(stub_->Delete(&ctx, del, &dresp).ok());
+  EXPECT_GT(dresp.commit_ts(), t2);
+  EXPECT_FALSE(Get("k").found());
+  EXPECT_FALSE(Get("missing").found());
+}
+
+TEST_F(ServiceTest, InvalidArguments) {
+  Put("", "v", StatusCode::INVALID_ARGUMENT);
+  Get("", 0, StatusCode::INVALID_ARGUMENT);
+  Put(std::string(65537, 'k'), "v", StatusCode::INVALID_ARGUMENT);
+  Get(std::string(65537, 'k'), 0, StatusCode::INVALID_ARGUMENT);
+  ClientContext ctx;
+  DeleteRequest del;
+  DeleteResponse dresp;
+  EXPECT_EQ(stub_->Delete(&ctx, del, &dresp).error_code(), StatusCode::INVALID_ARGUMENT);
+  // Larger than the server's message limit: rejected by gRPC itself.
+  Put("k", std::string(2 << 20, 'v'), StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(ServiceTest, FullMemtableIsResourceExhausted) {
+  Stop();
+  Start(1 << 20);
+  StatusCode last = StatusCode::OK;
+  for (int i = 0; i < 5000 && last == StatusCode::OK; i++) {
+    ClientContext ctx;
+    PutRequest req;
+    req.set_key("k" + std::to_string(i));
+    req.set_value(std::string(1000, 'v'));
+    PutResponse resp;
+    last = stub_->Put(&ctx, req, &resp).error_code();
+  }
+  EXPECT_EQ(last, StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(Get("k0").found());
+}
+
+TEST_F(ServiceTest, StatusMappingCoversEveryEngineCode) {
+  using nokv::service::ToGrpcStatus;
+  EXPECT_TRUE(ToGrpcStatus(NOKV_OK, "").ok());
+  EXPECT_EQ(ToGrpcStatus(NOKV_ENOTFOUND, "").error_code(), StatusCode::NOT_FOUND);
+  EXPECT_EQ(ToGrpcStatus(NOKV_EINVAL, "x").error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ToGrpcStatus(NOKV_ECORRUPT, "x").error_code(), StatusCode::DATA_LOSS);
+  EXPECT_EQ(ToGrpcStatus(NOKV_EIO, "x").error_code(), StatusCode::INTERNAL);
+  EXPECT_EQ(ToGrpcStatus(NOKV_ENOMEM, "x").error_code(), StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(ToGrpcStatus(NOKV_EFULL, "x").error_code(), StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(ToGrpcStatus(NOKV_EBUSY, "x").error_code(), StatusCode::UNAVAILABLE);
+  EXPECT_EQ(ToGrpcStatus(NOKV_ECLOSED, "x").error_code(), StatusCode::UNAVAILABLE);
+  grpc::Status conflict = ToGrpcStatus(NOKV_ECONFLICT, "");
+  EXPECT_EQ(conflict.error_code(), StatusCode::ABORTED);
+  EXPECT_NE(conflict.error_message().find("retry"), std::string::npos);
+  EXPECT_EQ(ToGrpcStatus(NOKV_EINVAL, "").error_message(), "invalid argument");
+}
+
+TEST_F(ServiceTest, ScanRangesLimitsAndSnapshot) {
+  for (int i = 0; i < 100; i++) Put("s" + std::to_string(1000 + i), std::string(100, 'v'));
+  uint64_t before = Put("t", "x");
+  Put("s1050", "newer");
+  auto scan = [&](ScanRequest req) {
+    ClientContext ctx;
+    auto reader = stub_->Scan(&ctx, req);
+    std::vector<std::string> keys;
+    ScanResponse resp;
+    int chunks = 0;
+    while (reader->Read(&resp)) {
+      chunks++;
+      for (auto& kv : resp.kvs()) keys.push_back(kv.key() + "=" + kv.value().substr(0, 5));
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    return std::make_pair(keys, chunks);
+  };
+  ScanRequest req;
+  req.set_start("s");
+  req.set_end("t");
+  auto [keys, chunks] = scan(req);
+  ASSERT_EQ(keys.size(), 100u);
+  EXPECT_EQ(keys[50], "s1050=newer");
+  EXPECT_GE(chunks, 3);  // 10 KB over 4 KiB chunks
+  req.set_read_ts(before);
+  EXPECT_EQ(scan(req).first[50], "s1050=vvvvv");
+  req.set_read_ts(0);
+  req.set_limit(3);
+  EXPECT_EQ(scan(req).first.size(), 3u);
+  ScanRequest empty;
+  empty.set_start("zzz");
+  auto [none, one] = scan(empty);
+  EXPECT_TRUE(none.empty());
+  EXPECT_EQ(one, 1);  // one message carrying read_ts
+
+  ClientContext ctx;
+  ScanRequest bad;
+  bad.set_start("b");
+  bad.set_end("a");
+  auto reader = stub_->Scan(&ctx, bad);
+  ScanResponse resp;
+  EXPECT_FALSE(reader->Read(&resp));
+  EXPECT_EQ(reader->Finish().error_code(), StatusCode::INVALID_ARGUMENT);
+}
+
+// A client that stops reading must stop the scan: the server may run ahead only
+// by what HTTP/2 flow control lets it put on the wire, not through the range.
+TEST_F(ServiceTest, ScanFollowsASlowClient) {
+  const int kKeys = 20000;  // 20 MB of values in 4 KiB chunks: ~5000 messages
+  nokv_batch* b;
+  ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+  std::string v(1000, 'v');
+  for (int i = 0; i < kKeys; i++) {
+    std::string k = "slow" + std::to_string(100000 + i);
+    nokv_batch_put(b, k.data(), k.size(), v.data(), v.size());
+  }
+  ASSERT_EQ(nokv_write(db_, nullptr, b, nullptr), NOKV_OK);
+  nokv_batch_free(b);
+
+  ClientContext ctx;
+  ScanRequest req;
+  req.set_start("slow");
+  auto reader = stub_->Scan(&ctx, req);
+  ScanResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  // Give the server every chance to run ahead; it must stay within flow control.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  uint64_t produced = service_->scan_chunks_sent();
+  EXPECT_LT(produced, 2000u) << "the server buffered the scan ahead of the client";
+  size_t n = resp.kvs_size();
+  while (reader->Read(&resp)) n += resp.kvs_size();
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(n, static_cast<size_t>(kKeys));
+  printf("chunks produced while the client paused: %llu of %llu\n",
+         (unsigned long long)produced, (unsigned long long)service_->scan_chunks_sent());
+}
+
+TEST_F(ServiceTest, CancelledScanReleasesItsSnapshot) {
+  for (int i = 0; i < 5000; i++) Put("c" + std::to_string(i), std::string(500, 'v'));
+  {
+    ClientContext ctx;
+    ScanRequest req;
+    auto reader = stub_->Scan(&ctx, req);
+    ScanResponse resp;
+    ASSERT_TRUE(reader->Read(&resp));
+    ctx.TryCancel();
+    while (reader->Read(&resp)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), StatusCode::CANCELLED);
+  }
+  // Stop() closes the engine, which fails with EBUSY if the stream leaked its
+  // snapshot or iterator; shutdown waits for the reactor to finish.
+}
+
+TEST_F(ServiceTest, Stats) {
+  Put("a", "1");
+  Get("a");
+  ClientContext ctx;
+  StatsResponse resp;
+  ASSERT_TRUE(stub_->Stats(&ctx, StatsRequest(), &resp).ok());
+  EXPECT_EQ(resp.counters().at("puts"), 1u);
+  EXPECT_EQ(resp.counters().at("gets"), 1u);
+  EXPECT_EQ(resp.counters().at("get_hits"), 1u);
+  EXPECT_EQ(resp.data_dir(), dir_.path());
+  EXPECT_EQ(resp.last_commit_ts(), resp.counters().at("last_commit_ts"));
+  EXPECT_EQ(resp.counters().size(), 22u);
+}
+
+}  // namespace
