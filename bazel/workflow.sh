@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The two things a newcomer does, each installing what it needs first:
+#   bazel/workflow.sh serve [server flags]   build and start the server
+#   bazel/workflow.sh test                   run every test, ending "N passed, N failed"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash bazel/setup.sh
+
+serve() {
+  bazel build --config=opt //service:nokv_server
+  exec bazel-bin/service/nokv_server "$@"
+}
+
+# Runs one `bazel test` invocation and adds its per-target results to the
+# totals. A build or analysis failure that names no target counts as one failure.
+passed=0
+failed=0
+run_tests() {
+  local label=$1
+  shift
+  local log
+  log=$(mktemp)
+  echo "== bazel test $* ($label)"
+  set +e
+  bazel test "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  local p f
+  p=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
+  f=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|FLAKY|NO STATUS|INCOMPLETE)' "$log" || true)
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  echo "== $label: $p passed, $f failed"
+  passed=$((passed + p))
+  failed=$((failed + f))
+  rm -f "$log"
+}
+
+run_all_tests() {
+  run_tests "default" //...
+  run_tests "asan+ubsan" --config=asan //tests/core/... //tests/crash/...
+  run_tests "tsan" --config=tsan --test_tag_filters=concurrent //tests/core/...
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
+
+case "${1:-}" in
+  serve) shift; serve "$@" ;;
+  test) run_all_tests ;;
+  *) echo "usage: bazel/workflow.sh serve [flags] | test" >&2; exit 2 ;;
+esac
