@@ -58,14 +58,14 @@ TEST(ConcurrentTest, WritersAndReadersAgreeOnOrder) {
         nokv_read_options ro{};
         ro.snapshot = snap;
         // Each writer's keys visible at a snapshot form a prefix 0..n-1.
-        std::string start = "w" + std::to_string(r), end = "w" + std::to_string(r) + "0";
+        std::string start = "w" + std::to_string(r);
         nokv_iter* it;
         ASSERT_EQ(nokv_iter_new(db, &ro, start.data(), start.size(), nullptr, 0, &it), 0);
         int n = 0;
         for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) {
           size_t kl;
-          std::string k(static_cast<const char*>(nokv_iter_key(it, &kl)), 0);
-          k.assign(static_cast<const char*>(nokv_iter_key(it, &kl)), kl);
+          const char* kp = static_cast<const char*>(nokv_iter_key(it, &kl));
+          std::string k(kp, kl);
           if (k.compare(0, start.size() + 1, start + "/") != 0) break;
           ASSERT_EQ(k, KeyOf(r, n));
           n++;

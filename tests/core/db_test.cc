@@ -27,7 +27,9 @@ class DbTest : public ::testing::Test {
  protected:
   void SetUp() override { Open(); }
   void TearDown() override {
-    if (db_) ASSERT_EQ(nokv_close(db_), NOKV_OK) << nokv_errmsg();
+    if (db_) {
+      ASSERT_EQ(nokv_close(db_), NOKV_OK) << nokv_errmsg();
+    }
   }
   void Open(const nokv_options* opts = nullptr) {
     ASSERT_EQ(nokv_open(dir_.path().c_str(), opts, &db_), NOKV_OK) << nokv_errmsg();

@@ -109,7 +109,9 @@ TEST_F(FaultTest, PowerLossKeepsEverySyncedWrite) {
     }
     // Segment rotation syncs too, so with small segments more survives.
     EXPECT_GE(present, synced_upto + 1);
-    if (segment > 4096) EXPECT_EQ(present, synced_upto + 1);
+    if (segment > 4096) {
+      EXPECT_EQ(present, synced_upto + 1);
+    }
     EXPECT_FALSE(Get(db, "ghost"));
     ASSERT_EQ(nokv_close(db), NOKV_OK);
   }

@@ -102,7 +102,9 @@ TEST_F(ModelTest, RandomOperationsMatchAMap) {
       auto got = Get(db_, k);
       auto want = model.find(k);
       ASSERT_EQ(got.has_value(), want != model.end()) << "op " << op << " key " << k;
-      if (got) ASSERT_EQ(got->data, want->second) << "op " << op << " key " << k;
+      if (got) {
+        ASSERT_EQ(got->data, want->second) << "op " << op << " key " << k;
+      }
     } else if (dice < 88) {
       std::string a = Key(), b = Uniform(5) == 0 ? "" : Key();
       if (!b.empty() && b < a) std::swap(a, b);

@@ -13,8 +13,7 @@
 
 #include "nokv/nokv.h"
 #include "tests/core/test_util.h"
-
-extern "C" void crash_value_of(const char* key, char* buf, size_t* len);
+#include "tests/crash/crash_value.h"
 
 namespace {
 
@@ -82,7 +81,7 @@ TEST(CrashTest, SigkillLosesNoAcknowledgedSyncWrite) {
     nokv_db* db;
     ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK) << nokv_errmsg();
     for (const auto& k : keys) {
-      char want[400];
+      char want[CRASH_VALUE_MAX];
       size_t wlen;
       crash_value_of(k.c_str(), want, &wlen);
       auto got = nokv_test::Get(db, k);

@@ -12,22 +12,16 @@
 #include <unistd.h>
 
 #include "nokv/nokv.h"
+#include "tests/crash/crash_value.h"
 
 static nokv_db *db;
 static const char *round_id;
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* The value of a key: the key repeated to a length that depends on it. */
-void crash_value_of(const char *key, char *buf, size_t *len) {
-  size_t klen = strlen(key), n = 20 + (klen * 131 + (unsigned char)key[klen - 1] * 7) % 300;
-  for (size_t i = 0; i < n; i++) buf[i] = key[i % klen];
-  *len = n;
-}
-
 static void *writer(void *arg) {
   long t = (long)arg;
   nokv_write_options wo = {.sync = true};
-  char key[64], val[400], line[80];
+  char key[64], val[CRASH_VALUE_MAX], line[80];
   for (long seq = 0;; seq++) {
     int klen = snprintf(key, sizeof key, "r%s/t%ld/%06ld", round_id, t, seq);
     size_t vlen;
