@@ -104,7 +104,7 @@ TEST(MemtableConcurrencyTest, ReadersRaceOneWriter) {
         auto d = Dump(mt);
         for (size_t i = 1; i < d.size(); i++) ASSERT_LT(d[i - 1].first, d[i].first);
         for (size_t i = 0; i < d.size(); i++) {
-          char want[16];
+          char want[32];
           snprintf(want, sizeof want, "k%08zu", i);
           ASSERT_EQ(d[i].first, want);
         }
