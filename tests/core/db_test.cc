@@ -254,6 +254,8 @@ TEST_F(DbTest, ReopenRestoresDataAndTimestamps) {
   Reopen();
   EXPECT_EQ(Stats(db_).last_commit_ts, last);
   EXPECT_EQ(Stats(db_).recovered_records, 101u);
+  EXPECT_EQ(Stats(db_).puts, 0u);  // replayed writes are not new writes
+  EXPECT_EQ(Stats(db_).deletes, 0u);
   EXPECT_FALSE(Get(db_, "k7"));
   EXPECT_EQ(Get(db_, "k8")->data, "v");
   uint64_t next;

@@ -11,6 +11,7 @@ static void reset(struct nokv_batch *b) {
   memset(b->rep, 0, NK_BATCH_HEADER);
   b->len = NK_BATCH_HEADER;
   b->count = 0;
+  b->deletes = 0;
   b->mem_cost = 0;
   b->max_klen = b->max_vlen = 0;
   b->min_klen = SIZE_MAX;
@@ -102,6 +103,7 @@ static int add(nokv_batch *b, nk_kind kind, const void *key, size_t klen, const 
   }
   b->len = (size_t)(p - b->rep);
   b->count++;
+  b->deletes += kind == NK_KIND_DELETE;
   nk_put_u32(b->rep + 8, b->count);
   b->mem_cost += nk_memtable_cost(klen, vlen);
   if (klen > b->max_klen) b->max_klen = klen;

@@ -23,6 +23,7 @@ struct nokv_batch {
   char *rep;         /* heap, or the caller's inline buffer until it outgrows it */
   size_t len, cap;
   uint32_t count;
+  uint32_t deletes;  /* of count */
   size_t mem_cost;   /* upper bound of memtable bytes to apply it */
   size_t max_klen, max_vlen, min_klen;  /* for limit checks without a pass */
   char *inline_buf;  /* not owned */

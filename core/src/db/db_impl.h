@@ -52,7 +52,7 @@ struct nokv_db {
   struct {
     nk_counter puts, deletes, batches, write_groups, wal_syncs, wal_bytes, rejected_full;
     nk_counter gets, get_hits, iterators;
-    uint64_t wal_segments_replayed, wal_bytes_replayed;  /* set once at open */
+    uint64_t wal_segments_replayed;  /* set once at open */
     nk_wal_replay_stats replay;
   } stats;
 };

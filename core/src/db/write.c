@@ -124,7 +124,6 @@ int nk_db_apply_batch(nokv_db *db, const char *rep, size_t len, uint64_t commit_
         NOKV_OK) {
       return nk_err(NOKV_ENOMEM, "out of memory inserting into the memtable");
     }
-    nk_count(op.kind == NK_KIND_VALUE ? &db->stats.puts : &db->stats.deletes, 1);
   }
   return rc;
 }
@@ -153,7 +152,7 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   /* Take followers while they fit the group's byte budget and the memtable, and
    * (as LevelDB) don't make a no-sync leader wait for a sync. */
   nk_writer *last = leader;
-  size_t bytes = leader->batch->len, cost = leader->batch->mem_cost;
+  size_t bytes = leader->batch->len, cost = leader->batch->mem_cost, n = 1;
   bool sync = leader->sync;
   for (nk_writer *w = leader->next; w != NULL; w = w->next) {
     if ((w->sync && !leader->sync) || bytes + w->batch->len > db->opts.max_group_commit_bytes ||
@@ -163,11 +162,7 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
     bytes += w->batch->len;
     cost += w->batch->mem_cost;
     last = w;
-  }
-  size_t n = 0;
-  for (nk_writer *w = leader;; w = w->next) {
     n++;
-    if (w == last) break;
   }
   uint64_t first_ts = nk_oracle_reserve(&db->oracle, n);
   size_t len = 0;
@@ -188,6 +183,8 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
     for (nk_writer *w = leader; rc == NOKV_OK; w = w->next) {
       rc = nk_db_apply_batch(db, p + NK_WAL_HEADER, w->batch->len, w->ts);
       p += NK_WAL_HEADER + w->batch->len;
+      nk_count(&db->stats.puts, w->batch->count - w->batch->deletes);
+      nk_count(&db->stats.deletes, w->batch->deletes);
       if (w == last) break;
     }
   }

@@ -39,7 +39,6 @@ int nk_wal_maybe_rotate(nk_wal *w);
 int nk_wal_close(nk_wal *w);
 
 uint64_t nk_wal_segments_created(const nk_wal *w);
-uint64_t nk_wal_current_number(const nk_wal *w);
 
 /* The segment file name of number: "%08llu.wal". buf must hold 32 bytes. */
 void nk_wal_segment_name(uint64_t number, char *buf);

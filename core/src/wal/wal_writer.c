@@ -144,4 +144,3 @@ int nk_wal_close(nk_wal *w) {
 uint64_t nk_wal_segments_created(const nk_wal *w) {
   return atomic_load_explicit(&((nk_wal *)w)->created, memory_order_relaxed);
 }
-uint64_t nk_wal_current_number(const nk_wal *w) { return w->number; }
