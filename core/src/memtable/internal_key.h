@@ -103,6 +103,33 @@ static inline int nk_user_key_cmp(const char *a, size_t alen, const char *b, siz
   return alen < blen ? -1 : (alen > blen ? 1 : 0);
 }
 
+/* ---- encoded internal keys: user key | fixed64 trailer ---- */
+
+#define NK_IKEY_TRAILER 8
+/* The kind byte a seek target uses: it sorts before every real kind of the same
+ * (key, ts), so a seek to (key, ts) lands on the newest version <= ts. */
+#define NK_KIND_SEEK 0xff
+
+static inline uint64_t nk_ikey_trailer(const char *ikey, size_t n) {
+  return nk_get_u64(ikey + n - NK_IKEY_TRAILER);
+}
+static inline size_t nk_ikey_user_len(size_t n) { return n - NK_IKEY_TRAILER; }
+
+/* Orders encoded internal keys: user key ascending, trailer descending. */
+static inline int nk_ikey_cmp(const char *a, size_t alen, const char *b, size_t blen) {
+  int c = nk_user_key_cmp(a, alen - NK_IKEY_TRAILER, b, blen - NK_IKEY_TRAILER);
+  if (c != 0) return c;
+  uint64_t ta = nk_ikey_trailer(a, alen), tb = nk_ikey_trailer(b, blen);
+  return ta > tb ? -1 : (ta < tb ? 1 : 0);
+}
+
+/* Writes key | trailer(ts, kind) at dst (klen + 8 bytes). */
+static inline void nk_ikey_encode(char *dst, const char *key, size_t klen, uint64_t ts,
+                                  unsigned kind) {
+  if (klen > 0) memcpy(dst, key, klen);
+  nk_put_u64(dst + klen, ts << 8 | kind);
+}
+
 #ifdef __cplusplus
 }
 #endif

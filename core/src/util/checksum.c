@@ -7,3 +7,5 @@
 uint32_t nk_checksum32(const void *data, size_t len, uint64_t seed) {
   return (uint32_t)XXH3_64bits_withSeed(data, len, seed);
 }
+
+uint64_t nk_hash64(const void *data, size_t len) { return XXH3_64bits(data, len); }

@@ -16,6 +16,9 @@ extern "C" {
 
 uint32_t nk_checksum32(const void *data, size_t len, uint64_t seed);
 
+/* A 64-bit hash (XXH3-64) for bloom filters and caches; not a checksum. */
+uint64_t nk_hash64(const void *data, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,195 @@
+/* block.c — block decoding and the block iterator (binary search over restarts). */
+#include "sst/block.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memtable/internal_key.h"
+#include "sst/block_builder.h"
+#include "util/coding.h"
+#include "util/error.h"
+
+int nk_block_new(char *data, size_t len, nk_block **out) {
+  if (len < 4) goto corrupt;
+  uint32_t n = nk_get_u32(data + len - 4);
+  if (n == 0 || n > (len - 4) / 4) goto corrupt;
+  nk_block *b = malloc(sizeof *b);
+  if (b == NULL) {
+    free(data);
+    return nk_err(NOKV_ENOMEM, "out of memory for a block");
+  }
+  b->data = data;
+  b->size = len - 4 - 4 * (size_t)n;
+  b->nrestarts = n;
+  b->restarts = data + b->size;
+  *out = b;
+  return NOKV_OK;
+corrupt:
+  free(data);
+  return nk_err(NOKV_ECORRUPT, "bad block restart array");
+}
+
+void nk_block_free(nk_block *b) {
+  if (b != NULL) {
+    free(b->data);
+    free(b);
+  }
+}
+
+void nk_block_free_void(void *b) { nk_block_free(b); }
+
+typedef struct block_iter {
+  nk_iter base;
+  const nk_block *b;
+  size_t cur;       /* offset of the current entry; b->size when invalid */
+  size_t next_off;  /* offset of the entry after it */
+  uint32_t restart; /* restart region holding cur */
+  nk_buf key;
+  const char *val;
+  size_t vlen;
+  int status;
+  void (*cleanup)(void *, void *);
+  void *arg1, *arg2;
+} block_iter;
+
+static uint32_t restart_at(const nk_block *b, uint32_t i) { return nk_get_u32(b->restarts + 4 * (size_t)i); }
+
+static void corrupt(block_iter *it) {
+  it->status = nk_err(NOKV_ECORRUPT, "corrupt block entry");
+  it->cur = it->next_off = it->b->size;
+}
+
+/* Decodes the entry at it->next_off into the current position. false at the end
+ * or on corruption. */
+static bool parse_next(block_iter *it) {
+  const nk_block *b = it->b;
+  it->cur = it->next_off;
+  if (it->cur >= b->size) {
+    it->cur = it->next_off = b->size;
+    return false;
+  }
+  const char *p = b->data + it->cur, *limit = b->data + b->size;
+  uint32_t shared, unshared, vlen;
+  if ((p = nk_get_varint32(p, limit, &shared)) == NULL ||
+      (p = nk_get_varint32(p, limit, &unshared)) == NULL ||
+      (p = nk_get_varint32(p, limit, &vlen)) == NULL || shared > it->key.len ||
+      (size_t)(limit - p) < (size_t)unshared + vlen) {
+    corrupt(it);
+    return false;
+  }
+  it->key.len = shared;
+  if (!nk_buf_append(&it->key, p, unshared)) {
+    it->status = nk_err(NOKV_ENOMEM, "out of memory in a block iterator");
+    it->cur = it->next_off = b->size;
+    return false;
+  }
+  if (it->key.len < NK_IKEY_TRAILER) {
+    corrupt(it);
+    return false;
+  }
+  it->val = p + unshared;
+  it->vlen = vlen;
+  it->next_off = (size_t)(it->val + vlen - b->data);
+  while (it->restart + 1 < b->nrestarts && restart_at(b, it->restart + 1) <= it->cur) {
+    it->restart++;
+  }
+  return true;
+}
+
+static void seek_to_restart(block_iter *it, uint32_t i) {
+  it->key.len = 0;
+  it->restart = i;
+  it->next_off = restart_at(it->b, i);
+}
+
+static bool bi_valid(const nk_iter *base) {
+  const block_iter *it = (const block_iter *)base;
+  return it->cur < it->b->size;
+}
+
+static void bi_seek_first(nk_iter *base) {
+  block_iter *it = (block_iter *)base;
+  seek_to_restart(it, 0);
+  parse_next(it);
+}
+
+static void bi_next(nk_iter *base) { parse_next((block_iter *)base); }
+
+/* The key stored whole at restart i, or NULL if malformed. */
+static const char *restart_key(const block_iter *it, uint32_t i, size_t *n) {
+  const nk_block *b = it->b;
+  uint32_t off = restart_at(b, i);
+  if (off >= b->size) return NULL;
+  const char *p = b->data + off, *limit = b->data + b->size;
+  uint32_t shared, unshared, vlen;
+  if ((p = nk_get_varint32(p, limit, &shared)) == NULL ||
+      (p = nk_get_varint32(p, limit, &unshared)) == NULL ||
+      (p = nk_get_varint32(p, limit, &vlen)) == NULL || shared != 0 ||
+      unshared < NK_IKEY_TRAILER || (size_t)(limit - p) < unshared) {
+    return NULL;
+  }
+  *n = unshared;
+  return p;
+}
+
+static void bi_seek(nk_iter *base, const char *target, size_t tn) {
+  block_iter *it = (block_iter *)base;
+  /* The last restart whose key is < target. */
+  uint32_t lo = 0, hi = it->b->nrestarts - 1;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo + 1) / 2;
+    size_t n;
+    const char *k = restart_key(it, mid, &n);
+    if (k == NULL) {
+      corrupt(it);
+      return;
+    }
+    if (nk_ikey_cmp(k, n, target, tn) < 0) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  seek_to_restart(it, lo);
+  while (parse_next(it)) {
+    if (nk_ikey_cmp(it->key.data, it->key.len, target, tn) >= 0) return;
+  }
+}
+
+static const char *bi_key(const nk_iter *base, size_t *n) {
+  const block_iter *it = (const block_iter *)base;
+  *n = it->key.len;
+  return it->key.data;
+}
+
+static const char *bi_value(const nk_iter *base, size_t *n) {
+  const block_iter *it = (const block_iter *)base;
+  *n = it->vlen;
+  return it->val;
+}
+
+static int bi_status(const nk_iter *base) { return ((const block_iter *)base)->status; }
+
+static void bi_destroy(nk_iter *base) {
+  block_iter *it = (block_iter *)base;
+  nk_buf_release(&it->key);
+  if (it->cleanup != NULL) it->cleanup(it->arg1, it->arg2);
+  free(it);
+}
+
+static const nk_iter_ops block_iter_ops = {bi_valid, bi_seek_first, bi_seek,   bi_next,
+                                           bi_key,   bi_value,      bi_status, bi_destroy};
+
+nk_iter *nk_block_iter_new(const nk_block *b, void (*cleanup)(void *, void *), void *arg1,
+                           void *arg2) {
+  block_iter *it = calloc(1, sizeof *it);
+  if (it == NULL) return NULL;
+  it->base.ops = &block_iter_ops;
+  it->b = b;
+  it->cur = it->next_off = b->size;
+  it->cleanup = cleanup;
+  it->arg1 = arg1;
+  it->arg2 = arg2;
+  return &it->base;
+}

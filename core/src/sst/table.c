@@ -1,0 +1,396 @@
+/* table.c — table open, block reads through the cache, get and iteration. */
+#include "sst/table.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "sst/block.h"
+#include "sst/bloom.h"
+#include "util/counter.h"
+#include "util/error.h"
+
+struct nk_table {
+  const struct nokv_env *env;
+  char *path;
+  nk_file *file;
+  uint64_t size;
+  nk_cache *cache;
+  uint64_t cache_id;
+  nk_sst_stats *stats;
+  nk_block *index;
+  char *filter;
+  size_t filter_len;
+  nk_table_props props;
+};
+
+/* One zstd decompression context per thread, freed when the thread exits. */
+static pthread_key_t dctx_key;
+static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
+static void free_dctx(void *p) { ZSTD_freeDCtx(p); }
+static void make_dctx_key(void) { pthread_key_create(&dctx_key, free_dctx); }
+
+static ZSTD_DCtx *thread_dctx(void) {
+  pthread_once(&dctx_once, make_dctx_key);
+  ZSTD_DCtx *d = pthread_getspecific(dctx_key);
+  if (d == NULL && (d = ZSTD_createDCtx()) != NULL) pthread_setspecific(dctx_key, d);
+  return d;
+}
+
+static int corrupt(const nk_table *t, uint64_t off, const char *what) {
+  if (t->stats != NULL) nk_stat_add(&t->stats->checksum_errors, 1);
+  return nk_err(NOKV_ECORRUPT, "table %s: %s at offset %llu", t->path, what,
+                (unsigned long long)off);
+}
+
+/* Reads the block at h, verifies its checksum and decompresses it into a
+ * malloc'ed buffer (*out, *len). */
+static int read_block_contents(const nk_table *t, nk_block_handle h, char **out, size_t *len) {
+  if (h.offset > t->size || h.size > t->size - h.offset ||
+      t->size - h.offset - h.size < NK_BLOCK_TRAILER) {
+    return corrupt(t, h.offset, "block handle out of range");
+  }
+  size_t n = (size_t)h.size + NK_BLOCK_TRAILER, got = 0;
+  char *buf = malloc(n);
+  if (buf == NULL) return nk_err(NOKV_ENOMEM, "out of memory reading %s", t->path);
+  int ret = nk_file_read_at(t->file, h.offset, buf, n, &got);
+  if (ret == NOKV_OK && got != n) ret = corrupt(t, h.offset, "block truncated");
+  uint8_t type = (uint8_t)buf[h.size];
+  if (ret == NOKV_OK &&
+      nk_get_u32(buf + h.size + 1) != nk_block_checksum(buf, (size_t)h.size, type)) {
+    ret = corrupt(t, h.offset, "block checksum mismatch");
+  }
+  if (ret != NOKV_OK) {
+    free(buf);
+    return ret;
+  }
+  if (type == NK_COMPRESS_NONE) {
+    *out = buf;
+    *len = (size_t)h.size;
+    return NOKV_OK;
+  }
+  if (type != NK_COMPRESS_ZSTD) {
+    free(buf);
+    return corrupt(t, h.offset, "unknown block compression");
+  }
+  unsigned long long raw = ZSTD_getFrameContentSize(buf, (size_t)h.size);
+  ZSTD_DCtx *d = thread_dctx();
+  char *plain = NULL;
+  if (raw == ZSTD_CONTENTSIZE_ERROR || raw == ZSTD_CONTENTSIZE_UNKNOWN || raw > (64u << 20)) {
+    ret = corrupt(t, h.offset, "bad zstd frame");
+  } else if (d == NULL || (plain = malloc(raw ? (size_t)raw : 1)) == NULL) {
+    ret = nk_err(NOKV_ENOMEM, "out of memory decompressing %s", t->path);
+  } else {
+    size_t r = ZSTD_decompressDCtx(d, plain, (size_t)raw, buf, (size_t)h.size);
+    if (ZSTD_isError(r) || r != raw) ret = corrupt(t, h.offset, "zstd block does not decompress");
+  }
+  free(buf);
+  if (ret != NOKV_OK) {
+    free(plain);
+    return ret;
+  }
+  *out = plain;
+  *len = (size_t)raw;
+  return NOKV_OK;
+}
+
+static int read_block(const nk_table *t, nk_block_handle h, nk_block **out) {
+  char *data;
+  size_t len;
+  NK_RET(read_block_contents(t, h, &data, &len));
+  int ret = nk_block_new(data, len, out);
+  if (ret == NOKV_ECORRUPT) return corrupt(t, h.offset, "bad block layout");
+  return ret;
+}
+
+static int parse_props(nk_table *t, const char *p, size_t len) {
+  const char *limit = p + len;
+  uint64_t v[9];
+  for (size_t i = 0; i < 9; i++) {
+    if ((p = nk_get_varint64(p, limit, &v[i])) == NULL) return corrupt(t, 0, "bad properties");
+  }
+  nk_table_props *pr = &t->props;
+  pr->entries = v[0];
+  pr->data_blocks = v[1];
+  pr->tombstones = v[2];
+  pr->min_ts = v[3];
+  pr->max_ts = v[4];
+  pr->raw_key_bytes = v[5];
+  pr->raw_value_bytes = v[6];
+  pr->data_bytes = v[7];
+  pr->value_pointer_bytes = v[8];
+  char **keys[2] = {&pr->smallest, &pr->largest};
+  size_t *lens[2] = {&pr->smallest_len, &pr->largest_len};
+  for (int i = 0; i < 2; i++) {
+    uint32_t n;
+    if ((p = nk_get_varint32(p, limit, &n)) == NULL || (size_t)(limit - p) < n) {
+      return corrupt(t, 0, "bad properties keys");
+    }
+    if ((*keys[i] = malloc(n ? n : 1)) == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+    memcpy(*keys[i], p, n);
+    *lens[i] = n;
+    p += n;
+  }
+  return NOKV_OK;
+}
+
+int nk_table_open(const struct nokv_env *env, const char *path, uint64_t expected_size,
+                  nk_cache *block_cache, nk_sst_stats *stats, nk_table **out) {
+  nk_table *t = calloc(1, sizeof *t);
+  if (t == NULL || (t->path = strdup(path)) == NULL) {
+    free(t);
+    return nk_err(NOKV_ENOMEM, "out of memory opening %s", path);
+  }
+  t->env = env;
+  t->cache = block_cache;
+  t->stats = stats;
+  int ret;
+  char *buf = NULL;
+  size_t len;
+  NK_ERR(env->open_read(env, path, &t->file));
+  NK_ERR(nk_file_size(t->file, &t->size));
+  if (expected_size != 0 && t->size != expected_size) {
+    NK_ERR(nk_err(NOKV_ECORRUPT, "table %s has %llu bytes, the manifest says %llu", path,
+                  (unsigned long long)t->size, (unsigned long long)expected_size));
+  }
+  if (t->size < NK_SST_FOOTER) NK_ERR(corrupt(t, 0, "file too short for a footer"));
+  char footer[NK_SST_FOOTER];
+  size_t got = 0;
+  NK_ERR(nk_file_read_at(t->file, t->size - NK_SST_FOOTER, footer, sizeof footer, &got));
+  nk_footer f;
+  if (got != sizeof footer || !nk_footer_decode(footer, &f)) {
+    NK_ERR(corrupt(t, t->size - NK_SST_FOOTER, "bad footer (magic or checksum)"));
+  }
+  if (f.version != NK_SST_VERSION) {
+    NK_ERR(nk_err(NOKV_ECORRUPT, "table %s has format version %u; this build reads %u", path,
+                  f.version, NK_SST_VERSION));
+  }
+  NK_ERR(read_block(t, f.index, &t->index));
+  NK_ERR(read_block_contents(t, f.filter, &t->filter, &t->filter_len));
+  NK_ERR(read_block_contents(t, f.props, &buf, &len));
+  NK_ERR(parse_props(t, buf, len));
+  free(buf);
+  if (block_cache != NULL) t->cache_id = nk_cache_new_id(block_cache);
+  *out = t;
+  return NOKV_OK;
+err:
+  free(buf);
+  nk_table_close(t);
+  return ret;
+}
+
+void nk_table_close(nk_table *t) {
+  if (t == NULL) return;
+  nk_file_close(t->file);
+  nk_block_free(t->index);
+  free(t->filter);
+  nk_table_props_release(&t->props);
+  free(t->path);
+  free(t);
+}
+
+void nk_table_close_void(void *t) { nk_table_close(t); }
+
+const nk_table_props *nk_table_properties(const nk_table *t) { return &t->props; }
+uint64_t nk_table_file_size(const nk_table *t) { return t->size; }
+
+static void release_cached(void *cache, void *handle) { nk_cache_release(cache, handle); }
+static void free_block(void *block, void *unused) { (void)unused; nk_block_free(block); }
+
+/* An iterator over the data block at the index entry's value. */
+static nk_iter *data_block_iter(nk_table *t, const char *enc, size_t elen, int *status) {
+  nk_block_handle h;
+  if (nk_handle_decode(enc, enc + elen, &h) == NULL) {
+    *status = corrupt(t, 0, "bad block handle in the index");
+    return NULL;
+  }
+  nk_block *b = NULL;
+  nk_cache_handle *ch = NULL;
+  if (t->cache != NULL && (ch = nk_cache_lookup(t->cache, t->cache_id, h.offset)) != NULL) {
+    b = nk_cache_value(ch);
+  } else {
+    *status = read_block(t, h, &b);
+    if (*status != NOKV_OK) return NULL;
+    if (t->stats != NULL) {
+      nk_stat_add(&t->stats->block_reads, 1);
+      nk_stat_add(&t->stats->block_read_bytes, h.size);
+    }
+    if (t->cache != NULL) {
+      ch = nk_cache_insert(t->cache, t->cache_id, h.offset, b, b->size + 4 * b->nrestarts,
+                           nk_block_free_void);
+      if (ch == NULL) {
+        *status = nk_err(NOKV_ENOMEM, "out of memory caching a block");
+        return NULL;
+      }
+    }
+  }
+  nk_iter *it = ch != NULL ? nk_block_iter_new(b, release_cached, t->cache, ch)
+                           : nk_block_iter_new(b, free_block, b, NULL);
+  if (it == NULL) {
+    if (ch != NULL) nk_cache_release(t->cache, ch); else nk_block_free(b);
+    *status = nk_err(NOKV_ENOMEM, "out of memory for a block iterator");
+  }
+  return it;
+}
+
+int nk_table_get(nk_table *t, const char *target, size_t n, uint64_t key_hash,
+                 nk_get_result *r) {
+  r->found = false;
+  r->val = NULL;
+  if (t->filter_len > 0) {
+    if (t->stats != NULL) nk_stat_add(&t->stats->bloom_checks, 1);
+    if (!nk_bloom_may_match(t->filter, t->filter_len, key_hash)) {
+      if (t->stats != NULL) {
+        nk_stat_add(&t->stats->bloom_negatives, 1);
+      }
+      return NOKV_OK;
+    }
+  }
+  int ret = NOKV_OK;
+  nk_iter *index = nk_block_iter_new(t->index, NULL, NULL, NULL);
+  if (index == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  nk_iter_seek(index, target, n);
+  nk_iter *data = NULL;
+  if (!nk_iter_valid(index)) {
+    ret = nk_iter_status(index);
+    goto done;
+  }
+  size_t elen;
+  const char *enc = nk_iter_value(index, &elen);
+  if ((data = data_block_iter(t, enc, elen, &ret)) == NULL) goto done;
+  nk_iter_seek(data, target, n);
+  if (!nk_iter_valid(data)) {
+    /* The index entry is the block's last key, which is >= target: only
+     * corruption can leave the block without such a key. */
+    ret = nk_iter_status(data);
+    goto done;
+  }
+  size_t kn, vn;
+  const char *k = nk_iter_key(data, &kn);
+  if (nk_user_key_cmp(k, nk_ikey_user_len(kn), target, nk_ikey_user_len(n)) != 0) goto done;
+  uint64_t trailer = nk_ikey_trailer(k, kn);
+  r->found = true;
+  r->ts = nk_trailer_ts(trailer);
+  r->kind = nk_trailer_kind(trailer);
+  if (r->kind == NK_KIND_VALUE) {
+    const char *v = nk_iter_value(data, &vn);
+    if ((r->val = malloc(vn ? vn : 1)) == NULL) {
+      r->found = false;
+      ret = nk_err(NOKV_ENOMEM, "out of memory copying a %zu-byte value", vn);
+      goto done;
+    }
+    memcpy(r->val, v, vn);
+    r->vlen = vn;
+  }
+done:
+  nk_iter_destroy(data);
+  nk_iter_destroy(index);
+  return ret;
+}
+
+/* ---- two-level iterator: index block → data blocks ---- */
+
+typedef struct table_iter {
+  nk_iter base;
+  nk_table *t;
+  nk_iter *index;
+  nk_iter *data;  /* NULL when not positioned in a block */
+  int status;
+} table_iter;
+
+static void set_data(table_iter *it, nk_iter *data) {
+  nk_iter_destroy(it->data);
+  it->data = data;
+}
+
+/* Opens the block the index points at; false on error or index end. */
+static bool load_block(table_iter *it) {
+  set_data(it, NULL);
+  if (!nk_iter_valid(it->index)) {
+    if (it->status == NOKV_OK) it->status = nk_iter_status(it->index);
+    return false;
+  }
+  size_t elen;
+  const char *enc = nk_iter_value(it->index, &elen);
+  int st = NOKV_OK;
+  nk_iter *d = data_block_iter(it->t, enc, elen, &st);
+  if (d == NULL) {
+    it->status = st;
+    return false;
+  }
+  it->data = d;
+  return true;
+}
+
+/* Moves forward past exhausted blocks. */
+static void skip_empty(table_iter *it) {
+  while (it->data != NULL && !nk_iter_valid(it->data)) {
+    int st = nk_iter_status(it->data);
+    if (st != NOKV_OK) {
+      it->status = st;
+      set_data(it, NULL);
+      return;
+    }
+    nk_iter_next(it->index);
+    if (!load_block(it)) return;
+    nk_iter_seek_first(it->data);
+  }
+}
+
+static bool ti_valid(const nk_iter *base) {
+  const table_iter *it = (const table_iter *)base;
+  return it->status == NOKV_OK && it->data != NULL && nk_iter_valid(it->data);
+}
+
+static void ti_seek_first(nk_iter *base) {
+  table_iter *it = (table_iter *)base;
+  nk_iter_seek_first(it->index);
+  if (load_block(it)) nk_iter_seek_first(it->data);
+  skip_empty(it);
+}
+
+static void ti_seek(nk_iter *base, const char *k, size_t n) {
+  table_iter *it = (table_iter *)base;
+  nk_iter_seek(it->index, k, n);
+  if (load_block(it)) nk_iter_seek(it->data, k, n);
+  skip_empty(it);
+}
+
+static void ti_next(nk_iter *base) {
+  table_iter *it = (table_iter *)base;
+  nk_iter_next(it->data);
+  skip_empty(it);
+}
+
+static const char *ti_key(const nk_iter *base, size_t *n) {
+  return nk_iter_key(((const table_iter *)base)->data, n);
+}
+
+static const char *ti_value(const nk_iter *base, size_t *n) {
+  return nk_iter_value(((const table_iter *)base)->data, n);
+}
+
+static int ti_status(const nk_iter *base) { return ((const table_iter *)base)->status; }
+
+static void ti_destroy(nk_iter *base) {
+  table_iter *it = (table_iter *)base;
+  nk_iter_destroy(it->data);
+  nk_iter_destroy(it->index);
+  free(it);
+}
+
+static const nk_iter_ops table_iter_ops = {ti_valid, ti_seek_first, ti_seek,   ti_next,
+                                           ti_key,   ti_value,      ti_status, ti_destroy};
+
+nk_iter *nk_table_iter_new(nk_table *t) {
+  table_iter *it = calloc(1, sizeof *it);
+  if (it == NULL) return NULL;
+  if ((it->index = nk_block_iter_new(t->index, NULL, NULL, NULL)) == NULL) {
+    free(it);
+    return NULL;
+  }
+  it->base.ops = &table_iter_ops;
+  it->t = t;
+  return &it->base;
+}
