@@ -50,3 +50,29 @@ def nokv_py_grpc_library(name, srcs, visibility = None):
         tools = [_PROTOC, _GRPC_PY],
         visibility = visibility,
     )
+
+_PROTOC_C = "@nokv_system//:bin/protoc-c"
+
+def nokv_c_proto_library(name, srcs, visibility = None):
+    """C messages (protobuf-c) for srcs, importable as "<stem>.pb-c.h"."""
+    outs = []
+    for s in srcs:
+        outs += [_stem(s) + ".pb-c.h", _stem(s) + ".pb-c.c"]
+    pkg = native.package_name()
+    native.genrule(
+        name = name + "_gen",
+        srcs = srcs,
+        outs = outs,
+        cmd = "$(location %s) -I%s --c_out=$(RULEDIR) " % (_PROTOC_C, pkg or ".") +
+              " ".join(["$(location %s)" % s for s in srcs]),
+        tools = [_PROTOC_C],
+    )
+    native.cc_library(
+        name = name,
+        srcs = [o for o in outs if o.endswith(".c")],
+        hdrs = [o for o in outs if o.endswith(".h")],
+        includes = ["."],
+        copts = ["-std=c11"],
+        deps = ["@nokv_system//:protobuf_c"],
+        visibility = visibility,
+    )

@@ -24,7 +24,13 @@ grpc::Status RequireKey(const std::string& key) {
   X(memtable_bytes) X(memtable_limit_bytes) X(puts) X(deletes) X(batches) X(write_groups)   \
   X(wal_syncs) X(wal_bytes_written) X(wal_segments) X(wal_segment_bytes)                    \
   X(writes_rejected_full) X(gets) X(get_hits) X(iterators_created) X(recovered_records)     \
-  X(recovered_bytes) X(torn_tail_truncations) X(torn_tail_bytes)
+  X(recovered_bytes) X(torn_tail_truncations) X(torn_tail_bytes) X(immutable_memtables)     \
+  X(user_bytes_written) X(write_stalls) X(write_stall_micros) X(write_slowdowns) X(flushes) \
+  X(flush_bytes_written) X(compactions) X(trivial_moves) X(compaction_bytes_read)           \
+  X(compaction_bytes_written) X(pending_compaction_bytes) X(tables) X(table_bytes)          \
+  X(tables_deleted) X(manifest_rewrites) X(disk_bytes_written) X(get_table_probes)          \
+  X(block_cache_hits) X(block_cache_misses) X(block_cache_bytes) X(block_reads)             \
+  X(bloom_checks) X(bloom_negatives) X(checksum_errors)
 
 }  // namespace
 
@@ -87,6 +93,10 @@ grpc::Status KvService::Stats(grpc::ServerContext*, const nokv::v1::StatsRequest
 #define NOKV_SET_COUNTER(name) counters[#name] = s.name;
   NOKV_COUNTERS(NOKV_SET_COUNTER)
 #undef NOKV_SET_COUNTER
+  for (int l = 0; l < NOKV_NUM_LEVELS; l++) {
+    counters["level" + std::to_string(l) + "_files"] = s.level_files[l];
+    counters["level" + std::to_string(l) + "_bytes"] = s.level_bytes[l];
+  }
   resp->set_last_commit_ts(s.last_commit_ts);
   resp->set_data_dir(options_.data_dir);
   return grpc::Status::OK;

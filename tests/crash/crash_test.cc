@@ -94,7 +94,9 @@ TEST(CrashTest, SigkillLosesNoAcknowledgedSyncWrite) {
     printf("round %d: %zu acknowledged, %llu records replayed, %llu torn tails\n", round,
            keys.size(), (unsigned long long)s.recovered_records,
            (unsigned long long)s.torn_tail_truncations);
-    ASSERT_GE(s.recovered_records, total);
+    // Each open flushes what it replayed, so the next open replays only the
+    // records written since: at least this round's acknowledged ones.
+    ASSERT_GE(s.recovered_records, keys.size());
     ASSERT_EQ(nokv_close(db), NOKV_OK);
   }
 }

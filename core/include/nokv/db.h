@@ -93,6 +93,16 @@ void nokv_iter_close(nokv_iter *it);  /* NULL is allowed */
  * they are read one by one). */
 int nokv_stats(nokv_db *db, nokv_statistics *out);
 
+/* Seals the memtable and waits until every sealed memtable is written to an L0
+ * table. */
+int nokv_flush(nokv_db *db);
+
+/* Flushes, then compacts every level into the next, top down, until all data
+ * sits in the deepest level that holds any; waits for it to finish. Shadowed
+ * versions below the oldest snapshot and tombstones with nothing beneath them
+ * are dropped on the way. */
+int nokv_compact(nokv_db *db);
+
 #ifdef __cplusplus
 }
 #endif

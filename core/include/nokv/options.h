@@ -26,11 +26,41 @@ typedef struct nokv_options {
   bool error_if_exists;        /* default false */
   size_t max_key_size;         /* default and ceiling 64 KiB */
   size_t max_value_size;       /* default 64 MiB */
-  /* Memory budget of the memtable. Until tables are flushed to disk this is a hard
-   * cap: a write that would exceed it fails with NOKV_EFULL. Default 256 MiB. */
+  /* A memtable is sealed and queued for flushing to an L0 table once it holds this
+   * many bytes. Default 64 MiB. */
   size_t memtable_max_bytes;
+  /* Sealed memtables waiting for flush; writers stall (never fail) while this many
+   * wait. Default 2, at most 16. */
+  int max_immutable_memtables;
   size_t wal_segment_bytes;    /* a WAL segment is rotated past this size; default 64 MiB */
   size_t max_group_commit_bytes; /* bytes of batches one WAL write may join; default 1 MiB */
+
+  /* Tables. */
+  size_t block_size;           /* data block size before compression; default 4 KiB */
+  int block_restart_interval;  /* default 16 */
+  int bloom_bits_per_key;      /* 0 disables filters; default 10 */
+  /* Data blocks of tables at this level and deeper are zstd-compressed; -1 turns
+   * compression off. Default 2 (L0 and L1 stay raw: they are rewritten soonest). */
+  int compression_start_level;
+  int zstd_level;              /* default 1 */
+  size_t block_cache_bytes;    /* shared LRU of data blocks; default 64 MiB */
+  int max_open_files;          /* tables kept open; default 1000 */
+
+  /* Compaction. L0 collects flushed tables; once l0_compaction_trigger of them
+   * exist they are merged together (with the overlapping part of L1) into L1.
+   * Levels 1.. have byte targets growing by level_size_ratio. */
+  int l0_compaction_trigger;   /* default 4 */
+  int l0_slowdown_trigger;     /* each write is delayed 1 ms past this; default 12 */
+  int l0_stop_trigger;         /* writes wait for compaction past this; default 20 */
+  uint64_t level1_max_bytes;   /* default 64 MiB */
+  int level_size_ratio;        /* default 10 */
+  uint64_t target_file_bytes;  /* compaction output table size; default 8 MiB */
+  /* Compaction debt (bytes over the level targets) that slows writes / stops them. */
+  uint64_t soft_pending_compaction_bytes;  /* default 64 GiB */
+  uint64_t hard_pending_compaction_bytes;  /* default 256 GiB */
+  size_t manifest_max_bytes;   /* manifest rewritten as a snapshot past this; default 4 MiB */
+  bool disable_auto_compaction; /* for tests and bulk loads; default false */
+
   const struct nokv_env *env;  /* NULL: POSIX file layer */
 } nokv_options;
 

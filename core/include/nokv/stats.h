@@ -11,6 +11,8 @@
 extern "C" {
 #endif
 
+#define NOKV_NUM_LEVELS 7
+
 typedef struct nokv_statistics {
   /* oracle */
   uint64_t last_commit_ts;      /* newest timestamp visible to readers */
@@ -21,6 +23,7 @@ typedef struct nokv_statistics {
   uint64_t memtable_entries;
   uint64_t memtable_bytes;      /* arena bytes allocated */
   uint64_t memtable_limit_bytes;
+  uint64_t immutable_memtables;  /* sealed, waiting for flush */
 
   /* write path */
   uint64_t puts;
@@ -32,6 +35,38 @@ typedef struct nokv_statistics {
   uint64_t wal_segments;        /* live segment files */
   uint64_t wal_segment_bytes;   /* bytes in live segment files */
   uint64_t writes_rejected_full;
+  uint64_t user_bytes_written;  /* key + value bytes of puts and deletes */
+  uint64_t write_stalls;        /* writes that waited for a flush or compaction */
+  uint64_t write_stall_micros;
+  uint64_t write_slowdowns;     /* writes delayed 1 ms because L0 or debt grew */
+
+  /* LSM */
+  uint64_t flushes;
+  uint64_t flush_bytes_written;
+  uint64_t compactions;
+  uint64_t trivial_moves;       /* tables moved down a level without rewriting */
+  uint64_t compaction_bytes_read;
+  uint64_t compaction_bytes_written;
+  uint64_t pending_compaction_bytes;  /* bytes over the level targets */
+  uint64_t tables;
+  uint64_t table_bytes;
+  uint64_t level_files[NOKV_NUM_LEVELS];
+  uint64_t level_bytes[NOKV_NUM_LEVELS];
+  uint64_t tables_deleted;
+  uint64_t manifest_rewrites;
+  /* Write amplification so far = (wal + flush + compaction bytes written) / user
+   * bytes written; read amplification = table probes / gets. */
+  uint64_t disk_bytes_written;
+  uint64_t get_table_probes;
+
+  /* tables and caches */
+  uint64_t block_cache_hits;
+  uint64_t block_cache_misses;
+  uint64_t block_cache_bytes;
+  uint64_t block_reads;         /* data blocks read from disk */
+  uint64_t bloom_checks;
+  uint64_t bloom_negatives;     /* table reads the filter saved */
+  uint64_t checksum_errors;
 
   /* read path */
   uint64_t gets;

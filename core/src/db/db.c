@@ -1,13 +1,20 @@
 /*
- * db.c — opening (with recovery from the WAL), closing, options and stats.
+ * db.c — opening (with recovery), closing, options and stats.
  *
  * Data directory layout:
- *   LOCK            advisory lock: one process per database
- *   NNNNNNNN.wal    WAL segments, replayed in number order on open
+ *   LOCK               advisory lock: one process per database
+ *   CURRENT            names the live manifest
+ *   MANIFEST-NNNNNNNN  version edits: the tables of each level (version_set.h)
+ *   NNNNNNNN.sst       tables (docs/table_format.md)
+ *   NNNNNNNN.wal       WAL segments not yet flushed to a table
  *
- * Opening replays every segment into a fresh memtable (repairing a torn tail of
- * the newest one), restores the oracle from the newest commit timestamp found,
- * and starts a new segment for this run's writes.
+ * Opening replays the manifest (which tables exist, and the WAL log number below
+ * which segments are already in tables), then the WAL segments from the log
+ * number on into a memtable, repairing a torn tail of the newest. The recovered
+ * memtable is written to an L0 table right away and a fresh manifest is started,
+ * so old segments can go; files no version needs (a crash can leave a half-written
+ * table behind) are deleted. A table the manifest names but the disk lacks fails
+ * the open with its name.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +29,26 @@ void nokv_options_init(nokv_options *o) {
   o->create_if_missing = true;
   o->max_key_size = NOKV_MAX_KEY_SIZE_LIMIT;
   o->max_value_size = 64u << 20;
-  o->memtable_max_bytes = 256u << 20;
+  o->memtable_max_bytes = 64u << 20;
+  o->max_immutable_memtables = 2;
   o->wal_segment_bytes = 64u << 20;
   o->max_group_commit_bytes = 1u << 20;
+  o->block_size = 4096;
+  o->block_restart_interval = 16;
+  o->bloom_bits_per_key = 10;
+  o->compression_start_level = 2;
+  o->zstd_level = 1;
+  o->block_cache_bytes = 64u << 20;
+  o->max_open_files = 1000;
+  o->l0_compaction_trigger = 4;
+  o->l0_slowdown_trigger = 12;
+  o->l0_stop_trigger = 20;
+  o->level1_max_bytes = 64u << 20;
+  o->level_size_ratio = 10;
+  o->target_file_bytes = 8u << 20;
+  o->soft_pending_compaction_bytes = UINT64_C(64) << 30;
+  o->hard_pending_compaction_bytes = UINT64_C(256) << 30;
+  o->manifest_max_bytes = 4u << 20;
 }
 
 void nokv_write_options_init(nokv_write_options *wo) { memset(wo, 0, sizeof *wo); }
@@ -42,6 +66,30 @@ static int check_options(const nokv_options *o) {
   if (o->memtable_max_bytes < (1u << 20)) {
     return nk_err(NOKV_EINVAL, "memtable_max_bytes must be at least 1 MiB, not %zu",
                   o->memtable_max_bytes);
+  }
+  if (o->max_immutable_memtables < 1 || o->max_immutable_memtables > NK_MAX_IMM) {
+    return nk_err(NOKV_EINVAL, "max_immutable_memtables must be in [1, %d], not %d", NK_MAX_IMM,
+                  o->max_immutable_memtables);
+  }
+  if (o->block_size < 256 || o->block_size > (64u << 20) || o->block_restart_interval < 1) {
+    return nk_err(NOKV_EINVAL, "block_size must be in [256 B, 64 MiB] and the restart interval >= 1");
+  }
+  if (o->bloom_bits_per_key < 0 || o->bloom_bits_per_key > 64) {
+    return nk_err(NOKV_EINVAL, "bloom_bits_per_key must be in [0, 64], not %d",
+                  o->bloom_bits_per_key);
+  }
+  if (o->zstd_level < 1 || o->zstd_level > 19 || o->max_open_files < 16) {
+    return nk_err(NOKV_EINVAL, "zstd_level must be in [1, 19] and max_open_files >= 16");
+  }
+  if (o->l0_compaction_trigger < 1 || o->l0_slowdown_trigger < o->l0_compaction_trigger ||
+      o->l0_stop_trigger < o->l0_slowdown_trigger) {
+    return nk_err(NOKV_EINVAL, "need 1 <= l0_compaction_trigger <= l0_slowdown_trigger <= "
+                               "l0_stop_trigger");
+  }
+  if (o->level1_max_bytes < (1u << 20) || o->level_size_ratio < 2 ||
+      o->target_file_bytes < (64u << 10)) {
+    return nk_err(NOKV_EINVAL, "need level1_max_bytes >= 1 MiB, level_size_ratio >= 2, "
+                               "target_file_bytes >= 64 KiB");
   }
   if (o->wal_segment_bytes < 4096) {
     return nk_err(NOKV_EINVAL, "wal_segment_bytes must be at least 4 KiB, not %zu",
@@ -68,12 +116,7 @@ static int replay_record(void *arg, uint8_t type, const char *payload, size_t le
     return nk_err(NOKV_ECORRUPT, "WAL %s: commit timestamp %llu after %llu is out of order",
                   c->segment, (unsigned long long)ts, (unsigned long long)c->last_ts);
   }
-  if (nk_memtable_usage(db->mem) > db->opts.memtable_max_bytes) {
-    return nk_err(NOKV_EFULL,
-                  "the WAL holds more than memtable_max_bytes (%zu); reopen with a larger limit",
-                  db->opts.memtable_max_bytes);
-  }
-  int rc = nk_db_apply_batch(db, payload, len, ts);
+  int rc = nk_db_apply_batch(db->mem, payload, len, ts);
   if (rc != NOKV_OK) {
     if (rc == NOKV_ECORRUPT) {
       return nk_err(rc, "WAL %s: malformed batch at commit timestamp %llu (%s)", c->segment,
@@ -85,18 +128,17 @@ static int replay_record(void *arg, uint8_t type, const char *payload, size_t le
   return NOKV_OK;
 }
 
-/* Replays every WAL segment; *next_number is the number for this run's segment. */
-static int recover(nokv_db *db, uint64_t *next_number) {
+/* Replays the WAL segments the manifest has not seen flushed into db->mem. */
+static int replay_wal(nokv_db *db) {
   uint64_t *numbers = NULL;
   size_t n = 0;
   NK_RET(nk_wal_list(db->env, db->path, &numbers, &n));
-  if (n > 0 && db->opts.error_if_exists) {
-    free(numbers);
-    return nk_err(NOKV_EINVAL, "database %s already exists (error_if_exists)", db->path);
-  }
   replay_ctx c = {.db = db, .last_ts = 0};
   int ret = NOKV_OK;
-  for (size_t i = 0; i < n && ret == NOKV_OK; i++) {
+  size_t first = 0;
+  while (first < n && numbers[first] < db->vset->log_number) first++;
+  for (size_t i = 0; i < n; i++) nk_vset_mark_file_used(db->vset, numbers[i]);
+  for (size_t i = first; i < n && ret == NOKV_OK; i++) {
     char name[32];
     nk_wal_segment_name(numbers[i], name);
     char *path = nk_path_join(db->path, name);
@@ -108,22 +150,53 @@ static int recover(nokv_db *db, uint64_t *next_number) {
     ret = nk_wal_replay_segment(db->env, path, i + 1 == n, replay_record, &c, &db->stats.replay);
     free(path);
   }
-  *next_number = n > 0 ? numbers[n - 1] + 1 : 1;
-  db->stats.wal_segments_replayed = n;
+  db->stats.wal_segments_replayed = n - first;
   free(numbers);
   NK_RET(ret);
-  nk_oracle_init(&db->oracle, c.last_ts);
+  uint64_t last = c.last_ts > db->vset->last_ts ? c.last_ts : db->vset->last_ts;
+  nk_oracle_init(&db->oracle, last);
   return NOKV_OK;
 }
 
 static void db_free(nokv_db *db) {
-  nk_memtable_free(db->mem);
+  nk_view_unref(db->view);
+  for (size_t i = 0; i < db->nimm; i++) nk_memtable_unref(db->imm[i]);
+  nk_memtable_unref(db->mem);
+  nk_vset_close(db->vset);
+  nk_table_cache_free(db->tc);
+  nk_cache_free(db->block_cache);
+  for (int l = 0; l < NK_NUM_LEVELS; l++) free(db->compact_pointer[l]);
   nk_file_close(db->lock);
   free(db->group_buf);
   free(db->path);
   pthread_mutex_destroy(&db->mu);
+  pthread_mutex_destroy(&db->view_mu);
   pthread_cond_destroy(&db->idle);
+  pthread_cond_destroy(&db->bg_cv);
+  pthread_cond_destroy(&db->room_cv);
   free(db);
+}
+
+/* Writes the recovered memtable to L0 (if it holds anything) and logs a fresh
+ * manifest whose log number retires every replayed segment. */
+static int finish_recovery(nokv_db *db) {
+  uint64_t log = nk_wal_number(db->wal);
+  if (nk_memtable_entries(db->mem) > 0) {
+    NK_RET(nk_db_flush_memtable(db, db->mem, log));
+    nk_memtable_unref(db->mem);
+    if ((db->mem = nk_memtable_new()) == NULL) {
+      return nk_err(NOKV_ENOMEM, "out of memory creating the memtable");
+    }
+  } else {
+    nk_edit e;
+    nk_edit_init(&e);
+    e.has_log_number = true;
+    e.log_number = log;
+    int ret = nk_vset_log_and_apply(db->vset, &e);
+    nk_edit_release(&e);
+    NK_RET(ret);
+  }
+  return nk_vset_remove_orphans(db->vset);
 }
 
 int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
@@ -140,13 +213,16 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
     return nk_err(NOKV_ENOMEM, "out of memory opening %s", path);
   }
   pthread_mutex_init(&db->mu, NULL);
+  pthread_mutex_init(&db->view_mu, NULL);
   pthread_cond_init(&db->idle, NULL);
+  pthread_cond_init(&db->bg_cv, NULL);
+  pthread_cond_init(&db->room_cv, NULL);
   db->opts = *opts;
   db->env = opts->env != NULL ? opts->env : nk_env_posix();
   atomic_init(&db->live_handles, 0);
 
   int ret;
-  bool oracle_ready = false;
+  bool oracle_ready = false, fresh = false;
   if (opts->create_if_missing) {
     NK_ERR(db->env->mkdir(db->env, path));
   }
@@ -157,16 +233,30 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   ret = db->env->lock(db->env, lock_path, &db->lock);
   free(lock_path);
   NK_ERR(ret);
-  if ((db->mem = nk_memtable_new()) == NULL) {
-    NK_ERR(nk_err(NOKV_ENOMEM, "out of memory creating the memtable"));
+  if ((opts->block_cache_bytes > 0 &&
+       (db->block_cache = nk_cache_new(opts->block_cache_bytes, 4)) == NULL) ||
+      (db->tc = nk_table_cache_new(db->env, path, (size_t)opts->max_open_files,
+                                   db->block_cache, &db->sst_stats)) == NULL ||
+      (db->mem = nk_memtable_new()) == NULL) {
+    NK_ERR(nk_err(NOKV_ENOMEM, "out of memory opening %s", path));
   }
-  uint64_t next_number = 1;
-  NK_ERR(recover(db, &next_number));
+  NK_ERR(nk_vset_open(db->env, path, db->tc, opts->manifest_max_bytes, &db->vset, &fresh));
+  if (!fresh && opts->error_if_exists) {
+    NK_ERR(nk_err(NOKV_EINVAL, "database %s already exists (error_if_exists)", path));
+  }
+  NK_ERR(replay_wal(db));
   oracle_ready = true;
-  NK_ERR(nk_wal_open(db->env, path, next_number, opts->wal_segment_bytes, &db->wal));
+  if (db->stats.wal_segments_replayed > 0 && opts->error_if_exists) {
+    NK_ERR(nk_err(NOKV_EINVAL, "database %s already exists (error_if_exists)", path));
+  }
+  NK_ERR(nk_wal_open(db->env, path, &db->vset->next_file, opts->wal_segment_bytes, &db->wal));
+  NK_ERR(finish_recovery(db));
+  NK_ERR(nk_db_refresh_view(db));
+  NK_ERR(nk_db_start_background(db));
   *out = db;
   return NOKV_OK;
 err:
+  nk_wal_close(db->wal);
   if (oracle_ready) nk_oracle_destroy(&db->oracle);
   db_free(db);
   return ret;
@@ -185,10 +275,19 @@ int nokv_close(nokv_db *db) {
     pthread_cond_wait(&db->idle, &db->mu);
   }
   pthread_mutex_unlock(&db->mu);
+  nk_db_stop_background(db);
   int ret = nk_wal_close(db->wal);
   nk_oracle_destroy(&db->oracle);
   db_free(db);
   return ret;
+}
+
+static uint64_t count_wal_segments(nokv_db *db) {
+  uint64_t *numbers = NULL;
+  size_t n = 0;
+  if (nk_wal_list(db->env, db->path, &numbers, &n) != NOKV_OK) return 0;
+  free(numbers);
+  return n;
 }
 
 int nokv_stats(nokv_db *db, nokv_statistics *s) {
@@ -196,9 +295,44 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   memset(s, 0, sizeof *s);
   s->last_commit_ts = nk_oracle_read_ts(&db->oracle);
   nk_oracle_snapshots(&db->oracle, &s->oldest_snapshot_ts, &s->live_snapshots);
-  s->memtable_entries = nk_memtable_entries(db->mem);
-  s->memtable_bytes = nk_memtable_usage(db->mem);
+  nk_view *view = nk_db_acquire_view(db);
+  s->memtable_entries = nk_memtable_entries(view->mem);
+  s->memtable_bytes = nk_memtable_usage(view->mem);
   s->memtable_limit_bytes = db->opts.memtable_max_bytes;
+  s->immutable_memtables = view->nimm;
+  const nk_version *v = view->version;
+  for (int l = 0; l < NK_NUM_LEVELS && l < NOKV_NUM_LEVELS; l++) {
+    s->level_files[l] = v->nfiles[l];
+    s->level_bytes[l] = v->level_bytes[l];
+    s->tables += v->nfiles[l];
+    s->table_bytes += v->level_bytes[l];
+  }
+  s->pending_compaction_bytes = nk_db_pending_compaction_bytes(db, v);
+  nk_view_unref(view);
+  s->user_bytes_written = nk_counter_get(&db->stats.user_bytes);
+  s->write_stalls = nk_counter_get(&db->stats.stalls);
+  s->write_stall_micros = nk_counter_get(&db->stats.stall_micros);
+  s->write_slowdowns = nk_counter_get(&db->stats.slowdowns);
+  s->flushes = nk_counter_get(&db->stats.flushes);
+  s->flush_bytes_written = nk_counter_get(&db->stats.flush_bytes);
+  s->compactions = nk_counter_get(&db->stats.compactions);
+  s->trivial_moves = nk_counter_get(&db->stats.trivial_moves);
+  s->compaction_bytes_read = nk_counter_get(&db->stats.compact_read);
+  s->compaction_bytes_written = nk_counter_get(&db->stats.compact_written);
+  s->tables_deleted = nk_stat_get(&db->vset->tables_deleted);
+  s->manifest_rewrites = nk_stat_get(&db->vset->manifest_rewrites);
+  s->get_table_probes = nk_counter_get(&db->stats.table_probes);
+  if (db->block_cache != NULL) {
+    nk_cache_stats cs;
+    nk_cache_get_stats(db->block_cache, &cs);
+    s->block_cache_hits = cs.hits;
+    s->block_cache_misses = cs.misses;
+    s->block_cache_bytes = cs.usage;
+  }
+  s->block_reads = nk_stat_get(&db->sst_stats.block_reads);
+  s->bloom_checks = nk_stat_get(&db->sst_stats.bloom_checks);
+  s->bloom_negatives = nk_stat_get(&db->sst_stats.bloom_negatives);
+  s->checksum_errors = nk_stat_get(&db->sst_stats.checksum_errors);
   s->puts = nk_counter_get(&db->stats.puts);
   s->deletes = nk_counter_get(&db->stats.deletes);
   s->batches = nk_counter_get(&db->stats.batches);
@@ -213,8 +347,9 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->recovered_bytes = db->stats.replay.bytes;
   s->torn_tail_truncations = db->stats.replay.torn_tails;
   s->torn_tail_bytes = db->stats.replay.torn_bytes;
-  /* Segments: those replayed at open plus those this run created. */
-  s->wal_segments = db->stats.wal_segments_replayed + nk_wal_segments_created(db->wal);
+  s->wal_segments = count_wal_segments(db);
   s->wal_segment_bytes = db->stats.replay.bytes + s->wal_bytes_written;
+  s->disk_bytes_written = s->wal_bytes_written + s->flush_bytes_written +
+                          s->compaction_bytes_written;
   return NOKV_OK;
 }

@@ -1,6 +1,11 @@
 /*
- * db_impl.h — the database handle, shared by db.c (open, close, recovery),
- * write.c (group commit), read.c (get, iterators) and stats.c.
+ * db_impl.h — the database handle, shared by db.c (open, close, recovery,
+ * stats), write.c (group commit, making room), flush.c (memtable → L0),
+ * compact.c (compaction), build.c (writing tables) and read.c (get, iterators).
+ *
+ * Locking: mu guards the writer queue, the memtable list (mem, imm), background
+ * state and bg_error. view_mu guards only the view pointer, so readers take it
+ * for a few instructions. The vset has its own locks (version_set.h).
  */
 #ifndef NOKV_DB_DB_IMPL_H
 #define NOKV_DB_DB_IMPL_H
@@ -12,9 +17,16 @@
 
 #include "memtable/memtable.h"
 #include "nokv/db.h"
+#include "sst/table_builder.h"
+#include "sst/table_cache.h"
 #include "txn/oracle.h"
+#include "util/cache.h"
+#include "util/counter.h"
 #include "util/env.h"
+#include "version/version_set.h"
 #include "wal/wal.h"
+
+#define NK_MAX_IMM 16
 
 typedef atomic_uint_fast64_t nk_counter;
 
@@ -26,6 +38,19 @@ static inline uint64_t nk_counter_get(const nk_counter *c) {
   return atomic_load_explicit((nk_counter *)c, memory_order_relaxed);
 }
 
+/* What a reader needs, pinned as a unit: the mutable memtable, the sealed ones
+ * (newest first) and the table version. A memtable's life: created mutable as
+ * db->mem → sealed into db->imm when full (its WAL segments are closed) → written
+ * to an L0 table by the flush thread → dropped from imm once the manifest records
+ * the table → freed when the last view holding it is released. */
+typedef struct nk_view {
+  uint32_t refs;  /* atomic */
+  nk_memtable *mem;
+  nk_memtable *imm[NK_MAX_IMM];
+  size_t nimm;
+  nk_version *version;
+} nk_view;
+
 struct nk_writer;
 
 struct nokv_db {
@@ -33,25 +58,55 @@ struct nokv_db {
   nokv_options opts;
   const struct nokv_env *env;
   nk_file *lock;
-  nk_memtable *mem;
   nk_oracle oracle;
   atomic_int live_handles;  /* iterators and snapshots: close refuses while > 0 */
 
-  /* Write path. mu guards the queue, closing and bg_error; the leader of the
-   * queue's front group owns wal, group_buf and the oracle's next_ts. */
+  /* Write path. The leader of the queue's front group owns wal, group_buf, mem's
+   * inserts and the oracle's next_ts. */
   pthread_mutex_t mu;
   pthread_cond_t idle;      /* signalled when the queue drains */
   struct nk_writer *queue_head, *queue_tail;
   bool closing;
-  int bg_error;             /* sticky: a failed WAL write or sync stops writes */
+  int bg_error;             /* sticky: a failed log, flush or compaction stops writes */
   char bg_errmsg[256];
   nk_wal *wal;
   char *group_buf;
   size_t group_cap;
 
+  /* Memtables (mu). imm is oldest first; imm_log[i] is the first WAL segment
+   * holding data newer than imm[i]. */
+  nk_memtable *mem;
+  nk_memtable *imm[NK_MAX_IMM];
+  uint64_t imm_log[NK_MAX_IMM];
+  size_t nimm;
+
+  pthread_mutex_t view_mu;
+  nk_view *view;
+
+  /* Tables. */
+  nk_cache *block_cache;
+  nk_table_cache *tc;
+  nk_sst_stats sst_stats;
+  nk_vset *vset;
+
+  /* Background work (mu). */
+  pthread_t flush_thread, compact_thread;
+  bool threads_started;
+  bool stop_bg;
+  bool compacting;
+  pthread_cond_t bg_cv;     /* work for the background threads */
+  pthread_cond_t room_cv;   /* a flush or compaction finished: stalled writers retry */
+  int manual_compactions;   /* requests pending (nokv_compact_range) */
+  uint64_t manual_done;     /* completed requests */
+  int compact_pointer_level_rr;
+  char *compact_pointer[NK_NUM_LEVELS];  /* round-robin start key per level */
+  size_t compact_pointer_len[NK_NUM_LEVELS];
+
   struct {
     nk_counter puts, deletes, batches, write_groups, wal_syncs, wal_bytes, rejected_full;
-    nk_counter gets, get_hits, iterators;
+    nk_counter user_bytes, stalls, stall_micros, slowdowns;
+    nk_counter gets, get_hits, iterators, table_probes;
+    nk_counter flushes, flush_bytes, compactions, trivial_moves, compact_read, compact_written;
     uint64_t wal_segments_replayed;  /* set once at open */
     nk_wal_replay_stats replay;
   } stats;
@@ -60,8 +115,61 @@ struct nokv_db {
 /* Resolves read options to a read timestamp no newer than the visible one. */
 uint64_t nk_db_read_ts(const nokv_db *db, const nokv_read_options *ro);
 
-/* Applies one encoded batch (its header's ts is ignored) at commit_ts to the
- * memtable. REQUIRES: the caller is the only writer of db->mem. */
-int nk_db_apply_batch(nokv_db *db, const char *rep, size_t len, uint64_t commit_ts);
+/* Applies one encoded batch (its header's ts is ignored) at commit_ts to mem.
+ * REQUIRES: the caller is mem's only writer. */
+int nk_db_apply_batch(nk_memtable *mem, const char *rep, size_t len, uint64_t commit_ts);
+
+/* Records a background failure that stops writes. REQUIRES: mu held. */
+void nk_db_set_bg_error(nokv_db *db, int rc, const char *what);
+
+/* ---- views (view.c) ---- */
+
+/* The current view, referenced. Never NULL once the database is open. */
+nk_view *nk_db_acquire_view(nokv_db *db);
+void nk_view_unref(nk_view *v);
+/* Publishes a view of mem, imm and the current version. REQUIRES: mu held.
+ * NOKV_ENOMEM leaves the old view in place. */
+int nk_db_refresh_view(nokv_db *db);
+
+/* ---- writing tables (build.c) ---- */
+
+/* The oldest timestamp any reader may still read at: versions below it that are
+ * shadowed by a newer version (also below it) can be dropped. */
+uint64_t nk_db_watermark(nokv_db *db);
+
+typedef struct nk_build_job {
+  int level;                    /* output level: chooses compression */
+  uint64_t watermark;
+  uint64_t max_file_bytes;      /* split outputs (at user-key boundaries) past this */
+  /* true if no level deeper than the output holds user key k: a tombstone that
+   * is the newest version below the watermark can then be dropped. NULL: never. */
+  bool (*is_bottom)(void *arg, const char *k, size_t n);
+  void *arg;
+  const bool *abort;            /* checked between entries (may be NULL) */
+  /* results */
+  uint64_t bytes_written;
+  uint64_t entries_in, entries_dropped;
+} nk_build_job;
+
+/* Writes input (from its current position to its end) into new tables, adding
+ * each finished table to e at job->level. On error, files written so far are
+ * removed and e is left with whatever was added (the caller releases it). */
+int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *e);
+
+/* ---- background work (flush.c, compact.c) ---- */
+
+int nk_db_start_background(nokv_db *db);
+/* Stops and joins the background threads. REQUIRES: mu not held. */
+void nk_db_stop_background(nokv_db *db);
+void *nk_db_flush_main(void *arg);
+void *nk_db_compact_main(void *arg);
+/* Writes mem to an L0 table and logs it with log_number (WAL segments below it
+ * become obsolete). Used by the flush thread and at open. */
+int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number);
+/* Removes WAL segments below the version set's log number. */
+void nk_db_delete_obsolete_wal(nokv_db *db);
+/* Compaction debt in bytes and whether the version wants a compaction.
+ * REQUIRES: nothing (reads the version). */
+uint64_t nk_db_pending_compaction_bytes(nokv_db *db, const nk_version *v);
 
 #endif /* NOKV_DB_DB_IMPL_H */

@@ -1,14 +1,22 @@
 /*
  * read.c — point reads, snapshots and iterators, all at a read timestamp.
  *
- * Readers take no lock: the memtable's skiplist is safe to read while the leader
- * inserts, and entries stamped after the visible timestamp are simply skipped.
+ * A read pins the current view (memtables + table version) and only then takes
+ * the visible timestamp as its read timestamp: every compaction in the pinned
+ * version used a watermark no newer than that, so no version the read needs can
+ * have been dropped. Sources are searched newest first: memtable, sealed
+ * memtables, L0 newest to oldest, then L1.. (version.h); the first version at or
+ * below the read timestamp wins.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "db/db_impl.h"
+#include "memtable/internal_key.h"
+#include "sst/block_builder.h"
+#include "util/checksum.h"
 #include "util/error.h"
+#include "util/merge_iter.h"
 
 uint64_t nk_db_read_ts(const nokv_db *db, const nokv_read_options *ro) {
   uint64_t visible = nk_oracle_read_ts(&db->oracle);
@@ -21,32 +29,68 @@ uint64_t nk_db_read_ts(const nokv_db *db, const nokv_read_options *ro) {
   return ts < visible ? ts : visible;
 }
 
-int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t klen,
-             void **val, size_t *vlen, uint64_t *commit_ts) {
-  nk_err_clear();
-  if (klen == 0) {
-    return nk_err(NOKV_EINVAL, "empty key");
-  }
+static int check_key(const nokv_db *db, size_t klen) {
+  if (klen == 0) return nk_err(NOKV_EINVAL, "empty key");
   if (klen > db->opts.max_key_size) {
     return nk_err(NOKV_EINVAL, "key of %zu bytes exceeds max_key_size (%zu bytes)", klen,
                   db->opts.max_key_size);
   }
-  nk_count(&db->stats.gets, 1);
-  nk_entry e;
-  if (!nk_memtable_get(db->mem, key, klen, nk_db_read_ts(db, ro), &e) ||
-      e.kind != NK_KIND_VALUE) {
-    return NOKV_ENOTFOUND;
-  }
-  char *copy = malloc(e.vlen ? e.vlen : 1);
-  if (copy == NULL) {
-    return nk_err(NOKV_ENOMEM, "out of memory copying a %zu-byte value", e.vlen);
-  }
-  memcpy(copy, e.val, e.vlen);
-  *val = copy;
-  *vlen = e.vlen;
-  if (commit_ts != NULL) *commit_ts = e.ts;
-  nk_count(&db->stats.get_hits, 1);
   return NOKV_OK;
+}
+
+static int copy_out(const char *v, size_t n, void **val, size_t *vlen) {
+  char *copy = malloc(n ? n : 1);
+  if (copy == NULL) return nk_err(NOKV_ENOMEM, "out of memory copying a %zu-byte value", n);
+  memcpy(copy, v, n);
+  *val = copy;
+  *vlen = n;
+  return NOKV_OK;
+}
+
+int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t klen,
+             void **val, size_t *vlen, uint64_t *commit_ts) {
+  nk_err_clear();
+  NK_RET(check_key(db, klen));
+  nk_count(&db->stats.gets, 1);
+  nk_view *view = nk_db_acquire_view(db);
+  uint64_t read_ts = nk_db_read_ts(db, ro);
+  int ret = NOKV_ENOTFOUND;
+  nk_entry e;
+  bool found = nk_memtable_get(view->mem, key, klen, read_ts, &e);
+  for (size_t i = 0; !found && i < view->nimm; i++) {
+    found = nk_memtable_get(view->imm[i], key, klen, read_ts, &e);
+  }
+  if (found) {
+    if (e.kind == NK_KIND_VALUE) {
+      ret = copy_out(e.val, e.vlen, val, vlen);
+      if (commit_ts != NULL) *commit_ts = e.ts;
+    }
+  } else {
+    char stack[256];
+    char *target = klen + NK_IKEY_TRAILER <= sizeof stack ? stack : malloc(klen + NK_IKEY_TRAILER);
+    if (target == NULL) {
+      ret = nk_err(NOKV_ENOMEM, "out of memory");
+    } else {
+      nk_ikey_encode(target, key, klen, read_ts, NK_KIND_SEEK);
+      nk_get_result r;
+      uint64_t probes = 0;
+      int rc = nk_version_get(view->version, db->tc, target, klen + NK_IKEY_TRAILER,
+                              nk_hash64(key, klen), &r, &probes);
+      nk_count(&db->stats.table_probes, probes);
+      if (rc != NOKV_OK) {
+        ret = rc;
+      } else if (r.found && r.kind == NK_KIND_VALUE) {
+        *val = r.val;
+        *vlen = r.vlen;
+        if (commit_ts != NULL) *commit_ts = r.ts;
+        ret = NOKV_OK;
+      }
+      if (target != stack) free(target);
+    }
+  }
+  nk_view_unref(view);
+  if (ret == NOKV_OK) nk_count(&db->stats.get_hits, 1);
+  return ret;
 }
 
 void nokv_free(void *p) { free(p); }
@@ -73,15 +117,19 @@ void nokv_snapshot_release(nokv_db *db, nokv_snapshot *snap) {
   }
 }
 
-/* ---- iterators ---- */
+/* ---- iterators: a merge of every source, resolved to one version per key ---- */
 
 struct nokv_iter {
   nokv_db *db;
+  nk_view *view;
   uint64_t read_ts;
   char *start, *end;  /* owned copies; end == NULL: unbounded */
   size_t start_len, end_len;
-  nk_sl_iter pos;
-  nk_entry cur;
+  nk_iter *merged;
+  nk_buf key;         /* current user key (the merged iterator's bytes move) */
+  const char *val;
+  size_t vlen;
+  uint64_t ts;
   bool valid;
   int status;
 };
@@ -90,6 +138,32 @@ static char *dup_bytes(const void *p, size_t n) {
   char *c = malloc(n ? n : 1);
   if (c != NULL && n > 0) memcpy(c, p, n);
   return c;
+}
+
+static nk_iter *build_merge(nokv_db *db, nk_view *v) {
+  size_t n = 1 + v->nimm + v->version->nfiles[0] + (NK_NUM_LEVELS - 1);
+  nk_iter **kids = calloc(n, sizeof *kids);
+  if (kids == NULL) return NULL;
+  size_t k = 0;
+  kids[k++] = nk_memtable_iter_new(v->mem);
+  for (size_t i = 0; i < v->nimm; i++) kids[k++] = nk_memtable_iter_new(v->imm[i]);
+  for (size_t i = 0; i < v->version->nfiles[0]; i++) {
+    const nk_file_meta *f = v->version->files[0][i];
+    kids[k++] = nk_table_cache_iter(db->tc, f->number, f->size);
+  }
+  for (int l = 1; l < NK_NUM_LEVELS; l++) {
+    if (v->version->nfiles[l] > 0) kids[k++] = nk_level_iter_new(v->version, l, db->tc);
+  }
+  for (size_t i = 0; i < k; i++) {
+    if (kids[i] == NULL) {
+      for (size_t j = 0; j < k; j++) nk_iter_destroy(kids[j]);
+      free(kids);
+      return NULL;
+    }
+  }
+  nk_iter *m = nk_merge_iter_new(kids, k);
+  free(kids);
+  return m;
 }
 
 int nokv_iter_new(nokv_db *db, const nokv_read_options *ro, const void *start,
@@ -103,23 +177,30 @@ int nokv_iter_new(nokv_db *db, const nokv_read_options *ro, const void *start,
     return nk_err(NOKV_ENOMEM, "out of memory creating an iterator");
   }
   it->db = db;
+  it->view = nk_db_acquire_view(db);
   it->read_ts = nk_db_read_ts(db, ro);
   it->start_len = start_len;
   it->end_len = end_len;
-  nk_sl_iter_init(&it->pos, nk_memtable_index(db->mem));
+  if ((it->merged = build_merge(db, it->view)) == NULL) {
+    nk_view_unref(it->view);
+    free(it->start);
+    free(it->end);
+    free(it);
+    return nk_err(NOKV_ENOMEM, "out of memory creating an iterator");
+  }
   atomic_fetch_add(&db->live_handles, 1);
   nk_count(&db->stats.iterators, 1);
   *out = it;
   return NOKV_OK;
 }
 
-/* Skips every remaining version of user key (key, klen). */
-static void skip_key(nokv_iter *it, const char *key, size_t klen) {
-  while (nk_sl_iter_valid(&it->pos)) {
-    nk_entry e;
-    nk_entry_decode(nk_sl_iter_entry(&it->pos), &e);
-    if (nk_user_key_cmp(e.key, e.klen, key, klen) != 0) return;
-    nk_sl_iter_next(&it->pos);
+/* Skips every remaining version of the current user key (it->key). */
+static void skip_key(nokv_iter *it) {
+  while (nk_iter_valid(it->merged)) {
+    size_t n;
+    const char *k = nk_iter_key(it->merged, &n);
+    if (nk_user_key_cmp(k, nk_ikey_user_len(n), it->key.data, it->key.len) != 0) return;
+    nk_iter_next(it->merged);
   }
 }
 
@@ -127,24 +208,31 @@ static void skip_key(nokv_iter *it, const char *key, size_t klen) {
  * user key that has a live (non-deleted) one, or becomes invalid. */
 static void settle(nokv_iter *it) {
   it->valid = false;
-  while (nk_sl_iter_valid(&it->pos)) {
-    nk_entry e;
-    nk_entry_decode(nk_sl_iter_entry(&it->pos), &e);
-    if (it->end != NULL && nk_user_key_cmp(e.key, e.klen, it->end, it->end_len) >= 0) {
+  while (nk_iter_valid(it->merged)) {
+    size_t n;
+    const char *k = nk_iter_key(it->merged, &n);
+    size_t ulen = nk_ikey_user_len(n);
+    if (it->end != NULL && nk_user_key_cmp(k, ulen, it->end, it->end_len) >= 0) return;
+    uint64_t trailer = nk_ikey_trailer(k, n);
+    if (nk_trailer_ts(trailer) > it->read_ts) {
+      nk_iter_next(it->merged);  /* too new for this snapshot */
+      continue;
+    }
+    it->key.len = 0;
+    if (!nk_buf_append(&it->key, k, ulen)) {
+      it->status = nk_err(NOKV_ENOMEM, "out of memory in an iterator");
       return;
     }
-    if (e.ts > it->read_ts) {
-      nk_sl_iter_next(&it->pos);  /* too new for this snapshot */
+    if (nk_trailer_kind(trailer) == NK_KIND_DELETE) {
+      skip_key(it);
       continue;
     }
-    if (e.kind == NK_KIND_DELETE) {
-      skip_key(it, e.key, e.klen);
-      continue;
-    }
-    it->cur = e;
+    it->val = nk_iter_value(it->merged, &it->vlen);
+    it->ts = nk_trailer_ts(trailer);
     it->valid = true;
     return;
   }
+  if (it->status == NOKV_OK) it->status = nk_iter_status(it->merged);
 }
 
 void nokv_iter_seek(nokv_iter *it, const void *key, size_t klen) {
@@ -152,7 +240,16 @@ void nokv_iter_seek(nokv_iter *it, const void *key, size_t klen) {
     key = it->start;
     klen = it->start_len;
   }
-  nk_sl_iter_seek(&it->pos, key, klen, NK_MAX_TS);
+  char stack[256];
+  char *target = klen + NK_IKEY_TRAILER <= sizeof stack ? stack : malloc(klen + NK_IKEY_TRAILER);
+  if (target == NULL) {
+    it->valid = false;
+    it->status = nk_err(NOKV_ENOMEM, "out of memory in an iterator");
+    return;
+  }
+  nk_ikey_encode(target, key, klen, NK_MAX_TS, NK_KIND_SEEK);
+  nk_iter_seek(it->merged, target, klen + NK_IKEY_TRAILER);
+  if (target != stack) free(target);
   settle(it);
 }
 
@@ -161,27 +258,30 @@ void nokv_iter_seek_first(nokv_iter *it) { nokv_iter_seek(it, it->start, it->sta
 bool nokv_iter_valid(const nokv_iter *it) { return it->valid; }
 
 void nokv_iter_next(nokv_iter *it) {
-  skip_key(it, it->cur.key, it->cur.klen);
+  skip_key(it);
   settle(it);
 }
 
 const void *nokv_iter_key(const nokv_iter *it, size_t *klen) {
-  *klen = it->cur.klen;
-  return it->cur.key;
+  *klen = it->key.len;
+  return it->key.data;
 }
 
 const void *nokv_iter_value(const nokv_iter *it, size_t *vlen) {
-  *vlen = it->cur.vlen;
-  return it->cur.val;
+  *vlen = it->vlen;
+  return it->val;
 }
 
-uint64_t nokv_iter_commit_ts(const nokv_iter *it) { return it->cur.ts; }
+uint64_t nokv_iter_commit_ts(const nokv_iter *it) { return it->ts; }
 
 int nokv_iter_status(const nokv_iter *it) { return it->status; }
 
 void nokv_iter_close(nokv_iter *it) {
   if (it == NULL) return;
+  nk_iter_destroy(it->merged);
+  nk_view_unref(it->view);
   atomic_fetch_sub(&it->db->live_handles, 1);
+  nk_buf_release(&it->key);
   free(it->start);
   free(it->end);
   free(it);

@@ -8,7 +8,14 @@
  *
  * The leader does the I/O without holding mu, so new writers can queue up behind
  * it and form the next group while the disk works.
+ *
+ * Before writing, the leader makes room (make_room): when the memtable is full it
+ * seals it (switching to a new WAL segment) and queues it for the flush thread.
+ * Writes are never refused for lack of room; they slow down (1 ms, once) when L0
+ * or the compaction debt grows, and wait when too many memtables are sealed or L0
+ * reaches its stop trigger, until a flush or compaction makes room.
  */
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +26,7 @@
 #include "wal/wal_format.h"
 
 typedef struct nk_writer {
-  const nokv_batch *batch;
+  const nokv_batch *batch;  /* NULL: a flush request (seal the memtable) */
   bool sync;
   bool done;
   int rc;
@@ -54,8 +61,80 @@ static int check_limits(const nokv_db *db, const nokv_batch *b) {
   return NOKV_OK;
 }
 
-static bool fits_memtable(const nokv_db *db, size_t cost) {
-  return nk_memtable_usage(db->mem) + cost <= db->opts.memtable_max_bytes;
+static uint64_t now_micros(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* Seals mem into imm and starts a new memtable on a new WAL segment.
+ * REQUIRES: mu held, leader. */
+static int seal_memtable(nokv_db *db) {
+  nk_memtable *fresh = nk_memtable_new();
+  if (fresh == NULL) return nk_err(NOKV_ENOMEM, "out of memory creating a memtable");
+  int rc = nk_wal_switch(db->wal);
+  if (rc != NOKV_OK) {
+    nk_memtable_free(fresh);
+    nk_db_set_bg_error(db, rc, "log switch");
+    return rc;
+  }
+  db->imm[db->nimm] = db->mem;
+  db->imm_log[db->nimm] = nk_wal_number(db->wal);
+  db->nimm++;
+  db->mem = fresh;
+  rc = nk_db_refresh_view(db);
+  if (rc != NOKV_OK) {
+    nk_db_set_bg_error(db, rc, "memtable switch");
+    return rc;
+  }
+  pthread_cond_broadcast(&db->bg_cv);
+  return NOKV_OK;
+}
+
+/* Waits for a flush or compaction to make room. REQUIRES: mu held. */
+static void stall(nokv_db *db) {
+  uint64_t start = now_micros();
+  nk_count(&db->stats.stalls, 1);
+  pthread_cond_wait(&db->room_cv, &db->mu);
+  nk_count(&db->stats.stall_micros, now_micros() - start);
+}
+
+/* Makes room in the memtable for cost bytes (or, if force, seals a non-empty
+ * memtable). REQUIRES: mu held, leader. */
+static int make_room(nokv_db *db, size_t cost, bool force) {
+  bool slowed = false;
+  const nokv_options *o = &db->opts;
+  for (;;) {
+    if (db->bg_error != NOKV_OK) return nk_err(db->bg_error, "%s", db->bg_errmsg);
+    if (db->stop_bg) return nk_err(NOKV_ECLOSED, "database is closing");
+    nk_version *v = nk_vset_current(db->vset);
+    int l0 = (int)v->nfiles[0];
+    uint64_t debt = nk_db_pending_compaction_bytes(db, v);
+    nk_version_unref(v);
+    bool throttle = !o->disable_auto_compaction;
+    if (throttle && !slowed &&
+        (l0 >= o->l0_slowdown_trigger || debt >= o->soft_pending_compaction_bytes)) {
+      /* LevelDB's trick: spread the delay over many writes instead of stopping
+       * one for seconds once the hard limit is hit. */
+      slowed = true;
+      nk_count(&db->stats.slowdowns, 1);
+      pthread_mutex_unlock(&db->mu);
+      struct timespec ms = {0, 1000000};
+      nanosleep(&ms, NULL);
+      pthread_mutex_lock(&db->mu);
+      continue;
+    }
+    size_t usage = nk_memtable_usage(db->mem);
+    if (!force && usage + cost <= o->memtable_max_bytes) return NOKV_OK;
+    if (force && nk_memtable_entries(db->mem) == 0) return NOKV_OK;
+    if (db->nimm >= (size_t)o->max_immutable_memtables ||
+        (throttle && (l0 >= o->l0_stop_trigger || debt >= o->hard_pending_compaction_bytes))) {
+      stall(db);
+      continue;
+    }
+    NK_RET(seal_memtable(db));
+    force = false;
+  }
 }
 
 /* Grows the group buffer to n bytes. REQUIRES: leader. */
@@ -74,17 +153,6 @@ static int reserve_group_buf(nokv_db *db, size_t n) {
   db->group_buf = p;
   db->group_cap = cap;
   return NOKV_OK;
-}
-
-static int set_bg_error(nokv_db *db, int rc) {
-  /* REQUIRES: mu held. */
-  if (db->bg_error == NOKV_OK) {
-    db->bg_error = rc;
-    snprintf(db->bg_errmsg, sizeof db->bg_errmsg,
-             "writes stopped after a failed log write (%s); reopen the database to recover",
-             nokv_errmsg());
-  }
-  return rc;
 }
 
 /* Frames every batch of the group [first, last] into group_buf, stamping
@@ -112,7 +180,7 @@ static int frame_group(nokv_db *db, nk_writer *first, nk_writer *last, uint64_t 
   return NOKV_OK;
 }
 
-int nk_db_apply_batch(nokv_db *db, const char *rep, size_t len, uint64_t commit_ts) {
+int nk_db_apply_batch(nk_memtable *mem, const char *rep, size_t len, uint64_t commit_ts) {
   nk_batch_reader r;
   nk_batch_op op;
   uint64_t unused_ts;
@@ -120,7 +188,7 @@ int nk_db_apply_batch(nokv_db *db, const char *rep, size_t len, uint64_t commit_
   int rc;
   NK_RET(nk_batch_reader_init(&r, rep, len, &unused_ts, &count));
   while ((rc = nk_batch_reader_next(&r, &op)) == 1) {
-    if (nk_memtable_add(db->mem, commit_ts, op.kind, op.key, op.klen, op.val, op.vlen) !=
+    if (nk_memtable_add(mem, commit_ts, op.kind, op.key, op.klen, op.val, op.vlen) !=
         NOKV_OK) {
       return nk_err(NOKV_ENOMEM, "out of memory inserting into the memtable");
     }
@@ -131,17 +199,12 @@ int nk_db_apply_batch(nokv_db *db, const char *rep, size_t len, uint64_t commit_
 /* Runs one group as leader. REQUIRES: mu held, leader == queue_head. Returns with
  * mu held and the group's writers marked done. */
 static void lead_group(nokv_db *db, nk_writer *leader) {
-  int rc = db->closing ? nk_err(NOKV_ECLOSED, "database is closing") : db->bg_error;
-  if (rc == NOKV_OK && !fits_memtable(db, leader->batch->mem_cost)) {
-    nk_count(&db->stats.rejected_full, 1);
-    rc = nk_err(NOKV_EFULL,
-                "memtable is full (%zu of %zu bytes); raise memtable_max_bytes",
-                nk_memtable_usage(db->mem), db->opts.memtable_max_bytes);
+  int rc = db->closing ? nk_err(NOKV_ECLOSED, "database is closing") : NOKV_OK;
+  if (rc == NOKV_OK) {
+    rc = make_room(db, leader->batch != NULL ? leader->batch->mem_cost : 0,
+                   leader->batch == NULL);
   }
-  if (rc != NOKV_OK) {
-    if (rc == db->bg_error) {
-      nk_err(rc, "%s", db->bg_errmsg);
-    }
+  if (rc != NOKV_OK || leader->batch == NULL) {
     db->queue_head = leader->next;
     if (db->queue_head == NULL) db->queue_tail = NULL;
     leader->rc = rc;
@@ -152,15 +215,13 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   /* Take followers while they fit the group's byte budget and the memtable, and
    * (as LevelDB) don't make a no-sync leader wait for a sync. */
   nk_writer *last = leader;
-  size_t bytes = leader->batch->len, cost = leader->batch->mem_cost, n = 1;
+  size_t bytes = leader->batch->len, n = 1;
   bool sync = leader->sync;
-  for (nk_writer *w = leader->next; w != NULL; w = w->next) {
-    if ((w->sync && !leader->sync) || bytes + w->batch->len > db->opts.max_group_commit_bytes ||
-        !fits_memtable(db, cost + w->batch->mem_cost)) {
+  for (nk_writer *w = leader->next; w != NULL && w->batch != NULL; w = w->next) {
+    if ((w->sync && !leader->sync) || bytes + w->batch->len > db->opts.max_group_commit_bytes) {
       break;
     }
     bytes += w->batch->len;
-    cost += w->batch->mem_cost;
     last = w;
     n++;
   }
@@ -181,8 +242,9 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
     nk_count(&db->stats.write_groups, 1);
     const char *p = db->group_buf;
     for (nk_writer *w = leader; rc == NOKV_OK; w = w->next) {
-      rc = nk_db_apply_batch(db, p + NK_WAL_HEADER, w->batch->len, w->ts);
+      rc = nk_db_apply_batch(db->mem, p + NK_WAL_HEADER, w->batch->len, w->ts);
       p += NK_WAL_HEADER + w->batch->len;
+      nk_count(&db->stats.user_bytes, w->batch->len - NK_BATCH_HEADER);
       nk_count(&db->stats.puts, w->batch->count - w->batch->deletes);
       nk_count(&db->stats.deletes, w->batch->deletes);
       if (w == last) break;
@@ -197,7 +259,7 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   if (rc != NOKV_OK && touched_log) {
     /* The log and the memtable may now disagree with what callers were told:
      * stop taking writes until the database is reopened and replays its log. */
-    set_bg_error(db, rc);
+    nk_db_set_bg_error(db, rc, "log write");
   }
   for (nk_writer *w = leader;;) {
     nk_writer *next = w->next;
@@ -215,8 +277,8 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
 
 static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                        uint64_t *commit_ts) {
-  NK_RET(check_limits(db, b));
-  if (b->count == 0) {
+  if (b != NULL) NK_RET(check_limits(db, b));
+  if (b != NULL && b->count == 0) {
     if (commit_ts != NULL) *commit_ts = nk_oracle_read_ts(&db->oracle);
     return NOKV_OK;
   }
@@ -277,5 +339,31 @@ int nokv_delete(nokv_db *db, const nokv_write_options *wo, const void *key, size
   int rc = nokv_batch_delete(&b, key, klen);
   if (rc == NOKV_OK) rc = write_batch(db, wo, &b, commit_ts);
   nk_batch_release(&b);
+  return rc;
+}
+
+int nokv_flush(nokv_db *db) {
+  nk_err_clear();
+  NK_RET(write_batch(db, NULL, NULL, NULL));  /* seals the memtable as leader */
+  pthread_mutex_lock(&db->mu);
+  while (db->nimm > 0 && db->bg_error == NOKV_OK && !db->stop_bg) {
+    pthread_cond_wait(&db->room_cv, &db->mu);
+  }
+  int rc = db->bg_error;
+  if (rc != NOKV_OK) nk_err(rc, "%s", db->bg_errmsg);
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+int nokv_compact(nokv_db *db) {
+  NK_RET(nokv_flush(db));
+  pthread_mutex_lock(&db->mu);
+  uint64_t target = db->manual_done + 1;
+  db->manual_compactions++;
+  pthread_cond_broadcast(&db->bg_cv);
+  while (db->manual_done < target && !db->stop_bg) pthread_cond_wait(&db->room_cv, &db->mu);
+  int rc = db->bg_error;
+  if (rc != NOKV_OK) nk_err(rc, "%s", db->bg_errmsg);
+  pthread_mutex_unlock(&db->mu);
   return rc;
 }

@@ -13,6 +13,8 @@ struct nk_memtable {
   nk_arena *arena;
   nk_skiplist *index;
   atomic_uint_fast64_t entries;
+  atomic_uint refs;
+  uint64_t max_ts;  /* newest commit_ts added; written by the single writer */
 };
 
 nk_memtable *nk_memtable_new(void) {
@@ -26,6 +28,7 @@ nk_memtable *nk_memtable_new(void) {
     return NULL;
   }
   atomic_init(&mt->entries, 0);
+  atomic_init(&mt->refs, 1);
   return mt;
 }
 
@@ -34,6 +37,12 @@ void nk_memtable_free(nk_memtable *mt) {
     nk_arena_free(mt->arena);
     free(mt);
   }
+}
+
+void nk_memtable_ref(nk_memtable *mt) { atomic_fetch_add(&mt->refs, 1); }
+
+void nk_memtable_unref(nk_memtable *mt) {
+  if (mt != NULL && atomic_fetch_sub(&mt->refs, 1) == 1) nk_memtable_free(mt);
 }
 
 size_t nk_memtable_cost(size_t klen, size_t vlen) {
@@ -51,6 +60,7 @@ int nk_memtable_add(nk_memtable *mt, uint64_t ts, nk_kind kind, const char *key,
     return NOKV_ENOMEM;
   }
   atomic_fetch_add_explicit(&mt->entries, 1, memory_order_relaxed);
+  if (ts > mt->max_ts) mt->max_ts = ts;
   return NOKV_OK;
 }
 
@@ -73,3 +83,48 @@ uint64_t nk_memtable_entries(const nk_memtable *mt) {
 }
 
 const nk_skiplist *nk_memtable_index(const nk_memtable *mt) { return mt->index; }
+
+uint64_t nk_memtable_max_ts(const nk_memtable *mt) { return mt->max_ts; }
+
+/* ---- as an nk_iter ---- */
+
+typedef struct mem_iter {
+  nk_iter base;
+  nk_sl_iter pos;
+} mem_iter;
+
+static bool mi_valid(const nk_iter *it) { return nk_sl_iter_valid(&((const mem_iter *)it)->pos); }
+static void mi_seek_first(nk_iter *it) { nk_sl_iter_seek_first(&((mem_iter *)it)->pos); }
+static void mi_seek(nk_iter *it, const char *k, size_t n) {
+  size_t ulen = nk_ikey_user_len(n);
+  nk_sl_iter_seek(&((mem_iter *)it)->pos, k, ulen, nk_trailer_ts(nk_ikey_trailer(k, n)));
+}
+static void mi_next(nk_iter *it) { nk_sl_iter_next(&((mem_iter *)it)->pos); }
+/* An entry is varint klen | key | trailer | varint vlen | value: the internal
+ * key is contiguous. */
+static const char *mi_key(const nk_iter *it, size_t *n) {
+  const char *p = nk_sl_iter_entry(&((const mem_iter *)it)->pos);
+  uint32_t klen = 0;
+  p = nk_get_varint32(p, p + NK_VARINT32_MAX, &klen);
+  *n = (size_t)klen + NK_IKEY_TRAILER;
+  return p;
+}
+static const char *mi_value(const nk_iter *it, size_t *n) {
+  nk_entry e;
+  nk_entry_decode(nk_sl_iter_entry(&((const mem_iter *)it)->pos), &e);
+  *n = e.vlen;
+  return e.val;
+}
+static int mi_status(const nk_iter *it) { (void)it; return NOKV_OK; }
+static void mi_destroy(nk_iter *it) { free(it); }
+
+static const nk_iter_ops mem_iter_ops = {mi_valid, mi_seek_first, mi_seek,   mi_next,
+                                         mi_key,   mi_value,      mi_status, mi_destroy};
+
+nk_iter *nk_memtable_iter_new(const nk_memtable *mt) {
+  mem_iter *it = malloc(sizeof *it);
+  if (it == NULL) return NULL;
+  it->base.ops = &mem_iter_ops;
+  nk_sl_iter_init(&it->pos, mt->index);
+  return &it->base;
+}

@@ -12,6 +12,7 @@
 
 #include "memtable/internal_key.h"
 #include "memtable/skiplist.h"
+#include "util/iterator.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,8 +20,13 @@ extern "C" {
 
 typedef struct nk_memtable nk_memtable;
 
-nk_memtable *nk_memtable_new(void);  /* NULL on ENOMEM */
+/* refs = 1. NULL on ENOMEM. */
+nk_memtable *nk_memtable_new(void);
 void nk_memtable_free(nk_memtable *mt);
+/* Memtables are shared by the write path, readers and the flush: each holds a
+ * reference; the last unref frees. */
+void nk_memtable_ref(nk_memtable *mt);
+void nk_memtable_unref(nk_memtable *mt);
 
 /* Upper bound of the arena bytes one add of this size costs. */
 size_t nk_memtable_cost(size_t klen, size_t vlen);
@@ -38,6 +44,12 @@ bool nk_memtable_get(const nk_memtable *mt, const char *key, size_t klen, uint64
 size_t nk_memtable_usage(const nk_memtable *mt);
 uint64_t nk_memtable_entries(const nk_memtable *mt);
 const nk_skiplist *nk_memtable_index(const nk_memtable *mt);
+/* Newest commit timestamp added. REQUIRES: no concurrent writer. */
+uint64_t nk_memtable_max_ts(const nk_memtable *mt);
+
+/* An iterator over every version (util/iterator.h). The memtable must outlive
+ * it. NULL on ENOMEM. */
+nk_iter *nk_memtable_iter_new(const nk_memtable *mt);
 
 #ifdef __cplusplus
 }

@@ -158,7 +158,7 @@ int nk_table_open(const struct nokv_env *env, const char *path, uint64_t expecte
   char footer[NK_SST_FOOTER];
   size_t got = 0;
   NK_ERR(nk_file_read_at(t->file, t->size - NK_SST_FOOTER, footer, sizeof footer, &got));
-  nk_footer f;
+  nk_footer f = {0};
   if (got != sizeof footer || !nk_footer_decode(footer, &f)) {
     NK_ERR(corrupt(t, t->size - NK_SST_FOOTER, "bad footer (magic or checksum)"));
   }

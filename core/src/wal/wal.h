@@ -27,14 +27,20 @@ extern "C" {
 
 typedef struct nk_wal nk_wal;
 
-/* Starts a new, empty segment numbered number in dir (and syncs dir). */
-int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t number,
+/* Starts a new, empty segment in dir (and syncs dir). Segment numbers are taken
+ * from *next_file, the database's file number counter, which the WAL increments
+ * atomically (it is shared with tables and manifests). */
+int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t *next_file,
                 size_t segment_bytes, nk_wal **out);
 /* Appends bytes that hold whole framed records. */
 int nk_wal_append(nk_wal *w, const char *data, size_t len);
 int nk_wal_sync(nk_wal *w);
 /* Starts the next segment if the current one reached its limit. */
 int nk_wal_maybe_rotate(nk_wal *w);
+/* Seals the current segment (sync, close) and starts the next one. */
+int nk_wal_switch(nk_wal *w);
+/* The current segment's number. */
+uint64_t nk_wal_number(const nk_wal *w);
 /* Syncs and closes. */
 int nk_wal_close(nk_wal *w);
 
@@ -61,6 +67,10 @@ typedef int (*nk_wal_record_fn)(void *arg, uint8_t type, const char *payload, si
 /* Replays one segment. is_newest allows (and repairs) a torn tail. */
 int nk_wal_replay_segment(const struct nokv_env *env, const char *path, bool is_newest,
                           nk_wal_record_fn fn, void *arg, nk_wal_replay_stats *st);
+
+/* The same, for any log of records of one type (the manifest uses NK_WAL_EDIT). */
+int nk_log_replay(const struct nokv_env *env, const char *path, uint8_t expected_type,
+                  bool is_newest, nk_wal_record_fn fn, void *arg, nk_wal_replay_stats *st);
 
 #ifdef __cplusplus
 }

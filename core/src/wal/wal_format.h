@@ -31,6 +31,7 @@ extern "C" {
 
 typedef enum nk_wal_type {
   NK_WAL_BATCH = 1,
+  NK_WAL_EDIT = 2,  /* a manifest's version edit (the manifest shares this framing) */
 } nk_wal_type;
 
 static inline uint32_t nk_wal_checksum(uint8_t type, const char *payload, size_t len) {

@@ -14,18 +14,18 @@
 #include "wal/wal.h"
 #include "wal/wal_format.h"
 
-static bool intact_record_at(const char *data, size_t off, size_t size) {
-  if (size - off < NK_WAL_HEADER || (uint8_t)data[off + 8] != NK_WAL_BATCH) {
+static bool intact_record_at(const char *data, size_t off, size_t size, uint8_t expected) {
+  if (size - off < NK_WAL_HEADER || (uint8_t)data[off + 8] != expected) {
     return false;
   }
   uint32_t len = nk_get_u32(data + off + 4);
   return len <= size - off - NK_WAL_HEADER &&
-         nk_get_u32(data + off) == nk_wal_checksum(NK_WAL_BATCH, data + off + NK_WAL_HEADER, len);
+         nk_get_u32(data + off) == nk_wal_checksum(expected, data + off + NK_WAL_HEADER, len);
 }
 
-static bool intact_record_after(const char *data, size_t off, size_t size) {
+static bool intact_record_after(const char *data, size_t off, size_t size, uint8_t expected) {
   for (size_t p = off + 1; p + NK_WAL_HEADER <= size; p++) {
-    if (intact_record_at(data, p, size)) {
+    if (intact_record_at(data, p, size, expected)) {
       return true;
     }
   }
@@ -34,6 +34,12 @@ static bool intact_record_after(const char *data, size_t off, size_t size) {
 
 int nk_wal_replay_segment(const struct nokv_env *env, const char *path, bool is_newest,
                           nk_wal_record_fn fn, void *arg, nk_wal_replay_stats *st) {
+  return nk_log_replay(env, path, NK_WAL_BATCH, is_newest, fn, arg, st);
+}
+
+int nk_log_replay(const struct nokv_env *env, const char *path, uint8_t expected,
+                  bool is_newest, nk_wal_record_fn fn, void *arg, nk_wal_replay_stats *st) {
+  const char *what = expected == NK_WAL_BATCH ? "WAL" : "manifest";
   char *data;
   size_t size;
   NK_RET(nk_env_read_file(env, path, &data, &size));
@@ -55,7 +61,7 @@ int nk_wal_replay_segment(const struct nokv_env *env, const char *path, bool is_
       } else if (nk_get_u32(data + off) !=
                  nk_wal_checksum(type, data + off + NK_WAL_HEADER, len)) {
         problem = "checksum mismatch";
-      } else if (type != NK_WAL_BATCH) {
+      } else if (type != expected) {
         problem = "unknown record type";
         unknown_type = true;
       }
@@ -63,12 +69,12 @@ int nk_wal_replay_segment(const struct nokv_env *env, const char *path, bool is_
     if (problem != NULL) {
       /* A well-formed record of a type we do not know is from a newer format,
        * never a torn write. */
-      bool torn = is_newest && !unknown_type && !intact_record_after(data, off, size);
+      bool torn = is_newest && !unknown_type && !intact_record_after(data, off, size, expected);
       if (!torn) {
         ret = nk_err(NOKV_ECORRUPT,
-                     "WAL %s is corrupt at offset %zu of %zu (%s)%s; refusing to open, "
+                     "%s %s is corrupt at offset %zu of %zu (%s)%s; refusing to open, "
                      "since skipping it would lose acknowledged writes",
-                     path, off, size, problem,
+                     what, path, off, size, problem,
                      is_newest ? " and valid data follows" : " in a sealed segment");
         break;
       }

@@ -13,6 +13,7 @@ struct nk_wal {
   const struct nokv_env *env;
   char *dir;
   size_t segment_bytes;
+  uint64_t *next_file; /* the database's file number counter (atomic) */
   uint64_t number;     /* current segment */
   uint64_t size;       /* bytes in the current segment */
   nk_file *file;
@@ -66,7 +67,8 @@ int nk_wal_list(const struct nokv_env *env, const char *dir, uint64_t **numbers,
   return NOKV_OK;
 }
 
-static int start_segment(nk_wal *w, uint64_t number) {
+static int start_segment(nk_wal *w) {
+  uint64_t number = __atomic_fetch_add(w->next_file, 1, __ATOMIC_RELAXED);
   char name[32];
   nk_wal_segment_name(number, name);
   char *path = nk_path_join(w->dir, name);
@@ -84,7 +86,7 @@ static int start_segment(nk_wal *w, uint64_t number) {
   return NOKV_OK;
 }
 
-int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t number,
+int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t *next_file,
                 size_t segment_bytes, nk_wal **out) {
   nk_wal *w = calloc(1, sizeof *w);
   if (w == NULL || (w->dir = strdup(dir)) == NULL) {
@@ -93,7 +95,8 @@ int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t number,
   }
   w->env = env;
   w->segment_bytes = segment_bytes;
-  int ret = start_segment(w, number);
+  w->next_file = next_file;
+  int ret = start_segment(w);
   if (ret != NOKV_OK) {
     nk_file_close(w->file);
     free(w->dir);
@@ -116,12 +119,16 @@ int nk_wal_maybe_rotate(nk_wal *w) {
   if (w->size < w->segment_bytes) {
     return NOKV_OK;
   }
+  return nk_wal_switch(w);
+}
+
+int nk_wal_switch(nk_wal *w) {
   /* Only the newest segment may hold a torn tail: seal this one first. */
   NK_RET(nk_file_sync(w->file));
   nk_file *old = w->file;
   w->file = NULL;
   NK_RET(nk_file_close(old));
-  return start_segment(w, w->number + 1);
+  return start_segment(w);
 }
 
 int nk_wal_close(nk_wal *w) {
@@ -144,3 +151,5 @@ int nk_wal_close(nk_wal *w) {
 uint64_t nk_wal_segments_created(const nk_wal *w) {
   return atomic_load_explicit(&((nk_wal *)w)->created, memory_order_relaxed);
 }
+
+uint64_t nk_wal_number(const nk_wal *w) { return w->number; }

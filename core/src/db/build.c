@@ -1,0 +1,156 @@
+/*
+ * build.c — turning a sorted stream of versions into tables, with version GC.
+ *
+ * For each user key (versions arrive newest first) every version above the
+ * watermark is kept, since some reader may still read between it and the next;
+ * of those at or below it only the newest is kept, and a tombstone there is
+ * dropped too when no deeper level can hold the key. Used by flush (one L0 table,
+ * never dropping tombstones) and compaction (tables of target size).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/db_impl.h"
+#include "memtable/internal_key.h"
+#include "util/error.h"
+
+uint64_t nk_db_watermark(nokv_db *db) {
+  uint64_t oldest, live;
+  nk_oracle_snapshots(&db->oracle, &oldest, &live);
+  uint64_t visible = nk_oracle_read_ts(&db->oracle);
+  return live > 0 && oldest < visible ? oldest : visible;
+}
+
+static nk_table_options table_options(const nokv_db *db, int level) {
+  const nokv_options *o = &db->opts;
+  bool compress = o->compression_start_level >= 0 && level >= o->compression_start_level;
+  return (nk_table_options){
+      .block_size = o->block_size,
+      .restart_interval = o->block_restart_interval,
+      .bloom_bits_per_key = o->bloom_bits_per_key,
+      .compression = compress ? NK_COMPRESS_ZSTD : NK_COMPRESS_NONE,
+      .zstd_level = o->zstd_level,
+  };
+}
+
+typedef struct output {
+  uint64_t number;
+  char *path;
+  nk_file *file;
+  nk_table_builder *b;
+} output;
+
+static int open_output(nokv_db *db, int level, output *out) {
+  memset(out, 0, sizeof *out);
+  out->number = nk_vset_new_file_number(db->vset);
+  char name[32];
+  nk_table_file_name(out->number, name);
+  if ((out->path = nk_path_join(db->path, name)) == NULL) {
+    return nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  NK_RET(db->env->open_append(db->env, out->path, true, &out->file));
+  nk_table_options to = table_options(db, level);
+  return nk_table_builder_new(&to, out->file, &out->b);
+}
+
+static void abandon_output(nokv_db *db, output *out) {
+  nk_table_builder_free(out->b);
+  nk_file_close(out->file);
+  if (out->path != NULL) db->env->remove(db->env, out->path);
+  free(out->path);
+  memset(out, 0, sizeof *out);
+}
+
+/* Finishes, syncs and closes out, and adds it to e. */
+static int finish_output(nokv_db *db, output *out, nk_build_job *job, nk_edit *e) {
+  nk_table_props props;
+  uint64_t size;
+  NK_RET(nk_table_builder_finish(out->b, &props, &size));
+  int ret = nk_file_sync(out->file);
+  if (ret == NOKV_OK) {
+    ret = nk_file_close(out->file);
+    out->file = NULL;
+  }
+  nk_file_meta *f = NULL;
+  if (ret == NOKV_OK) {
+    f = nk_file_meta_new(out->number, size, props.smallest, props.smallest_len, props.largest,
+                         props.largest_len);
+    if (f == NULL) ret = nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  if (ret == NOKV_OK) {
+    f->min_ts = props.min_ts;
+    f->max_ts = props.max_ts;
+    f->entries = props.entries;
+    f->tombstones = props.tombstones;
+    ret = nk_edit_add_file(e, job->level, f);
+    nk_file_meta_unref(f);
+  }
+  nk_table_props_release(&props);
+  if (ret == NOKV_OK) {
+    job->bytes_written += size;
+    nk_table_builder_free(out->b);
+    free(out->path);
+    memset(out, 0, sizeof *out);
+  }
+  return ret;
+}
+
+int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *e) {
+  output out = {0};
+  nk_buf cur = {0};          /* current user key */
+  bool have_key = false, below_kept = false;
+  int ret = NOKV_OK;
+  size_t first_new = e->nadds;
+  for (; nk_iter_valid(input); nk_iter_next(input)) {
+    if (job->abort != NULL && __atomic_load_n(job->abort, __ATOMIC_RELAXED)) {
+      NK_ERR(nk_err(NOKV_ECLOSED, "database is closing"));
+    }
+    size_t kn, vn;
+    const char *k = nk_iter_key(input, &kn);
+    const char *v = nk_iter_value(input, &vn);
+    size_t ulen = nk_ikey_user_len(kn);
+    uint64_t trailer = nk_ikey_trailer(k, kn);
+    job->entries_in++;
+    bool new_key = !have_key || nk_user_key_cmp(cur.data, cur.len, k, ulen) != 0;
+    if (new_key) {
+      /* A table may end only between user keys. */
+      if (out.b != NULL && nk_table_builder_file_size(out.b) >= job->max_file_bytes) {
+        NK_ERR(finish_output(db, &out, job, e));
+      }
+      cur.len = 0;
+      if (!nk_buf_append(&cur, k, ulen)) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+      have_key = true;
+      below_kept = false;
+    }
+    if (nk_trailer_ts(trailer) <= job->watermark) {
+      if (below_kept) {
+        job->entries_dropped++;  /* shadowed by a newer version below the watermark */
+        continue;
+      }
+      below_kept = true;
+      if (nk_trailer_kind(trailer) == NK_KIND_DELETE && job->is_bottom != NULL &&
+          job->is_bottom(job->arg, k, ulen)) {
+        job->entries_dropped++;  /* nothing older anywhere for it to hide */
+        continue;
+      }
+    }
+    if (out.b == NULL) NK_ERR(open_output(db, job->level, &out));
+    NK_ERR(nk_table_builder_add(out.b, k, kn, v, vn));
+  }
+  NK_ERR(nk_iter_status(input));
+  if (out.b != NULL) NK_ERR(finish_output(db, &out, job, e));
+  nk_buf_release(&cur);
+  return NOKV_OK;
+err:
+  nk_buf_release(&cur);
+  abandon_output(db, &out);
+  /* Remove the finished outputs too: nothing will log them. */
+  for (size_t i = first_new; i < e->nadds; i++) {
+    char name[32];
+    nk_table_file_name(e->adds[i].f->number, name);
+    char *path = nk_path_join(db->path, name);
+    if (path != NULL) db->env->remove(db->env, path);
+    free(path);
+  }
+  return ret;
+}

@@ -1,0 +1,307 @@
+/*
+ * compact.c — leveled compaction with a size-tiered L0.
+ *
+ * L0 collects flushed tables (which may overlap). Once l0_compaction_trigger of
+ * them exist, all of them are merged together, with the L1 tables their key range
+ * overlaps, into new L1 tables: L0 is tiered (several tables merged in one pass)
+ * rather than fed to L1 one table at a time. Levels 1..6 hold disjoint tables and
+ * have byte targets level1_max_bytes * ratio^(level-1); the level most over its
+ * target (score = bytes / target, L0: files / trigger) is compacted first, one
+ * table at a time in round-robin key order, merged with the overlapping tables of
+ * the next level. A table with nothing overlapping below is moved down without
+ * being rewritten (a trivial move).
+ *
+ * One compaction runs at a time, on its own thread; the flush thread only adds
+ * L0 tables, so the inputs cannot change under a running compaction.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/db_impl.h"
+#include "memtable/internal_key.h"
+#include "util/error.h"
+#include "util/merge_iter.h"
+
+static uint64_t level_target(const nokv_options *o, int level) {
+  uint64_t t = o->level1_max_bytes;
+  for (int l = 1; l < level; l++) t *= (uint64_t)o->level_size_ratio;
+  return t;
+}
+
+uint64_t nk_db_pending_compaction_bytes(nokv_db *db, const nk_version *v) {
+  uint64_t debt = 0;
+  if ((int)v->nfiles[0] >= db->opts.l0_compaction_trigger) debt += v->level_bytes[0];
+  for (int l = 1; l < NK_NUM_LEVELS - 1; l++) {
+    uint64_t t = level_target(&db->opts, l);
+    if (v->level_bytes[l] > t) debt += v->level_bytes[l] - t;
+  }
+  return debt;
+}
+
+/* The level most in need of compaction, or -1. */
+static int pick_level(const nokv_db *db, const nk_version *v) {
+  double best = 1.0;
+  int level = -1;
+  double s0 = (double)v->nfiles[0] / (double)db->opts.l0_compaction_trigger;
+  if (s0 >= best) {
+    best = s0;
+    level = 0;
+  }
+  for (int l = 1; l < NK_NUM_LEVELS - 1; l++) {
+    double s = (double)v->level_bytes[l] / (double)level_target(&db->opts, l);
+    if (s >= best && s > 1.0) {
+      best = s;
+      level = l;
+    }
+  }
+  return level;
+}
+
+typedef struct compaction {
+  int level;                  /* inputs from level and level + 1 */
+  nk_file_meta **in[2];
+  size_t nin[2];
+  nk_version *v;              /* pinned input version */
+} compaction;
+
+static void compaction_free(compaction *c) {
+  free(c->in[0]);
+  free(c->in[1]);
+  nk_version_unref(c->v);
+}
+
+/* User-key range of files. */
+static void key_range(nk_file_meta *const *files, size_t n, const char **lo, size_t *lo_len,
+                      const char **hi, size_t *hi_len) {
+  *lo = *hi = NULL;
+  for (size_t i = 0; i < n; i++) {
+    const nk_file_meta *f = files[i];
+    size_t sl = nk_ikey_user_len(f->smallest_len), ll = nk_ikey_user_len(f->largest_len);
+    if (*lo == NULL || nk_user_key_cmp(f->smallest, sl, *lo, *lo_len) < 0) {
+      *lo = f->smallest;
+      *lo_len = sl;
+    }
+    if (*hi == NULL || nk_user_key_cmp(f->largest, ll, *hi, *hi_len) > 0) {
+      *hi = f->largest;
+      *hi_len = ll;
+    }
+  }
+}
+
+static int collect_overlaps(const nk_version *v, int level, const char *lo, size_t lo_len,
+                            const char *hi, size_t hi_len, nk_file_meta ***out, size_t *n) {
+  *out = malloc((v->nfiles[level] ? v->nfiles[level] : 1) * sizeof **out);
+  if (*out == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  *n = 0;
+  for (size_t i = 0; i < v->nfiles[level]; i++) {
+    if (nk_file_overlaps(v->files[level][i], lo, lo_len, hi, hi_len)) {
+      (*out)[(*n)++] = v->files[level][i];
+    }
+  }
+  return NOKV_OK;
+}
+
+/* Chooses the inputs of a compaction from level (all of L0, or the next table of
+ * level in round-robin order). REQUIRES: mu held (compact pointers). */
+static int setup_compaction(nokv_db *db, nk_version *v, int level, bool whole_level,
+                            compaction *c) {
+  memset(c, 0, sizeof *c);
+  c->level = level;
+  c->v = v;
+  nk_version_ref(v);
+  size_t n0 = 0;
+  if ((c->in[0] = malloc((v->nfiles[level] ? v->nfiles[level] : 1) * sizeof *c->in[0])) == NULL) {
+    return nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  if (level == 0 || whole_level) {
+    for (size_t i = 0; i < v->nfiles[level]; i++) c->in[0][n0++] = v->files[level][i];
+  } else {
+    /* The first table after the compact pointer, wrapping around. */
+    size_t pick = 0;
+    if (db->compact_pointer[level] != NULL) {
+      while (pick < v->nfiles[level] &&
+             nk_ikey_cmp(v->files[level][pick]->largest, v->files[level][pick]->largest_len,
+                         db->compact_pointer[level], db->compact_pointer_len[level]) <= 0) {
+        pick++;
+      }
+      if (pick == v->nfiles[level]) pick = 0;
+    }
+    c->in[0][n0++] = v->files[level][pick];
+    nk_file_meta *f = v->files[level][pick];
+    char *p = malloc(f->largest_len);
+    if (p != NULL) {
+      memcpy(p, f->largest, f->largest_len);
+      free(db->compact_pointer[level]);
+      db->compact_pointer[level] = p;
+      db->compact_pointer_len[level] = f->largest_len;
+    }
+  }
+  c->nin[0] = n0;
+  const char *lo, *hi;
+  size_t lo_len = 0, hi_len = 0;
+  key_range(c->in[0], n0, &lo, &lo_len, &hi, &hi_len);
+  return collect_overlaps(v, level + 1, lo, lo_len, hi, hi_len, &c->in[1], &c->nin[1]);
+}
+
+typedef struct bottom_ctx {
+  const nk_version *v;
+  int output_level;
+} bottom_ctx;
+
+static bool is_bottom(void *arg, const char *k, size_t n) {
+  const bottom_ctx *b = arg;
+  for (int l = b->output_level + 1; l < NK_NUM_LEVELS; l++) {
+    for (size_t i = 0; i < b->v->nfiles[l]; i++) {
+      if (nk_file_overlaps(b->v->files[l][i], k, n, k, n)) return false;
+    }
+  }
+  return true;
+}
+
+/* Runs c without mu. Fills the edit; returns bytes read and written. */
+static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read,
+                          uint64_t *written, bool *trivial) {
+  int out_level = c->level + 1;
+  *read = *written = 0;
+  *trivial = c->nin[1] == 0 && c->nin[0] == 1;
+  for (int w = 0; w < 2; w++) {
+    for (size_t i = 0; i < c->nin[w]; i++) {
+      NK_RET(nk_edit_remove_file(e, c->level + w, c->in[w][i]->number));
+    }
+  }
+  if (*trivial) return nk_edit_add_file(e, out_level, c->in[0][0]);
+
+  size_t nk = (c->level == 0 ? c->nin[0] : 1) + 1, k = 0;
+  nk_iter **kids = calloc(nk, sizeof *kids);
+  if (kids == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  if (c->level == 0) {
+    for (size_t i = 0; i < c->nin[0]; i++) {
+      kids[k++] = nk_table_cache_iter(db->tc, c->in[0][i]->number, c->in[0][i]->size);
+    }
+  } else {
+    kids[k++] = nk_files_iter_new(c->in[0], c->nin[0], db->tc);
+  }
+  kids[k++] = nk_files_iter_new(c->in[1], c->nin[1], db->tc);
+  for (size_t i = 0; i < k; i++) {
+    if (kids[i] == NULL) {
+      for (size_t j = 0; j < k; j++) nk_iter_destroy(kids[j]);
+      free(kids);
+      return nk_err(NOKV_ENOMEM, "out of memory");
+    }
+  }
+  for (int w = 0; w < 2; w++) {
+    for (size_t i = 0; i < c->nin[w]; i++) *read += c->in[w][i]->size;
+  }
+  nk_iter *merged = nk_merge_iter_new(kids, k);
+  free(kids);
+  if (merged == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  bottom_ctx bctx = {c->v, out_level};
+  nk_build_job job = {
+      .level = out_level,
+      .watermark = nk_db_watermark(db),
+      .max_file_bytes = db->opts.target_file_bytes,
+      .is_bottom = is_bottom,
+      .arg = &bctx,
+      .abort = &db->stop_bg,
+  };
+  nk_iter_seek_first(merged);
+  int ret = nk_db_write_tables(db, merged, &job, e);
+  nk_iter_destroy(merged);
+  *written = job.bytes_written;
+  return ret;
+}
+
+/* Picks and runs one compaction. REQUIRES: mu held (released while working).
+ * *did is false if there was nothing to do. */
+static int compact_once(nokv_db *db, int forced_level, bool *did) {
+  *did = false;
+  nk_version *v = nk_vset_current(db->vset);
+  int level = forced_level >= 0 ? forced_level : pick_level(db, v);
+  if (level < 0 || (forced_level >= 0 && v->nfiles[level] == 0)) {
+    nk_version_unref(v);
+    return NOKV_OK;
+  }
+  compaction c;
+  int ret = setup_compaction(db, v, level, forced_level >= 0, &c);
+  nk_version_unref(v);
+  if (ret != NOKV_OK) {
+    compaction_free(&c);
+    return ret;
+  }
+  db->compacting = true;
+  pthread_mutex_unlock(&db->mu);
+
+  nk_edit e;
+  nk_edit_init(&e);
+  uint64_t read = 0, written = 0;
+  bool trivial = false;
+  ret = run_compaction(db, &c, &e, &read, &written, &trivial);
+  if (ret == NOKV_OK) ret = nk_vset_log_and_apply(db->vset, &e);
+  nk_edit_release(&e);
+  compaction_free(&c);
+
+  pthread_mutex_lock(&db->mu);
+  db->compacting = false;
+  if (ret == NOKV_OK) {
+    *did = true;
+    nk_count(trivial ? &db->stats.trivial_moves : &db->stats.compactions, 1);
+    nk_count(&db->stats.compact_read, trivial ? 0 : read);
+    nk_count(&db->stats.compact_written, written);
+    ret = nk_db_refresh_view(db);
+    pthread_cond_broadcast(&db->room_cv);
+  }
+  return ret;
+}
+
+/* A full manual compaction: each level in turn is merged into the next, top
+ * down, so everything ends in the deepest level holding data. */
+static int compact_all(nokv_db *db) {
+  for (int l = 0; l < NK_NUM_LEVELS - 1; l++) {
+    nk_version *v = nk_vset_current(db->vset);
+    bool deeper = false;
+    for (int d = l + 1; d < NK_NUM_LEVELS; d++) deeper |= v->nfiles[d] > 0;
+    bool has = v->nfiles[l] > 0;
+    nk_version_unref(v);
+    if (!has) continue;
+    if (!deeper && l > 0) break;  /* already the bottom */
+    bool did;
+    NK_RET(compact_once(db, l, &did));
+    if (__atomic_load_n(&db->stop_bg, __ATOMIC_RELAXED)) break;
+  }
+  return NOKV_OK;
+}
+
+void *nk_db_compact_main(void *arg) {
+  nokv_db *db = arg;
+  pthread_mutex_lock(&db->mu);
+  for (;;) {
+    if (db->stop_bg) break;
+    if (db->bg_error != NOKV_OK) {
+      if (db->manual_compactions > 0) {
+        db->manual_compactions = 0;
+        db->manual_done++;
+        pthread_cond_broadcast(&db->room_cv);
+      }
+      pthread_cond_wait(&db->bg_cv, &db->mu);
+      continue;
+    }
+    int rc = NOKV_OK;
+    bool did = false;
+    if (db->manual_compactions > 0) {
+      rc = compact_all(db);
+      db->manual_compactions = 0;
+      db->manual_done++;
+      pthread_cond_broadcast(&db->room_cv);
+      did = true;
+    } else if (!db->opts.disable_auto_compaction) {
+      rc = compact_once(db, -1, &did);
+    }
+    if (rc != NOKV_OK && rc != NOKV_ECLOSED) {
+      nk_db_set_bg_error(db, rc, "compaction");
+      continue;
+    }
+    if (!did && !db->stop_bg) pthread_cond_wait(&db->bg_cv, &db->mu);
+  }
+  pthread_mutex_unlock(&db->mu);
+  return NULL;
+}

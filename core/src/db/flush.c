@@ -1,0 +1,129 @@
+/*
+ * flush.c — the flush pipeline: sealed memtables (db->imm, oldest first) are
+ * written to L0 tables by a dedicated thread, so a long compaction never holds
+ * up a flush. After the manifest records a table (with the WAL log number that
+ * makes its segments obsolete), the memtable leaves imm, a new view is
+ * published, stalled writers are woken and the old WAL segments are deleted.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/db_impl.h"
+#include "util/error.h"
+
+void nk_db_set_bg_error(nokv_db *db, int rc, const char *what) {
+  if (db->bg_error == NOKV_OK) {
+    db->bg_error = rc;
+    snprintf(db->bg_errmsg, sizeof db->bg_errmsg,
+             "writes stopped after a failed %s (%s); reopen the database to recover", what,
+             nokv_errmsg());
+  }
+  pthread_cond_broadcast(&db->room_cv);
+}
+
+int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number) {
+  nk_edit e;
+  nk_edit_init(&e);
+  nk_build_job job = {
+      .level = 0,
+      .watermark = nk_db_watermark(db),
+      .max_file_bytes = UINT64_MAX,
+      .abort = NULL,
+  };
+  nk_iter *it = nk_memtable_iter_new(mem);
+  if (it == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  nk_iter_seek_first(it);
+  int ret = nk_db_write_tables(db, it, &job, &e);
+  nk_iter_destroy(it);
+  if (ret == NOKV_OK) {
+    e.has_log_number = true;
+    e.log_number = log_number;
+    e.has_last_ts = true;
+    e.last_ts = nk_memtable_max_ts(mem);
+    ret = nk_vset_log_and_apply(db->vset, &e);
+  }
+  if (ret == NOKV_OK) {
+    nk_count(&db->stats.flushes, 1);
+    nk_count(&db->stats.flush_bytes, job.bytes_written);
+  }
+  nk_edit_release(&e);
+  return ret;
+}
+
+void nk_db_delete_obsolete_wal(nokv_db *db) {
+  uint64_t *numbers = NULL;
+  size_t n = 0;
+  if (nk_wal_list(db->env, db->path, &numbers, &n) != NOKV_OK) return;
+  uint64_t keep_from = db->vset->log_number;
+  for (size_t i = 0; i < n && numbers[i] < keep_from; i++) {
+    char name[32];
+    nk_wal_segment_name(numbers[i], name);
+    char *path = nk_path_join(db->path, name);
+    if (path != NULL) db->env->remove(db->env, path);
+    free(path);
+  }
+  free(numbers);
+}
+
+void *nk_db_flush_main(void *arg) {
+  nokv_db *db = arg;
+  pthread_mutex_lock(&db->mu);
+  for (;;) {
+    while (!db->stop_bg && (db->nimm == 0 || db->bg_error != NOKV_OK)) {
+      pthread_cond_wait(&db->bg_cv, &db->mu);
+    }
+    if (db->stop_bg) break;
+    nk_memtable *mem = db->imm[0];
+    uint64_t log = db->imm_log[0];
+    pthread_mutex_unlock(&db->mu);
+    int rc = nk_db_flush_memtable(db, mem, log);
+    pthread_mutex_lock(&db->mu);
+    if (rc != NOKV_OK) {
+      nk_db_set_bg_error(db, rc, "flush");
+      continue;
+    }
+    memmove(&db->imm[0], &db->imm[1], (db->nimm - 1) * sizeof db->imm[0]);
+    memmove(&db->imm_log[0], &db->imm_log[1], (db->nimm - 1) * sizeof db->imm_log[0]);
+    db->nimm--;
+    if (nk_db_refresh_view(db) != NOKV_OK) {
+      nk_db_set_bg_error(db, NOKV_ENOMEM, "flush");
+    }
+    nk_memtable_unref(mem);
+    pthread_mutex_unlock(&db->mu);
+    nk_db_delete_obsolete_wal(db);
+    pthread_mutex_lock(&db->mu);
+    pthread_cond_broadcast(&db->room_cv);
+    pthread_cond_broadcast(&db->bg_cv);  /* the compactor may have work now */
+  }
+  pthread_mutex_unlock(&db->mu);
+  return NULL;
+}
+
+int nk_db_start_background(nokv_db *db) {
+  if (pthread_create(&db->flush_thread, NULL, nk_db_flush_main, db) != 0) {
+    return nk_err(NOKV_ENOMEM, "cannot start the flush thread");
+  }
+  if (pthread_create(&db->compact_thread, NULL, nk_db_compact_main, db) != 0) {
+    pthread_mutex_lock(&db->mu);
+    __atomic_store_n(&db->stop_bg, true, __ATOMIC_RELAXED);
+    pthread_cond_broadcast(&db->bg_cv);
+    pthread_mutex_unlock(&db->mu);
+    pthread_join(db->flush_thread, NULL);
+    return nk_err(NOKV_ENOMEM, "cannot start the compaction thread");
+  }
+  db->threads_started = true;
+  return NOKV_OK;
+}
+
+void nk_db_stop_background(nokv_db *db) {
+  if (!db->threads_started) return;
+  pthread_mutex_lock(&db->mu);
+  __atomic_store_n(&db->stop_bg, true, __ATOMIC_RELAXED);
+  pthread_cond_broadcast(&db->bg_cv);
+  pthread_cond_broadcast(&db->room_cv);
+  pthread_mutex_unlock(&db->mu);
+  pthread_join(db->flush_thread, NULL);
+  pthread_join(db->compact_thread, NULL);
+  db->threads_started = false;
+}

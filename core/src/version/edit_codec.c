@@ -1,0 +1,107 @@
+/*
+ * edit_codec.c — version edits to and from protobuf (core/proto/manifest.proto),
+ * through protobuf-c.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/manifest.pb-c.h"
+#include "util/error.h"
+#include "version/version.h"
+
+int nk_edit_encode(const nk_edit *e, bool snapshot, nk_buf *out) {
+  Nokv__Manifest__VersionEdit m = NOKV__MANIFEST__VERSION_EDIT__INIT;
+  Nokv__Manifest__TableFile *files = calloc(e->nadds ? e->nadds : 1, sizeof *files);
+  Nokv__Manifest__TableFile **fptrs = calloc(e->nadds ? e->nadds : 1, sizeof *fptrs);
+  Nokv__Manifest__RemovedTable *rems = calloc(e->nremoves ? e->nremoves : 1, sizeof *rems);
+  Nokv__Manifest__RemovedTable **rptrs = calloc(e->nremoves ? e->nremoves : 1, sizeof *rptrs);
+  int ret = NOKV_OK;
+  if (files == NULL || fptrs == NULL || rems == NULL || rptrs == NULL) {
+    NK_ERR(nk_err(NOKV_ENOMEM, "out of memory encoding a version edit"));
+  }
+  for (size_t i = 0; i < e->nadds; i++) {
+    const nk_file_meta *f = e->adds[i].f;
+    Nokv__Manifest__TableFile t = NOKV__MANIFEST__TABLE_FILE__INIT;
+    t.level = (uint32_t)e->adds[i].level;
+    t.number = f->number;
+    t.size = f->size;
+    t.smallest = (ProtobufCBinaryData){f->smallest_len, (uint8_t *)f->smallest};
+    t.largest = (ProtobufCBinaryData){f->largest_len, (uint8_t *)f->largest};
+    t.has_min_ts = t.has_max_ts = t.has_entries = t.has_tombstones = 1;
+    t.min_ts = f->min_ts;
+    t.max_ts = f->max_ts;
+    t.entries = f->entries;
+    t.tombstones = f->tombstones;
+    files[i] = t;
+    fptrs[i] = &files[i];
+  }
+  for (size_t i = 0; i < e->nremoves; i++) {
+    Nokv__Manifest__RemovedTable r = NOKV__MANIFEST__REMOVED_TABLE__INIT;
+    r.level = (uint32_t)e->removes[i].level;
+    r.number = e->removes[i].number;
+    rems[i] = r;
+    rptrs[i] = &rems[i];
+  }
+  m.n_add = e->nadds;
+  m.add = fptrs;
+  m.n_remove = e->nremoves;
+  m.remove = rptrs;
+  m.has_log_number = e->has_log_number;
+  m.log_number = e->log_number;
+  m.has_next_file_number = e->has_next_file;
+  m.next_file_number = e->next_file;
+  m.has_last_commit_ts = e->has_last_ts;
+  m.last_commit_ts = e->last_ts;
+  m.has_snapshot = snapshot;
+  m.snapshot = snapshot;
+  size_t n = nokv__manifest__version_edit__get_packed_size(&m);
+  if (!nk_buf_reserve(out, n)) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory encoding an edit"));
+  out->len += nokv__manifest__version_edit__pack(&m, (uint8_t *)out->data + out->len);
+err:
+  free(files);
+  free(fptrs);
+  free(rems);
+  free(rptrs);
+  return ret;
+}
+
+int nk_edit_decode(const char *data, size_t len, nk_edit *out) {
+  nk_edit_init(out);
+  Nokv__Manifest__VersionEdit *m =
+      nokv__manifest__version_edit__unpack(NULL, len, (const uint8_t *)data);
+  if (m == NULL) return nk_err(NOKV_ECORRUPT, "undecodable version edit");
+  int ret = NOKV_OK;
+  for (size_t i = 0; i < m->n_add; i++) {
+    const Nokv__Manifest__TableFile *t = m->add[i];
+    if (t->smallest.len <= 8 || t->largest.len <= 8 || t->level >= NK_NUM_LEVELS) {
+      NK_ERR(nk_err(NOKV_ECORRUPT, "version edit has a malformed table %llu",
+                    (unsigned long long)t->number));
+    }
+    nk_file_meta *f = nk_file_meta_new(t->number, t->size, (const char *)t->smallest.data,
+                                       t->smallest.len, (const char *)t->largest.data,
+                                       t->largest.len);
+    if (f == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+    f->min_ts = t->min_ts;
+    f->max_ts = t->max_ts;
+    f->entries = t->entries;
+    f->tombstones = t->tombstones;
+    ret = nk_edit_add_file(out, (int)t->level, f);
+    nk_file_meta_unref(f);
+    NK_ERR(ret);
+  }
+  for (size_t i = 0; i < m->n_remove; i++) {
+    NK_ERR(nk_edit_remove_file(out, (int)m->remove[i]->level, m->remove[i]->number));
+  }
+  out->has_log_number = m->has_log_number;
+  out->log_number = m->log_number;
+  out->has_next_file = m->has_next_file_number;
+  out->next_file = m->next_file_number;
+  out->has_last_ts = m->has_last_commit_ts;
+  out->last_ts = m->last_commit_ts;
+  nokv__manifest__version_edit__free_unpacked(m, NULL);
+  return NOKV_OK;
+err:
+  nokv__manifest__version_edit__free_unpacked(m, NULL);
+  nk_edit_release(out);
+  return ret;
+}

@@ -1,0 +1,341 @@
+/* version.c — file metas, edits, applying an edit, and reads over a version. */
+#include "version/version.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "memtable/internal_key.h"
+#include "util/error.h"
+
+nk_file_meta *nk_file_meta_new(uint64_t number, uint64_t size, const char *smallest,
+                               size_t smallest_len, const char *largest, size_t largest_len) {
+  nk_file_meta *f = calloc(1, sizeof *f);
+  if (f == NULL) return NULL;
+  f->smallest = malloc(smallest_len ? smallest_len : 1);
+  f->largest = malloc(largest_len ? largest_len : 1);
+  if (f->smallest == NULL || f->largest == NULL) {
+    free(f->smallest);
+    free(f->largest);
+    free(f);
+    return NULL;
+  }
+  memcpy(f->smallest, smallest, smallest_len);
+  memcpy(f->largest, largest, largest_len);
+  f->smallest_len = smallest_len;
+  f->largest_len = largest_len;
+  f->number = number;
+  f->size = size;
+  f->refs = 1;
+  return f;
+}
+
+void nk_file_meta_ref(nk_file_meta *f) { __atomic_fetch_add(&f->refs, 1, __ATOMIC_RELAXED); }
+
+static void meta_free(nk_file_meta *f) {
+  free(f->smallest);
+  free(f->largest);
+  free(f);
+}
+
+bool nk_file_meta_unref(nk_file_meta *f) {
+  if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0) return false;
+  meta_free(f);
+  return true;
+}
+
+/* ---- edits ---- */
+
+void nk_edit_init(nk_edit *e) { memset(e, 0, sizeof *e); }
+
+void nk_edit_release(nk_edit *e) {
+  for (size_t i = 0; i < e->nadds; i++) nk_file_meta_unref(e->adds[i].f);
+  free(e->adds);
+  free(e->removes);
+  nk_edit_init(e);
+}
+
+static bool grow(void **arr, size_t *cap, size_t n, size_t elem) {
+  if (n < *cap) return true;
+  size_t c = *cap ? *cap * 2 : 8;
+  void *p = realloc(*arr, c * elem);
+  if (p == NULL) return false;
+  *arr = p;
+  *cap = c;
+  return true;
+}
+
+int nk_edit_add_file(nk_edit *e, int level, nk_file_meta *f) {
+  if (!grow((void **)&e->adds, &e->adds_cap, e->nadds, sizeof *e->adds)) {
+    return nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  nk_file_meta_ref(f);
+  e->adds[e->nadds++] = (nk_edit_add){level, f};
+  return NOKV_OK;
+}
+
+int nk_edit_remove_file(nk_edit *e, int level, uint64_t number) {
+  if (!grow((void **)&e->removes, &e->removes_cap, e->nremoves, sizeof *e->removes)) {
+    return nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  e->removes[e->nremoves++] = (nk_edit_remove){level, number};
+  return NOKV_OK;
+}
+
+/* ---- versions ---- */
+
+nk_version *nk_version_new_empty(void (*obsolete)(void *, nk_file_meta *), void *arg) {
+  nk_version *v = calloc(1, sizeof *v);
+  if (v == NULL) return NULL;
+  v->refs = 1;
+  v->obsolete = obsolete;
+  v->obsolete_arg = arg;
+  return v;
+}
+
+void nk_version_ref(nk_version *v) { __atomic_fetch_add(&v->refs, 1, __ATOMIC_RELAXED); }
+
+void nk_version_unref(nk_version *v) {
+  if (v == NULL || __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+  for (int l = 0; l < NK_NUM_LEVELS; l++) {
+    for (size_t i = 0; i < v->nfiles[l]; i++) {
+      nk_file_meta *f = v->files[l][i];
+      if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        if (v->obsolete != NULL) v->obsolete(v->obsolete_arg, f);
+        meta_free(f);
+      }
+    }
+    free(v->files[l]);
+  }
+  free(v);
+}
+
+static int cmp_l0(const void *a, const void *b) {
+  const nk_file_meta *x = *(nk_file_meta *const *)a, *y = *(nk_file_meta *const *)b;
+  if (x->max_ts != y->max_ts) return x->max_ts > y->max_ts ? -1 : 1;
+  return x->number > y->number ? -1 : (x->number < y->number);
+}
+
+static int cmp_by_key(const void *a, const void *b) {
+  const nk_file_meta *x = *(nk_file_meta *const *)a, *y = *(nk_file_meta *const *)b;
+  return nk_ikey_cmp(x->smallest, x->smallest_len, y->smallest, y->smallest_len);
+}
+
+static bool removed(const nk_edit *e, int level, uint64_t number) {
+  for (size_t i = 0; i < e->nremoves; i++) {
+    if (e->removes[i].level == level && e->removes[i].number == number) return true;
+  }
+  return false;
+}
+
+int nk_version_apply(const nk_version *base, const nk_edit *e, nk_version **out) {
+  nk_version *v = nk_version_new_empty(base->obsolete, base->obsolete_arg);
+  if (v == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  int ret = NOKV_OK;
+  for (size_t i = 0; i < e->nremoves; i++) {
+    int l = e->removes[i].level;
+    bool found = false;
+    for (size_t j = 0; l >= 0 && l < NK_NUM_LEVELS && j < base->nfiles[l] && !found; j++) {
+      found = base->files[l][j]->number == e->removes[i].number;
+    }
+    if (!found) {
+      NK_ERR(nk_err(NOKV_ECORRUPT, "version edit removes table %llu from L%d, which lacks it",
+                    (unsigned long long)e->removes[i].number, l));
+    }
+  }
+  for (int l = 0; l < NK_NUM_LEVELS; l++) {
+    size_t cap = base->nfiles[l];
+    for (size_t i = 0; i < e->nadds; i++) cap += e->adds[i].level == l;
+    if (cap == 0) continue;
+    if ((v->files[l] = malloc(cap * sizeof *v->files[l])) == NULL) {
+      NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+    }
+    for (size_t j = 0; j < base->nfiles[l]; j++) {
+      nk_file_meta *f = base->files[l][j];
+      if (!removed(e, l, f->number)) {
+        nk_file_meta_ref(f);
+        v->files[l][v->nfiles[l]++] = f;
+        v->level_bytes[l] += f->size;
+      }
+    }
+    for (size_t i = 0; i < e->nadds; i++) {
+      if (e->adds[i].level != l) continue;
+      nk_file_meta *f = e->adds[i].f;
+      for (size_t j = 0; j < v->nfiles[l]; j++) {
+        if (v->files[l][j]->number == f->number) {
+          NK_ERR(nk_err(NOKV_ECORRUPT, "version edit adds table %llu to L%d twice",
+                        (unsigned long long)f->number, l));
+        }
+      }
+      nk_file_meta_ref(f);
+      v->files[l][v->nfiles[l]++] = f;
+      v->level_bytes[l] += f->size;
+    }
+    qsort(v->files[l], v->nfiles[l], sizeof *v->files[l], l == 0 ? cmp_l0 : cmp_by_key);
+  }
+  for (size_t i = 0; i < e->nadds; i++) {
+    if (e->adds[i].level < 0 || e->adds[i].level >= NK_NUM_LEVELS) {
+      NK_ERR(nk_err(NOKV_ECORRUPT, "version edit names level %d", e->adds[i].level));
+    }
+  }
+  *out = v;
+  return NOKV_OK;
+err:
+  v->obsolete = NULL;  /* nothing here is obsolete: base still holds it all */
+  nk_version_unref(v);
+  return ret;
+}
+
+static int ucmp_ikey(const char *ukey, size_t ulen, const char *ikey, size_t ilen) {
+  return nk_user_key_cmp(ukey, ulen, ikey, nk_ikey_user_len(ilen));
+}
+
+bool nk_file_overlaps(const nk_file_meta *f, const char *lo, size_t lo_len, const char *hi,
+                      size_t hi_len) {
+  if (lo != NULL && ucmp_ikey(lo, lo_len, f->largest, f->largest_len) > 0) return false;
+  if (hi != NULL && ucmp_ikey(hi, hi_len, f->smallest, f->smallest_len) < 0) return false;
+  return true;
+}
+
+static int probe(nk_table_cache *tc, const nk_file_meta *f, const char *target, size_t n,
+                 uint64_t key_hash, nk_get_result *r, uint64_t *probed) {
+  nk_table *t;
+  nk_cache_handle *h;
+  NK_RET(nk_table_cache_get(tc, f->number, f->size, &t, &h));
+  (*probed)++;
+  int ret = nk_table_get(t, target, n, key_hash, r);
+  nk_table_cache_release(tc, h);
+  return ret;
+}
+
+/* The first file of a sorted level whose largest key is >= ikey. */
+static size_t find_file(nk_file_meta *const *files, size_t n, const char *ikey, size_t klen) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (nk_ikey_cmp(files[mid]->largest, files[mid]->largest_len, ikey, klen) < 0) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+int nk_version_get(const nk_version *v, nk_table_cache *tc, const char *target, size_t n,
+                   uint64_t key_hash, nk_get_result *r, uint64_t *probed) {
+  const char *ukey = target;
+  size_t ulen = nk_ikey_user_len(n);
+  r->found = false;
+  r->val = NULL;
+  for (size_t i = 0; i < v->nfiles[0]; i++) {
+    const nk_file_meta *f = v->files[0][i];
+    if (!nk_file_overlaps(f, ukey, ulen, ukey, ulen)) continue;
+    NK_RET(probe(tc, f, target, n, key_hash, r, probed));
+    if (r->found) return NOKV_OK;
+  }
+  for (int l = 1; l < NK_NUM_LEVELS; l++) {
+    size_t i = find_file(v->files[l], v->nfiles[l], target, n);
+    if (i == v->nfiles[l]) continue;
+    const nk_file_meta *f = v->files[l][i];
+    if (ucmp_ikey(ukey, ulen, f->smallest, f->smallest_len) < 0) continue;
+    NK_RET(probe(tc, f, target, n, key_hash, r, probed));
+    if (r->found) return NOKV_OK;
+  }
+  return NOKV_OK;
+}
+
+/* ---- level iterator: concatenation of disjoint sorted tables ---- */
+
+typedef struct level_iter {
+  nk_iter base;
+  nk_file_meta *const *files;
+  size_t n;
+  size_t index;       /* file of cur; n when none */
+  nk_iter *cur;
+  nk_table_cache *tc;
+  int status;
+} level_iter;
+
+static bool open_file(level_iter *it, size_t i) {
+  nk_iter_destroy(it->cur);
+  it->cur = NULL;
+  it->index = i;
+  if (i >= it->n) return false;
+  it->cur = nk_table_cache_iter(it->tc, it->files[i]->number, it->files[i]->size);
+  if (it->cur == NULL) {
+    it->status = nk_err(NOKV_ENOMEM, "out of memory opening a table iterator");
+    it->index = it->n;
+    return false;
+  }
+  return true;
+}
+
+static void skip_exhausted(level_iter *it) {
+  while (it->cur != NULL && !nk_iter_valid(it->cur)) {
+    int st = nk_iter_status(it->cur);
+    if (st != NOKV_OK) {
+      it->status = st;
+      open_file(it, it->n);
+      return;
+    }
+    if (open_file(it, it->index + 1)) nk_iter_seek_first(it->cur);
+  }
+}
+
+static bool li_valid(const nk_iter *base) {
+  const level_iter *it = (const level_iter *)base;
+  return it->status == NOKV_OK && it->cur != NULL && nk_iter_valid(it->cur);
+}
+
+static void li_seek_first(nk_iter *base) {
+  level_iter *it = (level_iter *)base;
+  if (open_file(it, 0)) nk_iter_seek_first(it->cur);
+  skip_exhausted(it);
+}
+
+static void li_seek(nk_iter *base, const char *k, size_t n) {
+  level_iter *it = (level_iter *)base;
+  size_t i = find_file(it->files, it->n, k, n);
+  if (it->cur == NULL || it->index != i) {
+    if (!open_file(it, i)) return;
+  }
+  nk_iter_seek(it->cur, k, n);
+  skip_exhausted(it);
+}
+
+static void li_next(nk_iter *base) {
+  level_iter *it = (level_iter *)base;
+  nk_iter_next(it->cur);
+  skip_exhausted(it);
+}
+
+static const char *li_key(const nk_iter *base, size_t *n) {
+  return nk_iter_key(((const level_iter *)base)->cur, n);
+}
+static const char *li_value(const nk_iter *base, size_t *n) {
+  return nk_iter_value(((const level_iter *)base)->cur, n);
+}
+static int li_status(const nk_iter *base) { return ((const level_iter *)base)->status; }
+static void li_destroy(nk_iter *base) {
+  level_iter *it = (level_iter *)base;
+  nk_iter_destroy(it->cur);
+  free(it);
+}
+
+static const nk_iter_ops level_iter_ops = {li_valid, li_seek_first, li_seek,   li_next,
+                                           li_key,   li_value,      li_status, li_destroy};
+
+nk_iter *nk_files_iter_new(nk_file_meta *const *files, size_t n, nk_table_cache *tc) {
+  level_iter *it = calloc(1, sizeof *it);
+  if (it == NULL) return NULL;
+  it->base.ops = &level_iter_ops;
+  it->files = files;
+  it->n = n;
+  it->index = n;
+  it->tc = tc;
+  return &it->base;
+}
+
+nk_iter *nk_level_iter_new(const nk_version *v, int level, nk_table_cache *tc) {
+  return nk_files_iter_new(v->files[level], v->nfiles[level], tc);
+}

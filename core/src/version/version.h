@@ -1,0 +1,119 @@
+/*
+ * version.h — the set of tables that make up the LSM at one moment.
+ *
+ * A version lists, per level, the tables (file metas) it contains: L0 newest
+ * first (tables may overlap), L1 and deeper sorted by key (disjoint ranges). For
+ * any user key, a newer source always holds newer versions of it: memtable,
+ * immutables, L0 newest to oldest, then L1, L2, ... So a point read stops at the
+ * first source that has a version at or below its read timestamp.
+ *
+ * Versions are immutable and refcounted: reads and iterators pin the version
+ * they started on while flushes and compactions install new ones. A table's file
+ * is deleted when the last version holding it is released.
+ *
+ * An edit (nk_edit) is the difference between two versions: tables added and
+ * removed, plus the WAL log number, file number counter and last flushed commit
+ * timestamp. Edits are what the manifest logs.
+ */
+#ifndef NOKV_VERSION_VERSION_H
+#define NOKV_VERSION_VERSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sst/block_builder.h"
+#include "sst/format.h"
+#include "sst/table.h"
+#include "sst/table_cache.h"
+#include "util/iterator.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NK_NUM_LEVELS 7
+
+typedef struct nk_file_meta {
+  uint64_t number, size;
+  char *smallest, *largest;  /* internal keys */
+  size_t smallest_len, largest_len;
+  uint64_t min_ts, max_ts, entries, tombstones;
+  uint32_t refs;             /* edits and versions holding it (atomic) */
+  bool being_compacted;      /* REQUIRES: the database mutex */
+} nk_file_meta;
+
+/* A meta with refs = 1, keys copied. NULL on ENOMEM. */
+nk_file_meta *nk_file_meta_new(uint64_t number, uint64_t size, const char *smallest,
+                               size_t smallest_len, const char *largest, size_t largest_len);
+void nk_file_meta_ref(nk_file_meta *f);
+/* Drops a reference; returns true (and frees f) when it was the last. */
+bool nk_file_meta_unref(nk_file_meta *f);
+
+typedef struct nk_edit_add {
+  int level;
+  nk_file_meta *f;  /* the edit holds a reference */
+} nk_edit_add;
+
+typedef struct nk_edit_remove {
+  int level;
+  uint64_t number;
+} nk_edit_remove;
+
+typedef struct nk_edit {
+  nk_edit_add *adds;
+  size_t nadds, adds_cap;
+  nk_edit_remove *removes;
+  size_t nremoves, removes_cap;
+  bool has_log_number, has_next_file, has_last_ts;
+  uint64_t log_number, next_file, last_ts;
+} nk_edit;
+
+void nk_edit_init(nk_edit *e);
+void nk_edit_release(nk_edit *e);
+/* Takes a new reference to f. */
+int nk_edit_add_file(nk_edit *e, int level, nk_file_meta *f);
+int nk_edit_remove_file(nk_edit *e, int level, uint64_t number);
+
+/* protobuf-c encoding (core/proto/manifest.proto). */
+int nk_edit_encode(const nk_edit *e, bool snapshot, nk_buf *out);
+int nk_edit_decode(const char *data, size_t len, nk_edit *out);
+
+typedef struct nk_version {
+  uint32_t refs;  /* atomic */
+  nk_file_meta **files[NK_NUM_LEVELS];
+  size_t nfiles[NK_NUM_LEVELS];
+  uint64_t level_bytes[NK_NUM_LEVELS];
+  /* Called for each file whose last version is released (may be NULL). */
+  void (*obsolete)(void *arg, nk_file_meta *f);
+  void *obsolete_arg;
+} nk_version;
+
+/* An empty version with refs = 1. */
+nk_version *nk_version_new_empty(void (*obsolete)(void *, nk_file_meta *), void *arg);
+/* base + e, with refs = 1. Fails with NOKV_ECORRUPT if e removes a table base
+ * lacks or adds one twice. */
+int nk_version_apply(const nk_version *base, const nk_edit *e, nk_version **out);
+void nk_version_ref(nk_version *v);
+void nk_version_unref(nk_version *v);
+
+/* Point read through the version's tables (see nk_table_get). *probed counts
+ * the tables consulted. */
+int nk_version_get(const nk_version *v, nk_table_cache *tc, const char *target, size_t n,
+                   uint64_t key_hash, nk_get_result *r, uint64_t *probed);
+
+/* An iterator over a level >= 1 (disjoint tables, opened lazily). The version
+ * must outlive it. NULL on ENOMEM. */
+nk_iter *nk_level_iter_new(const nk_version *v, int level, nk_table_cache *tc);
+/* The same over an explicit sorted, disjoint list of files (borrowed). */
+nk_iter *nk_files_iter_new(nk_file_meta *const *files, size_t n, nk_table_cache *tc);
+
+/* Does f's user-key range intersect [lo, hi] (user keys; NULL = unbounded)? */
+bool nk_file_overlaps(const nk_file_meta *f, const char *lo, size_t lo_len, const char *hi,
+                      size_t hi_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NOKV_VERSION_VERSION_H */

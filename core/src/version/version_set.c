@@ -1,0 +1,349 @@
+/* version_set.c — manifest recovery and writing, version installation, cleanup. */
+#include "version/version_set.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sst/format.h"
+#include "util/error.h"
+#include "wal/wal.h"
+#include "wal/wal_format.h"
+
+#define MANIFEST_PREFIX "MANIFEST-"
+
+void nk_manifest_file_name(uint64_t number, char *buf) {
+  snprintf(buf, 32, MANIFEST_PREFIX "%08llu", (unsigned long long)number);
+}
+
+static bool parse_manifest_name(const char *name, uint64_t *number) {
+  size_t p = strlen(MANIFEST_PREFIX), n = strlen(name);
+  if (n <= p || n - p > 19 || strncmp(name, MANIFEST_PREFIX, p) != 0) return false;
+  uint64_t v = 0;
+  for (size_t i = p; i < n; i++) {
+    if (name[i] < '0' || name[i] > '9') return false;
+    v = v * 10 + (uint64_t)(name[i] - '0');
+  }
+  *number = v;
+  return true;
+}
+
+void nk_vset_mark_file_used(nk_vset *vs, uint64_t number) {
+  uint64_t cur = __atomic_load_n(&vs->next_file, __ATOMIC_RELAXED);
+  while (cur <= number &&
+         !__atomic_compare_exchange_n(&vs->next_file, &cur, number + 1, false, __ATOMIC_RELAXED,
+                                      __ATOMIC_RELAXED)) {
+  }
+}
+
+/* A table left by the last version that held it: delete its file. */
+static void on_obsolete(void *arg, nk_file_meta *f) {
+  nk_vset *vs = arg;
+  if (vs->recovering) return;
+  nk_table_cache_evict(vs->tc, f->number);
+  char name[32];
+  nk_table_file_name(f->number, name);
+  char *path = nk_path_join(vs->dir, name);
+  if (path != NULL && vs->env->remove(vs->env, path) == NOKV_OK) {
+    __atomic_fetch_add(&vs->tables_deleted, 1, __ATOMIC_RELAXED);
+  }
+  free(path);
+}
+
+nk_version *nk_vset_current(nk_vset *vs) {
+  pthread_mutex_lock(&vs->mu);
+  nk_version *v = vs->current;
+  nk_version_ref(v);
+  pthread_mutex_unlock(&vs->mu);
+  return v;
+}
+
+static void install(nk_vset *vs, nk_version *v) {
+  pthread_mutex_lock(&vs->mu);
+  nk_version *old = vs->current;
+  vs->current = v;
+  pthread_mutex_unlock(&vs->mu);
+  nk_version_unref(old);
+}
+
+static void absorb_counters(nk_vset *vs, const nk_edit *e) {
+  if (e->has_log_number && e->log_number > vs->log_number) vs->log_number = e->log_number;
+  if (e->has_next_file) nk_vset_mark_file_used(vs, e->next_file - (e->next_file > 0));
+  if (e->has_last_ts && e->last_ts > vs->last_ts) vs->last_ts = e->last_ts;
+}
+
+typedef struct replay_ctx {
+  nk_vset *vs;
+  const char *path;
+} replay_ctx;
+
+static int replay_edit(void *arg, uint8_t type, const char *payload, size_t len) {
+  replay_ctx *c = arg;
+  (void)type;
+  nk_edit e;
+  int ret = nk_edit_decode(payload, len, &e);
+  if (ret != NOKV_OK) return nk_err(ret, "manifest %s: %s", c->path, nokv_errmsg());
+  nk_version *v;
+  ret = nk_version_apply(c->vs->current, &e, &v);
+  if (ret == NOKV_OK) {
+    install(c->vs, v);
+    absorb_counters(c->vs, &e);
+    for (size_t i = 0; i < e.nadds; i++) nk_vset_mark_file_used(c->vs, e.adds[i].f->number);
+  } else {
+    ret = nk_err(ret, "manifest %s: %s", c->path, nokv_errmsg());
+  }
+  nk_edit_release(&e);
+  return ret;
+}
+
+static int read_current(nk_vset *vs, char **manifest_name, bool *missing) {
+  char *path = nk_path_join(vs->dir, "CURRENT");
+  if (path == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  char *data = NULL;
+  size_t len = 0;
+  nk_file *probe;
+  *missing = false;
+  if (vs->env->open_read(vs->env, path, &probe) != NOKV_OK) {
+    free(path);
+    *missing = true;
+    return NOKV_OK;
+  }
+  nk_file_close(probe);
+  int ret = nk_env_read_file(vs->env, path, &data, &len);
+  free(path);
+  NK_RET(ret);
+  uint64_t number;
+  if (len < 2 || data[len - 1] != '\n') {
+    free(data);
+    return nk_err(NOKV_ECORRUPT, "%s/CURRENT is malformed", vs->dir);
+  }
+  data[len - 1] = '\0';
+  if (!parse_manifest_name(data, &number)) {
+    free(data);
+    return nk_err(NOKV_ECORRUPT, "%s/CURRENT names no manifest", vs->dir);
+  }
+  vs->manifest_number = number;
+  nk_vset_mark_file_used(vs, number);
+  *manifest_name = data;
+  return NOKV_OK;
+}
+
+int nk_vset_open(const struct nokv_env *env, const char *dir, nk_table_cache *tc,
+                 size_t manifest_max, nk_vset **out, bool *fresh) {
+  nk_vset *vs = calloc(1, sizeof *vs);
+  if (vs == NULL || (vs->dir = strdup(dir)) == NULL) {
+    free(vs);
+    return nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  vs->env = env;
+  vs->tc = tc;
+  vs->manifest_max = manifest_max;
+  vs->next_file = 1;
+  pthread_mutex_init(&vs->mu, NULL);
+  pthread_mutex_init(&vs->install_mu, NULL);
+  int ret = NOKV_OK;
+  char *name = NULL, *path = NULL;
+  if ((vs->current = nk_version_new_empty(on_obsolete, vs)) == NULL) {
+    NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+  }
+  bool missing = false;
+  NK_ERR(read_current(vs, &name, &missing));
+  *fresh = missing;
+  if (!missing) {
+    if ((path = nk_path_join(dir, name)) == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+    vs->recovering = true;
+    replay_ctx c = {vs, path};
+    nk_wal_replay_stats st = {0};
+    ret = nk_log_replay(env, path, NK_WAL_EDIT, true, replay_edit, &c, &st);
+    vs->recovering = false;
+    if (ret == NOKV_EIO && st.records == 0) {
+      ret = nk_err(NOKV_ECORRUPT, "CURRENT names %s, which cannot be read: %s", path,
+                   nokv_errmsg());
+    }
+    NK_ERR(ret);
+  }
+  free(name);
+  free(path);
+  *out = vs;
+  return NOKV_OK;
+err:
+  free(name);
+  free(path);
+  nk_vset_close(vs);
+  return ret;
+}
+
+void nk_vset_close(nk_vset *vs) {
+  if (vs == NULL) return;
+  nk_file_close(vs->manifest);
+  if (vs->current != NULL) {
+    vs->recovering = true;  /* closing drops the in-memory version, not files */
+    nk_version_unref(vs->current);
+  }
+  pthread_mutex_destroy(&vs->mu);
+  pthread_mutex_destroy(&vs->install_mu);
+  free(vs->dir);
+  free(vs);
+}
+
+/* Appends one framed edit record to f. */
+static int append_record(nk_file *f, const nk_buf *payload, uint64_t *size) {
+  char header[NK_WAL_HEADER];
+  nk_wal_encode_header(header, NK_WAL_EDIT, payload->data, payload->len);
+  NK_RET(nk_file_append(f, header, sizeof header));
+  NK_RET(nk_file_append(f, payload->data, payload->len));
+  *size += sizeof header + payload->len;
+  return NOKV_OK;
+}
+
+static int set_current(nk_vset *vs, uint64_t number) {
+  char name[32], line[40];
+  nk_manifest_file_name(number, name);
+  int n = snprintf(line, sizeof line, "%s\n", name);
+  char *tmp = nk_path_join(vs->dir, "CURRENT.tmp"), *cur = nk_path_join(vs->dir, "CURRENT");
+  nk_file *f = NULL;
+  int ret = NOKV_OK;
+  if (tmp == NULL || cur == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+  NK_ERR(vs->env->open_append(vs->env, tmp, true, &f));
+  NK_ERR(nk_file_append(f, line, (size_t)n));
+  NK_ERR(nk_file_sync(f));
+  ret = nk_file_close(f);
+  f = NULL;
+  NK_ERR(ret);
+  NK_ERR(vs->env->rename(vs->env, tmp, cur));
+  NK_ERR(vs->env->sync_dir(vs->env, vs->dir));
+err:
+  nk_file_close(f);
+  free(tmp);
+  free(cur);
+  return ret;
+}
+
+/* Starts a new manifest holding a snapshot of v, points CURRENT at it and drops
+ * the old one. */
+static int write_snapshot(nk_vset *vs, const nk_version *v) {
+  nk_edit snap;
+  nk_edit_init(&snap);
+  nk_buf buf = {0};
+  nk_file *f = NULL;
+  char *path = NULL;
+  int ret = NOKV_OK;
+  uint64_t number = nk_vset_new_file_number(vs), size = 0;
+  for (int l = 0; l < NK_NUM_LEVELS; l++) {
+    for (size_t i = 0; i < v->nfiles[l]; i++) NK_ERR(nk_edit_add_file(&snap, l, v->files[l][i]));
+  }
+  snap.has_log_number = snap.has_next_file = snap.has_last_ts = true;
+  snap.log_number = vs->log_number;
+  snap.next_file = __atomic_load_n(&vs->next_file, __ATOMIC_RELAXED);
+  snap.last_ts = vs->last_ts;
+  NK_ERR(nk_edit_encode(&snap, true, &buf));
+  char name[32];
+  nk_manifest_file_name(number, name);
+  if ((path = nk_path_join(vs->dir, name)) == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+  NK_ERR(vs->env->open_append(vs->env, path, true, &f));
+  NK_ERR(append_record(f, &buf, &size));
+  NK_ERR(nk_file_sync(f));
+  NK_ERR(set_current(vs, number));
+  if (vs->manifest != NULL) {
+    nk_file_close(vs->manifest);
+    nk_manifest_file_name(vs->manifest_number, name);
+    char *old = nk_path_join(vs->dir, name);
+    if (old != NULL) vs->env->remove(vs->env, old);  /* CURRENT no longer names it */
+    free(old);
+    __atomic_fetch_add(&vs->manifest_rewrites, 1, __ATOMIC_RELAXED);
+  }
+  vs->manifest = f;
+  f = NULL;
+  vs->manifest_number = number;
+  vs->manifest_size = size;
+err:
+  nk_file_close(f);
+  free(path);
+  nk_buf_release(&buf);
+  nk_edit_release(&snap);
+  return ret;
+}
+
+int nk_vset_log_and_apply(nk_vset *vs, nk_edit *e) {
+  pthread_mutex_lock(&vs->install_mu);
+  nk_version *base = nk_vset_current(vs), *v = NULL;
+  nk_buf buf = {0};
+  uint64_t saved_log = vs->log_number, saved_ts = vs->last_ts;
+  int ret = nk_version_apply(base, e, &v);
+  if (ret == NOKV_OK) {
+    absorb_counters(vs, e);
+    if (vs->manifest == NULL || vs->manifest_size >= vs->manifest_max) {
+      ret = write_snapshot(vs, v);
+    } else {
+      e->has_next_file = true;
+      e->next_file = __atomic_load_n(&vs->next_file, __ATOMIC_RELAXED);
+      ret = nk_edit_encode(e, false, &buf);
+      if (ret == NOKV_OK) ret = append_record(vs->manifest, &buf, &vs->manifest_size);
+      if (ret == NOKV_OK) ret = nk_file_sync(vs->manifest);
+    }
+  }
+  if (ret == NOKV_OK) {
+    install(vs, v);
+  } else {
+    vs->log_number = saved_log;
+    vs->last_ts = saved_ts;
+    if (v != NULL) {
+      v->obsolete = NULL;  /* its new tables stay on disk: the manifest may name them */
+      nk_version_unref(v);
+    }
+  }
+  nk_version_unref(base);
+  nk_buf_release(&buf);
+  pthread_mutex_unlock(&vs->install_mu);
+  return ret;
+}
+
+int nk_vset_remove_orphans(nk_vset *vs) {
+  char **names;
+  size_t n;
+  NK_RET(vs->env->list_dir(vs->env, vs->dir, &names, &n));
+  nk_version *v = nk_vset_current(vs);
+  int ret = NOKV_OK;
+  /* Every live table must be on disk. */
+  for (int l = 0; l < NK_NUM_LEVELS && ret == NOKV_OK; l++) {
+    for (size_t i = 0; i < v->nfiles[l] && ret == NOKV_OK; i++) {
+      char want[32];
+      nk_table_file_name(v->files[l][i]->number, want);
+      bool found = false;
+      for (size_t j = 0; j < n && !found; j++) found = strcmp(names[j], want) == 0;
+      if (!found) {
+        ret = nk_err(NOKV_ECORRUPT,
+                     "table %s/%s (L%d) named by the manifest is missing; refusing to open "
+                     "without it",
+                     vs->dir, want, l);
+      }
+    }
+  }
+  for (size_t j = 0; j < n && ret == NOKV_OK; j++) {
+    uint64_t number;
+    bool drop = false;
+    if (nk_table_parse_name(names[j], &number)) {
+      nk_vset_mark_file_used(vs, number);
+      drop = true;
+      for (int l = 0; l < NK_NUM_LEVELS && drop; l++) {
+        for (size_t i = 0; i < v->nfiles[l] && drop; i++) drop = v->files[l][i]->number != number;
+      }
+    } else if (parse_manifest_name(names[j], &number)) {
+      nk_vset_mark_file_used(vs, number);
+      drop = number != vs->manifest_number;
+    } else if (nk_wal_parse_name(names[j], &number)) {
+      nk_vset_mark_file_used(vs, number);
+      drop = number < vs->log_number;
+    } else {
+      drop = strcmp(names[j], "CURRENT.tmp") == 0;
+    }
+    if (drop) {
+      char *path = nk_path_join(vs->dir, names[j]);
+      if (path != NULL) vs->env->remove(vs->env, path);
+      free(path);
+    }
+  }
+  nk_version_unref(v);
+  nk_env_free_names(names, n);
+  return ret;
+}

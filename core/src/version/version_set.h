@@ -1,0 +1,82 @@
+/*
+ * version_set.h — the current version, the manifest that makes it durable, and
+ * the database's file number counter.
+ *
+ * The manifest (MANIFEST-NNNNNNNN) is a log of version edits framed like WAL
+ * records (type NK_WAL_EDIT). Its first record is a snapshot of the whole
+ * version; each later record is one edit. CURRENT names the live manifest and is
+ * replaced atomically (temp file, fsync, rename, fsync of the directory). Each
+ * open starts a fresh manifest, and a manifest that grows past manifest_max_bytes
+ * is replaced by a new snapshot the same way.
+ */
+#ifndef NOKV_VERSION_VERSION_SET_H
+#define NOKV_VERSION_VERSION_SET_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sst/table_cache.h"
+#include "util/env.h"
+#include "version/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nk_vset {
+  const struct nokv_env *env;
+  char *dir;
+  nk_table_cache *tc;
+  size_t manifest_max;
+
+  pthread_mutex_t mu;     /* guards current */
+  nk_version *current;
+
+  uint64_t next_file;     /* file number counter (atomic) */
+  uint64_t log_number;    /* WAL segments below it are flushed */
+  uint64_t last_ts;       /* newest commit timestamp in a table */
+
+  /* One installer at a time (flush or compaction); it owns the manifest. */
+  pthread_mutex_t install_mu;
+  nk_file *manifest;
+  uint64_t manifest_number, manifest_size;
+  bool recovering;        /* while replaying: drop nothing from disk */
+
+  uint64_t tables_deleted;     /* atomic */
+  uint64_t manifest_rewrites;  /* atomic */
+} nk_vset;
+
+/* Recovers the version from CURRENT and its manifest; *fresh is true if the
+ * directory had no CURRENT (a new database). Writes nothing. */
+int nk_vset_open(const struct nokv_env *env, const char *dir, nk_table_cache *tc,
+                 size_t manifest_max, nk_vset **out, bool *fresh);
+void nk_vset_close(nk_vset *vs);
+
+static inline uint64_t nk_vset_new_file_number(nk_vset *vs) {
+  return __atomic_fetch_add(&vs->next_file, 1, __ATOMIC_RELAXED);
+}
+/* Raises the counter above number (used at recovery for files found on disk). */
+void nk_vset_mark_file_used(nk_vset *vs, uint64_t number);
+
+/* The current version, referenced (release with nk_version_unref). */
+nk_version *nk_vset_current(nk_vset *vs);
+
+/* Applies e to the current version, logs it durably to the manifest (starting a
+ * new manifest if there is none yet or it is too big) and installs the result.
+ * On failure nothing is installed. */
+int nk_vset_log_and_apply(nk_vset *vs, nk_edit *e);
+
+/* Checks that every table of the current version exists, then deletes files no
+ * one needs: tables not in the current version, older manifests, and WAL
+ * segments below the log number. REQUIRES: no flush or compaction is running. */
+int nk_vset_remove_orphans(nk_vset *vs);
+
+/* "MANIFEST-%08llu"; buf of 32 bytes. */
+void nk_manifest_file_name(uint64_t number, char *buf);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NOKV_VERSION_VERSION_SET_H */
