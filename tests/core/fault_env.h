@@ -5,6 +5,7 @@
 #define NOKV_TESTS_CORE_FAULT_ENV_H
 
 #include <map>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 
@@ -34,7 +35,12 @@ class FaultEnv {
 
   // Appends fail once this many more bytes have been written (-1: never).
   void FailAppendsAfter(long long bytes) { std::lock_guard<std::mutex> l(mu_); append_budget_ = bytes; }
-  void FailSyncs(bool fail) { std::lock_guard<std::mutex> l(mu_); fail_syncs_ = fail; }
+  // Syncs fail (only of files whose name ends in suffix, if given).
+  void FailSyncs(bool fail, const std::string& suffix = "") {
+    std::lock_guard<std::mutex> l(mu_);
+    fail_syncs_ = fail;
+    fail_suffix_ = suffix;
+  }
   // From now on writes and syncs vanish, as in a machine that lost power.
   void PowerOff() { std::lock_guard<std::mutex> l(mu_); powered_off_ = true; }
   // After PowerOff and closing the database: cut every file to what was synced.
@@ -44,6 +50,18 @@ class FaultEnv {
     powered_off_ = false;
   }
   int syncs() const { return syncs_; }
+  // While held, an fsync of a table file (*.sst) blocks until released, as on a
+  // disk that has stalled under a flush.
+  void HoldTableSyncs(bool hold) {
+    std::lock_guard<std::mutex> l(mu_);
+    hold_table_syncs_ = hold;
+    cv_.notify_all();
+  }
+  // Waits until some table fsync is being held.
+  void WaitForHeldSync() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [this] { return held_ > 0; });
+  }
 
  private:
   struct File {
@@ -101,9 +119,20 @@ class FaultEnv {
   }
   static int Sync(nk_file* f) {
     FaultEnv* self = F(f)->owner;
-    std::lock_guard<std::mutex> l(self->mu_);
+    std::unique_lock<std::mutex> l(self->mu_);
+    const std::string& p = F(f)->path;
+    if (p.size() > 4 && p.compare(p.size() - 4, 4, ".sst") == 0 && self->hold_table_syncs_) {
+      self->held_++;
+      self->cv_.notify_all();
+      self->cv_.wait(l, [self] { return !self->hold_table_syncs_; });
+      self->held_--;
+    }
     if (self->powered_off_) return NOKV_OK;
-    if (self->fail_syncs_) return nk_err(NOKV_EIO, "fdatasync %s: injected I/O error", F(f)->path.c_str());
+    const std::string& sfx = self->fail_suffix_;
+    if (self->fail_syncs_ &&
+        (sfx.empty() || (p.size() >= sfx.size() && p.compare(p.size() - sfx.size(), sfx.size(), sfx) == 0))) {
+      return nk_err(NOKV_EIO, "fdatasync %s: injected I/O error", p.c_str());
+    }
     int rc = nk_env_posix()->sync(Inner(f));
     uint64_t size = 0;
     nk_env_posix()->size(Inner(f), &size);
@@ -131,8 +160,12 @@ class FaultEnv {
 
   nokv_env env_;
   std::mutex mu_;
+  std::condition_variable cv_;
+  bool hold_table_syncs_ = false;
+  int held_ = 0;
   long long append_budget_ = -1;
   bool fail_syncs_ = false;
+  std::string fail_suffix_;
   bool powered_off_ = false;
   int syncs_ = 0;
   std::map<std::string, uint64_t> synced_;

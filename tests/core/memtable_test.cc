@@ -41,7 +41,7 @@ TEST(ArenaTest, AlignsAndAccounts) {
 }
 
 TEST(MemtableTest, OrdersByKeyThenNewestVersionFirst) {
-  nk_memtable* mt = nk_memtable_new();
+  nk_memtable* mt = nk_memtable_new(0);
   ASSERT_EQ(nk_memtable_add(mt, 5, NK_KIND_VALUE, "b", 1, "b5", 2), NOKV_OK);
   ASSERT_EQ(nk_memtable_add(mt, 9, NK_KIND_VALUE, "b", 1, "b9", 2), NOKV_OK);
   ASSERT_EQ(nk_memtable_add(mt, 7, NK_KIND_DELETE, "b", 1, nullptr, 0), NOKV_OK);
@@ -67,7 +67,7 @@ TEST(MemtableTest, OrdersByKeyThenNewestVersionFirst) {
 }
 
 TEST(MemtableTest, SameKeyAndTimestampReplacesTheEntry) {
-  nk_memtable* mt = nk_memtable_new();
+  nk_memtable* mt = nk_memtable_new(0);
   ASSERT_EQ(nk_memtable_add(mt, 4, NK_KIND_VALUE, "k", 1, "first", 5), NOKV_OK);
   ASSERT_EQ(nk_memtable_add(mt, 4, NK_KIND_DELETE, "k", 1, nullptr, 0), NOKV_OK);
   ASSERT_EQ(Dump(mt).size(), 1u);
@@ -78,7 +78,7 @@ TEST(MemtableTest, SameKeyAndTimestampReplacesTheEntry) {
 }
 
 TEST(MemtableTest, CostBoundsTheArenaGrowth) {
-  nk_memtable* mt = nk_memtable_new();
+  nk_memtable* mt = nk_memtable_new(0);
   size_t before = nk_memtable_usage(mt), cost = 0;
   for (int i = 0; i < 10000; i++) {
     std::string k = "key" + std::to_string(i);
@@ -93,7 +93,7 @@ TEST(MemtableTest, CostBoundsTheArenaGrowth) {
 // One writer inserts ascending keys while readers scan: every scan must be
 // sorted and see a prefix of the inserted keys (nothing half-linked).
 TEST(MemtableConcurrencyTest, ReadersRaceOneWriter) {
-  nk_memtable* mt = nk_memtable_new();
+  nk_memtable* mt = nk_memtable_new(0);
   const int kKeys = 20000;
   std::atomic<bool> done{false};
   std::atomic<int> scans{0};

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,15 +24,16 @@ struct Snap {
 };
 
 class ModelTest : public ::testing::Test {
- protected:
+ public:
   std::mt19937_64 rng_{nokv_test::TestSeed()};
   TempDir dir_;
   nokv_db* db_ = nullptr;
 
   uint64_t Uniform(uint64_t n) { return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng_); }
+  uint64_t keyspace_ = 400;
   std::string Key() {
     // Skewed so some keys collect many versions; some keys share prefixes.
-    uint64_t k = Uniform(4) == 0 ? Uniform(8) : Uniform(400);
+    uint64_t k = Uniform(4) == 0 ? Uniform(8) : Uniform(keyspace_);
     return "key" + std::to_string(k) + (k % 3 == 0 ? "/sub" : "");
   }
   std::string ValueOf(size_t n) {
@@ -64,13 +66,48 @@ class ModelTest : public ::testing::Test {
   }
 };
 
-TEST_F(ModelTest, RandomOperationsMatchAMap) {
-  const int kOps = 30000;
-  ASSERT_EQ(nokv_open(dir_.path().c_str(), nullptr, &db_), NOKV_OK);
+// One randomized run: kOps operations; with lsm set, also forced flushes and
+// full compactions between them, and scans kept narrow (the key space is large).
+void RunModel(ModelTest* t, const nokv_options* opts, int ops, bool lsm);
+
+TEST_F(ModelTest, RandomOperationsMatchAMap) { RunModel(this, nullptr, 30000, false); }
+
+// The LSM path: tiny memtables and level targets so that flushes, tiered L0
+// merges, leveled compactions and trivial moves all happen many times.
+TEST_F(ModelTest, RandomOperationsOverFlushesAndCompactionsMatchAMap) {
+  const char* env = getenv("NOKV_MODEL_OPS");
+  int ops = env != nullptr && *env ? atoi(env) : 1000000;
+  keyspace_ = 20000;
+  nokv_options o;
+  nokv_options_init(&o);
+  o.memtable_max_bytes = 64 << 10;
+  o.level1_max_bytes = 256 << 10;
+  o.target_file_bytes = 64 << 10;
+  o.block_size = 1024;
+  o.compression_start_level = 1;
+  o.block_cache_bytes = 256 << 10;
+  o.max_open_files = 16;
+  RunModel(this, &o, ops, true);
+}
+
+void RunModel(ModelTest* t, const nokv_options* opts, int kOps, bool lsm) {
+  auto& db_ = t->db_;
+  auto Uniform = [t](uint64_t n) { return t->Uniform(n); };
+  auto Key = [t] { return t->Key(); };
+  auto ValueOf = [t](size_t n) { return t->ValueOf(n); };
+  auto ScanAll = [t](const nokv_read_options* ro, const std::string& a, const std::string& b) {
+    return t->ScanAll(ro, a, b);
+  };
+  const std::string path = t->dir_.path();
+  ASSERT_EQ(nokv_open(path.c_str(), opts, &db_), NOKV_OK);
   Model model;
   std::vector<Snap> snaps;
   for (int op = 0; op < kOps; op++) {
     uint64_t dice = Uniform(100);
+    if (lsm && Uniform(2000) == 0) {
+      ASSERT_EQ(Uniform(4) == 0 ? nokv_compact(db_) : nokv_flush(db_), NOKV_OK) << nokv_errmsg();
+      continue;
+    }
     if (dice < 40) {
       std::string k = Key(), v = ValueOf(Uniform(10) == 0 ? Uniform(5000) : Uniform(40));
       ASSERT_EQ(nokv_test::Put(db_, k, v, Uniform(50) == 0), NOKV_OK);
@@ -82,21 +119,27 @@ TEST_F(ModelTest, RandomOperationsMatchAMap) {
     } else if (dice < 55) {
       nokv_batch* b;
       ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
-      Model staged = model;
+      std::vector<std::pair<std::string, std::optional<std::string>>> staged;
       for (uint64_t i = 0, n = 1 + Uniform(20); i < n; i++) {
         std::string k = Key();
         if (Uniform(4) == 0) {
           nokv_batch_delete(b, k.data(), k.size());
-          staged.erase(k);
+          staged.emplace_back(k, std::nullopt);
         } else {
           std::string v = ValueOf(Uniform(30));
           nokv_batch_put(b, k.data(), k.size(), v.data(), v.size());
-          staged[k] = v;
+          staged.emplace_back(k, v);
         }
       }
       ASSERT_EQ(nokv_write(db_, nullptr, b, nullptr), NOKV_OK);
       nokv_batch_free(b);
-      model = std::move(staged);
+      for (auto& [k, v] : staged) {
+        if (v) {
+          model[k] = *v;
+        } else {
+          model.erase(k);
+        }
+      }
     } else if (dice < 80) {
       std::string k = Key();
       auto got = Get(db_, k);
@@ -108,8 +151,9 @@ TEST_F(ModelTest, RandomOperationsMatchAMap) {
     } else if (dice < 88) {
       std::string a = Key(), b = Uniform(5) == 0 ? "" : Key();
       if (!b.empty() && b < a) std::swap(a, b);
-      ASSERT_EQ(ScanAll(nullptr, a, b), Range(model, a, b)) << "op " << op;
-    } else if (dice < 90 && snaps.size() < 4) {
+      if (lsm && Uniform(1000) != 0) b = a + "0";  // a and a/sub only
+      ASSERT_EQ(ScanAll(nullptr, a, b), ModelTest::Range(model, a, b)) << "op " << op;
+    } else if (dice < 90 && snaps.size() < 4 && (!lsm || Uniform(200) == 0)) {
       Snap s;
       ASSERT_EQ(nokv_snapshot_create(db_, &s.snap), NOKV_OK);
       s.model = model;
@@ -118,22 +162,27 @@ TEST_F(ModelTest, RandomOperationsMatchAMap) {
       Snap& s = snaps[Uniform(snaps.size())];
       nokv_read_options ro{};
       ro.snapshot = s.snap;
-      ASSERT_EQ(ScanAll(&ro, "", ""), s.model) << "snapshot at op " << op;
+      if (lsm && Uniform(500) != 0) {
+        std::string a = Key(), b = a + "0";
+        ASSERT_EQ(ScanAll(&ro, a, b), ModelTest::Range(s.model, a, b)) << "snapshot at op " << op;
+      } else {
+        ASSERT_EQ(ScanAll(&ro, "", ""), s.model) << "snapshot at op " << op;
+      }
     } else if (dice < 97 && !snaps.empty()) {
       nokv_snapshot_release(db_, snaps.back().snap);
       snaps.pop_back();
-    } else if (dice == 99 && Uniform(10) == 0) {
+    } else if (dice == 99 && Uniform(lsm ? 500 : 10) == 0) {
       for (auto& s : snaps) nokv_snapshot_release(db_, s.snap);
       snaps.clear();
       ASSERT_EQ(nokv_close(db_), NOKV_OK);
-      ASSERT_EQ(nokv_open(dir_.path().c_str(), nullptr, &db_), NOKV_OK) << nokv_errmsg();
+      ASSERT_EQ(nokv_open(path.c_str(), opts, &db_), NOKV_OK) << nokv_errmsg();
       ASSERT_EQ(ScanAll(nullptr, "", ""), model) << "after reopen at op " << op;
     }
   }
   for (auto& s : snaps) nokv_snapshot_release(db_, s.snap);
   ASSERT_EQ(ScanAll(nullptr, "", ""), model);
   ASSERT_EQ(nokv_close(db_), NOKV_OK);
-  ASSERT_EQ(nokv_open(dir_.path().c_str(), nullptr, &db_), NOKV_OK);
+  ASSERT_EQ(nokv_open(path.c_str(), opts, &db_), NOKV_OK);
   ASSERT_EQ(ScanAll(nullptr, "", ""), model);
   ASSERT_EQ(nokv_close(db_), NOKV_OK);
 }

@@ -59,6 +59,7 @@ static int pick_level(const nokv_db *db, const nk_version *v) {
 
 typedef struct compaction {
   int level;                  /* inputs from level and level + 1 */
+  int out_level;              /* level + 1, or level itself for a bottom rewrite */
   nk_file_meta **in[2];
   size_t nin[2];
   nk_version *v;              /* pinned input version */
@@ -107,6 +108,7 @@ static int setup_compaction(nokv_db *db, nk_version *v, int level, bool whole_le
                             compaction *c) {
   memset(c, 0, sizeof *c);
   c->level = level;
+  c->out_level = level + 1;
   c->v = v;
   nk_version_ref(v);
   size_t n0 = 0;
@@ -140,6 +142,10 @@ static int setup_compaction(nokv_db *db, nk_version *v, int level, bool whole_le
   const char *lo, *hi;
   size_t lo_len = 0, hi_len = 0;
   key_range(c->in[0], n0, &lo, &lo_len, &hi, &hi_len);
+  if (level + 1 >= NK_NUM_LEVELS) {
+    c->in[1] = NULL;  /* the last level: only an in-place rewrite */
+    return NOKV_OK;
+  }
   return collect_overlaps(v, level + 1, lo, lo_len, hi, hi_len, &c->in[1], &c->nin[1]);
 }
 
@@ -161,9 +167,9 @@ static bool is_bottom(void *arg, const char *k, size_t n) {
 /* Runs c without mu. Fills the edit; returns bytes read and written. */
 static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read,
                           uint64_t *written, bool *trivial) {
-  int out_level = c->level + 1;
+  int out_level = c->out_level;
   *read = *written = 0;
-  *trivial = c->nin[1] == 0 && c->nin[0] == 1;
+  *trivial = c->nin[1] == 0 && c->nin[0] == 1 && out_level != c->level;
   for (int w = 0; w < 2; w++) {
     for (size_t i = 0; i < c->nin[w]; i++) {
       NK_RET(nk_edit_remove_file(e, c->level + w, c->in[w][i]->number));
@@ -213,7 +219,7 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
 
 /* Picks and runs one compaction. REQUIRES: mu held (released while working).
  * *did is false if there was nothing to do. */
-static int compact_once(nokv_db *db, int forced_level, bool *did) {
+static int compact_once(nokv_db *db, int forced_level, bool in_place, bool *did) {
   *did = false;
   nk_version *v = nk_vset_current(db->vset);
   int level = forced_level >= 0 ? forced_level : pick_level(db, v);
@@ -224,6 +230,11 @@ static int compact_once(nokv_db *db, int forced_level, bool *did) {
   compaction c;
   int ret = setup_compaction(db, v, level, forced_level >= 0, &c);
   nk_version_unref(v);
+  if (ret == NOKV_OK && in_place) {
+    /* Rewrite the bottom level into itself: its own tables are the only input. */
+    c.out_level = level;
+    c.nin[1] = 0;
+  }
   if (ret != NOKV_OK) {
     compaction_free(&c);
     return ret;
@@ -254,19 +265,20 @@ static int compact_once(nokv_db *db, int forced_level, bool *did) {
 }
 
 /* A full manual compaction: each level in turn is merged into the next, top
- * down, so everything ends in the deepest level holding data. */
+ * down, so everything ends in the deepest level holding data, which is then
+ * rewritten in place (dropping what no snapshot needs any more). */
 static int compact_all(nokv_db *db) {
-  for (int l = 0; l < NK_NUM_LEVELS - 1; l++) {
+  for (int l = 0; l < NK_NUM_LEVELS; l++) {
     nk_version *v = nk_vset_current(db->vset);
     bool deeper = false;
     for (int d = l + 1; d < NK_NUM_LEVELS; d++) deeper |= v->nfiles[d] > 0;
     bool has = v->nfiles[l] > 0;
     nk_version_unref(v);
     if (!has) continue;
-    if (!deeper && l > 0) break;  /* already the bottom */
     bool did;
-    NK_RET(compact_once(db, l, &did));
-    if (__atomic_load_n(&db->stop_bg, __ATOMIC_RELAXED)) break;
+    /* L0 always moves down (its tables overlap); the bottom stays in place. */
+    NK_RET(compact_once(db, l, l > 0 && !deeper, &did));
+    if (__atomic_load_n(&db->stop_bg, __ATOMIC_RELAXED) || (l > 0 && !deeper)) break;
   }
   return NOKV_OK;
 }
@@ -294,7 +306,7 @@ void *nk_db_compact_main(void *arg) {
       pthread_cond_broadcast(&db->room_cv);
       did = true;
     } else if (!db->opts.disable_auto_compaction) {
-      rc = compact_once(db, -1, &did);
+      rc = compact_once(db, -1, false, &did);
     }
     if (rc != NOKV_OK && rc != NOKV_ECLOSED) {
       nk_db_set_bg_error(db, rc, "compaction");

@@ -63,8 +63,8 @@ static int check_options(const nokv_options *o) {
     return nk_err(NOKV_EINVAL, "max_value_size must be in [1, %u], not %zu",
                   NK_WAL_MAX_RECORD / 2, o->max_value_size);
   }
-  if (o->memtable_max_bytes < (1u << 20)) {
-    return nk_err(NOKV_EINVAL, "memtable_max_bytes must be at least 1 MiB, not %zu",
+  if (o->memtable_max_bytes < (64u << 10)) {
+    return nk_err(NOKV_EINVAL, "memtable_max_bytes must be at least 64 KiB, not %zu",
                   o->memtable_max_bytes);
   }
   if (o->max_immutable_memtables < 1 || o->max_immutable_memtables > NK_MAX_IMM) {
@@ -86,10 +86,10 @@ static int check_options(const nokv_options *o) {
     return nk_err(NOKV_EINVAL, "need 1 <= l0_compaction_trigger <= l0_slowdown_trigger <= "
                                "l0_stop_trigger");
   }
-  if (o->level1_max_bytes < (1u << 20) || o->level_size_ratio < 2 ||
-      o->target_file_bytes < (64u << 10)) {
-    return nk_err(NOKV_EINVAL, "need level1_max_bytes >= 1 MiB, level_size_ratio >= 2, "
-                               "target_file_bytes >= 64 KiB");
+  if (o->level1_max_bytes < (64u << 10) || o->level_size_ratio < 2 ||
+      o->target_file_bytes < (16u << 10)) {
+    return nk_err(NOKV_EINVAL, "need level1_max_bytes >= 64 KiB, level_size_ratio >= 2, "
+                               "target_file_bytes >= 16 KiB");
   }
   if (o->wal_segment_bytes < 4096) {
     return nk_err(NOKV_EINVAL, "wal_segment_bytes must be at least 4 KiB, not %zu",
@@ -184,7 +184,7 @@ static int finish_recovery(nokv_db *db) {
   if (nk_memtable_entries(db->mem) > 0) {
     NK_RET(nk_db_flush_memtable(db, db->mem, log));
     nk_memtable_unref(db->mem);
-    if ((db->mem = nk_memtable_new()) == NULL) {
+    if ((db->mem = nk_memtable_new(db->opts.memtable_max_bytes)) == NULL) {
       return nk_err(NOKV_ENOMEM, "out of memory creating the memtable");
     }
   } else {
@@ -237,7 +237,7 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
        (db->block_cache = nk_cache_new(opts->block_cache_bytes, 4)) == NULL) ||
       (db->tc = nk_table_cache_new(db->env, path, (size_t)opts->max_open_files,
                                    db->block_cache, &db->sst_stats)) == NULL ||
-      (db->mem = nk_memtable_new()) == NULL) {
+      (db->mem = nk_memtable_new(db->opts.memtable_max_bytes)) == NULL) {
     NK_ERR(nk_err(NOKV_ENOMEM, "out of memory opening %s", path));
   }
   NK_ERR(nk_vset_open(db->env, path, db->tc, opts->manifest_max_bytes, &db->vset, &fresh));

@@ -9,6 +9,15 @@
 
 #define NK_MEMTABLE_BLOCK (256u << 10)
 
+/* Blocks of at most 1/16 of the budget (4 KiB..256 KiB), so the accounting,
+ * which counts whole blocks, overshoots the budget by little. */
+static size_t nk_memtable_block_size(size_t budget) {
+  size_t b = budget / 16;
+  if (b < 4096) b = 4096;
+  if (b > NK_MEMTABLE_BLOCK) b = NK_MEMTABLE_BLOCK;
+  return b;
+}
+
 struct nk_memtable {
   nk_arena *arena;
   nk_skiplist *index;
@@ -17,12 +26,12 @@ struct nk_memtable {
   uint64_t max_ts;  /* newest commit_ts added; written by the single writer */
 };
 
-nk_memtable *nk_memtable_new(void) {
+nk_memtable *nk_memtable_new(size_t budget) {
   nk_memtable *mt = calloc(1, sizeof *mt);
   if (mt == NULL) {
     return NULL;
   }
-  if ((mt->arena = nk_arena_new(NK_MEMTABLE_BLOCK)) == NULL ||
+  if ((mt->arena = nk_arena_new(nk_memtable_block_size(budget))) == NULL ||
       (mt->index = nk_skiplist_new(mt->arena)) == NULL) {
     nk_memtable_free(mt);
     return NULL;

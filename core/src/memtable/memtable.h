@@ -20,8 +20,9 @@ extern "C" {
 
 typedef struct nk_memtable nk_memtable;
 
-/* refs = 1. NULL on ENOMEM. */
-nk_memtable *nk_memtable_new(void);
+/* A memtable meant to hold about budget bytes (0: no particular budget); refs = 1.
+ * NULL on ENOMEM. */
+nk_memtable *nk_memtable_new(size_t budget);
 void nk_memtable_free(nk_memtable *mt);
 /* Memtables are shared by the write path, readers and the flush: each holds a
  * reference; the last unref frees. */
