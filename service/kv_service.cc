@@ -30,7 +30,7 @@ grpc::Status RequireKey(const std::string& key) {
   X(compaction_bytes_written) X(pending_compaction_bytes) X(tables) X(table_bytes)          \
   X(tables_deleted) X(manifest_rewrites) X(disk_bytes_written) X(get_table_probes)          \
   X(block_cache_hits) X(block_cache_misses) X(block_cache_bytes) X(block_reads)             \
-  X(bloom_checks) X(bloom_negatives) X(checksum_errors)
+  X(bloom_checks) X(bloom_negatives) X(checksum_errors) X(orphan_tables_removed)
 
 }  // namespace
 

@@ -1,10 +1,14 @@
 /* crash_value.h — the value the crash writer stores under a key, so the test can
- * check contents, not just presence. */
+ * check contents, not just presence; and the options the writer and the test
+ * both open the database with. */
 #ifndef NOKV_TESTS_CRASH_CRASH_VALUE_H
 #define NOKV_TESTS_CRASH_CRASH_VALUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
+
+#include "nokv/nokv.h"
 
 #define CRASH_VALUE_MAX 400
 
@@ -13,6 +17,19 @@ static inline void crash_value_of(const char *key, char *buf, size_t *len) {
   size_t klen = strlen(key), n = 20 + (klen * 131 + (unsigned char)key[klen - 1] * 7) % 300;
   for (size_t i = 0; i < n; i++) buf[i] = key[i % klen];
   *len = n;
+}
+
+/* Defaults, or (lsm) tiny memtables and levels so flushes and compactions run
+ * all the time. */
+static inline void crash_options(nokv_options *o, bool lsm) {
+  nokv_options_init(o);
+  if (lsm) {
+    o->memtable_max_bytes = 64 << 10;
+    o->level1_max_bytes = 128 << 10;
+    o->target_file_bytes = 32 << 10;
+    o->block_size = 1024;
+    o->compression_start_level = 1;
+  }
 }
 
 #endif /* NOKV_TESTS_CRASH_CRASH_VALUE_H */

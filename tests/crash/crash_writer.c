@@ -4,6 +4,10 @@
  * printing "<key>\n" to stdout only after the write was acknowledged. The
  * parent kills it with SIGKILL at a random moment and checks that every printed
  * key survived. Runs until killed.
+ *
+ * With a fifth argument "lsm", memtables and level targets are tiny and another
+ * thread runs full compactions back to back, so a kill almost always lands in
+ * the middle of a flush or a compaction.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -39,18 +43,34 @@ static void *writer(void *arg) {
   return NULL;
 }
 
+static void *compactor(void *arg) {
+  (void)arg;
+  for (;;) {
+    if (nokv_compact(db) != NOKV_OK) {
+      fprintf(stderr, "crash_writer: compact: %s\n", nokv_errmsg());
+      exit(4);
+    }
+  }
+  return NULL;
+}
+
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: crash_writer DIR THREADS ROUND\n");
+  if (argc != 4 && argc != 5) {
+    fprintf(stderr, "usage: crash_writer DIR THREADS ROUND [lsm]\n");
     return 1;
   }
   round_id = argv[3];
-  if (nokv_open(argv[1], NULL, &db) != NOKV_OK) {
+  bool lsm = argc == 5 && strcmp(argv[4], "lsm") == 0;
+  nokv_options o;
+  crash_options(&o, lsm);
+  if (nokv_open(argv[1], &o, &db) != NOKV_OK) {
     fprintf(stderr, "crash_writer: open %s: %s\n", argv[1], nokv_errmsg());
     return 1;
   }
   int threads = atoi(argv[2]);
   pthread_t tid[64];
+  pthread_t ctid;
+  if (lsm) pthread_create(&ctid, NULL, compactor, NULL);
   for (long t = 0; t < threads && t < 64; t++) pthread_create(&tid[t], NULL, writer, (void *)t);
   for (long t = 0; t < threads && t < 64; t++) pthread_join(tid[t], NULL);
   return 0;

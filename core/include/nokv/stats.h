@@ -78,6 +78,8 @@ typedef struct nokv_statistics {
   uint64_t recovered_bytes;         /* WAL bytes replayed */
   uint64_t torn_tail_truncations;  /* WAL tails cut because a record was torn */
   uint64_t torn_tail_bytes;        /* bytes cut off */
+  uint64_t orphan_tables_removed;  /* tables no version names (e.g. half written
+                                      when the process died), removed at open */
 } nokv_statistics;
 
 #ifdef __cplusplus

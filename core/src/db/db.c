@@ -347,6 +347,7 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->recovered_bytes = db->stats.replay.bytes;
   s->torn_tail_truncations = db->stats.replay.torn_tails;
   s->torn_tail_bytes = db->stats.replay.torn_bytes;
+  s->orphan_tables_removed = db->vset->orphans_deleted;
   s->wal_segments = count_wal_segments(db);
   s->wal_segment_bytes = db->stats.replay.bytes + s->wal_bytes_written;
   s->disk_bytes_written = s->wal_bytes_written + s->flush_bytes_written +

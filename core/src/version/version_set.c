@@ -321,8 +321,8 @@ int nk_vset_remove_orphans(nk_vset *vs) {
   }
   for (size_t j = 0; j < n && ret == NOKV_OK; j++) {
     uint64_t number;
-    bool drop = false;
-    if (nk_table_parse_name(names[j], &number)) {
+    bool drop = false, table = false;
+    if ((table = nk_table_parse_name(names[j], &number))) {
       nk_vset_mark_file_used(vs, number);
       drop = true;
       for (int l = 0; l < NK_NUM_LEVELS && drop; l++) {
@@ -339,7 +339,9 @@ int nk_vset_remove_orphans(nk_vset *vs) {
     }
     if (drop) {
       char *path = nk_path_join(vs->dir, names[j]);
-      if (path != NULL) vs->env->remove(vs->env, path);
+      if (path != NULL && vs->env->remove(vs->env, path) == NOKV_OK && table) {
+        vs->orphans_deleted++;
+      }
       free(path);
     }
   }

@@ -45,6 +45,7 @@ typedef struct nk_vset {
 
   uint64_t tables_deleted;     /* atomic */
   uint64_t manifest_rewrites;  /* atomic */
+  uint64_t orphans_deleted;    /* tables no version names, removed at open */
 } nk_vset;
 
 /* Recovers the version from CURRENT and its manifest; *fresh is true if the
