@@ -26,6 +26,8 @@ libgtest-dev             1.12.
 libgmock-dev             1.12.
 python3-grpcio           1.51.
 python3-protobuf         3.21.
+librocksdb-dev           7.8.
+libleveldb-dev           1.23
 "
 
 upstream_version() {  # installed version of $1 without epoch and Debian revision

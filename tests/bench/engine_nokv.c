@@ -1,0 +1,62 @@
+/* engine_nokv.c — the benchmark adapter for NoKV-C. */
+#include <stdio.h>
+
+#include "engine.h"
+#include "nokv/nokv.h"
+
+static bool sync_writes;
+
+static void *nk_open(const char *dir, const bench_config *c) {
+  sync_writes = c->sync;
+  nokv_options o;
+  nokv_options_init(&o);
+  o.error_if_exists = true;
+  o.block_cache_bytes = c->block_cache_bytes;
+  o.bloom_bits_per_key = c->bloom_bits;
+  o.memtable_max_bytes = c->write_buffer_bytes;
+  o.block_size = c->block_size;
+  o.compression_start_level = c->compression ? 0 : -1;
+  nokv_db *db;
+  if (nokv_open(dir, &o, &db) != NOKV_OK) {
+    fprintf(stderr, "nokv: open %s: %s\n", dir, nokv_errmsg());
+    return NULL;
+  }
+  return db;
+}
+
+static void nk_close(void *db) {
+  if (nokv_close(db) != NOKV_OK) fprintf(stderr, "nokv: close: %s\n", nokv_errmsg());
+}
+
+static bool nk_put(void *db, const char *k, size_t kl, const char *v, size_t vl) {
+  nokv_write_options wo = {.sync = sync_writes};
+  return nokv_put(db, &wo, k, kl, v, vl, NULL) == NOKV_OK;
+}
+
+static bool nk_get(void *db, const char *k, size_t kl, bool *found) {
+  void *v;
+  size_t vl;
+  int rc = nokv_get(db, NULL, k, kl, &v, &vl, NULL);
+  *found = rc == NOKV_OK;
+  if (rc == NOKV_OK) nokv_free(v);
+  return rc == NOKV_OK || rc == NOKV_ENOTFOUND;
+}
+
+static bool nk_scan(void *db, const char *k, size_t kl, int n, int *got) {
+  nokv_iter *it;
+  if (nokv_iter_new(db, NULL, "", 0, NULL, 0, &it) != NOKV_OK) return false;
+  *got = 0;
+  size_t bytes = 0;
+  for (nokv_iter_seek(it, k, kl); nokv_iter_valid(it) && *got < n; nokv_iter_next(it)) {
+    size_t a, b;
+    nokv_iter_key(it, &a);
+    nokv_iter_value(it, &b);
+    bytes += a + b;
+    (*got)++;
+  }
+  bool ok = nokv_iter_status(it) == NOKV_OK && bytes > 0;
+  nokv_iter_close(it);
+  return ok || *got == 0;
+}
+
+const bench_engine bench_nokv = {"nokv", nk_open, nk_close, nk_put, nk_get, nk_scan};
