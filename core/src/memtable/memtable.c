@@ -60,14 +60,14 @@ size_t nk_memtable_cost(size_t klen, size_t vlen) {
 
 int nk_memtable_add(nk_memtable *mt, uint64_t ts, nk_kind kind, const char *key, size_t klen,
                     const char *val, size_t vlen) {
-  char *entry = nk_arena_alloc(mt->arena, nk_entry_encoded_len(klen, vlen));
+  size_t len = nk_entry_encoded_len(klen, vlen);
+  int height;
+  char *entry = nk_skiplist_alloc(mt->index, len, &height);
   if (entry == NULL) {
     return NOKV_ENOMEM;
   }
   nk_entry_encode(entry, key, klen, ts, kind, val, vlen);
-  if (!nk_skiplist_insert(mt->index, entry)) {
-    return NOKV_ENOMEM;
-  }
+  nk_skiplist_link(mt->index, entry, height);
   atomic_fetch_add_explicit(&mt->entries, 1, memory_order_relaxed);
   if (ts > mt->max_ts) mt->max_ts = ts;
   return NOKV_OK;

@@ -1,6 +1,12 @@
 /*
  * skiplist.c — probabilistic levels with branching factor 4 and at most 12
  * levels (LevelDB's constants): expected 1.33 links per node.
+ *
+ * Layout (as RocksDB's InlineSkipList): a node's upper links sit below it in
+ * memory and its entry right above it, so a search step touches one place:
+ *
+ *   [next[h-1] ... next[1]] [next[0] | entry ptr] [entry bytes]
+ *                            ^ node
  */
 #include "memtable/skiplist.h"
 
@@ -12,9 +18,15 @@
 #define NK_SL_BRANCHING 4
 
 typedef struct nk_sl_node {
-  _Atomic(const char *) entry;
-  _Atomic(struct nk_sl_node *) next[];  /* height links */
+  _Atomic(struct nk_sl_node *) next0;   /* next[i] is (&next0)[-i]: links grow down */
+  _Atomic(const char *) entry;          /* usually the bytes right after the node */
 } nk_sl_node;
+
+typedef _Atomic(struct nk_sl_node *) nk_sl_link;
+
+static inline nk_sl_link *link_of(const nk_sl_node *n, int level) {
+  return (nk_sl_link *)&((nk_sl_node *)n)->next0 - level;
+}
 
 struct nk_skiplist {
   nk_arena *arena;
@@ -23,20 +35,23 @@ struct nk_skiplist {
   uint64_t rng;  /* writer-only */
 };
 
-static nk_sl_node *new_node(nk_arena *arena, const char *entry, int height) {
-  nk_sl_node *n = nk_arena_alloc(arena, sizeof *n + (size_t)height * sizeof n->next[0]);
-  if (n == NULL) {
+/* A node of height with room for entry_len bytes after it. */
+static nk_sl_node *new_node(nk_arena *arena, int height, size_t entry_len) {
+  size_t upper = (size_t)(height - 1) * sizeof(nk_sl_link);
+  char *p = nk_arena_alloc(arena, upper + sizeof(nk_sl_node) + entry_len);
+  if (p == NULL) {
     return NULL;
   }
-  atomic_init(&n->entry, entry);
+  nk_sl_node *n = (nk_sl_node *)(p + upper);
+  atomic_init(&n->entry, (const char *)(n + 1));
   for (int i = 0; i < height; i++) {
-    atomic_init(&n->next[i], NULL);
+    atomic_init(link_of(n, i), NULL);
   }
   return n;
 }
 
 size_t nk_skiplist_max_node_size(void) {
-  return sizeof(nk_sl_node) + NK_SL_MAX_HEIGHT * sizeof(((nk_sl_node *)0)->next[0]);
+  return sizeof(nk_sl_node) + (NK_SL_MAX_HEIGHT - 1) * sizeof(nk_sl_link);
 }
 
 nk_skiplist *nk_skiplist_new(nk_arena *arena) {
@@ -45,7 +60,7 @@ nk_skiplist *nk_skiplist_new(nk_arena *arena) {
     return NULL;
   }
   sl->arena = arena;
-  sl->head = new_node(arena, NULL, NK_SL_MAX_HEIGHT);
+  sl->head = new_node(arena, NK_SL_MAX_HEIGHT, 0);
   if (sl->head == NULL) {
     return NULL;
   }
@@ -55,7 +70,7 @@ nk_skiplist *nk_skiplist_new(nk_arena *arena) {
 }
 
 static inline nk_sl_node *next_of(const nk_sl_node *n, int level) {
-  return atomic_load_explicit(&((nk_sl_node *)n)->next[level], memory_order_acquire);
+  return atomic_load_explicit(link_of(n, level), memory_order_acquire);
 }
 
 static int random_height(nk_skiplist *sl) {
@@ -75,9 +90,14 @@ static int random_height(nk_skiplist *sl) {
 
 /* <0, 0, >0 as node's internal key is before, equal to, after (key, ts). */
 static inline int node_cmp(const nk_sl_node *n, const char *key, size_t klen, uint64_t ts) {
-  nk_entry e;
-  nk_entry_decode(atomic_load_explicit(&((nk_sl_node *)n)->entry, memory_order_acquire), &e);
-  return nk_internal_cmp(e.key, e.klen, e.ts, key, klen, ts);
+  const char *p = atomic_load_explicit(&((nk_sl_node *)n)->entry, memory_order_acquire);
+  uint32_t nlen = 0;
+  if ((unsigned char)*p < 0x80) {  /* keys under 128 bytes: a one-byte length */
+    nlen = (unsigned char)*p++;
+  } else {
+    p = nk_get_varint32(p, p + NK_VARINT32_MAX, &nlen);
+  }
+  return nk_internal_cmp(p, nlen, nk_trailer_ts(nk_get_u64(p + nlen)), key, klen, ts);
 }
 
 /* First node >= (key, ts); fills prev[] with the last node < target per level. */
@@ -87,6 +107,7 @@ static nk_sl_node *find_ge(const nk_skiplist *sl, const char *key, size_t klen, 
   int level = atomic_load_explicit(&((nk_skiplist *)sl)->max_height, memory_order_relaxed) - 1;
   for (;;) {
     nk_sl_node *next = next_of(x, level);
+    if (next != NULL) __builtin_prefetch(next_of(next, 0));
     if (next != NULL && node_cmp(next, key, klen, ts) < 0) {
       x = next;
       continue;
@@ -101,16 +122,22 @@ static nk_sl_node *find_ge(const nk_skiplist *sl, const char *key, size_t klen, 
   }
 }
 
-bool nk_skiplist_insert(nk_skiplist *sl, const char *entry) {
+char *nk_skiplist_alloc(nk_skiplist *sl, size_t len, int *height) {
+  *height = random_height(sl);
+  nk_sl_node *n = new_node(sl->arena, *height, len);
+  return n == NULL ? NULL : (char *)(n + 1);
+}
+
+void nk_skiplist_link(nk_skiplist *sl, char *entry, int height) {
+  nk_sl_node *x = (nk_sl_node *)entry - 1;
   nk_entry e;
   nk_entry_decode(entry, &e);
   nk_sl_node *prev[NK_SL_MAX_HEIGHT];
   nk_sl_node *found = find_ge(sl, e.key, e.klen, e.ts, prev);
   if (found != NULL && node_cmp(found, e.key, e.klen, e.ts) == 0) {
     atomic_store_explicit(&found->entry, entry, memory_order_release);
-    return true;
+    return;  /* x stays unlinked: its entry now lives in found */
   }
-  int height = random_height(sl);
   int max = atomic_load_explicit(&sl->max_height, memory_order_relaxed);
   if (height > max) {
     for (int i = max; i < height; i++) {
@@ -120,15 +147,10 @@ bool nk_skiplist_insert(nk_skiplist *sl, const char *entry) {
      * a level, which is harmless. */
     atomic_store_explicit(&sl->max_height, height, memory_order_relaxed);
   }
-  nk_sl_node *x = new_node(sl->arena, entry, height);
-  if (x == NULL) {
-    return false;
-  }
   for (int i = 0; i < height; i++) {
-    atomic_store_explicit(&x->next[i], next_of(prev[i], i), memory_order_relaxed);
-    atomic_store_explicit(&prev[i]->next[i], x, memory_order_release);
+    atomic_store_explicit(link_of(x, i), next_of(prev[i], i), memory_order_relaxed);
+    atomic_store_explicit(link_of(prev[i], i), x, memory_order_release);
   }
-  return true;
 }
 
 void nk_sl_iter_init(nk_sl_iter *it, const nk_skiplist *sl) {

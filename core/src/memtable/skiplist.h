@@ -6,7 +6,7 @@
  * number of readers search and iterate without locks. Nodes are never removed
  * while the skiplist lives; links are published with release stores and read
  * with acquire loads, so a reader sees a node only once it is fully built.
- * Inserting an internal key that is already present (same user key and commit
+ * Linking an internal key that is already present (same user key and commit
  * timestamp: a batch touching one key twice) atomically replaces the entry.
  */
 #ifndef NOKV_MEMTABLE_SKIPLIST_H
@@ -28,10 +28,14 @@ struct nk_sl_node;
 /* The skiplist lives in (and is freed with) arena. NULL on ENOMEM. */
 nk_skiplist *nk_skiplist_new(nk_arena *arena);
 
-/* Links entry (encoded by nk_entry_encode in the same arena) under its internal
- * key. Returns false if the new node could not be allocated.
+/* Allocates a node of a random height (*height) with room for an entry of len
+ * bytes stored inline after it, and returns the entry's bytes (NULL on ENOMEM).
+ * The caller encodes the entry (nk_entry_encode), then links it with
+ * nk_skiplist_link(sl, entry, *height). Linking an internal key that is already
+ * present replaces that node's entry instead.
  * REQUIRES: external synchronisation between writers. */
-bool nk_skiplist_insert(nk_skiplist *sl, const char *entry);
+char *nk_skiplist_alloc(nk_skiplist *sl, size_t len, int *height);
+void nk_skiplist_link(nk_skiplist *sl, char *entry, int height);
 
 /* Bytes a node of maximal height costs, for capacity checks. */
 size_t nk_skiplist_max_node_size(void);
