@@ -25,6 +25,19 @@ static void *nk_open(const char *dir, const bench_config *c) {
 }
 
 static void nk_close(void *db) {
+  nokv_statistics s;
+  nokv_stats(db, &s);
+  printf("  nokv: levels");
+  for (int l = 0; l < NOKV_NUM_LEVELS; l++) printf(" %llu", (unsigned long long)s.level_files[l]);
+  printf(" tables; %.2f table probes/get; block cache hit ratio %.2f; %llu flushes, "
+         "%llu compactions, %llu trivial moves, %llu stalls (%.1f ms), %llu slowdowns\n",
+         s.gets ? (double)s.get_table_probes / (double)s.gets : 0.0,
+         s.block_cache_hits + s.block_cache_misses
+             ? (double)s.block_cache_hits / (double)(s.block_cache_hits + s.block_cache_misses)
+             : 0.0,
+         (unsigned long long)s.flushes, (unsigned long long)s.compactions,
+         (unsigned long long)s.trivial_moves, (unsigned long long)s.write_stalls,
+         s.write_stall_micros / 1000.0, (unsigned long long)s.write_slowdowns);
   if (nokv_close(db) != NOKV_OK) fprintf(stderr, "nokv: close: %s\n", nokv_errmsg());
 }
 

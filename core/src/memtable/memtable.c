@@ -10,8 +10,10 @@
 #define NK_MEMTABLE_BLOCK (256u << 10)
 
 /* Blocks of at most 1/16 of the budget (4 KiB..256 KiB), so the accounting,
- * which counts whole blocks, overshoots the budget by little. */
+ * which counts whole blocks, overshoots the budget by little; memtables of 32 MiB
+ * and more use 2 MiB blocks, which the arena backs with huge pages. */
 static size_t nk_memtable_block_size(size_t budget) {
+  if (budget >= (32u << 20)) return 2u << 20;
   size_t b = budget / 16;
   if (b < 4096) b = 4096;
   if (b > NK_MEMTABLE_BLOCK) b = NK_MEMTABLE_BLOCK;

@@ -10,29 +10,30 @@
 #include "util/coding.h"
 #include "util/error.h"
 
-int nk_block_new(char *data, size_t len, nk_block **out) {
+int nk_block_new(char *data, size_t len, bool owned, nk_block **out) {
   if (len < 4) goto corrupt;
   uint32_t n = nk_get_u32(data + len - 4);
   if (n == 0 || n > (len - 4) / 4) goto corrupt;
   nk_block *b = malloc(sizeof *b);
   if (b == NULL) {
-    free(data);
+    if (owned) free(data);
     return nk_err(NOKV_ENOMEM, "out of memory for a block");
   }
   b->data = data;
+  b->owned = owned;
   b->size = len - 4 - 4 * (size_t)n;
   b->nrestarts = n;
   b->restarts = data + b->size;
   *out = b;
   return NOKV_OK;
 corrupt:
-  free(data);
+  if (owned) free(data);
   return nk_err(NOKV_ECORRUPT, "bad block restart array");
 }
 
 void nk_block_free(nk_block *b) {
   if (b != NULL) {
-    free(b->data);
+    if (b->owned) free(b->data);
     free(b);
   }
 }

@@ -10,6 +10,7 @@
 #ifndef NOKV_SST_BLOCK_H
 #define NOKV_SST_BLOCK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,15 +21,18 @@ extern "C" {
 #endif
 
 typedef struct nk_block {
-  char *data;        /* malloc'ed; freed by nk_block_free */
+  char *data;        /* malloc'ed and freed by nk_block_free if owned; else borrowed
+                        (a mapped table file) */
+  bool owned;
   size_t size;       /* bytes of entries (restart array excluded) */
   uint32_t nrestarts;
   const char *restarts;
 } nk_block;
 
-/* Takes ownership of data (malloc'ed) on success and on failure. NOKV_ECORRUPT if
- * the restart array does not fit. */
-int nk_block_new(char *data, size_t len, nk_block **out);
+/* A block over data. If owned, data is malloc'ed and the block takes it over (on
+ * success and on failure); otherwise it is borrowed and must outlive the block.
+ * NOKV_ECORRUPT if the restart array does not fit. */
+int nk_block_new(char *data, size_t len, bool owned, nk_block **out);
 void nk_block_free(nk_block *b);
 /* A deleter for the block cache. */
 void nk_block_free_void(void *b);

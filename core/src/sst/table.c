@@ -1,4 +1,14 @@
-/* table.c — table open, block reads through the cache, get and iteration. */
+/*
+ * table.c — table open, block reads, get and iteration.
+ *
+ * Where the env can map files (POSIX can), a table is read through a read-only
+ * mapping, as LevelDB does on 64-bit systems: an uncompressed block is used in
+ * place, with no read call and no copy, and its checksum is verified the first
+ * time it is used after the table is opened (a per-block flag remembers it). A
+ * block that fails stays unverified, so every later read fails the same way.
+ * Compressed blocks are decompressed into the shared block cache. Without a
+ * mapping, blocks are read with read_at into the block cache.
+ */
 #include "sst/table.h"
 
 #include <pthread.h>
@@ -16,12 +26,17 @@ struct nk_table {
   char *path;
   nk_file *file;
   uint64_t size;
+  const char *map;           /* the whole file, or NULL */
+  uint64_t *block_offsets;   /* data block offsets in file order (mapped tables) */
+  uint8_t *verified;         /* per data block: checksum checked (atomic bytes) */
+  size_t nblocks;
   nk_cache *cache;
   uint64_t cache_id;
   nk_sst_stats *stats;
   nk_block *index;
   char *filter;
   size_t filter_len;
+  bool filter_owned;
   nk_table_props props;
 };
 
@@ -44,13 +59,83 @@ static int corrupt(const nk_table *t, uint64_t off, const char *what) {
                 (unsigned long long)off);
 }
 
-/* Reads the block at h, verifies its checksum and decompresses it into a
- * malloc'ed buffer (*out, *len). */
-static int read_block_contents(const nk_table *t, nk_block_handle h, char **out, size_t *len) {
-  if (h.offset > t->size || h.size > t->size - h.offset ||
-      t->size - h.offset - h.size < NK_BLOCK_TRAILER) {
-    return corrupt(t, h.offset, "block handle out of range");
+static bool handle_ok(const nk_table *t, nk_block_handle h) {
+  return h.offset <= t->size && h.size <= t->size - h.offset &&
+         t->size - h.offset - h.size >= NK_BLOCK_TRAILER;
+}
+
+/* Decompresses a verified zstd block into a malloc'ed buffer. */
+static int decompress(const nk_table *t, uint64_t off, const char *src, size_t n, char **out,
+                      size_t *len) {
+  unsigned long long raw = ZSTD_getFrameContentSize(src, n);
+  ZSTD_DCtx *d = thread_dctx();
+  char *plain = NULL;
+  int ret = NOKV_OK;
+  if (raw == ZSTD_CONTENTSIZE_ERROR || raw == ZSTD_CONTENTSIZE_UNKNOWN || raw > (64u << 20)) {
+    ret = corrupt(t, off, "bad zstd frame");
+  } else if (d == NULL || (plain = malloc(raw ? (size_t)raw : 1)) == NULL) {
+    ret = nk_err(NOKV_ENOMEM, "out of memory decompressing %s", t->path);
+  } else {
+    size_t r = ZSTD_decompressDCtx(d, plain, (size_t)raw, src, n);
+    if (ZSTD_isError(r) || r != raw) ret = corrupt(t, off, "zstd block does not decompress");
   }
+  if (ret != NOKV_OK) {
+    free(plain);
+    return ret;
+  }
+  *out = plain;
+  *len = (size_t)raw;
+  return NOKV_OK;
+}
+
+/* The ordinal of the data block at off in a mapped table, or nblocks. */
+static size_t block_ordinal(const nk_table *t, uint64_t off) {
+  size_t lo = 0, hi = t->nblocks;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (t->block_offsets[mid] < off) lo = mid + 1; else hi = mid;
+  }
+  return lo < t->nblocks && t->block_offsets[lo] == off ? lo : t->nblocks;
+}
+
+/* A mapped block's stored bytes, checksum verified (once per block and open). */
+static int mapped_block(const nk_table *t, nk_block_handle h, const char **data, uint8_t *type) {
+  if (!handle_ok(t, h)) return corrupt(t, h.offset, "block handle out of range");
+  const char *p = t->map + h.offset;
+  *type = (uint8_t)p[h.size];
+  size_t ord = block_ordinal(t, h.offset);
+  bool known = ord < t->nblocks && __atomic_load_n(&t->verified[ord], __ATOMIC_ACQUIRE);
+  if (!known) {
+    if (nk_get_u32(p + h.size + 1) != nk_block_checksum(p, (size_t)h.size, *type)) {
+      return corrupt(t, h.offset, "block checksum mismatch");
+    }
+    if (ord < t->nblocks) __atomic_store_n(&t->verified[ord], 1, __ATOMIC_RELEASE);
+  }
+  *data = p;
+  return NOKV_OK;
+}
+
+/* Reads the block at h, verifies its checksum and decompresses it into a
+ * malloc'ed buffer (*out, *len; *owned) — or, for an uncompressed block of a
+ * mapped table, points into the mapping (*owned = false). */
+static int read_block_contents(const nk_table *t, nk_block_handle h, char **out, size_t *len,
+                               bool *owned) {
+  if (t->map != NULL) {
+    const char *p = NULL;
+    uint8_t type = 0;
+    NK_RET(mapped_block(t, h, &p, &type));
+    if (type == NK_COMPRESS_NONE) {
+      *out = (char *)p;
+      *len = (size_t)h.size;
+      *owned = false;
+      return NOKV_OK;
+    }
+    if (type != NK_COMPRESS_ZSTD) return corrupt(t, h.offset, "unknown block compression");
+    *owned = true;
+    return decompress(t, h.offset, p, (size_t)h.size, out, len);
+  }
+  *owned = true;
+  if (!handle_ok(t, h)) return corrupt(t, h.offset, "block handle out of range");
   size_t n = (size_t)h.size + NK_BLOCK_TRAILER, got = 0;
   char *buf = malloc(n);
   if (buf == NULL) return nk_err(NOKV_ENOMEM, "out of memory reading %s", t->path);
@@ -74,32 +159,17 @@ static int read_block_contents(const nk_table *t, nk_block_handle h, char **out,
     free(buf);
     return corrupt(t, h.offset, "unknown block compression");
   }
-  unsigned long long raw = ZSTD_getFrameContentSize(buf, (size_t)h.size);
-  ZSTD_DCtx *d = thread_dctx();
-  char *plain = NULL;
-  if (raw == ZSTD_CONTENTSIZE_ERROR || raw == ZSTD_CONTENTSIZE_UNKNOWN || raw > (64u << 20)) {
-    ret = corrupt(t, h.offset, "bad zstd frame");
-  } else if (d == NULL || (plain = malloc(raw ? (size_t)raw : 1)) == NULL) {
-    ret = nk_err(NOKV_ENOMEM, "out of memory decompressing %s", t->path);
-  } else {
-    size_t r = ZSTD_decompressDCtx(d, plain, (size_t)raw, buf, (size_t)h.size);
-    if (ZSTD_isError(r) || r != raw) ret = corrupt(t, h.offset, "zstd block does not decompress");
-  }
+  ret = decompress(t, h.offset, buf, (size_t)h.size, out, len);
   free(buf);
-  if (ret != NOKV_OK) {
-    free(plain);
-    return ret;
-  }
-  *out = plain;
-  *len = (size_t)raw;
-  return NOKV_OK;
+  return ret;
 }
 
 static int read_block(const nk_table *t, nk_block_handle h, nk_block **out) {
   char *data;
   size_t len;
-  NK_RET(read_block_contents(t, h, &data, &len));
-  int ret = nk_block_new(data, len, out);
+  bool owned;
+  NK_RET(read_block_contents(t, h, &data, &len, &owned));
+  int ret = nk_block_new(data, len, owned, out);
   if (ret == NOKV_ECORRUPT) return corrupt(t, h.offset, "bad block layout");
   return ret;
 }
@@ -135,6 +205,47 @@ static int parse_props(nk_table *t, const char *p, size_t len) {
   return NOKV_OK;
 }
 
+/* Lists the data blocks of a mapped table (from the index) for the per-block
+ * verified flags. */
+static int collect_block_offsets(nk_table *t) {
+  nk_iter *it = nk_block_iter_new(t->index, NULL, NULL, NULL);
+  if (it == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  size_t cap = 64;
+  int ret = NOKV_OK;
+  if ((t->block_offsets = malloc(cap * sizeof *t->block_offsets)) == NULL) {
+    ret = nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  for (nk_iter_seek_first(it); ret == NOKV_OK && nk_iter_valid(it); nk_iter_next(it)) {
+    size_t elen;
+    const char *enc = nk_iter_value(it, &elen);
+    nk_block_handle h;
+    if (nk_handle_decode(enc, enc + elen, &h) == NULL) {
+      ret = corrupt(t, 0, "bad block handle in the index");
+      break;
+    }
+    if (t->nblocks == cap) {
+      uint64_t *p = realloc(t->block_offsets, 2 * cap * sizeof *p);
+      if (p == NULL) {
+        ret = nk_err(NOKV_ENOMEM, "out of memory");
+        break;
+      }
+      t->block_offsets = p;
+      cap *= 2;
+    }
+    if (t->nblocks > 0 && h.offset <= t->block_offsets[t->nblocks - 1]) {
+      ret = corrupt(t, h.offset, "index blocks out of order");
+      break;
+    }
+    t->block_offsets[t->nblocks++] = h.offset;
+  }
+  if (ret == NOKV_OK) ret = nk_iter_status(it);
+  nk_iter_destroy(it);
+  if (ret == NOKV_OK && (t->verified = calloc(t->nblocks ? t->nblocks : 1, 1)) == NULL) {
+    ret = nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  return ret;
+}
+
 int nk_table_open(const struct nokv_env *env, const char *path, uint64_t expected_size,
                   nk_cache *block_cache, nk_sst_stats *stats, nk_table **out) {
   nk_table *t = calloc(1, sizeof *t);
@@ -148,8 +259,14 @@ int nk_table_open(const struct nokv_env *env, const char *path, uint64_t expecte
   int ret;
   char *buf = NULL;
   size_t len;
-  NK_ERR(env->open_read(env, path, &t->file));
-  NK_ERR(nk_file_size(t->file, &t->size));
+  uint64_t mapped_len = 0;
+  if (env->map != NULL) {
+    NK_ERR(env->map(env, path, &t->map, &mapped_len));
+    t->size = mapped_len;
+  } else {
+    NK_ERR(env->open_read(env, path, &t->file));
+    NK_ERR(nk_file_size(t->file, &t->size));
+  }
   if (expected_size != 0 && t->size != expected_size) {
     NK_ERR(nk_err(NOKV_ECORRUPT, "table %s has %llu bytes, the manifest says %llu", path,
                   (unsigned long long)t->size, (unsigned long long)expected_size));
@@ -157,7 +274,12 @@ int nk_table_open(const struct nokv_env *env, const char *path, uint64_t expecte
   if (t->size < NK_SST_FOOTER) NK_ERR(corrupt(t, 0, "file too short for a footer"));
   char footer[NK_SST_FOOTER];
   size_t got = 0;
-  NK_ERR(nk_file_read_at(t->file, t->size - NK_SST_FOOTER, footer, sizeof footer, &got));
+  if (t->map != NULL) {
+    memcpy(footer, t->map + t->size - NK_SST_FOOTER, NK_SST_FOOTER);
+    got = NK_SST_FOOTER;
+  } else {
+    NK_ERR(nk_file_read_at(t->file, t->size - NK_SST_FOOTER, footer, sizeof footer, &got));
+  }
   nk_footer f = {0};
   if (got != sizeof footer || !nk_footer_decode(footer, &f)) {
     NK_ERR(corrupt(t, t->size - NK_SST_FOOTER, "bad footer (magic or checksum)"));
@@ -167,10 +289,15 @@ int nk_table_open(const struct nokv_env *env, const char *path, uint64_t expecte
                   f.version, NK_SST_VERSION));
   }
   NK_ERR(read_block(t, f.index, &t->index));
-  NK_ERR(read_block_contents(t, f.filter, &t->filter, &t->filter_len));
-  NK_ERR(read_block_contents(t, f.props, &buf, &len));
-  NK_ERR(parse_props(t, buf, len));
+  NK_ERR(read_block_contents(t, f.filter, &t->filter, &t->filter_len, &t->filter_owned));
+  bool props_owned;
+  NK_ERR(read_block_contents(t, f.props, &buf, &len, &props_owned));
+  ret = parse_props(t, buf, len);
+  if (!props_owned) buf = NULL;
+  NK_ERR(ret);
   free(buf);
+  buf = NULL;
+  if (t->map != NULL) NK_ERR(collect_block_offsets(t));
   if (block_cache != NULL) t->cache_id = nk_cache_new_id(block_cache);
   *out = t;
   return NOKV_OK;
@@ -184,7 +311,10 @@ void nk_table_close(nk_table *t) {
   if (t == NULL) return;
   nk_file_close(t->file);
   nk_block_free(t->index);
-  free(t->filter);
+  if (t->filter_owned) free(t->filter);
+  free(t->block_offsets);
+  free(t->verified);
+  if (t->map != NULL) t->env->unmap(t->env, t->map, t->size);
   nk_table_props_release(&t->props);
   free(t->path);
   free(t);
@@ -207,7 +337,13 @@ static nk_iter *data_block_iter(nk_table *t, const char *enc, size_t elen, int *
   }
   nk_block *b = NULL;
   nk_cache_handle *ch = NULL;
-  if (t->cache != NULL && (ch = nk_cache_lookup(t->cache, t->cache_id, h.offset)) != NULL) {
+  if (t->map != NULL && handle_ok(t, h) && t->map[h.offset + h.size] == NK_COMPRESS_NONE) {
+    /* Used in place: no cache, no copy. */
+    *status = read_block(t, h, &b);
+    if (*status != NOKV_OK) return NULL;
+    if (t->stats != NULL) nk_stat_add(&t->stats->block_reads, 1);
+  } else if (t->cache != NULL &&
+             (ch = nk_cache_lookup(t->cache, t->cache_id, h.offset)) != NULL) {
     b = nk_cache_value(ch);
   } else {
     *status = read_block(t, h, &b);

@@ -2,9 +2,15 @@
  * arena.c — blocks are chained through a small header; a request larger than a
  * quarter block gets a block of its own so the current block's tail is not wasted
  * (LevelDB's rule).
+ *
+ * Blocks of 2 MiB (large memtables) are 2 MiB-aligned and marked for transparent
+ * huge pages: a skiplist search touches a dozen random nodes, and with 4 KiB
+ * pages nearly every one of them is also a TLB miss.
  */
+#define _GNU_SOURCE
 #include "util/arena.h"
 
+#include <sys/mman.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -48,8 +54,20 @@ void nk_arena_free(nk_arena *a) {
   free(a);
 }
 
+#define NK_HUGE_PAGE (2u << 20)
+
 static char *new_block(nk_arena *a, size_t size) {
-  struct block *b = malloc(sizeof *b + size);
+  size_t total = sizeof(struct block) + size;
+  struct block *b = NULL;
+  if (total % NK_HUGE_PAGE == 0) {
+    void *p = NULL;
+    if (posix_memalign(&p, NK_HUGE_PAGE, total) == 0) {
+      b = p;
+      madvise(p, total, MADV_HUGEPAGE);  /* a hint: failure only costs speed */
+    }
+  } else {
+    b = malloc(total);
+  }
   if (b == NULL) {
     return NULL;
   }
@@ -70,12 +88,14 @@ void *nk_arena_alloc(nk_arena *a, size_t n) {
   if (n > a->block_size / 4) {
     return new_block(a, n);  /* keeps the current block's tail for small requests */
   }
-  char *p = new_block(a, a->block_size);
+  /* A standard block is block_size bytes in all, header included. */
+  size_t cap = a->block_size - sizeof(struct block);
+  char *p = new_block(a, cap);
   if (p == NULL) {
     return NULL;
   }
   a->ptr = p + n;
-  a->remaining = a->block_size - n;
+  a->remaining = cap - n;
   return p;
 }
 

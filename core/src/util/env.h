@@ -44,6 +44,11 @@ struct nokv_env {
   /* Takes an exclusive advisory lock on path (created if needed). NOKV_EBUSY if
    * another process holds it. Released by close (or by process death). */
   int (*lock)(const struct nokv_env *env, const char *path, nk_file **out);
+  /* Maps the whole file at path read-only (*len bytes at *base). Optional: NULL
+   * means the engine reads tables with read_at. Only immutable files (tables) are
+   * mapped; unmap with the same base and length. */
+  int (*map)(const struct nokv_env *env, const char *path, const char **base, uint64_t *len);
+  void (*unmap)(const struct nokv_env *env, const char *base, uint64_t len);
   void *state;  /* for wrappers */
 };
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -231,6 +232,31 @@ static int posix_lock(const struct nokv_env *env, const char *path, nk_file **ou
   return posix_wrap(env, fd, path, out);
 }
 
+static int posix_map(const struct nokv_env *env, const char *path, const char **base,
+                     uint64_t *len) {
+  (void)env;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nk_err_errno(errno, "open %s", path);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return nk_err_errno(e, "stat %s", path);
+  }
+  void *p = st.st_size > 0 ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0) : NULL;
+  int e = errno;
+  close(fd);  /* the mapping keeps the file */
+  if (p == MAP_FAILED) return nk_err_errno(e, "mmap %s", path);
+  *base = p;
+  *len = (uint64_t)st.st_size;
+  return NOKV_OK;
+}
+
+static void posix_unmap(const struct nokv_env *env, const char *base, uint64_t len) {
+  (void)env;
+  if (base != NULL) munmap((void *)base, (size_t)len);
+}
+
 static const struct nokv_env posix_env = {
     .open_append = posix_open_append,
     .open_read = posix_open_read,
@@ -246,6 +272,8 @@ static const struct nokv_env posix_env = {
     .sync_dir = posix_sync_dir,
     .list_dir = posix_list_dir,
     .lock = posix_lock,
+    .map = posix_map,
+    .unmap = posix_unmap,
     .state = NULL,
 };
 
