@@ -112,6 +112,12 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "scan end is before start"));
       return;
     }
+    const std::string& prefix = req->prefix();
+    if (!prefix.empty() && (!start.empty() || !end.empty())) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "scan takes a prefix or a start/end range, not both"));
+      return;
+    }
     nokv_db* db = service_->db_;
     int rc = nokv_snapshot_create(db, &snap_);
     nokv_read_options ro;
@@ -123,7 +129,9 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
         ro.read_ts = req->read_ts();
       }
       read_ts_ = ro.snapshot ? nokv_snapshot_ts(snap_) : ro.read_ts;
-      rc = nokv_iter_new(db, &ro, start.data(), start.size(), end.data(), end.size(), &iter_);
+      rc = prefix.empty()
+               ? nokv_iter_new(db, &ro, start.data(), start.size(), end.data(), end.size(), &iter_)
+               : nokv_iter_new_prefix(db, &ro, prefix.data(), prefix.size(), &iter_);
     }
     if (rc != NOKV_OK) {
       Finish(EngineError(rc));

@@ -24,7 +24,8 @@ ABSL_FLAG(std::string, data_dir, "./nokv-data", "database directory (created if 
 ABSL_FLAG(bool, sync, false, "fsync the log before acknowledging every write");
 ABSL_FLAG(uint64_t, max_key_bytes, 65536, "largest key accepted (at most 65536)");
 ABSL_FLAG(uint64_t, max_value_bytes, 64 << 20, "largest value accepted");
-ABSL_FLAG(uint64_t, memtable_bytes, 256 << 20, "memtable budget; writes past it fail with RESOURCE_EXHAUSTED");
+ABSL_FLAG(uint64_t, memtable_bytes, 64 << 20, "a memtable is flushed to an L0 table at this size");
+ABSL_FLAG(uint64_t, block_cache_bytes, 64 << 20, "shared LRU cache of table data blocks");
 ABSL_FLAG(uint64_t, scan_chunk_bytes, 256 << 10, "key+value bytes per Scan response message");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "how long in-flight calls may run after SIGTERM");
 
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
   opts.max_key_size = absl::GetFlag(FLAGS_max_key_bytes);
   opts.max_value_size = absl::GetFlag(FLAGS_max_value_bytes);
   opts.memtable_max_bytes = absl::GetFlag(FLAGS_memtable_bytes);
+  opts.block_cache_bytes = absl::GetFlag(FLAGS_block_cache_bytes);
   nokv_db* db = nullptr;
   if (int rc = nokv_open(data_dir.c_str(), &opts, &db); rc != NOKV_OK) {
     fprintf(stderr, "nokv-server: cannot open %s: %s (%s)\n", data_dir.c_str(), nokv_errmsg(),

@@ -236,6 +236,25 @@ TEST_F(DbTest, IteratorRangesSkipDeletesAndOldVersions) {
   nokv_iter_close(it);
 }
 
+TEST_F(DbTest, PrefixIteratorStopsAtTheEndOfThePrefix) {
+  for (const char* k : {"ab", "ab\xff", "ab\xff\xff", "aba", "abz", "ac", "b", "\xff\xff", "\xff\xff" "a"}) {
+    ASSERT_EQ(Put(db_, k, "v"), NOKV_OK);
+  }
+  auto keys = [&](const std::string& prefix) {
+    nokv_iter* it;
+    EXPECT_EQ(nokv_iter_new_prefix(db_, nullptr, prefix.data(), prefix.size(), &it), NOKV_OK);
+    std::vector<std::string> out;
+    for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) out.push_back(IterKey(it));
+    nokv_iter_close(it);
+    return out;
+  };
+  EXPECT_EQ(keys("ab"), (std::vector<std::string>{"ab", "ab\xff", "ab\xff\xff", "aba", "abz"}));
+  EXPECT_EQ(keys("ab\xff"), (std::vector<std::string>{"ab\xff", "ab\xff\xff"}));
+  EXPECT_EQ(keys("\xff\xff"), (std::vector<std::string>{"\xff\xff", "\xff\xff" "a"}));
+  EXPECT_EQ(keys("").size(), 9u);
+  EXPECT_TRUE(keys("zz").empty());
+}
+
 TEST_F(DbTest, IteratorIsASnapshot) {
   ASSERT_EQ(Put(db_, "a", "1"), NOKV_OK);
   nokv_iter* it;

@@ -170,20 +170,30 @@ TEST_F(ServiceTest, ScanRangesLimitsAndSnapshot) {
   req.set_read_ts(0);
   req.set_limit(3);
   EXPECT_EQ(scan(req).first.size(), 3u);
+  ScanRequest by_prefix;
+  by_prefix.set_prefix("s102");
+  auto [with_prefix, unused] = scan(by_prefix);
+  EXPECT_EQ(with_prefix.size(), 10u);  // s1020..s1029
   ScanRequest empty;
   empty.set_start("zzz");
   auto [none, one] = scan(empty);
   EXPECT_TRUE(none.empty());
   EXPECT_EQ(one, 1);  // one message carrying read_ts
 
-  ClientContext ctx;
-  ScanRequest bad;
-  bad.set_start("b");
-  bad.set_end("a");
-  auto reader = stub_->Scan(&ctx, bad);
-  ScanResponse resp;
-  EXPECT_FALSE(reader->Read(&resp));
-  EXPECT_EQ(reader->Finish().error_code(), StatusCode::INVALID_ARGUMENT);
+  for (int both = 0; both < 2; both++) {
+    ClientContext ctx;
+    ScanRequest bad;
+    bad.set_start("b");
+    if (both) {
+      bad.set_prefix("b");
+    } else {
+      bad.set_end("a");
+    }
+    auto reader = stub_->Scan(&ctx, bad);
+    ScanResponse resp;
+    EXPECT_FALSE(reader->Read(&resp));
+    EXPECT_EQ(reader->Finish().error_code(), StatusCode::INVALID_ARGUMENT);
+  }
 }
 
 // A client that stops reading must stop the scan: the server may run ahead only

@@ -76,6 +76,9 @@ void nokv_snapshot_release(nokv_db *db, nokv_snapshot *snap);
  * nokv_iter_seek_first or nokv_iter_seek. */
 int nokv_iter_new(nokv_db *db, const nokv_read_options *ro, const void *start,
                   size_t start_len, const void *end, size_t end_len, nokv_iter **out);
+/* An iterator over the keys that start with prefix (all keys if len is 0). */
+int nokv_iter_new_prefix(nokv_db *db, const nokv_read_options *ro, const void *prefix,
+                         size_t len, nokv_iter **out);
 void nokv_iter_seek_first(nokv_iter *it);
 /* Positions at the first key >= key (and >= start). */
 void nokv_iter_seek(nokv_iter *it, const void *key, size_t klen);

@@ -286,3 +286,21 @@ void nokv_iter_close(nokv_iter *it) {
   free(it->end);
   free(it);
 }
+
+int nokv_iter_new_prefix(nokv_db *db, const nokv_read_options *ro, const void *prefix,
+                         size_t len, nokv_iter **out) {
+  /* [prefix, successor): the successor drops trailing 0xff bytes and increments the
+   * last other byte; a prefix of only 0xff bytes has none (unbounded). */
+  const unsigned char *p = prefix;
+  size_t n = len;
+  while (n > 0 && p[n - 1] == 0xff) n--;
+  if (n == 0) return nokv_iter_new(db, ro, prefix, len, NULL, 0, out);
+  char stack[256];
+  char *end = n <= sizeof stack ? stack : malloc(n);
+  if (end == NULL) return nk_err(NOKV_ENOMEM, "out of memory creating an iterator");
+  memcpy(end, prefix, n);
+  end[n - 1] = (char)(p[n - 1] + 1);
+  int rc = nokv_iter_new(db, ro, prefix, len, end, n, out);
+  if (end != stack) free(end);
+  return rc;
+}
