@@ -50,14 +50,15 @@ typedef struct nokv_options {
    * exist they are merged together (with the overlapping part of L1) into L1.
    * Levels 1.. have byte targets growing by level_size_ratio. */
   int l0_compaction_trigger;   /* default 4 */
-  int l0_slowdown_trigger;     /* each write is delayed 1 ms past this; default 12 */
-  int l0_stop_trigger;         /* writes wait for compaction past this; default 20 */
+  int l0_slowdown_trigger;     /* each write is delayed 1 ms past this; default 20 */
+  int l0_stop_trigger;         /* writes wait for compaction past this; default 36 */
   uint64_t level1_max_bytes;   /* default 64 MiB */
   int level_size_ratio;        /* default 10 */
   uint64_t target_file_bytes;  /* compaction output table size; default 8 MiB */
   /* Compaction debt (bytes over the level targets) that slows writes / stops them. */
   uint64_t soft_pending_compaction_bytes;  /* default 64 GiB */
   uint64_t hard_pending_compaction_bytes;  /* default 256 GiB */
+  int max_background_compactions; /* compactions that may run at once; default 2, at most 4 */
   size_t manifest_max_bytes;   /* manifest rewritten as a snapshot past this; default 4 MiB */
   bool disable_auto_compaction; /* for tests and bulk loads; default false */
 

@@ -11,8 +11,13 @@
  * the next level. A table with nothing overlapping below is moved down without
  * being rewritten (a trivial move).
  *
- * One compaction runs at a time, on its own thread; the flush thread only adds
- * L0 tables, so the inputs cannot change under a running compaction.
+ * Up to max_background_compactions run at once, each on its own thread. A
+ * compaction marks its input tables (both levels) as being compacted, under the
+ * database mutex, and a new one may only take tables no running one holds: so
+ * running compactions have disjoint inputs and, since a compaction takes every
+ * table of the next level its range overlaps, disjoint output ranges too. Only
+ * one L0 compaction runs at a time (a second would push newer data into L1
+ * alongside older data for the same keys). The flush thread only adds L0 tables.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -38,23 +43,22 @@ uint64_t nk_db_pending_compaction_bytes(nokv_db *db, const nk_version *v) {
   return debt;
 }
 
-/* The level most in need of compaction, or -1. */
-static int pick_level(const nokv_db *db, const nk_version *v) {
-  double best = 1.0;
-  int level = -1;
-  double s0 = (double)v->nfiles[0] / (double)db->opts.l0_compaction_trigger;
-  if (s0 >= best) {
-    best = s0;
-    level = 0;
-  }
-  for (int l = 1; l < NK_NUM_LEVELS - 1; l++) {
-    double s = (double)v->level_bytes[l] / (double)level_target(&db->opts, l);
-    if (s >= best && s > 1.0) {
-      best = s;
-      level = l;
+/* Levels ordered by need (score >= 1 only, highest first); returns the count. */
+static int levels_by_score(const nokv_db *db, const nk_version *v, int order[NK_NUM_LEVELS]) {
+  double score[NK_NUM_LEVELS];
+  int n = 0;
+  for (int l = 0; l < NK_NUM_LEVELS - 1; l++) {
+    score[l] = l == 0 ? (double)v->nfiles[0] / (double)db->opts.l0_compaction_trigger
+                      : (double)v->level_bytes[l] / (double)level_target(&db->opts, l);
+    if (score[l] < 1.0 || (l > 0 && score[l] <= 1.0)) continue;
+    int i = n++;
+    while (i > 0 && score[order[i - 1]] < score[l]) {
+      order[i] = order[i - 1];
+      i--;
     }
+    order[i] = l;
   }
-  return level;
+  return n;
 }
 
 typedef struct compaction {
@@ -69,6 +73,21 @@ static void compaction_free(compaction *c) {
   free(c->in[0]);
   free(c->in[1]);
   nk_version_unref(c->v);
+  memset(c, 0, sizeof *c);
+}
+
+static bool any_busy(nk_file_meta *const *files, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (files[i]->being_compacted) return true;
+  }
+  return false;
+}
+
+/* Marks (or clears) the inputs. REQUIRES: mu held. */
+static void mark_inputs(compaction *c, bool busy) {
+  for (int w = 0; w < 2; w++) {
+    for (size_t i = 0; i < c->nin[w]; i++) c->in[w][i]->being_compacted = busy;
+  }
 }
 
 /* User-key range of files. */
@@ -102,8 +121,22 @@ static int collect_overlaps(const nk_version *v, int level, const char *lo, size
   return NOKV_OK;
 }
 
-/* Chooses the inputs of a compaction from level (all of L0, or the next table of
- * level in round-robin order). REQUIRES: mu held (compact pointers). */
+/* Adds the next-level tables overlapping c->in[0] to c->in[1]. */
+static int add_overlaps(const nk_version *v, compaction *c) {
+  free(c->in[1]);
+  c->in[1] = NULL;
+  c->nin[1] = 0;
+  if (c->level + 1 >= NK_NUM_LEVELS) return NOKV_OK;  /* the last level: in place only */
+  const char *lo, *hi;
+  size_t lo_len = 0, hi_len = 0;
+  key_range(c->in[0], c->nin[0], &lo, &lo_len, &hi, &hi_len);
+  return collect_overlaps(v, c->level + 1, lo, lo_len, hi, hi_len, &c->in[1], &c->nin[1]);
+}
+
+/* Chooses the inputs of a compaction from level: all of L0 (or, if whole_level,
+ * all of the level), else the next free table of the level in round-robin key
+ * order. Returns NOKV_EBUSY if every candidate conflicts with a running
+ * compaction. REQUIRES: mu held (being_compacted flags, compact pointers). */
 static int setup_compaction(nokv_db *db, nk_version *v, int level, bool whole_level,
                             compaction *c) {
   memset(c, 0, sizeof *c);
@@ -111,25 +144,32 @@ static int setup_compaction(nokv_db *db, nk_version *v, int level, bool whole_le
   c->out_level = level + 1;
   c->v = v;
   nk_version_ref(v);
-  size_t n0 = 0;
-  if ((c->in[0] = malloc((v->nfiles[level] ? v->nfiles[level] : 1) * sizeof *c->in[0])) == NULL) {
+  size_t n = v->nfiles[level];
+  if ((c->in[0] = malloc((n ? n : 1) * sizeof *c->in[0])) == NULL) {
     return nk_err(NOKV_ENOMEM, "out of memory");
   }
   if (level == 0 || whole_level) {
-    for (size_t i = 0; i < v->nfiles[level]; i++) c->in[0][n0++] = v->files[level][i];
-  } else {
-    /* The first table after the compact pointer, wrapping around. */
-    size_t pick = 0;
-    if (db->compact_pointer[level] != NULL) {
-      while (pick < v->nfiles[level] &&
-             nk_ikey_cmp(v->files[level][pick]->largest, v->files[level][pick]->largest_len,
-                         db->compact_pointer[level], db->compact_pointer_len[level]) <= 0) {
-        pick++;
-      }
-      if (pick == v->nfiles[level]) pick = 0;
+    for (size_t i = 0; i < n; i++) c->in[0][c->nin[0]++] = v->files[level][i];
+    if (any_busy(c->in[0], c->nin[0])) return NOKV_EBUSY;
+    NK_RET(add_overlaps(v, c));
+    return any_busy(c->in[1], c->nin[1]) ? NOKV_EBUSY : NOKV_OK;
+  }
+  /* The first table after the compact pointer, wrapping around. */
+  size_t start = 0;
+  if (db->compact_pointer[level] != NULL) {
+    while (start < n &&
+           nk_ikey_cmp(v->files[level][start]->largest, v->files[level][start]->largest_len,
+                       db->compact_pointer[level], db->compact_pointer_len[level]) <= 0) {
+      start++;
     }
-    c->in[0][n0++] = v->files[level][pick];
-    nk_file_meta *f = v->files[level][pick];
+  }
+  for (size_t k = 0; k < n; k++) {
+    nk_file_meta *f = v->files[level][(start + k) % n];
+    if (f->being_compacted) continue;
+    c->in[0][0] = f;
+    c->nin[0] = 1;
+    NK_RET(add_overlaps(v, c));
+    if (any_busy(c->in[1], c->nin[1])) continue;
     char *p = malloc(f->largest_len);
     if (p != NULL) {
       memcpy(p, f->largest, f->largest_len);
@@ -137,16 +177,9 @@ static int setup_compaction(nokv_db *db, nk_version *v, int level, bool whole_le
       db->compact_pointer[level] = p;
       db->compact_pointer_len[level] = f->largest_len;
     }
-  }
-  c->nin[0] = n0;
-  const char *lo, *hi;
-  size_t lo_len = 0, hi_len = 0;
-  key_range(c->in[0], n0, &lo, &lo_len, &hi, &hi_len);
-  if (level + 1 >= NK_NUM_LEVELS) {
-    c->in[1] = NULL;  /* the last level: only an in-place rewrite */
     return NOKV_OK;
   }
-  return collect_overlaps(v, level + 1, lo, lo_len, hi, hi_len, &c->in[1], &c->nin[1]);
+  return NOKV_EBUSY;
 }
 
 typedef struct bottom_ctx {
@@ -217,29 +250,52 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
   return ret;
 }
 
-/* Picks and runs one compaction. REQUIRES: mu held (released while working).
- * *did is false if there was nothing to do. */
-static int compact_once(nokv_db *db, int forced_level, bool in_place, bool *did) {
-  *did = false;
+/* Picks one compaction that conflicts with no running one: the given level
+ * (forced_level >= 0) or the neediest level that has a free candidate. *c is
+ * set up with its inputs marked; returns false if there is nothing to do.
+ * REQUIRES: mu held. */
+static bool pick(nokv_db *db, int forced_level, bool in_place, compaction *c, int *ret) {
+  *ret = NOKV_OK;
   nk_version *v = nk_vset_current(db->vset);
-  int level = forced_level >= 0 ? forced_level : pick_level(db, v);
-  if (level < 0 || (forced_level >= 0 && v->nfiles[level] == 0)) {
-    nk_version_unref(v);
-    return NOKV_OK;
+  int order[NK_NUM_LEVELS], n;
+  if (forced_level >= 0) {
+    order[0] = forced_level;
+    n = v->nfiles[forced_level] > 0;
+  } else {
+    n = levels_by_score(db, v, order);
   }
-  compaction c;
-  int ret = setup_compaction(db, v, level, forced_level >= 0, &c);
+  bool found = false;
+  for (int i = 0; i < n && !found; i++) {
+    int rc = setup_compaction(db, v, order[i], forced_level >= 0, c);
+    if (rc == NOKV_OK) {
+      found = true;
+    } else {
+      compaction_free(c);
+      if (rc != NOKV_EBUSY) {
+        *ret = rc;
+        break;
+      }
+    }
+  }
   nk_version_unref(v);
-  if (ret == NOKV_OK && in_place) {
+  if (!found) return false;
+  if (in_place) {
     /* Rewrite the bottom level into itself: its own tables are the only input. */
-    c.out_level = level;
-    c.nin[1] = 0;
+    c->out_level = c->level;
+    c->nin[1] = 0;
   }
-  if (ret != NOKV_OK) {
-    compaction_free(&c);
-    return ret;
-  }
-  db->compacting = true;
+  mark_inputs(c, true);
+  return true;
+}
+
+/* Picks and runs one compaction. REQUIRES: mu held (released while working).
+ * *did is false if there was nothing (free) to do. */
+static int compact_once(nokv_db *db, int forced_level, bool in_place, bool *did) {
+  compaction c;
+  int ret;
+  *did = pick(db, forced_level, in_place, &c, &ret);
+  if (!*did) return ret;
+  db->running_compactions++;
   pthread_mutex_unlock(&db->mu);
 
   nk_edit e;
@@ -249,18 +305,19 @@ static int compact_once(nokv_db *db, int forced_level, bool in_place, bool *did)
   ret = run_compaction(db, &c, &e, &read, &written, &trivial);
   if (ret == NOKV_OK) ret = nk_vset_log_and_apply(db->vset, &e);
   nk_edit_release(&e);
-  compaction_free(&c);
 
   pthread_mutex_lock(&db->mu);
-  db->compacting = false;
+  mark_inputs(&c, false);
+  compaction_free(&c);
+  db->running_compactions--;
   if (ret == NOKV_OK) {
-    *did = true;
     nk_count(trivial ? &db->stats.trivial_moves : &db->stats.compactions, 1);
     nk_count(&db->stats.compact_read, trivial ? 0 : read);
     nk_count(&db->stats.compact_written, written);
     ret = nk_db_refresh_view(db);
-    pthread_cond_broadcast(&db->room_cv);
   }
+  pthread_cond_broadcast(&db->room_cv);
+  pthread_cond_broadcast(&db->bg_cv);  /* freed inputs: another pick may now fit */
   return ret;
 }
 
@@ -300,10 +357,18 @@ void *nk_db_compact_main(void *arg) {
     int rc = NOKV_OK;
     bool did = false;
     if (db->manual_compactions > 0) {
+      /* A full compaction runs alone: wait for the others to finish. */
+      if (db->running_compactions > 0 || db->manual_running) {
+        pthread_cond_wait(&db->bg_cv, &db->mu);
+        continue;
+      }
+      db->manual_running = true;
       rc = compact_all(db);
+      db->manual_running = false;
       db->manual_compactions = 0;
       db->manual_done++;
       pthread_cond_broadcast(&db->room_cv);
+      pthread_cond_broadcast(&db->bg_cv);
       did = true;
     } else if (!db->opts.disable_auto_compaction) {
       rc = compact_once(db, -1, false, &did);

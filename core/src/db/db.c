@@ -41,13 +41,14 @@ void nokv_options_init(nokv_options *o) {
   o->block_cache_bytes = 64u << 20;
   o->max_open_files = 1000;
   o->l0_compaction_trigger = 4;
-  o->l0_slowdown_trigger = 12;
-  o->l0_stop_trigger = 20;
+  o->l0_slowdown_trigger = 20;
+  o->l0_stop_trigger = 36;
   o->level1_max_bytes = 64u << 20;
   o->level_size_ratio = 10;
   o->target_file_bytes = 8u << 20;
   o->soft_pending_compaction_bytes = UINT64_C(64) << 30;
   o->hard_pending_compaction_bytes = UINT64_C(256) << 30;
+  o->max_background_compactions = 2;
   o->manifest_max_bytes = 4u << 20;
 }
 
@@ -90,6 +91,10 @@ static int check_options(const nokv_options *o) {
       o->target_file_bytes < (16u << 10)) {
     return nk_err(NOKV_EINVAL, "need level1_max_bytes >= 64 KiB, level_size_ratio >= 2, "
                                "target_file_bytes >= 16 KiB");
+  }
+  if (o->max_background_compactions < 1 || o->max_background_compactions > NK_MAX_COMPACTIONS) {
+    return nk_err(NOKV_EINVAL, "max_background_compactions must be in [1, %d], not %d",
+                  NK_MAX_COMPACTIONS, o->max_background_compactions);
   }
   if (o->wal_segment_bytes < 4096) {
     return nk_err(NOKV_EINVAL, "wal_segment_bytes must be at least 4 KiB, not %zu",

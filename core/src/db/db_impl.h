@@ -27,6 +27,7 @@
 #include "wal/wal.h"
 
 #define NK_MAX_IMM 16
+#define NK_MAX_COMPACTIONS 4
 
 typedef atomic_uint_fast64_t nk_counter;
 
@@ -90,10 +91,13 @@ struct nokv_db {
   nk_vset *vset;
 
   /* Background work (mu). */
-  pthread_t flush_thread, compact_thread;
+  pthread_t flush_thread;
+  pthread_t compact_threads[NK_MAX_COMPACTIONS];
+  int ncompact_threads;
   bool threads_started;
   bool stop_bg;
-  bool compacting;
+  int running_compactions;
+  bool manual_running;
   pthread_cond_t bg_cv;     /* work for the background threads */
   pthread_cond_t room_cv;   /* a flush or compaction finished: stalled writers retry */
   int manual_compactions;   /* requests pending (nokv_compact_range) */

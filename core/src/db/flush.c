@@ -104,15 +104,14 @@ int nk_db_start_background(nokv_db *db) {
   if (pthread_create(&db->flush_thread, NULL, nk_db_flush_main, db) != 0) {
     return nk_err(NOKV_ENOMEM, "cannot start the flush thread");
   }
-  if (pthread_create(&db->compact_thread, NULL, nk_db_compact_main, db) != 0) {
-    pthread_mutex_lock(&db->mu);
-    __atomic_store_n(&db->stop_bg, true, __ATOMIC_RELAXED);
-    pthread_cond_broadcast(&db->bg_cv);
-    pthread_mutex_unlock(&db->mu);
-    pthread_join(db->flush_thread, NULL);
-    return nk_err(NOKV_ENOMEM, "cannot start the compaction thread");
-  }
   db->threads_started = true;
+  for (int i = 0; i < db->opts.max_background_compactions; i++) {
+    if (pthread_create(&db->compact_threads[i], NULL, nk_db_compact_main, db) != 0) {
+      nk_db_stop_background(db);
+      return nk_err(NOKV_ENOMEM, "cannot start a compaction thread");
+    }
+    db->ncompact_threads++;
+  }
   return NOKV_OK;
 }
 
@@ -124,6 +123,7 @@ void nk_db_stop_background(nokv_db *db) {
   pthread_cond_broadcast(&db->room_cv);
   pthread_mutex_unlock(&db->mu);
   pthread_join(db->flush_thread, NULL);
-  pthread_join(db->compact_thread, NULL);
+  for (int i = 0; i < db->ncompact_threads; i++) pthread_join(db->compact_threads[i], NULL);
+  db->ncompact_threads = 0;
   db->threads_started = false;
 }
