@@ -5,7 +5,7 @@
  *   bazel build --config=opt //tests/bench:peer_bench
  *   bazel-bin/tests/bench/peer_bench [--num N] [--reads N] [--value_sizes 100,1024]
  *       [--engines nokv,rocksdb,leveldb] [--cache_mb 8] [--compression 0|1]
- *       [--dir DIR] [--json FILE]
+ *       [--workloads fillrandom,readrandom,...] [--dir DIR] [--json FILE]
  *
  * Workloads (db_bench's names), 16-byte keys, one thread, sync off:
  *   fillseq      num puts in key order into an empty database
@@ -113,6 +113,19 @@ static int nspaces;
 
 static uint32_t *lat;
 static uint64_t nlat;
+static char workloads_wanted[256] = "";  /* empty: all */
+
+/* Is the workload selected? fillrandom always runs (the reads need its data). */
+static bool want(const char *name) {
+  if (workloads_wanted[0] == '\0') return true;
+  size_t n = strlen(name);
+  for (const char *p = workloads_wanted; (p = strstr(p, name)) != NULL; p += n) {
+    bool starts = p == workloads_wanted || p[-1] == ',';
+    bool ends = p[n] == '\0' || p[n] == ',';
+    if (starts && ends) return true;
+  }
+  return false;
+}
 
 static int cmp_u32(const void *a, const void *b) {
   uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -125,6 +138,10 @@ static void record(uint64_t start_ns) {
 }
 
 static void finish(const char *workload, const char *engine, size_t vs, uint64_t t0) {
+  if (!want(workload)) {
+    nlat = 0;
+    return;
+  }
   result *r = &results[nresults++];
   snprintf(r->workload, sizeof r->workload, "%s", workload);
   snprintf(r->engine, sizeof r->engine, "%s", engine);
@@ -202,7 +219,7 @@ static void run_engine(const bench_engine *e, const bench_config *cfg, const cha
   void *db = e->open(dir, cfg);
   if (db == NULL) exit(1);
   uint64_t t0 = now_ns();
-  for (uint64_t i = 0; i < num; i++) {
+  for (uint64_t i = 0; i < (want("fillseq") ? num : 0); i++) {
     key_of(2 * i, key);
     fill_value(val, vs);
     uint64_t s = now_ns();
@@ -236,7 +253,7 @@ static void run_engine(const bench_engine *e, const bench_config *cfg, const cha
   finish("fillrandom", e->name, vs, t0);
   free(perm);
   t0 = now_ns();
-  for (uint64_t i = 0; i < num; i++) {
+  for (uint64_t i = 0; i < (want("overwrite") ? num : 0); i++) {
     key_of(2 * (next_rand() % num), key);
     fill_value(val, vs);
     uint64_t s = now_ns();
@@ -253,7 +270,7 @@ static void run_engine(const bench_engine *e, const bench_config *cfg, const cha
 
   bool found;
   t0 = now_ns();
-  for (uint64_t i = 0; i < reads; i++) {
+  for (uint64_t i = 0; i < (want("readrandom") ? reads : 0); i++) {
     key_of(2 * (next_rand() % num), key);
     uint64_t s = now_ns();
     if (!e->get(db, key, KEY_LEN, &found) || !found) die(e->name, "readrandom");
@@ -261,7 +278,7 @@ static void run_engine(const bench_engine *e, const bench_config *cfg, const cha
   }
   finish("readrandom", e->name, vs, t0);
   t0 = now_ns();
-  for (uint64_t i = 0; i < reads; i++) {
+  for (uint64_t i = 0; i < (want("readmissing") ? reads : 0); i++) {
     key_of(2 * (next_rand() % num) + 1, key);
     uint64_t s = now_ns();
     if (!e->get(db, key, KEY_LEN, &found) || found) die(e->name, "readmissing");
@@ -269,7 +286,7 @@ static void run_engine(const bench_engine *e, const bench_config *cfg, const cha
   }
   finish("readmissing", e->name, vs, t0);
   t0 = now_ns();
-  for (uint64_t i = 0; i < reads / 10; i++) {
+  for (uint64_t i = 0; i < (want("seekrandom") ? reads / 10 : 0); i++) {
     key_of(2 * (next_rand() % num), key);
     int got;
     uint64_t s = now_ns();
@@ -278,13 +295,13 @@ static void run_engine(const bench_engine *e, const bench_config *cfg, const cha
   }
   finish("seekrandom", e->name, vs, t0);
 
-  zipf z;
-  zipf_init(&z, num);
+  zipf z = {0};
+  if (want("ycsb-a") || want("ycsb-b") || want("ycsb-c")) zipf_init(&z, num);
   static const struct { const char *name; int read_pct; } mixes[] = {
       {"ycsb-a", 50}, {"ycsb-b", 95}, {"ycsb-c", 100}};
   for (size_t m = 0; m < sizeof mixes / sizeof mixes[0]; m++) {
     t0 = now_ns();
-    for (uint64_t i = 0; i < reads; i++) {
+    for (uint64_t i = 0; i < (want(mixes[m].name) ? reads : 0); i++) {
       key_of(2 * zipf_next(&z), key);
       bool is_read = (int)(next_rand() % 100) < mixes[m].read_pct;
       if (!is_read) fill_value(val, vs);
@@ -325,6 +342,7 @@ int main(int argc, char **argv) {
     else if (strcmp(f, "--cache_mb") == 0) cfg.block_cache_bytes = strtoull(v, NULL, 10) << 20;
     else if (strcmp(f, "--compression") == 0) cfg.compression = atoi(v) != 0;
     else if (strcmp(f, "--dir") == 0) snprintf(base, sizeof base, "%s", v);
+    else if (strcmp(f, "--workloads") == 0) snprintf(workloads_wanted, sizeof workloads_wanted, "%s", v);
     else if (strcmp(f, "--json") == 0) snprintf(json, sizeof json, "%s", v);
     else {
       fprintf(stderr, "peer_bench: unknown flag %s\n", f);

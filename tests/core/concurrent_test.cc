@@ -58,7 +58,9 @@ void WritersAndReaders(const nokv_options* o, bool lsm) {
     // compaction now and then makes them wait for it.
     threads.emplace_back([&] {
       for (int round = 0; writers_left.load() > 0; round++) {
-        if (round % 8 == 0) ASSERT_EQ(nokv_compact(db), NOKV_OK) << nokv_errmsg();
+        if (round % 8 == 0) {
+          ASSERT_EQ(nokv_compact(db), NOKV_OK) << nokv_errmsg();
+        }
         ASSERT_EQ(nokv_flush(db), NOKV_OK) << nokv_errmsg();
       }
     });
@@ -115,7 +117,9 @@ void WritersAndReaders(const nokv_options* o, bool lsm) {
     for (int i = 0; i < kPerWriter; i += 50) ASSERT_TRUE(Get(db, KeyOf(w, i))) << w << " " << i;
     ASSERT_TRUE(Get(db, KeyOf(w, kPerWriter - 1))) << w;
   }
-  if (!lsm) EXPECT_EQ(Stats(db).recovered_records, static_cast<uint64_t>(kWriters * kPerWriter));
+  if (!lsm) {
+    EXPECT_EQ(Stats(db).recovered_records, static_cast<uint64_t>(kWriters * kPerWriter));
+  }
   ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 

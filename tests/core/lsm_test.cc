@@ -16,6 +16,7 @@
 namespace {
 
 using nokv_test::Delete;
+using nokv_test::FilesWithSuffix;
 using nokv_test::Get;
 using nokv_test::Put;
 using nokv_test::Stats;
@@ -25,20 +26,6 @@ std::string Key(int i) {
   char buf[32];
   snprintf(buf, sizeof buf, "key%06d", i);
   return buf;
-}
-
-std::vector<std::string> FilesWithSuffix(const std::string& dir, const std::string& suffix) {
-  std::vector<std::string> out;
-  DIR* d = opendir(dir.c_str());
-  while (struct dirent* e = readdir(d)) {
-    std::string n = e->d_name;
-    if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      out.push_back(n);
-    }
-  }
-  closedir(d);
-  std::sort(out.begin(), out.end());
-  return out;
 }
 
 class LsmTest : public ::testing::Test {
@@ -54,7 +41,9 @@ class LsmTest : public ::testing::Test {
   ~LsmTest() override { Close(); }
   void Open() { ASSERT_EQ(nokv_open(dir_.path().c_str(), &o_, &db_), NOKV_OK) << nokv_errmsg(); }
   void Close() {
-    if (db_ != nullptr) EXPECT_EQ(nokv_close(db_), NOKV_OK);
+    if (db_ != nullptr) {
+      EXPECT_EQ(nokv_close(db_), NOKV_OK);
+    }
     db_ = nullptr;
   }
   // n keys of 100-byte values, version `gen` of each.
@@ -66,12 +55,6 @@ class LsmTest : public ::testing::Test {
   static std::string Value(int i, int gen) {
     return "v" + std::to_string(gen) + "-" + std::to_string(i) + std::string(100, 'x');
   }
-  uint64_t TotalEntries() {
-    // Entries over all tables, from the per-level stats: use a full scan of
-    // versions instead, through stats of table bytes as a proxy.
-    return Stats(db_).table_bytes;
-  }
-
   TempDir dir_;
   nokv_options o_;
   nokv_db* db_ = nullptr;

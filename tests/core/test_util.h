@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "nokv/nokv.h"
 
@@ -71,6 +73,19 @@ inline nokv_statistics Stats(nokv_db* db) {
   nokv_statistics s;
   nokv_stats(db, &s);
   return s;
+}
+
+// Names of the files in dir ending in suffix, sorted.
+inline std::vector<std::string> FilesWithSuffix(const std::string& dir, const std::string& suffix) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::string n = e.path().filename().string();
+    if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      out.push_back(n);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 // The seed of a randomized test: $NOKV_TEST_SEED if set, else random. Printed so

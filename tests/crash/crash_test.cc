@@ -2,7 +2,6 @@
 // threads and is killed with SIGKILL at a random moment, over and over on the
 // same data directory. After every kill, every key the child acknowledged must
 // be present with its value. Rounds: $NOKV_CRASH_ROUNDS (default 20).
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -70,6 +69,18 @@ std::vector<std::string> RunAndKill(const std::string& dir, int round, int acks,
   return keys;
 }
 
+// Every acknowledged key must be there with the value the writer stored.
+void ExpectAllPresent(nokv_db* db, const std::vector<std::string>& keys, int round) {
+  for (const auto& k : keys) {
+    char want[CRASH_VALUE_MAX];
+    size_t wlen;
+    crash_value_of(k.c_str(), want, &wlen);
+    auto got = nokv_test::Get(db, k);
+    ASSERT_TRUE(got) << "round " << round << ": acknowledged key " << k << " lost";
+    ASSERT_EQ(got->data, std::string(want, wlen)) << k;
+  }
+}
+
 TEST(CrashTest, SigkillLosesNoAcknowledgedSyncWrite) {
   const char* env = getenv("NOKV_CRASH_ROUNDS");
   int rounds = env ? atoi(env) : 20;
@@ -82,14 +93,8 @@ TEST(CrashTest, SigkillLosesNoAcknowledgedSyncWrite) {
     ASSERT_GE(keys.size(), static_cast<size_t>(acks));
     nokv_db* db;
     ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK) << nokv_errmsg();
-    for (const auto& k : keys) {
-      char want[CRASH_VALUE_MAX];
-      size_t wlen;
-      crash_value_of(k.c_str(), want, &wlen);
-      auto got = nokv_test::Get(db, k);
-      ASSERT_TRUE(got) << "round " << round << ": acknowledged key " << k << " lost";
-      ASSERT_EQ(got->data, std::string(want, wlen)) << k;
-    }
+    ExpectAllPresent(db, keys, round);
+    if (::testing::Test::HasFatalFailure()) return;
     nokv_statistics s;
     nokv_stats(db, &s);
     total += keys.size();
@@ -101,19 +106,6 @@ TEST(CrashTest, SigkillLosesNoAcknowledgedSyncWrite) {
     ASSERT_GE(s.recovered_records, keys.size());
     ASSERT_EQ(nokv_close(db), NOKV_OK);
   }
-}
-
-std::vector<std::string> FilesWithSuffix(const std::string& dir, const std::string& suffix) {
-  std::vector<std::string> out;
-  DIR* d = opendir(dir.c_str());
-  while (struct dirent* e = readdir(d)) {
-    std::string n = e->d_name;
-    if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      out.push_back(n);
-    }
-  }
-  closedir(d);
-  return out;
 }
 
 // Kills land in the middle of flushes and compactions (the writer compacts
@@ -136,14 +128,8 @@ TEST(CrashTest, SigkillDuringFlushAndCompactionLosesNothing) {
     all.insert(all.end(), keys.begin(), keys.end());
     nokv_db* db;
     ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
-    for (const auto& k : all) {
-      char want[CRASH_VALUE_MAX];
-      size_t wlen;
-      crash_value_of(k.c_str(), want, &wlen);
-      auto got = nokv_test::Get(db, k);
-      ASSERT_TRUE(got) << "round " << round << ": acknowledged key " << k << " lost";
-      ASSERT_EQ(got->data, std::string(want, wlen)) << k;
-    }
+    ExpectAllPresent(db, all, round);
+    if (::testing::Test::HasFatalFailure()) return;
     nokv_statistics s;
     nokv_stats(db, &s);
     orphans += s.orphan_tables_removed;
@@ -159,8 +145,8 @@ TEST(CrashTest, SigkillDuringFlushAndCompactionLosesNothing) {
   ASSERT_EQ(nokv_compact(db), NOKV_OK);
   nokv_statistics s;
   nokv_stats(db, &s);
-  EXPECT_EQ(FilesWithSuffix(dir.path(), ".sst").size(), s.tables);
-  EXPECT_EQ(FilesWithSuffix(dir.path(), ".wal").size(), 1u);
+  EXPECT_EQ(nokv_test::FilesWithSuffix(dir.path(), ".sst").size(), s.tables);
+  EXPECT_EQ(nokv_test::FilesWithSuffix(dir.path(), ".wal").size(), 1u);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 

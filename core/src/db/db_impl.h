@@ -83,6 +83,10 @@ struct nokv_db {
 
   pthread_mutex_t view_mu;
   nk_view *view;
+  /* The published version's L0 table count and compaction debt, for the write
+   * path's throttling (mu). */
+  int l0_files;
+  uint64_t compaction_debt;
 
   /* Tables. */
   nk_cache *block_cache;

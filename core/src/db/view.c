@@ -36,6 +36,8 @@ int nk_db_refresh_view(nokv_db *db) {
   }
   v->nimm = db->nimm;
   v->version = nk_vset_current(db->vset);
+  db->l0_files = (int)v->version->nfiles[0];
+  db->compaction_debt = nk_db_pending_compaction_bytes(db, v->version);
   pthread_mutex_lock(&db->view_mu);
   nk_view *old = db->view;
   db->view = v;

@@ -107,10 +107,8 @@ static int make_room(nokv_db *db, size_t cost, bool force) {
   for (;;) {
     if (db->bg_error != NOKV_OK) return nk_err(db->bg_error, "%s", db->bg_errmsg);
     if (db->stop_bg) return nk_err(NOKV_ECLOSED, "database is closing");
-    nk_version *v = nk_vset_current(db->vset);
-    int l0 = (int)v->nfiles[0];
-    uint64_t debt = nk_db_pending_compaction_bytes(db, v);
-    nk_version_unref(v);
+    int l0 = db->l0_files;
+    uint64_t debt = db->compaction_debt;
     bool throttle = !o->disable_auto_compaction;
     if (throttle && !slowed &&
         (l0 >= o->l0_slowdown_trigger || debt >= o->soft_pending_compaction_bytes)) {

@@ -140,6 +140,16 @@ static void detach(shard *s, nk_cache_handle *e) {
   unref(s, e);
 }
 
+/* Takes the entry of (id, off), if any, out of the cache. REQUIRES: mu held. */
+static void remove_key(shard *s, uint64_t h, uint64_t id, uint64_t off) {
+  nk_cache_handle **slot = find_slot(s, h, id, off);
+  nk_cache_handle *e = *slot;
+  if (e != NULL) {
+    *slot = e->hnext;
+    detach(s, e);
+  }
+}
+
 nk_cache_handle *nk_cache_lookup(nk_cache *c, uint64_t id, uint64_t off) {
   uint64_t h = key_hash(id, off);
   shard *s = shard_of(c, h);
@@ -167,24 +177,16 @@ nk_cache_handle *nk_cache_insert(nk_cache *c, uint64_t id, uint64_t off, void *v
   uint64_t h = key_hash(id, off);
   shard *s = shard_of(c, h);
   pthread_mutex_lock(&s->mu);
-  nk_cache_handle **slot = find_slot(s, h, id, off);
-  nk_cache_handle *old = *slot;
-  if (old != NULL) {
-    *slot = old->hnext;
-    detach(s, old);
-    slot = find_slot(s, h, id, off);
-  }
+  remove_key(s, h, id, off);
   e->hnext = NULL;
-  *slot = e;
+  *find_slot(s, h, id, off) = e;
   list_append(&s->in_use, e);
   s->usage += charge;
   s->count++;
   s->inserts++;
   while (s->usage > s->capacity && s->lru.next != &s->lru) {
     nk_cache_handle *victim = s->lru.next;
-    nk_cache_handle **vs = find_slot(s, key_hash(victim->id, victim->off), victim->id, victim->off);
-    *vs = victim->hnext;
-    detach(s, victim);
+    remove_key(s, key_hash(victim->id, victim->off), victim->id, victim->off);
     s->evictions++;
   }
   if (s->count > s->nbuckets) grow(s);
@@ -205,12 +207,7 @@ void nk_cache_erase(nk_cache *c, uint64_t id, uint64_t off) {
   uint64_t h = key_hash(id, off);
   shard *s = shard_of(c, h);
   pthread_mutex_lock(&s->mu);
-  nk_cache_handle **slot = find_slot(s, h, id, off);
-  nk_cache_handle *e = *slot;
-  if (e != NULL) {
-    *slot = e->hnext;
-    detach(s, e);
-  }
+  remove_key(s, h, id, off);
   pthread_mutex_unlock(&s->mu);
 }
 
