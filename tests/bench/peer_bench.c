@@ -5,7 +5,7 @@
  *   bazel build --config=opt //tests/bench:peer_bench
  *   bazel-bin/tests/bench/peer_bench [--num N] [--reads N] [--value_sizes 100,1024]
  *       [--engines nokv,rocksdb,leveldb] [--cache_mb 8] [--compression 0|1]
- *       [--workloads fillrandom,readrandom,...] [--dir DIR] [--json FILE]
+ *       [--workloads fillrandom,readrandom,...] [--repeat N] [--dir DIR] [--json FILE]
  *
  * Workloads (db_bench's names), 16-byte keys, one thread, sync off:
  *   fillseq      num puts in key order into an empty database
@@ -15,7 +15,10 @@
  *   readmissing  reads of absent keys that fall between existing ones
  *   seekrandom   seek to a random key and read the next 100 entries
  *   ycsb-a/b/c   50/50, 95/5 and 100/0 read/update mixes over zipfian keys
- * Reported per engine: ops/s, p50 and p99 latency, and after the write phases
+ * With --repeat N the engines take turns N times (nokv, rocksdb, leveldb, nokv,
+ * ...) and each figure is the median of the N runs, which tames the noise of a
+ * shared machine. Reported per engine: ops/s, p50 and p99 latency, and after the
+ * write phases
  * the bytes on disk and the write amplification (bytes the process wrote with
  * write(2), from /proc/self/io, over the key and value bytes written).
  */
@@ -100,7 +103,7 @@ typedef struct result {
   double p50_us, p99_us;
 } result;
 
-static result results[256];
+static result results[2048];
 static int nresults;
 
 typedef struct space {
@@ -108,7 +111,7 @@ typedef struct space {
   size_t value_size;
   uint64_t disk_bytes, written_bytes, user_bytes;
 } space;
-static space spaces[16];
+static space spaces[256];
 static int nspaces;
 
 static uint32_t *lat;
@@ -317,18 +320,40 @@ static void run_engine(const bench_engine *e, const bench_config *cfg, const cha
   free(val);
 }
 
-static const result *find(const char *workload, const char *engine, size_t vs) {
-  for (int i = 0; i < nresults; i++) {
-    if (strcmp(results[i].workload, workload) == 0 && strcmp(results[i].engine, engine) == 0 &&
-        results[i].value_size == vs) {
-      return &results[i];
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The median over repetitions of one (workload, engine, value size): ops/s and
+ * latencies each the median of their own. */
+static bool find(const char *workload, const char *engine, size_t vs, result *out) {
+  double ops[64], p50[64], p99[64];
+  int n = 0;
+  for (int i = 0; i < nresults && n < 64; i++) {
+    const result *r = &results[i];
+    if (strcmp(r->workload, workload) == 0 && strcmp(r->engine, engine) == 0 &&
+        r->value_size == vs) {
+      ops[n] = (double)r->ops / r->secs;
+      p50[n] = r->p50_us;
+      p99[n] = r->p99_us;
+      n++;
     }
   }
-  return NULL;
+  if (n == 0) return false;
+  qsort(ops, (size_t)n, sizeof ops[0], cmp_double);
+  qsort(p50, (size_t)n, sizeof p50[0], cmp_double);
+  qsort(p99, (size_t)n, sizeof p99[0], cmp_double);
+  *out = (result){.value_size = vs, .ops = (uint64_t)ops[n / 2], .secs = 1.0,
+                  .p50_us = p50[n / 2], .p99_us = p99[n / 2]};
+  snprintf(out->workload, sizeof out->workload, "%s", workload);
+  snprintf(out->engine, sizeof out->engine, "%s", engine);
+  return true;
 }
 
 int main(int argc, char **argv) {
   uint64_t num = 1000000, reads = 200000;
+  int repeat = 1;
   char sizes[64] = "100,1024", engines[64] = "nokv,rocksdb,leveldb", base[256] = "", json[256] = "";
   bench_config cfg = {.block_cache_bytes = 8u << 20, .bloom_bits = 10,
                       .write_buffer_bytes = 64u << 20, .block_size = 4096,
@@ -342,6 +367,7 @@ int main(int argc, char **argv) {
     else if (strcmp(f, "--cache_mb") == 0) cfg.block_cache_bytes = strtoull(v, NULL, 10) << 20;
     else if (strcmp(f, "--compression") == 0) cfg.compression = atoi(v) != 0;
     else if (strcmp(f, "--dir") == 0) snprintf(base, sizeof base, "%s", v);
+    else if (strcmp(f, "--repeat") == 0) repeat = atoi(v) > 0 && atoi(v) <= 9 ? atoi(v) : 1;
     else if (strcmp(f, "--workloads") == 0) snprintf(workloads_wanted, sizeof workloads_wanted, "%s", v);
     else if (strcmp(f, "--json") == 0) snprintf(json, sizeof json, "%s", v);
     else {
@@ -358,8 +384,9 @@ int main(int argc, char **argv) {
   for (int i = 0; i < MAX_ENGINES; i++) {
     if (strstr(engines, all[i]->name) != NULL) use[nuse++] = all[i];
   }
-  printf("peer_bench: %llu keys of %d bytes, %llu reads, 1 thread\n", (unsigned long long)num,
-         KEY_LEN, (unsigned long long)reads);
+  printf("peer_bench: %llu keys of %d bytes, %llu reads, 1 thread, %d repetition%s (medians)\n",
+         (unsigned long long)num, KEY_LEN, (unsigned long long)reads, repeat,
+         repeat > 1 ? "s" : "");
   printf("settings for every engine: block cache %zu MiB, bloom %d bits/key, write buffer %zu MiB, "
          "block %zu B, compression %s, sync %s\n\n",
          cfg.block_cache_bytes >> 20, cfg.bloom_bits, cfg.write_buffer_bytes >> 20, cfg.block_size,
@@ -371,7 +398,9 @@ int main(int argc, char **argv) {
     if (*p == ',') p++;
   }
   for (int s = 0; s < nvs; s++) {
-    for (int e = 0; e < nuse; e++) run_engine(use[e], &cfg, base, num, reads, vsizes[s]);
+    for (int r = 0; r < repeat; r++) {
+      for (int e = 0; e < nuse; e++) run_engine(use[e], &cfg, base, num, reads, vsizes[s]);
+    }
   }
   rmdir(base);
 
@@ -381,17 +410,17 @@ int main(int argc, char **argv) {
   printf("|---|---|---|---:|---:|---:|---:|---:|\n");
   for (int s = 0; s < nvs; s++) {
     for (size_t w = 0; w < sizeof workloads / sizeof workloads[0]; w++) {
-      const result *rk = find(workloads[w], "rocksdb", vsizes[s]);
-      const result *lv = find(workloads[w], "leveldb", vsizes[s]);
+      result rk, lv, r;
+      bool have_rk = find(workloads[w], "rocksdb", vsizes[s], &rk);
+      bool have_lv = find(workloads[w], "leveldb", vsizes[s], &lv);
       for (int e = 0; e < nuse; e++) {
-        const result *r = find(workloads[w], use[e]->name, vsizes[s]);
-        if (r == NULL) continue;
-        double ops = (double)r->ops / r->secs;
+        if (!find(workloads[w], use[e]->name, vsizes[s], &r)) continue;
+        double ops = (double)r.ops;
         char vr[16] = "", vl[16] = "";
-        if (rk != NULL) snprintf(vr, sizeof vr, "%.2fx", ops / ((double)rk->ops / rk->secs));
-        if (lv != NULL) snprintf(vl, sizeof vl, "%.2fx", ops / ((double)lv->ops / lv->secs));
+        if (have_rk) snprintf(vr, sizeof vr, "%.2fx", ops / (double)rk.ops);
+        if (have_lv) snprintf(vl, sizeof vl, "%.2fx", ops / (double)lv.ops);
         printf("| %zu | %s | %s | %.0f | %.2f | %.2f | %s | %s |\n", vsizes[s], workloads[w],
-               r->engine, ops, r->p50_us, r->p99_us, vr, vl);
+               r.engine, ops, r.p50_us, r.p99_us, vr, vl);
       }
     }
   }
@@ -411,9 +440,9 @@ int main(int argc, char **argv) {
       perror(json);
       return 1;
     }
-    fprintf(f, "{\"num\": %llu, \"reads\": %llu, \"block_cache_bytes\": %zu, \"bloom_bits\": %d, "
+    fprintf(f, "{\"num\": %llu, \"reads\": %llu, \"repeat\": %d, \"block_cache_bytes\": %zu, \"bloom_bits\": %d, "
                "\"write_buffer_bytes\": %zu, \"compression\": %s, \"sync\": %s,\n \"results\": [",
-            (unsigned long long)num, (unsigned long long)reads, cfg.block_cache_bytes,
+            (unsigned long long)num, (unsigned long long)reads, repeat, cfg.block_cache_bytes,
             cfg.bloom_bits, cfg.write_buffer_bytes, cfg.compression ? "true" : "false",
             cfg.sync ? "true" : "false");
     for (int i = 0; i < nresults; i++) {
