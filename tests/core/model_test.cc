@@ -76,7 +76,7 @@ TEST_F(ModelTest, RandomOperationsMatchAMap) { RunModel(this, nullptr, 30000, fa
 // merges, leveled compactions and trivial moves all happen many times.
 TEST_F(ModelTest, RandomOperationsOverFlushesAndCompactionsMatchAMap) {
   const char* env = getenv("NOKV_MODEL_OPS");
-  int ops = env != nullptr && *env ? atoi(env) : 1000000;
+  int ops = env != nullptr && *env ? atoi(env) : 2000000;
   keyspace_ = 20000;
   nokv_options o;
   nokv_options_init(&o);
