@@ -28,7 +28,7 @@ std::vector<std::pair<std::string, uint64_t>> Dump(const nk_memtable* mt) {
 }
 
 TEST(ArenaTest, AlignsAndAccounts) {
-  nk_arena* a = nk_arena_new(4096);
+  nk_arena* a = nk_arena_new(4096, nullptr);
   size_t before = nk_arena_usage(a);
   for (size_t n : {1, 3, 8, 17, 100, 2000, 5000}) {
     void* p = nk_arena_alloc(a, n);
@@ -41,7 +41,7 @@ TEST(ArenaTest, AlignsAndAccounts) {
 }
 
 TEST(MemtableTest, OrdersByKeyThenNewestVersionFirst) {
-  nk_memtable* mt = nk_memtable_new(0);
+  nk_memtable* mt = nk_memtable_new(0, nullptr);
   ASSERT_EQ(nk_memtable_add(mt, 5, NK_KIND_VALUE, "b", 1, "b5", 2), NOKV_OK);
   ASSERT_EQ(nk_memtable_add(mt, 9, NK_KIND_VALUE, "b", 1, "b9", 2), NOKV_OK);
   ASSERT_EQ(nk_memtable_add(mt, 7, NK_KIND_DELETE, "b", 1, nullptr, 0), NOKV_OK);
@@ -67,7 +67,7 @@ TEST(MemtableTest, OrdersByKeyThenNewestVersionFirst) {
 }
 
 TEST(MemtableTest, SameKeyAndTimestampReplacesTheEntry) {
-  nk_memtable* mt = nk_memtable_new(0);
+  nk_memtable* mt = nk_memtable_new(0, nullptr);
   ASSERT_EQ(nk_memtable_add(mt, 4, NK_KIND_VALUE, "k", 1, "first", 5), NOKV_OK);
   ASSERT_EQ(nk_memtable_add(mt, 4, NK_KIND_DELETE, "k", 1, nullptr, 0), NOKV_OK);
   ASSERT_EQ(Dump(mt).size(), 1u);
@@ -78,7 +78,7 @@ TEST(MemtableTest, SameKeyAndTimestampReplacesTheEntry) {
 }
 
 TEST(MemtableTest, CostBoundsTheArenaGrowth) {
-  nk_memtable* mt = nk_memtable_new(0);
+  nk_memtable* mt = nk_memtable_new(0, nullptr);
   size_t before = nk_memtable_usage(mt), cost = 0;
   for (int i = 0; i < 10000; i++) {
     std::string k = "key" + std::to_string(i);
@@ -93,7 +93,7 @@ TEST(MemtableTest, CostBoundsTheArenaGrowth) {
 // One writer inserts ascending keys while readers scan: every scan must be
 // sorted and see a prefix of the inserted keys (nothing half-linked).
 TEST(MemtableConcurrencyTest, ReadersRaceOneWriter) {
-  nk_memtable* mt = nk_memtable_new(0);
+  nk_memtable* mt = nk_memtable_new(0, nullptr);
   const int kKeys = 20000;
   std::atomic<bool> done{false};
   std::atomic<int> scans{0};

@@ -167,6 +167,7 @@ static void db_free(nokv_db *db) {
   nk_view_unref(db->view);
   for (size_t i = 0; i < db->nimm; i++) nk_memtable_unref(db->imm[i]);
   nk_memtable_unref(db->mem);
+  nk_arena_pool_free(db->arena_pool);
   nk_vset_close(db->vset);
   nk_table_cache_free(db->tc);
   nk_cache_free(db->block_cache);
@@ -189,7 +190,7 @@ static int finish_recovery(nokv_db *db) {
   if (nk_memtable_entries(db->mem) > 0) {
     NK_RET(nk_db_flush_memtable(db, db->mem, log));
     nk_memtable_unref(db->mem);
-    if ((db->mem = nk_memtable_new(db->opts.memtable_max_bytes)) == NULL) {
+    if ((db->mem = nk_memtable_new(db->opts.memtable_max_bytes, db->arena_pool)) == NULL) {
       return nk_err(NOKV_ENOMEM, "out of memory creating the memtable");
     }
   } else {
@@ -238,11 +239,13 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   ret = db->env->lock(db->env, lock_path, &db->lock);
   free(lock_path);
   NK_ERR(ret);
-  if ((opts->block_cache_bytes > 0 &&
+  /* Two memtables' worth of blocks: one being filled while one is flushed. */
+  if ((db->arena_pool = nk_arena_pool_new(2 * opts->memtable_max_bytes)) == NULL ||
+      (opts->block_cache_bytes > 0 &&
        (db->block_cache = nk_cache_new(opts->block_cache_bytes, 4)) == NULL) ||
       (db->tc = nk_table_cache_new(db->env, path, (size_t)opts->max_open_files,
                                    db->block_cache, &db->sst_stats)) == NULL ||
-      (db->mem = nk_memtable_new(db->opts.memtable_max_bytes)) == NULL) {
+      (db->mem = nk_memtable_new(db->opts.memtable_max_bytes, db->arena_pool)) == NULL) {
     NK_ERR(nk_err(NOKV_ENOMEM, "out of memory opening %s", path));
   }
   NK_ERR(nk_vset_open(db->env, path, db->tc, opts->manifest_max_bytes, &db->vset, &fresh));

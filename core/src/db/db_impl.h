@@ -20,6 +20,7 @@
 #include "sst/table_builder.h"
 #include "sst/table_cache.h"
 #include "txn/oracle.h"
+#include "util/arena.h"
 #include "util/cache.h"
 #include "util/counter.h"
 #include "util/env.h"
@@ -47,6 +48,7 @@ static inline uint64_t nk_counter_get(const nk_counter *c) {
 typedef struct nk_view {
   uint32_t refs;  /* atomic */
   nk_memtable *mem;
+  nk_arena_pool *arena_pool;  /* blocks of flushed memtables, for the next ones */
   nk_memtable *imm[NK_MAX_IMM];
   size_t nimm;
   nk_version *version;
@@ -77,6 +79,7 @@ struct nokv_db {
   /* Memtables (mu). imm is oldest first; imm_log[i] is the first WAL segment
    * holding data newer than imm[i]. */
   nk_memtable *mem;
+  nk_arena_pool *arena_pool;  /* blocks of flushed memtables, for the next ones */
   nk_memtable *imm[NK_MAX_IMM];
   uint64_t imm_log[NK_MAX_IMM];
   size_t nimm;

@@ -70,7 +70,7 @@ static uint64_t now_micros(void) {
 /* Seals mem into imm and starts a new memtable on a new WAL segment.
  * REQUIRES: mu held, leader. */
 static int seal_memtable(nokv_db *db) {
-  nk_memtable *fresh = nk_memtable_new(db->opts.memtable_max_bytes);
+  nk_memtable *fresh = nk_memtable_new(db->opts.memtable_max_bytes, db->arena_pool);
   if (fresh == NULL) return nk_err(NOKV_ENOMEM, "out of memory creating a memtable");
   int rc = nk_wal_switch(db->wal);
   if (rc != NOKV_OK) {

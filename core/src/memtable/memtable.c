@@ -56,7 +56,7 @@ static uint64_t *bloom_alloc(size_t bytes) {
   return p;
 }
 
-nk_memtable *nk_memtable_new(size_t budget) {
+nk_memtable *nk_memtable_new(size_t budget, nk_arena_pool *pool) {
   nk_memtable *mt = calloc(1, sizeof *mt);
   if (mt == NULL) {
     return NULL;
@@ -65,7 +65,7 @@ nk_memtable *nk_memtable_new(size_t budget) {
   size_t keys = (budget ? budget : (64u << 20)) / 64;
   mt->nlines = keys * 8 / 512 + 1;
   if ((mt->bloom = bloom_alloc(mt->nlines * NK_BLOOM_LINE_WORDS * sizeof *mt->bloom)) == NULL ||
-      (mt->arena = nk_arena_new(nk_memtable_block_size(budget))) == NULL ||
+      (mt->arena = nk_arena_new(nk_memtable_block_size(budget), pool)) == NULL ||
       (mt->index = nk_skiplist_new(mt->arena)) == NULL) {
     nk_memtable_free(mt);
     return NULL;

@@ -12,6 +12,7 @@
 
 #include "memtable/internal_key.h"
 #include "memtable/skiplist.h"
+#include "util/arena.h"
 #include "util/iterator.h"
 
 #ifdef __cplusplus
@@ -20,9 +21,10 @@ extern "C" {
 
 typedef struct nk_memtable nk_memtable;
 
-/* A memtable meant to hold about budget bytes (0: no particular budget); refs = 1.
- * NULL on ENOMEM. */
-nk_memtable *nk_memtable_new(size_t budget);
+/* A memtable meant to hold about budget bytes (0: no particular budget), taking
+ * arena blocks from pool when it has some (pool may be NULL); refs = 1. NULL on
+ * ENOMEM. */
+nk_memtable *nk_memtable_new(size_t budget, nk_arena_pool *pool);
 void nk_memtable_free(nk_memtable *mt);
 /* Memtables are shared by the write path, readers and the flush: each holds a
  * reference; the last unref frees. */

@@ -10,19 +10,75 @@
 #define _GNU_SOURCE
 #include "util/arena.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <stdalign.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 struct block {
   struct block *next;
+  size_t total;  /* bytes of the allocation, header included */
   alignas(max_align_t) char data[];
 };
 
+#define NK_HUGE_PAGE (2u << 20)
+
+struct nk_arena_pool {
+  pthread_mutex_t mu;
+  struct block *free;  /* blocks of NK_HUGE_PAGE bytes */
+  size_t bytes, max_bytes;
+};
+
+nk_arena_pool *nk_arena_pool_new(size_t max_bytes) {
+  nk_arena_pool *p = calloc(1, sizeof *p);
+  if (p == NULL) return NULL;
+  pthread_mutex_init(&p->mu, NULL);
+  p->max_bytes = max_bytes;
+  return p;
+}
+
+void nk_arena_pool_free(nk_arena_pool *p) {
+  if (p == NULL) return;
+  for (struct block *b = p->free, *next; b != NULL; b = next) {
+    next = b->next;
+    free(b);
+  }
+  pthread_mutex_destroy(&p->mu);
+  free(p);
+}
+
+static struct block *pool_take(nk_arena_pool *p) {
+  if (p == NULL) return NULL;
+  pthread_mutex_lock(&p->mu);
+  struct block *b = p->free;
+  if (b != NULL) {
+    p->free = b->next;
+    p->bytes -= b->total;
+  }
+  pthread_mutex_unlock(&p->mu);
+  return b;
+}
+
+/* true if the pool kept b. */
+static bool pool_put(nk_arena_pool *p, struct block *b) {
+  if (p == NULL || b->total != NK_HUGE_PAGE) return false;
+  pthread_mutex_lock(&p->mu);
+  bool keep = p->bytes + b->total <= p->max_bytes;
+  if (keep) {
+    b->next = p->free;
+    p->free = b;
+    p->bytes += b->total;
+  }
+  pthread_mutex_unlock(&p->mu);
+  return keep;
+}
+
 struct nk_arena {
   size_t block_size;
+  nk_arena_pool *pool;
   char *ptr;          /* next free byte of the current block */
   size_t remaining;   /* bytes left after ptr */
   struct block *blocks;
@@ -31,12 +87,13 @@ struct nk_arena {
 
 #define NK_ALIGN 8u
 
-nk_arena *nk_arena_new(size_t block_size) {
+nk_arena *nk_arena_new(size_t block_size, nk_arena_pool *pool) {
   nk_arena *a = calloc(1, sizeof *a);
   if (a == NULL) {
     return NULL;
   }
   a->block_size = block_size < 4096 ? 4096 : block_size;
+  a->pool = pool;
   atomic_init(&a->usage, sizeof *a);
   return a;
 }
@@ -48,18 +105,18 @@ void nk_arena_free(nk_arena *a) {
   struct block *b = a->blocks;
   while (b != NULL) {
     struct block *next = b->next;
-    free(b);
+    if (!pool_put(a->pool, b)) free(b);
     b = next;
   }
   free(a);
 }
 
-#define NK_HUGE_PAGE (2u << 20)
-
 static char *new_block(nk_arena *a, size_t size) {
   size_t total = sizeof(struct block) + size;
   struct block *b = NULL;
-  if (total % NK_HUGE_PAGE == 0) {
+  if (total == NK_HUGE_PAGE && (b = pool_take(a->pool)) != NULL) {
+    /* reused: already faulted in */
+  } else if (total % NK_HUGE_PAGE == 0) {
     void *p = NULL;
     if (posix_memalign(&p, NK_HUGE_PAGE, total) == 0) {
       b = p;
@@ -71,6 +128,7 @@ static char *new_block(nk_arena *a, size_t size) {
   if (b == NULL) {
     return NULL;
   }
+  b->total = total;
   b->next = a->blocks;
   a->blocks = b;
   atomic_fetch_add_explicit(&a->usage, sizeof *b + size, memory_order_relaxed);

@@ -16,7 +16,16 @@ extern "C" {
 
 typedef struct nk_arena nk_arena;
 
-nk_arena *nk_arena_new(size_t block_size);  /* NULL on ENOMEM */
+/* A thread-safe pool of freed 2 MiB blocks that later arenas reuse, so a new
+ * memtable does not page-fault and zero fresh memory for every block. */
+typedef struct nk_arena_pool nk_arena_pool;
+nk_arena_pool *nk_arena_pool_new(size_t max_bytes);  /* NULL on ENOMEM */
+/* REQUIRES: every arena using the pool is freed. */
+void nk_arena_pool_free(nk_arena_pool *p);
+
+/* pool may be NULL. NULL on ENOMEM. */
+nk_arena *nk_arena_new(size_t block_size, nk_arena_pool *pool);
+/* Returns pool-sized blocks to the pool (up to its limit), frees the rest. */
 void nk_arena_free(nk_arena *a);
 
 /* Returns n bytes aligned for any pointer or uint64_t, or NULL on ENOMEM.
