@@ -3,6 +3,7 @@
 #include <dirent.h>
 
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -213,6 +214,47 @@ TEST_F(LsmTest, FlippedByteInATableIsAChecksumErrorNotWrongData) {
   EXPECT_EQ(nokv_iter_status(it), NOKV_ECORRUPT);
   nokv_iter_close(it);
   EXPECT_GT(Stats(db_).checksum_errors, 0u);
+}
+
+TEST_F(LsmTest, DamagedManifestOrDanglingCurrentFailsOpenClearly) {
+  o_.manifest_max_bytes = 1 << 20;
+  Open();
+  for (int gen = 0; gen < 3; gen++) {
+    Fill(2000, gen);
+    ASSERT_EQ(nokv_flush(db_), NOKV_OK);
+  }
+  Close();
+  std::string current;
+  {
+    std::ifstream f(dir_.file("CURRENT"));
+    std::getline(f, current);
+  }
+  const std::string manifest = dir_.file(current);
+  std::string bytes;
+  {
+    std::ifstream f(manifest, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  ASSERT_GT(bytes.size(), 200u);
+  // A flipped byte in the first (snapshot) record, with intact records after it.
+  std::string damaged = bytes;
+  damaged[20] ^= 0x10;
+  { std::ofstream(manifest, std::ios::binary | std::ios::trunc) << damaged; }
+  ASSERT_EQ(nokv_open(dir_.path().c_str(), &o_, &db_), NOKV_ECORRUPT);
+  db_ = nullptr;
+  EXPECT_NE(std::string(nokv_errmsg()).find("manifest"), std::string::npos) << nokv_errmsg();
+  EXPECT_NE(std::string(nokv_errmsg()).find(current), std::string::npos) << nokv_errmsg();
+  // CURRENT naming a manifest that is not there.
+  { std::ofstream(manifest, std::ios::binary | std::ios::trunc) << bytes; }
+  { std::ofstream(dir_.file("CURRENT"), std::ios::trunc) << "MANIFEST-99999999\n"; }
+  ASSERT_NE(nokv_open(dir_.path().c_str(), &o_, &db_), NOKV_OK);
+  db_ = nullptr;
+  EXPECT_NE(std::string(nokv_errmsg()).find("MANIFEST-99999999"), std::string::npos)
+      << nokv_errmsg();
+  // Restored, everything is back.
+  { std::ofstream(dir_.file("CURRENT"), std::ios::trunc) << current << "\n"; }
+  Open();
+  for (int i = 0; i < 2000; i += 3) ASSERT_EQ(Get(db_, Key(i))->data, Value(i, 2)) << i;
 }
 
 TEST_F(LsmTest, OrphanTablesAndStaleManifestsAreRemovedAtOpen) {
