@@ -4,7 +4,9 @@
 #ifndef NOKV_TESTS_CORE_FAULT_ENV_H
 #define NOKV_TESTS_CORE_FAULT_ENV_H
 
+#include <filesystem>
 #include <map>
+#include <set>
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -30,6 +32,8 @@ class FaultEnv {
     env_.truncate = Truncate;
     env_.open_read = OpenRead;
     env_.lock = Lock;
+    env_.sync_dir = SyncDir;
+    env_.remove = Remove;
   }
   const nokv_env* env() const { return &env_; }
 
@@ -43,9 +47,15 @@ class FaultEnv {
   }
   // From now on writes and syncs vanish, as in a machine that lost power.
   void PowerOff() { std::lock_guard<std::mutex> l(mu_); powered_off_ = true; }
-  // After PowerOff and closing the database: cut every file to what was synced.
+  // After PowerOff and closing the database: files whose names no directory sync
+  // made durable are gone; every other file is cut to what was synced.
   void DropUnsynced() {
     std::lock_guard<std::mutex> l(mu_);
+    for (const auto& path : unsynced_names_) {
+      nk_env_posix()->remove(nk_env_posix(), path.c_str());
+      synced_.erase(path);
+    }
+    unsynced_names_.clear();
     for (auto& [path, synced] : synced_) nk_env_posix()->truncate(nk_env_posix(), path.c_str(), synced);
     powered_off_ = false;
   }
@@ -77,6 +87,7 @@ class FaultEnv {
   static int OpenAppend(const nokv_env* e, const char* path, bool truncate, nk_file** out) {
     nk_file* inner;
     const nokv_env* posix = nk_env_posix();
+    bool existed = std::filesystem::exists(path);
     int rc = posix->open_append(posix, path, truncate, &inner);
     if (rc != NOKV_OK) return rc;
     FaultEnv* self = Self(e);
@@ -85,6 +96,7 @@ class FaultEnv {
       uint64_t size = 0;
       posix->size(inner, &size);
       if (truncate || !self->synced_.count(path)) self->synced_[path] = truncate ? 0 : size;
+      if (!existed) self->unsynced_names_.insert(path);
     }
     *out = &(new File{{e}, inner, path, self})->base;
     return NOKV_OK;
@@ -140,6 +152,31 @@ class FaultEnv {
     self->syncs_++;
     return rc;
   }
+  // Names created in dir become durable (unless the power is already off).
+  static int SyncDir(const nokv_env* e, const char* dir) {
+    FaultEnv* self = Self(e);
+    std::lock_guard<std::mutex> l(self->mu_);
+    if (self->powered_off_) return NOKV_OK;
+    std::string prefix = std::string(dir) + "/";
+    for (auto it = self->unsynced_names_.begin(); it != self->unsynced_names_.end();) {
+      if (it->compare(0, prefix.size(), prefix) == 0 &&
+          it->find('/', prefix.size()) == std::string::npos) {
+        it = self->unsynced_names_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return nk_env_posix()->sync_dir(nk_env_posix(), dir);
+  }
+  static int Remove(const nokv_env* e, const char* path) {
+    FaultEnv* self = Self(e);
+    {
+      std::lock_guard<std::mutex> l(self->mu_);
+      self->unsynced_names_.erase(path);
+      self->synced_.erase(path);
+    }
+    return nk_env_posix()->remove(nk_env_posix(), path);
+  }
   static int Close(nk_file* f) {
     int rc = nk_env_posix()->close(Inner(f));
     delete F(f);
@@ -169,6 +206,7 @@ class FaultEnv {
   bool powered_off_ = false;
   int syncs_ = 0;
   std::map<std::string, uint64_t> synced_;
+  std::set<std::string> unsynced_names_;  // created since the last sync of their directory
 };
 
 }  // namespace nokv_test

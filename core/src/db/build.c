@@ -139,6 +139,8 @@ int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *
   }
   NK_ERR(nk_iter_status(input));
   if (out.b != NULL) NK_ERR(finish_output(db, &out, job, e));
+  /* The new names must be durable before the manifest names them. */
+  if (e->nadds > first_new) NK_ERR(db->env->sync_dir(db->env, db->path));
   nk_buf_release(&cur);
   return NOKV_OK;
 err:
