@@ -34,6 +34,7 @@ class FaultEnv {
     env_.lock = Lock;
     env_.sync_dir = SyncDir;
     env_.remove = Remove;
+    env_.rename = Rename;
   }
   const nokv_env* env() const { return &env_; }
 
@@ -168,14 +169,35 @@ class FaultEnv {
     }
     return nk_env_posix()->sync_dir(nk_env_posix(), dir);
   }
+  // A machine without power deletes and renames nothing either.
   static int Remove(const nokv_env* e, const char* path) {
     FaultEnv* self = Self(e);
     {
       std::lock_guard<std::mutex> l(self->mu_);
+      if (self->powered_off_) return NOKV_OK;
       self->unsynced_names_.erase(path);
       self->synced_.erase(path);
     }
     return nk_env_posix()->remove(nk_env_posix(), path);
+  }
+  static int Rename(const nokv_env* e, const char* from, const char* to) {
+    FaultEnv* self = Self(e);
+    std::lock_guard<std::mutex> l(self->mu_);
+    if (self->powered_off_) return NOKV_OK;
+    bool replaces = std::filesystem::exists(to);
+    int rc = nk_env_posix()->rename(nk_env_posix(), from, to);
+    if (rc == NOKV_OK) {
+      // A new name is lost with the power until its directory is synced; a
+      // rename over an existing name leaves either file there, and we keep the
+      // new one (the engine must cope with both).
+      if (self->unsynced_names_.erase(from) && !replaces) self->unsynced_names_.insert(to);
+      auto it = self->synced_.find(from);
+      if (it != self->synced_.end()) {
+        self->synced_[to] = it->second;
+        self->synced_.erase(from);
+      }
+    }
+    return rc;
   }
   static int Close(nk_file* f) {
     int rc = nk_env_posix()->close(Inner(f));
@@ -189,6 +211,7 @@ class FaultEnv {
   static int Truncate(const nokv_env* e, const char* path, uint64_t size) {
     FaultEnv* self = Self(e);
     std::lock_guard<std::mutex> l(self->mu_);
+    if (self->powered_off_) return NOKV_OK;
     int rc = nk_env_posix()->truncate(nk_env_posix(), path, size);
     auto it = self->synced_.find(path);
     if (it != self->synced_.end() && it->second > size) it->second = size;
