@@ -23,7 +23,7 @@ grpc::Status RequireKey(const std::string& key) {
   X(last_commit_ts) X(live_snapshots) X(oldest_snapshot_ts) X(memtable_entries)             \
   X(memtable_bytes) X(memtable_limit_bytes) X(puts) X(deletes) X(batches) X(write_groups)   \
   X(wal_syncs) X(wal_bytes_written) X(wal_segments) X(wal_segment_bytes)                    \
-  X(writes_rejected_full) X(gets) X(get_hits) X(iterators_created) X(recovered_records)     \
+  X(gets) X(get_hits) X(iterators_created) X(recovered_records)     \
   X(recovered_bytes) X(torn_tail_truncations) X(torn_tail_bytes) X(immutable_memtables)     \
   X(user_bytes_written) X(write_stalls) X(write_stall_micros) X(write_slowdowns) X(flushes) \
   X(flush_bytes_written) X(compactions) X(trivial_moves) X(compaction_bytes_read)           \

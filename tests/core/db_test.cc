@@ -134,7 +134,7 @@ TEST_F(DbTest, WritesPastTheMemtableFlushToTablesAndStayReadable) {
   ASSERT_EQ(nokv_flush(db_), NOKV_OK);
   nokv_statistics s = Stats(db_);
   EXPECT_GE(s.flushes, 4u);
-  EXPECT_EQ(s.writes_rejected_full, 0u);
+  EXPECT_GT(s.flush_bytes_written, static_cast<uint64_t>(n) * 1000 * 4 / 5);  // all of it reached tables
   EXPECT_EQ(s.immutable_memtables, 0u);
   EXPECT_GT(s.tables, 0u);
   EXPECT_EQ(s.memtable_entries, 0u);

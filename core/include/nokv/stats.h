@@ -34,7 +34,6 @@ typedef struct nokv_statistics {
   uint64_t wal_bytes_written;
   uint64_t wal_segments;        /* live segment files */
   uint64_t wal_segment_bytes;   /* bytes in live segment files */
-  uint64_t writes_rejected_full;
   uint64_t user_bytes_written;  /* key + value bytes of puts and deletes */
   uint64_t write_stalls;        /* writes that waited for a flush or compaction */
   uint64_t write_stall_micros;

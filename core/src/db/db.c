@@ -347,7 +347,6 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->write_groups = nk_counter_get(&db->stats.write_groups);
   s->wal_syncs = nk_counter_get(&db->stats.wal_syncs);
   s->wal_bytes_written = nk_counter_get(&db->stats.wal_bytes);
-  s->writes_rejected_full = nk_counter_get(&db->stats.rejected_full);
   s->gets = nk_counter_get(&db->stats.gets);
   s->get_hits = nk_counter_get(&db->stats.get_hits);
   s->iterators_created = nk_counter_get(&db->stats.iterators);

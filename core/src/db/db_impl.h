@@ -109,12 +109,11 @@ struct nokv_db {
   pthread_cond_t room_cv;   /* a flush or compaction finished: stalled writers retry */
   int manual_compactions;   /* requests pending (nokv_compact_range) */
   uint64_t manual_done;     /* completed requests */
-  int compact_pointer_level_rr;
   char *compact_pointer[NK_NUM_LEVELS];  /* round-robin start key per level */
   size_t compact_pointer_len[NK_NUM_LEVELS];
 
   struct {
-    nk_counter puts, deletes, batches, write_groups, wal_syncs, wal_bytes, rejected_full;
+    nk_counter puts, deletes, batches, write_groups, wal_syncs, wal_bytes;
     nk_counter user_bytes, stalls, stall_micros, slowdowns;
     nk_counter gets, get_hits, iterators, table_probes;
     nk_counter flushes, flush_bytes, compactions, trivial_moves, compact_read, compact_written;

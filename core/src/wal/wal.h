@@ -44,7 +44,6 @@ uint64_t nk_wal_number(const nk_wal *w);
 /* Syncs and closes. */
 int nk_wal_close(nk_wal *w);
 
-uint64_t nk_wal_segments_created(const nk_wal *w);
 
 /* The segment file name of number: "%08llu.wal". buf must hold 32 bytes. */
 void nk_wal_segment_name(uint64_t number, char *buf);

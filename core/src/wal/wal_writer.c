@@ -17,7 +17,6 @@ struct nk_wal {
   uint64_t number;     /* current segment */
   uint64_t size;       /* bytes in the current segment */
   nk_file *file;
-  atomic_uint_fast64_t created;  /* read by stats from other threads */
 };
 
 void nk_wal_segment_name(uint64_t number, char *buf) {
@@ -82,7 +81,6 @@ static int start_segment(nk_wal *w) {
   NK_RET(w->env->sync_dir(w->env, w->dir));
   w->number = number;
   w->size = 0;
-  atomic_fetch_add_explicit(&w->created, 1, memory_order_relaxed);
   return NOKV_OK;
 }
 
@@ -146,10 +144,6 @@ int nk_wal_close(nk_wal *w) {
   free(w->dir);
   free(w);
   return ret;
-}
-
-uint64_t nk_wal_segments_created(const nk_wal *w) {
-  return atomic_load_explicit(&((nk_wal *)w)->created, memory_order_relaxed);
 }
 
 uint64_t nk_wal_number(const nk_wal *w) { return w->number; }
