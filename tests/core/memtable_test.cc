@@ -9,6 +9,7 @@
 
 extern "C" {
 #include "memtable/memtable.h"
+#include "util/checksum.h"
 #include "nokv/status.h"
 #include "util/arena.h"
 }
@@ -52,16 +53,16 @@ TEST(MemtableTest, OrdersByKeyThenNewestVersionFirst) {
   EXPECT_EQ(Dump(mt), (V{{"a", 2}, {"ab", 1}, {"b", 9}, {"b", 7}, {"b", 5}, {"c", 3}}));
 
   nk_entry e;
-  EXPECT_FALSE(nk_memtable_get(mt, "b", 1, 4, &e));
-  ASSERT_TRUE(nk_memtable_get(mt, "b", 1, 5, &e));
+  EXPECT_FALSE(nk_memtable_get(mt, "b", 1, nk_hash64("b", 1), 4, &e));
+  ASSERT_TRUE(nk_memtable_get(mt, "b", 1, nk_hash64("b", 1), 5, &e));
   EXPECT_EQ(std::string(e.val, e.vlen), "b5");
-  ASSERT_TRUE(nk_memtable_get(mt, "b", 1, 8, &e));
+  ASSERT_TRUE(nk_memtable_get(mt, "b", 1, nk_hash64("b", 1), 8, &e));
   EXPECT_EQ(e.kind, NK_KIND_DELETE);
   EXPECT_EQ(e.ts, 7u);
-  ASSERT_TRUE(nk_memtable_get(mt, "b", 1, 100, &e));
+  ASSERT_TRUE(nk_memtable_get(mt, "b", 1, nk_hash64("b", 1), 100, &e));
   EXPECT_EQ(std::string(e.val, e.vlen), "b9");
-  EXPECT_FALSE(nk_memtable_get(mt, "bb", 2, 100, &e));
-  EXPECT_FALSE(nk_memtable_get(mt, "", 0, 100, &e));
+  EXPECT_FALSE(nk_memtable_get(mt, "bb", 2, nk_hash64("bb", 2), 100, &e));
+  EXPECT_FALSE(nk_memtable_get(mt, "", 0, nk_hash64("", 0), 100, &e));
   EXPECT_EQ(nk_memtable_entries(mt), 6u);
   nk_memtable_free(mt);
 }
@@ -72,7 +73,7 @@ TEST(MemtableTest, SameKeyAndTimestampReplacesTheEntry) {
   ASSERT_EQ(nk_memtable_add(mt, 4, NK_KIND_DELETE, "k", 1, nullptr, 0), NOKV_OK);
   ASSERT_EQ(Dump(mt).size(), 1u);
   nk_entry e;
-  ASSERT_TRUE(nk_memtable_get(mt, "k", 1, 4, &e));
+  ASSERT_TRUE(nk_memtable_get(mt, "k", 1, nk_hash64("k", 1), 4, &e));
   EXPECT_EQ(e.kind, NK_KIND_DELETE);
   nk_memtable_free(mt);
 }

@@ -55,10 +55,11 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
   nk_view *view = nk_db_acquire_view(db);
   uint64_t read_ts = nk_db_read_ts(db, ro);
   int ret = NOKV_ENOTFOUND;
+  uint64_t hash = nk_hash64(key, klen);
   nk_entry e;
-  bool found = nk_memtable_get(view->mem, key, klen, read_ts, &e);
+  bool found = nk_memtable_get(view->mem, key, klen, hash, read_ts, &e);
   for (size_t i = 0; !found && i < view->nimm; i++) {
-    found = nk_memtable_get(view->imm[i], key, klen, read_ts, &e);
+    found = nk_memtable_get(view->imm[i], key, klen, hash, read_ts, &e);
   }
   if (found) {
     if (e.kind == NK_KIND_VALUE) {
@@ -74,8 +75,8 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
       nk_ikey_encode(target, key, klen, read_ts, NK_KIND_SEEK);
       nk_get_result r;
       uint64_t probes = 0;
-      int rc = nk_version_get(view->version, db->tc, target, klen + NK_IKEY_TRAILER,
-                              nk_hash64(key, klen), &r, &probes);
+      int rc = nk_version_get(view->version, db->tc, target, klen + NK_IKEY_TRAILER, hash, &r,
+                              &probes);
       nk_count(&db->stats.table_probes, probes);
       if (rc != NOKV_OK) {
         ret = rc;

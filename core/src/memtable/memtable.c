@@ -120,8 +120,8 @@ static void bloom_add(nk_memtable *mt, uint64_t h) {
 
 /* Readers see every bit a write set before it was published: the oracle's
  * release/acquire orders them. */
-static bool bloom_may_contain(const nk_memtable *mt, const char *key, size_t klen) {
-  uint64_t h = nk_hash64(key, klen), g = probe_bits(h);
+static bool bloom_may_contain(const nk_memtable *mt, uint64_t h) {
+  uint64_t g = probe_bits(h);
   const uint64_t *line = bloom_line(mt, h);
   for (int i = 0; i < NK_BLOOM_PROBES; i++) {
     unsigned bit = (unsigned)(g >> (i * 9)) & 511;
@@ -150,9 +150,9 @@ int nk_memtable_add(nk_memtable *mt, uint64_t ts, nk_kind kind, const char *key,
   return NOKV_OK;
 }
 
-bool nk_memtable_get(const nk_memtable *mt, const char *key, size_t klen, uint64_t read_ts,
-                     nk_entry *out) {
-  if (!bloom_may_contain(mt, key, klen)) {
+bool nk_memtable_get(const nk_memtable *mt, const char *key, size_t klen, uint64_t key_hash,
+                     uint64_t read_ts, nk_entry *out) {
+  if (!bloom_may_contain(mt, key_hash)) {
     return false;
   }
   nk_sl_iter it;

@@ -39,10 +39,12 @@ size_t nk_memtable_cost(size_t klen, size_t vlen);
 int nk_memtable_add(nk_memtable *mt, uint64_t ts, nk_kind kind, const char *key, size_t klen,
                     const char *val, size_t vlen);
 
-/* Finds the newest version of key with ts <= read_ts. Returns false if there is
- * none; otherwise fills *out (a deletion is found too: check out->kind). */
-bool nk_memtable_get(const nk_memtable *mt, const char *key, size_t klen, uint64_t read_ts,
-                     nk_entry *out);
+/* Finds the newest version of key with ts <= read_ts. key_hash is
+ * nk_hash64(key, klen): a read hashes its key once for every memtable and table
+ * filter it consults. Returns false if there is none; otherwise fills *out (a
+ * deletion is found too: check out->kind). */
+bool nk_memtable_get(const nk_memtable *mt, const char *key, size_t klen, uint64_t key_hash,
+                     uint64_t read_ts, nk_entry *out);
 
 size_t nk_memtable_usage(const nk_memtable *mt);
 uint64_t nk_memtable_entries(const nk_memtable *mt);

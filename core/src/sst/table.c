@@ -348,10 +348,7 @@ static nk_iter *data_block_iter(nk_table *t, const char *enc, size_t elen, int *
   } else {
     *status = read_block(t, h, &b);
     if (*status != NOKV_OK) return NULL;
-    if (t->stats != NULL) {
-      nk_stat_add(&t->stats->block_reads, 1);
-      nk_stat_add(&t->stats->block_read_bytes, h.size);
-    }
+    if (t->stats != NULL) nk_stat_add(&t->stats->block_reads, 1);
     if (t->cache != NULL) {
       ch = nk_cache_insert(t->cache, t->cache_id, h.offset, b, b->size + 4 * b->nrestarts,
                            nk_block_free_void);

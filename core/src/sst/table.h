@@ -27,7 +27,6 @@ extern "C" {
 /* Counters shared by every table of a database. */
 typedef struct nk_sst_stats {
   uint64_t block_reads;   /* data blocks read from disk */
-  uint64_t block_read_bytes;
   uint64_t bloom_checks;
   uint64_t bloom_negatives; /* reads the filter saved */
   uint64_t checksum_errors;

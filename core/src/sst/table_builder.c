@@ -202,7 +202,6 @@ uint64_t nk_table_builder_file_size(const nk_table_builder *b) {
   return b->offset + nk_block_builder_size_estimate(&b->data);
 }
 
-uint64_t nk_table_builder_entries(const nk_table_builder *b) { return b->props.entries; }
 
 void nk_table_props_release(nk_table_props *p) {
   free(p->smallest);

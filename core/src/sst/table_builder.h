@@ -35,7 +35,6 @@ int nk_table_builder_add(nk_table_builder *b, const char *ikey, size_t n, const 
 int nk_table_builder_finish(nk_table_builder *b, nk_table_props *props, uint64_t *file_size);
 /* Bytes written so far plus the pending block. */
 uint64_t nk_table_builder_file_size(const nk_table_builder *b);
-uint64_t nk_table_builder_entries(const nk_table_builder *b);
 void nk_table_builder_free(nk_table_builder *b);
 
 #ifdef __cplusplus

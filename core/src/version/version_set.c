@@ -39,7 +39,7 @@ void nk_vset_mark_file_used(nk_vset *vs, uint64_t number) {
 /* A table left by the last version that held it: delete its file. */
 static void on_obsolete(void *arg, nk_file_meta *f) {
   nk_vset *vs = arg;
-  if (vs->recovering) return;
+  if (vs->keep_files) return;
   nk_table_cache_evict(vs->tc, f->number);
   char name[32];
   nk_table_file_name(f->number, name);
@@ -151,11 +151,11 @@ int nk_vset_open(const struct nokv_env *env, const char *dir, nk_table_cache *tc
   *fresh = missing;
   if (!missing) {
     if ((path = nk_path_join(dir, name)) == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
-    vs->recovering = true;
+    vs->keep_files = true;
     replay_ctx c = {vs, path};
     nk_wal_replay_stats st = {0};
     ret = nk_log_replay(env, path, NK_WAL_EDIT, true, replay_edit, &c, &st);
-    vs->recovering = false;
+    vs->keep_files = false;
     if (ret == NOKV_EIO && st.records == 0) {
       ret = nk_err(NOKV_ECORRUPT, "CURRENT names %s, which cannot be read: %s", path,
                    nokv_errmsg());
@@ -177,7 +177,7 @@ void nk_vset_close(nk_vset *vs) {
   if (vs == NULL) return;
   nk_file_close(vs->manifest);
   if (vs->current != NULL) {
-    vs->recovering = true;  /* closing drops the in-memory version, not files */
+    vs->keep_files = true;  /* closing drops the in-memory version, not files */
     nk_version_unref(vs->current);
   }
   pthread_mutex_destroy(&vs->mu);

@@ -41,7 +41,7 @@ typedef struct nk_vset {
   pthread_mutex_t install_mu;
   nk_file *manifest;
   uint64_t manifest_number, manifest_size;
-  bool recovering;        /* while replaying: drop nothing from disk */
+  bool keep_files;        /* replaying or closing: a released version deletes nothing */
 
   uint64_t tables_deleted;     /* atomic */
   uint64_t manifest_rewrites;  /* atomic */
