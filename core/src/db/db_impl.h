@@ -1,7 +1,8 @@
 /*
  * db_impl.h — the database handle, shared by db.c (open, close, recovery,
  * stats), write.c (group commit, making room), flush.c (memtable → L0),
- * compact.c (compaction), build.c (writing tables) and read.c (get, iterators).
+ * compact.c (compaction), build.c (writing tables) and read.c (get, iterators);
+ * db.c also owns the background threads and the sticky background error.
  *
  * Locking: mu guards the writer queue, the memtable list (mem, imm), background
  * state and bg_error. view_mu guards only the view pointer, so readers take it
@@ -166,7 +167,7 @@ typedef struct nk_build_job {
  * removed and e is left with whatever was added (the caller releases it). */
 int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *e);
 
-/* ---- background work (flush.c, compact.c) ---- */
+/* ---- background work (threads in db.c; flush.c, compact.c) ---- */
 
 int nk_db_start_background(nokv_db *db);
 /* Stops and joins the background threads. REQUIRES: mu not held. */

@@ -5,22 +5,11 @@
  * makes its segments obsolete), the memtable leaves imm, a new view is
  * published, stalled writers are woken and the old WAL segments are deleted.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db/db_impl.h"
 #include "util/error.h"
-
-void nk_db_set_bg_error(nokv_db *db, int rc, const char *what) {
-  if (db->bg_error == NOKV_OK) {
-    db->bg_error = rc;
-    snprintf(db->bg_errmsg, sizeof db->bg_errmsg,
-             "writes stopped after a failed %s (%s); reopen the database to recover", what,
-             nokv_errmsg());
-  }
-  pthread_cond_broadcast(&db->room_cv);
-}
 
 int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number) {
   nk_edit e;
@@ -98,32 +87,4 @@ void *nk_db_flush_main(void *arg) {
   }
   pthread_mutex_unlock(&db->mu);
   return NULL;
-}
-
-int nk_db_start_background(nokv_db *db) {
-  if (pthread_create(&db->flush_thread, NULL, nk_db_flush_main, db) != 0) {
-    return nk_err(NOKV_ENOMEM, "cannot start the flush thread");
-  }
-  db->threads_started = true;
-  for (int i = 0; i < db->opts.max_background_compactions; i++) {
-    if (pthread_create(&db->compact_threads[i], NULL, nk_db_compact_main, db) != 0) {
-      nk_db_stop_background(db);
-      return nk_err(NOKV_ENOMEM, "cannot start a compaction thread");
-    }
-    db->ncompact_threads++;
-  }
-  return NOKV_OK;
-}
-
-void nk_db_stop_background(nokv_db *db) {
-  if (!db->threads_started) return;
-  pthread_mutex_lock(&db->mu);
-  __atomic_store_n(&db->stop_bg, true, __ATOMIC_RELAXED);
-  pthread_cond_broadcast(&db->bg_cv);
-  pthread_cond_broadcast(&db->room_cv);
-  pthread_mutex_unlock(&db->mu);
-  pthread_join(db->flush_thread, NULL);
-  for (int i = 0; i < db->ncompact_threads; i++) pthread_join(db->compact_threads[i], NULL);
-  db->ncompact_threads = 0;
-  db->threads_started = false;
 }
