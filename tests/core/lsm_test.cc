@@ -305,6 +305,27 @@ TEST_F(LsmTest, WritersStallWhileFlushesLagAndResumeAfterwards) {
   Close();  // before the fault env goes away
 }
 
+TEST_F(LsmTest, FailedCompactionStopsWritesAndReopenRecoversEverything) {
+  nokv_test::FaultEnv fault;
+  o_.env = fault.env();
+  Open();
+  Fill(3000, 0);
+  ASSERT_EQ(nokv_flush(db_), NOKV_OK);
+  fault.FailSyncs(true, ".sst");  // compaction outputs cannot be made durable
+  EXPECT_EQ(nokv_compact(db_), NOKV_EIO);
+  EXPECT_NE(std::string(nokv_errmsg()).find("writes stopped after a failed compaction"),
+            std::string::npos)
+      << nokv_errmsg();
+  EXPECT_EQ(Put(db_, "more", "x"), NOKV_EIO);
+  fault.FailSyncs(false);
+  Close();
+  EXPECT_FALSE(FilesWithSuffix(dir_.path(), ".sst").empty());
+  Open();
+  for (int i = 0; i < 3000; i++) ASSERT_EQ(Get(db_, Key(i))->data, Value(i, 0)) << i;
+  EXPECT_EQ(FilesWithSuffix(dir_.path(), ".sst").size(), Stats(db_).tables);
+  Close();  // before the fault env goes away
+}
+
 TEST_F(LsmTest, FailedFlushStopsWritesAndReopenRecoversEverything) {
   nokv_test::FaultEnv fault;
   o_.env = fault.env();
