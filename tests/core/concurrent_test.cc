@@ -127,11 +127,7 @@ TEST(ConcurrentTest, WritersAndReadersAgreeOnOrder) { WritersAndReaders(nullptr,
 
 TEST(ConcurrentTest, ReadsStayConsistentAcrossFlushesAndCompactions) {
   nokv_options o;
-  nokv_options_init(&o);
-  o.memtable_max_bytes = 64 << 10;
-  o.level1_max_bytes = 256 << 10;
-  o.target_file_bytes = 64 << 10;
-  o.block_size = 1024;
+  nokv_test::TinyLsmOptions(&o);
   o.block_cache_bytes = 128 << 10;
   o.l0_compaction_trigger = 2;
   WritersAndReaders(&o, true);

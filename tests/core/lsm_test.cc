@@ -32,11 +32,7 @@ std::string Key(int i) {
 class LsmTest : public ::testing::Test {
  protected:
   LsmTest() {
-    nokv_options_init(&o_);
-    o_.memtable_max_bytes = 64 << 10;
-    o_.level1_max_bytes = 256 << 10;
-    o_.target_file_bytes = 64 << 10;
-    o_.block_size = 1024;
+    nokv_test::TinyLsmOptions(&o_);
     o_.compression_start_level = 1;
   }
   ~LsmTest() override { Close(); }

@@ -79,11 +79,7 @@ TEST_F(ModelTest, RandomOperationsOverFlushesAndCompactionsMatchAMap) {
   int ops = env != nullptr && *env ? atoi(env) : 2000000;
   keyspace_ = 20000;
   nokv_options o;
-  nokv_options_init(&o);
-  o.memtable_max_bytes = 64 << 10;
-  o.level1_max_bytes = 256 << 10;
-  o.target_file_bytes = 64 << 10;
-  o.block_size = 1024;
+  nokv_test::TinyLsmOptions(&o);
   o.compression_start_level = 1;
   o.block_cache_bytes = 256 << 10;
   o.max_open_files = 16;

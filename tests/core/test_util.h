@@ -75,6 +75,16 @@ inline nokv_statistics Stats(nokv_db* db) {
   return s;
 }
 
+// Defaults shrunk so that flushes, L0 merges, leveled compactions and trivial
+// moves all happen within a few megabytes of writes.
+inline void TinyLsmOptions(nokv_options* o) {
+  nokv_options_init(o);
+  o->memtable_max_bytes = 64 << 10;
+  o->level1_max_bytes = 256 << 10;
+  o->target_file_bytes = 64 << 10;
+  o->block_size = 1024;
+}
+
 // Names of the files in dir ending in suffix, sorted.
 inline std::vector<std::string> FilesWithSuffix(const std::string& dir, const std::string& suffix) {
   std::vector<std::string> out;
