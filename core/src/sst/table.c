@@ -18,6 +18,7 @@
 
 #include "sst/block.h"
 #include "sst/bloom.h"
+#include "sst/two_level_iter.h"
 #include "util/counter.h"
 #include "util/error.h"
 
@@ -422,108 +423,13 @@ done:
   return ret;
 }
 
-/* ---- two-level iterator: index block → data blocks ---- */
+/* ---- iteration: the index block over the data blocks ---- */
 
-typedef struct table_iter {
-  nk_iter base;
-  nk_table *t;
-  nk_iter *index;
-  nk_iter *data;  /* NULL when not positioned in a block */
-  int status;
-} table_iter;
-
-static void set_data(table_iter *it, nk_iter *data) {
-  nk_iter_destroy(it->data);
-  it->data = data;
+static nk_iter *open_data_block(void *table, const char *value, size_t n, int *status) {
+  return data_block_iter(table, value, n, status);
 }
-
-/* Opens the block the index points at; false on error or index end. */
-static bool load_block(table_iter *it) {
-  set_data(it, NULL);
-  if (!nk_iter_valid(it->index)) {
-    if (it->status == NOKV_OK) it->status = nk_iter_status(it->index);
-    return false;
-  }
-  size_t elen;
-  const char *enc = nk_iter_value(it->index, &elen);
-  int st = NOKV_OK;
-  nk_iter *d = data_block_iter(it->t, enc, elen, &st);
-  if (d == NULL) {
-    it->status = st;
-    return false;
-  }
-  it->data = d;
-  return true;
-}
-
-/* Moves forward past exhausted blocks. */
-static void skip_empty(table_iter *it) {
-  while (it->data != NULL && !nk_iter_valid(it->data)) {
-    int st = nk_iter_status(it->data);
-    if (st != NOKV_OK) {
-      it->status = st;
-      set_data(it, NULL);
-      return;
-    }
-    nk_iter_next(it->index);
-    if (!load_block(it)) return;
-    nk_iter_seek_first(it->data);
-  }
-}
-
-static bool ti_valid(const nk_iter *base) {
-  const table_iter *it = (const table_iter *)base;
-  return it->status == NOKV_OK && it->data != NULL && nk_iter_valid(it->data);
-}
-
-static void ti_seek_first(nk_iter *base) {
-  table_iter *it = (table_iter *)base;
-  nk_iter_seek_first(it->index);
-  if (load_block(it)) nk_iter_seek_first(it->data);
-  skip_empty(it);
-}
-
-static void ti_seek(nk_iter *base, const char *k, size_t n) {
-  table_iter *it = (table_iter *)base;
-  nk_iter_seek(it->index, k, n);
-  if (load_block(it)) nk_iter_seek(it->data, k, n);
-  skip_empty(it);
-}
-
-static void ti_next(nk_iter *base) {
-  table_iter *it = (table_iter *)base;
-  nk_iter_next(it->data);
-  skip_empty(it);
-}
-
-static const char *ti_key(const nk_iter *base, size_t *n) {
-  return nk_iter_key(((const table_iter *)base)->data, n);
-}
-
-static const char *ti_value(const nk_iter *base, size_t *n) {
-  return nk_iter_value(((const table_iter *)base)->data, n);
-}
-
-static int ti_status(const nk_iter *base) { return ((const table_iter *)base)->status; }
-
-static void ti_destroy(nk_iter *base) {
-  table_iter *it = (table_iter *)base;
-  nk_iter_destroy(it->data);
-  nk_iter_destroy(it->index);
-  free(it);
-}
-
-static const nk_iter_ops table_iter_ops = {ti_valid, ti_seek_first, ti_seek,   ti_next,
-                                           ti_key,   ti_value,      ti_status, ti_destroy};
 
 nk_iter *nk_table_iter_new(nk_table *t) {
-  table_iter *it = calloc(1, sizeof *it);
-  if (it == NULL) return NULL;
-  if ((it->index = nk_block_iter_new(t->index, NULL, NULL, NULL)) == NULL) {
-    free(it);
-    return NULL;
-  }
-  it->base.ops = &table_iter_ops;
-  it->t = t;
-  return &it->base;
+  nk_iter *index = nk_block_iter_new(t->index, NULL, NULL, NULL);
+  return index == NULL ? NULL : nk_two_level_iter_new(index, open_data_block, t);
 }

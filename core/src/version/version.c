@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "memtable/internal_key.h"
+#include "sst/two_level_iter.h"
 #include "util/error.h"
 
 nk_file_meta *nk_file_meta_new(uint64_t number, uint64_t size, const char *smallest,
@@ -244,96 +245,56 @@ int nk_version_get(const nk_version *v, nk_table_cache *tc, const char *target, 
   return NOKV_OK;
 }
 
-/* ---- level iterator: concatenation of disjoint sorted tables ---- */
+/* ---- level iterator: the list of a level's tables over the tables ---- */
 
-typedef struct level_iter {
+/* An iterator over a sorted array of file metas: key = the table's largest key,
+ * value = the bytes of the meta pointer. */
+typedef struct file_list_iter {
   nk_iter base;
   nk_file_meta *const *files;
-  size_t n;
-  size_t index;       /* file of cur; n when none */
-  nk_iter *cur;
-  nk_table_cache *tc;
-  int status;
-} level_iter;
+  size_t n, i;  /* i == n: invalid */
+} file_list_iter;
 
-static bool open_file(level_iter *it, size_t i) {
-  nk_iter_destroy(it->cur);
-  it->cur = NULL;
-  it->index = i;
-  if (i >= it->n) return false;
-  it->cur = nk_table_cache_iter(it->tc, it->files[i]->number, it->files[i]->size);
-  if (it->cur == NULL) {
-    it->status = nk_err(NOKV_ENOMEM, "out of memory opening a table iterator");
-    it->index = it->n;
-    return false;
-  }
-  return true;
+static bool fl_valid(const nk_iter *base) {
+  const file_list_iter *it = (const file_list_iter *)base;
+  return it->i < it->n;
 }
+static void fl_seek_first(nk_iter *base) { ((file_list_iter *)base)->i = 0; }
+static void fl_seek(nk_iter *base, const char *k, size_t n) {
+  file_list_iter *it = (file_list_iter *)base;
+  it->i = find_file(it->files, it->n, k, n);
+}
+static void fl_next(nk_iter *base) { ((file_list_iter *)base)->i++; }
+static const char *fl_key(const nk_iter *base, size_t *n) {
+  const file_list_iter *it = (const file_list_iter *)base;
+  *n = it->files[it->i]->largest_len;
+  return it->files[it->i]->largest;
+}
+static const char *fl_value(const nk_iter *base, size_t *n) {
+  const file_list_iter *it = (const file_list_iter *)base;
+  *n = sizeof it->files[it->i];
+  return (const char *)&it->files[it->i];
+}
+static int fl_status(const nk_iter *base) { (void)base; return NOKV_OK; }
+static void fl_destroy(nk_iter *base) { free(base); }
 
-static void skip_exhausted(level_iter *it) {
-  while (it->cur != NULL && !nk_iter_valid(it->cur)) {
-    int st = nk_iter_status(it->cur);
-    if (st != NOKV_OK) {
-      it->status = st;
-      open_file(it, it->n);
-      return;
-    }
-    if (open_file(it, it->index + 1)) nk_iter_seek_first(it->cur);
-  }
-}
+static const nk_iter_ops file_list_ops = {fl_valid, fl_seek_first, fl_seek,   fl_next,
+                                          fl_key,   fl_value,      fl_status, fl_destroy};
 
-static bool li_valid(const nk_iter *base) {
-  const level_iter *it = (const level_iter *)base;
-  return it->status == NOKV_OK && it->cur != NULL && nk_iter_valid(it->cur);
+static nk_iter *open_table(void *tc, const char *value, size_t n, int *status) {
+  nk_file_meta *f;
+  memcpy(&f, value, sizeof f);
+  (void)n;
+  nk_iter *it = nk_table_cache_iter(tc, f->number, f->size);
+  if (it == NULL) *status = nk_err(NOKV_ENOMEM, "out of memory opening a table iterator");
+  return it;
 }
-
-static void li_seek_first(nk_iter *base) {
-  level_iter *it = (level_iter *)base;
-  if (open_file(it, 0)) nk_iter_seek_first(it->cur);
-  skip_exhausted(it);
-}
-
-static void li_seek(nk_iter *base, const char *k, size_t n) {
-  level_iter *it = (level_iter *)base;
-  size_t i = find_file(it->files, it->n, k, n);
-  if (it->cur == NULL || it->index != i) {
-    if (!open_file(it, i)) return;
-  }
-  nk_iter_seek(it->cur, k, n);
-  skip_exhausted(it);
-}
-
-static void li_next(nk_iter *base) {
-  level_iter *it = (level_iter *)base;
-  nk_iter_next(it->cur);
-  skip_exhausted(it);
-}
-
-static const char *li_key(const nk_iter *base, size_t *n) {
-  return nk_iter_key(((const level_iter *)base)->cur, n);
-}
-static const char *li_value(const nk_iter *base, size_t *n) {
-  return nk_iter_value(((const level_iter *)base)->cur, n);
-}
-static int li_status(const nk_iter *base) { return ((const level_iter *)base)->status; }
-static void li_destroy(nk_iter *base) {
-  level_iter *it = (level_iter *)base;
-  nk_iter_destroy(it->cur);
-  free(it);
-}
-
-static const nk_iter_ops level_iter_ops = {li_valid, li_seek_first, li_seek,   li_next,
-                                           li_key,   li_value,      li_status, li_destroy};
 
 nk_iter *nk_files_iter_new(nk_file_meta *const *files, size_t n, nk_table_cache *tc) {
-  level_iter *it = calloc(1, sizeof *it);
-  if (it == NULL) return NULL;
-  it->base.ops = &level_iter_ops;
-  it->files = files;
-  it->n = n;
-  it->index = n;
-  it->tc = tc;
-  return &it->base;
+  file_list_iter *list = calloc(1, sizeof *list);
+  if (list == NULL) return NULL;
+  *list = (file_list_iter){.base.ops = &file_list_ops, .files = files, .n = n, .i = n};
+  return nk_two_level_iter_new(&list->base, open_table, tc);
 }
 
 nk_iter *nk_level_iter_new(const nk_version *v, int level, nk_table_cache *tc) {
