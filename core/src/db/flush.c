@@ -67,6 +67,9 @@ void *nk_db_flush_main(void *arg) {
     uint64_t log = db->imm_log[0];
     pthread_mutex_unlock(&db->mu);
     int rc = nk_db_flush_memtable(db, mem, log);
+    /* Its segments go before the memtable leaves imm, so whoever sees the queue
+     * drained (nokv_flush) also sees them gone. */
+    if (rc == NOKV_OK) nk_db_delete_obsolete_wal(db);
     pthread_mutex_lock(&db->mu);
     if (rc != NOKV_OK) {
       nk_db_set_bg_error(db, rc, "flush");
@@ -79,9 +82,6 @@ void *nk_db_flush_main(void *arg) {
       nk_db_set_bg_error(db, NOKV_ENOMEM, "flush");
     }
     nk_memtable_unref(mem);
-    pthread_mutex_unlock(&db->mu);
-    nk_db_delete_obsolete_wal(db);
-    pthread_mutex_lock(&db->mu);
     pthread_cond_broadcast(&db->room_cv);
     pthread_cond_broadcast(&db->bg_cv);  /* the compactor may have work now */
   }
