@@ -62,6 +62,18 @@ typedef struct nokv_options {
   size_t manifest_max_bytes;   /* manifest rewritten as a snapshot past this; default 4 MiB */
   bool disable_auto_compaction; /* for tests and bulk loads; default false */
 
+  /* Value log. A value of at least value_threshold bytes is stored once in the
+   * value log and the LSM keeps a 16-byte pointer to it, so compaction never
+   * rewrites it. 0 keeps every value in the LSM. Default 1 KiB. */
+  size_t value_threshold;
+  uint64_t value_log_segment_bytes;  /* segment size; default 256 MiB, 4 KiB to 2 GiB */
+  /* A segment is garbage-collected once this share of it is known dead. Default 0.5. */
+  double value_log_gc_ratio;
+  /* Background GC rewrites live values at most this fast; 0: unthrottled.
+   * Default 32 MiB/s. nokv_vlog_gc() is never throttled. */
+  uint64_t value_log_gc_bytes_per_sec;
+  bool disable_auto_gc;        /* only nokv_vlog_gc() collects; default false */
+
   const struct nokv_env *env;  /* NULL: POSIX file layer */
 } nokv_options;
 

@@ -53,8 +53,8 @@ typedef struct nokv_statistics {
   uint64_t level_bytes[NOKV_NUM_LEVELS];
   uint64_t tables_deleted;
   uint64_t manifest_rewrites;
-  /* Write amplification so far = (wal + flush + compaction bytes written) / user
-   * bytes written; read amplification = table probes / gets. */
+  /* Write amplification so far = (wal + value log + flush + compaction bytes
+   * written) / user bytes written; read amplification = table probes / gets. */
   uint64_t disk_bytes_written;
   uint64_t get_table_probes;
 
@@ -66,6 +66,18 @@ typedef struct nokv_statistics {
   uint64_t bloom_checks;
   uint64_t bloom_negatives;     /* table reads the filter saved */
   uint64_t checksum_errors;
+
+  /* value log */
+  uint64_t vlog_segments;
+  uint64_t vlog_bytes;             /* in live segments */
+  uint64_t vlog_garbage_bytes;     /* dead bytes compaction has found (discard stats) */
+  uint64_t vlog_garbage_permille;  /* vlog_garbage_bytes per 1000 vlog_bytes */
+  uint64_t vlog_bytes_written;
+  uint64_t vlog_reads;             /* values read from the value log */
+  uint64_t gc_runs;                /* segments examined by value-log GC */
+  uint64_t gc_segments_collected;  /* segments GC rewrote and retired */
+  uint64_t gc_bytes_rewritten;     /* live entries GC appended again */
+  uint64_t gc_bytes_reclaimed;     /* segment bytes GC deleted */
 
   /* read path */
   uint64_t gets;
@@ -79,6 +91,10 @@ typedef struct nokv_statistics {
   uint64_t torn_tail_bytes;        /* bytes cut off */
   uint64_t orphan_tables_removed;  /* tables no version names (e.g. half written
                                       when the process died), removed at open */
+  uint64_t vlog_validated_bytes;   /* value log checked past the durable head */
+  uint64_t vlog_torn_bytes;        /* torn value-log tail cut */
+  uint64_t wal_records_dangling;   /* WAL records dropped because the values they
+                                      point at were lost (unsynced writes) */
 } nokv_statistics;
 
 #ifdef __cplusplus

@@ -81,27 +81,31 @@ static int reserve(nokv_batch *b, size_t extra) {
   return NOKV_OK;
 }
 
+char *nk_batch_encode_op(char *p, const nk_batch_op *op) {
+  *p++ = (char)(op->kind | (op->ts != 0 ? NK_BATCH_OP_TS : 0));
+  if (op->ts != 0) {
+    nk_put_u64(p, op->ts);
+    p += 8;
+  }
+  p = nk_put_varint64(p, op->klen);
+  if (op->klen > 0) memcpy(p, op->key, op->klen);
+  p += op->klen;
+  if (nk_kind_has_value(op->kind)) {
+    p = nk_put_varint64(p, op->vlen);
+    if (op->vlen > 0) memcpy(p, op->val, op->vlen);
+    p += op->vlen;
+  }
+  return p;
+}
+
 static int add(nokv_batch *b, nk_kind kind, const void *key, size_t klen, const void *val,
-               size_t vlen) {
+               size_t vlen, uint64_t ts) {
   if (klen > UINT32_MAX || vlen > UINT32_MAX) {
     return nk_err(NOKV_EINVAL, "key or value longer than 4 GiB");
   }
-  NK_RET(reserve(b, 1 + 2 * NK_VARINT32_MAX + klen + vlen));
-  char *p = b->rep + b->len;
-  *p++ = (char)kind;
-  p = nk_put_varint64(p, klen);
-  if (klen > 0) {
-    memcpy(p, key, klen);
-  }
-  p += klen;
-  if (kind == NK_KIND_VALUE) {
-    p = nk_put_varint64(p, vlen);
-    if (vlen > 0) {
-      memcpy(p, val, vlen);
-    }
-    p += vlen;
-  }
-  b->len = (size_t)(p - b->rep);
+  NK_RET(reserve(b, nk_batch_op_max_len(klen, vlen)));
+  nk_batch_op op = {.kind = kind, .ts = ts, .key = key, .klen = klen, .val = val, .vlen = vlen};
+  b->len = (size_t)(nk_batch_encode_op(b->rep + b->len, &op) - b->rep);
   b->count++;
   b->deletes += kind == NK_KIND_DELETE;
   nk_put_u32(b->rep + 8, b->count);
@@ -112,14 +116,19 @@ static int add(nokv_batch *b, nk_kind kind, const void *key, size_t klen, const 
   return NOKV_OK;
 }
 
+int nk_batch_put_at(nokv_batch *b, const void *key, size_t klen, const void *val, size_t vlen,
+                    uint64_t ts) {
+  return add(b, NK_KIND_VALUE, key, klen, val, vlen, ts);
+}
+
 int nokv_batch_put(nokv_batch *b, const void *key, size_t klen, const void *val, size_t vlen) {
   nk_err_clear();
-  return add(b, NK_KIND_VALUE, key, klen, val, vlen);
+  return add(b, NK_KIND_VALUE, key, klen, val, vlen, 0);
 }
 
 int nokv_batch_delete(nokv_batch *b, const void *key, size_t klen) {
   nk_err_clear();
-  return add(b, NK_KIND_DELETE, key, klen, NULL, 0);
+  return add(b, NK_KIND_DELETE, key, klen, NULL, 0, 0);
 }
 
 int nk_batch_reader_init(nk_batch_reader *r, const char *rep, size_t len, uint64_t *ts,
@@ -146,7 +155,15 @@ int nk_batch_reader_next(nk_batch_reader *r, nk_batch_op *op) {
     return nk_err(NOKV_ECORRUPT, "batch ends %u operations early", r->remaining);
   }
   uint8_t kind = (uint8_t)*r->p++;
-  if (kind != NK_KIND_VALUE && kind != NK_KIND_DELETE) {
+  op->ts = 0;
+  if (kind & NK_BATCH_OP_TS) {
+    kind &= (uint8_t)~NK_BATCH_OP_TS;
+    if (r->limit - r->p < 8) return nk_err(NOKV_ECORRUPT, "batch operation timestamp overruns");
+    op->ts = nk_get_u64(r->p);
+    r->p += 8;
+    if (op->ts == 0) return nk_err(NOKV_ECORRUPT, "batch operation with timestamp 0");
+  }
+  if (kind != NK_KIND_VALUE && kind != NK_KIND_DELETE && kind != NK_KIND_VPTR) {
     return nk_err(NOKV_ECORRUPT, "batch operation of unknown kind %u", kind);
   }
   uint32_t n;
@@ -160,7 +177,7 @@ int nk_batch_reader_next(nk_batch_reader *r, nk_batch_op *op) {
   p += n;
   op->val = NULL;
   op->vlen = 0;
-  if (kind == NK_KIND_VALUE) {
+  if (nk_kind_has_value(op->kind)) {
     p = nk_get_varint32(p, r->limit, &n);
     if (p == NULL || (size_t)(r->limit - p) < n) {
       return nk_err(NOKV_ECORRUPT, "batch value overruns the batch");

@@ -3,10 +3,16 @@
  * a WAL record (one format, as in LevelDB's WriteBatch):
  *
  *   fixed64 commit_ts | fixed32 count | count × op
- *   op = u8 kind | varint32 key_len | key | [varint32 value_len | value]  (value for puts)
+ *   op = u8 kind | [fixed64 ts] | varint32 key_len | key | [varint32 value_len | value]
+ *
+ * The kind's low 7 bits are an nk_kind; a value follows for puts and value
+ * pointers. With the high bit (NK_BATCH_OP_TS) set, the op carries its own
+ * timestamp instead of the batch's: value-log GC rewrites a version in place
+ * (same key and timestamp, new pointer), which only the engine itself does.
  *
  * The commit timestamp is 0 while the batch is being built; the writer stamps a
- * copy of the header when the batch joins a WAL write.
+ * copy of the header when the batch joins a WAL write, and moves values of at
+ * least value_threshold bytes to the value log, leaving pointer ops in the copy.
  */
 #ifndef NOKV_DB_BATCH_INTERNAL_H
 #define NOKV_DB_BATCH_INTERNAL_H
@@ -18,6 +24,7 @@
 #include "nokv/batch.h"
 
 #define NK_BATCH_HEADER 12
+#define NK_BATCH_OP_TS 0x80
 
 struct nokv_batch {
   char *rep;         /* heap, or the caller's inline buffer until it outgrows it */
@@ -36,6 +43,7 @@ void nk_batch_release(struct nokv_batch *b);
 
 typedef struct nk_batch_op {
   nk_kind kind;
+  uint64_t ts;       /* 0: the batch's commit timestamp */
   const char *key;
   size_t klen;
   const char *val;
@@ -46,6 +54,16 @@ typedef struct nk_batch_reader {
   const char *p, *limit;
   uint32_t remaining;
 } nk_batch_reader;
+
+/* Adds a put that keeps timestamp ts (see NK_BATCH_OP_TS). */
+int nk_batch_put_at(struct nokv_batch *b, const void *key, size_t klen, const void *val,
+                    size_t vlen, uint64_t ts);
+
+/* Encodes op at p (room for nk_batch_op_max_len bytes); returns the end. */
+char *nk_batch_encode_op(char *p, const nk_batch_op *op);
+static inline size_t nk_batch_op_max_len(size_t klen, size_t vlen) {
+  return 1 + 8 + 2 * NK_VARINT32_MAX + klen + vlen;
+}
 
 /* Parses the header of an encoded batch. NOKV_ECORRUPT if it is malformed. */
 int nk_batch_reader_init(nk_batch_reader *r, const char *rep, size_t len, uint64_t *ts,

@@ -95,10 +95,22 @@ static int finish_output(nokv_db *db, output *out, nk_build_job *job, nk_edit *e
   return ret;
 }
 
+/* Counts a dropped version; one that pointed into the value log leaves that
+ * many dead bytes in its segment (the discard statistics GC works from). */
+static int drop(nk_build_job *job, nk_edit *e, uint64_t trailer, const char *v, size_t vn) {
+  job->entries_dropped++;
+  nk_vptr p;
+  if (nk_trailer_kind(trailer) == NK_KIND_VPTR && nk_vptr_decode(v, vn, &p)) {
+    return nk_edit_add_discard(e, p.fid, p.len);
+  }
+  return NOKV_OK;
+}
+
 int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *e) {
   output out = {0};
   nk_buf cur = {0};          /* current user key */
   bool have_key = false, below_kept = false;
+  uint64_t last_ts = 0;      /* of the last version of cur seen */
   int ret = NOKV_OK;
   size_t first_new = e->nadds;
   for (; nk_iter_valid(input); nk_iter_next(input)) {
@@ -121,10 +133,16 @@ int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *
       if (!nk_buf_append(&cur, k, ulen)) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
       have_key = true;
       below_kept = false;
+    } else if (nk_trailer_ts(trailer) == last_ts) {
+      /* The same version again, from an older source: value-log GC moved it. */
+      NK_ERR(drop(job, e, trailer, v, vn));
+      continue;
     }
+    last_ts = nk_trailer_ts(trailer);
     if (nk_trailer_ts(trailer) <= job->watermark) {
       if (below_kept) {
-        job->entries_dropped++;  /* shadowed by a newer version below the watermark */
+        /* shadowed by a newer version below the watermark */
+        NK_ERR(drop(job, e, trailer, v, vn));
         continue;
       }
       below_kept = true;

@@ -7,6 +7,7 @@
  *   MANIFEST-NNNNNNNN  version edits: the tables of each level (version_set.h)
  *   NNNNNNNN.sst       tables (docs/table_format.md)
  *   NNNNNNNN.wal       WAL segments not yet flushed to a table
+ *   NNNNNNNN.vlog      value log segments (vlog/vlog.h)
  *
  * Opening replays the manifest (which tables exist, and the WAL log number below
  * which segments are already in tables), then the WAL segments from the log
@@ -51,6 +52,10 @@ void nokv_options_init(nokv_options *o) {
   o->hard_pending_compaction_bytes = UINT64_C(256) << 30;
   o->max_background_compactions = 2;
   o->manifest_max_bytes = 4u << 20;
+  o->value_threshold = 1024;
+  o->value_log_segment_bytes = 256u << 20;
+  o->value_log_gc_ratio = 0.5;
+  o->value_log_gc_bytes_per_sec = 32u << 20;
 }
 
 void nokv_write_options_init(nokv_write_options *wo) { memset(wo, 0, sizeof *wo); }
@@ -97,6 +102,14 @@ static int check_options(const nokv_options *o) {
     return nk_err(NOKV_EINVAL, "max_background_compactions must be in [1, %d], not %d",
                   NK_MAX_COMPACTIONS, o->max_background_compactions);
   }
+  if (o->value_log_segment_bytes < 4096 || o->value_log_segment_bytes > (UINT64_C(2) << 30)) {
+    return nk_err(NOKV_EINVAL, "value_log_segment_bytes must be 4 KiB to 2 GiB, not %llu",
+                  (unsigned long long)o->value_log_segment_bytes);
+  }
+  if (!(o->value_log_gc_ratio > 0 && o->value_log_gc_ratio <= 1)) {
+    return nk_err(NOKV_EINVAL, "value_log_gc_ratio must be in (0, 1], not %g",
+                  o->value_log_gc_ratio);
+  }
   if (o->wal_segment_bytes < 4096) {
     return nk_err(NOKV_EINVAL, "wal_segment_bytes must be at least 4 KiB, not %zu",
                   o->wal_segment_bytes);
@@ -108,7 +121,28 @@ typedef struct replay_ctx {
   nokv_db *db;
   const char *segment;
   uint64_t last_ts;
+  bool dangling;  /* a record pointed past the value log: it and all after are dropped */
 } replay_ctx;
+
+/* Does every value pointer of the batch name an entry the value log holds? A
+ * batch whose values did not reach the disk (written without sync, then power
+ * lost) fails this; so does every later one, since values are written in order. */
+static bool pointers_intact(nokv_db *db, const char *payload, size_t len) {
+  nk_batch_reader r;
+  nk_batch_op op;
+  uint64_t ts;
+  uint32_t count;
+  if (nk_batch_reader_init(&r, payload, len, &ts, &count) != NOKV_OK) return true;
+  int rc;
+  while ((rc = nk_batch_reader_next(&r, &op)) == 1) {
+    nk_vptr p;
+    if (op.kind == NK_KIND_VPTR &&
+        (!nk_vptr_decode(op.val, op.vlen, &p) || !nk_vlog_contains(db->vlog, &p))) {
+      return false;
+    }
+  }
+  return true;  /* a malformed batch is reported by the apply that follows */
+}
 
 static int replay_record(void *arg, uint8_t type, const char *payload, size_t len) {
   replay_ctx *c = arg;
@@ -118,6 +152,11 @@ static int replay_record(void *arg, uint8_t type, const char *payload, size_t le
   uint64_t ts;
   uint32_t count;
   NK_RET(nk_batch_reader_init(&r, payload, len, &ts, &count));
+  if (c->dangling || !pointers_intact(db, payload, len)) {
+    c->dangling = true;
+    db->stats.wal_records_dangling++;
+    return NOKV_OK;
+  }
   if (ts <= c->last_ts || ts > NK_MAX_TS) {
     return nk_err(NOKV_ECORRUPT, "WAL %s: commit timestamp %llu after %llu is out of order",
                   c->segment, (unsigned long long)ts, (unsigned long long)c->last_ts);
@@ -169,6 +208,7 @@ static void db_free(nokv_db *db) {
   for (size_t i = 0; i < db->nimm; i++) nk_memtable_unref(db->imm[i]);
   nk_memtable_unref(db->mem);
   nk_arena_pool_free(db->arena_pool);
+  nk_vlog_close(db->vlog);
   nk_vset_close(db->vset);
   nk_table_cache_free(db->tc);
   nk_cache_free(db->block_cache);
@@ -184,12 +224,38 @@ static void db_free(nokv_db *db) {
   free(db);
 }
 
+/* Opens the value log at the manifest's head, deletes the segments GC retired
+ * and forgets discard totals of segments that are gone. */
+static int open_vlog(nokv_db *db) {
+  nk_vset_vlog st;
+  NK_RET(nk_vset_vlog_state(db->vset, &st));
+  int ret = nk_vlog_open(db->env, db->path, db->opts.value_log_segment_bytes, st.head_fid,
+                         st.head_off, st.retired, st.nretired, &db->vlog,
+                         &db->stats.vlog_recovery);
+  if (ret == NOKV_OK) {
+    for (size_t i = 0; i < st.nretired; i++) nk_vset_forget_segment(db->vset, st.retired[i]);
+    nk_vlog_segment_info *segs = NULL;
+    size_t n = 0;
+    ret = nk_vlog_segments(db->vlog, &segs, &n);
+    for (size_t i = 0; ret == NOKV_OK && i < st.ndiscard; i++) {
+      bool present = false;
+      for (size_t j = 0; j < n && !present; j++) present = segs[j].fid == st.discard[i].fid;
+      if (!present) nk_vset_forget_segment(db->vset, st.discard[i].fid);
+    }
+    free(segs);
+  }
+  nk_vset_vlog_release(&st);
+  return ret;
+}
+
 /* Writes the recovered memtable to L0 (if it holds anything) and logs a fresh
  * manifest whose log number retires every replayed segment. */
 static int finish_recovery(nokv_db *db) {
   uint64_t log = nk_wal_number(db->wal);
+  nk_vhead head;
+  nk_vlog_head(db->vlog, &head.fid, &head.off);
   if (nk_memtable_entries(db->mem) > 0) {
-    NK_RET(nk_db_flush_memtable(db, db->mem, log));
+    NK_RET(nk_db_flush_memtable(db, db->mem, log, head));
     nk_memtable_unref(db->mem);
     if ((db->mem = nk_memtable_new(db->opts.memtable_max_bytes, db->arena_pool)) == NULL) {
       return nk_err(NOKV_ENOMEM, "out of memory creating the memtable");
@@ -199,7 +265,11 @@ static int finish_recovery(nokv_db *db) {
     nk_edit_init(&e);
     e.has_log_number = true;
     e.log_number = log;
-    int ret = nk_vset_log_and_apply(db->vset, &e);
+    e.has_vlog_head = true;
+    e.vlog_head_fid = head.fid;
+    e.vlog_head_off = head.off;
+    int ret = nk_vlog_sync_to(db->vlog, head.fid);
+    if (ret == NOKV_OK) ret = nk_vset_log_and_apply(db->vset, &e);
     nk_edit_release(&e);
     NK_RET(ret);
   }
@@ -253,6 +323,7 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   if (!fresh && opts->error_if_exists) {
     NK_ERR(nk_err(NOKV_EINVAL, "database %s already exists (error_if_exists)", path));
   }
+  NK_ERR(open_vlog(db));
   NK_ERR(replay_wal(db));
   oracle_ready = true;
   if (db->stats.wal_segments_replayed > 0 && opts->error_if_exists) {
@@ -337,6 +408,27 @@ static uint64_t count_wal_segments(nokv_db *db) {
   return n;
 }
 
+static void vlog_stats(nokv_db *db, nokv_statistics *s) {
+  nk_vlog_segment_info *segs = NULL;
+  size_t n = 0;
+  nk_vset_vlog st;
+  if (nk_vlog_segments(db->vlog, &segs, &n) != NOKV_OK) return;
+  if (nk_vset_vlog_state(db->vset, &st) == NOKV_OK) {
+    for (size_t i = 0; i < n; i++) {
+      s->vlog_bytes += segs[i].size;
+      for (size_t j = 0; j < st.ndiscard; j++) {
+        if (st.discard[j].fid == segs[i].fid) s->vlog_garbage_bytes += st.discard[j].bytes;
+      }
+    }
+    nk_vset_vlog_release(&st);
+  }
+  free(segs);
+  s->vlog_segments = n;
+  if (s->vlog_bytes > 0) s->vlog_garbage_permille = s->vlog_garbage_bytes * 1000 / s->vlog_bytes;
+  s->vlog_bytes_written = nk_vlog_bytes_written(db->vlog);
+  s->vlog_reads = nk_counter_get(&db->stats.vlog_reads);
+}
+
 int nokv_stats(nokv_db *db, nokv_statistics *s) {
   nk_err_clear();
   memset(s, 0, sizeof *s);
@@ -396,7 +488,11 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->orphan_tables_removed = db->vset->orphans_deleted;
   s->wal_segments = count_wal_segments(db);
   s->wal_segment_bytes = db->stats.replay.bytes + s->wal_bytes_written;
-  s->disk_bytes_written = s->wal_bytes_written + s->flush_bytes_written +
-                          s->compaction_bytes_written;
+  s->wal_records_dangling = db->stats.wal_records_dangling;
+  s->vlog_validated_bytes = db->stats.vlog_recovery.validated_bytes;
+  s->vlog_torn_bytes = db->stats.vlog_recovery.torn_bytes;
+  vlog_stats(db, s);
+  s->disk_bytes_written = s->wal_bytes_written + s->vlog_bytes_written +
+                          s->flush_bytes_written + s->compaction_bytes_written;
   return NOKV_OK;
 }

@@ -26,6 +26,7 @@
 #include "util/counter.h"
 #include "util/env.h"
 #include "version/version_set.h"
+#include "vlog/vlog.h"
 #include "wal/wal.h"
 
 #define NK_MAX_IMM 16
@@ -57,6 +58,12 @@ typedef struct nk_view {
 
 struct nk_writer;
 
+/* A position in the value log. */
+typedef struct nk_vhead {
+  uint32_t fid;
+  uint64_t off;
+} nk_vhead;
+
 struct nokv_db {
   char *path;
   nokv_options opts;
@@ -78,8 +85,11 @@ struct nokv_db {
   size_t group_cap;
 
   /* Memtables (mu). imm is oldest first; imm_log[i] is the first WAL segment
-   * holding data newer than imm[i]. */
+   * holding data newer than imm[i], imm_vhead[i] the value log head when it was
+   * sealed. mem_vlog_bytes: value-log bytes mem's entries point at (leader). */
   nk_memtable *mem;
+  uint64_t mem_vlog_bytes;
+  nk_vhead imm_vhead[NK_MAX_IMM];
   nk_arena_pool *arena_pool;  /* blocks of flushed memtables, for the next ones */
   nk_memtable *imm[NK_MAX_IMM];
   uint64_t imm_log[NK_MAX_IMM];
@@ -97,6 +107,7 @@ struct nokv_db {
   nk_table_cache *tc;
   nk_sst_stats sst_stats;
   nk_vset *vset;
+  nk_vlog *vlog;
 
   /* Background work (mu). */
   pthread_t flush_thread;
@@ -118,8 +129,11 @@ struct nokv_db {
     nk_counter user_bytes, stalls, stall_micros, slowdowns;
     nk_counter gets, get_hits, iterators, table_probes;
     nk_counter flushes, flush_bytes, compactions, trivial_moves, compact_read, compact_written;
+    nk_counter vlog_reads;
     uint64_t wal_segments_replayed;  /* set once at open */
+    uint64_t wal_records_dangling;   /* dropped at open: their values were lost */
     nk_wal_replay_stats replay;
+    nk_vlog_recovery vlog_recovery;
   } stats;
 };
 
@@ -175,8 +189,9 @@ void nk_db_stop_background(nokv_db *db);
 void *nk_db_flush_main(void *arg);
 void *nk_db_compact_main(void *arg);
 /* Writes mem to an L0 table and logs it with log_number (WAL segments below it
- * become obsolete). Used by the flush thread and at open. */
-int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number);
+ * become obsolete) and the value log head vhead (synced first). Used by the
+ * flush thread and at open. */
+int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number, nk_vhead vhead);
 /* Removes WAL segments below the version set's log number. */
 void nk_db_delete_obsolete_wal(nokv_db *db);
 /* Compaction debt in bytes and whether the version wants a compaction.

@@ -11,7 +11,7 @@
 #include "db/db_impl.h"
 #include "util/error.h"
 
-int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number) {
+int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number, nk_vhead vhead) {
   nk_edit e;
   nk_edit_init(&e);
   nk_build_job job = {
@@ -25,7 +25,12 @@ int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number) {
   nk_iter_seek_first(it);
   int ret = nk_db_write_tables(db, it, &job, &e);
   nk_iter_destroy(it);
+  /* The manifest may call the values before the head durable only once they are. */
+  if (ret == NOKV_OK) ret = nk_vlog_sync_to(db->vlog, vhead.fid);
   if (ret == NOKV_OK) {
+    e.has_vlog_head = true;
+    e.vlog_head_fid = vhead.fid;
+    e.vlog_head_off = vhead.off;
     e.has_log_number = true;
     e.log_number = log_number;
     e.has_last_ts = true;
@@ -65,8 +70,9 @@ void *nk_db_flush_main(void *arg) {
     if (db->stop_bg) break;
     nk_memtable *mem = db->imm[0];
     uint64_t log = db->imm_log[0];
+    nk_vhead vhead = db->imm_vhead[0];
     pthread_mutex_unlock(&db->mu);
-    int rc = nk_db_flush_memtable(db, mem, log);
+    int rc = nk_db_flush_memtable(db, mem, log, vhead);
     /* Its segments go before the memtable leaves imm, so whoever sees the queue
      * drained (nokv_flush) also sees them gone. */
     if (rc == NOKV_OK) nk_db_delete_obsolete_wal(db);
@@ -77,6 +83,7 @@ void *nk_db_flush_main(void *arg) {
     }
     memmove(&db->imm[0], &db->imm[1], (db->nimm - 1) * sizeof db->imm[0]);
     memmove(&db->imm_log[0], &db->imm_log[1], (db->nimm - 1) * sizeof db->imm_log[0]);
+    memmove(&db->imm_vhead[0], &db->imm_vhead[1], (db->nimm - 1) * sizeof db->imm_vhead[0]);
     db->nimm--;
     if (nk_db_refresh_view(db) != NOKV_OK) {
       nk_db_set_bg_error(db, NOKV_ENOMEM, "flush");

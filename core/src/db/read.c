@@ -38,6 +38,28 @@ static int check_key(const nokv_db *db, size_t klen) {
   return NOKV_OK;
 }
 
+/* Reads the value a pointer version (key, ptr) names into a malloc'ed block. */
+static int read_pointed(nokv_db *db, const char *key, size_t klen, const char *ptr, size_t n,
+                        void **val, size_t *vlen) {
+  nk_vptr p;
+  if (!nk_vptr_decode(ptr, n, &p)) {
+    return nk_err(NOKV_ECORRUPT, "malformed value pointer for a %zu-byte key", klen);
+  }
+  nk_buf buf = {0};
+  const char *v;
+  size_t vn;
+  nk_count(&db->stats.vlog_reads, 1);
+  int rc = nk_vlog_read(db->vlog, &p, key, klen, &buf, &v, &vn);
+  if (rc != NOKV_OK) {
+    nk_buf_release(&buf);
+    return rc;
+  }
+  memmove(buf.data, v, vn);
+  *val = buf.data;
+  *vlen = vn;
+  return NOKV_OK;
+}
+
 static int copy_out(const char *v, size_t n, void **val, size_t *vlen) {
   char *copy = malloc(n ? n : 1);
   if (copy == NULL) return nk_err(NOKV_ENOMEM, "out of memory copying a %zu-byte value", n);
@@ -64,8 +86,10 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
   if (found) {
     if (e.kind == NK_KIND_VALUE) {
       ret = copy_out(e.val, e.vlen, val, vlen);
-      if (commit_ts != NULL) *commit_ts = e.ts;
+    } else if (e.kind == NK_KIND_VPTR) {
+      ret = read_pointed(db, key, klen, e.val, e.vlen, val, vlen);
     }
+    if (ret == NOKV_OK && commit_ts != NULL) *commit_ts = e.ts;
   } else {
     char stack[256];
     char *target = klen + NK_IKEY_TRAILER <= sizeof stack ? stack : malloc(klen + NK_IKEY_TRAILER);
@@ -85,6 +109,10 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
         *vlen = r.vlen;
         if (commit_ts != NULL) *commit_ts = r.ts;
         ret = NOKV_OK;
+      } else if (r.found && r.kind == NK_KIND_VPTR) {
+        ret = read_pointed(db, key, klen, r.val, r.vlen, val, vlen);
+        free(r.val);
+        if (ret == NOKV_OK && commit_ts != NULL) *commit_ts = r.ts;
       }
       if (target != stack) free(target);
     }
@@ -128,6 +156,7 @@ struct nokv_iter {
   size_t start_len, end_len;
   nk_iter *merged;
   nk_buf key;         /* current user key (the merged iterator's bytes move) */
+  nk_buf vbuf;        /* the current value, when it was read from the value log */
   const char *val;
   size_t vlen;
   uint64_t ts;
@@ -205,6 +234,17 @@ static void skip_key(nokv_iter *it) {
   }
 }
 
+/* Replaces the current pointer (it->val) with the value it names. */
+static int read_value(nokv_iter *it) {
+  nk_vptr p;
+  if (!nk_vptr_decode(it->val, it->vlen, &p)) {
+    return nk_err(NOKV_ECORRUPT, "malformed value pointer in an iterator");
+  }
+  nk_count(&it->db->stats.vlog_reads, 1);
+  return nk_vlog_read(it->db->vlog, &p, it->key.data, it->key.len, &it->vbuf, &it->val,
+                      &it->vlen);
+}
+
 /* From the current position, settles on the newest visible version of the first
  * user key that has a live (non-deleted) one, or becomes invalid. */
 static void settle(nokv_iter *it) {
@@ -230,6 +270,13 @@ static void settle(nokv_iter *it) {
     }
     it->val = nk_iter_value(it->merged, &it->vlen);
     it->ts = nk_trailer_ts(trailer);
+    if (nk_trailer_kind(trailer) == NK_KIND_VPTR) {
+      int rc = read_value(it);
+      if (rc != NOKV_OK) {
+        it->status = rc;
+        return;
+      }
+    }
     it->valid = true;
     return;
   }
@@ -283,6 +330,7 @@ void nokv_iter_close(nokv_iter *it) {
   nk_view_unref(it->view);
   atomic_fetch_sub(&it->db->live_handles, 1);
   nk_buf_release(&it->key);
+  nk_buf_release(&it->vbuf);
   free(it->start);
   free(it->end);
   free(it);

@@ -31,6 +31,7 @@ typedef struct nk_writer {
   bool done;
   int rc;
   uint64_t ts;
+  size_t framed_len;        /* of its WAL record's payload */
   pthread_cond_t cv;
   struct nk_writer *next;
 } nk_writer;
@@ -80,8 +81,10 @@ static int seal_memtable(nokv_db *db) {
   }
   db->imm[db->nimm] = db->mem;
   db->imm_log[db->nimm] = nk_wal_number(db->wal);
+  nk_vlog_head(db->vlog, &db->imm_vhead[db->nimm].fid, &db->imm_vhead[db->nimm].off);
   db->nimm++;
   db->mem = fresh;
+  db->mem_vlog_bytes = 0;
   rc = nk_db_refresh_view(db);
   if (rc != NOKV_OK) {
     nk_db_set_bg_error(db, rc, "memtable switch");
@@ -122,7 +125,9 @@ static int make_room(nokv_db *db, size_t cost, bool force) {
       pthread_mutex_lock(&db->mu);
       continue;
     }
-    size_t usage = nk_memtable_usage(db->mem);
+    /* Values sent to the value log count too: they bound how much of it a
+     * reopen must validate. */
+    size_t usage = nk_memtable_usage(db->mem) + db->mem_vlog_bytes;
     if (!force && usage + cost <= o->memtable_max_bytes) return NOKV_OK;
     if (force && nk_memtable_entries(db->mem) == 0) return NOKV_OK;
     if (db->nimm >= (size_t)o->max_immutable_memtables ||
@@ -153,28 +158,70 @@ static int reserve_group_buf(nokv_db *db, size_t n) {
   return NOKV_OK;
 }
 
+/* Copies batch b into dst, moving each value of at least value_threshold bytes
+ * to the value log (as a version at ts, or at the op's own ts) and leaving a
+ * pointer op in its place. Returns the copy's length; *vbytes grows by the
+ * bytes appended to the value log. */
+static int separate_values(nokv_db *db, const nokv_batch *b, uint64_t ts, char *dst,
+                           size_t *len, uint64_t *vbytes) {
+  nk_batch_reader r;
+  nk_batch_op op;
+  uint64_t unused_ts;
+  uint32_t count;
+  int rc;
+  NK_RET(nk_batch_reader_init(&r, b->rep, b->len, &unused_ts, &count));
+  memcpy(dst, b->rep, NK_BATCH_HEADER);
+  char *p = dst + NK_BATCH_HEADER;
+  while ((rc = nk_batch_reader_next(&r, &op)) == 1) {
+    char ptr[NK_VPTR_SIZE];
+    if (op.kind == NK_KIND_VALUE && op.vlen >= db->opts.value_threshold) {
+      nk_vptr vp;
+      NK_RET(nk_vlog_add(db->vlog, op.key, op.klen, op.ts ? op.ts : ts, op.val, op.vlen, &vp));
+      nk_vptr_encode(&vp, ptr);
+      *vbytes += vp.len;
+      op.kind = NK_KIND_VPTR;
+      op.val = ptr;
+      op.vlen = NK_VPTR_SIZE;
+    }
+    p = nk_batch_encode_op(p, &op);
+  }
+  NK_RET(rc);
+  *len = (size_t)(p - dst);
+  return NOKV_OK;
+}
+
 /* Frames every batch of the group [first, last] into group_buf, stamping
- * commit timestamps from first_ts. Returns the framed length in *len. */
+ * commit timestamps from first_ts and moving large values to the value log
+ * (buffered there: the caller writes them). Returns the framed length in *len
+ * and the value-log bytes in *vbytes. */
 static int frame_group(nokv_db *db, nk_writer *first, nk_writer *last, uint64_t first_ts,
-                       size_t *len) {
-  size_t total = 0;
+                       size_t *len, uint64_t *vbytes) {
+  size_t total = 0, threshold = db->opts.value_threshold;
   for (nk_writer *w = first;; w = w->next) {
-    total += NK_WAL_HEADER + w->batch->len;
+    /* A pointer op is at most 24 bytes longer than the op it replaces. */
+    total += NK_WAL_HEADER + w->batch->len + (threshold > 0 ? 24 * (size_t)w->batch->count : 0);
     if (w == last) break;
   }
   NK_RET(reserve_group_buf(db, total));
   char *p = db->group_buf;
   uint64_t ts = first_ts;
+  *vbytes = 0;
   for (nk_writer *w = first;; w = w->next) {
     char *payload = p + NK_WAL_HEADER;
-    memcpy(payload, w->batch->rep, w->batch->len);
+    size_t n = w->batch->len;
+    if (threshold > 0 && w->batch->max_vlen >= threshold) {
+      NK_RET(separate_values(db, w->batch, ts, payload, &n, vbytes));
+    } else {
+      memcpy(payload, w->batch->rep, n);
+    }
     nk_put_u64(payload, ts);
-    nk_wal_encode_header(p, NK_WAL_BATCH, payload, w->batch->len);
+    nk_wal_encode_header(p, NK_WAL_BATCH, payload, n);
+    w->framed_len = n;
     w->ts = ts++;
-    p = payload + w->batch->len;
+    p = payload + n;
     if (w == last) break;
   }
-  *len = total;
+  *len = (size_t)(p - db->group_buf);
   return NOKV_OK;
 }
 
@@ -186,8 +233,12 @@ int nk_db_apply_batch(nk_memtable *mem, const char *rep, size_t len, uint64_t co
   int rc;
   NK_RET(nk_batch_reader_init(&r, rep, len, &unused_ts, &count));
   while ((rc = nk_batch_reader_next(&r, &op)) == 1) {
-    if (nk_memtable_add(mem, commit_ts, op.kind, op.key, op.klen, op.val, op.vlen) !=
-        NOKV_OK) {
+    uint64_t ts = op.ts != 0 ? op.ts : commit_ts;
+    if (ts > commit_ts) {
+      return nk_err(NOKV_ECORRUPT, "batch operation at timestamp %llu is newer than its batch",
+                    (unsigned long long)ts);
+    }
+    if (nk_memtable_add(mem, ts, op.kind, op.key, op.klen, op.val, op.vlen) != NOKV_OK) {
       return nk_err(NOKV_ENOMEM, "out of memory inserting into the memtable");
     }
   }
@@ -225,10 +276,14 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   }
   uint64_t first_ts = nk_oracle_reserve(&db->oracle, n);
   size_t len = 0;
-  rc = frame_group(db, leader, last, first_ts, &len);
-  bool touched_log = rc == NOKV_OK;
+  uint64_t vbytes = 0;
 
   pthread_mutex_unlock(&db->mu);
+  rc = frame_group(db, leader, last, first_ts, &len, &vbytes);
+  /* From here on a failure may leave the logs ahead of the memtable. */
+  bool touched_log = rc == NOKV_OK || vbytes > 0;
+  /* Values first: a WAL record never points at a value not yet written. */
+  if (rc == NOKV_OK && vbytes > 0) rc = nk_vlog_write(db->vlog, sync);
   if (rc == NOKV_OK) rc = nk_wal_maybe_rotate(db->wal);
   if (rc == NOKV_OK) rc = nk_wal_append(db->wal, db->group_buf, len);
   if (rc == NOKV_OK && sync) {
@@ -238,10 +293,11 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   if (rc == NOKV_OK) {
     nk_count(&db->stats.wal_bytes, len);
     nk_count(&db->stats.write_groups, 1);
+    db->mem_vlog_bytes += vbytes;
     const char *p = db->group_buf;
     for (nk_writer *w = leader; rc == NOKV_OK; w = w->next) {
-      rc = nk_db_apply_batch(db->mem, p + NK_WAL_HEADER, w->batch->len, w->ts);
-      p += NK_WAL_HEADER + w->batch->len;
+      rc = nk_db_apply_batch(db->mem, p + NK_WAL_HEADER, w->framed_len, w->ts);
+      p += NK_WAL_HEADER + w->framed_len;
       nk_count(&db->stats.user_bytes, w->batch->len - NK_BATCH_HEADER);
       nk_count(&db->stats.puts, w->batch->count - w->batch->deletes);
       nk_count(&db->stats.deletes, w->batch->deletes);

@@ -25,7 +25,12 @@ extern "C" {
 typedef enum nk_kind {
   NK_KIND_DELETE = 0,
   NK_KIND_VALUE = 1,
+  /* The value is a pointer into the value log (vlog/vlog.h), not the value. */
+  NK_KIND_VPTR = 2,
 } nk_kind;
+
+/* A version that carries a value (inline or in the value log). */
+static inline int nk_kind_has_value(nk_kind k) { return k == NK_KIND_VALUE || k == NK_KIND_VPTR; }
 
 #define NK_MAX_TS ((UINT64_C(1) << 56) - 1)
 

@@ -407,7 +407,7 @@ int nk_table_get(nk_table *t, const char *target, size_t n, uint64_t key_hash,
   r->found = true;
   r->ts = nk_trailer_ts(trailer);
   r->kind = nk_trailer_kind(trailer);
-  if (r->kind == NK_KIND_VALUE) {
+  if (nk_kind_has_value(r->kind)) {
     const char *v = nk_iter_value(data, &vn);
     if ((r->val = malloc(vn ? vn : 1)) == NULL) {
       r->found = false;

@@ -49,7 +49,7 @@ typedef struct nk_get_result {
   bool found;      /* a version of the key with ts <= the target's ts */
   uint64_t ts;
   nk_kind kind;
-  char *val;       /* malloc'ed copy for NK_KIND_VALUE (caller frees), else NULL */
+  char *val;       /* malloc'ed copy of the value or value pointer (caller frees), else NULL */
   size_t vlen;
 } nk_get_result;
 

@@ -15,8 +15,11 @@ int nk_edit_encode(const nk_edit *e, bool snapshot, nk_buf *out) {
   Nokv__Manifest__TableFile **fptrs = calloc(e->nadds ? e->nadds : 1, sizeof *fptrs);
   Nokv__Manifest__RemovedTable *rems = calloc(e->nremoves ? e->nremoves : 1, sizeof *rems);
   Nokv__Manifest__RemovedTable **rptrs = calloc(e->nremoves ? e->nremoves : 1, sizeof *rptrs);
+  Nokv__Manifest__VlogDiscard *disc = calloc(e->ndiscards ? e->ndiscards : 1, sizeof *disc);
+  Nokv__Manifest__VlogDiscard **dptrs = calloc(e->ndiscards ? e->ndiscards : 1, sizeof *dptrs);
   int ret = NOKV_OK;
-  if (files == NULL || fptrs == NULL || rems == NULL || rptrs == NULL) {
+  if (files == NULL || fptrs == NULL || rems == NULL || rptrs == NULL || disc == NULL ||
+      dptrs == NULL) {
     NK_ERR(nk_err(NOKV_ENOMEM, "out of memory encoding a version edit"));
   }
   for (size_t i = 0; i < e->nadds; i++) {
@@ -52,6 +55,20 @@ int nk_edit_encode(const nk_edit *e, bool snapshot, nk_buf *out) {
   m.next_file_number = e->next_file;
   m.has_last_commit_ts = e->has_last_ts;
   m.last_commit_ts = e->last_ts;
+  for (size_t i = 0; i < e->ndiscards; i++) {
+    Nokv__Manifest__VlogDiscard d = NOKV__MANIFEST__VLOG_DISCARD__INIT;
+    d.segment = e->discards[i].fid;
+    d.bytes = e->discards[i].bytes;
+    disc[i] = d;
+    dptrs[i] = &disc[i];
+  }
+  m.n_vlog_discard = e->ndiscards;
+  m.vlog_discard = dptrs;
+  m.n_vlog_retired = e->nretired;
+  m.vlog_retired = e->retired;
+  m.has_vlog_head_segment = m.has_vlog_head_offset = e->has_vlog_head;
+  m.vlog_head_segment = e->vlog_head_fid;
+  m.vlog_head_offset = e->vlog_head_off;
   m.has_snapshot = snapshot;
   m.snapshot = snapshot;
   size_t n = nokv__manifest__version_edit__get_packed_size(&m);
@@ -62,6 +79,8 @@ err:
   free(fptrs);
   free(rems);
   free(rptrs);
+  free(disc);
+  free(dptrs);
   return ret;
 }
 
@@ -98,6 +117,18 @@ int nk_edit_decode(const char *data, size_t len, nk_edit *out) {
   out->next_file = m->next_file_number;
   out->has_last_ts = m->has_last_commit_ts;
   out->last_ts = m->last_commit_ts;
+  if (m->has_vlog_head_segment != m->has_vlog_head_offset) {
+    NK_ERR(nk_err(NOKV_ECORRUPT, "version edit has half a value log head"));
+  }
+  out->has_vlog_head = m->has_vlog_head_segment;
+  out->vlog_head_fid = m->vlog_head_segment;
+  out->vlog_head_off = m->vlog_head_offset;
+  for (size_t i = 0; i < m->n_vlog_discard; i++) {
+    NK_ERR(nk_edit_add_discard(out, m->vlog_discard[i]->segment, m->vlog_discard[i]->bytes));
+  }
+  for (size_t i = 0; i < m->n_vlog_retired; i++) {
+    NK_ERR(nk_edit_retire_segment(out, m->vlog_retired[i]));
+  }
   nokv__manifest__version_edit__free_unpacked(m, NULL);
   return NOKV_OK;
 err:

@@ -52,6 +52,8 @@ void nk_edit_release(nk_edit *e) {
   for (size_t i = 0; i < e->nadds; i++) nk_file_meta_unref(e->adds[i].f);
   free(e->adds);
   free(e->removes);
+  free(e->discards);
+  free(e->retired);
   nk_edit_init(e);
 }
 
@@ -79,6 +81,28 @@ int nk_edit_remove_file(nk_edit *e, int level, uint64_t number) {
     return nk_err(NOKV_ENOMEM, "out of memory");
   }
   e->removes[e->nremoves++] = (nk_edit_remove){level, number};
+  return NOKV_OK;
+}
+
+int nk_edit_add_discard(nk_edit *e, uint32_t fid, uint64_t bytes) {
+  for (size_t i = 0; i < e->ndiscards; i++) {
+    if (e->discards[i].fid == fid) {
+      e->discards[i].bytes += bytes;
+      return NOKV_OK;
+    }
+  }
+  if (!grow((void **)&e->discards, &e->discards_cap, e->ndiscards, sizeof *e->discards)) {
+    return nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  e->discards[e->ndiscards++] = (nk_vlog_discard){fid, bytes};
+  return NOKV_OK;
+}
+
+int nk_edit_retire_segment(nk_edit *e, uint32_t fid) {
+  if (!grow((void **)&e->retired, &e->retired_cap, e->nretired, sizeof *e->retired)) {
+    return nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  e->retired[e->nretired++] = fid;
   return NOKV_OK;
 }
 

@@ -60,6 +60,11 @@ typedef struct nk_edit_remove {
   uint64_t number;
 } nk_edit_remove;
 
+typedef struct nk_vlog_discard {
+  uint32_t fid;
+  uint64_t bytes;
+} nk_vlog_discard;
+
 typedef struct nk_edit {
   nk_edit_add *adds;
   size_t nadds, adds_cap;
@@ -67,6 +72,15 @@ typedef struct nk_edit {
   size_t nremoves, removes_cap;
   bool has_log_number, has_next_file, has_last_ts;
   uint64_t log_number, next_file, last_ts;
+  /* Value log: the head a flush made durable, dead bytes found per segment
+   * (added to the totals), segments GC retired. */
+  bool has_vlog_head;
+  uint32_t vlog_head_fid;
+  uint64_t vlog_head_off;
+  nk_vlog_discard *discards;
+  size_t ndiscards, discards_cap;
+  uint32_t *retired;
+  size_t nretired, retired_cap;
 } nk_edit;
 
 void nk_edit_init(nk_edit *e);
@@ -74,6 +88,9 @@ void nk_edit_release(nk_edit *e);
 /* Takes a new reference to f. */
 int nk_edit_add_file(nk_edit *e, int level, nk_file_meta *f);
 int nk_edit_remove_file(nk_edit *e, int level, uint64_t number);
+/* Adds bytes to fid's discard entry (one entry per segment). */
+int nk_edit_add_discard(nk_edit *e, uint32_t fid, uint64_t bytes);
+int nk_edit_retire_segment(nk_edit *e, uint32_t fid);
 
 /* protobuf-c encoding (core/proto/manifest.proto). */
 int nk_edit_encode(const nk_edit *e, bool snapshot, nk_buf *out);

@@ -66,6 +66,138 @@ static void install(nk_vset *vs, nk_version *v) {
   nk_version_unref(old);
 }
 
+/* ---- value log state ---- */
+
+static size_t discard_find(const nk_vset *vs, uint32_t fid) {
+  size_t lo = 0, hi = vs->ndiscard;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (vs->discard[mid].fid < fid) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+static void discard_remove(nk_vset *vs, uint32_t fid) {
+  size_t i = discard_find(vs, fid);
+  if (i < vs->ndiscard && vs->discard[i].fid == fid) {
+    memmove(&vs->discard[i], &vs->discard[i + 1], (vs->ndiscard - i - 1) * sizeof *vs->discard);
+    vs->ndiscard--;
+  }
+}
+
+static bool is_retired(const nk_vset *vs, uint32_t fid) {
+  for (size_t i = 0; i < vs->nretired; i++) {
+    if (vs->retired[i] == fid) return true;
+  }
+  return false;
+}
+
+static int grow_array(void **arr, size_t *cap, size_t n, size_t elem) {
+  if (n < *cap) return NOKV_OK;
+  size_t c = *cap ? *cap * 2 : 16;
+  void *p = realloc(*arr, c * elem);
+  if (p == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  *arr = p;
+  *cap = c;
+  return NOKV_OK;
+}
+
+/* Applies e's value log parts. REQUIRES: install_mu (or replay), mu. */
+static int absorb_vlog(nk_vset *vs, const nk_edit *e) {
+  if (e->has_vlog_head &&
+      (e->vlog_head_fid > vs->vlog_head_fid ||
+       (e->vlog_head_fid == vs->vlog_head_fid && e->vlog_head_off > vs->vlog_head_off))) {
+    vs->vlog_head_fid = e->vlog_head_fid;
+    vs->vlog_head_off = e->vlog_head_off;
+  }
+  for (size_t k = 0; k < e->ndiscards; k++) {
+    uint32_t fid = e->discards[k].fid;
+    if (is_retired(vs, fid)) continue;
+    size_t i = discard_find(vs, fid);
+    if (i < vs->ndiscard && vs->discard[i].fid == fid) {
+      vs->discard[i].bytes += e->discards[k].bytes;
+      continue;
+    }
+    NK_RET(grow_array((void **)&vs->discard, &vs->discard_cap, vs->ndiscard, sizeof *vs->discard));
+    memmove(&vs->discard[i + 1], &vs->discard[i], (vs->ndiscard - i) * sizeof *vs->discard);
+    vs->discard[i] = e->discards[k];
+    vs->ndiscard++;
+  }
+  for (size_t k = 0; k < e->nretired; k++) {
+    if (is_retired(vs, e->retired[k])) continue;
+    NK_RET(grow_array((void **)&vs->retired, &vs->retired_cap, vs->nretired, sizeof *vs->retired));
+    vs->retired[vs->nretired++] = e->retired[k];
+    discard_remove(vs, e->retired[k]);
+  }
+  return NOKV_OK;
+}
+
+int nk_vset_vlog_state(nk_vset *vs, nk_vset_vlog *out) {
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&vs->mu);
+  out->head_fid = vs->vlog_head_fid;
+  out->head_off = vs->vlog_head_off;
+  out->discard = malloc((vs->ndiscard ? vs->ndiscard : 1) * sizeof *out->discard);
+  out->retired = malloc((vs->nretired ? vs->nretired : 1) * sizeof *out->retired);
+  if (out->discard != NULL && out->retired != NULL) {
+    if (vs->ndiscard > 0) memcpy(out->discard, vs->discard, vs->ndiscard * sizeof *out->discard);
+    if (vs->nretired > 0) memcpy(out->retired, vs->retired, vs->nretired * sizeof *out->retired);
+    out->ndiscard = vs->ndiscard;
+    out->nretired = vs->nretired;
+  }
+  pthread_mutex_unlock(&vs->mu);
+  if (out->discard == NULL || out->retired == NULL) {
+    nk_vset_vlog_release(out);
+    return nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  return NOKV_OK;
+}
+
+void nk_vset_vlog_release(nk_vset_vlog *s) {
+  free(s->discard);
+  free(s->retired);
+  memset(s, 0, sizeof *s);
+}
+
+void nk_vset_forget_segment(nk_vset *vs, uint32_t fid) {
+  pthread_mutex_lock(&vs->mu);
+  discard_remove(vs, fid);
+  for (size_t i = 0; i < vs->nretired; i++) {
+    if (vs->retired[i] == fid) {
+      vs->retired[i] = vs->retired[--vs->nretired];
+      break;
+    }
+  }
+  pthread_mutex_unlock(&vs->mu);
+}
+
+/* Adds the value log state to a snapshot edit. REQUIRES: install_mu. */
+static int snapshot_vlog(nk_vset *vs, nk_edit *snap) {
+  snap->has_vlog_head = true;
+  snap->vlog_head_fid = vs->vlog_head_fid;
+  snap->vlog_head_off = vs->vlog_head_off;
+  for (size_t i = 0; i < vs->ndiscard; i++) {
+    NK_RET(nk_edit_add_discard(snap, vs->discard[i].fid, vs->discard[i].bytes));
+  }
+  for (size_t i = 0; i < vs->nretired; i++) NK_RET(nk_edit_retire_segment(snap, vs->retired[i]));
+  return NOKV_OK;
+}
+
+/* Puts back a state saved by nk_vset_vlog_state. REQUIRES: mu. */
+static void restore_vlog(nk_vset *vs, const nk_vset_vlog *s) {
+  vs->vlog_head_fid = s->head_fid;
+  vs->vlog_head_off = s->head_off;
+  /* Capacities never shrink, so s's contents fit. */
+  if (s->ndiscard > 0) memcpy(vs->discard, s->discard, s->ndiscard * sizeof *s->discard);
+  vs->ndiscard = s->ndiscard;
+  if (s->nretired > 0) memcpy(vs->retired, s->retired, s->nretired * sizeof *s->retired);
+  vs->nretired = s->nretired;
+}
+
 static void absorb_counters(nk_vset *vs, const nk_edit *e) {
   if (e->has_log_number && e->log_number > vs->log_number) vs->log_number = e->log_number;
   if (e->has_next_file) nk_vset_mark_file_used(vs, e->next_file - (e->next_file > 0));
@@ -88,6 +220,9 @@ static int replay_edit(void *arg, uint8_t type, const char *payload, size_t len)
   if (ret == NOKV_OK) {
     install(c->vs, v);
     absorb_counters(c->vs, &e);
+    pthread_mutex_lock(&c->vs->mu);
+    ret = absorb_vlog(c->vs, &e);
+    pthread_mutex_unlock(&c->vs->mu);
     for (size_t i = 0; i < e.nadds; i++) nk_vset_mark_file_used(c->vs, e.adds[i].f->number);
   } else {
     ret = nk_err(ret, "manifest %s: %s", c->path, nokv_errmsg());
@@ -182,6 +317,8 @@ void nk_vset_close(nk_vset *vs) {
   }
   pthread_mutex_destroy(&vs->mu);
   pthread_mutex_destroy(&vs->install_mu);
+  free(vs->discard);
+  free(vs->retired);
   free(vs->dir);
   free(vs);
 }
@@ -236,6 +373,7 @@ static int write_snapshot(nk_vset *vs, const nk_version *v) {
   snap.log_number = vs->log_number;
   snap.next_file = __atomic_load_n(&vs->next_file, __ATOMIC_RELAXED);
   snap.last_ts = vs->last_ts;
+  NK_ERR(snapshot_vlog(vs, &snap));
   NK_ERR(nk_edit_encode(&snap, true, &buf));
   char name[32];
   nk_manifest_file_name(number, name);
@@ -269,9 +407,17 @@ int nk_vset_log_and_apply(nk_vset *vs, nk_edit *e) {
   nk_version *base = nk_vset_current(vs), *v = NULL;
   nk_buf buf = {0};
   uint64_t saved_log = vs->log_number, saved_ts = vs->last_ts;
-  int ret = nk_version_apply(base, e, &v);
+  /* The value log state is small: keep a copy to put back if logging fails. */
+  nk_vset_vlog saved_vlog;
+  int ret = nk_vset_vlog_state(vs, &saved_vlog);
+  if (ret == NOKV_OK) ret = nk_version_apply(base, e, &v);
   if (ret == NOKV_OK) {
     absorb_counters(vs, e);
+    pthread_mutex_lock(&vs->mu);
+    ret = absorb_vlog(vs, e);
+    pthread_mutex_unlock(&vs->mu);
+  }
+  if (ret == NOKV_OK) {
     if (vs->manifest == NULL || vs->manifest_size >= vs->manifest_max) {
       ret = write_snapshot(vs, v);
     } else {
@@ -287,6 +433,9 @@ int nk_vset_log_and_apply(nk_vset *vs, nk_edit *e) {
   } else {
     vs->log_number = saved_log;
     vs->last_ts = saved_ts;
+    pthread_mutex_lock(&vs->mu);
+    restore_vlog(vs, &saved_vlog);
+    pthread_mutex_unlock(&vs->mu);
     if (v != NULL) {
       v->obsolete = NULL;  /* its new tables stay on disk: the manifest may name them */
       nk_version_unref(v);
@@ -294,6 +443,7 @@ int nk_vset_log_and_apply(nk_vset *vs, nk_edit *e) {
   }
   nk_version_unref(base);
   nk_buf_release(&buf);
+  nk_vset_vlog_release(&saved_vlog);
   pthread_mutex_unlock(&vs->install_mu);
   return ret;
 }

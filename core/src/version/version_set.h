@@ -43,6 +43,16 @@ typedef struct nk_vset {
   uint64_t manifest_number, manifest_size;
   bool keep_files;        /* replaying or closing: a released version deletes nothing */
 
+  /* Value log (version.h's nk_edit): the durable head, dead bytes per segment
+   * (sorted by fid) and segments retired by GC whose files may still exist.
+   * Changed under install_mu and mu; read under mu. */
+  uint32_t vlog_head_fid;
+  uint64_t vlog_head_off;
+  nk_vlog_discard *discard;
+  size_t ndiscard, discard_cap;
+  uint32_t *retired;
+  size_t nretired, retired_cap;
+
   uint64_t tables_deleted;     /* atomic */
   uint64_t manifest_rewrites;  /* atomic */
   uint64_t orphans_deleted;    /* tables no version names, removed at open */
@@ -72,6 +82,22 @@ int nk_vset_log_and_apply(nk_vset *vs, nk_edit *e);
  * one needs: tables not in the current version, older manifests, and WAL
  * segments below the log number. REQUIRES: no flush or compaction is running. */
 int nk_vset_remove_orphans(nk_vset *vs);
+
+/* A copy of the value log state. */
+typedef struct nk_vset_vlog {
+  uint32_t head_fid;
+  uint64_t head_off;
+  nk_vlog_discard *discard;
+  size_t ndiscard;
+  uint32_t *retired;
+  size_t nretired;
+} nk_vset_vlog;
+
+int nk_vset_vlog_state(nk_vset *vs, nk_vset_vlog *out);
+void nk_vset_vlog_release(nk_vset_vlog *s);
+/* Drops a deleted segment's discard total and retired mark (in memory: the next
+ * manifest snapshot leaves them out). */
+void nk_vset_forget_segment(nk_vset *vs, uint32_t fid);
 
 /* "MANIFEST-%08llu"; buf of 32 bytes. */
 void nk_manifest_file_name(uint64_t number, char *buf);

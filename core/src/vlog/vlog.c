@@ -1,0 +1,556 @@
+/* vlog.c — value log segments: appending, reading, recovery (format in vlog.h). */
+#include "vlog/vlog.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nokv/status.h"
+#include "util/checksum.h"
+#include "util/coding.h"
+#include "util/error.h"
+
+#define SCAN_CHUNK (4u << 20)
+
+/* ---- pointers and names ---- */
+
+void nk_vptr_encode(const nk_vptr *p, char *dst) {
+  nk_put_u32(dst, p->fid);
+  nk_put_u32(dst + 4, p->off);
+  nk_put_u32(dst + 8, p->len);
+  nk_put_u32(dst + 12, p->crc);
+}
+
+bool nk_vptr_decode(const char *src, size_t n, nk_vptr *p) {
+  if (n != NK_VPTR_SIZE) return false;
+  p->fid = nk_get_u32(src);
+  p->off = nk_get_u32(src + 4);
+  p->len = nk_get_u32(src + 8);
+  p->crc = nk_get_u32(src + 12);
+  return p->fid != 0 && p->off >= NK_VLOG_HEADER && p->len >= NK_VLOG_ENTRY_HEADER;
+}
+
+void nk_vlog_file_name(uint32_t fid, char *buf) { snprintf(buf, 32, "%08u.vlog", fid); }
+
+bool nk_vlog_parse_name(const char *name, uint32_t *fid) {
+  size_t n = strlen(name);
+  if (n < 6 || n > 15 || strcmp(name + n - 5, ".vlog") != 0) return false;
+  uint64_t v = 0;
+  for (size_t i = 0; i < n - 5; i++) {
+    if (name[i] < '0' || name[i] > '9') return false;
+    v = v * 10 + (uint64_t)(name[i] - '0');
+  }
+  if (v == 0 || v > UINT32_MAX) return false;
+  *fid = (uint32_t)v;
+  return true;
+}
+
+static void encode_header(uint32_t fid, char *h) {
+  nk_put_u32(h, NK_VLOG_MAGIC);
+  nk_put_u32(h + 4, NK_VLOG_VERSION);
+  nk_put_u32(h + 8, fid);
+  nk_put_u32(h + 12, nk_checksum32(h, 12, 0));
+}
+
+static size_t entry_len(size_t klen, size_t vlen) { return NK_VLOG_ENTRY_HEADER + klen + vlen; }
+
+/* Checks the entry at p (avail bytes) and decodes it. Returns false (why set)
+ * if it is incomplete or damaged. */
+static bool parse_entry(const char *p, size_t avail, nk_vlog_entry *e, char *why, size_t whylen) {
+  if (avail < NK_VLOG_ENTRY_HEADER) {
+    snprintf(why, whylen, "%zu bytes, shorter than an entry header", avail);
+    return false;
+  }
+  uint32_t crc = nk_get_u32(p), klen = nk_get_u32(p + 4), vlen = nk_get_u32(p + 8);
+  uint64_t total = (uint64_t)NK_VLOG_ENTRY_HEADER + klen + vlen;
+  if (total > avail) {
+    snprintf(why, whylen, "entry of %llu bytes overruns the %zu left",
+             (unsigned long long)total, avail);
+    return false;
+  }
+  if (nk_checksum32(p + 4, (size_t)total - 4, 0) != crc) {
+    snprintf(why, whylen, "entry checksum mismatch");
+    return false;
+  }
+  e->crc = crc;
+  e->len = (uint32_t)total;
+  e->ts = nk_get_u64(p + 12);
+  e->key = p + NK_VLOG_ENTRY_HEADER;
+  e->klen = klen;
+  e->val = e->key + klen;
+  e->vlen = vlen;
+  return true;
+}
+
+/* ---- scanning a segment file ---- */
+
+int nk_vlog_scan_file(const struct nokv_env *env, const char *path, uint32_t fid, uint64_t from,
+                      nk_vlog_entry_fn fn, void *arg, nk_vlog_scan_result *res) {
+  memset(res, 0, sizeof *res);
+  nk_file *f = NULL;
+  nk_buf buf = {0};
+  int ret = NOKV_OK;
+  NK_ERR(env->open_read(env, path, &f));
+  NK_ERR(nk_file_size(f, &res->file_size));
+  if (from == 0) {
+    char h[NK_VLOG_HEADER];
+    size_t got = 0;
+    NK_ERR(nk_file_read_at(f, 0, h, sizeof h, &got));
+    if (got < sizeof h) {
+      res->valid_end = 0;
+      res->torn = true;
+      snprintf(res->why, sizeof res->why, "header is %zu bytes", got);
+      goto err;
+    }
+    if (nk_get_u32(h) != NK_VLOG_MAGIC || nk_get_u32(h + 12) != nk_checksum32(h, 12, 0) ||
+        nk_get_u32(h + 8) != fid) {
+      NK_ERR(nk_err(NOKV_ECORRUPT, "value log segment %s has a bad header", path));
+    }
+    if (nk_get_u32(h + 4) != NK_VLOG_VERSION) {
+      NK_ERR(nk_err(NOKV_ECORRUPT, "value log segment %s has unknown format version %u", path,
+                    nk_get_u32(h + 4)));
+    }
+    from = NK_VLOG_HEADER;
+  }
+  res->valid_end = from;
+  uint64_t off = from;
+  /* buf holds file bytes [buf_off, buf_off + buf.len). */
+  uint64_t buf_off = off;
+  while (off < res->file_size) {
+    size_t have = (size_t)(buf_off + buf.len - off);
+    const char *p = have > 0 ? buf.data + (off - buf_off) : NULL;
+    nk_vlog_entry e;
+    char why[96];
+    bool at_eof = buf_off + buf.len >= res->file_size;
+    if (have >= NK_VLOG_ENTRY_HEADER || at_eof) {
+      size_t need = have >= NK_VLOG_ENTRY_HEADER
+                        ? entry_len(nk_get_u32(p + 4), nk_get_u32(p + 8))
+                        : NK_VLOG_ENTRY_HEADER;
+      if (have >= need || at_eof) {
+        if (!parse_entry(p, have, &e, why, sizeof why)) {
+          res->torn = true;
+          snprintf(res->why, sizeof res->why, "offset %llu: %s", (unsigned long long)off, why);
+          break;
+        }
+        e.fid = fid;
+        e.off = (uint32_t)off;
+        res->entries++;
+        if (fn != NULL) NK_ERR(fn(arg, &e));
+        off += e.len;
+        res->valid_end = off;
+        continue;
+      }
+    }
+    /* Refill: keep the partial entry, read at least one chunk more. */
+    size_t want = SCAN_CHUNK;
+    if (have >= NK_VLOG_ENTRY_HEADER) {
+      uint64_t need = entry_len(nk_get_u32(p + 4), nk_get_u32(p + 8));
+      if (need > res->file_size - off) need = res->file_size - off;  /* torn: read to EOF */
+      if (need > want) want = (size_t)need;
+    }
+    if (have > 0) memmove(buf.data, p, have);
+    buf.len = have;
+    buf_off = off;
+    if (!nk_buf_reserve(&buf, want)) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory scanning %s", path));
+    size_t got = 0;
+    NK_ERR(nk_file_read_at(f, off + have, buf.data + have, want, &got));
+    buf.len += got;
+    if (got == 0) {
+      res->file_size = off + have;  /* shrank under us: treat what is left as the tail */
+    }
+  }
+err:
+  nk_file_close(f);
+  nk_buf_release(&buf);
+  return ret;
+}
+
+/* ---- the open value log ---- */
+
+typedef struct segment {
+  uint32_t fid;
+  uint32_t refs;   /* the table's reference plus reads in flight (atomic) */
+  bool removed;    /* unlink the file when the last reference goes */
+  uint64_t size;   /* bytes written (or recovered) */
+  nk_file *rfile;
+  char *path;
+  const struct nokv_env *env;
+} segment;
+
+struct nk_vlog {
+  const struct nokv_env *env;
+  char *dir;
+  uint64_t segment_bytes;
+
+  pthread_mutex_t mu;  /* guards segs, nsegs and each segment's size */
+  segment **segs;      /* fid order */
+  size_t nsegs, cap;
+
+  /* Writer state (the write leader). wmu also guards wfile against a
+   * concurrent nk_vlog_sync_to. */
+  pthread_mutex_t wmu;
+  segment *active;
+  nk_file *wfile;
+  uint64_t written;    /* bytes of the active segment on disk */
+  nk_buf pending;      /* buffered entries, to go at offset `written` */
+  uint64_t bytes_written;  /* atomic */
+};
+
+static void seg_unref(segment *s) {
+  if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+  nk_file_close(s->rfile);
+  if (s->removed) s->env->remove(s->env, s->path);
+  free(s->path);
+  free(s);
+}
+
+static segment *seg_new(nk_vlog *vl, uint32_t fid) {
+  segment *s = calloc(1, sizeof *s);
+  char name[32];
+  nk_vlog_file_name(fid, name);
+  if (s == NULL || (s->path = nk_path_join(vl->dir, name)) == NULL) {
+    free(s);
+    return NULL;
+  }
+  s->fid = fid;
+  s->refs = 1;
+  s->env = vl->env;
+  return s;
+}
+
+/* Appends s to the table (fids only grow). REQUIRES: mu held. */
+static int seg_insert(nk_vlog *vl, segment *s) {
+  if (vl->nsegs == vl->cap) {
+    size_t cap = vl->cap ? vl->cap * 2 : 16;
+    segment **p = realloc(vl->segs, cap * sizeof *p);
+    if (p == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+    vl->segs = p;
+    vl->cap = cap;
+  }
+  vl->segs[vl->nsegs++] = s;
+  return NOKV_OK;
+}
+
+/* Index of fid in segs, or -1. REQUIRES: mu held. */
+static long seg_find(const nk_vlog *vl, uint32_t fid) {
+  size_t lo = 0, hi = vl->nsegs;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (vl->segs[mid]->fid < fid) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo < vl->nsegs && vl->segs[lo]->fid == fid ? (long)lo : -1;
+}
+
+static segment *seg_get(nk_vlog *vl, uint32_t fid) {
+  pthread_mutex_lock(&vl->mu);
+  long i = seg_find(vl, fid);
+  segment *s = i >= 0 ? vl->segs[i] : NULL;
+  if (s != NULL) __atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&vl->mu);
+  return s;
+}
+
+/* Creates segment fid with its header and makes it the active one. */
+static int start_segment(nk_vlog *vl, uint32_t fid) {
+  segment *s = seg_new(vl, fid);
+  if (s == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  nk_file *w = NULL;
+  char h[NK_VLOG_HEADER];
+  encode_header(fid, h);
+  int ret = NOKV_OK;
+  NK_ERR(vl->env->open_append(vl->env, s->path, true, &w));
+  NK_ERR(nk_file_append(w, h, sizeof h));
+  NK_ERR(nk_file_sync(w));
+  /* The name must be durable before a WAL record points into the file. */
+  NK_ERR(vl->env->sync_dir(vl->env, vl->dir));
+  NK_ERR(vl->env->open_read(vl->env, s->path, &s->rfile));
+  s->size = NK_VLOG_HEADER;
+  pthread_mutex_lock(&vl->mu);
+  ret = seg_insert(vl, s);
+  pthread_mutex_unlock(&vl->mu);
+  NK_ERR(ret);
+  pthread_mutex_lock(&vl->wmu);
+  nk_file *old = vl->wfile;
+  vl->wfile = w;
+  vl->active = s;
+  vl->written = NK_VLOG_HEADER;
+  pthread_mutex_unlock(&vl->wmu);
+  nk_file_close(old);
+  __atomic_fetch_add(&vl->bytes_written, NK_VLOG_HEADER, __ATOMIC_RELAXED);
+  return NOKV_OK;
+err:
+  nk_file_close(w);
+  vl->env->remove(vl->env, s->path);
+  seg_unref(s);
+  return ret;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static bool listed(const uint32_t *v, size_t n, uint32_t x) {
+  for (size_t i = 0; i < n; i++) {
+    if (v[i] == x) return true;
+  }
+  return false;
+}
+
+int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_bytes,
+                 uint32_t head_fid, uint64_t head_off, const uint32_t *obsolete,
+                 size_t nobsolete, nk_vlog **out, nk_vlog_recovery *rec) {
+  memset(rec, 0, sizeof *rec);
+  nk_vlog *vl = calloc(1, sizeof *vl);
+  if (vl == NULL || (vl->dir = strdup(dir)) == NULL) {
+    free(vl);
+    return nk_err(NOKV_ENOMEM, "out of memory opening the value log");
+  }
+  vl->env = env;
+  vl->segment_bytes = segment_bytes;
+  pthread_mutex_init(&vl->mu, NULL);
+  pthread_mutex_init(&vl->wmu, NULL);
+  char **names = NULL;
+  size_t n = 0, nfids = 0;
+  uint32_t *fids = NULL;
+  int ret = NOKV_OK;
+  NK_ERR(env->list_dir(env, dir, &names, &n));
+  if ((fids = malloc((n ? n : 1) * sizeof *fids)) == NULL) {
+    NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+  }
+  for (size_t i = 0; i < n; i++) {
+    uint32_t fid;
+    if (!nk_vlog_parse_name(names[i], &fid)) continue;
+    if (listed(obsolete, nobsolete, fid)) {
+      char *path = nk_path_join(dir, names[i]);
+      if (path != NULL && env->remove(env, path) == NOKV_OK) rec->obsolete_removed++;
+      free(path);
+      continue;
+    }
+    fids[nfids++] = fid;
+  }
+  qsort(fids, nfids, sizeof *fids, cmp_u32);
+  rec->segments = nfids;
+  for (size_t i = 0; i < nfids; i++) {
+    segment *s = seg_new(vl, fids[i]);
+    if (s == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+    ret = seg_insert(vl, s);
+    if (ret != NOKV_OK) {
+      seg_unref(s);
+      goto err;
+    }
+    bool newest = i + 1 == nfids;
+    uint64_t from = 0;
+    if (fids[i] < head_fid) {
+      /* Wholly before the head: durable, sealed. */
+      NK_ERR(env->open_read(env, s->path, &s->rfile));
+      NK_ERR(nk_file_size(s->rfile, &s->size));
+      continue;
+    }
+    if (fids[i] == head_fid) from = head_off;
+    nk_vlog_scan_result r;
+    NK_ERR(nk_vlog_scan_file(env, s->path, s->fid, from, NULL, NULL, &r));
+    rec->validated_bytes += r.valid_end - (from ? from : 0);
+    if (r.torn) {
+      if (!newest) {
+        NK_ERR(nk_err(NOKV_ECORRUPT, "value log segment %s is damaged at %s", s->path, r.why));
+      }
+      rec->torn_bytes += r.file_size - r.valid_end;
+      if (r.valid_end < NK_VLOG_HEADER) {
+        /* Not even a header: the crash came while it was being created. */
+        NK_ERR(env->remove(env, s->path));
+        vl->nsegs--;
+        seg_unref(s);
+        continue;
+      }
+      NK_ERR(env->truncate(env, s->path, r.valid_end));
+    }
+    s->size = r.valid_end;
+    NK_ERR(env->open_read(env, s->path, &s->rfile));
+  }
+  /* Continue the newest segment, or start one. */
+  segment *last = vl->nsegs > 0 ? vl->segs[vl->nsegs - 1] : NULL;
+  if (last != NULL && last->size < segment_bytes && last->fid >= head_fid) {
+    NK_ERR(env->open_append(env, last->path, false, &vl->wfile));
+    vl->active = last;
+    vl->written = last->size;
+  } else {
+    uint32_t next = last != NULL ? last->fid + 1 : 1;
+    if (next <= head_fid) next = head_fid + 1;
+    NK_ERR(start_segment(vl, next));
+  }
+  free(fids);
+  nk_env_free_names(names, n);
+  *out = vl;
+  return NOKV_OK;
+err:
+  free(fids);
+  nk_env_free_names(names, n);
+  nk_vlog_close(vl);
+  return ret;
+}
+
+void nk_vlog_close(nk_vlog *vl) {
+  if (vl == NULL) return;
+  nk_file_close(vl->wfile);
+  for (size_t i = 0; i < vl->nsegs; i++) seg_unref(vl->segs[i]);
+  free(vl->segs);
+  nk_buf_release(&vl->pending);
+  pthread_mutex_destroy(&vl->mu);
+  pthread_mutex_destroy(&vl->wmu);
+  free(vl->dir);
+  free(vl);
+}
+
+bool nk_vlog_contains(nk_vlog *vl, const nk_vptr *p) {
+  pthread_mutex_lock(&vl->mu);
+  long i = seg_find(vl, p->fid);
+  bool ok = i >= 0 && (uint64_t)p->off + p->len <= vl->segs[i]->size;
+  pthread_mutex_unlock(&vl->mu);
+  return ok;
+}
+
+/* ---- writing ---- */
+
+int nk_vlog_add(nk_vlog *vl, const char *key, size_t klen, uint64_t ts, const char *val,
+                size_t vlen, nk_vptr *out) {
+  size_t len = entry_len(klen, vlen);
+  if (len > UINT32_MAX / 2) return nk_err(NOKV_EINVAL, "value of %zu bytes is too large", vlen);
+  uint64_t at = vl->written + vl->pending.len;
+  if (at > NK_VLOG_HEADER && at + len > vl->segment_bytes) {
+    NK_RET(nk_vlog_write(vl, true));  /* sealed segments are durable */
+    NK_RET(start_segment(vl, vl->active->fid + 1));
+    at = vl->written;
+  }
+  if (at + len > UINT32_MAX) return nk_err(NOKV_EINVAL, "value log segment offset overflow");
+  if (!nk_buf_reserve(&vl->pending, len)) {
+    return nk_err(NOKV_ENOMEM, "out of memory buffering a %zu-byte value", vlen);
+  }
+  char *p = vl->pending.data + vl->pending.len;
+  nk_put_u32(p + 4, (uint32_t)klen);
+  nk_put_u32(p + 8, (uint32_t)vlen);
+  nk_put_u64(p + 12, ts);
+  memcpy(p + NK_VLOG_ENTRY_HEADER, key, klen);
+  if (vlen > 0) memcpy(p + NK_VLOG_ENTRY_HEADER + klen, val, vlen);
+  uint32_t crc = nk_checksum32(p + 4, len - 4, 0);
+  nk_put_u32(p, crc);
+  vl->pending.len += len;
+  *out = (nk_vptr){.fid = vl->active->fid, .off = (uint32_t)at, .len = (uint32_t)len, .crc = crc};
+  return NOKV_OK;
+}
+
+int nk_vlog_write(nk_vlog *vl, bool sync) {
+  if (vl->pending.len > 0) {
+    NK_RET(nk_file_append(vl->wfile, vl->pending.data, vl->pending.len));
+    vl->written += vl->pending.len;
+    __atomic_fetch_add(&vl->bytes_written, vl->pending.len, __ATOMIC_RELAXED);
+    vl->pending.len = 0;
+    pthread_mutex_lock(&vl->mu);
+    vl->active->size = vl->written;
+    pthread_mutex_unlock(&vl->mu);
+  }
+  if (sync) NK_RET(nk_file_sync(vl->wfile));
+  return NOKV_OK;
+}
+
+void nk_vlog_head(nk_vlog *vl, uint32_t *fid, uint64_t *off) {
+  *fid = vl->active->fid;
+  *off = vl->written;
+}
+
+int nk_vlog_sync_to(nk_vlog *vl, uint32_t fid) {
+  int ret = NOKV_OK;
+  pthread_mutex_lock(&vl->wmu);
+  /* Segments before the active one were synced when they were sealed. */
+  if (vl->active->fid == fid) ret = nk_file_sync(vl->wfile);
+  pthread_mutex_unlock(&vl->wmu);
+  return ret;
+}
+
+uint64_t nk_vlog_bytes_written(const nk_vlog *vl) {
+  return __atomic_load_n(&vl->bytes_written, __ATOMIC_RELAXED);
+}
+
+/* ---- reading ---- */
+
+int nk_vlog_read(nk_vlog *vl, const nk_vptr *p, const char *key, size_t klen, nk_buf *buf,
+                 const char **val, size_t *vlen) {
+  segment *s = seg_get(vl, p->fid);
+  if (s == NULL) {
+    return nk_err(NOKV_ECORRUPT, "value log segment %u (offset %u) does not exist", p->fid,
+                  p->off);
+  }
+  int ret = NOKV_OK;
+  buf->len = 0;
+  if (!nk_buf_reserve(buf, p->len)) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory reading a value"));
+  size_t got = 0;
+  NK_ERR(nk_file_read_at(s->rfile, p->off, buf->data, p->len, &got));
+  nk_vlog_entry e;
+  char why[96];
+  if (got < p->len) {
+    NK_ERR(nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u is cut short (%zu of %u bytes)",
+                  s->path, p->off, got, p->len));
+  }
+  if (!parse_entry(buf->data, p->len, &e, why, sizeof why)) {
+    NK_ERR(nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u: %s", s->path, p->off, why));
+  }
+  if (e.len != p->len || e.crc != p->crc) {
+    NK_ERR(nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u does not match its pointer",
+                  s->path, p->off));
+  }
+  if (key != NULL && (e.klen != klen || memcmp(e.key, key, klen) != 0)) {
+    NK_ERR(nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u belongs to another key",
+                  s->path, p->off));
+  }
+  buf->len = p->len;
+  *val = e.val;
+  *vlen = e.vlen;
+err:
+  seg_unref(s);
+  return ret;
+}
+
+/* ---- segments ---- */
+
+int nk_vlog_segments(nk_vlog *vl, nk_vlog_segment_info **out, size_t *n) {
+  pthread_mutex_lock(&vl->mu);
+  nk_vlog_segment_info *v = malloc((vl->nsegs ? vl->nsegs : 1) * sizeof *v);
+  if (v != NULL) {
+    for (size_t i = 0; i < vl->nsegs; i++) {
+      v[i] = (nk_vlog_segment_info){vl->segs[i]->fid, vl->segs[i]->size,
+                                    vl->segs[i] == vl->active};
+    }
+    *n = vl->nsegs;
+  }
+  pthread_mutex_unlock(&vl->mu);
+  if (v == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  *out = v;
+  return NOKV_OK;
+}
+
+char *nk_vlog_segment_path(const nk_vlog *vl, uint32_t fid) {
+  char name[32];
+  nk_vlog_file_name(fid, name);
+  return nk_path_join(vl->dir, name);
+}
+
+int nk_vlog_remove_segment(nk_vlog *vl, uint32_t fid) {
+  pthread_mutex_lock(&vl->mu);
+  long i = seg_find(vl, fid);
+  segment *s = NULL;
+  if (i >= 0 && vl->segs[i] != vl->active) {
+    s = vl->segs[i];
+    memmove(&vl->segs[i], &vl->segs[i + 1], (vl->nsegs - (size_t)i - 1) * sizeof *vl->segs);
+    vl->nsegs--;
+    s->removed = true;
+  }
+  pthread_mutex_unlock(&vl->mu);
+  if (s == NULL) return nk_err(NOKV_EINVAL, "value log segment %u is not removable", fid);
+  seg_unref(s);
+  return NOKV_OK;
+}

@@ -1,0 +1,319 @@
+// The value log: separation of large values, reads through pointers, segment
+// rotation, recovery (torn tails, lost values, power loss) and corruption.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "fault_env.h"
+#include "gtest/gtest.h"
+#include "nokv/nokv.h"
+#include "test_util.h"
+
+using namespace nokv_test;
+
+namespace {
+
+std::string Key(int i) {
+  char b[32];
+  snprintf(b, sizeof b, "key-%06d", i);
+  return b;
+}
+
+// A value of n bytes that names its key and version, so a misplaced read shows.
+std::string BigValue(int i, size_t n, int version = 0) {
+  std::string v = "value of " + Key(i) + " v" + std::to_string(version) + ":";
+  while (v.size() < n) v += static_cast<char>('a' + (v.size() * 7 + i + version) % 26);
+  v.resize(n);
+  return v;
+}
+
+nokv_options VlogOptions() {
+  nokv_options o;
+  nokv_options_init(&o);
+  o.value_threshold = 512;
+  return o;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+// Every key in [0, n) reads back as BigValue(i, size) (or is absent if i is in missing).
+void ExpectAll(nokv_db* db, int n, size_t size) {
+  for (int i = 0; i < n; i++) {
+    auto v = Get(db, Key(i));
+    ASSERT_TRUE(v.has_value()) << Key(i);
+    ASSERT_EQ(v->data, BigValue(i, size)) << Key(i);
+  }
+}
+
+TEST(Vlog, LargeValuesLiveInTheLogAndReadBackEverywhere) {
+  TempDir dir;
+  nokv_options o = VlogOptions();
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 200; i++) {
+    ASSERT_EQ(Put(db, Key(i), BigValue(i, i % 2 ? 4096 : 100)), NOKV_OK);
+  }
+  nokv_statistics s = Stats(db);
+  // 100 large values in the log; the WAL carries only pointers for them.
+  EXPECT_GE(s.vlog_bytes, 100u * 4096);
+  EXPECT_LT(s.wal_bytes_written, 100u * 4096 / 4);
+  auto check = [&] {
+    for (int i = 0; i < 200; i++) {
+      auto v = Get(db, Key(i));
+      ASSERT_TRUE(v.has_value());
+      ASSERT_EQ(v->data, BigValue(i, i % 2 ? 4096 : 100));
+    }
+    nokv_iter* it;
+    ASSERT_EQ(nokv_iter_new(db, nullptr, "", 0, nullptr, 0, &it), NOKV_OK);
+    int i = 0;
+    for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it), i++) {
+      size_t kn, vn;
+      const char* k = static_cast<const char*>(nokv_iter_key(it, &kn));
+      const char* v = static_cast<const char*>(nokv_iter_value(it, &vn));
+      ASSERT_EQ(std::string(k, kn), Key(i));
+      ASSERT_EQ(std::string(v, vn), BigValue(i, i % 2 ? 4096 : 100));
+    }
+    EXPECT_EQ(nokv_iter_status(it), NOKV_OK);
+    EXPECT_EQ(i, 200);
+    nokv_iter_close(it);
+  };
+  check();  // from the memtable
+  ASSERT_EQ(nokv_flush(db), NOKV_OK);
+  check();  // from an L0 table
+  ASSERT_EQ(nokv_compact(db), NOKV_OK);
+  check();  // after compaction
+  EXPECT_GT(Stats(db).vlog_reads, 0u);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  check();  // after reopening
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+TEST(Vlog, ThresholdZeroKeepsValuesInline) {
+  TempDir dir;
+  nokv_options o = VlogOptions();
+  o.value_threshold = 0;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 20; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 8192)), NOKV_OK);
+  EXPECT_LT(Stats(db).vlog_bytes, 1024u);
+  ExpectAll(db, 20, 8192);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  // Reopened with separation on, old inline values and new pointers mix.
+  o.value_threshold = 512;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 20; i < 40; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 8192)), NOKV_OK);
+  EXPECT_GE(Stats(db).vlog_bytes, 20u * 8192);
+  ExpectAll(db, 40, 8192);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+TEST(Vlog, SegmentsRotateAtTheirSize) {
+  TempDir dir;
+  nokv_options o = VlogOptions();
+  o.value_log_segment_bytes = 64 << 10;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 300; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4000)), NOKV_OK);
+  auto segs = FilesWithSuffix(dir.path(), ".vlog");
+  EXPECT_GE(segs.size(), 300u * 4000 / (64 << 10));
+  for (const auto& name : segs) {
+    EXPECT_LE(std::filesystem::file_size(dir.file(name)), 64u << 10) << name;
+  }
+  EXPECT_EQ(Stats(db).vlog_segments, segs.size());
+  ExpectAll(db, 300, 4000);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  ExpectAll(db, 300, 4000);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+TEST(Vlog, FlushRecordsTheHeadSoReopenValidatesOnlyTheTail) {
+  TempDir dir;
+  nokv_options o = VlogOptions();
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 100; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096)), NOKV_OK);
+  ASSERT_EQ(nokv_flush(db), NOKV_OK);
+  for (int i = 100; i < 110; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096)), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  nokv_statistics s = Stats(db);
+  // The 10 unflushed values were validated (at reopen, the previous close left
+  // them past the head); the 100 flushed ones were not.
+  EXPECT_GE(s.vlog_validated_bytes, 10u * 4096);
+  EXPECT_LT(s.vlog_validated_bytes, 50u * 4096);
+  EXPECT_EQ(s.vlog_torn_bytes, 0u);
+  ExpectAll(db, 110, 4096);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+TEST(Vlog, TornTailIsCutAndReported) {
+  TempDir dir;
+  nokv_options o = VlogOptions();
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 20; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 2048)), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  auto segs = FilesWithSuffix(dir.path(), ".vlog");
+  ASSERT_FALSE(segs.empty());
+  std::string path = dir.file(segs.back());
+  uintmax_t before = std::filesystem::file_size(path);
+  // A crash in the middle of an append: half an entry header and some value.
+  std::string garbage(1000, '\x5a');
+  std::ofstream(path, std::ios::binary | std::ios::app).write(garbage.data(), garbage.size());
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  EXPECT_EQ(Stats(db).vlog_torn_bytes, garbage.size());
+  EXPECT_EQ(std::filesystem::file_size(path), before);
+  ExpectAll(db, 20, 2048);
+  // Appends continue after the cut.
+  for (int i = 20; i < 30; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 2048)), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  EXPECT_EQ(Stats(db).vlog_torn_bytes, 0u);
+  ExpectAll(db, 30, 2048);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+TEST(Vlog, WalRecordsWhoseValuesWereLostAreDroppedNotLeftDangling) {
+  TempDir dir;
+  nokv_options o = VlogOptions();
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 20; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 2048)), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  // The WAL reached the disk but the last three values did not (no sync, then
+  // power loss): cut them from the segment.
+  auto segs = FilesWithSuffix(dir.path(), ".vlog");
+  std::string path = dir.file(segs.back());
+  uintmax_t size = std::filesystem::file_size(path);
+  std::filesystem::resize_file(path, size - 3 * (2048 + 20 + 10) + 5);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  nokv_statistics s = Stats(db);
+  EXPECT_EQ(s.wal_records_dangling, 3u);
+  EXPECT_GT(s.vlog_torn_bytes, 0u);
+  for (int i = 0; i < 17; i++) ASSERT_EQ(Get(db, Key(i))->data, BigValue(i, 2048));
+  for (int i = 17; i < 20; i++) EXPECT_FALSE(Get(db, Key(i)).has_value()) << Key(i);
+  // New writes after that reuse neither the lost keys' timestamps nor their space.
+  ASSERT_EQ(Put(db, Key(17), BigValue(17, 2048)), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  EXPECT_EQ(Get(db, Key(17))->data, BigValue(17, 2048));
+  EXPECT_FALSE(Get(db, Key(18)).has_value());
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+TEST(Vlog, FlippedByteInAValueFailsThatKeyOnly) {
+  TempDir dir;
+  nokv_options o = VlogOptions();
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 50; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096)), NOKV_OK);
+  ASSERT_EQ(nokv_flush(db), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  auto segs = FilesWithSuffix(dir.path(), ".vlog");
+  std::string path = dir.file(segs.front());
+  std::string data = ReadFile(path);
+  std::string victim = BigValue(10, 4096);
+  size_t at = data.find(victim);
+  ASSERT_NE(at, std::string::npos);
+  data[at + 2000] ^= 0x01;
+  WriteFile(path, data);
+
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  int rc = NOKV_OK;
+  EXPECT_FALSE(Get(db, Key(10), 0, &rc).has_value());
+  EXPECT_EQ(rc, NOKV_ECORRUPT);
+  EXPECT_NE(std::string(nokv_errmsg()).find("checksum"), std::string::npos) << nokv_errmsg();
+  for (int i = 0; i < 50; i++) {
+    if (i != 10) ASSERT_EQ(Get(db, Key(i))->data, BigValue(i, 4096)) << Key(i);
+  }
+  // A scan stops at the damaged key with the error, after the keys before it.
+  nokv_iter* it;
+  ASSERT_EQ(nokv_iter_new(db, nullptr, "", 0, nullptr, 0, &it), NOKV_OK);
+  int seen = 0;
+  for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) seen++;
+  EXPECT_EQ(seen, 10);
+  EXPECT_EQ(nokv_iter_status(it), NOKV_ECORRUPT);
+  nokv_iter_close(it);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+TEST(Vlog, DamagedEntryBeforeTheNewestSegmentFailsOpen) {
+  TempDir dir;
+  nokv_options o = VlogOptions();
+  o.value_log_segment_bytes = 32 << 10;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 40; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096)), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);  // nothing flushed: every segment is past the head
+  auto segs = FilesWithSuffix(dir.path(), ".vlog");
+  ASSERT_GE(segs.size(), 3u);
+  std::string path = dir.file(segs[1]);
+  std::string data = ReadFile(path);
+  data[data.size() / 2] ^= 0x40;
+  WriteFile(path, data);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_ECORRUPT);
+  EXPECT_NE(std::string(nokv_errmsg()).find(segs[1]), std::string::npos) << nokv_errmsg();
+}
+
+TEST(Vlog, SyncedLargeWritesSurvivePowerLoss) {
+  TempDir dir;
+  FaultEnv fenv;
+  nokv_options o = VlogOptions();
+  o.env = fenv.env();
+  o.value_log_segment_bytes = 64 << 10;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 60; i++) {
+    ASSERT_EQ(Put(db, Key(i), BigValue(i, 3000), /*sync=*/true), NOKV_OK);
+    if (i == 30) ASSERT_EQ(nokv_flush(db), NOKV_OK);
+  }
+  fenv.PowerOff();
+  for (int i = 60; i < 80; i++) Put(db, Key(i), BigValue(i, 3000));  // may be lost
+  nokv_close(db);
+  fenv.DropUnsynced();
+  FaultEnv fresh;
+  o.env = fresh.env();
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  ExpectAll(db, 60, 3000);
+  for (int i = 60; i < 80; i++) {
+    int rc = NOKV_OK;
+    auto v = Get(db, Key(i), 0, &rc);
+    EXPECT_TRUE(rc == NOKV_OK || rc == NOKV_ENOTFOUND) << rc;
+  }
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+TEST(Vlog, FailedValueLogWriteStopsWritesAndReopenRecovers) {
+  TempDir dir;
+  FaultEnv fenv;
+  nokv_options o = VlogOptions();
+  o.env = fenv.env();
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 10; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096)), NOKV_OK);
+  fenv.FailAppendsAfter(100);
+  EXPECT_NE(Put(db, Key(10), BigValue(10, 4096)), NOKV_OK);
+  EXPECT_NE(Put(db, Key(11), BigValue(11, 10)), NOKV_OK);  // stopped
+  fenv.FailAppendsAfter(-1);
+  nokv_close(db);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  ExpectAll(db, 10, 4096);
+  EXPECT_FALSE(Get(db, Key(10)).has_value());
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+}  // namespace
