@@ -31,6 +31,8 @@ class ModelTest : public ::testing::Test {
 
   uint64_t Uniform(uint64_t n) { return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng_); }
   uint64_t keyspace_ = 400;
+  int large_pct_ = 10;   // puts with a value of up to 5000 bytes (else up to 40)
+  bool gc_ = false;      // also run value-log GC between operations
   std::string Key() {
     // Skewed so some keys collect many versions; some keys share prefixes.
     uint64_t k = Uniform(4) == 0 ? Uniform(8) : Uniform(keyspace_);
@@ -53,6 +55,7 @@ class ModelTest : public ::testing::Test {
       out.emplace(std::string(static_cast<const char*>(k), kl),
                   std::string(static_cast<const char*>(v), vl));
     }
+    EXPECT_EQ(nokv_iter_status(it), NOKV_OK) << nokv_errmsg();
     nokv_iter_close(it);
     return out;
   }
@@ -86,6 +89,24 @@ TEST_F(ModelTest, RandomOperationsOverFlushesAndCompactionsMatchAMap) {
   RunModel(this, &o, ops, true);
 }
 
+// The value log: most values are separated, segments are small, and GC runs
+// (on demand, with random ratios, and in the background) between operations,
+// under live snapshots and across reopens.
+TEST_F(ModelTest, RandomOperationsWithValueLogGcMatchAMap) {
+  const char* env = getenv("NOKV_MODEL_OPS");
+  int ops = env != nullptr && *env ? atoi(env) / 8 : 250000;
+  keyspace_ = 3000;
+  large_pct_ = 50;
+  gc_ = true;
+  nokv_options o;
+  nokv_test::TinyLsmOptions(&o);
+  o.value_threshold = 256;
+  o.value_log_segment_bytes = 64 << 10;
+  o.value_log_gc_ratio = 0.3;
+  o.value_log_gc_bytes_per_sec = 0;
+  RunModel(this, &o, ops, true);
+}
+
 void RunModel(ModelTest* t, const nokv_options* opts, int kOps, bool lsm) {
   auto& db_ = t->db_;
   auto Uniform = [t](uint64_t n) { return t->Uniform(n); };
@@ -98,14 +119,25 @@ void RunModel(ModelTest* t, const nokv_options* opts, int kOps, bool lsm) {
   ASSERT_EQ(nokv_open(path.c_str(), opts, &db_), NOKV_OK);
   Model model;
   std::vector<Snap> snaps;
+  uint64_t gc_collected = 0;
   for (int op = 0; op < kOps; op++) {
     uint64_t dice = Uniform(100);
     if (lsm && Uniform(2000) == 0) {
       ASSERT_EQ(Uniform(4) == 0 ? nokv_compact(db_) : nokv_flush(db_), NOKV_OK) << nokv_errmsg();
       continue;
     }
+    if (t->gc_ && Uniform(1000) == 0) {
+      uint32_t collected = 0;
+      ASSERT_EQ(nokv_vlog_gc(db_, 0.05 + 0.1 * static_cast<double>(Uniform(9)), &collected),
+                NOKV_OK)
+          << nokv_errmsg();
+      gc_collected += collected;
+      continue;
+    }
     if (dice < 40) {
-      std::string k = Key(), v = ValueOf(Uniform(10) == 0 ? Uniform(5000) : Uniform(40));
+      std::string k = Key();
+      std::string v = ValueOf(static_cast<int>(Uniform(100)) < t->large_pct_ ? Uniform(5000)
+                                                                               : Uniform(40));
       ASSERT_EQ(nokv_test::Put(db_, k, v, Uniform(50) == 0), NOKV_OK);
       model[k] = v;
     } else if (dice < 50) {
@@ -138,9 +170,11 @@ void RunModel(ModelTest* t, const nokv_options* opts, int kOps, bool lsm) {
       }
     } else if (dice < 80) {
       std::string k = Key();
-      auto got = Get(db_, k);
+      int rc = NOKV_OK;
+      auto got = Get(db_, k, 0, &rc);
       auto want = model.find(k);
-      ASSERT_EQ(got.has_value(), want != model.end()) << "op " << op << " key " << k;
+      ASSERT_EQ(got.has_value(), want != model.end())
+          << "op " << op << " key " << k << " rc " << rc << " " << nokv_errmsg();
       if (got) {
         ASSERT_EQ(got->data, want->second) << "op " << op << " key " << k;
       }
@@ -177,6 +211,11 @@ void RunModel(ModelTest* t, const nokv_options* opts, int kOps, bool lsm) {
   }
   for (auto& s : snaps) nokv_snapshot_release(db_, s.snap);
   ASSERT_EQ(ScanAll(nullptr, "", ""), model);
+  if (t->gc_) {
+    printf("value log segments collected on demand: %llu\n",
+           static_cast<unsigned long long>(gc_collected));
+    EXPECT_GT(gc_collected, 0u);
+  }
   ASSERT_EQ(nokv_close(db_), NOKV_OK);
   ASSERT_EQ(nokv_open(path.c_str(), opts, &db_), NOKV_OK);
   ASSERT_EQ(ScanAll(nullptr, "", ""), model);

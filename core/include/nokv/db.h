@@ -106,6 +106,16 @@ int nokv_flush(nokv_db *db);
  * are dropped on the way. */
 int nokv_compact(nokv_db *db);
 
+/* Garbage-collects the value log now: every sealed segment (one whose values are
+ * all flushed to tables) with at least `ratio` of its bytes known dead (ratio <=
+ * 0: the value_log_gc_ratio option) has its live values written again and is
+ * retired; its file is deleted once no open snapshot, iterator or read can reach
+ * it. Dead bytes are known from compaction, so a nokv_compact() first makes the
+ * estimate complete. *collected (may be NULL) counts the segments retired. Not
+ * throttled. A damaged segment is skipped (the call still fails with
+ * NOKV_ECORRUPT after collecting the others). */
+int nokv_vlog_gc(nokv_db *db, double ratio, uint32_t *collected);
+
 #ifdef __cplusplus
 }
 #endif

@@ -304,7 +304,9 @@ static int compact_once(nokv_db *db, int forced_level, bool in_place, bool *did)
   bool trivial = false;
   ret = run_compaction(db, &c, &e, &read, &written, &trivial);
   if (ret == NOKV_OK) ret = nk_vset_log_and_apply(db->vset, &e);
+  bool discards = e.ndiscards > 0;
   nk_edit_release(&e);
+  if (ret == NOKV_OK && discards && !db->opts.disable_auto_gc) nk_db_gc_wanted(db);
 
   pthread_mutex_lock(&db->mu);
   mark_inputs(&c, false);

@@ -205,6 +205,7 @@ static int replay_wal(nokv_db *db) {
 
 static void db_free(nokv_db *db) {
   nk_view_unref(db->view);
+  nk_epoch_unref(db->epoch);  /* deletes segments retired since the last view */
   for (size_t i = 0; i < db->nimm; i++) nk_memtable_unref(db->imm[i]);
   nk_memtable_unref(db->mem);
   nk_arena_pool_free(db->arena_pool);
@@ -221,6 +222,8 @@ static void db_free(nokv_db *db) {
   pthread_cond_destroy(&db->idle);
   pthread_cond_destroy(&db->bg_cv);
   pthread_cond_destroy(&db->room_cv);
+  pthread_cond_destroy(&db->gc_cv);
+  pthread_mutex_destroy(&db->gc_mu);
   free(db);
 }
 
@@ -294,6 +297,8 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   pthread_cond_init(&db->idle, NULL);
   pthread_cond_init(&db->bg_cv, NULL);
   pthread_cond_init(&db->room_cv, NULL);
+  pthread_cond_init(&db->gc_cv, NULL);
+  pthread_mutex_init(&db->gc_mu, NULL);
   db->opts = *opts;
   db->env = opts->env != NULL ? opts->env : nk_env_posix();
   atomic_init(&db->live_handles, 0);
@@ -316,7 +321,8 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
        (db->block_cache = nk_cache_new(opts->block_cache_bytes, 4)) == NULL) ||
       (db->tc = nk_table_cache_new(db->env, path, (size_t)opts->max_open_files,
                                    db->block_cache, &db->sst_stats)) == NULL ||
-      (db->mem = nk_memtable_new(db->opts.memtable_max_bytes, db->arena_pool)) == NULL) {
+      (db->mem = nk_memtable_new(db->opts.memtable_max_bytes, db->arena_pool)) == NULL ||
+      (db->epoch = nk_epoch_new(db)) == NULL) {
     NK_ERR(nk_err(NOKV_ENOMEM, "out of memory opening %s", path));
   }
   NK_ERR(nk_vset_open(db->env, path, db->tc, opts->manifest_max_bytes, &db->vset, &fresh));
@@ -384,6 +390,13 @@ int nk_db_start_background(nokv_db *db) {
     }
     db->ncompact_threads++;
   }
+  /* Dead bytes may have been reported before the last close. */
+  db->gc_wanted = !db->opts.disable_auto_gc;
+  if (pthread_create(&db->gc_thread, NULL, nk_db_gc_main, db) != 0) {
+    nk_db_stop_background(db);
+    return nk_err(NOKV_ENOMEM, "cannot start the value log GC thread");
+  }
+  db->gc_thread_started = true;
   return NOKV_OK;
 }
 
@@ -393,7 +406,10 @@ void nk_db_stop_background(nokv_db *db) {
   __atomic_store_n(&db->stop_bg, true, __ATOMIC_RELAXED);
   pthread_cond_broadcast(&db->bg_cv);
   pthread_cond_broadcast(&db->room_cv);
+  pthread_cond_broadcast(&db->gc_cv);
   pthread_mutex_unlock(&db->mu);
+  if (db->gc_thread_started) pthread_join(db->gc_thread, NULL);
+  db->gc_thread_started = false;
   pthread_join(db->flush_thread, NULL);
   for (int i = 0; i < db->ncompact_threads; i++) pthread_join(db->compact_threads[i], NULL);
   db->ncompact_threads = 0;
@@ -427,6 +443,10 @@ static void vlog_stats(nokv_db *db, nokv_statistics *s) {
   if (s->vlog_bytes > 0) s->vlog_garbage_permille = s->vlog_garbage_bytes * 1000 / s->vlog_bytes;
   s->vlog_bytes_written = nk_vlog_bytes_written(db->vlog);
   s->vlog_reads = nk_counter_get(&db->stats.vlog_reads);
+  s->gc_runs = nk_counter_get(&db->stats.gc_runs);
+  s->gc_segments_collected = nk_counter_get(&db->stats.gc_collected);
+  s->gc_bytes_rewritten = nk_counter_get(&db->stats.gc_rewritten);
+  s->gc_bytes_reclaimed = nk_counter_get(&db->stats.gc_reclaimed);
 }
 
 int nokv_stats(nokv_db *db, nokv_statistics *s) {

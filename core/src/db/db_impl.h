@@ -47,8 +47,11 @@ static inline uint64_t nk_counter_get(const nk_counter *c) {
  * db->mem → sealed into db->imm when full (its WAL segments are closed) → written
  * to an L0 table by the flush thread → dropped from imm once the manifest records
  * the table → freed when the last view holding it is released. */
+typedef struct nk_epoch nk_epoch;  /* gc.c */
+
 typedef struct nk_view {
   uint32_t refs;  /* atomic */
+  nk_epoch *epoch;  /* pinned: value-log segments retired after it stay readable */
   nk_memtable *mem;
   nk_arena_pool *arena_pool;  /* blocks of flushed memtables, for the next ones */
   nk_memtable *imm[NK_MAX_IMM];
@@ -89,6 +92,7 @@ struct nokv_db {
    * sealed. mem_vlog_bytes: value-log bytes mem's entries point at (leader). */
   nk_memtable *mem;
   uint64_t mem_vlog_bytes;
+  uint64_t flushed_ts;      /* newest commit timestamp of a flushed memtable */
   nk_vhead imm_vhead[NK_MAX_IMM];
   nk_arena_pool *arena_pool;  /* blocks of flushed memtables, for the next ones */
   nk_memtable *imm[NK_MAX_IMM];
@@ -97,6 +101,7 @@ struct nokv_db {
 
   pthread_mutex_t view_mu;
   nk_view *view;
+  nk_epoch *epoch;          /* current value-log epoch (changed under mu and view_mu) */
   /* The published version's L0 table count and compaction debt, for the write
    * path's throttling (mu). */
   int l0_files;
@@ -122,6 +127,13 @@ struct nokv_db {
   int manual_compactions;   /* requests pending (nokv_compact_range) */
   uint64_t manual_done;     /* completed requests */
   char *compact_pointer[NK_NUM_LEVELS];  /* round-robin start key per level */
+  /* Value-log GC: one collection at a time (gc_mu); the thread waits on gc_cv
+   * (with mu) until compaction reports dead bytes (gc_wanted). */
+  pthread_t gc_thread;
+  bool gc_thread_started;
+  bool gc_wanted;
+  pthread_cond_t gc_cv;
+  pthread_mutex_t gc_mu;
   size_t compact_pointer_len[NK_NUM_LEVELS];
 
   struct {
@@ -129,7 +141,7 @@ struct nokv_db {
     nk_counter user_bytes, stalls, stall_micros, slowdowns;
     nk_counter gets, get_hits, iterators, table_probes;
     nk_counter flushes, flush_bytes, compactions, trivial_moves, compact_read, compact_written;
-    nk_counter vlog_reads;
+    nk_counter vlog_reads, gc_runs, gc_collected, gc_rewritten, gc_reclaimed;
     uint64_t wal_segments_replayed;  /* set once at open */
     uint64_t wal_records_dangling;   /* dropped at open: their values were lost */
     nk_wal_replay_stats replay;
@@ -146,6 +158,38 @@ int nk_db_apply_batch(nk_memtable *mem, const char *rep, size_t len, uint64_t co
 
 /* Records a background failure that stops writes. REQUIRES: mu held. */
 void nk_db_set_bg_error(nokv_db *db, int rc, const char *what);
+
+/* ---- point lookups (read.c) ---- */
+
+/* The newest version of key at or below read_ts in view, without following a
+ * value pointer: val is the inline value or the pointer's bytes. */
+typedef struct nk_lookup {
+  bool found;
+  nk_kind kind;
+  uint64_t ts;
+  const char *val;
+  size_t vlen;
+  char *owned;  /* val's storage when it came from a table */
+} nk_lookup;
+
+int nk_db_lookup(nokv_db *db, nk_view *view, const char *key, size_t klen, uint64_t key_hash,
+                 uint64_t read_ts, nk_lookup *out);
+void nk_lookup_release(nk_lookup *r);
+
+/* ---- value-log GC and epochs (gc.c) ---- */
+
+nk_epoch *nk_epoch_new(nokv_db *db);
+void nk_epoch_ref(nk_epoch *e);
+/* The last reference to an epoch deletes the segments retired during it. */
+void nk_epoch_unref(nk_epoch *e);
+/* The current epoch, referenced: for snapshots (views pin theirs themselves). */
+nk_epoch *nk_db_pin_epoch(nokv_db *db);
+/* Writes a GC rewrite batch (sync) if nothing overwrote its keys after read_ts;
+ * NOKV_ECONFLICT if that could not be checked (write.c). */
+int nk_db_write_gc(nokv_db *db, const nokv_batch *b, uint64_t read_ts);
+/* Compaction found dead value-log bytes: wake the GC thread. REQUIRES: mu not held. */
+void nk_db_gc_wanted(nokv_db *db);
+void *nk_db_gc_main(void *arg);
 
 /* ---- views (view.c) ---- */
 

@@ -37,11 +37,13 @@ int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number, nk_
     e.last_ts = nk_memtable_max_ts(mem);
     ret = nk_vset_log_and_apply(db->vset, &e);
   }
+  bool discards = e.ndiscards > 0;
   if (ret == NOKV_OK) {
     nk_count(&db->stats.flushes, 1);
     nk_count(&db->stats.flush_bytes, job.bytes_written);
   }
   nk_edit_release(&e);
+  if (ret == NOKV_OK && discards && !db->opts.disable_auto_gc) nk_db_gc_wanted(db);
   return ret;
 }
 
@@ -81,6 +83,8 @@ void *nk_db_flush_main(void *arg) {
       nk_db_set_bg_error(db, rc, "flush");
       continue;
     }
+    uint64_t max_ts = nk_memtable_max_ts(mem);
+    if (max_ts > db->flushed_ts) db->flushed_ts = max_ts;
     memmove(&db->imm[0], &db->imm[1], (db->nimm - 1) * sizeof db->imm[0]);
     memmove(&db->imm_log[0], &db->imm_log[1], (db->nimm - 1) * sizeof db->imm_log[0]);
     memmove(&db->imm_vhead[0], &db->imm_vhead[1], (db->nimm - 1) * sizeof db->imm_vhead[0]);

@@ -69,6 +69,40 @@ static int copy_out(const char *v, size_t n, void **val, size_t *vlen) {
   return NOKV_OK;
 }
 
+int nk_db_lookup(nokv_db *db, nk_view *view, const char *key, size_t klen, uint64_t hash,
+                 uint64_t read_ts, nk_lookup *out) {
+  memset(out, 0, sizeof *out);
+  nk_entry e;
+  bool found = nk_memtable_get(view->mem, key, klen, hash, read_ts, &e);
+  for (size_t i = 0; !found && i < view->nimm; i++) {
+    found = nk_memtable_get(view->imm[i], key, klen, hash, read_ts, &e);
+  }
+  if (found) {
+    *out = (nk_lookup){.found = true, .kind = e.kind, .ts = e.ts, .val = e.val, .vlen = e.vlen};
+    return NOKV_OK;
+  }
+  char stack[256];
+  char *target = klen + NK_IKEY_TRAILER <= sizeof stack ? stack : malloc(klen + NK_IKEY_TRAILER);
+  if (target == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  nk_ikey_encode(target, key, klen, read_ts, NK_KIND_SEEK);
+  nk_get_result r;
+  uint64_t probes = 0;
+  int rc = nk_version_get(view->version, db->tc, target, klen + NK_IKEY_TRAILER, hash, &r, &probes);
+  nk_count(&db->stats.table_probes, probes);
+  if (target != stack) free(target);
+  NK_RET(rc);
+  if (r.found) {
+    *out = (nk_lookup){.found = true, .kind = r.kind, .ts = r.ts, .val = r.val, .vlen = r.vlen,
+                       .owned = r.val};
+  }
+  return NOKV_OK;
+}
+
+void nk_lookup_release(nk_lookup *r) {
+  free(r->owned);
+  r->owned = NULL;
+}
+
 int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t klen,
              void **val, size_t *vlen, uint64_t *commit_ts) {
   nk_err_clear();
@@ -76,47 +110,25 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
   nk_count(&db->stats.gets, 1);
   nk_view *view = nk_db_acquire_view(db);
   uint64_t read_ts = nk_db_read_ts(db, ro);
-  int ret = NOKV_ENOTFOUND;
-  uint64_t hash = nk_hash64(key, klen);
-  nk_entry e;
-  bool found = nk_memtable_get(view->mem, key, klen, hash, read_ts, &e);
-  for (size_t i = 0; !found && i < view->nimm; i++) {
-    found = nk_memtable_get(view->imm[i], key, klen, hash, read_ts, &e);
-  }
-  if (found) {
-    if (e.kind == NK_KIND_VALUE) {
-      ret = copy_out(e.val, e.vlen, val, vlen);
-    } else if (e.kind == NK_KIND_VPTR) {
-      ret = read_pointed(db, key, klen, e.val, e.vlen, val, vlen);
-    }
-    if (ret == NOKV_OK && commit_ts != NULL) *commit_ts = e.ts;
-  } else {
-    char stack[256];
-    char *target = klen + NK_IKEY_TRAILER <= sizeof stack ? stack : malloc(klen + NK_IKEY_TRAILER);
-    if (target == NULL) {
-      ret = nk_err(NOKV_ENOMEM, "out of memory");
-    } else {
-      nk_ikey_encode(target, key, klen, read_ts, NK_KIND_SEEK);
-      nk_get_result r;
-      uint64_t probes = 0;
-      int rc = nk_version_get(view->version, db->tc, target, klen + NK_IKEY_TRAILER, hash, &r,
-                              &probes);
-      nk_count(&db->stats.table_probes, probes);
-      if (rc != NOKV_OK) {
-        ret = rc;
-      } else if (r.found && r.kind == NK_KIND_VALUE) {
-        *val = r.val;
+  nk_lookup r;
+  int ret = nk_db_lookup(db, view, key, klen, nk_hash64(key, klen), read_ts, &r);
+  if (ret == NOKV_OK) {
+    ret = NOKV_ENOTFOUND;
+    if (r.found && r.kind == NK_KIND_VALUE) {
+      if (r.owned != NULL) {
+        *val = r.owned;  /* hand over the table's copy */
         *vlen = r.vlen;
-        if (commit_ts != NULL) *commit_ts = r.ts;
+        r.owned = NULL;
         ret = NOKV_OK;
-      } else if (r.found && r.kind == NK_KIND_VPTR) {
-        ret = read_pointed(db, key, klen, r.val, r.vlen, val, vlen);
-        free(r.val);
-        if (ret == NOKV_OK && commit_ts != NULL) *commit_ts = r.ts;
+      } else {
+        ret = copy_out(r.val, r.vlen, val, vlen);
       }
-      if (target != stack) free(target);
+    } else if (r.found && r.kind == NK_KIND_VPTR) {
+      ret = read_pointed(db, key, klen, r.val, r.vlen, val, vlen);
     }
+    if (ret == NOKV_OK && commit_ts != NULL) *commit_ts = r.ts;
   }
+  nk_lookup_release(&r);
   nk_view_unref(view);
   if (ret == NOKV_OK) nk_count(&db->stats.get_hits, 1);
   return ret;
@@ -128,10 +140,15 @@ uint64_t nokv_last_commit_ts(nokv_db *db) { return nk_oracle_read_ts(&db->oracle
 
 int nokv_snapshot_create(nokv_db *db, nokv_snapshot **out) {
   nk_err_clear();
+  /* Pin first, then take the timestamp: a segment retired after the pin stays
+   * until release, and one retired before it holds nothing this ts can read. */
+  nk_epoch *pin = nk_db_pin_epoch(db);
   nokv_snapshot *s = nk_oracle_snapshot(&db->oracle);
   if (s == NULL) {
+    nk_epoch_unref(pin);
     return nk_err(NOKV_ENOMEM, "out of memory creating a snapshot");
   }
+  s->pin = pin;
   atomic_fetch_add(&db->live_handles, 1);
   *out = s;
   return NOKV_OK;
@@ -141,7 +158,9 @@ uint64_t nokv_snapshot_ts(const nokv_snapshot *snap) { return snap->ts; }
 
 void nokv_snapshot_release(nokv_db *db, nokv_snapshot *snap) {
   if (snap != NULL) {
+    nk_epoch *pin = snap->pin;
     nk_oracle_release(&db->oracle, snap);
+    nk_epoch_unref(pin);
     atomic_fetch_sub(&db->live_handles, 1);
   }
 }

@@ -21,6 +21,7 @@ void nk_view_unref(nk_view *v) {
   nk_memtable_unref(v->mem);
   for (size_t i = 0; i < v->nimm; i++) nk_memtable_unref(v->imm[i]);
   nk_version_unref(v->version);
+  nk_epoch_unref(v->epoch);
   free(v);
 }
 
@@ -36,6 +37,8 @@ int nk_db_refresh_view(nokv_db *db) {
   }
   v->nimm = db->nimm;
   v->version = nk_vset_current(db->vset);
+  v->epoch = db->epoch;  /* changes only under mu, which the caller holds */
+  nk_epoch_ref(v->epoch);
   db->l0_files = (int)v->version->nfiles[0];
   db->compaction_debt = nk_db_pending_compaction_bytes(db, v->version);
   pthread_mutex_lock(&db->view_mu);

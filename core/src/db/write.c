@@ -22,11 +22,14 @@
 
 #include "db/batch_internal.h"
 #include "db/db_impl.h"
+#include "util/checksum.h"
 #include "util/error.h"
 #include "wal/wal_format.h"
 
 typedef struct nk_writer {
   const nokv_batch *batch;  /* NULL: a flush request (seal the memtable) */
+  uint64_t gc_read_ts;      /* value-log GC rewrite checked at this timestamp (gc.c) */
+  nokv_batch *filtered;     /* its live part, made by the leader */
   bool sync;
   bool done;
   int rc;
@@ -245,6 +248,37 @@ int nk_db_apply_batch(nk_memtable *mem, const char *rep, size_t len, uint64_t co
   return rc;
 }
 
+/* Drops from a GC rewrite the entries whose key gained a newer version after
+ * the GC checked it at gc_read_ts. Every such version is newer than
+ * gc_read_ts, so it is in a memtable unless one holding writes past
+ * gc_read_ts was flushed meanwhile: then the check is refused (NOKV_ECONFLICT)
+ * and GC repeats it. REQUIRES: mu held, leader. */
+static int filter_gc_batch(nokv_db *db, nk_writer *w) {
+  if (db->flushed_ts > w->gc_read_ts) {
+    return nk_err(NOKV_ECONFLICT, "a flush raced a value log GC check");
+  }
+  NK_RET(nokv_batch_new(&w->filtered));
+  nk_batch_reader r;
+  nk_batch_op op;
+  uint64_t unused_ts;
+  uint32_t count;
+  int rc;
+  NK_RET(nk_batch_reader_init(&r, w->batch->rep, w->batch->len, &unused_ts, &count));
+  while ((rc = nk_batch_reader_next(&r, &op)) == 1) {
+    uint64_t hash = nk_hash64(op.key, op.klen);
+    nk_entry e;
+    bool found = nk_memtable_get(db->mem, op.key, op.klen, hash, NK_MAX_TS, &e);
+    for (size_t i = db->nimm; !found && i > 0; i--) {
+      found = nk_memtable_get(db->imm[i - 1], op.key, op.klen, hash, NK_MAX_TS, &e);
+    }
+    if (found && e.ts > op.ts) continue;  /* overwritten or deleted since */
+    NK_RET(nk_batch_put_at(w->filtered, op.key, op.klen, op.val, op.vlen, op.ts));
+  }
+  NK_RET(rc);
+  w->batch = w->filtered;
+  return NOKV_OK;
+}
+
 /* Runs one group as leader. REQUIRES: mu held, leader == queue_head. Returns with
  * mu held and the group's writers marked done. */
 static void lead_group(nokv_db *db, nk_writer *leader) {
@@ -253,7 +287,8 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
     rc = make_room(db, leader->batch != NULL ? leader->batch->mem_cost : 0,
                    leader->batch == NULL);
   }
-  if (rc != NOKV_OK || leader->batch == NULL) {
+  if (rc == NOKV_OK && leader->gc_read_ts != 0) rc = filter_gc_batch(db, leader);
+  if (rc != NOKV_OK || leader->batch == NULL || leader->batch->count == 0) {
     db->queue_head = leader->next;
     if (db->queue_head == NULL) db->queue_tail = NULL;
     leader->rc = rc;
@@ -266,7 +301,9 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   nk_writer *last = leader;
   size_t bytes = leader->batch->len, n = 1;
   bool sync = leader->sync;
-  for (nk_writer *w = leader->next; w != NULL && w->batch != NULL; w = w->next) {
+  for (nk_writer *w = leader->next; w != NULL && w->batch != NULL && leader->gc_read_ts == 0 &&
+                                    w->gc_read_ts == 0;
+       w = w->next) {
     if ((w->sync && !leader->sync) || bytes + w->batch->len > db->opts.max_group_commit_bytes) {
       break;
     }
@@ -329,6 +366,35 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   if (db->queue_head == NULL) db->queue_tail = NULL;
 }
 
+/* Queues w and returns once its group is done (leading one if it gets to the
+ * front). */
+static int enqueue_and_wait(nokv_db *db, nk_writer *w) {
+  pthread_cond_init(&w->cv, NULL);
+  pthread_mutex_lock(&db->mu);
+  if (db->queue_tail != NULL) {
+    db->queue_tail->next = w;
+  } else {
+    db->queue_head = w;
+  }
+  db->queue_tail = w;
+  while (!w->done && db->queue_head != w) {
+    pthread_cond_wait(&w->cv, &db->mu);
+  }
+  if (!w->done) {
+    lead_group(db, w);
+    if (db->queue_head != NULL) {
+      pthread_cond_signal(&db->queue_head->cv);  /* the next leader */
+    } else {
+      pthread_cond_broadcast(&db->idle);
+    }
+  } else if (w->rc != NOKV_OK) {
+    nk_err(w->rc, "%s", w->rc == db->bg_error ? db->bg_errmsg : nokv_strerror(w->rc));
+  }
+  pthread_mutex_unlock(&db->mu);
+  pthread_cond_destroy(&w->cv);
+  return w->rc;
+}
+
 static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                        uint64_t *commit_ts) {
   if (b != NULL) NK_RET(check_limits(db, b));
@@ -337,33 +403,16 @@ static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_bat
     return NOKV_OK;
   }
   nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync};
-  pthread_cond_init(&w.cv, NULL);
+  int rc = enqueue_and_wait(db, &w);
+  if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
+  return rc;
+}
 
-  pthread_mutex_lock(&db->mu);
-  if (db->queue_tail != NULL) {
-    db->queue_tail->next = &w;
-  } else {
-    db->queue_head = &w;
-  }
-  db->queue_tail = &w;
-  while (!w.done && db->queue_head != &w) {
-    pthread_cond_wait(&w.cv, &db->mu);
-  }
-  if (!w.done) {
-    lead_group(db, &w);
-    if (db->queue_head != NULL) {
-      pthread_cond_signal(&db->queue_head->cv);  /* the next leader */
-    } else {
-      pthread_cond_broadcast(&db->idle);
-    }
-  } else if (w.rc != NOKV_OK) {
-    nk_err(w.rc, "%s", w.rc == db->bg_error ? db->bg_errmsg : nokv_strerror(w.rc));
-  }
-  pthread_mutex_unlock(&db->mu);
-  pthread_cond_destroy(&w.cv);
-
-  if (w.rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
-  return w.rc;
+int nk_db_write_gc(nokv_db *db, const nokv_batch *b, uint64_t read_ts) {
+  nk_writer w = {.batch = b, .sync = true, .gc_read_ts = read_ts};
+  int rc = enqueue_and_wait(db, &w);
+  nokv_batch_free(w.filtered);
+  return rc;
 }
 
 int nokv_write(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,

@@ -17,6 +17,7 @@
 
 struct nokv_snapshot {
   uint64_t ts;
+  void *pin;  /* the value-log epoch it holds (db/gc.c) */
   struct nokv_snapshot *prev, *next;
 };
 

@@ -134,9 +134,11 @@ void nk_version_unref(nk_version *v) {
   free(v);
 }
 
+/* L0 newest first by file number, which is flush order (nothing else writes
+ * L0). Not by max_ts: a table of value-log GC rewrites holds old timestamps yet
+ * must shadow the older copies of the same versions. */
 static int cmp_l0(const void *a, const void *b) {
   const nk_file_meta *x = *(nk_file_meta *const *)a, *y = *(nk_file_meta *const *)b;
-  if (x->max_ts != y->max_ts) return x->max_ts > y->max_ts ? -1 : 1;
   return x->number > y->number ? -1 : (x->number < y->number);
 }
 

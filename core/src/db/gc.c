@@ -1,0 +1,373 @@
+/*
+ * gc.c — value-log garbage collection, and the epochs that say when a
+ * collected segment may be deleted.
+ *
+ * Discard statistics: whenever a flush or compaction drops a version whose
+ * value lives in the value log, the entry's bytes are added to its segment's
+ * dead-byte total, logged in the manifest with the edit (build.c).
+ *
+ * Collecting a segment (one older than the durable head, so every entry in it
+ * is in a table): read it front to back; an entry is live if the newest
+ * version of its key, read at a fresh snapshot, is exactly that entry. Live
+ * entries are written again through the normal write path, keeping their key
+ * and commit timestamp (so snapshots, commit timestamps and conflict checks see
+ * no change) with a new pointer; the newer source wins on an equal version. The
+ * write is conditional: the leader drops any entry whose key gained a newer
+ * version since the snapshot (it can tell from the memtables alone, and refuses
+ * the batch if a memtable with newer writes was flushed meanwhile). Then the
+ * manifest records the segment as retired.
+ *
+ * Deleting it: readers may still hold old pointers into it. Every view and
+ * every snapshot pins the epoch that was current when it was taken; retiring a
+ * segment ends the epoch (and publishes a new view). Each epoch holds a
+ * reference to the next one, so an epoch dies only after all older ones, and
+ * when it dies no reader that could have read a pointer into its retired
+ * segments is left: they are deleted then.
+ *
+ * Background GC runs when compaction reports dead bytes, picks the segment with
+ * the largest dead share above value_log_gc_ratio, and is throttled to
+ * value_log_gc_bytes_per_sec of rewrites; nokv_vlog_gc() collects on demand.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db/batch_internal.h"
+#include "db/db_impl.h"
+#include "util/checksum.h"
+#include "util/error.h"
+
+/* ---- epochs ---- */
+
+struct nk_epoch {
+  uint32_t refs;  /* atomic */
+  nokv_db *db;
+  struct nk_epoch *next;  /* the newer epoch (referenced) */
+  nk_vlog_segment_info *doomed;  /* segments to delete when this epoch dies */
+  size_t ndoomed;
+};
+
+nk_epoch *nk_epoch_new(nokv_db *db) {
+  nk_epoch *e = calloc(1, sizeof *e);
+  if (e != NULL) {
+    e->refs = 1;
+    e->db = db;
+  }
+  return e;
+}
+
+void nk_epoch_ref(nk_epoch *e) { __atomic_fetch_add(&e->refs, 1, __ATOMIC_RELAXED); }
+
+void nk_epoch_unref(nk_epoch *e) {
+  while (e != NULL && __atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    nokv_db *db = e->db;
+    for (size_t i = 0; i < e->ndoomed; i++) {
+      if (nk_vlog_remove_segment(db->vlog, e->doomed[i].fid) == NOKV_OK) {
+        nk_vset_forget_segment(db->vset, e->doomed[i].fid);
+        nk_count(&db->stats.gc_reclaimed, e->doomed[i].size);
+      }
+    }
+    nk_epoch *next = e->next;
+    free(e->doomed);
+    free(e);
+    e = next;  /* drop the reference the dead epoch held */
+  }
+}
+
+nk_epoch *nk_db_pin_epoch(nokv_db *db) {
+  pthread_mutex_lock(&db->view_mu);
+  nk_epoch *e = db->epoch;
+  nk_epoch_ref(e);
+  pthread_mutex_unlock(&db->view_mu);
+  return e;
+}
+
+/* Ends the current epoch with fid to delete when it dies. */
+static int retire(nokv_db *db, uint32_t fid, uint64_t size) {
+  nk_edit e;
+  nk_edit_init(&e);
+  int ret = nk_edit_retire_segment(&e, fid);
+  if (ret == NOKV_OK) ret = nk_vset_log_and_apply(db->vset, &e);
+  nk_edit_release(&e);
+  NK_RET(ret);
+  nk_epoch *fresh = nk_epoch_new(db);
+  pthread_mutex_lock(&db->mu);
+  nk_epoch *old = db->epoch;
+  nk_vlog_segment_info *doomed =
+      fresh == NULL ? NULL : realloc(old->doomed, (old->ndoomed + 1) * sizeof *doomed);
+  if (doomed == NULL) {
+    pthread_mutex_unlock(&db->mu);
+    free(fresh);
+    /* The manifest says retired: the next open deletes it. */
+    return nk_err(NOKV_ENOMEM, "out of memory retiring value log segment %u", fid);
+  }
+  old->doomed = doomed;
+  old->doomed[old->ndoomed++] = (nk_vlog_segment_info){.fid = fid, .size = size};
+  nk_epoch_ref(fresh);  /* old's reference; db's is the one it was born with */
+  old->next = fresh;
+  pthread_mutex_lock(&db->view_mu);
+  db->epoch = fresh;
+  pthread_mutex_unlock(&db->view_mu);
+  ret = nk_db_refresh_view(db);  /* new readers stop pinning old */
+  if (ret != NOKV_OK) nk_db_set_bg_error(db, ret, "value log GC");
+  pthread_mutex_unlock(&db->mu);
+  nk_epoch_unref(old);
+  return ret;
+}
+
+/* ---- collecting one segment ---- */
+
+#define GC_BATCH_OPS 256
+
+typedef struct gc_ctx {
+  nokv_db *db;
+  uint32_t fid;
+  bool throttled;
+  uint64_t start_micros;
+  uint64_t batch_limit;     /* bytes of values per rewrite batch */
+  /* Entries read but not yet checked and written (owned copies). */
+  nk_vlog_entry pending[GC_BATCH_OPS];
+  nk_buf pending_bytes;
+  size_t npending;
+  uint64_t rewritten;       /* bytes of entries written again */
+} gc_ctx;
+
+static uint64_t now_micros(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* Is the newest version of e's key at read_ts exactly e? */
+static int is_live(nokv_db *db, nk_view *view, uint64_t read_ts, const nk_vlog_entry *e,
+                   bool *live) {
+  nk_lookup r;
+  *live = false;
+  NK_RET(nk_db_lookup(db, view, e->key, e->klen, nk_hash64(e->key, e->klen), read_ts, &r));
+  nk_vptr p;
+  *live = r.found && r.kind == NK_KIND_VPTR && r.ts == e->ts && nk_vptr_decode(r.val, r.vlen, &p) &&
+          p.fid == e->fid && p.off == e->off;
+  nk_lookup_release(&r);
+  return NOKV_OK;
+}
+
+/* Waits until the rewrite rate is back under the limit, or the database closes. */
+static void throttle(gc_ctx *c) {
+  uint64_t rate = c->db->opts.value_log_gc_bytes_per_sec;
+  if (!c->throttled || rate == 0) return;
+  uint64_t due = c->start_micros + c->rewritten * 1000000u / rate;
+  nokv_db *db = c->db;
+  pthread_mutex_lock(&db->mu);
+  while (!db->stop_bg && now_micros() < due) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    uint64_t wait = due - now_micros();
+    until.tv_sec += (time_t)(wait / 1000000u);
+    until.tv_nsec += (long)(wait % 1000000u) * 1000;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&db->gc_cv, &db->mu, &until);
+  }
+  pthread_mutex_unlock(&db->mu);
+}
+
+/* Checks the pending entries against a fresh snapshot and writes the live ones
+ * again. The leader may refuse (NOKV_ECONFLICT) if a flush raced the check; then
+ * the check is repeated. */
+static int flush_pending(gc_ctx *c) {
+  nokv_db *db = c->db;
+  int ret = NOKV_OK;
+  for (int attempt = 0; c->npending > 0; attempt++) {
+    nk_view *view = nk_db_acquire_view(db);
+    uint64_t read_ts = nk_oracle_read_ts(&db->oracle);
+    nokv_batch *b = NULL;
+    uint64_t bytes = 0;
+    ret = nokv_batch_new(&b);
+    for (size_t i = 0; ret == NOKV_OK && i < c->npending; i++) {
+      const nk_vlog_entry *e = &c->pending[i];
+      bool live = false;
+      ret = is_live(db, view, read_ts, e, &live);
+      if (ret == NOKV_OK && live) {
+        ret = nk_batch_put_at(b, e->key, e->klen, e->val, e->vlen, e->ts);
+        bytes += e->len;
+      }
+    }
+    nk_view_unref(view);
+    if (ret == NOKV_OK && nokv_batch_count(b) > 0) ret = nk_db_write_gc(db, b, read_ts);
+    nokv_batch_free(b);
+    if (ret == NOKV_ECONFLICT && attempt < 8) continue;
+    if (ret == NOKV_OK) {
+      c->rewritten += bytes;
+      nk_count(&db->stats.gc_rewritten, bytes);
+    }
+    break;
+  }
+  c->npending = 0;
+  c->pending_bytes.len = 0;
+  if (ret == NOKV_OK) throttle(c);
+  return ret;
+}
+
+/* Points the pending entries at their copies, then checks and writes them. */
+static int check_and_write(gc_ctx *c) {
+  for (size_t i = 0; i < c->npending; i++) {
+    size_t off = (size_t)(uintptr_t)c->pending[i].key;
+    c->pending[i].key = c->pending_bytes.data + off;
+    c->pending[i].val = c->pending[i].key + c->pending[i].klen;
+  }
+  return flush_pending(c);
+}
+
+static int gc_entry(void *arg, const nk_vlog_entry *e) {
+  gc_ctx *c = arg;
+  if (__atomic_load_n(&c->db->stop_bg, __ATOMIC_RELAXED)) {
+    return nk_err(NOKV_ECLOSED, "database is closing");
+  }
+  /* Copy the entry: the scan's buffer moves. Offsets into pending_bytes are
+   * turned into pointers when the batch is checked. */
+  size_t at = c->pending_bytes.len;
+  if (!nk_buf_append(&c->pending_bytes, e->key, e->klen) ||
+      !nk_buf_append(&c->pending_bytes, e->val, e->vlen)) {
+    return nk_err(NOKV_ENOMEM, "out of memory in value log GC");
+  }
+  nk_vlog_entry *p = &c->pending[c->npending++];
+  *p = *e;
+  p->key = (const char *)(uintptr_t)at;  /* fixed up below */
+  if (c->npending == GC_BATCH_OPS || c->pending_bytes.len >= c->batch_limit) {
+    return check_and_write(c);
+  }
+  return NOKV_OK;
+}
+
+/* Collects segment fid of the given size: rewrites its live entries, then
+ * retires it. */
+static int collect(nokv_db *db, uint32_t fid, uint64_t size, bool throttled) {
+  gc_ctx *c = calloc(1, sizeof *c);
+  char *path = nk_vlog_segment_path(db->vlog, fid);
+  int ret = NOKV_OK;
+  if (c == NULL || path == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory in value log GC"));
+  c->db = db;
+  c->fid = fid;
+  c->throttled = throttled;
+  c->start_micros = now_micros();
+  c->batch_limit = db->opts.memtable_max_bytes / 4 < (1u << 20) ? db->opts.memtable_max_bytes / 4
+                                                                 : (1u << 20);
+  nk_count(&db->stats.gc_runs, 1);
+  nk_vlog_scan_result res;
+  ret = nk_vlog_scan_file(db->env, path, fid, 0, gc_entry, c, &res);
+  if (ret == NOKV_OK && c->npending > 0) {
+    ret = check_and_write(c);
+  }
+  if (ret == NOKV_OK && res.torn) {
+    ret = nk_err(NOKV_ECORRUPT, "value log segment %s is damaged at %s; not collecting it", path,
+                 res.why);
+  }
+  if (ret == NOKV_OK) ret = retire(db, fid, size);
+  if (ret == NOKV_OK) nk_count(&db->stats.gc_collected, 1);
+err:
+  if (c != NULL) nk_buf_release(&c->pending_bytes);
+  free(c);
+  free(path);
+  return ret;
+}
+
+/* ---- choosing segments ---- */
+
+/* The segment with the largest dead share >= ratio that may be collected:
+ * before the durable head, not retired, not in skip. false if none. */
+static bool pick(nokv_db *db, double ratio, const uint32_t *skip, size_t nskip, uint32_t *fid,
+                 uint64_t *size) {
+  nk_vset_vlog st;
+  nk_vlog_segment_info *segs = NULL;
+  size_t n = 0;
+  if (nk_vset_vlog_state(db->vset, &st) != NOKV_OK) return false;
+  bool found = false;
+  double best = 0;
+  if (nk_vlog_segments(db->vlog, &segs, &n) == NOKV_OK) {
+    for (size_t i = 0; i < n; i++) {
+      const nk_vlog_segment_info *g = &segs[i];
+      if (g->active || g->fid >= st.head_fid || g->size <= NK_VLOG_HEADER) continue;
+      bool excluded = false;
+      for (size_t j = 0; j < st.nretired && !excluded; j++) excluded = st.retired[j] == g->fid;
+      for (size_t j = 0; j < nskip && !excluded; j++) excluded = skip[j] == g->fid;
+      if (excluded) continue;
+      uint64_t dead = 0;
+      for (size_t j = 0; j < st.ndiscard; j++) {
+        if (st.discard[j].fid == g->fid) dead = st.discard[j].bytes;
+      }
+      double share = (double)dead / (double)(g->size - NK_VLOG_HEADER);
+      if (share >= ratio && share > best) {
+        best = share;
+        *fid = g->fid;
+        *size = g->size;
+        found = true;
+      }
+    }
+  }
+  free(segs);
+  nk_vset_vlog_release(&st);
+  return found;
+}
+
+int nokv_vlog_gc(nokv_db *db, double ratio, uint32_t *collected) {
+  nk_err_clear();
+  if (ratio <= 0) ratio = db->opts.value_log_gc_ratio;
+  uint32_t done = 0, *skip = NULL;
+  size_t nskip = 0;
+  int ret = NOKV_OK;
+  pthread_mutex_lock(&db->gc_mu);
+  uint32_t fid;
+  uint64_t size;
+  while (pick(db, ratio, skip, nskip, &fid, &size)) {
+    ret = collect(db, fid, size, false);
+    if (ret == NOKV_ECORRUPT) {
+      /* Leave a damaged segment alone; go on with the others. */
+      uint32_t *p = realloc(skip, (nskip + 1) * sizeof *p);
+      if (p == NULL) break;
+      skip = p;
+      skip[nskip++] = fid;
+      continue;
+    }
+    if (ret != NOKV_OK) break;
+    done++;
+  }
+  pthread_mutex_unlock(&db->gc_mu);
+  free(skip);
+  if (collected != NULL) *collected = done;
+  return ret;
+}
+
+void nk_db_gc_wanted(nokv_db *db) {
+  pthread_mutex_lock(&db->mu);
+  db->gc_wanted = true;
+  pthread_cond_broadcast(&db->gc_cv);
+  pthread_mutex_unlock(&db->mu);
+}
+
+void *nk_db_gc_main(void *arg) {
+  nokv_db *db = arg;
+  pthread_mutex_lock(&db->mu);
+  for (;;) {
+    while (!db->stop_bg && (!db->gc_wanted || db->bg_error != NOKV_OK)) {
+      pthread_cond_wait(&db->gc_cv, &db->mu);
+    }
+    if (db->stop_bg) break;
+    db->gc_wanted = false;
+    pthread_mutex_unlock(&db->mu);
+    uint32_t fid;
+    uint64_t size;
+    pthread_mutex_lock(&db->gc_mu);
+    bool more = pick(db, db->opts.value_log_gc_ratio, NULL, 0, &fid, &size);
+    /* One segment per round: another may be due once it is done. A failure is
+     * not fatal (the segment stays); the next compaction report retries. */
+    bool ok = more && collect(db, fid, size, true) == NOKV_OK;
+    pthread_mutex_unlock(&db->gc_mu);
+    pthread_mutex_lock(&db->mu);
+    if (ok) db->gc_wanted = true;
+  }
+  pthread_mutex_unlock(&db->mu);
+  return NULL;
+}
