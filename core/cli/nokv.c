@@ -1,0 +1,256 @@
+/*
+ * nokv — inspects a data directory offline, without opening the database: it
+ * reads the manifest and the value log and writes nothing (it is safe to run
+ * against a directory a server is using; what it prints is then a moment's view).
+ *
+ *   nokv manifest DIR        the tables of each level, WAL log number, value log head
+ *   nokv vlog DIR [--verify] value log segments: size, live/garbage estimate, head;
+ *                            --verify reads every entry and checks its checksum
+ *
+ * Exit status: 0 ok, 1 damage found (or the directory could not be read), 2 usage.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nokv/status.h"
+#include "sst/table_cache.h"
+#include "util/env.h"
+#include "version/version_set.h"
+#include "vlog/vlog.h"
+
+/* ---- a file layer that never writes ---- */
+
+/* Replaying a manifest syncs it as if sealing it: a read-only handle can do
+ * that (fsync works on it) and cannot append. */
+static int readonly_open_append(const struct nokv_env *env, const char *path, bool truncate,
+                                nk_file **out) {
+  if (!truncate) return nk_env_posix()->open_read(env, path, out);
+  fprintf(stderr, "nokv: refusing to write %s (read-only)\n", path);
+  return NOKV_EINVAL;
+}
+static int ignore_truncate(const struct nokv_env *env, const char *path, uint64_t size) {
+  (void)env, (void)path, (void)size;
+  return NOKV_OK;  /* a torn tail is simply not read */
+}
+static int refuse_path(const struct nokv_env *env, const char *path) {
+  (void)env;
+  fprintf(stderr, "nokv: refusing to modify %s (read-only)\n", path);
+  return NOKV_EINVAL;
+}
+static int refuse_rename(const struct nokv_env *env, const char *from, const char *to) {
+  (void)env, (void)to;
+  return refuse_path(env, from);
+}
+
+static struct nokv_env readonly_env(void) {
+  struct nokv_env e = *nk_env_posix();
+  e.open_append = readonly_open_append;
+  e.truncate = ignore_truncate;
+  e.remove = refuse_path;
+  e.rename = refuse_rename;
+  e.mkdir = refuse_path;
+  e.sync_dir = refuse_path;
+  return e;
+}
+
+/* ---- the manifest ---- */
+
+typedef struct state {
+  struct nokv_env env;
+  nk_sst_stats sst_stats;
+  nk_table_cache *tc;
+  nk_vset *vs;
+} state;
+
+static int load(const char *dir, state *st) {
+  memset(st, 0, sizeof *st);
+  st->env = readonly_env();
+  st->tc = nk_table_cache_new(&st->env, dir, 16, NULL, &st->sst_stats);
+  if (st->tc == NULL) {
+    fprintf(stderr, "nokv: out of memory\n");
+    return 1;
+  }
+  bool fresh = false;
+  if (nk_vset_open(&st->env, dir, st->tc, UINT64_MAX, &st->vs, &fresh) != NOKV_OK) {
+    fprintf(stderr, "nokv: cannot read the manifest of %s: %s\n", dir, nokv_errmsg());
+    nk_table_cache_free(st->tc);
+    return 1;
+  }
+  if (fresh) {
+    fprintf(stderr, "nokv: %s holds no database (no CURRENT file)\n", dir);
+    nk_vset_close(st->vs);
+    nk_table_cache_free(st->tc);
+    return 1;
+  }
+  return 0;
+}
+
+static void unload(state *st) {
+  nk_vset_close(st->vs);
+  nk_table_cache_free(st->tc);
+}
+
+static void print_key(const char *ikey, size_t n) {
+  size_t ulen = n >= 8 ? n - 8 : n;
+  for (size_t i = 0; i < ulen && i < 24; i++) {
+    unsigned char c = (unsigned char)ikey[i];
+    if (c >= 0x20 && c < 0x7f) {
+      putchar(c);
+    } else {
+      printf("\\x%02x", c);
+    }
+  }
+  if (ulen > 24) printf("...");
+}
+
+static int cmd_manifest(const char *dir) {
+  state st;
+  if (load(dir, &st) != 0) return 1;
+  nk_version *v = nk_vset_current(st.vs);
+  nk_vset_vlog vl;
+  if (nk_vset_vlog_state(st.vs, &vl) != NOKV_OK) {
+    fprintf(stderr, "nokv: %s\n", nokv_errmsg());
+    nk_version_unref(v);
+    unload(&st);
+    return 1;
+  }
+  printf("manifest        MANIFEST-%08llu\n", (unsigned long long)st.vs->manifest_number);
+  printf("log number      %llu\n", (unsigned long long)st.vs->log_number);
+  printf("next file       %llu\n", (unsigned long long)st.vs->next_file);
+  printf("last commit ts  %llu\n", (unsigned long long)st.vs->last_ts);
+  printf("value log head  segment %u offset %llu\n", vl.head_fid,
+         (unsigned long long)vl.head_off);
+  for (int l = 0; l < NK_NUM_LEVELS; l++) {
+    if (v->nfiles[l] == 0) continue;
+    printf("L%d: %zu tables, %llu bytes\n", l, v->nfiles[l],
+           (unsigned long long)v->level_bytes[l]);
+    for (size_t i = 0; i < v->nfiles[l]; i++) {
+      const nk_file_meta *f = v->files[l][i];
+      printf("  %08llu.sst %10llu bytes %8llu entries  ts %llu..%llu  [",
+             (unsigned long long)f->number, (unsigned long long)f->size,
+             (unsigned long long)f->entries, (unsigned long long)f->min_ts,
+             (unsigned long long)f->max_ts);
+      print_key(f->smallest, f->smallest_len);
+      printf(" .. ");
+      print_key(f->largest, f->largest_len);
+      printf("]\n");
+    }
+  }
+  nk_vset_vlog_release(&vl);
+  nk_version_unref(v);
+  unload(&st);
+  return 0;
+}
+
+/* ---- the value log ---- */
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int cmd_vlog(const char *dir, bool verify) {
+  state st;
+  if (load(dir, &st) != 0) return 1;
+  nk_vset_vlog vl;
+  char **names = NULL;
+  size_t n = 0, nfids = 0;
+  uint32_t *fids = NULL;
+  int status = 0;
+  if (nk_vset_vlog_state(st.vs, &vl) != NOKV_OK ||
+      st.env.list_dir(&st.env, dir, &names, &n) != NOKV_OK ||
+      (fids = malloc((n ? n : 1) * sizeof *fids)) == NULL) {
+    fprintf(stderr, "nokv: cannot list %s: %s\n", dir, nokv_errmsg());
+    unload(&st);
+    return 1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    uint32_t fid;
+    if (nk_vlog_parse_name(names[i], &fid)) fids[nfids++] = fid;
+  }
+  qsort(fids, nfids, sizeof *fids, cmp_u32);
+  printf("head: segment %u offset %llu\n", vl.head_fid, (unsigned long long)vl.head_off);
+  printf("%-14s %12s %12s %12s %7s  %s\n", "segment", "bytes", "live~", "garbage", "ratio",
+         verify ? "state / verify" : "state");
+  uint64_t total = 0, garbage_total = 0, entries_total = 0;
+  for (size_t i = 0; i < nfids; i++) {
+    char name[32];
+    nk_vlog_file_name(fids[i], name);
+    char *path = nk_path_join(dir, name);
+    nk_file *f = NULL;
+    uint64_t size = 0;
+    if (path == NULL || st.env.open_read(&st.env, path, &f) != NOKV_OK ||
+        nk_file_size(f, &size) != NOKV_OK) {
+      printf("%-14s cannot read: %s\n", name, nokv_errmsg());
+      status = 1;
+      nk_file_close(f);
+      free(path);
+      continue;
+    }
+    nk_file_close(f);
+    uint64_t garbage = 0;
+    for (size_t j = 0; j < vl.ndiscard; j++) {
+      if (vl.discard[j].fid == fids[i]) garbage = vl.discard[j].bytes;
+    }
+    uint64_t body = size > NK_VLOG_HEADER ? size - NK_VLOG_HEADER : 0;
+    if (garbage > body) garbage = body;
+    bool retired = false;
+    for (size_t j = 0; j < vl.nretired; j++) retired |= vl.retired[j] == fids[i];
+    const char *state = retired                    ? "retired (GC'd, awaiting delete)"
+                        : fids[i] < vl.head_fid   ? "sealed"
+                        : fids[i] == vl.head_fid  ? "head"
+                                                  : "past head (unflushed)";
+    printf("%-14s %12llu %12llu %12llu %6.1f%%  %s", name, (unsigned long long)size,
+           (unsigned long long)(body - garbage), (unsigned long long)garbage,
+           body ? 100.0 * (double)garbage / (double)body : 0.0, state);
+    total += size;
+    garbage_total += garbage;
+    if (verify) {
+      nk_vlog_scan_result r;
+      int rc = nk_vlog_scan_file(&st.env, path, fids[i], 0, NULL, NULL, &r);
+      if (rc != NOKV_OK) {
+        printf("  DAMAGED: %s", nokv_errmsg());
+        status = 1;
+      } else if (r.torn) {
+        printf("  DAMAGED after %llu entries at %s", (unsigned long long)r.entries, r.why);
+        status = 1;
+      } else {
+        printf("  %llu entries ok", (unsigned long long)r.entries);
+      }
+      entries_total += r.entries;
+    }
+    printf("\n");
+    free(path);
+  }
+  printf("%zu segments, %llu bytes, %llu garbage (%.1f%%)", nfids, (unsigned long long)total,
+         (unsigned long long)garbage_total,
+         total ? 100.0 * (double)garbage_total / (double)total : 0.0);
+  if (verify) {
+    printf(", %llu entries checked: %s", (unsigned long long)entries_total,
+           status == 0 ? "all checksums match" : "DAMAGE FOUND");
+  }
+  printf("\n");
+  free(fids);
+  nk_env_free_names(names, n);
+  nk_vset_vlog_release(&vl);
+  unload(&st);
+  return status;
+}
+
+static int usage(void) {
+  fprintf(stderr,
+          "usage: nokv manifest DIR\n"
+          "       nokv vlog DIR [--verify]\n");
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) return usage();
+  if (strcmp(argv[1], "manifest") == 0 && argc == 3) return cmd_manifest(argv[2]);
+  if (strcmp(argv[1], "vlog") == 0 && argc == 3) return cmd_vlog(argv[2], false);
+  if (strcmp(argv[1], "vlog") == 0 && argc == 4 && strcmp(argv[3], "--verify") == 0) {
+    return cmd_vlog(argv[2], true);
+  }
+  return usage();
+}

@@ -1,0 +1,114 @@
+// The nokv command on real data directories: what `nokv vlog` and `nokv
+// manifest` print, and `nokv vlog --verify` finding a damaged value.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "nokv/nokv.h"
+#include "test_util.h"
+
+using namespace nokv_test;
+
+namespace {
+
+struct Result {
+  int status;
+  std::string out;
+};
+
+Result RunCli(const std::string& args) {
+  std::string bin = std::string(getenv("TEST_SRCDIR")) + "/" + getenv("TEST_WORKSPACE") +
+                    "/core/cli/nokv";
+  FILE* p = popen((bin + " " + args + " 2>&1").c_str(), "r");
+  Result r{-1, ""};
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+// A database with three 64 KiB segments' worth of 4 KiB values, half overwritten
+// and compacted, so the value log has sealed segments with garbage.
+void Fill(const std::string& path) {
+  nokv_options o;
+  nokv_options_init(&o);
+  o.value_log_segment_bytes = 64 << 10;
+  o.disable_auto_gc = true;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(path.c_str(), &o, &db), NOKV_OK);
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 40; i++) {
+      if (round == 1 && i % 2) continue;
+      std::string v(4096, static_cast<char>('a' + round));
+      ASSERT_EQ(Put(db, "key" + std::to_string(i), v), NOKV_OK);
+    }
+  }
+  ASSERT_EQ(nokv_compact(db), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+TEST(Cli, VlogListsSegmentsWithGarbageAndHead) {
+  TempDir dir;
+  Fill(dir.path());
+  Result r = RunCli("vlog " + dir.path());
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("head: segment"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("00000001.vlog"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sealed"), std::string::npos) << r.out;
+  // 20 values were overwritten: compaction reported their bytes as garbage.
+  size_t at = r.out.rfind(" garbage (");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  size_t start = r.out.rfind(", ", at) + 2;
+  EXPECT_GE(std::stoull(r.out.substr(start, at - start)), 20u * 4096) << r.out;
+
+  Result v = RunCli("vlog " + dir.path() + " --verify");
+  ASSERT_EQ(v.status, 0) << v.out;
+  EXPECT_NE(v.out.find("60 entries checked: all checksums match"), std::string::npos) << v.out;
+}
+
+TEST(Cli, VerifyFindsAFlippedByte) {
+  TempDir dir;
+  Fill(dir.path());
+  std::string path = dir.file("00000002.vlog");
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(f.good());
+  f.seekg(5000);
+  char c;
+  f.read(&c, 1);
+  c ^= 0x10;
+  f.seekp(5000);
+  f.write(&c, 1);
+  f.close();
+  Result r = RunCli("vlog " + dir.path() + " --verify");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("DAMAGED"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("checksum"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("DAMAGE FOUND"), std::string::npos) << r.out;
+}
+
+TEST(Cli, ManifestListsTables) {
+  TempDir dir;
+  Fill(dir.path());
+  Result r = RunCli("manifest " + dir.path());
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("value log head  segment"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(".sst"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[key0 .. key9]"), std::string::npos) << r.out;
+}
+
+TEST(Cli, UsageAndMissingDirectory) {
+  EXPECT_EQ(RunCli("").status, 2);
+  EXPECT_EQ(RunCli("vlog").status, 2);
+  TempDir dir;
+  Result r = RunCli("vlog " + dir.path());
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("no database"), std::string::npos) << r.out;
+}
+
+}  // namespace
