@@ -6,7 +6,10 @@
  *   bazel-bin/tests/bench/peer_bench [--num N] [--reads N] [--value_sizes 100,1024]
  *       [--engines nokv,rocksdb,leveldb] [--cache_mb 8] [--compression 0|1]
  *       [--workloads fillrandom,readrandom,...] [--repeat N] [--dir DIR] [--json FILE]
+ *       [--data_mb MB]
  *
+ * --data_mb sizes each value size's data set in bytes instead (num = MB / (key +
+ * value)), so large values do not mean a huge data set.
  * Workloads (db_bench's names), 16-byte keys, one thread, sync off:
  *   fillseq      num puts in key order into an empty database
  *   fillrandom   num puts in random order (each key once) into an empty database
@@ -268,7 +271,7 @@ static void run_engine(const bench_engine *e, const bench_config *cfg, const cha
   snprintf(sp->engine, sizeof sp->engine, "%s", e->name);
   sp->value_size = vs;
   sp->written_bytes = process_wchar() - w0;
-  sp->user_bytes = 2 * num * (KEY_LEN + vs);
+  sp->user_bytes = (want("overwrite") ? 2 : 1) * num * (KEY_LEN + vs);
   sp->disk_bytes = dir_bytes(dir);
 
   bool found;
@@ -352,7 +355,7 @@ static bool find(const char *workload, const char *engine, size_t vs, result *ou
 }
 
 int main(int argc, char **argv) {
-  uint64_t num = 1000000, reads = 200000;
+  uint64_t num = 1000000, reads = 200000, data_mb = 0;
   int repeat = 1;
   char sizes[64] = "100,1024", engines[64] = "nokv,rocksdb,leveldb", base[256] = "", json[256] = "";
   bench_config cfg = {.block_cache_bytes = 8u << 20, .bloom_bits = 10,
@@ -370,6 +373,7 @@ int main(int argc, char **argv) {
     else if (strcmp(f, "--repeat") == 0) repeat = atoi(v) > 0 && atoi(v) <= 9 ? atoi(v) : 1;
     else if (strcmp(f, "--workloads") == 0) snprintf(workloads_wanted, sizeof workloads_wanted, "%s", v);
     else if (strcmp(f, "--json") == 0) snprintf(json, sizeof json, "%s", v);
+    else if (strcmp(f, "--data_mb") == 0) data_mb = strtoull(v, NULL, 10);
     else {
       fprintf(stderr, "peer_bench: unknown flag %s\n", f);
       return 2;
@@ -377,7 +381,9 @@ int main(int argc, char **argv) {
   }
   if (base[0] == '\0') snprintf(base, sizeof base, "/tmp/peer-bench-%d", (int)getpid());
   mkdir(base, 0755);
-  lat = malloc((num > reads ? num : reads) * sizeof *lat);
+  uint64_t most = num > reads ? num : reads;
+  if (data_mb > 0 && (data_mb << 20) / KEY_LEN > most) most = (data_mb << 20) / KEY_LEN;
+  lat = malloc(most * sizeof *lat);
 
   const bench_engine *all[] = {&bench_nokv, &bench_rocksdb, &bench_leveldb}, *use[MAX_ENGINES];
   int nuse = 0;
@@ -398,8 +404,9 @@ int main(int argc, char **argv) {
     if (*p == ',') p++;
   }
   for (int s = 0; s < nvs; s++) {
+    uint64_t n = data_mb > 0 ? (data_mb << 20) / (KEY_LEN + vsizes[s]) : num;
     for (int r = 0; r < repeat; r++) {
-      for (int e = 0; e < nuse; e++) run_engine(use[e], &cfg, base, num, reads, vsizes[s]);
+      for (int e = 0; e < nuse; e++) run_engine(use[e], &cfg, base, n, reads, vsizes[s]);
     }
   }
   rmdir(base);
@@ -424,13 +431,16 @@ int main(int argc, char **argv) {
       }
     }
   }
-  printf("\n| value | engine | bytes on disk | written by the process | write amplification |\n");
-  printf("|---|---|---:|---:|---:|\n");
+  printf("\n| value | engine | bytes on disk | written by the process | write amplification | "
+         "space amplification |\n");
+  printf("|---|---|---:|---:|---:|---:|\n");
   for (int i = 0; i < nspaces; i++) {
     const space *sp = &spaces[i];
-    printf("| %zu | %s | %.1f MB | %.1f MB | %.2f |\n", sp->value_size, sp->engine,
+    /* The live data is one put per key. */
+    double live = (double)sp->user_bytes / (want("overwrite") ? 2 : 1);
+    printf("| %zu | %s | %.1f MB | %.1f MB | %.2f | %.2f |\n", sp->value_size, sp->engine,
            sp->disk_bytes / 1e6, sp->written_bytes / 1e6,
-           (double)sp->written_bytes / (double)sp->user_bytes);
+           (double)sp->written_bytes / (double)sp->user_bytes, (double)sp->disk_bytes / live);
   }
   printf("(after fillrandom + overwrite; write amplification = bytes written / key+value bytes put)\n");
 

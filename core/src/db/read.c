@@ -38,6 +38,15 @@ static int check_key(const nokv_db *db, size_t klen) {
   return NOKV_OK;
 }
 
+static int copy_out(const char *v, size_t n, void **val, size_t *vlen) {
+  char *copy = malloc(n ? n : 1);
+  if (copy == NULL) return nk_err(NOKV_ENOMEM, "out of memory copying a %zu-byte value", n);
+  memcpy(copy, v, n);
+  *val = copy;
+  *vlen = n;
+  return NOKV_OK;
+}
+
 /* Reads the value a pointer version (key, ptr) names into a malloc'ed block. */
 static int read_pointed(nokv_db *db, const char *key, size_t klen, const char *ptr, size_t n,
                         void **val, size_t *vlen) {
@@ -54,20 +63,17 @@ static int read_pointed(nokv_db *db, const char *key, size_t klen, const char *p
     nk_buf_release(&buf);
     return rc;
   }
+  if (buf.data == NULL || v < buf.data || v >= buf.data + buf.len) {
+    rc = copy_out(v, vn, val, vlen);  /* v is in the segment's mapping */
+    nk_buf_release(&buf);
+    return rc;
+  }
   memmove(buf.data, v, vn);
   *val = buf.data;
   *vlen = vn;
   return NOKV_OK;
 }
 
-static int copy_out(const char *v, size_t n, void **val, size_t *vlen) {
-  char *copy = malloc(n ? n : 1);
-  if (copy == NULL) return nk_err(NOKV_ENOMEM, "out of memory copying a %zu-byte value", n);
-  memcpy(copy, v, n);
-  *val = copy;
-  *vlen = n;
-  return NOKV_OK;
-}
 
 int nk_db_lookup(nokv_db *db, nk_view *view, const char *key, size_t klen, uint64_t hash,
                  uint64_t read_ts, nk_lookup *out) {

@@ -44,9 +44,11 @@ struct nokv_env {
   /* Takes an exclusive advisory lock on path (created if needed). NOKV_EBUSY if
    * another process holds it. Released by close (or by process death). */
   int (*lock)(const struct nokv_env *env, const char *path, nk_file **out);
-  /* Maps the whole file at path read-only (*len bytes at *base). Optional: NULL
-   * means the engine reads tables with read_at. Only immutable files (tables) are
-   * mapped; unmap with the same base and length. */
+  /* Maps the file at path read-only at *base. *len on input: 0 maps the whole
+   * file at its current size (and returns that size); otherwise that many bytes,
+   * which may run past the end of a file still being appended to (value log
+   * segments): only bytes already written may then be read. Optional: NULL means
+   * the engine reads with read_at. Unmap with the same base and length. */
   int (*map)(const struct nokv_env *env, const char *path, const char **base, uint64_t *len);
   void (*unmap)(const struct nokv_env *env, const char *base, uint64_t len);
   void *state;  /* for wrappers */

@@ -243,12 +243,13 @@ static int posix_map(const struct nokv_env *env, const char *path, const char **
     close(fd);
     return nk_err_errno(e, "stat %s", path);
   }
-  void *p = st.st_size > 0 ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0) : NULL;
+  uint64_t n = *len > 0 ? *len : (uint64_t)st.st_size;
+  void *p = n > 0 ? mmap(NULL, (size_t)n, PROT_READ, MAP_SHARED, fd, 0) : NULL;
   int e = errno;
   close(fd);  /* the mapping keeps the file */
   if (p == MAP_FAILED) return nk_err_errno(e, "mmap %s", path);
   *base = p;
-  *len = (uint64_t)st.st_size;
+  *len = n;
   return NOKV_OK;
 }
 

@@ -174,6 +174,10 @@ typedef struct segment {
   bool removed;    /* unlink the file when the last reference goes */
   uint64_t size;   /* bytes written (or recovered) */
   nk_file *rfile;
+  /* Read-only mapping of the first map_len bytes (NULL if the file layer cannot
+   * map). An active segment is mapped at its full capacity ahead of the writes. */
+  const char *map;
+  uint64_t map_len;
   char *path;
   const struct nokv_env *env;
 } segment;
@@ -199,6 +203,7 @@ struct nk_vlog {
 
 static void seg_unref(segment *s) {
   if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+  if (s->map != NULL) s->env->unmap(s->env, s->map, s->map_len);
   nk_file_close(s->rfile);
   if (s->removed) s->env->remove(s->env, s->path);
   free(s->path);
@@ -217,6 +222,18 @@ static segment *seg_new(nk_vlog *vl, uint32_t fid) {
   s->refs = 1;
   s->env = vl->env;
   return s;
+}
+
+/* Opens s for reading: a mapping of capacity bytes (0: the file's size) where
+ * the file layer can map, plus a handle for what lies beyond it. */
+static int seg_open_read(nk_vlog *vl, segment *s, uint64_t capacity) {
+  NK_RET(vl->env->open_read(vl->env, s->path, &s->rfile));
+  if (vl->env->map == NULL) return NOKV_OK;
+  uint64_t len = capacity;
+  if (len == 0 && s->size == 0) return NOKV_OK;
+  NK_RET(vl->env->map(vl->env, s->path, &s->map, &len));
+  s->map_len = len;
+  return NOKV_OK;
 }
 
 /* Appends s to the table (fids only grow). REQUIRES: mu held. */
@@ -246,11 +263,15 @@ static long seg_find(const nk_vlog *vl, uint32_t fid) {
   return lo < vl->nsegs && vl->segs[lo]->fid == fid ? (long)lo : -1;
 }
 
-static segment *seg_get(nk_vlog *vl, uint32_t fid) {
+/* Segment fid, referenced, and its size now; NULL if there is none. */
+static segment *seg_get(nk_vlog *vl, uint32_t fid, uint64_t *size) {
   pthread_mutex_lock(&vl->mu);
   long i = seg_find(vl, fid);
   segment *s = i >= 0 ? vl->segs[i] : NULL;
-  if (s != NULL) __atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED);
+  if (s != NULL) {
+    __atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED);
+    *size = s->size;
+  }
   pthread_mutex_unlock(&vl->mu);
   return s;
 }
@@ -268,8 +289,8 @@ static int start_segment(nk_vlog *vl, uint32_t fid) {
   NK_ERR(nk_file_sync(w));
   /* The name must be durable before a WAL record points into the file. */
   NK_ERR(vl->env->sync_dir(vl->env, vl->dir));
-  NK_ERR(vl->env->open_read(vl->env, s->path, &s->rfile));
   s->size = NK_VLOG_HEADER;
+  NK_ERR(seg_open_read(vl, s, vl->segment_bytes));
   pthread_mutex_lock(&vl->mu);
   ret = seg_insert(vl, s);
   pthread_mutex_unlock(&vl->mu);
@@ -348,7 +369,7 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
     uint64_t from = 0;
     if (fids[i] < head_fid) {
       /* Wholly before the head: durable, sealed. */
-      NK_ERR(env->open_read(env, s->path, &s->rfile));
+      NK_ERR(seg_open_read(vl, s, 0));
       NK_ERR(nk_file_size(s->rfile, &s->size));
       continue;
     }
@@ -371,7 +392,8 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
       NK_ERR(env->truncate(env, s->path, r.valid_end));
     }
     s->size = r.valid_end;
-    NK_ERR(env->open_read(env, s->path, &s->rfile));
+    /* The newest may take appends: map it at full capacity. */
+    NK_ERR(seg_open_read(vl, s, newest && r.valid_end < segment_bytes ? segment_bytes : 0));
   }
   /* Continue the newest segment, or start one. */
   segment *last = vl->nsegs > 0 ? vl->segs[vl->nsegs - 1] : NULL;
@@ -478,36 +500,56 @@ uint64_t nk_vlog_bytes_written(const nk_vlog *vl) {
 
 /* ---- reading ---- */
 
+/* Checks the entry p names, read into e from bytes at data. */
+static int check_entry(const segment *s, const nk_vptr *p, const char *data, const char *key,
+                       size_t klen, nk_vlog_entry *e) {
+  char why[96];
+  if (!parse_entry(data, p->len, e, why, sizeof why)) {
+    return nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u: %s", s->path, p->off, why);
+  }
+  if (e->len != p->len || e->crc != p->crc) {
+    return nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u does not match its pointer",
+                  s->path, p->off);
+  }
+  if (key != NULL && (e->klen != klen || memcmp(e->key, key, klen) != 0)) {
+    return nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u belongs to another key",
+                  s->path, p->off);
+  }
+  return NOKV_OK;
+}
+
 int nk_vlog_read(nk_vlog *vl, const nk_vptr *p, const char *key, size_t klen, nk_buf *buf,
                  const char **val, size_t *vlen) {
-  segment *s = seg_get(vl, p->fid);
+  uint64_t size = 0;
+  segment *s = seg_get(vl, p->fid, &size);
   if (s == NULL) {
     return nk_err(NOKV_ECORRUPT, "value log segment %u (offset %u) does not exist", p->fid,
                   p->off);
   }
   int ret = NOKV_OK;
-  buf->len = 0;
-  if (!nk_buf_reserve(buf, p->len)) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory reading a value"));
-  size_t got = 0;
-  NK_ERR(nk_file_read_at(s->rfile, p->off, buf->data, p->len, &got));
   nk_vlog_entry e;
-  char why[96];
-  if (got < p->len) {
-    NK_ERR(nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u is cut short (%zu of %u bytes)",
-                  s->path, p->off, got, p->len));
+  if ((uint64_t)p->off + p->len > size) {
+    /* Never touch a mapping past what was written (that would fault). */
+    NK_ERR(nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u runs past the end (%llu)",
+                  s->path, p->off, (unsigned long long)size));
   }
-  if (!parse_entry(buf->data, p->len, &e, why, sizeof why)) {
-    NK_ERR(nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u: %s", s->path, p->off, why));
+  if (s->map != NULL && (uint64_t)p->off + p->len <= s->map_len) {
+    /* In place: the mapping outlives every reader that can hold this pointer
+     * (a segment is unmapped only after its epoch's readers are gone). */
+    NK_ERR(check_entry(s, p, s->map + p->off, key, klen, &e));
+  } else {
+    buf->len = 0;
+    if (!nk_buf_reserve(buf, p->len)) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory reading a value"));
+    size_t got = 0;
+    NK_ERR(nk_file_read_at(s->rfile, p->off, buf->data, p->len, &got));
+    if (got < p->len) {
+      NK_ERR(nk_err(NOKV_ECORRUPT,
+                    "value log %s: entry at offset %u is cut short (%zu of %u bytes)", s->path,
+                    p->off, got, p->len));
+    }
+    NK_ERR(check_entry(s, p, buf->data, key, klen, &e));
+    buf->len = p->len;
   }
-  if (e.len != p->len || e.crc != p->crc) {
-    NK_ERR(nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u does not match its pointer",
-                  s->path, p->off));
-  }
-  if (key != NULL && (e.klen != klen || memcmp(e.key, key, klen) != 0)) {
-    NK_ERR(nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u belongs to another key",
-                  s->path, p->off));
-  }
-  buf->len = p->len;
   *val = e.val;
   *vlen = e.vlen;
 err:

@@ -121,8 +121,10 @@ uint64_t nk_vlog_bytes_written(const nk_vlog *vl);
 
 /* ---- reading ---- */
 
-/* Reads the entry p names into buf (grown as needed) and checks it: checksum,
- * the pointer's checksum and (if key != NULL) the key. *val points into buf.
+/* Reads the entry p names and checks it: checksum, the pointer's checksum and
+ * (if key != NULL) the key. *val points into the segment's mapping, or into
+ * buf (grown as needed) where the segment is not mapped; either stays valid
+ * while the caller's view or snapshot pins the segment's epoch (db/gc.c).
  * NOKV_ECORRUPT on any mismatch, naming the segment and offset. */
 int nk_vlog_read(nk_vlog *vl, const nk_vptr *p, const char *key, size_t klen, nk_buf *buf,
                  const char **val, size_t *vlen);
