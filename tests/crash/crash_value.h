@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "nokv/nokv.h"
@@ -30,6 +31,27 @@ static inline void crash_options(nokv_options *o, bool lsm) {
     o->block_size = 1024;
     o->compression_start_level = 1;
   }
+}
+
+/* Value-log mode: key "v/t<thread>/<slot>" is overwritten again and again; the
+ * value names the key and the write's sequence number, then filler to a length
+ * (300..3299 bytes, so it goes to the value log) that depends on both. */
+#define CRASH_VLOG_VALUE_MAX 3400
+
+static inline size_t crash_vlog_value_of(const char *key, long seq, char *buf) {
+  int n = snprintf(buf, CRASH_VLOG_VALUE_MAX, "%s#%ld#", key, seq);
+  size_t len = 300 + (size_t)((seq * 2654435761u + (unsigned char)key[strlen(key) - 1]) % 3000);
+  for (size_t i = (size_t)n; i < len; i++) buf[i] = (char)('a' + (i + (size_t)seq) % 26);
+  return len;
+}
+
+/* Tiny memtables, levels and value-log segments; GC collects at 10% garbage. */
+static inline void crash_vlog_options(nokv_options *o) {
+  crash_options(o, true);
+  o->value_threshold = 256;
+  o->value_log_segment_bytes = 64 << 10;
+  o->value_log_gc_ratio = 0.1;
+  o->value_log_gc_bytes_per_sec = 0;
 }
 
 #endif /* NOKV_TESTS_CRASH_CRASH_VALUE_H */

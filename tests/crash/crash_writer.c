@@ -8,8 +8,16 @@
  * With a fifth argument "lsm", memtables and level targets are tiny and another
  * thread runs full compactions back to back, so a kill almost always lands in
  * the middle of a flush or a compaction.
+ *
+ * With "vlog", each thread overwrites 100 keys "v/t<thread>/<slot>" over and
+ * over with values of 300..3299 bytes (all in the value log), printing
+ * "<key> <seq>\n" once acknowledged, while another thread compacts and runs
+ * value-log GC back to back: kills land in value-log appends and GC rewrites.
+ * With "vlog-delete", the process kills itself (SIGKILL) the moment GC is about
+ * to delete a value-log segment.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +25,7 @@
 
 #include "nokv/nokv.h"
 #include "tests/crash/crash_value.h"
+#include "util/env.h"
 
 static nokv_db *db;
 static const char *round_id;
@@ -43,6 +52,28 @@ static void *writer(void *arg) {
   return NULL;
 }
 
+static void *vlog_writer(void *arg) {
+  long t = (long)arg;
+  nokv_write_options wo = {.sync = true};
+  char key[64], val[CRASH_VLOG_VALUE_MAX], line[96];
+  /* Sequence numbers grow across rounds too, so later writes compare newer. */
+  for (long seq = atol(round_id) * 10000000L;; seq++) {
+    int klen = snprintf(key, sizeof key, "v/t%ld/%03ld", t, (seq * 37) % 100);
+    size_t vlen = crash_vlog_value_of(key, seq, val);
+    if (nokv_put(db, &wo, key, (size_t)klen, val, vlen, NULL) != NOKV_OK) {
+      fprintf(stderr, "crash_writer: put %s: %s\n", key, nokv_errmsg());
+      exit(2);
+    }
+    int n = snprintf(line, sizeof line, "%s %ld\n", key, seq);
+    pthread_mutex_lock(&out_mu);
+    if (write(1, line, (size_t)n) != n) exit(3);
+    pthread_mutex_unlock(&out_mu);
+  }
+  return NULL;
+}
+
+static bool collect_garbage;
+
 static void *compactor(void *arg) {
   (void)arg;
   for (;;) {
@@ -50,19 +81,45 @@ static void *compactor(void *arg) {
       fprintf(stderr, "crash_writer: compact: %s\n", nokv_errmsg());
       exit(4);
     }
+    if (collect_garbage && nokv_vlog_gc(db, 0.1, NULL) != NOKV_OK) {
+      fprintf(stderr, "crash_writer: vlog gc: %s\n", nokv_errmsg());
+      exit(5);
+    }
   }
   return NULL;
 }
 
+/* The POSIX file layer, except that deleting a value-log segment kills the
+ * process first: the crash lands exactly between GC retiring a segment in the
+ * manifest and its file going away. */
+static struct nokv_env killing_env;
+
+static int remove_or_die(const struct nokv_env *env, const char *path) {
+  size_t n = strlen(path);
+  if (n > 5 && strcmp(path + n - 5, ".vlog") == 0) kill(getpid(), SIGKILL);
+  return nk_env_posix()->remove(env, path);
+}
+
 int main(int argc, char **argv) {
   if (argc != 4 && argc != 5) {
-    fprintf(stderr, "usage: crash_writer DIR THREADS ROUND [lsm]\n");
+    fprintf(stderr, "usage: crash_writer DIR THREADS ROUND [lsm|vlog|vlog-delete]\n");
     return 1;
   }
   round_id = argv[3];
-  bool lsm = argc == 5 && strcmp(argv[4], "lsm") == 0;
+  const char *mode = argc == 5 ? argv[4] : "";
+  bool lsm = strcmp(mode, "lsm") == 0;
+  bool vlog = strncmp(mode, "vlog", 4) == 0;
   nokv_options o;
   crash_options(&o, lsm);
+  if (vlog) {
+    crash_vlog_options(&o);
+    collect_garbage = true;
+  }
+  if (strcmp(mode, "vlog-delete") == 0) {
+    killing_env = *nk_env_posix();
+    killing_env.remove = remove_or_die;
+    o.env = &killing_env;
+  }
   if (nokv_open(argv[1], &o, &db) != NOKV_OK) {
     fprintf(stderr, "crash_writer: open %s: %s\n", argv[1], nokv_errmsg());
     return 1;
@@ -70,8 +127,10 @@ int main(int argc, char **argv) {
   int threads = atoi(argv[2]);
   pthread_t tid[64];
   pthread_t ctid;
-  if (lsm) pthread_create(&ctid, NULL, compactor, NULL);
-  for (long t = 0; t < threads && t < 64; t++) pthread_create(&tid[t], NULL, writer, (void *)t);
+  if (lsm || vlog) pthread_create(&ctid, NULL, compactor, NULL);
+  for (long t = 0; t < threads && t < 64; t++) {
+    pthread_create(&tid[t], NULL, vlog ? vlog_writer : writer, (void *)t);
+  }
   for (long t = 0; t < threads && t < 64; t++) pthread_join(tid[t], NULL);
   return 0;
 }
