@@ -28,6 +28,8 @@ python3-grpcio           1.51.
 python3-protobuf         3.21.
 librocksdb-dev           7.8.
 libleveldb-dev           1.23
+golang-go                1.19
+golang-github-dgraph-io-badger-dev 2.2007.
 "
 
 upstream_version() {  # installed version of $1 without epoch and Debian revision

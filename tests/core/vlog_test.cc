@@ -478,4 +478,55 @@ TEST(VlogGc, BackgroundGcRunsAfterCompactionReportsGarbage) {
   ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 
+TEST(Vlog, ScansReadAheadWhenValuesAreCold) {
+  TempDir dir;
+  nokv_options o = VlogOptions();
+  o.scan_prefetch_micros = 0;  // treat every value as cold
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 500; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096)), NOKV_OK);
+  for (int i = 0; i < 500; i += 5) ASSERT_EQ(Put(db, Key(i), BigValue(i, 100, 1)), NOKV_OK);
+  ASSERT_EQ(nokv_flush(db), NOKV_OK);
+  for (int i = 0; i < 500; i += 7) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096, 2)), NOKV_OK);
+
+  auto expected = [](int i) {
+    return i % 7 == 0 ? BigValue(i, 4096, 2) : i % 5 == 0 ? BigValue(i, 100, 1) : BigValue(i, 4096);
+  };
+  // A bounded scan: [key-000100, key-000200).
+  uint64_t before = Stats(db).vlog_prefetches;
+  nokv_iter* it;
+  ASSERT_EQ(nokv_iter_new(db, nullptr, Key(100).data(), Key(100).size(), Key(200).data(),
+                          Key(200).size(), &it),
+            NOKV_OK);
+  int i = 100;
+  for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it), i++) {
+    size_t vn;
+    const char* v = static_cast<const char*>(nokv_iter_value(it, &vn));
+    ASSERT_EQ(std::string(v, vn), expected(i)) << i;
+  }
+  ASSERT_EQ(nokv_iter_status(it), NOKV_OK);
+  EXPECT_EQ(i, 200);
+  nokv_iter_close(it);
+  uint64_t hinted = Stats(db).vlog_prefetches - before;
+  // Every value in the range that lives in the log, and nothing past its end.
+  int in_log = 0;
+  for (int k = 100; k < 200; k++) in_log += !(k % 5 == 0 && k % 7 != 0);
+  EXPECT_GE(hinted, static_cast<uint64_t>(in_log) - 1);
+  EXPECT_LE(hinted, static_cast<uint64_t>(in_log));
+
+  // Seeks restart it; values stay right.
+  ASSERT_EQ(nokv_iter_new(db, nullptr, "", 0, nullptr, 0, &it), NOKV_OK);
+  for (int target : {400, 3, 250}) {
+    nokv_iter_seek(it, Key(target).data(), Key(target).size());
+    for (int k = target; k < target + 30 && nokv_iter_valid(it); k++, nokv_iter_next(it)) {
+      size_t vn;
+      const char* v = static_cast<const char*>(nokv_iter_value(it, &vn));
+      ASSERT_EQ(std::string(v, vn), expected(k)) << k;
+    }
+  }
+  ASSERT_EQ(nokv_iter_status(it), NOKV_OK);
+  nokv_iter_close(it);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
 }  // namespace

@@ -73,6 +73,11 @@ typedef struct nokv_options {
    * Default 32 MiB/s. nokv_vlog_gc() is never throttled. */
   uint64_t value_log_gc_bytes_per_sec;
   bool disable_auto_gc;        /* only nokv_vlog_gc() collects; default false */
+  /* An iterator whose value-log read takes longer than this (the value was not
+   * in memory) starts reading ahead: it asks the kernel for the values of the
+   * next 64 entries at once, so a cold range scan is not one random read per
+   * key. 0: always; UINT32_MAX: never. Default 30 µs. */
+  uint32_t scan_prefetch_micros;
 
   const struct nokv_env *env;  /* NULL: POSIX file layer */
 } nokv_options;

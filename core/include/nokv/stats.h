@@ -74,6 +74,7 @@ typedef struct nokv_statistics {
   uint64_t vlog_garbage_permille;  /* vlog_garbage_bytes per 1000 vlog_bytes */
   uint64_t vlog_bytes_written;
   uint64_t vlog_reads;             /* values read from the value log */
+  uint64_t vlog_prefetches;        /* values scans asked the kernel to read ahead */
   uint64_t gc_runs;                /* segments examined by value-log GC */
   uint64_t gc_segments_collected;  /* segments GC rewrote and retired */
   uint64_t gc_bytes_rewritten;     /* live entries GC appended again */

@@ -56,6 +56,7 @@ void nokv_options_init(nokv_options *o) {
   o->value_log_segment_bytes = 256u << 20;
   o->value_log_gc_ratio = 0.5;
   o->value_log_gc_bytes_per_sec = 32u << 20;
+  o->scan_prefetch_micros = 30;
 }
 
 void nokv_write_options_init(nokv_write_options *wo) { memset(wo, 0, sizeof *wo); }
@@ -443,6 +444,7 @@ static void vlog_stats(nokv_db *db, nokv_statistics *s) {
   if (s->vlog_bytes > 0) s->vlog_garbage_permille = s->vlog_garbage_bytes * 1000 / s->vlog_bytes;
   s->vlog_bytes_written = nk_vlog_bytes_written(db->vlog);
   s->vlog_reads = nk_counter_get(&db->stats.vlog_reads);
+  s->vlog_prefetches = nk_vlog_prefetches(db->vlog);
   s->gc_runs = nk_counter_get(&db->stats.gc_runs);
   s->gc_segments_collected = nk_counter_get(&db->stats.gc_collected);
   s->gc_bytes_rewritten = nk_counter_get(&db->stats.gc_rewritten);

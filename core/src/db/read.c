@@ -10,6 +10,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db/db_impl.h"
 #include "memtable/internal_key.h"
@@ -187,7 +188,18 @@ struct nokv_iter {
   uint64_t ts;
   bool valid;
   int status;
+  /* Read-ahead of value-log values, once a read shows they are not in memory
+   * (scan_prefetch_micros): a second merge over the same view runs ahead of the
+   * iterator and asks for the values of the next entries, up to PREFETCH_AHEAD
+   * beyond the current one. */
+  nk_iter *ahead;
+  nk_buf ahead_key;   /* the last user key it passed */
+  int ahead_budget;   /* values it may still hint */
+  int ahead_window;   /* values kept hinted ahead: grows from 4 to PREFETCH_AHEAD */
+  int ahead_consumed; /* values read since the window last grew */
 };
+
+#define PREFETCH_AHEAD 64
 
 static char *dup_bytes(const void *p, size_t n) {
   char *c = malloc(n ? n : 1);
@@ -259,6 +271,62 @@ static void skip_key(nokv_iter *it) {
   }
 }
 
+static uint64_t now_micros(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* Moves the read-ahead iterator on until it has hinted ahead_budget more values
+ * (or looked at a bounded number of entries). */
+static void run_ahead(nokv_iter *it) {
+  for (int steps = 0; steps < 4 * PREFETCH_AHEAD && it->ahead_budget > 0 &&
+                      nk_iter_valid(it->ahead);
+       steps++, nk_iter_next(it->ahead)) {
+    size_t n, vn;
+    const char *k = nk_iter_key(it->ahead, &n);
+    size_t ulen = nk_ikey_user_len(n);
+    if (it->end != NULL && nk_user_key_cmp(k, ulen, it->end, it->end_len) >= 0) break;
+    uint64_t trailer = nk_ikey_trailer(k, n);
+    if (nk_trailer_ts(trailer) > it->read_ts ||
+        nk_user_key_cmp(k, ulen, it->ahead_key.data, it->ahead_key.len) == 0) {
+      continue;  /* too new, or an older version of a key already passed */
+    }
+    it->ahead_key.len = 0;
+    if (!nk_buf_append(&it->ahead_key, k, ulen)) break;
+    nk_vptr p;
+    const char *v = nk_iter_value(it->ahead, &vn);
+    if (nk_trailer_kind(trailer) == NK_KIND_VPTR && nk_vptr_decode(v, vn, &p)) {
+      nk_vlog_prefetch(it->db->vlog, &p);
+      it->ahead_budget--;
+    }
+  }
+}
+
+/* Starts reading ahead from the current key. */
+static void start_ahead(nokv_iter *it) {
+  if ((it->ahead = build_merge(it->db, it->view)) == NULL) return;  /* only a hint */
+  char stack[256];
+  size_t n = it->key.len + NK_IKEY_TRAILER;
+  char *target = n <= sizeof stack ? stack : malloc(n);
+  if (target == NULL) return;
+  nk_ikey_encode(target, it->key.data, it->key.len, NK_MAX_TS, NK_KIND_SEEK);
+  nk_iter_seek(it->ahead, target, n);
+  if (target != stack) free(target);
+  it->ahead_key.len = 0;
+  nk_buf_append(&it->ahead_key, it->key.data, it->key.len);  /* the current key is read */
+  /* Small at first, so a short scan wastes few reads; doubled each time the
+   * scan has consumed a window's worth (RocksDB's auto readahead does the same). */
+  it->ahead_window = it->ahead_budget = 4;
+  it->ahead_consumed = 0;
+  run_ahead(it);
+}
+
+static void stop_ahead(nokv_iter *it) {
+  nk_iter_destroy(it->ahead);
+  it->ahead = NULL;
+}
+
 /* Replaces the current pointer (it->val) with the value it names. */
 static int read_value(nokv_iter *it) {
   nk_vptr p;
@@ -266,8 +334,23 @@ static int read_value(nokv_iter *it) {
     return nk_err(NOKV_ECORRUPT, "malformed value pointer in an iterator");
   }
   nk_count(&it->db->stats.vlog_reads, 1);
-  return nk_vlog_read(it->db->vlog, &p, it->key.data, it->key.len, &it->vbuf, &it->val,
-                      &it->vlen);
+  uint32_t slow = it->db->opts.scan_prefetch_micros;
+  bool timed = it->ahead == NULL && slow != UINT32_MAX;
+  uint64_t t0 = timed ? now_micros() : 0;
+  int rc = nk_vlog_read(it->db->vlog, &p, it->key.data, it->key.len, &it->vbuf, &it->val,
+                        &it->vlen);
+  if (it->ahead != NULL) {
+    it->ahead_budget++;  /* one consumed: keep the window in flight */
+    if (++it->ahead_consumed >= it->ahead_window && it->ahead_window < PREFETCH_AHEAD) {
+      it->ahead_budget += it->ahead_window;
+      it->ahead_window *= 2;
+      it->ahead_consumed = 0;
+    }
+    run_ahead(it);
+  } else if (timed && now_micros() - t0 >= slow) {
+    start_ahead(it);
+  }
+  return rc;
 }
 
 /* From the current position, settles on the newest visible version of the first
@@ -309,6 +392,7 @@ static void settle(nokv_iter *it) {
 }
 
 void nokv_iter_seek(nokv_iter *it, const void *key, size_t klen) {
+  stop_ahead(it);  /* a new range: read ahead again only if it is cold too */
   if (nk_user_key_cmp(key, klen, it->start, it->start_len) < 0) {
     key = it->start;
     klen = it->start_len;
@@ -356,6 +440,8 @@ void nokv_iter_close(nokv_iter *it) {
   atomic_fetch_sub(&it->db->live_handles, 1);
   nk_buf_release(&it->key);
   nk_buf_release(&it->vbuf);
+  stop_ahead(it);
+  nk_buf_release(&it->ahead_key);
   free(it->start);
   free(it->end);
   free(it);

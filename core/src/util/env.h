@@ -51,6 +51,9 @@ struct nokv_env {
    * the engine reads with read_at. Unmap with the same base and length. */
   int (*map)(const struct nokv_env *env, const char *path, const char **base, uint64_t *len);
   void (*unmap)(const struct nokv_env *env, const char *base, uint64_t len);
+  /* Hints that [base, base + len) of a mapping will be read soon, so the pages
+   * not in memory are read ahead, many at once (madvise WILLNEED). Optional. */
+  void (*prefetch)(const struct nokv_env *env, const char *base, uint64_t len);
   void *state;  /* for wrappers */
 };
 

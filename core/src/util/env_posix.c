@@ -258,6 +258,13 @@ static void posix_unmap(const struct nokv_env *env, const char *base, uint64_t l
   if (base != NULL) munmap((void *)base, (size_t)len);
 }
 
+static void posix_prefetch(const struct nokv_env *env, const char *base, uint64_t len) {
+  (void)env;
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t start = (uintptr_t)base & ~(page - 1);
+  madvise((void *)start, (size_t)((uintptr_t)base + len - start), MADV_WILLNEED);
+}
+
 static const struct nokv_env posix_env = {
     .open_append = posix_open_append,
     .open_read = posix_open_read,
@@ -275,6 +282,7 @@ static const struct nokv_env posix_env = {
     .lock = posix_lock,
     .map = posix_map,
     .unmap = posix_unmap,
+    .prefetch = posix_prefetch,
     .state = NULL,
 };
 

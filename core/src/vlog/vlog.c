@@ -199,6 +199,7 @@ struct nk_vlog {
   uint64_t written;    /* bytes of the active segment on disk */
   nk_buf pending;      /* buffered entries, to go at offset `written` */
   uint64_t bytes_written;  /* atomic */
+  uint64_t prefetches;     /* atomic */
 };
 
 static void seg_unref(segment *s) {
@@ -230,7 +231,6 @@ static int seg_open_read(nk_vlog *vl, segment *s, uint64_t capacity) {
   NK_RET(vl->env->open_read(vl->env, s->path, &s->rfile));
   if (vl->env->map == NULL) return NOKV_OK;
   uint64_t len = capacity;
-  if (len == 0 && s->size == 0) return NOKV_OK;
   NK_RET(vl->env->map(vl->env, s->path, &s->map, &len));
   s->map_len = len;
   return NOKV_OK;
@@ -555,6 +555,22 @@ int nk_vlog_read(nk_vlog *vl, const nk_vptr *p, const char *key, size_t klen, nk
 err:
   seg_unref(s);
   return ret;
+}
+
+void nk_vlog_prefetch(nk_vlog *vl, const nk_vptr *p) {
+  if (vl->env->prefetch == NULL) return;
+  uint64_t size = 0;
+  segment *s = seg_get(vl, p->fid, &size);
+  if (s == NULL) return;
+  if (s->map != NULL && (uint64_t)p->off + p->len <= size && (uint64_t)p->off + p->len <= s->map_len) {
+    vl->env->prefetch(vl->env, s->map + p->off, p->len);
+    __atomic_fetch_add(&vl->prefetches, 1, __ATOMIC_RELAXED);
+  }
+  seg_unref(s);
+}
+
+uint64_t nk_vlog_prefetches(const nk_vlog *vl) {
+  return __atomic_load_n(&vl->prefetches, __ATOMIC_RELAXED);
 }
 
 /* ---- segments ---- */

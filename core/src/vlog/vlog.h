@@ -129,6 +129,12 @@ uint64_t nk_vlog_bytes_written(const nk_vlog *vl);
 int nk_vlog_read(nk_vlog *vl, const nk_vptr *p, const char *key, size_t klen, nk_buf *buf,
                  const char **val, size_t *vlen);
 
+/* Hints that the entry p names will be read soon (no-op where segments are
+ * not mapped or the file layer has no prefetch). */
+void nk_vlog_prefetch(nk_vlog *vl, const nk_vptr *p);
+/* Prefetch hints given so far. */
+uint64_t nk_vlog_prefetches(const nk_vlog *vl);
+
 /* ---- segments ---- */
 
 typedef struct nk_vlog_segment_info {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The benchmark pipeline end to end on a tiny data set: peer_bench (NoKV-C,
+# RocksDB, LevelDB), badger_bench built offline from Debian's Badger v2 sources,
+# and compare.py's four-engine table. Checks that it runs, not how fast.
+set -euo pipefail
+runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
+tmp="${TEST_TMPDIR}"
+flags=(--num 3000 --reads 1000 --value_sizes 4096 --cache_mb 1)
+
+GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$tmp/gocache" HOME="$tmp" GOFLAGS= \
+  go build -o "$tmp/badger_bench" "$runfiles/tests/bench/badger/badger_bench.go" 2> "$tmp/go.log" ||
+  { cat "$tmp/go.log"; exit 1; }
+"$runfiles/tests/bench/peer_bench" "${flags[@]}" --dir "$tmp/p" --json "$tmp/peer.json" > "$tmp/peer.txt"
+"$tmp/badger_bench" "${flags[@]}" --dir "$tmp/b" --json "$tmp/badger.json" > "$tmp/badger.txt"
+/usr/bin/python3 "$runfiles/tests/bench/compare.py" "$tmp/peer.json" "$tmp/badger.json" > "$tmp/table.md"
+cat "$tmp/table.md"
+
+row=$(grep '^| 4096 | fillrandom |' "$tmp/table.md")
+cells=$(awk -F'|' '{ n = 0; for (i = 4; i <= 7; i++) if ($i ~ /[0-9]/) n++; print n }' <<<"$row")
+[ "$cells" -eq 4 ] || { echo "expected ops/s for 4 engines in: $row"; exit 1; }
+grep -q '^| 4096 | badger | ' "$tmp/table.md" || { echo "no space row for badger"; exit 1; }
+grep -q 'vs badger' "$tmp/table.md" || { echo "no ratio to badger"; exit 1; }
+echo "benchmark pipeline ok"
