@@ -32,9 +32,9 @@ grpc::Status RequireKey(const std::string& key) {
   X(block_cache_hits) X(block_cache_misses) X(block_cache_bytes) X(block_reads)             \
   X(bloom_checks) X(bloom_negatives) X(checksum_errors) X(orphan_tables_removed)            \
   X(vlog_segments) X(vlog_bytes) X(vlog_garbage_bytes) X(vlog_garbage_permille)             \
-  X(vlog_bytes_written) X(vlog_reads) X(vlog_prefetches) X(gc_runs) X(gc_segments_collected)                   \
-  X(gc_bytes_rewritten) X(gc_bytes_reclaimed) X(vlog_validated_bytes) X(vlog_torn_bytes)    \
-  X(wal_records_dangling)
+  X(vlog_bytes_written) X(vlog_reads) X(vlog_prefetches) X(gc_runs)                         \
+  X(gc_segments_collected) X(gc_bytes_rewritten) X(gc_bytes_reclaimed)                      \
+  X(vlog_validated_bytes) X(vlog_torn_bytes) X(wal_records_dangling)
 
 }  // namespace
 

@@ -26,6 +26,10 @@ ABSL_FLAG(uint64_t, max_key_bytes, 65536, "largest key accepted (at most 65536)"
 ABSL_FLAG(uint64_t, max_value_bytes, 64 << 20, "largest value accepted");
 ABSL_FLAG(uint64_t, memtable_bytes, 64 << 20, "a memtable is flushed to an L0 table at this size");
 ABSL_FLAG(uint64_t, block_cache_bytes, 64 << 20, "shared LRU cache of table data blocks");
+ABSL_FLAG(uint64_t, value_threshold, 1024,
+          "values of at least this many bytes go to the value log (0: none)");
+ABSL_FLAG(uint64_t, vlog_segment_bytes, 256 << 20, "value log segment size");
+ABSL_FLAG(double, vlog_gc_ratio, 0.5, "garbage share at which a value log segment is collected");
 ABSL_FLAG(uint64_t, scan_chunk_bytes, 256 << 10, "key+value bytes per Scan response message");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "how long in-flight calls may run after SIGTERM");
 
@@ -72,6 +76,9 @@ int main(int argc, char** argv) {
   opts.max_value_size = absl::GetFlag(FLAGS_max_value_bytes);
   opts.memtable_max_bytes = absl::GetFlag(FLAGS_memtable_bytes);
   opts.block_cache_bytes = absl::GetFlag(FLAGS_block_cache_bytes);
+  opts.value_threshold = absl::GetFlag(FLAGS_value_threshold);
+  opts.value_log_segment_bytes = absl::GetFlag(FLAGS_vlog_segment_bytes);
+  opts.value_log_gc_ratio = absl::GetFlag(FLAGS_vlog_gc_ratio);
   nokv_db* db = nullptr;
   if (int rc = nokv_open(data_dir.c_str(), &opts, &db); rc != NOKV_OK) {
     fprintf(stderr, "nokv-server: cannot open %s: %s (%s)\n", data_dir.c_str(), nokv_errmsg(),

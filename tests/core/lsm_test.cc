@@ -226,22 +226,18 @@ TEST_F(LsmTest, DamagedManifestOrDanglingCurrentFailsOpenClearly) {
     std::getline(f, current);
   }
   const std::string manifest = dir_.file(current);
-  std::string bytes;
-  {
-    std::ifstream f(manifest, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(f), {});
-  }
+  std::string bytes = nokv_test::ReadFile(manifest);
   ASSERT_GT(bytes.size(), 200u);
   // A flipped byte in the first (snapshot) record, with intact records after it.
   std::string damaged = bytes;
   damaged[20] ^= 0x10;
-  { std::ofstream(manifest, std::ios::binary | std::ios::trunc) << damaged; }
+  nokv_test::WriteFile(manifest, damaged);
   ASSERT_EQ(nokv_open(dir_.path().c_str(), &o_, &db_), NOKV_ECORRUPT);
   db_ = nullptr;
   EXPECT_NE(std::string(nokv_errmsg()).find("manifest"), std::string::npos) << nokv_errmsg();
   EXPECT_NE(std::string(nokv_errmsg()).find(current), std::string::npos) << nokv_errmsg();
   // CURRENT naming a manifest that is not there.
-  { std::ofstream(manifest, std::ios::binary | std::ios::trunc) << bytes; }
+  nokv_test::WriteFile(manifest, bytes);
   { std::ofstream(dir_.file("CURRENT"), std::ios::trunc) << "MANIFEST-99999999\n"; }
   ASSERT_NE(nokv_open(dir_.path().c_str(), &o_, &db_), NOKV_OK);
   db_ = nullptr;

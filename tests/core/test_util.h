@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <string>
@@ -83,6 +85,18 @@ inline void TinyLsmOptions(nokv_options* o) {
   o->level1_max_bytes = 256 << 10;
   o->target_file_bytes = 64 << 10;
   o->block_size = 1024;
+}
+
+// A whole file's bytes ("" if it cannot be read).
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// Replaces path's contents with data.
+inline void WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(data.data(), static_cast<std::streamsize>(data.size()));
 }
 
 // Names of the files in dir ending in suffix, sorted.

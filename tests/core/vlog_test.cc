@@ -38,16 +38,6 @@ nokv_options VlogOptions() {
   return o;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(data.data(), static_cast<std::streamsize>(data.size()));
-}
-
 // Every key in [0, n) reads back as BigValue(i, size) (or is absent if i is in missing).
 void ExpectAll(nokv_db* db, int n, size_t size) {
   for (int i = 0; i < n; i++) {
@@ -206,7 +196,7 @@ TEST(Vlog, WalRecordsWhoseValuesWereLostAreDroppedNotLeftDangling) {
   EXPECT_GT(s.vlog_torn_bytes, 0u);
   for (int i = 0; i < 17; i++) ASSERT_EQ(Get(db, Key(i))->data, BigValue(i, 2048));
   for (int i = 17; i < 20; i++) EXPECT_FALSE(Get(db, Key(i)).has_value()) << Key(i);
-  // New writes after that reuse neither the lost keys' timestamps nor their space.
+  // Writes go on after the cut and survive another reopen.
   ASSERT_EQ(Put(db, Key(17), BigValue(17, 2048)), NOKV_OK);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);

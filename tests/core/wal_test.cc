@@ -21,6 +21,8 @@ namespace {
 
 using nokv_test::Get;
 using nokv_test::Put;
+using nokv_test::ReadFile;
+using nokv_test::WriteFile;
 using nokv_test::Stats;
 using nokv_test::TempDir;
 
@@ -38,16 +40,6 @@ struct Collected {
 int Collect(void* arg, uint8_t, const char* p, size_t n) {
   static_cast<Collected*>(arg)->payloads.emplace_back(p, n);
   return NOKV_OK;
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void WriteAll(const std::string& path, const std::string& data) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f << data;
 }
 
 std::vector<std::string> Segments(const std::string& dir) {
@@ -110,7 +102,7 @@ TEST(WalReplayTest, WrittenRecordsReplayInOrder) {
 
 TEST(WalReplayTest, CallbackErrorStopsReplay) {
   TempDir dir;
-  WriteAll(dir.file("1.wal"), Frame(NK_WAL_BATCH, "a") + Frame(NK_WAL_BATCH, "b"));
+  WriteFile(dir.file("1.wal"), Frame(NK_WAL_BATCH, "a") + Frame(NK_WAL_BATCH, "b"));
   int calls = 0;
   auto fail = [](void* arg, uint8_t, const char*, size_t) {
     ++*static_cast<int*>(arg);
@@ -167,10 +159,10 @@ TEST_P(WalDamageTest, TornTailIsRepairedCorruptionFailsOpen) {
   ASSERT_EQ(nokv_close(db), NOKV_OK);
   auto segs = Segments(dir.path());
   ASSERT_EQ(segs.size(), 1u);
-  std::string seg = ReadAll(segs[0]);
+  std::string seg = ReadFile(segs[0]);
   ASSERT_EQ(seg.size(), ends.back());
   d.apply(seg, ends);
-  WriteAll(segs[0], seg);
+  WriteFile(segs[0], seg);
 
   bool corrupt_expected = std::string(d.name).find("middle") != std::string::npos;
   int rc = nokv_open(dir.path().c_str(), nullptr, &db);
@@ -179,7 +171,7 @@ TEST_P(WalDamageTest, TornTailIsRepairedCorruptionFailsOpen) {
     std::string msg = nokv_errmsg();
     EXPECT_NE(msg.find(segs[0]), std::string::npos) << msg;
     EXPECT_NE(msg.find("offset " + std::to_string(ends[4])), std::string::npos) << msg;
-    EXPECT_EQ(ReadAll(segs[0]), seg) << "a failed open must not modify the log";
+    EXPECT_EQ(ReadFile(segs[0]), seg) << "a failed open must not modify the log";
     return;
   }
   ASSERT_EQ(rc, NOKV_OK) << d.name << ": " << nokv_errmsg();
@@ -225,9 +217,9 @@ TEST(WalDamageTest, DamageInASealedSegmentIsCorruption) {
   ASSERT_EQ(nokv_close(db), NOKV_OK);
   auto segs = Segments(dir.path());
   ASSERT_GE(segs.size(), 2u);
-  std::string seg = ReadAll(segs[0]);
+  std::string seg = ReadFile(segs[0]);
   seg.resize(seg.size() - 1);  // would be a torn tail in the newest segment
-  WriteAll(segs[0], seg);
+  WriteFile(segs[0], seg);
   ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
   EXPECT_NE(std::string(nokv_errmsg()).find("sealed segment"), std::string::npos)
       << nokv_errmsg();
@@ -235,7 +227,7 @@ TEST(WalDamageTest, DamageInASealedSegmentIsCorruption) {
 
 TEST(WalDamageTest, UnknownRecordTypeIsCorruption) {
   TempDir dir;
-  WriteAll(dir.file("00000001.wal"), Frame(9, "whatever") + Frame(NK_WAL_BATCH, "x"));
+  WriteFile(dir.file("00000001.wal"), Frame(9, "whatever") + Frame(NK_WAL_BATCH, "x"));
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
   EXPECT_NE(std::string(nokv_errmsg()).find("unknown record type"), std::string::npos);
@@ -246,7 +238,7 @@ TEST(WalDamageTest, MalformedBatchWithValidChecksumIsCorruption) {
   std::string batch(12, '\0');
   batch[0] = 1;   // commit_ts 1
   batch[8] = 3;   // claims 3 operations, has none
-  WriteAll(dir.file("00000001.wal"), Frame(NK_WAL_BATCH, batch));
+  WriteFile(dir.file("00000001.wal"), Frame(NK_WAL_BATCH, batch));
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
   EXPECT_NE(std::string(nokv_errmsg()).find("malformed batch"), std::string::npos)

@@ -260,4 +260,17 @@ TEST_F(ServiceTest, Stats) {
   EXPECT_EQ(resp.counters().count("block_cache_hits"), 1u);
 }
 
+TEST_F(ServiceTest, LargeValuesGoThroughTheValueLog) {
+  std::string big(64 << 10, 'x');
+  for (int i = 0; i < 8; i++) Put("big" + std::to_string(i), big + std::to_string(i));
+  for (int i = 0; i < 8; i++) EXPECT_EQ(Get("big" + std::to_string(i)).value(), big + std::to_string(i));
+  ClientContext ctx;
+  StatsResponse resp;
+  ASSERT_TRUE(stub_->Stats(&ctx, StatsRequest(), &resp).ok());
+  EXPECT_GE(resp.counters().at("vlog_bytes"), 8u * (64 << 10));
+  EXPECT_GE(resp.counters().at("vlog_reads"), 8u);
+  EXPECT_EQ(resp.counters().count("gc_bytes_reclaimed"), 1u);
+  EXPECT_EQ(resp.counters().count("vlog_garbage_permille"), 1u);
+}
+
 }  // namespace

@@ -4,7 +4,10 @@
  * For each user key (versions arrive newest first) every version above the
  * watermark is kept, since some reader may still read between it and the next;
  * of those at or below it only the newest is kept, and a tombstone there is
- * dropped too when no deeper level can hold the key. Used by flush (one L0 table,
+ * dropped too when no deeper level can hold the key. A second copy of the same
+ * version (value-log GC moved it; the newer source comes first) is dropped
+ * always. Every dropped value pointer adds its entry's bytes to the segment's
+ * discard count in the edit (docs/vlog_format.md). Used by flush (one L0 table,
  * never dropping tombstones) and compaction (tables of target size).
  */
 #include <stdlib.h>

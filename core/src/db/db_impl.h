@@ -128,10 +128,12 @@ struct nokv_db {
   uint64_t manual_done;     /* completed requests */
   char *compact_pointer[NK_NUM_LEVELS];  /* round-robin start key per level */
   /* Value-log GC: one collection at a time (gc_mu); the thread waits on gc_cv
-   * (with mu) until compaction reports dead bytes (gc_wanted). */
+   * (with mu) until compaction reports dead bytes (gc_wanted). gc_wanted and
+   * gc_urgent are guarded by mu. */
   pthread_t gc_thread;
   bool gc_thread_started;
   bool gc_wanted;
+  int gc_urgent;            /* nokv_vlog_gc calls waiting: background GC stops throttling */
   pthread_cond_t gc_cv;
   pthread_mutex_t gc_mu;
   size_t compact_pointer_len[NK_NUM_LEVELS];

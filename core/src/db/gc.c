@@ -159,7 +159,7 @@ static void throttle(gc_ctx *c) {
   uint64_t due = c->start_micros + c->rewritten * 1000000u / rate;
   nokv_db *db = c->db;
   pthread_mutex_lock(&db->mu);
-  while (!db->stop_bg && now_micros() < due) {
+  while (!db->stop_bg && db->gc_urgent == 0 && now_micros() < due) {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     uint64_t wait = due - now_micros();
@@ -318,6 +318,11 @@ int nokv_vlog_gc(nokv_db *db, double ratio, uint32_t *collected) {
   uint32_t done = 0, *skip = NULL;
   size_t nskip = 0;
   int ret = NOKV_OK;
+  /* A throttled background collection in progress finishes at full speed. */
+  pthread_mutex_lock(&db->mu);
+  db->gc_urgent++;
+  pthread_cond_broadcast(&db->gc_cv);
+  pthread_mutex_unlock(&db->mu);
   pthread_mutex_lock(&db->gc_mu);
   uint32_t fid;
   uint64_t size;
@@ -335,6 +340,9 @@ int nokv_vlog_gc(nokv_db *db, double ratio, uint32_t *collected) {
     done++;
   }
   pthread_mutex_unlock(&db->gc_mu);
+  pthread_mutex_lock(&db->mu);
+  db->gc_urgent--;
+  pthread_mutex_unlock(&db->mu);
   free(skip);
   if (collected != NULL) *collected = done;
   return ret;

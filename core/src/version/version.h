@@ -2,7 +2,8 @@
  * version.h — the set of tables that make up the LSM at one moment.
  *
  * A version lists, per level, the tables (file metas) it contains: L0 newest
- * first (tables may overlap), L1 and deeper sorted by key (disjoint ranges). For
+ * first by file number, i.e. flush order (tables may overlap), L1 and deeper
+ * sorted by key (disjoint ranges). For
  * any user key, a newer source always holds newer versions of it: memtable,
  * immutables, L0 newest to oldest, then L1, L2, ... So a point read stops at the
  * first source that has a version at or below its read timestamp.
