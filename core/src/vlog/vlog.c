@@ -191,11 +191,13 @@ struct nk_vlog {
   segment **segs;      /* fid order */
   size_t nsegs, cap;
 
-  /* Writer state (the write leader). wmu also guards wfile against a
-   * concurrent nk_vlog_sync_to. */
+  /* Writer state, used by the write leader (one at a time). active changes
+   * under mu too (readers list segments); wfile and wfid change under wmu too
+   * (nk_vlog_sync_to syncs from the flush thread). */
   pthread_mutex_t wmu;
   segment *active;
   nk_file *wfile;
+  uint32_t wfid;       /* active's id, for nk_vlog_sync_to */
   uint64_t written;    /* bytes of the active segment on disk */
   nk_buf pending;      /* buffered entries, to go at offset `written` */
   uint64_t bytes_written;  /* atomic */
@@ -293,12 +295,13 @@ static int start_segment(nk_vlog *vl, uint32_t fid) {
   NK_ERR(seg_open_read(vl, s, vl->segment_bytes));
   pthread_mutex_lock(&vl->mu);
   ret = seg_insert(vl, s);
+  if (ret == NOKV_OK) vl->active = s;
   pthread_mutex_unlock(&vl->mu);
   NK_ERR(ret);
   pthread_mutex_lock(&vl->wmu);
   nk_file *old = vl->wfile;
   vl->wfile = w;
-  vl->active = s;
+  vl->wfid = fid;
   vl->written = NK_VLOG_HEADER;
   pthread_mutex_unlock(&vl->wmu);
   nk_file_close(old);
@@ -400,6 +403,7 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
   if (last != NULL && last->size < segment_bytes && last->fid >= head_fid) {
     NK_ERR(env->open_append(env, last->path, false, &vl->wfile));
     vl->active = last;
+    vl->wfid = last->fid;
     vl->written = last->size;
   } else {
     uint32_t next = last != NULL ? last->fid + 1 : 1;
@@ -489,7 +493,7 @@ int nk_vlog_sync_to(nk_vlog *vl, uint32_t fid) {
   int ret = NOKV_OK;
   pthread_mutex_lock(&vl->wmu);
   /* Segments before the active one were synced when they were sealed. */
-  if (vl->active->fid == fid) ret = nk_file_sync(vl->wfile);
+  if (vl->wfid == fid) ret = nk_file_sync(vl->wfile);
   pthread_mutex_unlock(&vl->wmu);
   return ret;
 }
