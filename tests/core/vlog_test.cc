@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "db/batch_internal.h"
 #include "fault_env.h"
+#include "wal/wal_format.h"
 #include "gtest/gtest.h"
 #include "nokv/nokv.h"
 #include "test_util.h"
@@ -517,6 +519,35 @@ TEST(Vlog, ScansReadAheadWhenValuesAreCold) {
   ASSERT_EQ(nokv_iter_status(it), NOKV_OK);
   nokv_iter_close(it);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// A value reference (an in-memory address, used only between nokv_put and the
+// write leader) must never be trusted from disk: a WAL record holding one is
+// corruption, reported at open, not followed.
+TEST(Vlog, WalRecordWithAnInMemoryValueReferenceIsCorruption) {
+  TempDir dir;
+  nokv_options o = VlogOptions();
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  ASSERT_EQ(Put(db, "a", "1"), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+
+  struct nokv_batch b;
+  char buf[512];
+  nk_batch_init_inline(&b, buf, sizeof buf);
+  static const char value[4096] = {0};
+  ASSERT_EQ(nk_batch_put_ref(&b, "k", 1, value, sizeof value), NOKV_OK);
+  std::string record(NK_WAL_HEADER + b.len, '\0');
+  memcpy(&record[NK_WAL_HEADER], b.rep, b.len);
+  nk_put_u64(&record[NK_WAL_HEADER], 1000);  // a commit timestamp past everything
+  nk_wal_encode_header(&record[0], NK_WAL_BATCH, &record[NK_WAL_HEADER], b.len);
+  nk_batch_release(&b);
+  auto segs = FilesWithSuffix(dir.path(), ".wal");
+  ASSERT_FALSE(segs.empty());
+  std::ofstream(dir.file(segs.back()), std::ios::binary | std::ios::app)
+      .write(record.data(), static_cast<std::streamsize>(record.size()));
+  EXPECT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_ECORRUPT);
+  EXPECT_NE(std::string(nokv_errmsg()).find("reference"), std::string::npos) << nokv_errmsg();
 }
 
 }  // namespace

@@ -13,6 +13,7 @@ static void reset(struct nokv_batch *b) {
   b->count = 0;
   b->deletes = 0;
   b->mem_cost = 0;
+  b->user_bytes = 0;
   b->max_klen = b->max_vlen = 0;
   b->min_klen = SIZE_MAX;
 }
@@ -81,6 +82,9 @@ static int reserve(nokv_batch *b, size_t extra) {
   return NOKV_OK;
 }
 
+/* Does an op of this kind carry a value field? */
+static bool op_has_value(nk_kind k) { return nk_kind_has_value(k) || k == NK_KIND_VALUE_REF; }
+
 char *nk_batch_encode_op(char *p, const nk_batch_op *op) {
   *p++ = (char)(op->kind | (op->ts != 0 ? NK_BATCH_OP_TS : 0));
   if (op->ts != 0) {
@@ -90,7 +94,7 @@ char *nk_batch_encode_op(char *p, const nk_batch_op *op) {
   p = nk_put_varint64(p, op->klen);
   if (op->klen > 0) memcpy(p, op->key, op->klen);
   p += op->klen;
-  if (nk_kind_has_value(op->kind)) {
+  if (op_has_value(op->kind)) {
     p = nk_put_varint64(p, op->vlen);
     if (op->vlen > 0) memcpy(p, op->val, op->vlen);
     p += op->vlen;
@@ -110,10 +114,34 @@ static int add(nokv_batch *b, nk_kind kind, const void *key, size_t klen, const 
   b->deletes += kind == NK_KIND_DELETE;
   nk_put_u32(b->rep + 8, b->count);
   b->mem_cost += nk_memtable_cost(klen, vlen);
+  b->user_bytes += klen + vlen;
   if (klen > b->max_klen) b->max_klen = klen;
   if (klen < b->min_klen) b->min_klen = klen;
   if (vlen > b->max_vlen) b->max_vlen = vlen;
   return NOKV_OK;
+}
+
+int nk_batch_put_ref(nokv_batch *b, const void *key, size_t klen, const void *val, size_t vlen) {
+  char ref[sizeof(void *) + sizeof(size_t)];
+  memcpy(ref, &val, sizeof val);
+  memcpy(ref + sizeof val, &vlen, sizeof vlen);
+  size_t cost = b->mem_cost, bytes = b->user_bytes;
+  NK_RET(add(b, NK_KIND_VALUE_REF, key, klen, ref, sizeof ref, 0));
+  /* Account for the value itself, not the reference. */
+  b->mem_cost = cost + nk_memtable_cost(klen, vlen);
+  b->user_bytes = bytes + klen + vlen;
+  if (vlen > b->max_vlen) b->max_vlen = vlen;
+  return NOKV_OK;
+}
+
+void nk_batch_op_deref(nk_batch_op *op) {
+  const char *val;
+  size_t vlen;
+  memcpy(&val, op->val, sizeof val);
+  memcpy(&vlen, op->val + sizeof val, sizeof vlen);
+  op->kind = NK_KIND_VALUE;
+  op->val = val;
+  op->vlen = vlen;
 }
 
 int nk_batch_put_at(nokv_batch *b, const void *key, size_t klen, const void *val, size_t vlen,
@@ -163,7 +191,8 @@ int nk_batch_reader_next(nk_batch_reader *r, nk_batch_op *op) {
     r->p += 8;
     if (op->ts == 0) return nk_err(NOKV_ECORRUPT, "batch operation with timestamp 0");
   }
-  if (kind != NK_KIND_VALUE && kind != NK_KIND_DELETE && kind != NK_KIND_VPTR) {
+  if (kind != NK_KIND_VALUE && kind != NK_KIND_DELETE && kind != NK_KIND_VPTR &&
+      kind != NK_KIND_VALUE_REF) {
     return nk_err(NOKV_ECORRUPT, "batch operation of unknown kind %u", kind);
   }
   uint32_t n;
@@ -177,7 +206,7 @@ int nk_batch_reader_next(nk_batch_reader *r, nk_batch_op *op) {
   p += n;
   op->val = NULL;
   op->vlen = 0;
-  if (nk_kind_has_value(op->kind)) {
+  if (op_has_value(op->kind)) {
     p = nk_get_varint32(p, r->limit, &n);
     if (p == NULL || (size_t)(r->limit - p) < n) {
       return nk_err(NOKV_ECORRUPT, "batch value overruns the batch");

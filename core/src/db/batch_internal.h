@@ -23,6 +23,10 @@
 #include "memtable/internal_key.h"
 #include "nokv/batch.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define NK_BATCH_HEADER 12
 #define NK_BATCH_OP_TS 0x80
 
@@ -32,6 +36,7 @@ struct nokv_batch {
   uint32_t count;
   uint32_t deletes;  /* of count */
   size_t mem_cost;   /* upper bound of memtable bytes to apply it */
+  size_t user_bytes; /* key and value bytes of its operations */
   size_t max_klen, max_vlen, min_klen;  /* for limit checks without a pass */
   char *inline_buf;  /* not owned */
 };
@@ -55,6 +60,13 @@ typedef struct nk_batch_reader {
   uint32_t remaining;
 } nk_batch_reader;
 
+/* Adds a put whose value stays in the caller's memory (NK_KIND_VALUE_REF) until
+ * the write returns. Only for values the writer will move to the value log. */
+int nk_batch_put_ref(struct nokv_batch *b, const void *key, size_t klen, const void *val,
+                     size_t vlen);
+/* The value a NK_KIND_VALUE_REF op refers to. */
+void nk_batch_op_deref(nk_batch_op *op);
+
 /* Adds a put that keeps timestamp ts (see NK_BATCH_OP_TS). */
 int nk_batch_put_at(struct nokv_batch *b, const void *key, size_t klen, const void *val,
                     size_t vlen, uint64_t ts);
@@ -71,5 +83,9 @@ int nk_batch_reader_init(nk_batch_reader *r, const char *rep, size_t len, uint64
 /* 1: *op filled; 0: end (and the batch had exactly `count` ops);
  * NOKV_ECORRUPT: malformed. */
 int nk_batch_reader_next(nk_batch_reader *r, nk_batch_op *op);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* NOKV_DB_BATCH_INTERNAL_H */

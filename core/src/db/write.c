@@ -177,6 +177,7 @@ static int separate_values(nokv_db *db, const nokv_batch *b, uint64_t ts, char *
   char *p = dst + NK_BATCH_HEADER;
   while ((rc = nk_batch_reader_next(&r, &op)) == 1) {
     char ptr[NK_VPTR_SIZE];
+    if (op.kind == NK_KIND_VALUE_REF) nk_batch_op_deref(&op);
     if (op.kind == NK_KIND_VALUE && op.vlen >= db->opts.value_threshold) {
       nk_vptr vp;
       NK_RET(nk_vlog_add(db->vlog, op.key, op.klen, op.ts ? op.ts : ts, op.val, op.vlen, &vp));
@@ -237,6 +238,9 @@ int nk_db_apply_batch(nk_memtable *mem, const char *rep, size_t len, uint64_t co
   NK_RET(nk_batch_reader_init(&r, rep, len, &unused_ts, &count));
   while ((rc = nk_batch_reader_next(&r, &op)) == 1) {
     uint64_t ts = op.ts != 0 ? op.ts : commit_ts;
+    if (op.kind == NK_KIND_VALUE_REF) {
+      return nk_err(NOKV_ECORRUPT, "batch holds an in-memory value reference");
+    }
     if (ts > commit_ts) {
       return nk_err(NOKV_ECORRUPT, "batch operation at timestamp %llu is newer than its batch",
                     (unsigned long long)ts);
@@ -335,9 +339,11 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
     for (nk_writer *w = leader; rc == NOKV_OK; w = w->next) {
       rc = nk_db_apply_batch(db->mem, p + NK_WAL_HEADER, w->framed_len, w->ts);
       p += NK_WAL_HEADER + w->framed_len;
-      nk_count(&db->stats.user_bytes, w->batch->len - NK_BATCH_HEADER);
-      nk_count(&db->stats.puts, w->batch->count - w->batch->deletes);
-      nk_count(&db->stats.deletes, w->batch->deletes);
+      if (w->gc_read_ts == 0) {  /* GC's rewrites are not the user's writes */
+        nk_count(&db->stats.user_bytes, w->batch->user_bytes);
+        nk_count(&db->stats.puts, w->batch->count - w->batch->deletes);
+        nk_count(&db->stats.deletes, w->batch->deletes);
+      }
       if (w == last) break;
     }
   }
@@ -427,7 +433,10 @@ int nokv_put(nokv_db *db, const nokv_write_options *wo, const void *key, size_t 
   char buf[512];
   struct nokv_batch b;
   nk_batch_init_inline(&b, buf, sizeof buf);
-  int rc = nokv_batch_put(&b, key, klen, val, vlen);
+  /* A value bound for the value log is copied there straight from the caller. */
+  bool by_ref = db->opts.value_threshold > 0 && vlen >= db->opts.value_threshold;
+  int rc = by_ref ? nk_batch_put_ref(&b, key, klen, val, vlen)
+                  : nokv_batch_put(&b, key, klen, val, vlen);
   if (rc == NOKV_OK) rc = write_batch(db, wo, &b, commit_ts);
   nk_batch_release(&b);
   return rc;

@@ -27,6 +27,10 @@ typedef enum nk_kind {
   NK_KIND_VALUE = 1,
   /* The value is a pointer into the value log (vlog/vlog.h), not the value. */
   NK_KIND_VPTR = 2,
+  /* In a batch on its way to the write leader only, never on disk: the value is
+   * the caller's memory (address and length), which the leader copies straight
+   * to the value log. Saves nokv_put a copy of every large value. */
+  NK_KIND_VALUE_REF = 3,
 } nk_kind;
 
 /* A version that carries a value (inline or in the value log). */

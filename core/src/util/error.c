@@ -8,19 +8,26 @@
 
 static _Thread_local char nk_errbuf[512];
 
+/* Messages are formatted into a scratch buffer first: callers often wrap the
+ * previous message (nk_err(rc, "...: %s", nokv_errmsg())), and formatting a
+ * buffer into itself is undefined. */
 int nk_err(int rc, const char *fmt, ...) {
+  char tmp[sizeof nk_errbuf];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(nk_errbuf, sizeof nk_errbuf, fmt, ap);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
+  memcpy(nk_errbuf, tmp, sizeof tmp);
   return rc;
 }
 
 int nk_err_errno(int errno_value, const char *fmt, ...) {
+  char tmp[sizeof nk_errbuf];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(nk_errbuf, sizeof nk_errbuf, fmt, ap);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
+  memcpy(nk_errbuf, tmp, sizeof tmp);
   if (n >= 0 && (size_t)n < sizeof nk_errbuf) {
     char msg[128];
     if (strerror_r(errno_value, msg, sizeof msg) != 0) { /* POSIX strerror_r */
