@@ -126,8 +126,10 @@ typedef struct gc_ctx {
   bool throttled;
   uint64_t start_micros;
   uint64_t batch_limit;     /* bytes of values per rewrite batch */
-  /* Entries read but not yet checked and written (owned copies). */
+  /* Entries read but not yet checked and written. Their keys and values are
+   * copied into pending_bytes (the scan's buffer moves), at key_off[i]. */
   nk_vlog_entry pending[GC_BATCH_OPS];
+  size_t key_off[GC_BATCH_OPS];
   nk_buf pending_bytes;
   size_t npending;
   uint64_t rewritten;       /* bytes of entries written again */
@@ -214,8 +216,7 @@ static int flush_pending(gc_ctx *c) {
 /* Points the pending entries at their copies, then checks and writes them. */
 static int check_and_write(gc_ctx *c) {
   for (size_t i = 0; i < c->npending; i++) {
-    size_t off = (size_t)(uintptr_t)c->pending[i].key;
-    c->pending[i].key = c->pending_bytes.data + off;
+    c->pending[i].key = c->pending_bytes.data + c->key_off[i];
     c->pending[i].val = c->pending[i].key + c->pending[i].klen;
   }
   return flush_pending(c);
@@ -226,16 +227,12 @@ static int gc_entry(void *arg, const nk_vlog_entry *e) {
   if (__atomic_load_n(&c->db->stop_bg, __ATOMIC_RELAXED)) {
     return nk_err(NOKV_ECLOSED, "database is closing");
   }
-  /* Copy the entry: the scan's buffer moves. Offsets into pending_bytes are
-   * turned into pointers when the batch is checked. */
-  size_t at = c->pending_bytes.len;
+  c->key_off[c->npending] = c->pending_bytes.len;
   if (!nk_buf_append(&c->pending_bytes, e->key, e->klen) ||
       !nk_buf_append(&c->pending_bytes, e->val, e->vlen)) {
     return nk_err(NOKV_ENOMEM, "out of memory in value log GC");
   }
-  nk_vlog_entry *p = &c->pending[c->npending++];
-  *p = *e;
-  p->key = (const char *)(uintptr_t)at;  /* fixed up below */
+  c->pending[c->npending++] = *e;  /* key and val are pointed at the copy later */
   if (c->npending == GC_BATCH_OPS || c->pending_bytes.len >= c->batch_limit) {
     return check_and_write(c);
   }
