@@ -229,6 +229,99 @@ TEST(ConcurrentTest, ValueLogGcRacesWritersAndReaders) {
   ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 
+// The bank: accounts whose total must never change. Transfer threads move
+// random amounts between random accounts in transactions, retrying on
+// conflict; an auditor sums every account in read-only transactions while they
+// run. Every audit and the final state must see the same total, and with
+// retries every transfer eventually commits.
+TEST(ConcurrentTest, BankTransfersKeepTheTotal) {
+  TempDir dir;
+  nokv_options o;
+  nokv_test::TinyLsmOptions(&o);  // flushes and compactions race the transfers too
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  const int kAccounts = 20, kThreads = 4, kTransfers = 300, kStart = 1000;
+  auto acct = [](int i) { return "acct" + std::to_string(100 + i); };
+  for (int i = 0; i < kAccounts; i++) ASSERT_EQ(Put(db, acct(i), std::to_string(kStart)), NOKV_OK);
+  auto read = [](nokv_txn* t, const std::string& k, int* out) {
+    void* v;
+    size_t n;
+    if (nokv_txn_get(t, k.data(), k.size(), &v, &n) != NOKV_OK) return false;
+    *out = std::stoi(std::string(static_cast<char*>(v), n));
+    nokv_free(v);
+    return true;
+  };
+  std::atomic<int> failures{0}, conflicts{0}, audits{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      uint64_t x = 88172645463325252ull + t;
+      auto rnd = [&x] { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x; };
+      for (int i = 0; i < kTransfers; i++) {
+        int from = static_cast<int>(rnd() % kAccounts), to = static_cast<int>(rnd() % kAccounts);
+        int amount = static_cast<int>(rnd() % 50);
+        for (;;) {
+          nokv_txn* txn;
+          if (nokv_txn_begin(db, 0, &txn) != NOKV_OK) { failures++; break; }
+          int a = 0, b = 0;
+          if (!read(txn, acct(from), &a) || !read(txn, acct(to), &b)) {
+            failures++;
+            nokv_txn_discard(txn);
+            break;
+          }
+          std::string na = std::to_string(a - amount), nb = std::to_string(b + amount);
+          if (from != to) {
+            nokv_txn_put(txn, acct(from).data(), acct(from).size(), na.data(), na.size());
+            nokv_txn_put(txn, acct(to).data(), acct(to).size(), nb.data(), nb.size());
+          }
+          int rc = nokv_txn_commit(txn, nullptr, nullptr);
+          if (rc == NOKV_OK) break;
+          if (rc != NOKV_ECONFLICT) { failures++; break; }
+          conflicts++;
+        }
+      }
+    });
+  }
+  std::thread auditor([&] {
+    while (!stop.load()) {
+      nokv_txn* txn;
+      if (nokv_txn_begin(db, NOKV_TXN_READ_ONLY, &txn) != NOKV_OK) { failures++; continue; }
+      int total = 0;
+      nokv_iter* it;
+      if (nokv_txn_iter_new(txn, "acct", 4, "acct~", 5, &it) != NOKV_OK) { failures++; }
+      else {
+        for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) {
+          size_t n;
+          const char* v = static_cast<const char*>(nokv_iter_value(it, &n));
+          total += std::stoi(std::string(v, n));
+        }
+        nokv_iter_close(it);
+      }
+      if (total != kAccounts * kStart) failures++;
+      audits++;
+      nokv_txn_discard(txn);
+    }
+  });
+  std::thread compactor([&] {
+    while (!stop.load()) {
+      if (nokv_compact(db) != NOKV_OK) failures++;
+    }
+  });
+  for (auto& th : threads) th.join();
+  stop = true;
+  auditor.join();
+  compactor.join();
+  EXPECT_EQ(failures.load(), 0) << nokv_errmsg();
+  printf("%d transfers, %d conflicts retried, %d audits\n", kThreads * kTransfers,
+         conflicts.load(), audits.load());
+  EXPECT_GT(audits.load(), 0);
+  int total = 0;
+  for (int i = 0; i < kAccounts; i++) total += std::stoi(Get(db, acct(i))->data);
+  EXPECT_EQ(total, kAccounts * kStart);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
 TEST(ConcurrentTest, CloseWaitsForQueuedWriters) {
   TempDir dir;
   nokv_db* db;

@@ -7,5 +7,6 @@
 #include "nokv/options.h"
 #include "nokv/stats.h"
 #include "nokv/status.h"
+#include "nokv/txn.h"
 
 #endif /* NOKV_NOKV_H */

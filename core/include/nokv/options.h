@@ -79,6 +79,11 @@ typedef struct nokv_options {
    * key. 0: always; UINT32_MAX: never. Default 30 µs. */
   uint32_t scan_prefetch_micros;
 
+  /* Transactions: most buffered writes and their key+value bytes (the bytes are
+   * also capped at half of memtable_max_bytes). Defaults 100000 and 32 MiB. */
+  uint32_t max_txn_ops;
+  size_t max_txn_bytes;
+
   const struct nokv_env *env;  /* NULL: POSIX file layer */
 } nokv_options;
 

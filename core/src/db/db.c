@@ -57,6 +57,8 @@ void nokv_options_init(nokv_options *o) {
   o->value_log_gc_ratio = 0.5;
   o->value_log_gc_bytes_per_sec = 32u << 20;
   o->scan_prefetch_micros = 30;
+  o->max_txn_ops = 100000;
+  o->max_txn_bytes = 32u << 20;
 }
 
 void nokv_write_options_init(nokv_write_options *wo) { memset(wo, 0, sizeof *wo); }
@@ -303,6 +305,7 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   db->opts = *opts;
   db->env = opts->env != NULL ? opts->env : nk_env_posix();
   atomic_init(&db->live_handles, 0);
+  atomic_init(&db->active_txns, 0);
 
   int ret;
   bool oracle_ready = false, fresh = false;

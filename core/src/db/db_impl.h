@@ -74,6 +74,7 @@ struct nokv_db {
   nk_file *lock;
   nk_oracle oracle;
   atomic_int live_handles;  /* iterators and snapshots: close refuses while > 0 */
+  atomic_int active_txns;   /* read-write transactions begun and not ended */
 
   /* Write path. The leader of the queue's front group owns wal, group_buf, mem's
    * inserts and the oracle's next_ts. */
@@ -178,6 +179,13 @@ int nk_db_lookup(nokv_db *db, nk_view *view, const char *key, size_t klen, uint6
                  uint64_t read_ts, nk_lookup *out);
 void nk_lookup_release(nk_lookup *r);
 
+/* nokv_iter_new, plus: extra (may be NULL) is merged in as the newest source
+ * (a transaction's pending writes, at versions no newer than the read ts), and
+ * on_key (may be NULL) is called with each key the iterator settles on. */
+int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
+                   void (*on_key)(void *, const char *, size_t), void *arg, const void *start,
+                   size_t start_len, const void *end, size_t end_len, nokv_iter **out);
+
 /* ---- value-log GC and epochs (gc.c) ---- */
 
 nk_epoch *nk_epoch_new(nokv_db *db);
@@ -189,6 +197,20 @@ nk_epoch *nk_db_pin_epoch(nokv_db *db);
 /* Writes a GC rewrite batch (sync) if nothing overwrote its keys after read_ts;
  * NOKV_ECONFLICT if that could not be checked (write.c). */
 int nk_db_write_gc(nokv_db *db, const nokv_batch *b, uint64_t read_ts);
+/* A transaction's commit: its read timestamp, the fingerprints of the keys it
+ * read (sorted) and of those it writes. */
+typedef struct nk_txn_commit {
+  uint64_t read_ts;
+  const uint64_t *reads;
+  size_t nreads;
+  const uint64_t *writes;
+  size_t nwrites;
+} nk_txn_commit;
+
+/* Writes a transaction's batch unless a transaction that committed after its
+ * read_ts wrote a key it read (NOKV_ECONFLICT) (write.c). */
+int nk_db_write_txn(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                    const nk_txn_commit *txn, uint64_t *commit_ts);
 /* Compaction found dead value-log bytes: wake the GC thread. REQUIRES: mu not held. */
 void nk_db_gc_wanted(nokv_db *db);
 void *nk_db_gc_main(void *arg);

@@ -192,6 +192,15 @@ struct nokv_iter {
    * (scan_prefetch_micros): a second merge over the same view runs ahead of the
    * iterator and asks for the values of the next entries, up to PREFETCH_AHEAD
    * beyond the current one. */
+  /* A transaction's pending writes (one version per key), merged over the
+   * snapshot by user key: on an equal key the pending write wins, and a pending
+   * deletion hides the key. out_valid and pend_cur say what the public
+   * accessors show. */
+  nk_memtable *extra;
+  nk_iter *pend;
+  bool pend_cur, pend_eq, out_valid;
+  void (*on_key)(void *arg, const char *key, size_t klen);  /* each key returned */
+  void *on_key_arg;
   nk_iter *ahead;
   nk_buf ahead_key;   /* the last user key it passed */
   int ahead_budget;   /* values it may still hint */
@@ -207,6 +216,7 @@ static char *dup_bytes(const void *p, size_t n) {
   return c;
 }
 
+/* A merge of every source of v, newest first. */
 static nk_iter *build_merge(nokv_db *db, nk_view *v) {
   size_t n = 1 + v->nimm + v->version->nfiles[0] + (NK_NUM_LEVELS - 1);
   nk_iter **kids = calloc(n, sizeof *kids);
@@ -236,6 +246,12 @@ static nk_iter *build_merge(nokv_db *db, nk_view *v) {
 int nokv_iter_new(nokv_db *db, const nokv_read_options *ro, const void *start,
                   size_t start_len, const void *end, size_t end_len, nokv_iter **out) {
   nk_err_clear();
+  return nk_db_iter_new(db, ro, NULL, NULL, NULL, start, start_len, end, end_len, out);
+}
+
+int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
+                   void (*on_key)(void *, const char *, size_t), void *arg, const void *start,
+                   size_t start_len, const void *end, size_t end_len, nokv_iter **out) {
   nokv_iter *it = calloc(1, sizeof *it);
   if (it == NULL || (it->start = dup_bytes(start, start_len)) == NULL ||
       (end_len > 0 && (it->end = dup_bytes(end, end_len)) == NULL)) {
@@ -248,7 +264,15 @@ int nokv_iter_new(nokv_db *db, const nokv_read_options *ro, const void *start,
   it->read_ts = nk_db_read_ts(db, ro);
   it->start_len = start_len;
   it->end_len = end_len;
-  if ((it->merged = build_merge(db, it->view)) == NULL) {
+  it->on_key = on_key;
+  it->on_key_arg = arg;
+  if (extra != NULL && (it->pend = nk_memtable_iter_new(extra)) != NULL) {
+    it->extra = extra;
+    nk_memtable_ref(extra);
+  }
+  if ((extra != NULL && it->pend == NULL) || (it->merged = build_merge(db, it->view)) == NULL) {
+    nk_iter_destroy(it->pend);
+    nk_memtable_unref(it->extra);
     nk_view_unref(it->view);
     free(it->start);
     free(it->end);
@@ -386,9 +410,49 @@ static void settle(nokv_iter *it) {
       }
     }
     it->valid = true;
+    if (it->on_key != NULL) it->on_key(it->on_key_arg, it->key.data, it->key.len);
     return;
   }
   if (it->status == NOKV_OK) it->status = nk_iter_status(it->merged);
+}
+
+/* Is pend on an entry before the range's end? */
+static bool pend_valid(const nokv_iter *it) {
+  if (it->pend == NULL || !nk_iter_valid(it->pend)) return false;
+  size_t n;
+  const char *k = nk_iter_key(it->pend, &n);
+  return it->end == NULL || nk_user_key_cmp(k, nk_ikey_user_len(n), it->end, it->end_len) < 0;
+}
+
+/* Picks the current entry from the snapshot stream (settled) and pend. */
+static void choose(nokv_iter *it) {
+  for (;;) {
+    it->pend_cur = false;
+    if (!pend_valid(it)) {
+      it->out_valid = it->valid;
+      return;
+    }
+    size_t n;
+    const char *k = nk_iter_key(it->pend, &n);
+    size_t ulen = nk_ikey_user_len(n);
+    int c = it->valid ? nk_user_key_cmp(it->key.data, it->key.len, k, ulen) : 1;
+    if (c < 0) {
+      it->out_valid = true;  /* the snapshot's key comes first */
+      return;
+    }
+    if (nk_trailer_kind(nk_ikey_trailer(k, n)) == NK_KIND_DELETE) {
+      if (c == 0) {  /* deleted by the transaction: hide the snapshot's version */
+        skip_key(it);
+        settle(it);
+      }
+      nk_iter_next(it->pend);
+      continue;
+    }
+    it->pend_cur = true;
+    it->pend_eq = c == 0;
+    it->out_valid = true;
+    return;
+  }
 }
 
 void nokv_iter_seek(nokv_iter *it, const void *key, size_t klen) {
@@ -406,30 +470,43 @@ void nokv_iter_seek(nokv_iter *it, const void *key, size_t klen) {
   }
   nk_ikey_encode(target, key, klen, NK_MAX_TS, NK_KIND_SEEK);
   nk_iter_seek(it->merged, target, klen + NK_IKEY_TRAILER);
+  if (it->pend != NULL) nk_iter_seek(it->pend, target, klen + NK_IKEY_TRAILER);
   if (target != stack) free(target);
   settle(it);
+  choose(it);
 }
 
 void nokv_iter_seek_first(nokv_iter *it) { nokv_iter_seek(it, it->start, it->start_len); }
 
-bool nokv_iter_valid(const nokv_iter *it) { return it->valid; }
+bool nokv_iter_valid(const nokv_iter *it) { return it->out_valid; }
 
 void nokv_iter_next(nokv_iter *it) {
-  skip_key(it);
-  settle(it);
+  if (!it->pend_cur || it->pend_eq) {
+    skip_key(it);
+    settle(it);
+  }
+  if (it->pend_cur) nk_iter_next(it->pend);
+  choose(it);
 }
 
 const void *nokv_iter_key(const nokv_iter *it, size_t *klen) {
+  if (it->pend_cur) {
+    const char *k = nk_iter_key(it->pend, klen);
+    *klen = nk_ikey_user_len(*klen);
+    return k;
+  }
   *klen = it->key.len;
   return it->key.data;
 }
 
 const void *nokv_iter_value(const nokv_iter *it, size_t *vlen) {
+  if (it->pend_cur) return nk_iter_value(it->pend, vlen);
   *vlen = it->vlen;
   return it->val;
 }
 
-uint64_t nokv_iter_commit_ts(const nokv_iter *it) { return it->ts; }
+/* 0 for a transaction's own, uncommitted write. */
+uint64_t nokv_iter_commit_ts(const nokv_iter *it) { return it->pend_cur ? 0 : it->ts; }
 
 int nokv_iter_status(const nokv_iter *it) { return it->status; }
 
@@ -442,6 +519,8 @@ void nokv_iter_close(nokv_iter *it) {
   nk_buf_release(&it->vbuf);
   stop_ahead(it);
   nk_buf_release(&it->ahead_key);
+  nk_iter_destroy(it->pend);
+  nk_memtable_unref(it->extra);
   free(it->start);
   free(it->end);
   free(it);

@@ -30,6 +30,7 @@ typedef struct nk_writer {
   const nokv_batch *batch;  /* NULL: a flush request (seal the memtable) */
   uint64_t gc_read_ts;      /* value-log GC rewrite checked at this timestamp (gc.c) */
   nokv_batch *filtered;     /* its live part, made by the leader */
+  const nk_txn_commit *txn; /* a transaction's commit: checked for conflicts first */
   bool sync;
   bool done;
   int rc;
@@ -283,6 +284,34 @@ static int filter_gc_batch(nokv_db *db, nk_writer *w) {
   return NOKV_OK;
 }
 
+/* Records the keys the group [first, last] wrote as committed at ts, for
+ * transactions' conflict checks. REQUIRES: leader. */
+static void record_plain_writes(nokv_db *db, nk_writer *first, nk_writer *last, uint64_t ts) {
+  size_t n = 0;
+  for (nk_writer *w = first;; w = w->next) {
+    n += w->batch->count;
+    if (w == last) break;
+  }
+  uint64_t *fps = malloc((n ? n : 1) * sizeof *fps);
+  size_t k = 0;
+  for (nk_writer *w = first; fps != NULL; w = w->next) {
+    nk_batch_reader r;
+    nk_batch_op op;
+    uint64_t unused_ts;
+    uint32_t count;
+    if (nk_batch_reader_init(&r, w->batch->rep, w->batch->len, &unused_ts, &count) == NOKV_OK) {
+      while (nk_batch_reader_next(&r, &op) == 1) fps[k++] = nk_hash64(op.key, op.klen);
+    }
+    if (w == last) break;
+  }
+  if (fps == NULL) {
+    nk_oracle_lose_record(&db->oracle, ts);
+    return;
+  }
+  nk_oracle_record_commit(&db->oracle, ts, fps, k);
+  free(fps);
+}
+
 /* Runs one group as leader. REQUIRES: mu held, leader == queue_head. Returns with
  * mu held and the group's writers marked done. */
 static void lead_group(nokv_db *db, nk_writer *leader) {
@@ -292,6 +321,13 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
                    leader->batch == NULL);
   }
   if (rc == NOKV_OK && leader->gc_read_ts != 0) rc = filter_gc_batch(db, leader);
+  if (rc == NOKV_OK && leader->txn != NULL &&
+      nk_oracle_conflicts(&db->oracle, leader->txn->read_ts, leader->txn->reads,
+                          leader->txn->nreads)) {
+    rc = nk_err(NOKV_ECONFLICT,
+                "transaction conflict: a key it read was written by a transaction that "
+                "committed after it began; retry");
+  }
   if (rc != NOKV_OK || leader->batch == NULL || leader->batch->count == 0) {
     db->queue_head = leader->next;
     if (db->queue_head == NULL) db->queue_tail = NULL;
@@ -305,8 +341,11 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   nk_writer *last = leader;
   size_t bytes = leader->batch->len, n = 1;
   bool sync = leader->sync;
-  for (nk_writer *w = leader->next; w != NULL && w->batch != NULL && leader->gc_read_ts == 0 &&
-                                    w->gc_read_ts == 0;
+  /* GC rewrites and transaction commits are checked one at a time: they lead
+   * alone. */
+  bool alone = leader->gc_read_ts != 0 || leader->txn != NULL;
+  for (nk_writer *w = leader->next;
+       w != NULL && w->batch != NULL && !alone && w->gc_read_ts == 0 && w->txn == NULL;
        w = w->next) {
     if ((w->sync && !leader->sync) || bytes + w->batch->len > db->opts.max_group_commit_bytes) {
       break;
@@ -318,6 +357,9 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   uint64_t first_ts = nk_oracle_reserve(&db->oracle, n);
   size_t len = 0;
   uint64_t vbytes = 0;
+  if (leader->txn != NULL) {
+    nk_oracle_record_commit(&db->oracle, first_ts, leader->txn->writes, leader->txn->nwrites);
+  }
 
   pthread_mutex_unlock(&db->mu);
   rc = frame_group(db, leader, last, first_ts, &len, &vbytes);
@@ -349,6 +391,13 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   }
   if (rc == NOKV_OK) {
     nk_oracle_publish(&db->oracle, first_ts + n - 1);
+    /* Plain writes conflict with transactions too. A transaction counts itself
+     * active before taking its snapshot, so one whose snapshot predates this
+     * publish is counted by now. One record per group at its last timestamp is
+     * exact: no snapshot falls inside a group. */
+    if (leader->txn == NULL && atomic_load(&db->active_txns) > 0) {
+      record_plain_writes(db, leader, last, first_ts + n - 1);
+    }
     nk_count(&db->stats.batches, n);
   }
   pthread_mutex_lock(&db->mu);
@@ -409,6 +458,15 @@ static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_bat
     return NOKV_OK;
   }
   nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync};
+  int rc = enqueue_and_wait(db, &w);
+  if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
+  return rc;
+}
+
+int nk_db_write_txn(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                    const nk_txn_commit *txn, uint64_t *commit_ts) {
+  NK_RET(check_limits(db, b));
+  nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .txn = txn};
   int rc = enqueue_and_wait(db, &w);
   if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
   return rc;

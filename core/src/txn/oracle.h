@@ -11,6 +11,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "nokv/db.h"
@@ -21,12 +23,25 @@ struct nokv_snapshot {
   struct nokv_snapshot *prev, *next;
 };
 
+/* The keys (as 64-bit fingerprints) a transaction wrote, at its commit ts. */
+typedef struct nk_commit_record {
+  uint64_t ts;
+  struct nk_commit_record *next;
+  size_t n;
+  uint64_t fps[];
+} nk_commit_record;
+
 typedef struct nk_oracle {
   uint64_t next_ts;              /* REQUIRES: only the write leader touches it */
   atomic_uint_fast64_t visible;  /* last fully applied commit timestamp */
-  pthread_mutex_t mu;            /* guards the snapshot list */
+  pthread_mutex_t mu;            /* guards the snapshot list and the commit records */
   struct nokv_snapshot *oldest, *newest;
   uint64_t live;
+  /* Write sets of committed transactions, oldest first, kept while a live
+   * snapshot (every transaction holds one) is older than them. */
+  nk_commit_record *commits, *commits_tail;
+  uint64_t ncommits;
+  uint64_t conflict_all_below;  /* a record was lost: older readers conflict */
 } nk_oracle;
 
 void nk_oracle_init(nk_oracle *o, uint64_t last_ts);
@@ -53,5 +68,16 @@ nokv_snapshot *nk_oracle_snapshot(nk_oracle *o);
 void nk_oracle_release(nk_oracle *o, nokv_snapshot *s);
 /* Oldest live snapshot's ts (0 if none) and the count of live snapshots. */
 void nk_oracle_snapshots(nk_oracle *o, uint64_t *oldest, uint64_t *live);
+
+/* Did a transaction that committed after read_ts write any of the n keys in
+ * reads (fingerprints, sorted)? REQUIRES: the caller is the write leader, so no
+ * commit is recorded meanwhile. */
+bool nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, const uint64_t *reads, size_t n);
+/* Records the keys a write committed at ts wrote. REQUIRES: write leader. Out of
+ * memory, every transaction older than ts will conflict instead. */
+void nk_oracle_record_commit(nk_oracle *o, uint64_t ts, const uint64_t *writes, size_t n);
+/* A write at ts could not be recorded: without it a conflict could go unseen, so
+ * every transaction that began before ts will conflict instead. */
+void nk_oracle_lose_record(nk_oracle *o, uint64_t ts);
 
 #endif /* NOKV_TXN_ORACLE_H */

@@ -1,0 +1,210 @@
+/*
+ * txn.c — optimistic snapshot-isolation transactions (nokv/txn.h), Badger's
+ * design: a transaction holds a snapshot (its read_ts, which also holds back
+ * version GC and value-log deletion), buffers its writes in a private memtable,
+ * and remembers a 64-bit fingerprint of every key it reads. Its commit goes to
+ * the write leader, which refuses it if a transaction committed after read_ts
+ * wrote one of those keys (the oracle keeps committed write sets while any
+ * snapshot is older than them), and otherwise writes it as one batch.
+ * Fingerprints can collide, which can only cause a spurious conflict.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/batch_internal.h"
+#include "db/db_impl.h"
+#include "nokv/txn.h"
+#include "util/checksum.h"
+#include "util/error.h"
+
+struct nokv_txn {
+  nokv_db *db;
+  bool read_only;
+  nokv_snapshot *snap;
+  nk_memtable *pending;  /* its writes, at version read_ts (NULL until the first) */
+  uint32_t ops;
+  size_t bytes;
+  uint64_t *reads;       /* fingerprints of the keys read */
+  size_t nreads, reads_cap;
+  bool reads_lost;       /* out of memory recording one: the commit must fail */
+};
+
+#define PENDING_BUDGET (1u << 20)
+
+int nokv_txn_begin(nokv_db *db, unsigned flags, nokv_txn **out) {
+  nk_err_clear();
+  nokv_txn *t = calloc(1, sizeof *t);
+  if (t == NULL) return nk_err(NOKV_ENOMEM, "out of memory beginning a transaction");
+  t->db = db;
+  t->read_only = (flags & NOKV_TXN_READ_ONLY) != 0;
+  /* Counted before the snapshot: plain writes published after this record
+   * their keys for the conflict check (write.c). */
+  if (!t->read_only) atomic_fetch_add(&db->active_txns, 1);
+  int rc = nokv_snapshot_create(db, &t->snap);
+  if (rc != NOKV_OK) {
+    if (!t->read_only) atomic_fetch_sub(&db->active_txns, 1);
+    free(t);
+    return rc;
+  }
+  *out = t;
+  return NOKV_OK;
+}
+
+uint64_t nokv_txn_read_ts(const nokv_txn *txn) { return nokv_snapshot_ts(txn->snap); }
+
+static void note_read(void *arg, const char *key, size_t klen) {
+  nokv_txn *t = arg;
+  if (t->read_only) return;  /* never checked */
+  if (t->nreads == t->reads_cap) {
+    size_t cap = t->reads_cap ? t->reads_cap * 2 : 16;
+    uint64_t *p = realloc(t->reads, cap * sizeof *p);
+    if (p == NULL) {
+      t->reads_lost = true;  /* unsafe to commit: a conflict could go unseen */
+      return;
+    }
+    t->reads = p;
+    t->reads_cap = cap;
+  }
+  t->reads[t->nreads++] = nk_hash64(key, klen);
+}
+
+static int check_key(const nokv_db *db, size_t klen) {
+  if (klen == 0) return nk_err(NOKV_EINVAL, "empty key");
+  if (klen > db->opts.max_key_size) {
+    return nk_err(NOKV_EINVAL, "key of %zu bytes exceeds max_key_size (%zu bytes)", klen,
+                  db->opts.max_key_size);
+  }
+  return NOKV_OK;
+}
+
+int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t *vlen) {
+  nk_err_clear();
+  NK_RET(check_key(txn->db, klen));
+  nk_entry e;
+  if (txn->pending != NULL &&
+      nk_memtable_get(txn->pending, key, klen, nk_hash64(key, klen), NK_MAX_TS, &e)) {
+    if (e.kind == NK_KIND_DELETE) return NOKV_ENOTFOUND;
+    char *copy = malloc(e.vlen ? e.vlen : 1);
+    if (copy == NULL) return nk_err(NOKV_ENOMEM, "out of memory copying a value");
+    memcpy(copy, e.val, e.vlen);
+    *val = copy;
+    *vlen = e.vlen;
+    return NOKV_OK;
+  }
+  size_t before = txn->nreads;
+  note_read(txn, key, klen);
+  if (!txn->read_only && txn->nreads == before) {
+    return nk_err(NOKV_ENOMEM, "out of memory tracking a transaction's reads");
+  }
+  nokv_read_options ro = {.snapshot = txn->snap};
+  return nokv_get(txn->db, &ro, key, klen, val, vlen, NULL);
+}
+
+static int buffer_write(nokv_txn *txn, nk_kind kind, const void *key, size_t klen,
+                        const void *val, size_t vlen) {
+  nk_err_clear();
+  nokv_db *db = txn->db;
+  if (txn->read_only) return nk_err(NOKV_EINVAL, "write in a read-only transaction");
+  NK_RET(check_key(db, klen));
+  if (vlen > db->opts.max_value_size) {
+    return nk_err(NOKV_EINVAL, "value of %zu bytes exceeds max_value_size (%zu bytes)", vlen,
+                  db->opts.max_value_size);
+  }
+  size_t max_bytes = db->opts.max_txn_bytes;
+  if (max_bytes > db->opts.memtable_max_bytes / 2) max_bytes = db->opts.memtable_max_bytes / 2;
+  if (txn->ops + 1 > db->opts.max_txn_ops || txn->bytes + klen + vlen > max_bytes) {
+    return nk_err(NOKV_EINVAL,
+                  "transaction too large: %u writes and %zu bytes already, limits %u writes "
+                  "and %zu bytes (max_txn_ops, max_txn_bytes); split it",
+                  txn->ops, txn->bytes, db->opts.max_txn_ops, max_bytes);
+  }
+  if (txn->pending == NULL &&
+      (txn->pending = nk_memtable_new(PENDING_BUDGET, NULL)) == NULL) {
+    return nk_err(NOKV_ENOMEM, "out of memory buffering a transaction's writes");
+  }
+  /* At the read timestamp: newer than nothing the snapshot sees, and the merge
+   * puts the pending source first on an equal version. A second write of the
+   * same key replaces the first. */
+  if (nk_memtable_add(txn->pending, nokv_txn_read_ts(txn), kind, key, klen, val, vlen) !=
+      NOKV_OK) {
+    return nk_err(NOKV_ENOMEM, "out of memory buffering a transaction's writes");
+  }
+  txn->ops++;
+  txn->bytes += klen + vlen;
+  return NOKV_OK;
+}
+
+int nokv_txn_put(nokv_txn *txn, const void *key, size_t klen, const void *val, size_t vlen) {
+  return buffer_write(txn, NK_KIND_VALUE, key, klen, val, vlen);
+}
+
+int nokv_txn_delete(nokv_txn *txn, const void *key, size_t klen) {
+  return buffer_write(txn, NK_KIND_DELETE, key, klen, NULL, 0);
+}
+
+int nokv_txn_iter_new(nokv_txn *txn, const void *start, size_t start_len, const void *end,
+                      size_t end_len, nokv_iter **out) {
+  nk_err_clear();
+  nokv_read_options ro = {.snapshot = txn->snap};
+  return nk_db_iter_new(txn->db, &ro, txn->pending, note_read, txn, start, start_len, end,
+                        end_len, out);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commit_ts) {
+  nk_err_clear();
+  if (txn->read_only || txn->pending == NULL) {
+    if (commit_ts != NULL) *commit_ts = nokv_txn_read_ts(txn);
+    nokv_txn_discard(txn);
+    return NOKV_OK;
+  }
+  if (txn->reads_lost) {
+    nokv_txn_discard(txn);
+    return nk_err(NOKV_ENOMEM, "out of memory tracking a transaction's reads; not committed");
+  }
+  nokv_batch *b = NULL;
+  uint64_t *writes = malloc(txn->ops * sizeof *writes);
+  size_t nwrites = 0;
+  int ret = writes == NULL ? nk_err(NOKV_ENOMEM, "out of memory committing") : nokv_batch_new(&b);
+  nk_iter *it = ret == NOKV_OK ? nk_memtable_iter_new(txn->pending) : NULL;
+  if (ret == NOKV_OK && it == NULL) ret = nk_err(NOKV_ENOMEM, "out of memory committing");
+  if (ret == NOKV_OK) {
+    for (nk_iter_seek_first(it); ret == NOKV_OK && nk_iter_valid(it); nk_iter_next(it)) {
+      size_t kn, vn;
+      const char *k = nk_iter_key(it, &kn);
+      const char *v = nk_iter_value(it, &vn);
+      size_t ulen = nk_ikey_user_len(kn);
+      ret = nk_trailer_kind(nk_ikey_trailer(k, kn)) == NK_KIND_DELETE
+                ? nokv_batch_delete(b, k, ulen)
+                : nokv_batch_put(b, k, ulen, v, vn);
+      writes[nwrites++] = nk_hash64(k, ulen);
+    }
+  }
+  nk_iter_destroy(it);
+  if (ret == NOKV_OK) {
+    if (txn->nreads > 1) qsort(txn->reads, txn->nreads, sizeof *txn->reads, cmp_u64);
+    nk_txn_commit c = {.read_ts = nokv_txn_read_ts(txn),
+                       .reads = txn->reads,
+                       .nreads = txn->nreads,
+                       .writes = writes,
+                       .nwrites = nwrites};
+    ret = nk_db_write_txn(txn->db, wo, b, &c, commit_ts);
+  }
+  nokv_batch_free(b);
+  free(writes);
+  nokv_txn_discard(txn);
+  return ret;
+}
+
+void nokv_txn_discard(nokv_txn *txn) {
+  if (txn == NULL) return;
+  nokv_snapshot_release(txn->db, txn->snap);
+  if (!txn->read_only) atomic_fetch_sub(&txn->db->active_txns, 1);
+  nk_memtable_unref(txn->pending);
+  free(txn->reads);
+  free(txn);
+}
