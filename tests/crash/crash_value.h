@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nokv/nokv.h"
@@ -52,6 +53,47 @@ static inline void crash_vlog_options(nokv_options *o) {
   o->value_log_segment_bytes = 64 << 10;
   o->value_log_gc_ratio = 0.1;
   o->value_log_gc_bytes_per_sec = 0;
+}
+
+/* Transaction mode: a bank of accounts "acct/NN" holding decimal balances that
+ * always sum to CRASH_ACCOUNTS * CRASH_START. */
+#define CRASH_ACCOUNTS 16
+#define CRASH_START 1000
+
+static inline int crash_account_key(int i, char *buf) { return snprintf(buf, 16, "acct/%02d", i); }
+
+static inline bool crash_read_account(nokv_txn *t, int i, long *out) {
+  char k[16];
+  int kn = crash_account_key(i, k);
+  void *v;
+  size_t n;
+  if (nokv_txn_get(t, k, (size_t)kn, &v, &n) != NOKV_OK) return false;
+  char tmp[32] = {0};
+  memcpy(tmp, v, n < sizeof tmp - 1 ? n : sizeof tmp - 1);
+  nokv_free(v);
+  *out = strtol(tmp, NULL, 10);
+  return true;
+}
+
+static inline void crash_write_account(nokv_txn *t, int i, long balance) {
+  char k[16], v[32];
+  int kn = crash_account_key(i, k), vn = snprintf(v, sizeof v, "%ld", balance);
+  nokv_txn_put(t, k, (size_t)kn, v, (size_t)vn);
+}
+
+/* Creates the accounts (in one transaction) unless they exist. */
+static inline int crash_init_accounts(nokv_db *db) {
+  nokv_txn *t;
+  int rc = nokv_txn_begin(db, 0, &t);
+  if (rc != NOKV_OK) return rc;
+  long have;
+  if (crash_read_account(t, 0, &have)) {
+    nokv_txn_discard(t);
+    return NOKV_OK;
+  }
+  for (int i = 0; i < CRASH_ACCOUNTS; i++) crash_write_account(t, i, CRASH_START);
+  nokv_write_options wo = {.sync = true};
+  return nokv_txn_commit(t, &wo, NULL);
 }
 
 #endif /* NOKV_TESTS_CRASH_CRASH_VALUE_H */

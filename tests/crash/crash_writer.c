@@ -15,6 +15,10 @@
  * value-log GC back to back: kills land in value-log appends and GC rewrites.
  * With "vlog-delete", the process kills itself (SIGKILL) the moment GC is about
  * to delete a value-log segment.
+ *
+ * With "txn", each thread runs bank transfers between CRASH_ACCOUNTS accounts in
+ * transactions (synced commits, retried on conflict); each transfer also writes
+ * a marker key "m/r<round>/t<thread>/<seq>", printed once the commit returned.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -72,6 +76,43 @@ static void *vlog_writer(void *arg) {
   return NULL;
 }
 
+static void *txn_writer(void *arg) {
+  long t = (long)arg;
+  nokv_write_options wo = {.sync = true};
+  unsigned long long x = 88172645463325252ull + (unsigned long long)t * 7919 +
+                         (unsigned long long)atol(round_id) * 104729;
+  char line[96];
+  for (long seq = 0;; seq++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    int from = (int)(x % CRASH_ACCOUNTS), to = (int)((x >> 20) % CRASH_ACCOUNTS);
+    long amount = (long)((x >> 40) % 100);
+    char marker[64];
+    int mlen = snprintf(marker, sizeof marker, "m/r%s/t%ld/%06ld", round_id, t, seq);
+    for (;;) {
+      nokv_txn *txn;
+      if (nokv_txn_begin(db, 0, &txn) != NOKV_OK) exit(6);
+      long a, b;
+      if (!crash_read_account(txn, from, &a) || !crash_read_account(txn, to, &b)) exit(7);
+      if (from != to) {
+        crash_write_account(txn, from, a - amount);
+        crash_write_account(txn, to, b + amount);
+      }
+      nokv_txn_put(txn, marker, (size_t)mlen, "1", 1);
+      int rc = nokv_txn_commit(txn, &wo, NULL);
+      if (rc == NOKV_OK) break;
+      if (rc != NOKV_ECONFLICT) {
+        fprintf(stderr, "crash_writer: commit: %s\n", nokv_errmsg());
+        exit(8);
+      }
+    }
+    int n = snprintf(line, sizeof line, "%s\n", marker);
+    pthread_mutex_lock(&out_mu);
+    if (write(1, line, (size_t)n) != n) exit(3);
+    pthread_mutex_unlock(&out_mu);
+  }
+  return NULL;
+}
+
 static bool collect_garbage;
 
 static void *compactor(void *arg) {
@@ -102,15 +143,16 @@ static int remove_or_die(const struct nokv_env *env, const char *path) {
 
 int main(int argc, char **argv) {
   if (argc != 4 && argc != 5) {
-    fprintf(stderr, "usage: crash_writer DIR THREADS ROUND [lsm|vlog|vlog-delete]\n");
+    fprintf(stderr, "usage: crash_writer DIR THREADS ROUND [lsm|vlog|vlog-delete|txn]\n");
     return 1;
   }
   round_id = argv[3];
   const char *mode = argc == 5 ? argv[4] : "";
   bool lsm = strcmp(mode, "lsm") == 0;
   bool vlog = strncmp(mode, "vlog", 4) == 0;
+  bool txn = strcmp(mode, "txn") == 0;
   nokv_options o;
-  crash_options(&o, lsm);
+  crash_options(&o, lsm || strcmp(mode, "txn") == 0);
   if (vlog) {
     crash_vlog_options(&o);
     collect_garbage = true;
@@ -127,9 +169,13 @@ int main(int argc, char **argv) {
   int threads = atoi(argv[2]);
   pthread_t tid[64];
   pthread_t ctid;
-  if (lsm || vlog) pthread_create(&ctid, NULL, compactor, NULL);
+  if (txn && crash_init_accounts(db) != NOKV_OK) {
+    fprintf(stderr, "crash_writer: accounts: %s\n", nokv_errmsg());
+    return 1;
+  }
+  if (lsm || vlog || txn) pthread_create(&ctid, NULL, compactor, NULL);
   for (long t = 0; t < threads && t < 64; t++) {
-    pthread_create(&tid[t], NULL, vlog ? vlog_writer : writer, (void *)t);
+    pthread_create(&tid[t], NULL, txn ? txn_writer : vlog ? vlog_writer : writer, (void *)t);
   }
   for (long t = 0; t < threads && t < 64; t++) pthread_join(tid[t], NULL);
   return 0;
