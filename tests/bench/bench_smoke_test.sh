@@ -20,4 +20,9 @@ cells=$(awk -F'|' '{ n = 0; for (i = 4; i <= 7; i++) if ($i ~ /[0-9]/) n++; prin
 [ "$cells" -eq 4 ] || { echo "expected ops/s for 4 engines in: $row"; exit 1; }
 grep -q '^| 4096 | badger | ' "$tmp/table.md" || { echo "no space row for badger"; exit 1; }
 grep -q 'vs badger' "$tmp/table.md" || { echo "no ratio to badger"; exit 1; }
+# Transactions: txn_bench exits non-zero if either engine's counters do not add
+# up to 4 per committed transaction.
+"$runfiles/tests/bench/txn_bench" --keys 2000 --txns 300 --threads 4 --dir "$tmp/t" > "$tmp/txn.md"
+cat "$tmp/txn.md"
+grep -q '^| zipfian | rocksdb | ' "$tmp/txn.md" || { echo "no transaction results"; exit 1; }
 echo "benchmark pipeline ok"

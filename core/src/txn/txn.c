@@ -29,7 +29,8 @@ struct nokv_txn {
   bool reads_lost;       /* out of memory recording one: the commit must fail */
 };
 
-#define PENDING_BUDGET (1u << 20)
+/* Small: most transactions write a few keys (the memtable grows past it). */
+#define PENDING_BUDGET (64u << 10)
 
 int nokv_txn_begin(nokv_db *db, unsigned flags, nokv_txn **out) {
   nk_err_clear();
