@@ -36,6 +36,7 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include "bench_util.h"
 #include "engine.h"
 
 #define KEY_LEN 16
@@ -49,51 +50,13 @@ static uint64_t now_ns(void) {
 }
 
 static uint64_t rng_state = 0x1234567;
-static uint64_t next_rand(void) { /* splitmix64 */
-  uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+static uint64_t next_rand(void) { return bench_splitmix(&rng_state); }
 
 /* Existing keys have even numbers, absent ones odd: absent keys fall inside
  * every table's key range, so only bloom filters (not range checks) skip them. */
 static void key_of(uint64_t n, char key[KEY_LEN + 1]) {
   for (int i = KEY_LEN - 1; i >= 0; i--, n /= 10) key[i] = (char)('0' + n % 10);
   key[KEY_LEN] = '\0';
-}
-
-/* ---- YCSB's scrambled zipfian (theta 0.99) ---- */
-typedef struct zipf {
-  uint64_t n;
-  double theta, alpha, zetan, eta;
-} zipf;
-
-static void zipf_init(zipf *z, uint64_t n) {
-  z->n = n;
-  z->theta = 0.99;
-  double zeta2 = 1.0 + pow(0.5, z->theta);
-  z->zetan = 0;
-  for (uint64_t i = 1; i <= n; i++) z->zetan += 1.0 / pow((double)i, z->theta);
-  z->alpha = 1.0 / (1.0 - z->theta);
-  z->eta = (1.0 - pow(2.0 / (double)n, 1.0 - z->theta)) / (1.0 - zeta2 / z->zetan);
-}
-
-static uint64_t zipf_next(const zipf *z) {
-  double u = (double)(next_rand() >> 11) / 9007199254740992.0;
-  double uz = u * z->zetan;
-  uint64_t r;
-  if (uz < 1.0) {
-    r = 0;
-  } else if (uz < 1.0 + pow(0.5, z->theta)) {
-    r = 1;
-  } else {
-    r = (uint64_t)((double)z->n * pow(z->eta * u - z->eta + 1.0, z->alpha));
-  }
-  /* Scramble (FNV-1a of the rank) so hot keys spread over the key space. */
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (int i = 0; i < 8; i++) h = (h ^ ((r >> (8 * i)) & 0xff)) * 0x100000001b3ull;
-  return h % z->n;
 }
 
 /* ---- measurement ---- */
@@ -186,19 +149,6 @@ static uint64_t dir_bytes(const char *path) {
   }
   if (d != NULL) closedir(d);
   return total;
-}
-
-static void remove_dir(const char *path) {
-  DIR *d = opendir(path);
-  struct dirent *e;
-  while (d != NULL && (e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.') continue;
-    char p[1024];
-    snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-    unlink(p);
-  }
-  if (d != NULL) closedir(d);
-  rmdir(path);
 }
 
 static void die(const char *engine, const char *what) {
@@ -308,7 +258,7 @@ static void run_engine(const bench_engine *e, const bench_config *cfg, const cha
   for (size_t m = 0; m < sizeof mixes / sizeof mixes[0]; m++) {
     t0 = now_ns();
     for (uint64_t i = 0; i < (want(mixes[m].name) ? reads : 0); i++) {
-      key_of(2 * zipf_next(&z), key);
+      key_of(2 * zipf_next(&z, &rng_state), key);
       bool is_read = (int)(next_rand() % 100) < mixes[m].read_pct;
       if (!is_read) fill_value(val, vs);
       uint64_t s = now_ns();

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "nokv/nokv.h"
 
 #define KEY_LEN 16
@@ -40,40 +41,6 @@ static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static uint64_t splitmix(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-/* YCSB's scrambled zipfian (theta 0.99), as peer_bench. */
-typedef struct zipf {
-  uint64_t n;
-  double theta, alpha, zetan, eta;
-} zipf;
-
-static void zipf_init(zipf *z, uint64_t n) {
-  z->n = n;
-  z->theta = 0.99;
-  double zeta2 = 1.0 + pow(0.5, z->theta);
-  z->zetan = 0;
-  for (uint64_t i = 1; i <= n; i++) z->zetan += 1.0 / pow((double)i, z->theta);
-  z->alpha = 1.0 / (1.0 - z->theta);
-  z->eta = (1.0 - pow(2.0 / (double)n, 1.0 - z->theta)) / (1.0 - zeta2 / z->zetan);
-}
-
-static uint64_t zipf_next(const zipf *z, uint64_t *rng) {
-  double u = (double)(splitmix(rng) >> 11) / 9007199254740992.0, uz = u * z->zetan;
-  uint64_t r = uz < 1.0 ? 0
-               : uz < 1.0 + pow(0.5, z->theta)
-                   ? 1
-                   : (uint64_t)((double)z->n * pow(z->eta * u - z->eta + 1.0, z->alpha));
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (int i = 0; i < 8; i++) h = (h ^ ((r >> (8 * i)) & 0xff)) * 0x100000001b3ull;
-  return h % z->n;
 }
 
 static void key_of(uint64_t n, char key[KEY_LEN]) {
@@ -272,7 +239,7 @@ static void *work(void *arg) {
     for (int k = 0; k < KEYS_PER_TXN; k++) {
       bool dup;
       do {
-        picked[k] = w->z != NULL ? zipf_next(w->z, &w->rng) : splitmix(&w->rng) % w->keys;
+        picked[k] = w->z != NULL ? zipf_next(w->z, &w->rng) : bench_splitmix(&w->rng) % w->keys;
         dup = false;
         for (int j = 0; j < k; j++) dup |= picked[j] == picked[k];
       } while (dup);
@@ -290,19 +257,6 @@ static void *work(void *arg) {
     }
   }
   return NULL;
-}
-
-static void remove_dir(const char *path) {
-  DIR *d = opendir(path);
-  struct dirent *e;
-  while (d != NULL && (e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.') continue;
-    char p[1024];
-    snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-    unlink(p);
-  }
-  if (d != NULL) closedir(d);
-  rmdir(path);
 }
 
 static int cmp_double(const void *a, const void *b) {

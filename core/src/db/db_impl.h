@@ -152,6 +152,9 @@ struct nokv_db {
   } stats;
 };
 
+/* NOKV_EINVAL (with a message) for an empty key or one past max_key_size. */
+int nk_db_check_key(const nokv_db *db, size_t klen);
+
 /* Resolves read options to a read timestamp no newer than the visible one. */
 uint64_t nk_db_read_ts(const nokv_db *db, const nokv_read_options *ro);
 

@@ -30,7 +30,7 @@ uint64_t nk_db_read_ts(const nokv_db *db, const nokv_read_options *ro) {
   return ts < visible ? ts : visible;
 }
 
-static int check_key(const nokv_db *db, size_t klen) {
+int nk_db_check_key(const nokv_db *db, size_t klen) {
   if (klen == 0) return nk_err(NOKV_EINVAL, "empty key");
   if (klen > db->opts.max_key_size) {
     return nk_err(NOKV_EINVAL, "key of %zu bytes exceeds max_key_size (%zu bytes)", klen,
@@ -113,7 +113,7 @@ void nk_lookup_release(nk_lookup *r) {
 int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t klen,
              void **val, size_t *vlen, uint64_t *commit_ts) {
   nk_err_clear();
-  NK_RET(check_key(db, klen));
+  NK_RET(nk_db_check_key(db, klen));
   nk_count(&db->stats.gets, 1);
   nk_view *view = nk_db_acquire_view(db);
   uint64_t read_ts = nk_db_read_ts(db, ro);

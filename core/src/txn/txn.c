@@ -69,18 +69,9 @@ static void note_read(void *arg, const char *key, size_t klen) {
   t->reads[t->nreads++] = nk_hash64(key, klen);
 }
 
-static int check_key(const nokv_db *db, size_t klen) {
-  if (klen == 0) return nk_err(NOKV_EINVAL, "empty key");
-  if (klen > db->opts.max_key_size) {
-    return nk_err(NOKV_EINVAL, "key of %zu bytes exceeds max_key_size (%zu bytes)", klen,
-                  db->opts.max_key_size);
-  }
-  return NOKV_OK;
-}
-
 int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t *vlen) {
   nk_err_clear();
-  NK_RET(check_key(txn->db, klen));
+  NK_RET(nk_db_check_key(txn->db, klen));
   nk_entry e;
   if (txn->pending != NULL &&
       nk_memtable_get(txn->pending, key, klen, nk_hash64(key, klen), NK_MAX_TS, &e)) {
@@ -106,7 +97,7 @@ static int buffer_write(nokv_txn *txn, nk_kind kind, const void *key, size_t kle
   nk_err_clear();
   nokv_db *db = txn->db;
   if (txn->read_only) return nk_err(NOKV_EINVAL, "write in a read-only transaction");
-  NK_RET(check_key(db, klen));
+  NK_RET(nk_db_check_key(db, klen));
   if (vlen > db->opts.max_value_size) {
     return nk_err(NOKV_EINVAL, "value of %zu bytes exceeds max_value_size (%zu bytes)", vlen,
                   db->opts.max_value_size);
