@@ -31,6 +31,7 @@ typedef struct nk_writer {
   uint64_t gc_read_ts;      /* value-log GC rewrite checked at this timestamp (gc.c) */
   nokv_batch *filtered;     /* its live part, made by the leader */
   const nk_txn_commit *txn; /* a transaction's commit: checked for conflicts first */
+  bool conflicted;          /* a transaction the leader refused: not written */
   bool sync;
   bool done;
   int rc;
@@ -212,6 +213,12 @@ static int frame_group(nokv_db *db, nk_writer *first, nk_writer *last, uint64_t 
   uint64_t ts = first_ts;
   *vbytes = 0;
   for (nk_writer *w = first;; w = w->next) {
+    if (w->conflicted) {  /* refused: not written, its timestamp unused */
+      w->framed_len = 0;
+      w->ts = ts++;
+      if (w == last) break;
+      continue;
+    }
     char *payload = p + NK_WAL_HEADER;
     size_t n = w->batch->len;
     if (threshold > 0 && w->batch->max_vlen >= threshold) {
@@ -284,12 +291,16 @@ static int filter_gc_batch(nokv_db *db, nk_writer *w) {
   return NOKV_OK;
 }
 
+static const char conflict_message[] =
+    "transaction conflict: a key it read was written by a transaction that committed after "
+    "it began; retry";
+
 /* Records the keys the group [first, last] wrote as committed at ts, for
  * transactions' conflict checks. REQUIRES: leader. */
 static void record_plain_writes(nokv_db *db, nk_writer *first, nk_writer *last, uint64_t ts) {
   size_t n = 0;
   for (nk_writer *w = first;; w = w->next) {
-    n += w->batch->count;
+    if (!w->conflicted) n += w->batch->count;
     if (w == last) break;
   }
   uint64_t *fps = malloc((n ? n : 1) * sizeof *fps);
@@ -299,7 +310,8 @@ static void record_plain_writes(nokv_db *db, nk_writer *first, nk_writer *last, 
     nk_batch_op op;
     uint64_t unused_ts;
     uint32_t count;
-    if (nk_batch_reader_init(&r, w->batch->rep, w->batch->len, &unused_ts, &count) == NOKV_OK) {
+    if (!w->conflicted &&
+        nk_batch_reader_init(&r, w->batch->rep, w->batch->len, &unused_ts, &count) == NOKV_OK) {
       while (nk_batch_reader_next(&r, &op) == 1) fps[k++] = nk_hash64(op.key, op.klen);
     }
     if (w == last) break;
@@ -324,9 +336,7 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   if (rc == NOKV_OK && leader->txn != NULL &&
       nk_oracle_conflicts(&db->oracle, leader->txn->read_ts, leader->txn->reads,
                           leader->txn->nreads)) {
-    rc = nk_err(NOKV_ECONFLICT,
-                "transaction conflict: a key it read was written by a transaction that "
-                "committed after it began; retry");
+    rc = nk_err(NOKV_ECONFLICT, "%s", conflict_message);
   }
   if (rc != NOKV_OK || leader->batch == NULL || leader->batch->count == 0) {
     db->queue_head = leader->next;
@@ -341,11 +351,9 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   nk_writer *last = leader;
   size_t bytes = leader->batch->len, n = 1;
   bool sync = leader->sync;
-  /* GC rewrites and transaction commits are checked one at a time: they lead
-   * alone. */
-  bool alone = leader->gc_read_ts != 0 || leader->txn != NULL;
-  for (nk_writer *w = leader->next;
-       w != NULL && w->batch != NULL && !alone && w->gc_read_ts == 0 && w->txn == NULL;
+  /* GC rewrites lead alone (their check needs the memtables as of the leader). */
+  bool alone = leader->gc_read_ts != 0;
+  for (nk_writer *w = leader->next; w != NULL && w->batch != NULL && !alone && w->gc_read_ts == 0;
        w = w->next) {
     if ((w->sync && !leader->sync) || bytes + w->batch->len > db->opts.max_group_commit_bytes) {
       break;
@@ -357,8 +365,24 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   uint64_t first_ts = nk_oracle_reserve(&db->oracle, n);
   size_t len = 0;
   uint64_t vbytes = 0;
-  if (leader->txn != NULL) {
-    nk_oracle_record_commit(&db->oracle, first_ts, leader->txn->writes, leader->txn->nwrites);
+  /* Transactions are checked in group order, each against everything committed
+   * before it, the group's earlier writers included: their keys are recorded
+   * first, at their own timestamps. A refused transaction keeps its timestamp
+   * unused. (The leader was checked above.) */
+  bool recorded = atomic_load(&db->active_txns) > 0;
+  size_t refused = 0;
+  uint64_t ts = first_ts;
+  for (nk_writer *w = leader;; w = w->next, ts++) {
+    if (w->txn != NULL && w != leader &&
+        nk_oracle_conflicts(&db->oracle, w->txn->read_ts, w->txn->reads, w->txn->nreads)) {
+      w->conflicted = true;
+      refused++;
+    } else if (w->txn != NULL) {
+      nk_oracle_record_commit(&db->oracle, ts, w->txn->writes, w->txn->nwrites);
+    } else if (recorded) {
+      record_plain_writes(db, w, w, ts);
+    }
+    if (w == last) break;
   }
 
   pthread_mutex_unlock(&db->mu);
@@ -379,6 +403,10 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
     db->mem_vlog_bytes += vbytes;
     const char *p = db->group_buf;
     for (nk_writer *w = leader; rc == NOKV_OK; w = w->next) {
+      if (w->conflicted) {
+        if (w == last) break;
+        continue;
+      }
       rc = nk_db_apply_batch(db->mem, p + NK_WAL_HEADER, w->framed_len, w->ts);
       p += NK_WAL_HEADER + w->framed_len;
       if (w->gc_read_ts == 0) {  /* GC's rewrites are not the user's writes */
@@ -395,10 +423,10 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
      * active before taking its snapshot, so one whose snapshot predates this
      * publish is counted by now. One record per group at its last timestamp is
      * exact: no snapshot falls inside a group. */
-    if (leader->txn == NULL && atomic_load(&db->active_txns) > 0) {
+    if (!recorded && atomic_load(&db->active_txns) > 0) {
       record_plain_writes(db, leader, last, first_ts + n - 1);
     }
-    nk_count(&db->stats.batches, n);
+    nk_count(&db->stats.batches, n - refused);
   }
   pthread_mutex_lock(&db->mu);
 
@@ -409,7 +437,7 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   }
   for (nk_writer *w = leader;;) {
     nk_writer *next = w->next;
-    w->rc = rc;
+    w->rc = w->conflicted ? NOKV_ECONFLICT : rc;
     w->done = true;
     if (w != leader) pthread_cond_signal(&w->cv);
     if (w == last) {
@@ -442,6 +470,8 @@ static int enqueue_and_wait(nokv_db *db, nk_writer *w) {
     } else {
       pthread_cond_broadcast(&db->idle);
     }
+  } else if (w->rc == NOKV_ECONFLICT) {
+    nk_err(w->rc, "%s", conflict_message);
   } else if (w->rc != NOKV_OK) {
     nk_err(w->rc, "%s", w->rc == db->bg_error ? db->bg_errmsg : nokv_strerror(w->rc));
   }
