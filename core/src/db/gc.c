@@ -35,6 +35,7 @@
 
 #include "db/batch_internal.h"
 #include "db/db_impl.h"
+#include "util/clock.h"
 #include "util/checksum.h"
 #include "util/error.h"
 
@@ -122,7 +123,6 @@ static int retire(nokv_db *db, uint32_t fid, uint64_t size) {
 
 typedef struct gc_ctx {
   nokv_db *db;
-  uint32_t fid;
   bool throttled;
   uint64_t start_micros;
   uint64_t batch_limit;     /* bytes of values per rewrite batch */
@@ -134,12 +134,6 @@ typedef struct gc_ctx {
   size_t npending;
   uint64_t rewritten;       /* bytes of entries written again */
 } gc_ctx;
-
-static uint64_t now_micros(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
-}
 
 /* Is the newest version of e's key at read_ts exactly e? */
 static int is_live(nokv_db *db, nk_view *view, uint64_t read_ts, const nk_vlog_entry *e,
@@ -161,10 +155,10 @@ static void throttle(gc_ctx *c) {
   uint64_t due = c->start_micros + c->rewritten * 1000000u / rate;
   nokv_db *db = c->db;
   pthread_mutex_lock(&db->mu);
-  while (!db->stop_bg && db->gc_urgent == 0 && now_micros() < due) {
+  while (!db->stop_bg && db->gc_urgent == 0 && nk_now_micros() < due) {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    uint64_t wait = due - now_micros();
+    uint64_t wait = due - nk_now_micros();
     until.tv_sec += (time_t)(wait / 1000000u);
     until.tv_nsec += (long)(wait % 1000000u) * 1000;
     if (until.tv_nsec >= 1000000000L) {
@@ -247,9 +241,8 @@ static int collect(nokv_db *db, uint32_t fid, uint64_t size, bool throttled) {
   int ret = NOKV_OK;
   if (c == NULL || path == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory in value log GC"));
   c->db = db;
-  c->fid = fid;
   c->throttled = throttled;
-  c->start_micros = now_micros();
+  c->start_micros = nk_now_micros();
   c->batch_limit = db->opts.memtable_max_bytes / 4 < (1u << 20) ? db->opts.memtable_max_bytes / 4
                                                                  : (1u << 20);
   nk_count(&db->stats.gc_runs, 1);

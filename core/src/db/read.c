@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "db/db_impl.h"
+#include "util/clock.h"
 #include "memtable/internal_key.h"
 #include "sst/block_builder.h"
 #include "util/checksum.h"
@@ -295,12 +296,6 @@ static void skip_key(nokv_iter *it) {
   }
 }
 
-static uint64_t now_micros(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
-}
-
 /* Moves the read-ahead iterator on until it has hinted ahead_budget more values
  * (or looked at a bounded number of entries). */
 static void run_ahead(nokv_iter *it) {
@@ -360,7 +355,7 @@ static int read_value(nokv_iter *it) {
   nk_count(&it->db->stats.vlog_reads, 1);
   uint32_t slow = it->db->opts.scan_prefetch_micros;
   bool timed = it->ahead == NULL && slow != UINT32_MAX;
-  uint64_t t0 = timed ? now_micros() : 0;
+  uint64_t t0 = timed ? nk_now_micros() : 0;
   int rc = nk_vlog_read(it->db->vlog, &p, it->key.data, it->key.len, &it->vbuf, &it->val,
                         &it->vlen);
   if (it->ahead != NULL) {
@@ -371,7 +366,7 @@ static int read_value(nokv_iter *it) {
       it->ahead_consumed = 0;
     }
     run_ahead(it);
-  } else if (timed && now_micros() - t0 >= slow) {
+  } else if (timed && nk_now_micros() - t0 >= slow) {
     start_ahead(it);
   }
   return rc;

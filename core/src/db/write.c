@@ -22,6 +22,7 @@
 
 #include "db/batch_internal.h"
 #include "db/db_impl.h"
+#include "util/clock.h"
 #include "util/checksum.h"
 #include "util/error.h"
 #include "wal/wal_format.h"
@@ -67,12 +68,6 @@ static int check_limits(const nokv_db *db, const nokv_batch *b) {
   return NOKV_OK;
 }
 
-static uint64_t now_micros(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
-}
-
 /* Seals mem into imm and starts a new memtable on a new WAL segment.
  * REQUIRES: mu held, leader. */
 static int seal_memtable(nokv_db *db) {
@@ -101,10 +96,10 @@ static int seal_memtable(nokv_db *db) {
 
 /* Waits for a flush or compaction to make room. REQUIRES: mu held. */
 static void stall(nokv_db *db) {
-  uint64_t start = now_micros();
+  uint64_t start = nk_now_micros();
   nk_count(&db->stats.stalls, 1);
   pthread_cond_wait(&db->room_cv, &db->mu);
-  nk_count(&db->stats.stall_micros, now_micros() - start);
+  nk_count(&db->stats.stall_micros, nk_now_micros() - start);
 }
 
 /* Makes room in the memtable for cost bytes (or, if force, seals a non-empty

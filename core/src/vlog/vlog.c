@@ -359,7 +359,6 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
     fids[nfids++] = fid;
   }
   qsort(fids, nfids, sizeof *fids, cmp_u32);
-  rec->segments = nfids;
   for (size_t i = 0; i < nfids; i++) {
     segment *s = seg_new(vl, fids[i]);
     if (s == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));

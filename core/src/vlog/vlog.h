@@ -85,7 +85,6 @@ int nk_vlog_scan_file(const struct nokv_env *env, const char *path, uint32_t fid
 typedef struct nk_vlog nk_vlog;
 
 typedef struct nk_vlog_recovery {
-  uint64_t segments;         /* found at open */
   uint64_t validated_bytes;  /* read past the head and checked */
   uint64_t torn_bytes;       /* cut from the newest segment's tail */
   uint64_t obsolete_removed; /* segments the manifest had retired, still on disk */
