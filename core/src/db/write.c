@@ -328,11 +328,6 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
                    leader->batch == NULL);
   }
   if (rc == NOKV_OK && leader->gc_read_ts != 0) rc = filter_gc_batch(db, leader);
-  if (rc == NOKV_OK && leader->txn != NULL &&
-      nk_oracle_conflicts(&db->oracle, leader->txn->read_ts, leader->txn->reads,
-                          leader->txn->nreads)) {
-    rc = nk_err(NOKV_ECONFLICT, "%s", conflict_message);
-  }
   if (rc != NOKV_OK || leader->batch == NULL || leader->batch->count == 0) {
     db->queue_head = leader->next;
     if (db->queue_head == NULL) db->queue_tail = NULL;
@@ -363,12 +358,12 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   /* Transactions are checked in group order, each against everything committed
    * before it, the group's earlier writers included: their keys are recorded
    * first, at their own timestamps. A refused transaction keeps its timestamp
-   * unused. (The leader was checked above.) */
+   * unused. */
   bool recorded = atomic_load(&db->active_txns) > 0;
   size_t refused = 0;
   uint64_t ts = first_ts;
   for (nk_writer *w = leader;; w = w->next, ts++) {
-    if (w->txn != NULL && w != leader &&
+    if (w->txn != NULL &&
         nk_oracle_conflicts(&db->oracle, w->txn->read_ts, w->txn->reads, w->txn->nreads)) {
       w->conflicted = true;
       refused++;
@@ -433,6 +428,7 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   for (nk_writer *w = leader;;) {
     nk_writer *next = w->next;
     w->rc = w->conflicted ? NOKV_ECONFLICT : rc;
+    if (w == leader && w->conflicted) nk_err(NOKV_ECONFLICT, "%s", conflict_message);
     w->done = true;
     if (w != leader) pthread_cond_signal(&w->cv);
     if (w == last) {
