@@ -29,6 +29,7 @@
  * value_log_gc_bytes_per_sec of rewrites; nokv_vlog_gc() collects on demand.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -316,19 +317,23 @@ int nokv_vlog_gc(nokv_db *db, double ratio, uint32_t *collected) {
   pthread_mutex_lock(&db->gc_mu);
   uint32_t fid;
   uint64_t size;
+  char damage[256] = "";  /* the first damaged segment's message */
   while (pick(db, ratio, skip, nskip, &fid, &size)) {
     ret = collect(db, fid, size, false);
     if (ret == NOKV_ECORRUPT) {
       /* Leave a damaged segment alone; go on with the others. */
+      if (damage[0] == '\0') snprintf(damage, sizeof damage, "%s", nokv_errmsg());
       uint32_t *p = realloc(skip, (nskip + 1) * sizeof *p);
       if (p == NULL) break;
       skip = p;
       skip[nskip++] = fid;
+      ret = NOKV_OK;
       continue;
     }
     if (ret != NOKV_OK) break;
     done++;
   }
+  if (ret == NOKV_OK && damage[0] != '\0') ret = nk_err(NOKV_ECORRUPT, "%s", damage);
   pthread_mutex_unlock(&db->gc_mu);
   pthread_mutex_lock(&db->mu);
   db->gc_urgent--;
