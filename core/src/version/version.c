@@ -7,6 +7,7 @@
 #include "memtable/internal_key.h"
 #include "sst/two_level_iter.h"
 #include "util/error.h"
+#include "util/grow.h"
 
 nk_file_meta *nk_file_meta_new(uint64_t number, uint64_t size, const char *smallest,
                                size_t smallest_len, const char *largest, size_t largest_len) {
@@ -57,18 +58,8 @@ void nk_edit_release(nk_edit *e) {
   nk_edit_init(e);
 }
 
-static bool grow(void **arr, size_t *cap, size_t n, size_t elem) {
-  if (n < *cap) return true;
-  size_t c = *cap ? *cap * 2 : 8;
-  void *p = realloc(*arr, c * elem);
-  if (p == NULL) return false;
-  *arr = p;
-  *cap = c;
-  return true;
-}
-
 int nk_edit_add_file(nk_edit *e, int level, nk_file_meta *f) {
-  if (!grow((void **)&e->adds, &e->adds_cap, e->nadds, sizeof *e->adds)) {
+  if (!nk_grow((void **)&e->adds, &e->adds_cap, e->nadds, sizeof *e->adds)) {
     return nk_err(NOKV_ENOMEM, "out of memory");
   }
   nk_file_meta_ref(f);
@@ -77,7 +68,7 @@ int nk_edit_add_file(nk_edit *e, int level, nk_file_meta *f) {
 }
 
 int nk_edit_remove_file(nk_edit *e, int level, uint64_t number) {
-  if (!grow((void **)&e->removes, &e->removes_cap, e->nremoves, sizeof *e->removes)) {
+  if (!nk_grow((void **)&e->removes, &e->removes_cap, e->nremoves, sizeof *e->removes)) {
     return nk_err(NOKV_ENOMEM, "out of memory");
   }
   e->removes[e->nremoves++] = (nk_edit_remove){level, number};
@@ -91,7 +82,7 @@ int nk_edit_add_discard(nk_edit *e, uint32_t fid, uint64_t bytes) {
       return NOKV_OK;
     }
   }
-  if (!grow((void **)&e->discards, &e->discards_cap, e->ndiscards, sizeof *e->discards)) {
+  if (!nk_grow((void **)&e->discards, &e->discards_cap, e->ndiscards, sizeof *e->discards)) {
     return nk_err(NOKV_ENOMEM, "out of memory");
   }
   e->discards[e->ndiscards++] = (nk_vlog_discard){fid, bytes};
@@ -99,7 +90,7 @@ int nk_edit_add_discard(nk_edit *e, uint32_t fid, uint64_t bytes) {
 }
 
 int nk_edit_retire_segment(nk_edit *e, uint32_t fid) {
-  if (!grow((void **)&e->retired, &e->retired_cap, e->nretired, sizeof *e->retired)) {
+  if (!nk_grow((void **)&e->retired, &e->retired_cap, e->nretired, sizeof *e->retired)) {
     return nk_err(NOKV_ENOMEM, "out of memory");
   }
   e->retired[e->nretired++] = fid;

@@ -7,6 +7,7 @@
 
 #include "sst/format.h"
 #include "util/error.h"
+#include "util/grow.h"
 #include "wal/wal.h"
 #include "wal/wal_format.h"
 
@@ -96,16 +97,6 @@ static bool is_retired(const nk_vset *vs, uint32_t fid) {
   return false;
 }
 
-static int grow_array(void **arr, size_t *cap, size_t n, size_t elem) {
-  if (n < *cap) return NOKV_OK;
-  size_t c = *cap ? *cap * 2 : 16;
-  void *p = realloc(*arr, c * elem);
-  if (p == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
-  *arr = p;
-  *cap = c;
-  return NOKV_OK;
-}
-
 /* Applies e's value log parts. REQUIRES: install_mu (or replay), mu. */
 static int absorb_vlog(nk_vset *vs, const nk_edit *e) {
   if (e->has_vlog_head &&
@@ -122,14 +113,18 @@ static int absorb_vlog(nk_vset *vs, const nk_edit *e) {
       vs->discard[i].bytes += e->discards[k].bytes;
       continue;
     }
-    NK_RET(grow_array((void **)&vs->discard, &vs->discard_cap, vs->ndiscard, sizeof *vs->discard));
+    if (!nk_grow((void **)&vs->discard, &vs->discard_cap, vs->ndiscard, sizeof *vs->discard)) {
+      return nk_err(NOKV_ENOMEM, "out of memory");
+    }
     memmove(&vs->discard[i + 1], &vs->discard[i], (vs->ndiscard - i) * sizeof *vs->discard);
     vs->discard[i] = e->discards[k];
     vs->ndiscard++;
   }
   for (size_t k = 0; k < e->nretired; k++) {
     if (is_retired(vs, e->retired[k])) continue;
-    NK_RET(grow_array((void **)&vs->retired, &vs->retired_cap, vs->nretired, sizeof *vs->retired));
+    if (!nk_grow((void **)&vs->retired, &vs->retired_cap, vs->nretired, sizeof *vs->retired)) {
+      return nk_err(NOKV_ENOMEM, "out of memory");
+    }
     vs->retired[vs->nretired++] = e->retired[k];
     discard_remove(vs, e->retired[k]);
   }

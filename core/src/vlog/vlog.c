@@ -10,6 +10,7 @@
 #include "util/checksum.h"
 #include "util/coding.h"
 #include "util/error.h"
+#include "util/grow.h"
 
 #define SCAN_CHUNK (4u << 20)
 
@@ -240,12 +241,8 @@ static int seg_open_read(nk_vlog *vl, segment *s, uint64_t capacity) {
 
 /* Appends s to the table (fids only grow). REQUIRES: mu held. */
 static int seg_insert(nk_vlog *vl, segment *s) {
-  if (vl->nsegs == vl->cap) {
-    size_t cap = vl->cap ? vl->cap * 2 : 16;
-    segment **p = realloc(vl->segs, cap * sizeof *p);
-    if (p == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
-    vl->segs = p;
-    vl->cap = cap;
+  if (!nk_grow((void **)&vl->segs, &vl->cap, vl->nsegs, sizeof *vl->segs)) {
+    return nk_err(NOKV_ENOMEM, "out of memory");
   }
   vl->segs[vl->nsegs++] = s;
   return NOKV_OK;
