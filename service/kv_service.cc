@@ -3,6 +3,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "service/status.h"
@@ -20,7 +21,8 @@ grpc::Status RequireKey(const std::string& key) {
 
 // The gRPC names of the engine's counters (core/include/nokv/stats.h).
 #define NOKV_COUNTERS(X)                                                                    \
-  X(last_commit_ts) X(live_snapshots) X(oldest_snapshot_ts) X(memtable_entries)             \
+  X(last_commit_ts) X(live_snapshots) X(oldest_snapshot_ts) X(history_horizon)              \
+  X(txns_active) X(txn_commits) X(txn_conflicts) X(txn_commit_records) X(memtable_entries)  \
   X(memtable_bytes) X(memtable_limit_bytes) X(puts) X(deletes) X(batches) X(write_groups)   \
   X(wal_syncs) X(wal_bytes_written) X(wal_segments) X(wal_segment_bytes)                    \
   X(gets) X(get_hits) X(iterators_created) X(recovered_records)     \
@@ -37,6 +39,20 @@ grpc::Status RequireKey(const std::string& key) {
   X(vlog_validated_bytes) X(vlog_torn_bytes) X(wal_records_dangling)
 
 }  // namespace
+
+KvService::KvService(nokv_db* db, ServiceOptions options)
+    : db_(db), options_(std::move(options)), workers_(std::max(1, options_.txn_workers)) {
+  reaper_ = std::thread([this] { ReapIdleTxns(); });
+}
+
+KvService::~KvService() {
+  {
+    std::lock_guard<std::mutex> l(txn_mu_);
+    stopping_ = true;
+  }
+  txn_cv_.notify_all();
+  reaper_.join();
+}
 
 grpc::Status KvService::Get(grpc::ServerContext*, const nokv::v1::GetRequest* req,
                             nokv::v1::GetResponse* resp) {

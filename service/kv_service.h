@@ -6,18 +6,28 @@
 // in OnWriteDone, after the previous one was handed to the transport, so a slow
 // client slows the scan instead of making the server buffer the range, and no
 // thread is pinned per open stream.
+//
+// Txn (txn_stream.cc) is a callback bidi stream too, since a transaction spends
+// most of its life waiting for its client: its engine calls, which may block
+// (a commit waits for fsync), run on a small pool of workers, one request of a
+// stream at a time. A reaper thread rolls back transactions left idle.
 #ifndef NOKV_SERVICE_KV_SERVICE_H
 #define NOKV_SERVICE_KV_SERVICE_H
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <unordered_set>
 
 #include <grpcpp/grpcpp.h>
 
 #include "nokv/nokv.h"
 #include "nokv/v1/kv.grpc.pb.h"
+#include "service/work_queue.h"
 
 namespace nokv::service {
 
@@ -25,12 +35,19 @@ struct ServiceOptions {
   bool force_sync = false;           // every write fsyncs, whatever the request says
   size_t scan_chunk_bytes = 256 << 10;  // key+value bytes per ScanResponse (at least one pair)
   std::string data_dir;              // reported by Stats
+  uint32_t txn_idle_timeout_ms = 30000;  // an open transaction idle this long is rolled back
+  size_t max_txns = 1024;                // open Txn streams; more are RESOURCE_EXHAUSTED
+  int txn_workers = 8;                   // threads running transactions' engine calls
 };
 
-class KvService final : public nokv::v1::KV::WithCallbackMethod_Scan<nokv::v1::KV::Service> {
+class KvService final
+    : public nokv::v1::KV::WithCallbackMethod_Txn<
+          nokv::v1::KV::WithCallbackMethod_Scan<nokv::v1::KV::Service>> {
  public:
-  // db is borrowed and must outlive the server.
-  KvService(nokv_db* db, ServiceOptions options) : db_(db), options_(std::move(options)) {}
+  // db is borrowed and must outlive the server. Destroy the service only after
+  // the server has shut down (every stream has ended).
+  KvService(nokv_db* db, ServiceOptions options);
+  ~KvService() override;
 
   grpc::Status Get(grpc::ServerContext*, const nokv::v1::GetRequest*,
                    nokv::v1::GetResponse*) override;
@@ -42,17 +59,33 @@ class KvService final : public nokv::v1::KV::WithCallbackMethod_Scan<nokv::v1::K
                      nokv::v1::StatsResponse*) override;
   grpc::ServerWriteReactor<nokv::v1::ScanResponse>* Scan(grpc::CallbackServerContext*,
                                                          const nokv::v1::ScanRequest*) override;
+  grpc::ServerBidiReactor<nokv::v1::TxnRequest, nokv::v1::TxnResponse>* Txn(
+      grpc::CallbackServerContext*) override;
 
   // ScanResponse messages produced so far (all streams); lets tests observe that
   // a scan advances only as fast as its client reads.
   uint64_t scan_chunks_sent() const { return scan_chunks_sent_.load(); }
+  // Txn streams open now.
+  size_t open_txns();
 
  private:
   class ScanReactor;
+  class TxnReactor;
+
+  void ReapIdleTxns();
 
   nokv_db* db_;
   ServiceOptions options_;
   std::atomic<uint64_t> scan_chunks_sent_{0};
+
+  // Open Txn streams, for the reaper and the max_txns limit. Lock order:
+  // txn_mu_ before a reactor's own mutex.
+  std::mutex txn_mu_;
+  std::condition_variable txn_cv_;
+  std::unordered_set<TxnReactor*> txns_;
+  bool stopping_ = false;
+  WorkQueue workers_;
+  std::thread reaper_;
 };
 
 struct ServerConfig {

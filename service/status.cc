@@ -23,9 +23,14 @@ grpc::Status ToGrpcStatus(int rc, const char* message) {
     case NOKV_EBUSY:
     case NOKV_ECLOSED:
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, msg);
+    case NOKV_ESTALE:
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, msg);
     case NOKV_ECONFLICT:
-      return grpc::Status(grpc::StatusCode::ABORTED,
-                          msg + " (the transaction conflicted with a concurrent commit; retry it)");
+      // The engine's message says to retry; make sure the client hears it.
+      if (msg.find("retry") == std::string::npos) {
+        msg += " (the transaction conflicted with a concurrent commit; retry it)";
+      }
+      return grpc::Status(grpc::StatusCode::ABORTED, msg);
     case NOKV_EIO:
     default:
       return grpc::Status(grpc::StatusCode::INTERNAL, msg);

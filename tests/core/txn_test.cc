@@ -18,7 +18,9 @@ class TxnTest : public ::testing::Test {
     ASSERT_EQ(nokv_open(dir_.path().c_str(), &o_, &db_), NOKV_OK);
   }
   void TearDown() override {
-    if (db_ != nullptr) EXPECT_EQ(nokv_close(db_), NOKV_OK) << nokv_errmsg();
+    if (db_ != nullptr) {
+      EXPECT_EQ(nokv_close(db_), NOKV_OK) << nokv_errmsg();
+    }
   }
   nokv_txn* Begin(unsigned flags = 0) {
     nokv_txn* t = nullptr;
@@ -87,6 +89,12 @@ TEST_F(TxnTest, LostUpdateOneOfTwoIncrementsAborts) {
   ASSERT_EQ(TPut(c, "counter", std::to_string(std::stoi(TGet(c, "counter")) + 1)), NOKV_OK);
   ASSERT_EQ(Commit(c), NOKV_OK);
   EXPECT_EQ(Get(db_, "counter")->data, "12");
+  nokv_statistics s = Stats(db_);
+  EXPECT_EQ(s.txn_commits, 2u);
+  EXPECT_EQ(s.txn_conflicts, 1u);
+  EXPECT_EQ(s.txns_active, 0u);
+  // No transaction is left that could conflict with the recorded write sets.
+  EXPECT_EQ(s.txn_commit_records, 0u);
 }
 
 TEST_F(TxnTest, NoReadSkew) {

@@ -9,72 +9,15 @@
 #include <thread>
 
 #include "nokv/nokv.h"
-#include "nokv/v1/kv.grpc.pb.h"
-#include "service/kv_service.h"
 #include "service/status.h"
-#include "tests/core/test_util.h"
+#include "tests/service/service_fixture.h"
 
 namespace {
 
 using grpc::ClientContext;
 using grpc::StatusCode;
 using namespace nokv::v1;
-
-class ServiceTest : public ::testing::Test {
- protected:
-  void SetUp() override { Start(256 << 20); }
-  void TearDown() override { Stop(); }
-
-  void Start(size_t memtable_bytes, size_t chunk = 4096) {
-    nokv_options o;
-    nokv_options_init(&o);
-    o.memtable_max_bytes = memtable_bytes;
-    ASSERT_EQ(nokv_open(dir_.path().c_str(), &o, &db_), NOKV_OK);
-    nokv::service::ServerConfig config;
-    config.listen = "127.0.0.1:0";
-    config.max_message_bytes = 1 << 20;
-    config.service.scan_chunk_bytes = chunk;
-    config.service.data_dir = dir_.path();
-    service_ = std::make_unique<nokv::service::KvService>(db_, config.service);
-    int port = 0;
-    server_ = nokv::service::StartServer(config, service_.get(), &port);
-    ASSERT_NE(server_, nullptr);
-    stub_ = KV::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                            grpc::InsecureChannelCredentials()));
-  }
-  void Stop() {
-    server_->Shutdown();
-    server_.reset();
-    service_.reset();
-    ASSERT_EQ(nokv_close(db_), NOKV_OK) << nokv_errmsg();
-  }
-  uint64_t Put(const std::string& k, const std::string& v, StatusCode want = StatusCode::OK) {
-    ClientContext ctx;
-    PutRequest req;
-    req.set_key(k);
-    req.set_value(v);
-    PutResponse resp;
-    grpc::Status s = stub_->Put(&ctx, req, &resp);
-    EXPECT_EQ(s.error_code(), want) << s.error_message();
-    return resp.commit_ts();
-  }
-  GetResponse Get(const std::string& k, uint64_t read_ts = 0, StatusCode want = StatusCode::OK) {
-    ClientContext ctx;
-    GetRequest req;
-    req.set_key(k);
-    req.set_read_ts(read_ts);
-    GetResponse resp;
-    grpc::Status s = stub_->Get(&ctx, req, &resp);
-    EXPECT_EQ(s.error_code(), want) << s.error_message();
-    return resp;
-  }
-
-  nokv_test::TempDir dir_;
-  nokv_db* db_ = nullptr;
-  std::unique_ptr<nokv::service::KvService> service_;
-  std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<KV::Stub> stub_;
-};
+using nokv_service_test::ServiceTest;
 
 TEST_F(ServiceTest, PutGetDeleteWithTimestamps) {
   uint64_t t1 = Put("k", "v1");
@@ -96,6 +39,38 @@ TEST_F(ServiceTest, PutGetDeleteWithTimestamps) {
   EXPECT_GT(dresp.commit_ts(), t2);
   EXPECT_FALSE(Get("k").found());
   EXPECT_FALSE(Get("missing").found());
+}
+
+// A read_ts below what a flush or compaction collected is refused, not answered
+// from a partial past; one above it keeps reading the same state.
+TEST_F(ServiceTest, ReadTimestampOlderThanTheKeptHistoryIsFailedPrecondition) {
+  uint64_t t1 = Put("k", "v1");
+  uint64_t t2 = Put("k", "v2");
+  nokv_snapshot* snap;  // holds the watermark at t2 through the flush
+  ASSERT_EQ(nokv_snapshot_create(db_, &snap), NOKV_OK);
+  Put("k", "v3");
+  EXPECT_EQ(Get("k", t1).value(), "v1");
+  Put("k", "v4");
+  ASSERT_EQ(nokv_flush(db_), NOKV_OK);
+  nokv_snapshot_release(db_, snap);
+  ClientContext ctx;
+  GetRequest req;
+  req.set_key("k");
+  req.set_read_ts(t1);
+  GetResponse resp;
+  grpc::Status s = stub_->Get(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("older than the history"), std::string::npos)
+      << s.error_message();
+  EXPECT_EQ(Get("k", t2).value(), "v2");
+
+  ClientContext sctx;
+  ScanRequest scan;
+  scan.set_read_ts(t1);
+  auto reader = stub_->Scan(&sctx, scan);
+  ScanResponse sresp;
+  EXPECT_FALSE(reader->Read(&sresp));
+  EXPECT_EQ(reader->Finish().error_code(), StatusCode::FAILED_PRECONDITION);
 }
 
 TEST_F(ServiceTest, InvalidArguments) {
@@ -134,6 +109,7 @@ TEST_F(ServiceTest, StatusMappingCoversEveryEngineCode) {
   EXPECT_EQ(ToGrpcStatus(NOKV_EFULL, "x").error_code(), StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_EQ(ToGrpcStatus(NOKV_EBUSY, "x").error_code(), StatusCode::UNAVAILABLE);
   EXPECT_EQ(ToGrpcStatus(NOKV_ECLOSED, "x").error_code(), StatusCode::UNAVAILABLE);
+  EXPECT_EQ(ToGrpcStatus(NOKV_ESTALE, "x").error_code(), StatusCode::FAILED_PRECONDITION);
   grpc::Status conflict = ToGrpcStatus(NOKV_ECONFLICT, "");
   EXPECT_EQ(conflict.error_code(), StatusCode::ABORTED);
   EXPECT_NE(conflict.error_message().find("retry"), std::string::npos);

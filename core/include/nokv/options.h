@@ -96,7 +96,11 @@ typedef struct nokv_write_options {
 typedef struct nokv_read_options {
   /* Read at this snapshot if non-NULL; else at read_ts if non-zero; else at the
    * latest committed timestamp. A read never sees a version newer than the latest
-   * committed timestamp, whatever read_ts says. */
+   * committed timestamp, whatever read_ts says. A read_ts nothing pins is served
+   * only while the versions it needs are surely kept: once a flush or compaction
+   * has collected history above it, reads at it fail with NOKV_ESTALE instead of
+   * answering from a partial past. To read one state across calls, hold a
+   * snapshot (or a read-only transaction). */
   const nokv_snapshot *snapshot;
   uint64_t read_ts;
 } nokv_read_options;

@@ -18,6 +18,13 @@ typedef struct nokv_statistics {
   uint64_t last_commit_ts;      /* newest timestamp visible to readers */
   uint64_t live_snapshots;
   uint64_t oldest_snapshot_ts;  /* 0 when there is none */
+  uint64_t history_horizon;     /* an explicit read_ts below it fails (NOKV_ESTALE) */
+
+  /* transactions */
+  uint64_t txns_active;         /* read-write transactions open */
+  uint64_t txn_commits;         /* commits that succeeded (read-only ones too) */
+  uint64_t txn_conflicts;       /* commits refused with NOKV_ECONFLICT */
+  uint64_t txn_commit_records;  /* committed write sets kept for conflict checks */
 
   /* memtable */
   uint64_t memtable_entries;

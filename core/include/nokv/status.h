@@ -25,6 +25,8 @@ enum {
                            handles are still open at close */
   NOKV_ECLOSED = -8,    /* the database is closing or stopped after a fatal error */
   NOKV_ECONFLICT = -9,  /* a transaction conflicted with a concurrent commit */
+  NOKV_ESTALE = -10,    /* an explicit read timestamp is older than the history
+                           kept (versions it needs may have been compacted) */
 };
 
 /* A short static description of rc ("not found", "corruption", ...). Never NULL. */

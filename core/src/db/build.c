@@ -21,7 +21,11 @@ uint64_t nk_db_watermark(nokv_db *db) {
   uint64_t oldest, live;
   nk_oracle_snapshots(&db->oracle, &oldest, &live);
   uint64_t visible = nk_oracle_read_ts(&db->oracle);
-  return live > 0 && oldest < visible ? oldest : visible;
+  uint64_t w = live > 0 && oldest < visible ? oldest : visible;
+  uint_fast64_t h = atomic_load(&db->history_horizon);
+  while (h < w && !atomic_compare_exchange_weak(&db->history_horizon, &h, w)) {
+  }
+  return w;
 }
 
 static nk_table_options table_options(const nokv_db *db, int level) {

@@ -203,6 +203,7 @@ static int replay_wal(nokv_db *db) {
   NK_RET(ret);
   uint64_t last = c.last_ts > db->vset->last_ts ? c.last_ts : db->vset->last_ts;
   nk_oracle_init(&db->oracle, last);
+  atomic_init(&db->history_horizon, last);
   return NOKV_OK;
 }
 
@@ -459,6 +460,11 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   memset(s, 0, sizeof *s);
   s->last_commit_ts = nk_oracle_read_ts(&db->oracle);
   nk_oracle_snapshots(&db->oracle, &s->oldest_snapshot_ts, &s->live_snapshots);
+  s->history_horizon = atomic_load(&db->history_horizon);
+  s->txns_active = (uint64_t)atomic_load(&db->active_txns);
+  s->txn_commits = nk_counter_get(&db->stats.txn_commits);
+  s->txn_conflicts = nk_counter_get(&db->stats.txn_conflicts);
+  s->txn_commit_records = nk_oracle_commit_records(&db->oracle);
   nk_view *view = nk_db_acquire_view(db);
   s->memtable_entries = nk_memtable_entries(view->mem);
   s->memtable_bytes = nk_memtable_usage(view->mem);

@@ -75,6 +75,12 @@ struct nokv_db {
   nk_oracle oracle;
   atomic_int live_handles;  /* iterators and snapshots: close refuses while > 0 */
   atomic_int active_txns;   /* read-write transactions begun and not ended */
+  /* The newest watermark a flush or compaction has used (at open: the last
+   * commit timestamp, since tables on disk were built with unknown ones). A
+   * version above it was never dropped, so a read at an explicit timestamp at
+   * or above it is exact; below it, versions it needs may be gone. Raised before
+   * the job builds anything, hence before its output joins a view. */
+  atomic_uint_fast64_t history_horizon;
 
   /* Write path. The leader of the queue's front group owns wal, group_buf, mem's
    * inserts and the oracle's next_ts. */
@@ -143,6 +149,7 @@ struct nokv_db {
     nk_counter puts, deletes, batches, write_groups, wal_syncs, wal_bytes;
     nk_counter user_bytes, stalls, stall_micros, slowdowns;
     nk_counter gets, get_hits, iterators, table_probes;
+    nk_counter txn_commits, txn_conflicts;
     nk_counter flushes, flush_bytes, compactions, trivial_moves, compact_read, compact_written;
     nk_counter vlog_reads, gc_runs, gc_collected, gc_rewritten, gc_reclaimed;
     uint64_t wal_segments_replayed;  /* set once at open */
@@ -155,8 +162,10 @@ struct nokv_db {
 /* NOKV_EINVAL (with a message) for an empty key or one past max_key_size. */
 int nk_db_check_key(const nokv_db *db, size_t klen);
 
-/* Resolves read options to a read timestamp no newer than the visible one. */
-uint64_t nk_db_read_ts(const nokv_db *db, const nokv_read_options *ro);
+/* Resolves read options to a read timestamp no newer than the visible one.
+ * NOKV_ESTALE for an explicit read_ts below history_horizon. REQUIRES: the
+ * caller acquired the view it will read before calling. */
+int nk_db_read_ts(const nokv_db *db, const nokv_read_options *ro, uint64_t *read_ts);
 
 /* Applies one encoded batch (its header's ts is ignored) at commit_ts to mem.
  * REQUIRES: the caller is mem's only writer. */
@@ -230,7 +239,8 @@ int nk_db_refresh_view(nokv_db *db);
 /* ---- writing tables (build.c) ---- */
 
 /* The oldest timestamp any reader may still read at: versions below it that are
- * shadowed by a newer version (also below it) can be dropped. */
+ * shadowed by a newer version (also below it) can be dropped. Raises
+ * history_horizon to it, so call it once per job, before building. */
 uint64_t nk_db_watermark(nokv_db *db);
 
 typedef struct nk_build_job {

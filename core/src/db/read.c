@@ -20,15 +20,25 @@
 #include "util/error.h"
 #include "util/merge_iter.h"
 
-uint64_t nk_db_read_ts(const nokv_db *db, const nokv_read_options *ro) {
+int nk_db_read_ts(const nokv_db *db, const nokv_read_options *ro, uint64_t *read_ts) {
   uint64_t visible = nk_oracle_read_ts(&db->oracle);
   uint64_t ts = visible;
   if (ro != NULL && ro->snapshot != NULL) {
     ts = ro->snapshot->ts;
-  } else if (ro != NULL && ro->read_ts != 0) {
+  } else if (ro != NULL && ro->read_ts != 0 && ro->read_ts < visible) {
+    /* Nothing pins an explicit timestamp: it is exact only if no flush or
+     * compaction in the caller's view dropped versions above it. */
+    uint64_t horizon = atomic_load(&((nokv_db *)db)->history_horizon);
+    if (ro->read_ts < horizon) {
+      return nk_err(NOKV_ESTALE,
+                    "read_ts %llu is older than the history the database keeps (%llu); "
+                    "read at a newer timestamp, or hold a snapshot or read-only transaction",
+                    (unsigned long long)ro->read_ts, (unsigned long long)horizon);
+    }
     ts = ro->read_ts;
   }
-  return ts < visible ? ts : visible;
+  *read_ts = ts;
+  return NOKV_OK;
 }
 
 int nk_db_check_key(const nokv_db *db, size_t klen) {
@@ -117,9 +127,14 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
   NK_RET(nk_db_check_key(db, klen));
   nk_count(&db->stats.gets, 1);
   nk_view *view = nk_db_acquire_view(db);
-  uint64_t read_ts = nk_db_read_ts(db, ro);
+  uint64_t read_ts;
+  int ret = nk_db_read_ts(db, ro, &read_ts);
+  if (ret != NOKV_OK) {
+    nk_view_unref(view);
+    return ret;
+  }
   nk_lookup r;
-  int ret = nk_db_lookup(db, view, key, klen, nk_hash64(key, klen), read_ts, &r);
+  ret = nk_db_lookup(db, view, key, klen, nk_hash64(key, klen), read_ts, &r);
   if (ret == NOKV_OK) {
     ret = NOKV_ENOTFOUND;
     if (r.found && r.kind == NK_KIND_VALUE) {
@@ -262,7 +277,14 @@ int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
   }
   it->db = db;
   it->view = nk_db_acquire_view(db);
-  it->read_ts = nk_db_read_ts(db, ro);
+  int ret = nk_db_read_ts(db, ro, &it->read_ts);
+  if (ret != NOKV_OK) {
+    nk_view_unref(it->view);
+    free(it->start);
+    free(it->end);
+    free(it);
+    return ret;
+  }
   it->start_len = start_len;
   it->end_len = end_len;
   it->on_key = on_key;

@@ -134,3 +134,10 @@ void nk_oracle_snapshots(nk_oracle *o, uint64_t *oldest, uint64_t *live) {
   *live = o->live;
   pthread_mutex_unlock(&o->mu);
 }
+
+uint64_t nk_oracle_commit_records(nk_oracle *o) {
+  pthread_mutex_lock(&o->mu);
+  uint64_t n = o->ncommits;
+  pthread_mutex_unlock(&o->mu);
+  return n;
+}

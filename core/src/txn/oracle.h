@@ -68,6 +68,8 @@ nokv_snapshot *nk_oracle_snapshot(nk_oracle *o);
 void nk_oracle_release(nk_oracle *o, nokv_snapshot *s);
 /* Oldest live snapshot's ts (0 if none) and the count of live snapshots. */
 void nk_oracle_snapshots(nk_oracle *o, uint64_t *oldest, uint64_t *live);
+/* Committed write sets kept for conflict checks. */
+uint64_t nk_oracle_commit_records(nk_oracle *o);
 
 /* Did a transaction that committed after read_ts write any of the n keys in
  * reads (fingerprints, sorted)? REQUIRES: the caller is the write leader, so no

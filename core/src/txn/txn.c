@@ -149,9 +149,11 @@ static int cmp_u64(const void *a, const void *b) {
 
 int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commit_ts) {
   nk_err_clear();
+  nokv_db *db = txn->db;
   if (txn->read_only || txn->pending == NULL) {
     if (commit_ts != NULL) *commit_ts = nokv_txn_read_ts(txn);
     nokv_txn_discard(txn);
+    nk_count(&db->stats.txn_commits, 1);
     return NOKV_OK;
   }
   if (txn->reads_lost) {
@@ -189,6 +191,8 @@ int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commi
   nokv_batch_free(b);
   free(writes);
   nokv_txn_discard(txn);
+  if (ret == NOKV_OK) nk_count(&db->stats.txn_commits, 1);
+  if (ret == NOKV_ECONFLICT) nk_count(&db->stats.txn_conflicts, 1);
   return ret;
 }
 

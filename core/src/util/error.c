@@ -58,6 +58,7 @@ const char *nokv_strerror(int rc) {
     case NOKV_EBUSY: return "busy";
     case NOKV_ECLOSED: return "database closed";
     case NOKV_ECONFLICT: return "transaction conflict";
+    case NOKV_ESTALE: return "read timestamp too old";
     default: return "unknown error";
   }
 }

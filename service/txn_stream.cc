@@ -1,0 +1,365 @@
+// The Txn RPC: one snapshot-isolation transaction per bidirectional stream.
+//
+// A stream alternates between waiting for its client (a read or a write in
+// flight) and running one request's engine calls on a worker ("busy"). Only
+// one of these happens at a time, so requests are answered in order and the
+// transaction is touched by one thread at a time. Cancellation and the idle
+// reaper can strike at any moment: while the stream is busy they only leave the
+// status for the worker, which ends the stream when its call returns.
+//
+// The reactor is deleted when gRPC is done with it (OnDone) and no queued
+// worker task still refers to it (refs_).
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <utility>
+
+#include "service/kv_service.h"
+#include "service/status.h"
+
+namespace nokv::service {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nokv::v1::TxnRequest;
+using nokv::v1::TxnResponse;
+
+// The first key after every key that starts with prefix ("" if none is).
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
+  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
+
+grpc::Status Invalid(const std::string& what) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, what);
+}
+
+// A stream refused before it began.
+class RefusedTxn final : public grpc::ServerBidiReactor<TxnRequest, TxnResponse> {
+ public:
+  explicit RefusedTxn(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, TxnResponse> {
+ public:
+  explicit TxnReactor(KvService* service)
+      : service_(service), idle_timeout_ms_(service->options_.txn_idle_timeout_ms) {
+    std::lock_guard<std::mutex> l(mu_);
+    last_activity_ = Clock::now();
+    StartRead(&req_);
+  }
+
+  void OnReadDone(bool ok) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (finished_) return;
+    if (!ok) {  // the client closed its side without commit or rollback
+      End(grpc::Status::OK);
+      return;
+    }
+    RunOnWorker([this] { Handle(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (finished_) return;
+    if (!ok) {
+      End(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    if (iter_ != nullptr) {
+      RunOnWorker([this] { ContinueScan(); });
+    } else {
+      last_activity_ = Clock::now();
+      StartRead(&req_);
+    }
+  }
+
+  void OnCancel() override {
+    EndSoon(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+
+  void OnDone() override {
+    {
+      std::lock_guard<std::mutex> l(service_->txn_mu_);
+      service_->txns_.erase(this);
+    }
+    Unref();
+  }
+
+  // Called by the reaper (holding the service's txn_mu_).
+  void ExpireIfIdle(Clock::time_point now) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (finished_ || busy_ || now - last_activity_ < std::chrono::milliseconds(idle_timeout_ms_)) {
+      return;
+    }
+    End(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                     "transaction idle for more than " + std::to_string(idle_timeout_ms_) +
+                         " ms; rolled back"));
+  }
+
+ private:
+  ~TxnReactor() override {
+    nokv_iter_close(iter_);
+    nokv_txn_discard(txn_);
+  }
+
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // Marks the stream busy and queues f. REQUIRES: mu_ held, not busy.
+  template <typename F>
+  void RunOnWorker(F f) {
+    busy_ = true;
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    service_->workers_.Submit([this, f] {
+      f();
+      Unref();
+    });
+  }
+
+  // Rolls back and finishes. REQUIRES: mu_ held, not busy.
+  void End(grpc::Status status) {
+    if (finished_) return;
+    finished_ = true;
+    nokv_iter_close(iter_);
+    iter_ = nullptr;
+    nokv_txn_discard(txn_);
+    txn_ = nullptr;
+    Finish(std::move(status));
+  }
+
+  // End, or if a worker is running a request, leave it to the worker.
+  void EndSoon(grpc::Status status) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (finished_) return;
+    if (busy_) {
+      if (!end_pending_) {
+        end_pending_ = true;
+        end_status_ = std::move(status);
+      }
+      return;
+    }
+    End(std::move(status));
+  }
+
+  // How a worker hands the stream back: the next step is either a response to
+  // write (and then more of the scan, or the next read), a final response, or
+  // an error status.
+  enum class Next { kWrite, kWriteLast, kFail };
+
+  void Resume(Next next, grpc::Status status = grpc::Status::OK) {
+    std::lock_guard<std::mutex> l(mu_);
+    busy_ = false;
+    last_activity_ = Clock::now();
+    if (end_pending_) {
+      End(std::move(end_status_));
+    } else if (next == Next::kFail) {
+      End(std::move(status));
+    } else if (next == Next::kWriteLast) {
+      finished_ = true;
+      StartWriteAndFinish(&resp_, grpc::WriteOptions(), grpc::Status::OK);
+    } else {
+      StartWrite(&resp_);
+    }
+  }
+
+  // Rolled back on failure (End); an engine error keeps the engine's message.
+  void Fail(grpc::Status status) {
+    if (status.error_code() != grpc::StatusCode::ABORTED) {
+      status = grpc::Status(status.error_code(),
+                            status.error_message() + " (the transaction was rolled back)");
+    }
+    Resume(Next::kFail, std::move(status));
+  }
+  void FailEngine(int rc) { Fail(ToGrpcStatus(rc, nokv_errmsg())); }
+
+  // Runs on a worker: one request.
+  void Handle() {
+    resp_.Clear();
+    const TxnRequest::OpCase op = req_.op_case();
+    if (txn_ == nullptr) {
+      const nokv::v1::TxnBegin& begin = req_.begin();  // defaults unless op is begin
+      uint32_t asked = begin.idle_timeout_ms();
+      unsigned flags = begin.read_only() ? NOKV_TXN_READ_ONLY : 0;
+      int rc = nokv_txn_begin(service_->db_, flags, &txn_);
+      if (rc != NOKV_OK) return FailEngine(rc);
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (asked != 0 && asked < idle_timeout_ms_) idle_timeout_ms_ = asked;
+      }
+      if (op == TxnRequest::kBegin) {
+        resp_.set_read_ts(nokv_txn_read_ts(txn_));
+        resp_.mutable_begun()->set_read_only(begin.read_only());
+        resp_.mutable_begun()->set_idle_timeout_ms(idle_timeout_ms_);
+        return Resume(Next::kWrite);
+      }
+    } else if (op == TxnRequest::kBegin) {
+      return Fail(Invalid("begin must be the first message of a Txn stream"));
+    }
+    resp_.set_read_ts(nokv_txn_read_ts(txn_));
+    switch (op) {
+      case TxnRequest::kGet: {
+        const std::string& key = req_.get().key();
+        if (key.empty()) return Fail(Invalid("empty key"));
+        void* val = nullptr;
+        size_t len = 0;
+        int rc = nokv_txn_get(txn_, key.data(), key.size(), &val, &len);
+        if (rc != NOKV_OK && rc != NOKV_ENOTFOUND) return FailEngine(rc);
+        nokv::v1::TxnGetResult* get = resp_.mutable_get();
+        get->set_found(rc == NOKV_OK);
+        if (rc == NOKV_OK) get->set_value(static_cast<const char*>(val), len);
+        nokv_free(val);
+        return Resume(Next::kWrite);
+      }
+      case TxnRequest::kPut:
+      case TxnRequest::kDelete: {
+        bool put = op == TxnRequest::kPut;
+        const std::string& key = put ? req_.put().key() : req_.delete_().key();
+        if (key.empty()) return Fail(Invalid("empty key"));
+        int rc = put ? nokv_txn_put(txn_, key.data(), key.size(), req_.put().value().data(),
+                                    req_.put().value().size())
+                     : nokv_txn_delete(txn_, key.data(), key.size());
+        if (rc != NOKV_OK) return FailEngine(rc);
+        resp_.mutable_written()->set_ops(++writes_);
+        return Resume(Next::kWrite);
+      }
+      case TxnRequest::kScan:
+        return StartScan();
+      case TxnRequest::kCommit: {
+        nokv_write_options wo{};
+        wo.sync = service_->options_.force_sync || req_.commit().sync();
+        uint64_t ts = 0;
+        nokv_txn* txn = txn_;
+        txn_ = nullptr;  // freed by commit, whatever it returns
+        int rc = nokv_txn_commit(txn, &wo, &ts);
+        if (rc != NOKV_OK) return FailEngine(rc);
+        resp_.mutable_committed()->set_commit_ts(ts);
+        return Resume(Next::kWriteLast);
+      }
+      case TxnRequest::kRollback:
+        nokv_txn_discard(txn_);
+        txn_ = nullptr;
+        resp_.mutable_rolled_back();
+        return Resume(Next::kWriteLast);
+      default:
+        return Fail(Invalid("empty Txn request: set one of begin, get, put, delete, scan, "
+                            "commit, rollback"));
+    }
+  }
+
+  void StartScan() {
+    const nokv::v1::TxnScan& scan = req_.scan();
+    std::string start = scan.start(), end = scan.end();
+    if (!scan.prefix().empty()) {
+      if (!start.empty() || !end.empty()) {
+        return Fail(Invalid("scan takes a prefix or a start/end range, not both"));
+      }
+      start = scan.prefix();
+      end = PrefixEnd(scan.prefix());
+    } else if (!end.empty() && end < start) {
+      return Fail(Invalid("scan end is before start"));
+    }
+    int rc = nokv_txn_iter_new(txn_, start.data(), start.size(), end.data(), end.size(), &iter_);
+    if (rc != NOKV_OK) return FailEngine(rc);
+    nokv_iter_seek_first(iter_);
+    scan_limit_ = scan.limit();
+    scan_sent_ = 0;
+    FillScanChunk();
+  }
+
+  void ContinueScan() {
+    resp_.Clear();
+    resp_.set_read_ts(nokv_txn_read_ts(txn_));
+    FillScanChunk();
+  }
+
+  // One chunk of the scan; the iterator is closed with the last one.
+  void FillScanChunk() {
+    nokv::v1::TxnScanChunk* chunk = resp_.mutable_scan();
+    size_t bytes = 0;
+    bool more;
+    while ((more = nokv_iter_valid(iter_) && (scan_limit_ == 0 || scan_sent_ < scan_limit_)) &&
+           (bytes == 0 || bytes < service_->options_.scan_chunk_bytes)) {
+      size_t kl, vl;
+      const void* k = nokv_iter_key(iter_, &kl);
+      const void* v = nokv_iter_value(iter_, &vl);
+      nokv::v1::KeyValue* kv = chunk->add_kvs();
+      kv->set_key(static_cast<const char*>(k), kl);
+      kv->set_value(static_cast<const char*>(v), vl);
+      kv->set_commit_ts(nokv_iter_commit_ts(iter_));
+      bytes += kl + vl;
+      scan_sent_++;
+      nokv_iter_next(iter_);
+    }
+    int rc = nokv_iter_status(iter_);
+    if (rc != NOKV_OK || !more) {
+      nokv_iter_close(iter_);
+      iter_ = nullptr;
+    }
+    if (rc != NOKV_OK) return FailEngine(rc);
+    chunk->set_done(!more);
+    Resume(Next::kWrite);
+  }
+
+  KvService* const service_;
+  std::atomic<int> refs_{1};  // gRPC's (until OnDone) + one per queued task
+
+  std::mutex mu_;
+  bool busy_ = false;      // a worker owns the transaction and the stream
+  bool finished_ = false;  // Finish (or StartWriteAndFinish) was called
+  bool end_pending_ = false;
+  grpc::Status end_status_;
+  Clock::time_point last_activity_;
+  uint32_t idle_timeout_ms_;
+
+  // Owned by whoever runs the stream: a worker while busy_, else under mu_.
+  TxnRequest req_;
+  TxnResponse resp_;
+  nokv_txn* txn_ = nullptr;
+  nokv_iter* iter_ = nullptr;  // an unfinished scan
+  uint32_t writes_ = 0;
+  uint32_t scan_limit_ = 0, scan_sent_ = 0;
+};
+
+grpc::ServerBidiReactor<TxnRequest, TxnResponse>* KvService::Txn(grpc::CallbackServerContext*) {
+  std::lock_guard<std::mutex> l(txn_mu_);
+  if (txns_.size() >= options_.max_txns) {
+    return new RefusedTxn(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                    "too many open transactions (" +
+                                        std::to_string(options_.max_txns) + "); retry later"));
+  }
+  auto* reactor = new TxnReactor(this);
+  txns_.insert(reactor);
+  txn_cv_.notify_one();  // the reaper sleeps while there is nothing to watch
+  return reactor;
+}
+
+size_t KvService::open_txns() {
+  std::lock_guard<std::mutex> l(txn_mu_);
+  return txns_.size();
+}
+
+// Checks the open transactions a few times per timeout, so one idle for its
+// timeout is rolled back within a quarter of it (at most 250 ms) later.
+void KvService::ReapIdleTxns() {
+  auto period = std::chrono::milliseconds(
+      std::clamp<uint32_t>(options_.txn_idle_timeout_ms / 4, 5, 250));
+  std::unique_lock<std::mutex> l(txn_mu_);
+  while (!stopping_) {
+    if (txns_.empty()) {
+      txn_cv_.wait(l);
+      continue;
+    }
+    txn_cv_.wait_for(l, period);
+    Clock::time_point now = Clock::now();
+    for (TxnReactor* r : txns_) r->ExpireIfIdle(now);
+  }
+}
+
+}  // namespace nokv::service
