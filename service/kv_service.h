@@ -15,6 +15,7 @@
 #define NOKV_SERVICE_KV_SERVICE_H
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <memory>
@@ -67,6 +68,10 @@ class KvService final
   uint64_t scan_chunks_sent() const { return scan_chunks_sent_.load(); }
   // Txn streams open now.
   size_t open_txns();
+  // For a graceful shutdown: transactions still open at `when` are rolled back
+  // and their streams end with UNAVAILABLE (instead of the transport's cancel),
+  // so a client can tell that it should retry elsewhere.
+  void EndTxnsAt(std::chrono::steady_clock::time_point when);
 
  private:
   class ScanReactor;
@@ -84,6 +89,7 @@ class KvService final
   std::condition_variable txn_cv_;
   std::unordered_set<TxnReactor*> txns_;
   bool stopping_ = false;
+  std::chrono::steady_clock::time_point end_txns_at_ = std::chrono::steady_clock::time_point::max();
   WorkQueue workers_;
   std::thread reaper_;
 };

@@ -123,7 +123,11 @@ int main(int argc, char** argv) {
     fprintf(stderr, "nokv-server: %s, shutting down\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     server->GetHealthCheckService()->SetServingStatus(false);
     auto grace = std::chrono::seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
-    server->Shutdown(std::chrono::system_clock::now() + grace);
+    // Open transactions get the grace period to commit; then the service ends
+    // them itself (UNAVAILABLE, rolled back), and the server cancels whatever
+    // else is left a moment later.
+    service.EndTxnsAt(std::chrono::steady_clock::now() + grace);
+    server->Shutdown(std::chrono::system_clock::now() + grace + std::chrono::seconds(1));
   });
   server->Wait();
   waiter.join();

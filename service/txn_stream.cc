@@ -92,6 +92,10 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
   }
 
   // Called by the reaper (holding the service's txn_mu_).
+  void EndForShutdown() {
+    EndSoon(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                         "the server is shutting down; the transaction was rolled back (retry it)"));
+  }
   void ExpireIfIdle(Clock::time_point now) {
     std::lock_guard<std::mutex> l(mu_);
     if (finished_ || busy_ || now - last_activity_ < std::chrono::milliseconds(idle_timeout_ms_)) {
@@ -157,13 +161,13 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
     std::lock_guard<std::mutex> l(mu_);
     busy_ = false;
     last_activity_ = Clock::now();
-    if (end_pending_) {
+    if (next == Next::kWriteLast) {  // committed or rolled back: say so, whatever came
+      finished_ = true;
+      StartWriteAndFinish(&resp_, grpc::WriteOptions(), grpc::Status::OK);
+    } else if (end_pending_) {
       End(std::move(end_status_));
     } else if (next == Next::kFail) {
       End(std::move(status));
-    } else if (next == Next::kWriteLast) {
-      finished_ = true;
-      StartWriteAndFinish(&resp_, grpc::WriteOptions(), grpc::Status::OK);
     } else {
       StartWrite(&resp_);
     }
@@ -329,6 +333,10 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
 
 grpc::ServerBidiReactor<TxnRequest, TxnResponse>* KvService::Txn(grpc::CallbackServerContext*) {
   std::lock_guard<std::mutex> l(txn_mu_);
+  if (end_txns_at_ != Clock::time_point::max()) {
+    return new RefusedTxn(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                       "the server is shutting down"));
+  }
   if (txns_.size() >= options_.max_txns) {
     return new RefusedTxn(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                     "too many open transactions (" +
@@ -345,6 +353,14 @@ size_t KvService::open_txns() {
   return txns_.size();
 }
 
+void KvService::EndTxnsAt(Clock::time_point when) {
+  {
+    std::lock_guard<std::mutex> l(txn_mu_);
+    end_txns_at_ = when;
+  }
+  txn_cv_.notify_all();
+}
+
 // Checks the open transactions a few times per timeout, so one idle for its
 // timeout is rolled back within a quarter of it (at most 250 ms) later.
 void KvService::ReapIdleTxns() {
@@ -356,9 +372,17 @@ void KvService::ReapIdleTxns() {
       txn_cv_.wait(l);
       continue;
     }
-    txn_cv_.wait_for(l, period);
+    Clock::time_point wake = Clock::now() + period;
+    if (end_txns_at_ > Clock::now()) wake = std::min(wake, end_txns_at_);
+    txn_cv_.wait_until(l, wake);
     Clock::time_point now = Clock::now();
-    for (TxnReactor* r : txns_) r->ExpireIfIdle(now);
+    for (TxnReactor* r : txns_) {
+      if (now >= end_txns_at_) {
+        r->EndForShutdown();
+      } else {
+        r->ExpireIfIdle(now);
+      }
+    }
   }
 }
 

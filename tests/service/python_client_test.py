@@ -1,10 +1,13 @@
 """A Python client (Debian's python3-grpcio, stubs generated from proto/) against
 the real nokv_server binary: every KV RPC, error codes, health checking, server
-reflection, SIGKILL durability of synced writes and graceful SIGTERM shutdown.
+reflection, transactions over the Txn stream (a conflict surfaces as ABORTED and
+the retry succeeds), SIGKILL durability of synced writes and graceful SIGTERM
+shutdown.
 
 Usage: python_client_test.py SERVER_BINARY (run by python_client_test.sh).
 """
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -46,6 +49,81 @@ class Server:
         self.proc.stdout.close()
         self.proc.stderr.close()
         return rc, err
+
+
+class Txn:
+    """One transaction on one Txn stream: each call sends a request and waits for
+    its answer. A stream the server ended raises grpc.RpcError."""
+
+    def __init__(self, kv, timeout=None):
+        self._requests = queue.Queue()
+        self._responses = kv.Txn(iter(self._requests.get, None), timeout=timeout)
+
+    def call(self, **op):
+        self._requests.put(kv_pb2.TxnRequest(**op))
+        return next(self._responses)
+
+    def begin(self, **options):
+        return self.call(begin=kv_pb2.TxnBegin(**options))
+
+    def get(self, key):
+        r = self.call(get=kv_pb2.TxnGet(key=key))
+        return r.get.value if r.get.found else None
+
+    def put(self, key, value):
+        return self.call(put=kv_pb2.TxnPut(key=key, value=value))
+
+    def delete(self, key):
+        return self.call(delete=kv_pb2.TxnDelete(key=key))
+
+    def scan(self, **bounds):
+        """(key, value, commit_ts) of every chunk of one scan."""
+        self._requests.put(kv_pb2.TxnRequest(scan=kv_pb2.TxnScan(**bounds)))
+        out = []
+        for r in self._responses:
+            out += [(p.key, p.value, p.commit_ts) for p in r.scan.kvs]
+            if r.scan.done:
+                return out
+        raise AssertionError("the stream ended inside a scan")
+
+    def commit(self, sync=False):
+        r = self.call(commit=kv_pb2.TxnCommit(sync=sync))
+        self.close()
+        return r.committed.commit_ts
+
+    def rollback(self):
+        self.call(rollback=kv_pb2.TxnRollback())
+        self.close()
+
+    def close(self):
+        self._requests.put(None)
+
+    def wait_end(self):
+        """Blocks until the server ends the stream; returns its status code and
+        details."""
+        try:
+            for _ in self._responses:
+                raise AssertionError("unexpected message")
+        except grpc.RpcError as e:
+            return e.code(), e.details()
+        return grpc.StatusCode.OK, ""
+
+
+def increment(kv, key):
+    """Read-modify-write in a transaction, retried on ABORTED; returns the attempts."""
+    attempt = 0
+    while True:
+        attempt += 1
+        txn = Txn(kv)
+        try:
+            value = txn.get(key)
+            txn.put(key, b"%d" % (int(value or b"0") + 1))
+            txn.commit()
+            return attempt
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.ABORTED:
+                raise
+            txn.close()
 
 
 class PythonClientTest(unittest.TestCase):
@@ -127,7 +205,77 @@ class PythonClientTest(unittest.TestCase):
             resps[1].file_descriptor_response.file_descriptor_proto[0])
         self.assertEqual(fd.package, "nokv.v1")
         methods = {m.name for m in fd.service[0].method}
-        self.assertEqual(methods, {"Get", "Put", "Delete", "Scan", "Stats"})
+        self.assertEqual(methods, {"Get", "Put", "Delete", "Scan", "Stats", "Txn"})
+
+    def test_txn_is_isolated_until_commit(self):
+        kv = self.server.kv
+        t0 = kv.Put(kv_pb2.PutRequest(key=b"x", value=b"1")).commit_ts
+        txn = Txn(kv)
+        begun = txn.begin()
+        self.assertEqual(begun.read_ts, t0)
+        self.assertEqual(txn.get(b"x"), b"1")
+        txn.put(b"y", b"2")
+        txn.delete(b"x")
+        self.assertEqual(txn.get(b"y"), b"2")
+        self.assertIsNone(txn.get(b"x"))
+        self.assertEqual(txn.scan(prefix=b"y"), [(b"y", b"2", 0)])
+        self.assertFalse(kv.Get(kv_pb2.GetRequest(key=b"y")).found)
+        commit_ts = txn.commit(sync=True)
+        self.assertGreater(commit_ts, t0)
+        got = kv.Get(kv_pb2.GetRequest(key=b"y"))
+        self.assertEqual((got.value, got.commit_ts), (b"2", commit_ts))
+        self.assertFalse(kv.Get(kv_pb2.GetRequest(key=b"x")).found)
+
+    def test_txn_conflict_is_aborted_and_the_retry_succeeds(self):
+        kv = self.server.kv
+        kv.Put(kv_pb2.PutRequest(key=b"counter", value=b"10"))
+        a, b = Txn(kv), Txn(kv)
+        self.assertEqual(a.get(b"counter"), b"10")
+        self.assertEqual(b.get(b"counter"), b"10")
+        a.put(b"counter", b"11")
+        b.put(b"counter", b"11")
+        a.commit()
+        with self.assertRaises(grpc.RpcError) as err:
+            b.commit()
+        self.assertEqual(err.exception.code(), grpc.StatusCode.ABORTED)
+        self.assertIn("retry", err.exception.details())
+        self.assertEqual(kv.Get(kv_pb2.GetRequest(key=b"counter")).value, b"11")
+        self.assertEqual(increment(kv, b"counter"), 1)
+        self.assertEqual(kv.Get(kv_pb2.GetRequest(key=b"counter")).value, b"12")
+        stats = kv.Stats(kv_pb2.StatsRequest()).counters
+        self.assertEqual((stats["txn_commits"], stats["txn_conflicts"]), (2, 1))
+
+    def test_txn_rollback_and_idle_timeout(self):
+        kv = self.server.kv
+        txn = Txn(kv)
+        txn.put(b"r", b"v")
+        txn.rollback()
+        idle = Txn(kv)
+        self.assertEqual(idle.begin(idle_timeout_ms=200).begun.idle_timeout_ms, 200)
+        idle.put(b"i", b"v")
+        code, details = idle.wait_end()
+        self.assertEqual(code, grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertIn("idle", details)
+        idle.close()
+        for key in (b"r", b"i"):
+            self.assertFalse(kv.Get(kv_pb2.GetRequest(key=key)).found)
+
+    def test_sigterm_rolls_back_open_transactions_after_the_grace_period(self):
+        self.server.stop(signal.SIGKILL)
+        self.server = Server(self.dir, "--shutdown_grace_seconds=1")
+        kv = self.server.kv
+        txn = Txn(kv)
+        txn.put(b"open", b"v")
+        self.server.proc.send_signal(signal.SIGTERM)
+        code, details = txn.wait_end()
+        self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
+        self.assertIn("shutting down", details)
+        txn.close()
+        rc, err = self.server.stop(signal.SIGTERM)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("stopped cleanly", err)
+        self.server = Server(self.dir)
+        self.assertFalse(self.server.kv.Get(kv_pb2.GetRequest(key=b"open")).found)
 
     def test_sigkill_loses_no_synced_write(self):
         kv = self.server.kv
