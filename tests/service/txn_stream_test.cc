@@ -115,6 +115,7 @@ class TxnStream {
     return stream_->Finish();
   }
 
+  bool ReadRaw(TxnResponse* resp) { return stream_->Read(resp); }
   ClientContext& context() { return ctx_; }
   uint64_t read_ts() const { return read_ts_; }
 
@@ -339,6 +340,44 @@ TEST_F(TxnStreamTest, IdleTransactionIsRolledBackWithDeadlineExceeded) {
   EXPECT_EQ(quiet_one.AwaitEnd().error_code(), StatusCode::DEADLINE_EXCEEDED);
   EXPECT_TRUE(Get("b").found());
   EXPECT_FALSE(Get("q").found());
+}
+
+// A client that stops reading a scan stalls its stream (flow control) and is
+// idle too: the reaper ends the stream while a response is still in flight.
+TEST_F(TxnStreamTest, ClientThatStopsReadingAScanIsRolledBackWhenIdle) {
+  nokv_batch* b;
+  ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+  std::string v(1000, 'v');
+  for (int i = 0; i < 20000; i++) {
+    std::string k = "stall" + std::to_string(100000 + i);
+    nokv_batch_put(b, k.data(), k.size(), v.data(), v.size());
+  }
+  ASSERT_EQ(nokv_write(db_, nullptr, b, nullptr), NOKV_OK);
+  nokv_batch_free(b);
+
+  TxnStream t(stub_.get());
+  ASSERT_TRUE(t.Begin(false, /*idle_ms=*/200));
+  ASSERT_TRUE(t.Put("stall-own", "v"));
+  TxnRequest req;
+  req.mutable_scan()->set_prefix("stall");
+  auto first = t.Call(req);
+  ASSERT_TRUE(first && first->has_scan());
+  // The client stalls (think of a consumer that hangs); the stream must not wait
+  // for it forever.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  size_t chunks = 1;
+  bool done = false;
+  TxnResponse resp;
+  while (t.ReadRaw(&resp)) {
+    chunks++;
+    done = done || resp.scan().done();
+  }
+  EXPECT_FALSE(done);  // 20 MB would take ~5000 chunks
+  EXPECT_LT(chunks, 2000u);
+  grpc::Status s = t.AwaitEnd();
+  EXPECT_EQ(s.error_code(), StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  AwaitNoOpenTransactions();
+  EXPECT_FALSE(Get("stall-own").found());
 }
 
 TEST_F(TxnStreamTest, BadRequestsEndTheStreamWithAClearErrorAndRollBack) {
