@@ -40,6 +40,26 @@ grpc::Status RequireKey(const std::string& key) {
 
 }  // namespace
 
+bool FillScanChunk(nokv_iter* iter, google::protobuf::RepeatedPtrField<nokv::v1::KeyValue>* kvs,
+                   size_t chunk_bytes, uint32_t limit, uint32_t* sent) {
+  size_t bytes = 0;
+  bool more;
+  while ((more = nokv_iter_valid(iter) && (limit == 0 || *sent < limit)) &&
+         (bytes == 0 || bytes < chunk_bytes)) {
+    size_t kl, vl;
+    const void* k = nokv_iter_key(iter, &kl);
+    const void* v = nokv_iter_value(iter, &vl);
+    nokv::v1::KeyValue* kv = kvs->Add();
+    kv->set_key(static_cast<const char*>(k), kl);
+    kv->set_value(static_cast<const char*>(v), vl);
+    kv->set_commit_ts(nokv_iter_commit_ts(iter));
+    bytes += kl + vl;
+    (*sent)++;
+    nokv_iter_next(iter);
+  }
+  return more;
+}
+
 KvService::KvService(nokv_db* db, ServiceOptions options)
     : db_(db), options_(std::move(options)), workers_(std::max(1, options_.txn_workers)) {
   reaper_ = std::thread([this] { ReapIdleTxns(); });
@@ -179,20 +199,7 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
   // Fills one chunk from the iterator and writes it, or finishes the stream.
   void SendNext() {
     resp_.Clear();
-    size_t bytes = 0;
-    while (nokv_iter_valid(iter_) && (limit_ == 0 || sent_ < limit_) &&
-           (bytes == 0 || bytes < service_->options_.scan_chunk_bytes)) {
-      size_t kl, vl;
-      const void* k = nokv_iter_key(iter_, &kl);
-      const void* v = nokv_iter_value(iter_, &vl);
-      nokv::v1::KeyValue* kv = resp_.add_kvs();
-      kv->set_key(static_cast<const char*>(k), kl);
-      kv->set_value(static_cast<const char*>(v), vl);
-      kv->set_commit_ts(nokv_iter_commit_ts(iter_));
-      bytes += kl + vl;
-      sent_++;
-      nokv_iter_next(iter_);
-    }
+    FillScanChunk(iter_, resp_.mutable_kvs(), service_->options_.scan_chunk_bytes, limit_, &sent_);
     if (int rc = nokv_iter_status(iter_); rc != NOKV_OK) {
       Finish(EngineError(rc));
       return;

@@ -94,6 +94,12 @@ class KvService final
   std::thread reaper_;
 };
 
+// Moves pairs from iter into kvs until they hold chunk_bytes of keys and values
+// (at least one pair), the iterator ends, or *sent reaches limit (0: none).
+// Returns whether the scan has more to send; check nokv_iter_status after.
+bool FillScanChunk(nokv_iter* iter, google::protobuf::RepeatedPtrField<nokv::v1::KeyValue>* kvs,
+                   size_t chunk_bytes, uint32_t limit, uint32_t* sent);
+
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   size_t max_message_bytes = 80 << 20;

@@ -274,33 +274,20 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
     nokv_iter_seek_first(iter_);
     scan_limit_ = scan.limit();
     scan_sent_ = 0;
-    FillScanChunk();
+    SendScanChunk();
   }
 
   void ContinueScan() {
     resp_.Clear();
     resp_.set_read_ts(nokv_txn_read_ts(txn_));
-    FillScanChunk();
+    SendScanChunk();
   }
 
   // One chunk of the scan; the iterator is closed with the last one.
-  void FillScanChunk() {
+  void SendScanChunk() {
     nokv::v1::TxnScanChunk* chunk = resp_.mutable_scan();
-    size_t bytes = 0;
-    bool more;
-    while ((more = nokv_iter_valid(iter_) && (scan_limit_ == 0 || scan_sent_ < scan_limit_)) &&
-           (bytes == 0 || bytes < service_->options_.scan_chunk_bytes)) {
-      size_t kl, vl;
-      const void* k = nokv_iter_key(iter_, &kl);
-      const void* v = nokv_iter_value(iter_, &vl);
-      nokv::v1::KeyValue* kv = chunk->add_kvs();
-      kv->set_key(static_cast<const char*>(k), kl);
-      kv->set_value(static_cast<const char*>(v), vl);
-      kv->set_commit_ts(nokv_iter_commit_ts(iter_));
-      bytes += kl + vl;
-      scan_sent_++;
-      nokv_iter_next(iter_);
-    }
+    bool more = FillScanChunk(iter_, chunk->mutable_kvs(), service_->options_.scan_chunk_bytes,
+                              scan_limit_, &scan_sent_);
     int rc = nokv_iter_status(iter_);
     if (rc != NOKV_OK || !more) {
       nokv_iter_close(iter_);

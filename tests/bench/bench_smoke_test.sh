@@ -25,4 +25,8 @@ grep -q 'vs badger' "$tmp/table.md" || { echo "no ratio to badger"; exit 1; }
 "$runfiles/tests/bench/txn_bench" --keys 2000 --txns 300 --threads 4 --dir "$tmp/t" > "$tmp/txn.md"
 cat "$tmp/txn.md"
 grep -q '^| zipfian | rocksdb | ' "$tmp/txn.md" || { echo "no transaction results"; exit 1; }
+# The Txn RPC: exits non-zero if a transaction fails or the counters do not add up.
+"$runfiles/tests/bench/txn_rpc_bench" --keys 500 --txns 200 --threads 2 --dist zipfian > "$tmp/rpc.txt"
+cat "$tmp/rpc.txt"
+grep -q '^rpc/engine throughput' "$tmp/rpc.txt" || { echo "no Txn RPC results"; exit 1; }
 echo "benchmark pipeline ok"
