@@ -61,7 +61,7 @@ bool FillScanChunk(nokv_iter* iter, google::protobuf::RepeatedPtrField<nokv::v1:
 }
 
 KvService::KvService(nokv_db* db, ServiceOptions options)
-    : db_(db), options_(std::move(options)), workers_(std::max(1, options_.txn_workers)) {
+    : db_(db), options_(std::move(options)), workers_(std::max(1, options_.stream_workers)) {
   reaper_ = std::thread([this] { ReapIdleTxns(); });
 }
 
@@ -146,39 +146,22 @@ grpc::Status KvService::Stats(grpc::ServerContext*, const nokv::v1::StatsRequest
 class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::ScanResponse> {
  public:
   ScanReactor(KvService* service, const nokv::v1::ScanRequest* req)
-      : service_(service), limit_(req->limit()) {
-    const std::string &start = req->start(), &end = req->end();
-    if (!end.empty() && end < start) {
+      : service_(service),
+        start_(req->start()),
+        end_(req->end()),
+        prefix_(req->prefix()),
+        asked_ts_(req->read_ts()),
+        limit_(req->limit()) {
+    if (!end_.empty() && end_ < start_) {
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "scan end is before start"));
       return;
     }
-    const std::string& prefix = req->prefix();
-    if (!prefix.empty() && (!start.empty() || !end.empty())) {
+    if (!prefix_.empty() && (!start_.empty() || !end_.empty())) {
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "scan takes a prefix or a start/end range, not both"));
       return;
     }
-    nokv_db* db = service_->db_;
-    int rc = nokv_snapshot_create(db, &snap_);
-    nokv_read_options ro;
-    nokv_read_options_init(&ro);
-    if (rc == NOKV_OK) {
-      ro.snapshot = snap_;
-      if (req->read_ts() != 0 && req->read_ts() < nokv_snapshot_ts(snap_)) {
-        ro.snapshot = nullptr;
-        ro.read_ts = req->read_ts();
-      }
-      read_ts_ = ro.snapshot ? nokv_snapshot_ts(snap_) : ro.read_ts;
-      rc = prefix.empty()
-               ? nokv_iter_new(db, &ro, start.data(), start.size(), end.data(), end.size(), &iter_)
-               : nokv_iter_new_prefix(db, &ro, prefix.data(), prefix.size(), &iter_);
-    }
-    if (rc != NOKV_OK) {
-      Finish(EngineError(rc));
-      return;
-    }
-    nokv_iter_seek_first(iter_);
-    SendNext();
+    service_->workers_.Submit([this] { Start(); });
   }
 
   void OnWriteDone(bool ok) override {
@@ -186,7 +169,7 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client stopped reading"));
       return;
     }
-    SendNext();
+    service_->workers_.Submit([this] { SendNext(); });
   }
 
   void OnDone() override {
@@ -196,7 +179,35 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
   }
 
  private:
-  // Fills one chunk from the iterator and writes it, or finishes the stream.
+  // On a worker (opening tables and reading blocks may block): the snapshot and
+  // the iterator, then the first chunk.
+  void Start() {
+    nokv_db* db = service_->db_;
+    int rc = nokv_snapshot_create(db, &snap_);
+    nokv_read_options ro;
+    nokv_read_options_init(&ro);
+    if (rc == NOKV_OK) {
+      ro.snapshot = snap_;
+      if (asked_ts_ != 0 && asked_ts_ < nokv_snapshot_ts(snap_)) {
+        ro.snapshot = nullptr;
+        ro.read_ts = asked_ts_;
+      }
+      read_ts_ = ro.snapshot ? nokv_snapshot_ts(snap_) : ro.read_ts;
+      rc = prefix_.empty() ? nokv_iter_new(db, &ro, start_.data(), start_.size(), end_.data(),
+                                           end_.size(), &iter_)
+                           : nokv_iter_new_prefix(db, &ro, prefix_.data(), prefix_.size(), &iter_);
+    }
+    if (rc != NOKV_OK) {
+      Finish(EngineError(rc));
+      return;
+    }
+    nokv_iter_seek_first(iter_);
+    SendNext();
+  }
+
+  // On a worker: fills one chunk from the iterator and writes it, or finishes
+  // the stream. Nothing touches the reactor after StartWrite or Finish: its
+  // OnWriteDone or OnDone may already be running.
   void SendNext() {
     resp_.Clear();
     FillScanChunk(iter_, resp_.mutable_kvs(), service_->options_.scan_chunk_bytes, limit_, &sent_);
@@ -216,6 +227,8 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
   }
 
   KvService* service_;
+  const std::string start_, end_, prefix_;
+  const uint64_t asked_ts_;
   uint32_t limit_;
   uint32_t sent_ = 0;
   uint64_t chunks_ = 0;

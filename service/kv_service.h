@@ -1,16 +1,15 @@
 // The nokv.v1.KV service: a thin translation from protobuf to the C API.
 //
 // Unary RPCs use the synchronous API: a write with sync=true blocks on fsync,
-// and the sync server's thread pool is made for blocking handlers. Scan uses the
-// callback API (ServerWriteReactor): the next chunk is read from the engine only
-// in OnWriteDone, after the previous one was handed to the transport, so a slow
-// client slows the scan instead of making the server buffer the range, and no
-// thread is pinned per open stream.
+// and the sync server's thread pool is made for blocking handlers. The streams
+// use the callback API, so that no thread is pinned per open stream, and run
+// their engine calls, which may block (a table read, a commit's fsync), on a
+// small pool of workers rather than in gRPC's reactions, which must not block.
 //
-// Txn (txn_stream.cc) is a callback bidi stream too, since a transaction spends
-// most of its life waiting for its client: its engine calls, which may block
-// (a commit waits for fsync), run on a small pool of workers, one request of a
-// stream at a time. A reaper thread rolls back transactions left idle.
+// Scan (ServerWriteReactor) reads the next chunk only once the previous one was
+// handed to the transport, so a slow client slows the scan instead of making
+// the server buffer the range. Txn (txn_stream.cc) is a bidi stream that runs
+// one request at a time; a reaper thread rolls back transactions left idle.
 #ifndef NOKV_SERVICE_KV_SERVICE_H
 #define NOKV_SERVICE_KV_SERVICE_H
 
@@ -38,7 +37,7 @@ struct ServiceOptions {
   std::string data_dir;              // reported by Stats
   uint32_t txn_idle_timeout_ms = 30000;  // an open transaction idle this long is rolled back
   size_t max_txns = 1024;                // open Txn streams; more are RESOURCE_EXHAUSTED
-  int txn_workers = 8;                   // threads running transactions' engine calls
+  int stream_workers = 8;                // threads running Scan and Txn streams' engine calls
 };
 
 class KvService final

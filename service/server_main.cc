@@ -34,7 +34,7 @@ ABSL_FLAG(uint64_t, scan_chunk_bytes, 256 << 10, "key+value bytes per Scan respo
 ABSL_FLAG(uint32_t, txn_idle_timeout_ms, 30000,
           "roll back a transaction whose stream is idle this long (DEADLINE_EXCEEDED)");
 ABSL_FLAG(uint64_t, max_txns, 1024, "open Txn streams allowed (more: RESOURCE_EXHAUSTED)");
-ABSL_FLAG(int, txn_workers, 8, "threads running transactions' engine calls");
+ABSL_FLAG(int, stream_workers, 8, "threads running Scan and Txn streams' engine calls");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "how long in-flight calls may run after SIGTERM");
 
 namespace {
@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
   config.service.data_dir = data_dir;
   config.service.txn_idle_timeout_ms = absl::GetFlag(FLAGS_txn_idle_timeout_ms);
   config.service.max_txns = absl::GetFlag(FLAGS_max_txns);
-  config.service.txn_workers = absl::GetFlag(FLAGS_txn_workers);
+  config.service.stream_workers = absl::GetFlag(FLAGS_stream_workers);
   nokv::service::KvService service(db, config.service);
   int port = 0;
   std::unique_ptr<grpc::Server> server = nokv::service::StartServer(config, &service, &port);
