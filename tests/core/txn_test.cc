@@ -199,6 +199,29 @@ TEST_F(TxnTest, KeysReadThroughAnIteratorConflictToo) {
   EXPECT_EQ(Commit(t), NOKV_ECONFLICT);
 }
 
+TEST_F(TxnTest, PrefixIteratorMergesOwnWritesWithinThePrefixOnly) {
+  ASSERT_EQ(Put(db_, "p1", "1"), NOKV_OK);
+  ASSERT_EQ(Put(db_, "p2", "2"), NOKV_OK);
+  ASSERT_EQ(Put(db_, "q", "outside"), NOKV_OK);
+  nokv_txn* t = Begin();
+  ASSERT_EQ(TPut(t, "p3", "mine"), NOKV_OK);
+  ASSERT_EQ(nokv_txn_delete(t, "p1", 2), NOKV_OK);
+  ASSERT_EQ(TPut(t, "o", "before the prefix"), NOKV_OK);
+  nokv_iter* it;
+  ASSERT_EQ(nokv_txn_iter_new_prefix(t, "p", 1, &it), NOKV_OK);
+  std::vector<std::string> keys;
+  for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) {
+    size_t n;
+    const char* k = static_cast<const char*>(nokv_iter_key(it, &n));
+    keys.emplace_back(k, n);
+  }
+  EXPECT_EQ(nokv_iter_status(it), NOKV_OK);
+  nokv_iter_close(it);
+  EXPECT_EQ(keys, (std::vector<std::string>{"p2", "p3"}));
+  ASSERT_EQ(Put(db_, "p2", "20"), NOKV_OK);  // a key the iterator returned
+  EXPECT_EQ(Commit(t), NOKV_ECONFLICT);
+}
+
 TEST_F(TxnTest, ReadOnlyTransactionsNeverConflictAndCannotWrite) {
   ASSERT_EQ(Put(db_, "x", "1"), NOKV_OK);
   nokv_txn* r = Begin(NOKV_TXN_READ_ONLY);

@@ -58,6 +58,8 @@ void nokv_txn_discard(nokv_txn *txn);
  * Close it (nokv_iter_close) before the transaction ends. */
 int nokv_txn_iter_new(nokv_txn *txn, const void *start, size_t start_len, const void *end,
                       size_t end_len, nokv_iter **out);
+/* The same over the keys that start with prefix (all keys if len is 0). */
+int nokv_txn_iter_new_prefix(nokv_txn *txn, const void *prefix, size_t len, nokv_iter **out);
 
 #ifdef __cplusplus
 }

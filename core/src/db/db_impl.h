@@ -190,6 +190,9 @@ typedef struct nk_lookup {
 int nk_db_lookup(nokv_db *db, nk_view *view, const char *key, size_t klen, uint64_t key_hash,
                  uint64_t read_ts, nk_lookup *out);
 void nk_lookup_release(nk_lookup *r);
+/* nokv_get of a checked key whose nk_hash64 the caller has already computed. */
+int nk_db_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t klen,
+              uint64_t key_hash, void **val, size_t *vlen, uint64_t *commit_ts);
 
 /* nokv_iter_new, plus: extra (may be NULL) is merged in as the newest source
  * (a transaction's pending writes, at versions no newer than the read ts), and
@@ -197,6 +200,10 @@ void nk_lookup_release(nk_lookup *r);
 int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
                    void (*on_key)(void *, const char *, size_t), void *arg, const void *start,
                    size_t start_len, const void *end, size_t end_len, nokv_iter **out);
+/* nk_db_iter_new over the keys that start with prefix. */
+int nk_db_iter_new_prefix(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
+                          void (*on_key)(void *, const char *, size_t), void *arg,
+                          const void *prefix, size_t len, nokv_iter **out);
 
 /* ---- value-log GC and epochs (gc.c) ---- */
 

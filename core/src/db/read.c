@@ -125,6 +125,11 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
              void **val, size_t *vlen, uint64_t *commit_ts) {
   nk_err_clear();
   NK_RET(nk_db_check_key(db, klen));
+  return nk_db_get(db, ro, key, klen, nk_hash64(key, klen), val, vlen, commit_ts);
+}
+
+int nk_db_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t klen,
+              uint64_t key_hash, void **val, size_t *vlen, uint64_t *commit_ts) {
   nk_count(&db->stats.gets, 1);
   nk_view *view = nk_db_acquire_view(db);
   uint64_t read_ts;
@@ -134,7 +139,7 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
     return ret;
   }
   nk_lookup r;
-  ret = nk_db_lookup(db, view, key, klen, nk_hash64(key, klen), read_ts, &r);
+  ret = nk_db_lookup(db, view, key, klen, key_hash, read_ts, &r);
   if (ret == NOKV_OK) {
     ret = NOKV_ENOTFOUND;
     if (r.found && r.kind == NK_KIND_VALUE) {
@@ -259,6 +264,21 @@ static nk_iter *build_merge(nokv_db *db, nk_view *v) {
   return m;
 }
 
+/* Frees an iterator, whole or partly built (live_handles is the caller's). */
+static void iter_free(nokv_iter *it) {
+  nk_iter_destroy(it->ahead);
+  nk_iter_destroy(it->merged);
+  nk_iter_destroy(it->pend);
+  nk_view_unref(it->view);
+  nk_memtable_unref(it->extra);
+  nk_buf_release(&it->key);
+  nk_buf_release(&it->vbuf);
+  nk_buf_release(&it->ahead_key);
+  free(it->start);
+  free(it->end);
+  free(it);
+}
+
 int nokv_iter_new(nokv_db *db, const nokv_read_options *ro, const void *start,
                   size_t start_len, const void *end, size_t end_len, nokv_iter **out) {
   nk_err_clear();
@@ -279,10 +299,7 @@ int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
   it->view = nk_db_acquire_view(db);
   int ret = nk_db_read_ts(db, ro, &it->read_ts);
   if (ret != NOKV_OK) {
-    nk_view_unref(it->view);
-    free(it->start);
-    free(it->end);
-    free(it);
+    iter_free(it);
     return ret;
   }
   it->start_len = start_len;
@@ -294,12 +311,7 @@ int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
     nk_memtable_ref(extra);
   }
   if ((extra != NULL && it->pend == NULL) || (it->merged = build_merge(db, it->view)) == NULL) {
-    nk_iter_destroy(it->pend);
-    nk_memtable_unref(it->extra);
-    nk_view_unref(it->view);
-    free(it->start);
-    free(it->end);
-    free(it);
+    iter_free(it);
     return nk_err(NOKV_ENOMEM, "out of memory creating an iterator");
   }
   atomic_fetch_add(&db->live_handles, 1);
@@ -529,34 +541,32 @@ int nokv_iter_status(const nokv_iter *it) { return it->status; }
 
 void nokv_iter_close(nokv_iter *it) {
   if (it == NULL) return;
-  nk_iter_destroy(it->merged);
-  nk_view_unref(it->view);
   atomic_fetch_sub(&it->db->live_handles, 1);
-  nk_buf_release(&it->key);
-  nk_buf_release(&it->vbuf);
-  stop_ahead(it);
-  nk_buf_release(&it->ahead_key);
-  nk_iter_destroy(it->pend);
-  nk_memtable_unref(it->extra);
-  free(it->start);
-  free(it->end);
-  free(it);
+  iter_free(it);
 }
 
-int nokv_iter_new_prefix(nokv_db *db, const nokv_read_options *ro, const void *prefix,
-                         size_t len, nokv_iter **out) {
+int nk_db_iter_new_prefix(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
+                          void (*on_key)(void *, const char *, size_t), void *arg,
+                          const void *prefix, size_t len, nokv_iter **out) {
   /* [prefix, successor): the successor drops trailing 0xff bytes and increments the
    * last other byte; a prefix of only 0xff bytes has none (unbounded). */
   const unsigned char *p = prefix;
   size_t n = len;
   while (n > 0 && p[n - 1] == 0xff) n--;
-  if (n == 0) return nokv_iter_new(db, ro, prefix, len, NULL, 0, out);
   char stack[256];
   char *end = n <= sizeof stack ? stack : malloc(n);
   if (end == NULL) return nk_err(NOKV_ENOMEM, "out of memory creating an iterator");
-  memcpy(end, prefix, n);
-  end[n - 1] = (char)(p[n - 1] + 1);
-  int rc = nokv_iter_new(db, ro, prefix, len, end, n, out);
+  if (n > 0) {
+    memcpy(end, prefix, n);
+    end[n - 1] = (char)(p[n - 1] + 1);
+  }
+  int rc = nk_db_iter_new(db, ro, extra, on_key, arg, prefix, len, end, n, out);
   if (end != stack) free(end);
   return rc;
+}
+
+int nokv_iter_new_prefix(nokv_db *db, const nokv_read_options *ro, const void *prefix,
+                         size_t len, nokv_iter **out) {
+  nk_err_clear();
+  return nk_db_iter_new_prefix(db, ro, NULL, NULL, NULL, prefix, len, out);
 }

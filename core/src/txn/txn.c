@@ -16,6 +16,7 @@
 #include "nokv/txn.h"
 #include "util/checksum.h"
 #include "util/error.h"
+#include "util/grow.h"
 
 struct nokv_txn {
   nokv_db *db;
@@ -53,28 +54,29 @@ int nokv_txn_begin(nokv_db *db, unsigned flags, nokv_txn **out) {
 
 uint64_t nokv_txn_read_ts(const nokv_txn *txn) { return nokv_snapshot_ts(txn->snap); }
 
-static void note_read(void *arg, const char *key, size_t klen) {
-  nokv_txn *t = arg;
-  if (t->read_only) return;  /* never checked */
-  if (t->nreads == t->reads_cap) {
-    size_t cap = t->reads_cap ? t->reads_cap * 2 : 16;
-    uint64_t *p = realloc(t->reads, cap * sizeof *p);
-    if (p == NULL) {
-      t->reads_lost = true;  /* unsafe to commit: a conflict could go unseen */
-      return;
-    }
-    t->reads = p;
-    t->reads_cap = cap;
+/* Remembers a read key's fingerprint for the commit's conflict check; false
+ * (and the commit will fail) if it could not. */
+static bool record_read(nokv_txn *t, uint64_t fp) {
+  if (t->read_only) return true;  /* never checked */
+  if (!nk_grow((void **)&t->reads, &t->reads_cap, t->nreads, sizeof *t->reads)) {
+    t->reads_lost = true;  /* unsafe to commit: a conflict could go unseen */
+    return false;
   }
-  t->reads[t->nreads++] = nk_hash64(key, klen);
+  t->reads[t->nreads++] = fp;
+  return true;
+}
+
+/* An iterator's on_key callback. */
+static void note_read(void *arg, const char *key, size_t klen) {
+  record_read(arg, nk_hash64(key, klen));
 }
 
 int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t *vlen) {
   nk_err_clear();
   NK_RET(nk_db_check_key(txn->db, klen));
+  uint64_t hash = nk_hash64(key, klen);  /* also the read's fingerprint */
   nk_entry e;
-  if (txn->pending != NULL &&
-      nk_memtable_get(txn->pending, key, klen, nk_hash64(key, klen), NK_MAX_TS, &e)) {
+  if (txn->pending != NULL && nk_memtable_get(txn->pending, key, klen, hash, NK_MAX_TS, &e)) {
     if (e.kind == NK_KIND_DELETE) return NOKV_ENOTFOUND;
     char *copy = malloc(e.vlen ? e.vlen : 1);
     if (copy == NULL) return nk_err(NOKV_ENOMEM, "out of memory copying a value");
@@ -83,13 +85,11 @@ int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t
     *vlen = e.vlen;
     return NOKV_OK;
   }
-  size_t before = txn->nreads;
-  note_read(txn, key, klen);
-  if (!txn->read_only && txn->nreads == before) {
+  if (!record_read(txn, hash)) {
     return nk_err(NOKV_ENOMEM, "out of memory tracking a transaction's reads");
   }
   nokv_read_options ro = {.snapshot = txn->snap};
-  return nokv_get(txn->db, &ro, key, klen, val, vlen, NULL);
+  return nk_db_get(txn->db, &ro, key, klen, hash, val, vlen, NULL);
 }
 
 static int buffer_write(nokv_txn *txn, nk_kind kind, const void *key, size_t klen,
@@ -140,6 +140,12 @@ int nokv_txn_iter_new(nokv_txn *txn, const void *start, size_t start_len, const 
   nokv_read_options ro = {.snapshot = txn->snap};
   return nk_db_iter_new(txn->db, &ro, txn->pending, note_read, txn, start, start_len, end,
                         end_len, out);
+}
+
+int nokv_txn_iter_new_prefix(nokv_txn *txn, const void *prefix, size_t len, nokv_iter **out) {
+  nk_err_clear();
+  nokv_read_options ro = {.snapshot = txn->snap};
+  return nk_db_iter_new_prefix(txn->db, &ro, txn->pending, note_read, txn, prefix, len, out);
 }
 
 static int cmp_u64(const void *a, const void *b) {
