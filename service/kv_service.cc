@@ -40,6 +40,18 @@ grpc::Status RequireKey(const std::string& key) {
 
 }  // namespace
 
+grpc::Status CheckScanBounds(const std::string& start, const std::string& end,
+                             const std::string& prefix) {
+  if (!prefix.empty() && (!start.empty() || !end.empty())) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "scan takes a prefix or a start/end range, not both");
+  }
+  if (!end.empty() && end < start) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "scan end is before start");
+  }
+  return grpc::Status::OK;
+}
+
 bool FillScanChunk(nokv_iter* iter, google::protobuf::RepeatedPtrField<nokv::v1::KeyValue>* kvs,
                    size_t chunk_bytes, uint32_t limit, uint32_t* sent) {
   size_t bytes = 0;
@@ -152,13 +164,8 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
         prefix_(req->prefix()),
         asked_ts_(req->read_ts()),
         limit_(req->limit()) {
-    if (!end_.empty() && end_ < start_) {
-      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "scan end is before start"));
-      return;
-    }
-    if (!prefix_.empty() && (!start_.empty() || !end_.empty())) {
-      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "scan takes a prefix or a start/end range, not both"));
+    if (grpc::Status s = CheckScanBounds(start_, end_, prefix_); !s.ok()) {
+      Finish(s);
       return;
     }
     service_->workers_.Submit([this] { Start(); });

@@ -93,6 +93,11 @@ class KvService final
   std::thread reaper_;
 };
 
+// INVALID_ARGUMENT unless the bounds name a range [start, end) (empty end: no
+// upper bound) or a prefix, not both.
+grpc::Status CheckScanBounds(const std::string& start, const std::string& end,
+                             const std::string& prefix);
+
 // Moves pairs from iter into kvs until they hold chunk_bytes of keys and values
 // (at least one pair), the iterator ends, or *sent reaches limit (0: none).
 // Returns whether the scan has more to send; check nokv_iter_status after.

@@ -11,6 +11,7 @@
 // worker task still refers to it (refs_).
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -24,13 +25,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using nokv::v1::TxnRequest;
 using nokv::v1::TxnResponse;
-
-// The first key after every key that starts with prefix ("" if none is).
-std::string PrefixEnd(std::string prefix) {
-  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
-  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
-  return prefix;
-}
 
 grpc::Status Invalid(const std::string& what) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, what);
@@ -107,11 +101,6 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
   }
 
  private:
-  ~TxnReactor() override {
-    nokv_iter_close(iter_);
-    nokv_txn_discard(txn_);
-  }
-
   void Unref() {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
@@ -143,10 +132,7 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
     std::lock_guard<std::mutex> l(mu_);
     if (finished_) return;
     if (busy_) {
-      if (!end_pending_) {
-        end_pending_ = true;
-        end_status_ = std::move(status);
-      }
+      if (!end_pending_) end_pending_ = std::move(status);
       return;
     }
     End(std::move(status));
@@ -165,7 +151,7 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
       finished_ = true;
       StartWriteAndFinish(&resp_, grpc::WriteOptions(), grpc::Status::OK);
     } else if (end_pending_) {
-      End(std::move(end_status_));
+      End(std::move(*end_pending_));
     } else if (next == Next::kFail) {
       End(std::move(status));
     } else {
@@ -210,7 +196,6 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
     switch (op) {
       case TxnRequest::kGet: {
         const std::string& key = req_.get().key();
-        if (key.empty()) return Fail(Invalid("empty key"));
         void* val = nullptr;
         size_t len = 0;
         int rc = nokv_txn_get(txn_, key.data(), key.size(), &val, &len);
@@ -225,7 +210,6 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
       case TxnRequest::kDelete: {
         bool put = op == TxnRequest::kPut;
         const std::string& key = put ? req_.put().key() : req_.delete_().key();
-        if (key.empty()) return Fail(Invalid("empty key"));
         int rc = put ? nokv_txn_put(txn_, key.data(), key.size(), req_.put().value().data(),
                                     req_.put().value().size())
                      : nokv_txn_delete(txn_, key.data(), key.size());
@@ -259,17 +243,11 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
 
   void StartScan() {
     const nokv::v1::TxnScan& scan = req_.scan();
-    std::string start = scan.start(), end = scan.end();
-    if (!scan.prefix().empty()) {
-      if (!start.empty() || !end.empty()) {
-        return Fail(Invalid("scan takes a prefix or a start/end range, not both"));
-      }
-      start = scan.prefix();
-      end = PrefixEnd(scan.prefix());
-    } else if (!end.empty() && end < start) {
-      return Fail(Invalid("scan end is before start"));
-    }
-    int rc = nokv_txn_iter_new(txn_, start.data(), start.size(), end.data(), end.size(), &iter_);
+    const std::string &start = scan.start(), &end = scan.end(), &prefix = scan.prefix();
+    if (grpc::Status s = CheckScanBounds(start, end, prefix); !s.ok()) return Fail(s);
+    int rc = prefix.empty() ? nokv_txn_iter_new(txn_, start.data(), start.size(), end.data(),
+                                                end.size(), &iter_)
+                            : nokv_txn_iter_new_prefix(txn_, prefix.data(), prefix.size(), &iter_);
     if (rc != NOKV_OK) return FailEngine(rc);
     nokv_iter_seek_first(iter_);
     scan_limit_ = scan.limit();
@@ -304,8 +282,7 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
   std::mutex mu_;
   bool busy_ = false;      // a worker owns the transaction and the stream
   bool finished_ = false;  // Finish (or StartWriteAndFinish) was called
-  bool end_pending_ = false;
-  grpc::Status end_status_;
+  std::optional<grpc::Status> end_pending_;  // how to end once the worker is done
   Clock::time_point last_activity_;
   uint32_t idle_timeout_ms_;
 
