@@ -362,9 +362,13 @@ TEST_F(TxnStreamTest, ClientThatStopsReadingAScanIsRolledBackWhenIdle) {
   req.mutable_scan()->set_prefix("stall");
   auto first = t.Call(req);
   ASSERT_TRUE(first && first->has_scan());
-  // The client stalls (think of a consumer that hangs); the stream must not wait
-  // for it forever.
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // The client stalls (think of a consumer that hangs): the reaper must roll
+  // the transaction back without waiting for it to read.
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (nokv_test::Stats(db_).txns_active > 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polling interval
+  }
+  ASSERT_EQ(nokv_test::Stats(db_).txns_active, 0u);
   size_t chunks = 1;
   bool done = false;
   TxnResponse resp;
