@@ -49,13 +49,16 @@ void ExpectAllVersion(nokv_db* db, int n, size_t size, int version) {
   }
 }
 
-// Every key in [0, n) reads back as BigValue(i, size) (or is absent if i is in missing).
-void ExpectAll(nokv_db* db, int n, size_t size) {
-  for (int i = 0; i < n; i++) {
-    auto v = Get(db, Key(i));
-    ASSERT_TRUE(v.has_value()) << Key(i);
-    ASSERT_EQ(v->data, BigValue(i, size)) << Key(i);
+// Every key in [0, n) reads back as BigValue(i, size).
+void ExpectAll(nokv_db* db, int n, size_t size) { ExpectAllVersion(db, n, size, 0); }
+
+// Puts BigValue(i, size, version) for every key in [from, to); the first
+// failure's code, or NOKV_OK.
+int PutRange(nokv_db* db, int from, int to, size_t size, int version = 0) {
+  for (int i = from; i < to; i++) {
+    if (int rc = Put(db, Key(i), BigValue(i, size, version)); rc != NOKV_OK) return rc;
   }
+  return NOKV_OK;
 }
 
 TEST(Vlog, LargeValuesLiveInTheLogAndReadBackEverywhere) {
@@ -108,14 +111,14 @@ TEST(Vlog, ThresholdZeroKeepsValuesInline) {
   o.value_threshold = 0;
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-  for (int i = 0; i < 20; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 8192)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 0, 20, 8192), NOKV_OK);
   EXPECT_LT(Stats(db).vlog_bytes, 1024u);
   ExpectAll(db, 20, 8192);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
   // Reopened with separation on, old inline values and new pointers mix.
   o.value_threshold = 512;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-  for (int i = 20; i < 40; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 8192)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 20, 40, 8192), NOKV_OK);
   EXPECT_GE(Stats(db).vlog_bytes, 20u * 8192);
   ExpectAll(db, 40, 8192);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
@@ -127,7 +130,7 @@ TEST(Vlog, SegmentsRotateAtTheirSize) {
   o.value_log_segment_bytes = 64 << 10;
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-  for (int i = 0; i < 300; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4000)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 0, 300, 4000), NOKV_OK);
   auto segs = FilesWithSuffix(dir.path(), ".vlog");
   EXPECT_GE(segs.size(), 300u * 4000 / (64 << 10));
   for (const auto& name : segs) {
@@ -146,9 +149,9 @@ TEST(Vlog, FlushRecordsTheHeadSoReopenValidatesOnlyTheTail) {
   nokv_options o = VlogOptions();
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-  for (int i = 0; i < 100; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 0, 100, 4096), NOKV_OK);
   ASSERT_EQ(nokv_flush(db), NOKV_OK);
-  for (int i = 100; i < 110; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 100, 110, 4096), NOKV_OK);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
   nokv_statistics s = Stats(db);
@@ -166,7 +169,7 @@ TEST(Vlog, TornTailIsCutAndReported) {
   nokv_options o = VlogOptions();
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-  for (int i = 0; i < 20; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 2048)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 0, 20, 2048), NOKV_OK);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
   auto segs = FilesWithSuffix(dir.path(), ".vlog");
   ASSERT_FALSE(segs.empty());
@@ -180,7 +183,7 @@ TEST(Vlog, TornTailIsCutAndReported) {
   EXPECT_EQ(std::filesystem::file_size(path), before);
   ExpectAll(db, 20, 2048);
   // Appends continue after the cut.
-  for (int i = 20; i < 30; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 2048)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 20, 30, 2048), NOKV_OK);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
   EXPECT_EQ(Stats(db).vlog_torn_bytes, 0u);
@@ -193,7 +196,7 @@ TEST(Vlog, WalRecordsWhoseValuesWereLostAreDroppedNotLeftDangling) {
   nokv_options o = VlogOptions();
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-  for (int i = 0; i < 20; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 2048)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 0, 20, 2048), NOKV_OK);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
   // The WAL reached the disk but the last three values did not (no sync, then
   // power loss): cut them from the segment.
@@ -205,7 +208,7 @@ TEST(Vlog, WalRecordsWhoseValuesWereLostAreDroppedNotLeftDangling) {
   nokv_statistics s = Stats(db);
   EXPECT_EQ(s.wal_records_dangling, 3u);
   EXPECT_GT(s.vlog_torn_bytes, 0u);
-  for (int i = 0; i < 17; i++) ASSERT_EQ(Get(db, Key(i))->data, BigValue(i, 2048));
+  ExpectAll(db, 17, 2048);
   for (int i = 17; i < 20; i++) EXPECT_FALSE(Get(db, Key(i)).has_value()) << Key(i);
   // Writes go on after the cut and survive another reopen.
   ASSERT_EQ(Put(db, Key(17), BigValue(17, 2048)), NOKV_OK);
@@ -221,7 +224,7 @@ TEST(Vlog, FlippedByteInAValueFailsThatKeyOnly) {
   nokv_options o = VlogOptions();
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-  for (int i = 0; i < 50; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 0, 50, 4096), NOKV_OK);
   ASSERT_EQ(nokv_flush(db), NOKV_OK);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
   auto segs = FilesWithSuffix(dir.path(), ".vlog");
@@ -239,7 +242,9 @@ TEST(Vlog, FlippedByteInAValueFailsThatKeyOnly) {
   EXPECT_EQ(rc, NOKV_ECORRUPT);
   EXPECT_NE(std::string(nokv_errmsg()).find("checksum"), std::string::npos) << nokv_errmsg();
   for (int i = 0; i < 50; i++) {
-    if (i != 10) ASSERT_EQ(Get(db, Key(i))->data, BigValue(i, 4096)) << Key(i);
+    if (i != 10) {
+      ASSERT_EQ(Get(db, Key(i))->data, BigValue(i, 4096)) << Key(i);
+    }
   }
   // A scan stops at the damaged key with the error, after the keys before it.
   nokv_iter* it;
@@ -258,7 +263,7 @@ TEST(Vlog, DamagedEntryBeforeTheNewestSegmentFailsOpen) {
   o.value_log_segment_bytes = 32 << 10;
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-  for (int i = 0; i < 40; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 0, 40, 4096), NOKV_OK);
   ASSERT_EQ(nokv_close(db), NOKV_OK);  // nothing flushed: every segment is past the head
   auto segs = FilesWithSuffix(dir.path(), ".vlog");
   ASSERT_GE(segs.size(), 3u);
@@ -280,7 +285,9 @@ TEST(Vlog, SyncedLargeWritesSurvivePowerLoss) {
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
   for (int i = 0; i < 60; i++) {
     ASSERT_EQ(Put(db, Key(i), BigValue(i, 3000), /*sync=*/true), NOKV_OK);
-    if (i == 30) ASSERT_EQ(nokv_flush(db), NOKV_OK);
+    if (i == 30) {
+      ASSERT_EQ(nokv_flush(db), NOKV_OK);
+    }
   }
   fenv.PowerOff();
   for (int i = 60; i < 80; i++) Put(db, Key(i), BigValue(i, 3000));  // may be lost
@@ -305,7 +312,7 @@ TEST(Vlog, FailedValueLogWriteStopsWritesAndReopenRecovers) {
   o.env = fenv.env();
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-  for (int i = 0; i < 10; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 0, 10, 4096), NOKV_OK);
   fenv.FailAppendsAfter(100);
   EXPECT_NE(Put(db, Key(10), BigValue(10, 4096)), NOKV_OK);
   EXPECT_NE(Put(db, Key(11), BigValue(11, 10)), NOKV_OK);  // stopped
@@ -332,10 +339,8 @@ TEST(VlogGc, CollectsDeadSegmentsAndKeepsEveryLiveValue) {
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
   const int n = 300;
   for (int round = 0; round < 3; round++) {
-    for (int i = 0; i < n; i++) {
-      // Keys below 200 are overwritten each round; the rest keep round 0.
-      if (round == 0 || i < 200) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4000, round)), NOKV_OK);
-    }
+    // Keys below 200 are overwritten each round; the rest keep round 0.
+    ASSERT_EQ(PutRange(db, 0, round == 0 ? n : 200, 4000, round), NOKV_OK);
   }
   for (int i = 250; i < 260; i++) ASSERT_EQ(Delete(db, Key(i)), NOKV_OK);
   ASSERT_EQ(nokv_compact(db), NOKV_OK);
@@ -382,7 +387,7 @@ TEST(VlogGc, RetiredSegmentStaysUntilReadersThatMightNeedItAreGone) {
   nokv_options o = GcOptions();
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-  for (int i = 0; i < 100; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4000)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 0, 100, 4000), NOKV_OK);
   for (int i = 0; i < 100; i += 2) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4000, 1)), NOKV_OK);
   ASSERT_EQ(nokv_compact(db), NOKV_OK);
 
@@ -465,7 +470,7 @@ TEST(VlogGc, BackgroundGcRunsAfterCompactionReportsGarbage) {
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
   for (int round = 0; round < 4; round++) {
-    for (int i = 0; i < 100; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4000, round)), NOKV_OK);
+    ASSERT_EQ(PutRange(db, 0, 100, 4000, round), NOKV_OK);
   }
   ASSERT_EQ(nokv_compact(db), NOKV_OK);
   // Collections run in the background; wait for them through the API: a
@@ -475,7 +480,7 @@ TEST(VlogGc, BackgroundGcRunsAfterCompactionReportsGarbage) {
   nokv_statistics s = Stats(db);
   EXPECT_GT(s.gc_runs, 0u);
   EXPECT_GT(s.gc_segments_collected, collected);
-  for (int i = 0; i < 100; i++) ASSERT_EQ(Get(db, Key(i))->data, BigValue(i, 4000, 3));
+  ExpectAllVersion(db, 100, 4000, 3);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 
@@ -485,7 +490,7 @@ TEST(Vlog, ScansReadAheadWhenValuesAreCold) {
   o.scan_prefetch_micros = 0;  // treat every value as cold
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-  for (int i = 0; i < 500; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096)), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 0, 500, 4096), NOKV_OK);
   for (int i = 0; i < 500; i += 5) ASSERT_EQ(Put(db, Key(i), BigValue(i, 100, 1)), NOKV_OK);
   ASSERT_EQ(nokv_flush(db), NOKV_OK);
   for (int i = 0; i < 500; i += 7) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4096, 2)), NOKV_OK);
@@ -568,7 +573,7 @@ TEST(VlogGc, DamagedSegmentIsSkippedAndReported) {
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
   for (int round = 0; round < 3; round++) {
-    for (int i = 0; i < 100; i++) ASSERT_EQ(Put(db, Key(i), BigValue(i, 4000, round)), NOKV_OK);
+    ASSERT_EQ(PutRange(db, 0, 100, 4000, round), NOKV_OK);
   }
   ASSERT_EQ(nokv_compact(db), NOKV_OK);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
