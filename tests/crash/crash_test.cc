@@ -19,6 +19,12 @@
 
 namespace {
 
+// Kill rounds per test: $NOKV_CRASH_ROUNDS, or 20.
+int CrashRounds() {
+  const char* env = getenv("NOKV_CRASH_ROUNDS");
+  return env != nullptr ? atoi(env) : 20;
+}
+
 std::string WriterPath() {
   return std::string(getenv("TEST_SRCDIR")) + "/" + getenv("TEST_WORKSPACE") +
          "/tests/crash/crash_writer";
@@ -83,8 +89,7 @@ void ExpectAllPresent(nokv_db* db, const std::vector<std::string>& keys, int rou
 }
 
 TEST(CrashTest, SigkillLosesNoAcknowledgedSyncWrite) {
-  const char* env = getenv("NOKV_CRASH_ROUNDS");
-  int rounds = env ? atoi(env) : 20;
+  int rounds = CrashRounds();
   std::mt19937_64 rng(nokv_test::TestSeed());
   nokv_test::TempDir dir;
   size_t total = 0;
@@ -114,8 +119,7 @@ TEST(CrashTest, SigkillLosesNoAcknowledgedSyncWrite) {
 // and whatever a kill left half-written must be gone once the database has been
 // reopened and compacted.
 TEST(CrashTest, SigkillDuringFlushAndCompactionLosesNothing) {
-  const char* env = getenv("NOKV_CRASH_ROUNDS");
-  int rounds = env ? atoi(env) : 20;
+  int rounds = CrashRounds();
   std::mt19937_64 rng(nokv_test::TestSeed() + 1);
   nokv_test::TempDir dir;
   nokv_options o;
@@ -198,8 +202,7 @@ std::set<std::string> VlogFiles(const std::string& dir) {
 // small key space with large values while compacting and collecting back to
 // back).
 TEST(CrashTest, SigkillDuringValueLogAppendsAndGcLosesNothing) {
-  const char* env = getenv("NOKV_CRASH_ROUNDS");
-  int rounds = env ? atoi(env) : 20;
+  int rounds = CrashRounds();
   std::mt19937_64 rng(nokv_test::TestSeed() + 2);
   nokv_test::TempDir dir;
   nokv_options o;
@@ -237,8 +240,7 @@ TEST(CrashTest, SigkillDuringValueLogAppendsAndGcLosesNothing) {
 // manifest retired it, before the file is gone. Reopen must delete it and lose
 // nothing.
 TEST(CrashTest, SigkillRightBeforeSegmentDeletion) {
-  const char* env = getenv("NOKV_CRASH_ROUNDS");
-  int rounds = env ? atoi(env) / 2 : 10;
+  int rounds = CrashRounds() / 2;
   std::mt19937_64 rng(nokv_test::TestSeed() + 3);
   nokv_test::TempDir dir;
   nokv_options o;
@@ -275,8 +277,7 @@ TEST(CrashTest, SigkillRightBeforeSegmentDeletion) {
 // every reopen each acknowledged transfer is there (its marker key), and the
 // accounts still sum to the starting total: no transaction is half applied.
 TEST(CrashTest, SigkillWhileTransactionsCommitKeepsThemAtomic) {
-  const char* env = getenv("NOKV_CRASH_ROUNDS");
-  int rounds = env ? atoi(env) : 20;
+  int rounds = CrashRounds();
   std::mt19937_64 rng(nokv_test::TestSeed() + 4);
   nokv_test::TempDir dir;
   nokv_options o;
