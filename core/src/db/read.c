@@ -553,13 +553,12 @@ int nk_db_iter_new_prefix(nokv_db *db, const nokv_read_options *ro, nk_memtable 
   const unsigned char *p = prefix;
   size_t n = len;
   while (n > 0 && p[n - 1] == 0xff) n--;
+  if (n == 0) return nk_db_iter_new(db, ro, extra, on_key, arg, prefix, len, NULL, 0, out);
   char stack[256];
   char *end = n <= sizeof stack ? stack : malloc(n);
   if (end == NULL) return nk_err(NOKV_ENOMEM, "out of memory creating an iterator");
-  if (n > 0) {
-    memcpy(end, prefix, n);
-    end[n - 1] = (char)(p[n - 1] + 1);
-  }
+  memcpy(end, prefix, n);
+  end[n - 1] = (char)(p[n - 1] + 1);
   int rc = nk_db_iter_new(db, ro, extra, on_key, arg, prefix, len, end, n, out);
   if (end != stack) free(end);
   return rc;
