@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -231,16 +233,19 @@ TEST(ConcurrentTest, ValueLogGcRacesWritersAndReaders) {
 
 // The bank: accounts whose total must never change. Transfer threads move
 // random amounts between random accounts in transactions, retrying on
-// conflict; an auditor sums every account in read-only transactions while they
-// run. Every audit and the final state must see the same total, and with
-// retries every transfer eventually commits.
+// conflict, for a fixed time ($NOKV_BANK_MS, default 1500 ms); auditors sum
+// every account while they run, one in read-only transactions and one at plain
+// snapshots. Every audit and the final state must see the same total, and every
+// transfer eventually commits.
 TEST(ConcurrentTest, BankTransfersKeepTheTotal) {
   TempDir dir;
   nokv_options o;
   nokv_test::TinyLsmOptions(&o);  // flushes and compactions race the transfers too
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-  const int kAccounts = 20, kThreads = 4, kTransfers = 300, kStart = 1000;
+  const int kAccounts = 8, kThreads = 4, kStart = 1000;
+  const char* env_ms = getenv("NOKV_BANK_MS");
+  const auto run_for = std::chrono::milliseconds(env_ms != nullptr ? atoi(env_ms) : 1500);
   auto acct = [](int i) { return "acct" + std::to_string(100 + i); };
   for (int i = 0; i < kAccounts; i++) ASSERT_EQ(Put(db, acct(i), std::to_string(kStart)), NOKV_OK);
   auto read = [](nokv_txn* t, const std::string& k, int* out) {
@@ -251,24 +256,37 @@ TEST(ConcurrentTest, BankTransfersKeepTheTotal) {
     nokv_free(v);
     return true;
   };
-  std::atomic<int> failures{0}, conflicts{0}, audits{0};
+  // Sums the accounts through it; -1 if the iterator fails.
+  auto sum = [](nokv_iter* it) {
+    int total = 0;
+    for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) {
+      size_t n;
+      const char* v = static_cast<const char*>(nokv_iter_value(it, &n));
+      total += std::stoi(std::string(v, n));
+    }
+    int rc = nokv_iter_status(it);
+    nokv_iter_close(it);
+    return rc == NOKV_OK ? total : -1;
+  };
+  std::atomic<int> failures{0}, conflicts{0}, transfers{0}, audits{0}, bad_audits{0};
   std::atomic<bool> stop{false};
+  const auto deadline = std::chrono::steady_clock::now() + run_for;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; t++) {
     threads.emplace_back([&, t] {
       uint64_t x = 88172645463325252ull + t;
       auto rnd = [&x] { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x; };
-      for (int i = 0; i < kTransfers; i++) {
+      while (std::chrono::steady_clock::now() < deadline) {
         int from = static_cast<int>(rnd() % kAccounts), to = static_cast<int>(rnd() % kAccounts);
         int amount = static_cast<int>(rnd() % 50);
-        for (;;) {
+        for (;;) {  // until it commits: a transfer is never given up
           nokv_txn* txn;
-          if (nokv_txn_begin(db, 0, &txn) != NOKV_OK) { failures++; break; }
+          if (nokv_txn_begin(db, 0, &txn) != NOKV_OK) { failures++; return; }
           int a = 0, b = 0;
           if (!read(txn, acct(from), &a) || !read(txn, acct(to), &b)) {
             failures++;
             nokv_txn_discard(txn);
-            break;
+            return;
           }
           std::string na = std::to_string(a - amount), nb = std::to_string(b + amount);
           if (from != to) {
@@ -277,30 +295,43 @@ TEST(ConcurrentTest, BankTransfersKeepTheTotal) {
           }
           int rc = nokv_txn_commit(txn, nullptr, nullptr);
           if (rc == NOKV_OK) break;
-          if (rc != NOKV_ECONFLICT) { failures++; break; }
+          if (rc != NOKV_ECONFLICT) { failures++; return; }
           conflicts++;
         }
+        transfers++;
       }
     });
   }
-  std::thread auditor([&] {
+  auto audit = [&](int total) {
+    audits++;
+    if (total != kAccounts * kStart) bad_audits++;
+  };
+  std::thread txn_auditor([&] {
     while (!stop.load()) {
       nokv_txn* txn;
-      if (nokv_txn_begin(db, NOKV_TXN_READ_ONLY, &txn) != NOKV_OK) { failures++; continue; }
-      int total = 0;
       nokv_iter* it;
-      if (nokv_txn_iter_new(txn, "acct", 4, "acct~", 5, &it) != NOKV_OK) { failures++; }
-      else {
-        for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) {
-          size_t n;
-          const char* v = static_cast<const char*>(nokv_iter_value(it, &n));
-          total += std::stoi(std::string(v, n));
-        }
-        nokv_iter_close(it);
+      if (nokv_txn_begin(db, NOKV_TXN_READ_ONLY, &txn) != NOKV_OK) { failures++; return; }
+      if (nokv_txn_iter_new(txn, "acct", 4, "acct~", 5, &it) == NOKV_OK) {
+        audit(sum(it));
+      } else {
+        failures++;
       }
-      if (total != kAccounts * kStart) failures++;
-      audits++;
       nokv_txn_discard(txn);
+    }
+  });
+  std::thread snapshot_auditor([&] {
+    while (!stop.load()) {
+      nokv_snapshot* snap;
+      nokv_iter* it;
+      if (nokv_snapshot_create(db, &snap) != NOKV_OK) { failures++; return; }
+      nokv_read_options ro = {};
+      ro.snapshot = snap;
+      if (nokv_iter_new(db, &ro, "acct", 4, "acct~", 5, &it) == NOKV_OK) {
+        audit(sum(it));
+      } else {
+        failures++;
+      }
+      nokv_snapshot_release(db, snap);
     }
   });
   std::thread compactor([&] {
@@ -310,11 +341,14 @@ TEST(ConcurrentTest, BankTransfersKeepTheTotal) {
   });
   for (auto& th : threads) th.join();
   stop = true;
-  auditor.join();
+  txn_auditor.join();
+  snapshot_auditor.join();
   compactor.join();
   EXPECT_EQ(failures.load(), 0) << nokv_errmsg();
-  printf("%d transfers, %d conflicts retried, %d audits\n", kThreads * kTransfers,
-         conflicts.load(), audits.load());
+  EXPECT_EQ(bad_audits.load(), 0) << "of " << audits.load() << " audits";
+  printf("%d transfers in %lld ms, %d conflicts retried, %d audits\n", transfers.load(),
+         static_cast<long long>(run_for.count()), conflicts.load(), audits.load());
+  EXPECT_GT(transfers.load(), 0);
   EXPECT_GT(audits.load(), 0);
   int total = 0;
   for (int i = 0; i < kAccounts; i++) total += std::stoi(Get(db, acct(i))->data);

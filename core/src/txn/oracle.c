@@ -15,6 +15,7 @@ void nk_oracle_init(nk_oracle *o, uint64_t last_ts) {
   o->live = 0;
   o->commits = o->commits_tail = NULL;
   o->ncommits = 0;
+  o->conflict_all_below = 0;
 }
 
 void nk_oracle_destroy(nk_oracle *o) {
