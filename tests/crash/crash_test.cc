@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <map>
 #include <random>
 #include <set>
@@ -273,9 +274,11 @@ TEST(CrashTest, SigkillRightBeforeSegmentDeletion) {
   EXPECT_GT(self_killed, 0);
 }
 
-// Transactions: SIGKILL while 4 threads commit bank transfers (synced). After
-// every reopen each acknowledged transfer is there (its marker key), and the
-// accounts still sum to the starting total: no transaction is half applied.
+// Transactions: SIGKILL while 4 threads commit bank transfers (synced), each
+// with a marker key recording what it moved. After every reopen each
+// acknowledged transfer is there (its marker), and every account holds exactly
+// its starting balance plus the transfers whose markers survived: a
+// transaction is wholly present or wholly absent, never half applied.
 TEST(CrashTest, SigkillWhileTransactionsCommitKeepsThemAtomic) {
   int rounds = CrashRounds();
   std::mt19937_64 rng(nokv_test::TestSeed() + 4);
@@ -293,15 +296,34 @@ TEST(CrashTest, SigkillWhileTransactionsCommitKeepsThemAtomic) {
     for (const auto& m : acked) {
       ASSERT_TRUE(nokv_test::Get(db, m).has_value()) << "round " << round << ": " << m << " lost";
     }
+    std::vector<long> expect(CRASH_ACCOUNTS, CRASH_START);
+    size_t markers = 0;
+    nokv_iter* it;
+    ASSERT_EQ(nokv_iter_new_prefix(db, nullptr, "m/", 2, &it), NOKV_OK);
+    for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) {
+      size_t n;
+      const char* v = static_cast<const char*>(nokv_iter_value(it, &n));
+      int from = -1, to = -1;
+      long amount = 0;
+      ASSERT_EQ(sscanf(std::string(v, n).c_str(), "%d %d %ld", &from, &to, &amount), 3);
+      ASSERT_TRUE(from >= 0 && from < CRASH_ACCOUNTS && to >= 0 && to < CRASH_ACCOUNTS);
+      expect[from] -= amount;
+      expect[to] += amount;
+      markers++;
+    }
+    ASSERT_EQ(nokv_iter_status(it), NOKV_OK) << nokv_errmsg();
+    nokv_iter_close(it);
     long total = 0;
     for (int i = 0; i < CRASH_ACCOUNTS; i++) {
       char k[16];
       crash_account_key(i, k);
       auto v = nokv_test::Get(db, k);
       ASSERT_TRUE(v.has_value()) << k;
+      EXPECT_EQ(std::stol(v->data), expect[i]) << "round " << round << ": " << k;
       total += std::stol(v->data);
     }
-    printf("round %d: %zu transfers acknowledged, total %ld\n", round, lines.size(), total);
+    printf("round %d: %zu transfers acknowledged, %zu committed in all, total %ld\n", round,
+           lines.size(), markers, total);
     ASSERT_EQ(total, static_cast<long>(CRASH_ACCOUNTS) * CRASH_START) << "round " << round;
     ASSERT_EQ(nokv_close(db), NOKV_OK);
   }

@@ -18,7 +18,8 @@
  *
  * With "txn", each thread runs bank transfers between CRASH_ACCOUNTS accounts in
  * transactions (synced commits, retried on conflict); each transfer also writes
- * a marker key "m/r<round>/t<thread>/<seq>", printed once the commit returned.
+ * a marker key "m/r<round>/t<thread>/<seq>" (its value: "from to amount"),
+ * printed once the commit returned.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -97,7 +98,11 @@ static void *txn_writer(void *arg) {
         crash_write_account(txn, from, a - amount);
         crash_write_account(txn, to, b + amount);
       }
-      nokv_txn_put(txn, marker, (size_t)mlen, "1", 1);
+      /* The marker says what the transfer did, so a reader can recompute every
+       * balance from the markers alone. */
+      char what[48];
+      int wlen = snprintf(what, sizeof what, "%d %d %ld", from, to, from != to ? amount : 0);
+      nokv_txn_put(txn, marker, (size_t)mlen, what, (size_t)wlen);
       int rc = nokv_txn_commit(txn, &wo, NULL);
       if (rc == NOKV_OK) break;
       if (rc != NOKV_ECONFLICT) {
