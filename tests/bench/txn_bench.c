@@ -6,6 +6,7 @@
  *   bazel build --config=opt //tests/bench:txn_bench
  *   bazel-bin/tests/bench/txn_bench [--keys 100000] [--threads 4] [--txns 50000]
  *       [--dist uniform,zipfian] [--engines nokv,rocksdb] [--repeat 3] [--dir DIR]
+ *       [--hold 1]
  *
  * Each database holds `keys` counters (16-byte keys, 100-byte values starting with
  * a decimal count). `threads` threads each run `txns` transactions: pick 4
@@ -14,7 +15,9 @@
  * A conflict is counted as an abort and not retried. Reported: committed
  * transactions per second, abort rate = aborts / attempts, medians over
  * `repeat` runs. Afterwards the counters must sum to 4 x commits: a check that
- * each engine's transactions were atomic and isolated.
+ * each engine's transactions were atomic and isolated. With --hold 1, one more
+ * read-write transaction is begun before the run and ended after it, as a
+ * client holding a transaction open would: it must not slow the others down.
  */
 #define _DEFAULT_SOURCE
 #include <dirent.h>
@@ -71,6 +74,10 @@ typedef struct engine {
    * conflict. false on any other error. */
   bool (*rmw)(void *db, char keys[][KEY_LEN], bool *committed);
   bool (*read)(void *db, const char *k, long *count);
+  /* Begins a read-write transaction that reads k and stays open (a client that
+   * holds its transaction through the run); release ends it. */
+  void *(*hold)(void *db, const char *k);
+  void (*release)(void *db, void *held);
 } engine;
 
 static void *n_open(const char *dir) {
@@ -119,6 +126,19 @@ static bool n_read(void *db, const char *k, long *count) {
   return true;
 }
 
+static void *n_hold(void *db, const char *k) {
+  nokv_txn *t;
+  void *v;
+  size_t n;
+  if (nokv_txn_begin(db, 0, &t) != NOKV_OK) return NULL;
+  if (nokv_txn_get(t, k, KEY_LEN, &v, &n) == NOKV_OK) nokv_free(v);
+  return t;
+}
+static void n_release(void *db, void *held) {
+  (void)db;
+  nokv_txn_discard(held);
+}
+
 typedef struct rtx {
   rocksdb_optimistictransactiondb_t *db;
   rocksdb_options_t *opts;
@@ -126,7 +146,7 @@ typedef struct rtx {
   rocksdb_cache_t *cache;
   rocksdb_writeoptions_t *wo;
   rocksdb_readoptions_t *ro;
-  rocksdb_optimistictransaction_options_t *to;
+  rocksdb_optimistictransaction_options_t *to, *held_to;
 } rtx;
 
 static void *r_open(const char *dir) {
@@ -152,12 +172,15 @@ static void *r_open(const char *dir) {
   r->wo = rocksdb_writeoptions_create();
   r->ro = rocksdb_readoptions_create();
   r->to = rocksdb_optimistictransaction_options_create();
+  r->held_to = rocksdb_optimistictransaction_options_create();
+  rocksdb_optimistictransaction_options_set_set_snapshot(r->held_to, 1);
   return r;
 }
 static void r_close(void *h) {
   rtx *r = h;
   rocksdb_optimistictransactiondb_close(r->db);
   rocksdb_optimistictransaction_options_destroy(r->to);
+  rocksdb_optimistictransaction_options_destroy(r->held_to);
   rocksdb_writeoptions_destroy(r->wo);
   rocksdb_readoptions_destroy(r->ro);
   rocksdb_options_destroy(r->opts);
@@ -215,9 +238,27 @@ static bool r_read(void *h, const char *k, long *count) {
   return ok;
 }
 
+static void *r_hold(void *h, const char *k) {
+  rtx *r = h;
+  rocksdb_transaction_t *t = rocksdb_optimistictransaction_begin(r->db, r->wo, r->held_to, NULL);
+  char *err = NULL;
+  size_t n = 0;
+  char *v = rocksdb_transaction_get_for_update(t, r->ro, k, KEY_LEN, &n, 1, &err);
+  rocksdb_free(v);
+  free(err);
+  return t;
+}
+static void r_release(void *h, void *held) {
+  (void)h;
+  char *err = NULL;
+  rocksdb_transaction_rollback(held, &err);
+  free(err);
+  rocksdb_transaction_destroy(held);
+}
+
 static const engine engines[] = {
-    {"nokv", n_open, n_close, n_load, n_rmw, n_read},
-    {"rocksdb", r_open, r_close, r_load, r_rmw, r_read},
+    {"nokv", n_open, n_close, n_load, n_rmw, n_read, n_hold, n_release},
+    {"rocksdb", r_open, r_close, r_load, r_rmw, r_read, r_hold, r_release},
 };
 
 /* ---- the run ---- */
@@ -267,6 +308,7 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
   uint64_t nkeys = 100000, txns = 50000;
   int threads = 4, repeat = 1;
+  bool hold = false;
   char dists[64] = "uniform,zipfian", names[64] = "nokv,rocksdb", base[256] = "";
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *f = argv[i], *v = argv[i + 1];
@@ -277,6 +319,7 @@ int main(int argc, char **argv) {
     else if (strcmp(f, "--dist") == 0) snprintf(dists, sizeof dists, "%s", v);
     else if (strcmp(f, "--engines") == 0) snprintf(names, sizeof names, "%s", v);
     else if (strcmp(f, "--dir") == 0) snprintf(base, sizeof base, "%s", v);
+    else if (strcmp(f, "--hold") == 0) hold = atoi(v) != 0;
     else {
       fprintf(stderr, "txn_bench: unknown flag %s\n", f);
       return 2;
@@ -287,8 +330,9 @@ int main(int argc, char **argv) {
   zipf z;
   zipf_init(&z, nkeys);
   printf("txn_bench: %llu keys, %d threads x %llu transactions of %d read-modify-writes, "
-         "%d repetition(s)\n\n",
-         (unsigned long long)nkeys, threads, (unsigned long long)txns, KEYS_PER_TXN, repeat);
+         "%d repetition(s)%s\n\n",
+         (unsigned long long)nkeys, threads, (unsigned long long)txns, KEYS_PER_TXN, repeat,
+         hold ? ", one more transaction held open throughout" : "");
   printf("| distribution | engine | committed txn/s | abort rate | vs rocksdb |\n");
   printf("|---|---|---:|---:|---:|\n");
   int status = 0;
@@ -313,6 +357,12 @@ int main(int argc, char **argv) {
             return 1;
           }
         }
+        key_of(0, key);
+        void *held = hold ? en->hold(db, key) : NULL;
+        if (hold && held == NULL) {
+          fprintf(stderr, "txn_bench: %s: hold failed\n", en->name);
+          return 1;
+        }
         worker w[64];
         pthread_t tid[64];
         double t0 = now();
@@ -330,6 +380,7 @@ int main(int argc, char **argv) {
           failed |= w[t].failed;
         }
         double secs = now() - t0;
+        if (held != NULL) en->release(db, held);
         /* Every committed transaction added 1 to 4 counters, and nothing else did. */
         long sum = 0, c;
         for (uint64_t k = 0; k < nkeys && !failed; k++) {
