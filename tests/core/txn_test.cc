@@ -95,13 +95,13 @@ TEST_F(TxnTest, LostUpdateOneOfTwoIncrementsAborts) {
   EXPECT_EQ(s.txn_conflicts, 1u);
   EXPECT_EQ(s.txns_active, 0u);
   // No transaction is left that could conflict with the recorded write sets.
-  EXPECT_EQ(s.txn_commit_records, 0u);
+  EXPECT_EQ(s.txn_tracked_keys, 0u);
 }
 
 // A long run of overlapping transactions, at most kWindow open at a time: the
-// oracle must keep only the write sets some open transaction could conflict
-// with (those committed after the oldest one began), never the whole history.
-TEST_F(TxnTest, CommitRecordsStayBoundedOverALongRun) {
+// oracle must keep only the keys some open transaction could conflict with
+// (those written after the oldest one began), never the whole history.
+TEST_F(TxnTest, TrackedKeysStayBoundedOverALongRun) {
   const int kWindow = 4, kRounds = 5000;
   std::vector<nokv_txn*> open;
   uint64_t most = 0;
@@ -114,14 +114,14 @@ TEST_F(TxnTest, CommitRecordsStayBoundedOverALongRun) {
       ASSERT_EQ(Commit(t), NOKV_OK) << nokv_errmsg();
     }
     ASSERT_EQ(Put(db_, "plain" + std::to_string(i % 64), "v"), NOKV_OK);  // recorded too
-    most = std::max(most, Stats(db_).txn_commit_records);
+    most = std::max(most, Stats(db_).txn_tracked_keys);
   }
-  // Each open transaction began at most kWindow rounds ago, and a round commits
-  // two writes: nothing older can be needed.
+  // Each open transaction began at most kWindow rounds ago, and a round writes
+  // two keys: nothing older can be needed.
   EXPECT_LE(most, 2u * kWindow + 2) << "of " << 2 * kRounds << " commits";
   EXPECT_GT(most, 0u);
   for (nokv_txn* t : open) nokv_txn_discard(t);
-  EXPECT_EQ(Stats(db_).txn_commit_records, 0u);
+  EXPECT_EQ(Stats(db_).txn_tracked_keys, 0u);
 }
 
 TEST_F(TxnTest, NoReadSkew) {

@@ -24,7 +24,7 @@ typedef struct nokv_statistics {
   uint64_t txns_active;         /* read-write transactions open */
   uint64_t txn_commits;         /* commits that succeeded (read-only ones too) */
   uint64_t txn_conflicts;       /* commits refused with NOKV_ECONFLICT */
-  uint64_t txn_commit_records;  /* committed write sets kept for conflict checks */
+  uint64_t txn_tracked_keys;    /* keys whose last commit is kept for conflict checks */
 
   /* memtable */
   uint64_t memtable_entries;

@@ -464,7 +464,7 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->txns_active = (uint64_t)atomic_load(&db->active_txns);
   s->txn_commits = nk_counter_get(&db->stats.txn_commits);
   s->txn_conflicts = nk_counter_get(&db->stats.txn_conflicts);
-  s->txn_commit_records = nk_oracle_commit_records(&db->oracle);
+  s->txn_tracked_keys = nk_oracle_tracked_keys(&db->oracle);
   nk_view *view = nk_db_acquire_view(db);
   s->memtable_entries = nk_memtable_entries(view->mem);
   s->memtable_bytes = nk_memtable_usage(view->mem);

@@ -1,11 +1,21 @@
 /*
  * oracle.c — snapshots are taken at the visible timestamp, which never decreases,
  * so appending to the list keeps it sorted and the oldest is at its head.
+ *
+ * The key table (see nk_oracle in oracle.h) is open addressing with linear
+ * probing, at most half full. Dead slots (at or below the horizon) stay in
+ * place so probe chains stay whole; an insertion takes over the first dead slot
+ * on its chain. The table is rebuilt with only its live keys, sized at four
+ * slots per key, when it would pass half full, and after a release once enough
+ * insertions have paid for the rebuild's pass, or as soon as no snapshot is
+ * left: that is how it shrinks again after a long-lived snapshot goes.
  */
 #include "txn/oracle.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#define MIN_SLOTS 64u
 
 void nk_oracle_init(nk_oracle *o, uint64_t last_ts) {
   o->next_ts = last_ts + 1;
@@ -13,53 +23,96 @@ void nk_oracle_init(nk_oracle *o, uint64_t last_ts) {
   pthread_mutex_init(&o->mu, NULL);
   o->oldest = o->newest = NULL;
   o->live = 0;
-  o->commits = o->commits_tail = NULL;
-  o->ncommits = 0;
+  o->keys = NULL;
+  o->slots = o->used = o->inserts = 0;
   o->conflict_all_below = 0;
 }
 
 void nk_oracle_destroy(nk_oracle *o) {
-  while (o->commits != NULL) {
-    nk_commit_record *r = o->commits;
-    o->commits = r->next;
-    free(r);
-  }
+  free(o->keys);
   pthread_mutex_destroy(&o->mu);
 }
 
-/* Drops commit records no live snapshot is older than: no transaction can
- * conflict with them any more. REQUIRES: mu held. */
-static void prune(nk_oracle *o) {
-  uint64_t oldest = o->oldest != NULL ? o->oldest->ts : UINT64_MAX;
-  while (o->commits != NULL && o->commits->ts <= oldest) {
-    nk_commit_record *r = o->commits;
-    o->commits = r->next;
-    if (o->commits == NULL) o->commits_tail = NULL;
-    o->ncommits--;
-    free(r);
+/* Keys last written at or below it can conflict with no live reader.
+ * REQUIRES: mu held. */
+static uint64_t horizon(const nk_oracle *o) {
+  return o->oldest != NULL ? o->oldest->ts : nk_oracle_read_ts(o);
+}
+
+/* Fingerprints are hashes already, but tests and collisions of their low bits
+ * should not cluster: one multiply-xorshift spreads them. */
+static size_t slot_of(uint64_t fp, size_t mask) {
+  fp ^= fp >> 33;
+  fp *= 0xff51afd7ed558ccdull;
+  fp ^= fp >> 33;
+  return (size_t)fp & mask;
+}
+
+/* Sets fp's last commit to ts. REQUIRES: mu held, used < slots. */
+static void put(nk_oracle *o, uint64_t fp, uint64_t ts, uint64_t dead_at) {
+  size_t mask = o->slots - 1;
+  nk_key_commit *reuse = NULL;
+  size_t i = slot_of(fp, mask);
+  for (;; i = (i + 1) & mask) {
+    nk_key_commit *s = &o->keys[i];
+    if (s->ts == 0) break;
+    if (s->fp == fp) {
+      if (ts > s->ts) s->ts = ts;
+      return;
+    }
+    if (reuse == NULL && s->ts <= dead_at) reuse = s;
+  }
+  if (reuse == NULL) {
+    reuse = &o->keys[i];
+    o->used++;
+  }
+  reuse->fp = fp;
+  reuse->ts = ts;
+  o->inserts++;
+}
+
+/* fp's last commit, 0 if none is kept. REQUIRES: mu held. */
+static uint64_t last_commit(const nk_oracle *o, uint64_t fp) {
+  if (o->slots == 0) return 0;
+  size_t mask = o->slots - 1;
+  for (size_t i = slot_of(fp, mask);; i = (i + 1) & mask) {
+    const nk_key_commit *s = &o->keys[i];
+    if (s->ts == 0) return 0;
+    if (s->fp == fp) return s->ts;
   }
 }
 
-static bool contains(const uint64_t *sorted, size_t n, uint64_t x) {
-  size_t lo = 0, hi = n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (sorted[mid] < x) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
+static size_t count_live(const nk_oracle *o, uint64_t dead_at) {
+  size_t live = 0;
+  for (size_t i = 0; i < o->slots; i++) live += o->keys[i].ts > dead_at;
+  return live;
+}
+
+/* Rebuilds the table with only the live keys, at four slots a key; false (and
+ * the table unchanged) if out of memory. REQUIRES: mu held. */
+static bool rebuild(nk_oracle *o, uint64_t dead_at) {
+  size_t live = count_live(o, dead_at);
+  size_t slots = MIN_SLOTS;
+  while (slots < live * 4) slots *= 2;
+  nk_key_commit *table = calloc(slots, sizeof *table);
+  if (table == NULL) return false;
+  nk_key_commit *old = o->keys;
+  size_t old_slots = o->slots;
+  o->keys = table;
+  o->slots = slots;
+  o->used = 0;
+  for (size_t i = 0; i < old_slots; i++) {
+    if (old[i].ts > dead_at) put(o, old[i].fp, old[i].ts, dead_at);
   }
-  return lo < n && sorted[lo] == x;
+  o->inserts = 0;
+  free(old);
+  return true;
 }
 
 bool nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, const uint64_t *reads, size_t n) {
   pthread_mutex_lock(&o->mu);
   bool hit = read_ts < o->conflict_all_below;
-  for (const nk_commit_record *r = o->commits; r != NULL && !hit; r = r->next) {
-    if (r->ts <= read_ts) continue;
-    for (size_t i = 0; i < r->n && !hit; i++) hit = contains(reads, n, r->fps[i]);
-  }
+  for (size_t i = 0; i < n && !hit; i++) hit = last_commit(o, reads[i]) > read_ts;
   pthread_mutex_unlock(&o->mu);
   return hit;
 }
@@ -71,24 +124,18 @@ void nk_oracle_lose_record(nk_oracle *o, uint64_t ts) {
 }
 
 void nk_oracle_record_commit(nk_oracle *o, uint64_t ts, const uint64_t *writes, size_t n) {
-  nk_commit_record *r = malloc(sizeof *r + n * sizeof r->fps[0]);
-  if (r == NULL) {
-    nk_oracle_lose_record(o, ts);
-    return;
-  }
-  r->ts = ts;
-  r->next = NULL;
-  r->n = n;
-  if (n > 0) memcpy(r->fps, writes, n * sizeof r->fps[0]);
   pthread_mutex_lock(&o->mu);
-  if (o->commits_tail != NULL) {
-    o->commits_tail->next = r;
-  } else {
-    o->commits = r;
+  uint64_t dead_at = horizon(o);
+  /* At or below the horizon already (published, and no live snapshot predates
+   * it): no reader can conflict with it. */
+  for (size_t i = 0; i < n && ts > dead_at; i++) {
+    if ((o->used + 1) * 2 > o->slots && !rebuild(o, dead_at) &&
+        (o->slots == 0 || (o->used + 1) * 4 > o->slots * 3)) {
+      if (ts > o->conflict_all_below) o->conflict_all_below = ts;  /* no room: lost */
+      break;
+    }
+    put(o, writes[i], ts, dead_at);
   }
-  o->commits_tail = r;
-  o->ncommits++;
-  prune(o);
   pthread_mutex_unlock(&o->mu);
 }
 
@@ -124,7 +171,12 @@ void nk_oracle_release(nk_oracle *o, nokv_snapshot *s) {
     o->newest = s->prev;
   }
   o->live--;
-  prune(o);
+  /* Shrink once the keys an old snapshot needed are dead: at once when no
+   * snapshot is left, else when insertions since the last rebuild pay for it.
+   * A failed rebuild leaves the table as it is. */
+  if (o->slots > MIN_SLOTS && (o->oldest == NULL || o->inserts >= o->slots / 4)) {
+    rebuild(o, horizon(o));
+  }
   pthread_mutex_unlock(&o->mu);
   free(s);
 }
@@ -136,9 +188,16 @@ void nk_oracle_snapshots(nk_oracle *o, uint64_t *oldest, uint64_t *live) {
   pthread_mutex_unlock(&o->mu);
 }
 
-uint64_t nk_oracle_commit_records(nk_oracle *o) {
+uint64_t nk_oracle_tracked_keys(nk_oracle *o) {
   pthread_mutex_lock(&o->mu);
-  uint64_t n = o->ncommits;
+  uint64_t n = count_live(o, horizon(o));
+  pthread_mutex_unlock(&o->mu);
+  return n;
+}
+
+size_t nk_oracle_table_slots(nk_oracle *o) {
+  pthread_mutex_lock(&o->mu);
+  size_t n = o->slots;
   pthread_mutex_unlock(&o->mu);
   return n;
 }

@@ -4,7 +4,9 @@
  * The oracle hands out strictly increasing commit timestamps to write groups and
  * publishes the last one whose writes are fully applied: readers take that as
  * their read timestamp, so they never see a write that is half applied. Live
- * snapshots are tracked so the oldest one (the watermark) bounds version GC.
+ * snapshots are tracked so the oldest one (the watermark) bounds version GC,
+ * and the keys committed since it are remembered for transactions' conflict
+ * checks.
  */
 #ifndef NOKV_TXN_ORACLE_H
 #define NOKV_TXN_ORACLE_H
@@ -23,24 +25,30 @@ struct nokv_snapshot {
   struct nokv_snapshot *prev, *next;
 };
 
-/* The keys (as 64-bit fingerprints) a transaction wrote, at its commit ts. */
-typedef struct nk_commit_record {
-  uint64_t ts;
-  struct nk_commit_record *next;
-  size_t n;
-  uint64_t fps[];
-} nk_commit_record;
+/* One key's last commit: the slot of an open-addressing table keyed by the
+ * key's 64-bit fingerprint. ts 0 marks an empty slot. */
+typedef struct nk_key_commit {
+  uint64_t fp, ts;
+} nk_key_commit;
 
 typedef struct nk_oracle {
   uint64_t next_ts;              /* REQUIRES: only the write leader touches it */
   atomic_uint_fast64_t visible;  /* last fully applied commit timestamp */
-  pthread_mutex_t mu;            /* guards the snapshot list and the commit records */
+  pthread_mutex_t mu;            /* guards the snapshot list and the key table */
   struct nokv_snapshot *oldest, *newest;
   uint64_t live;
-  /* Write sets of committed transactions, oldest first, kept while a live
-   * snapshot (every transaction holds one) is older than them. */
-  nk_commit_record *commits, *commits_tail;
-  uint64_t ncommits;
+  /* For conflict checks, the last commit timestamp of every key written after
+   * the horizon: the oldest live snapshot's timestamp, or with none the visible
+   * one (a commit recorded but not yet published is above it, and a snapshot
+   * taken before its publication must still see the conflict). A slot at or
+   * below the horizon is dead: no live reader can conflict with it, and an
+   * insertion may take it over. Memory follows the distinct keys written since
+   * the oldest live snapshot began, not the number of commits, and a conflict
+   * check costs one lookup per key read. */
+  nk_key_commit *keys;
+  size_t slots;    /* a power of two, or 0 before the first commit */
+  size_t used;     /* slots holding a key, live or dead */
+  size_t inserts;  /* since the table was last rebuilt */
   uint64_t conflict_all_below;  /* a record was lost: older readers conflict */
 } nk_oracle;
 
@@ -68,15 +76,17 @@ nokv_snapshot *nk_oracle_snapshot(nk_oracle *o);
 void nk_oracle_release(nk_oracle *o, nokv_snapshot *s);
 /* Oldest live snapshot's ts (0 if none) and the count of live snapshots. */
 void nk_oracle_snapshots(nk_oracle *o, uint64_t *oldest, uint64_t *live);
-/* Committed write sets kept for conflict checks. */
-uint64_t nk_oracle_commit_records(nk_oracle *o);
+/* Keys whose last commit a live reader could conflict with. */
+uint64_t nk_oracle_tracked_keys(nk_oracle *o);
+/* The key table's size in slots (memory: 16 bytes a slot). */
+size_t nk_oracle_table_slots(nk_oracle *o);
 
 /* Did a transaction that committed after read_ts write any of the n keys in
- * reads (fingerprints, sorted)? REQUIRES: the caller is the write leader, so no
- * commit is recorded meanwhile. */
+ * reads (fingerprints)? REQUIRES: the caller is the write leader, so no commit
+ * is recorded meanwhile, and the reader's snapshot (at read_ts) is live. */
 bool nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, const uint64_t *reads, size_t n);
-/* Records the keys a write committed at ts wrote. REQUIRES: write leader. Out of
- * memory, every transaction older than ts will conflict instead. */
+/* Records the keys a write committed at ts wrote. REQUIRES: write leader. Out
+ * of memory, every transaction older than ts will conflict instead. */
 void nk_oracle_record_commit(nk_oracle *o, uint64_t ts, const uint64_t *writes, size_t n);
 /* A write at ts could not be recorded: without it a conflict could go unseen, so
  * every transaction that began before ts will conflict instead. */

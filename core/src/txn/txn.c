@@ -4,8 +4,8 @@
  * version GC and value-log deletion), buffers its writes in a private memtable,
  * and remembers a 64-bit fingerprint of every key it reads. Its commit goes to
  * the write leader, which refuses it if a transaction committed after read_ts
- * wrote one of those keys (the oracle keeps committed write sets while any
- * snapshot is older than them), and otherwise writes it as one batch.
+ * wrote one of those keys (the oracle keeps each key's last commit while a
+ * snapshot is older than it), and otherwise writes it as one batch.
  * Fingerprints can collide, which can only cause a spurious conflict.
  */
 #include <stdlib.h>
@@ -148,11 +148,6 @@ int nokv_txn_iter_new_prefix(nokv_txn *txn, const void *prefix, size_t len, nokv
   return nk_db_iter_new_prefix(txn->db, &ro, txn->pending, note_read, txn, prefix, len, out);
 }
 
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
 int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commit_ts) {
   nk_err_clear();
   nokv_db *db = txn->db;
@@ -186,7 +181,6 @@ int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commi
   }
   nk_iter_destroy(it);
   if (ret == NOKV_OK) {
-    if (txn->nreads > 1) qsort(txn->reads, txn->nreads, sizeof *txn->reads, cmp_u64);
     nk_txn_commit c = {.read_ts = nokv_txn_read_ts(txn),
                        .reads = txn->reads,
                        .nreads = txn->nreads,
