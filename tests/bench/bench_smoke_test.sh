@@ -25,6 +25,9 @@ grep -q 'vs badger' "$tmp/table.md" || { echo "no ratio to badger"; exit 1; }
 "$runfiles/tests/bench/txn_bench" --keys 2000 --txns 300 --threads 4 --dir "$tmp/t" > "$tmp/txn.md"
 cat "$tmp/txn.md"
 grep -q '^| zipfian | rocksdb | ' "$tmp/txn.md" || { echo "no transaction results"; exit 1; }
+"$runfiles/tests/bench/txn_bench" --keys 2000 --txns 300 --threads 4 --hold 1 --dist uniform \
+  --dir "$tmp/t" > "$tmp/txn_hold.md"
+grep -q 'held open' "$tmp/txn_hold.md" || { echo "no results with a transaction held open"; exit 1; }
 # The Txn RPC: exits non-zero if a transaction fails or the counters do not add up.
 "$runfiles/tests/bench/txn_rpc_bench" --keys 500 --txns 200 --threads 2 --dist zipfian > "$tmp/rpc.txt"
 cat "$tmp/rpc.txt"
