@@ -14,7 +14,8 @@ namespace {
 
 class OracleTest : public ::testing::Test {
  protected:
-  void SetUp() override { nk_oracle_init(&o_, 10); }
+  void SetUp() override { nk_oracle_init(&o_, 10, kMaxBytes); }
+  static constexpr size_t kMaxBytes = 64 << 20;
   void TearDown() override { nk_oracle_destroy(&o_); }
 
   // Commits the keys at the next timestamp, as the leader does: reserve,
@@ -26,8 +27,9 @@ class OracleTest : public ::testing::Test {
     return ts;
   }
   bool Conflicts(uint64_t read_ts, std::vector<uint64_t> reads) {
-    return nk_oracle_conflicts(&o_, read_ts, reads.data(), reads.size());
+    return nk_oracle_conflicts(&o_, read_ts, reads.data(), reads.size()) != NK_NO_CONFLICT;
   }
+  uint64_t Tracked() { return nk_oracle_tracked_keys(&o_, nullptr); }
 
   nk_oracle o_;
 };
@@ -85,21 +87,21 @@ TEST_F(OracleTest, ACommitRecordedBeforeItIsPublishedIsKeptForLaterSnapshots) {
 TEST_F(OracleTest, KeepsOnlyWhatALiveSnapshotCanConflictWith) {
   Commit({1, 2, 3});  // no snapshot: nothing to keep once published
   nokv_snapshot* s = nk_oracle_snapshot(&o_);
-  EXPECT_EQ(nk_oracle_tracked_keys(&o_), 0u);
+  EXPECT_EQ(Tracked(), 0u);
   // A hot key rewritten many times is one key to remember, not many.
   for (int i = 0; i < 1000; i++) Commit({7});
   for (uint64_t k = 100; k < 200; k++) Commit({k});
-  EXPECT_EQ(nk_oracle_tracked_keys(&o_), 101u);
+  EXPECT_EQ(Tracked(), 101u);
   EXPECT_TRUE(Conflicts(s->ts, {7}));
   EXPECT_TRUE(Conflicts(s->ts, {150}));
   nokv_snapshot* newer = nk_oracle_snapshot(&o_);
   nk_oracle_release(&o_, s);  // the newer snapshot saw every commit so far
-  EXPECT_EQ(nk_oracle_tracked_keys(&o_), 0u);
+  EXPECT_EQ(Tracked(), 0u);
   EXPECT_FALSE(Conflicts(newer->ts, {7, 150}));
   Commit({7});
   EXPECT_TRUE(Conflicts(newer->ts, {7}));
   nk_oracle_release(&o_, newer);
-  EXPECT_EQ(nk_oracle_tracked_keys(&o_), 0u);
+  EXPECT_EQ(Tracked(), 0u);
 }
 
 // Many distinct keys while an old snapshot lives: the table grows and every
@@ -115,14 +117,43 @@ TEST_F(OracleTest, GrowsAndShrinksWithTheKeysALiveSnapshotNeeds) {
       batch.clear();
     }
   }
-  EXPECT_EQ(nk_oracle_tracked_keys(&o_), kKeys);
+  EXPECT_EQ(Tracked(), kKeys);
   for (uint64_t k = 0; k < kKeys; k += 997) {
     EXPECT_TRUE(Conflicts(s->ts, {k * 0x9E3779B97F4A7C15ull})) << k;
   }
   EXPECT_FALSE(Conflicts(s->ts, {12345}));
   nk_oracle_release(&o_, s);
-  EXPECT_EQ(nk_oracle_tracked_keys(&o_), 0u);
+  EXPECT_EQ(Tracked(), 0u);
   EXPECT_LE(nk_oracle_table_slots(&o_), 1024u);
+}
+
+// At its memory limit the table stops tracking keys: the readers open then
+// conflict (as too old), the table empties, and newer readers are tracked as
+// before.
+TEST_F(OracleTest, AtItsLimitOpenReadersConflictAndTheTableEmpties) {
+  nk_oracle_destroy(&o_);
+  nk_oracle_init(&o_, 10, 64 << 10);  // 4,096 slots: at most 1,536 keys
+  nokv_snapshot* old = nk_oracle_snapshot(&o_);
+  uint64_t k = 0;
+  uint64_t overflows = 0;
+  while (overflows == 0 && k < 10000) {
+    Commit({k++});
+    ASSERT_LE(Tracked(), 2048u);
+    nk_oracle_tracked_keys(&o_, &overflows);
+  }
+  EXPECT_EQ(overflows, 1u);
+  EXPECT_GE(k, 1000u);  // it held a good share of its slots first
+  EXPECT_LE(nk_oracle_table_slots(&o_), 4096u);
+  EXPECT_EQ(nk_oracle_conflicts(&o_, old->ts, nullptr, 0), NK_CONFLICT_TOO_OLD);
+  EXPECT_EQ(Tracked(), 0u);
+  nokv_snapshot* fresh = nk_oracle_snapshot(&o_);
+  EXPECT_FALSE(Conflicts(fresh->ts, {1, 2, 3}));
+  Commit({2});
+  EXPECT_EQ(nk_oracle_conflicts(&o_, fresh->ts, std::vector<uint64_t>{2}.data(), 1),
+            NK_CONFLICT_KEY);
+  EXPECT_FALSE(Conflicts(fresh->ts, {3}));
+  nk_oracle_release(&o_, old);
+  nk_oracle_release(&o_, fresh);
 }
 
 TEST_F(OracleTest, ALostRecordMakesEveryOlderReaderConflict) {

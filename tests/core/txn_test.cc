@@ -124,6 +124,35 @@ TEST_F(TxnTest, TrackedKeysStayBoundedOverALongRun) {
   EXPECT_EQ(Stats(db_).txn_tracked_keys, 0u);
 }
 
+// A transaction held open while more keys are written than conflict tracking
+// may hold (max_txn_conflict_bytes) cannot be checked any more: its commit is
+// refused with a retry message that says why, and memory stays at the limit.
+// Transactions that began afterwards commit as usual.
+TEST_F(TxnTest, ATransactionOlderThanConflictTrackingHoldsConflicts) {
+  ASSERT_EQ(nokv_close(db_), NOKV_OK);
+  o_.max_txn_conflict_bytes = 64 << 10;  // 4,096 slots
+  ASSERT_EQ(nokv_open(dir_.path().c_str(), &o_, &db_), NOKV_OK);
+  nokv_txn* old = Begin();
+  EXPECT_EQ(TGet(old, "a"), "<none>");
+  ASSERT_EQ(TPut(old, "a", "1"), NOKV_OK);
+  for (int i = 0; i < 5000; i++) {
+    ASSERT_EQ(Put(db_, "key" + std::to_string(i), "v"), NOKV_OK);
+    ASSERT_LE(Stats(db_).txn_tracked_keys, 2048u);
+  }
+  EXPECT_GE(Stats(db_).txn_tracking_overflows, 1u);
+  nokv_txn* young = Begin();
+  EXPECT_EQ(TGet(young, "key1"), "v");
+  ASSERT_EQ(TPut(young, "b", "1"), NOKV_OK);
+  EXPECT_EQ(Commit(old), NOKV_ECONFLICT);
+  EXPECT_NE(std::string(nokv_errmsg()).find("max_txn_conflict_bytes"), std::string::npos)
+      << nokv_errmsg();
+  EXPECT_EQ(Commit(young), NOKV_OK) << nokv_errmsg();
+  EXPECT_FALSE(Get(db_, "a").has_value());
+  o_.max_txn_conflict_bytes = 1000;  // below the minimum
+  nokv_db* other;
+  EXPECT_EQ(nokv_open((dir_.path() + "-x").c_str(), &o_, &other), NOKV_EINVAL);
+}
+
 TEST_F(TxnTest, NoReadSkew) {
   // Invariant x + y = 100; a transfer moves 30 from x to y between r's two reads.
   ASSERT_EQ(Put(db_, "x", "50"), NOKV_OK);

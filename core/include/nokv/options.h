@@ -83,6 +83,12 @@ typedef struct nokv_options {
    * also capped at half of memtable_max_bytes). Defaults 100000 and 32 MiB. */
   uint32_t max_txn_ops;
   size_t max_txn_bytes;
+  /* Memory for conflict checks: a table of the last commit timestamp of every
+   * key written since the oldest open snapshot began (16 bytes a slot, 2 to 4
+   * slots a key). When those keys outgrow it, the table is emptied and every
+   * transaction open at that moment fails to commit with NOKV_ECONFLICT (retry
+   * it); newer ones are unaffected. Default 64 MiB; at least 64 KiB. */
+  size_t max_txn_conflict_bytes;
 
   const struct nokv_env *env;  /* NULL: POSIX file layer */
 } nokv_options;

@@ -25,6 +25,7 @@ typedef struct nokv_statistics {
   uint64_t txn_commits;         /* commits that succeeded (read-only ones too) */
   uint64_t txn_conflicts;       /* commits refused with NOKV_ECONFLICT */
   uint64_t txn_tracked_keys;    /* keys whose last commit is kept for conflict checks */
+  uint64_t txn_tracking_overflows;  /* times they outgrew max_txn_conflict_bytes (or memory) */
 
   /* memtable */
   uint64_t memtable_entries;

@@ -59,6 +59,7 @@ void nokv_options_init(nokv_options *o) {
   o->scan_prefetch_micros = 30;
   o->max_txn_ops = 100000;
   o->max_txn_bytes = 32u << 20;
+  o->max_txn_conflict_bytes = 64u << 20;
 }
 
 void nokv_write_options_init(nokv_write_options *wo) { memset(wo, 0, sizeof *wo); }
@@ -108,6 +109,10 @@ static int check_options(const nokv_options *o) {
   if (o->value_log_segment_bytes < 4096 || o->value_log_segment_bytes > (UINT64_C(2) << 30)) {
     return nk_err(NOKV_EINVAL, "value_log_segment_bytes must be 4 KiB to 2 GiB, not %llu",
                   (unsigned long long)o->value_log_segment_bytes);
+  }
+  if (o->max_txn_conflict_bytes < (64u << 10)) {
+    return nk_err(NOKV_EINVAL, "max_txn_conflict_bytes must be at least 64 KiB, not %zu",
+                  o->max_txn_conflict_bytes);
   }
   if (!(o->value_log_gc_ratio > 0 && o->value_log_gc_ratio <= 1)) {
     return nk_err(NOKV_EINVAL, "value_log_gc_ratio must be in (0, 1], not %g",
@@ -202,7 +207,7 @@ static int replay_wal(nokv_db *db) {
   free(numbers);
   NK_RET(ret);
   uint64_t last = c.last_ts > db->vset->last_ts ? c.last_ts : db->vset->last_ts;
-  nk_oracle_init(&db->oracle, last);
+  nk_oracle_init(&db->oracle, last, db->opts.max_txn_conflict_bytes);
   atomic_init(&db->history_horizon, last);
   return NOKV_OK;
 }
@@ -464,7 +469,7 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->txns_active = (uint64_t)atomic_load(&db->active_txns);
   s->txn_commits = nk_counter_get(&db->stats.txn_commits);
   s->txn_conflicts = nk_counter_get(&db->stats.txn_conflicts);
-  s->txn_tracked_keys = nk_oracle_tracked_keys(&db->oracle);
+  s->txn_tracked_keys = nk_oracle_tracked_keys(&db->oracle, &s->txn_tracking_overflows);
   nk_view *view = nk_db_acquire_view(db);
   s->memtable_entries = nk_memtable_entries(view->mem);
   s->memtable_bytes = nk_memtable_usage(view->mem);

@@ -33,6 +33,7 @@ typedef struct nk_writer {
   nokv_batch *filtered;     /* its live part, made by the leader */
   const nk_txn_commit *txn; /* a transaction's commit: checked for conflicts first */
   bool conflicted;          /* a transaction the leader refused: not written */
+  const char *refusal;      /* why, when conflicted */
   bool sync;
   bool done;
   int rc;
@@ -289,6 +290,9 @@ static int filter_gc_batch(nokv_db *db, nk_writer *w) {
 static const char conflict_message[] =
     "transaction conflict: a key it read was written by a transaction that committed after "
     "it began; retry";
+static const char too_old_message[] =
+    "transaction conflict: more keys were written since it began than conflict tracking "
+    "holds (max_txn_conflict_bytes); retry";
 
 /* Records the keys the group [first, last] wrote as committed at ts, for
  * transactions' conflict checks. REQUIRES: leader. */
@@ -363,9 +367,12 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   size_t refused = 0;
   uint64_t ts = first_ts;
   for (nk_writer *w = leader;; w = w->next, ts++) {
-    if (w->txn != NULL &&
-        nk_oracle_conflicts(&db->oracle, w->txn->read_ts, w->txn->reads, w->txn->nreads)) {
+    nk_conflict c = w->txn == NULL ? NK_NO_CONFLICT
+                                   : nk_oracle_conflicts(&db->oracle, w->txn->read_ts,
+                                                         w->txn->reads, w->txn->nreads);
+    if (c != NK_NO_CONFLICT) {
       w->conflicted = true;
+      w->refusal = c == NK_CONFLICT_TOO_OLD ? too_old_message : conflict_message;
       refused++;
     } else if (w->txn != NULL) {
       nk_oracle_record_commit(&db->oracle, ts, w->txn->writes, w->txn->nwrites);
@@ -428,7 +435,7 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   for (nk_writer *w = leader;;) {
     nk_writer *next = w->next;
     w->rc = w->conflicted ? NOKV_ECONFLICT : rc;
-    if (w == leader && w->conflicted) nk_err(NOKV_ECONFLICT, "%s", conflict_message);
+    if (w == leader && w->conflicted) nk_err(NOKV_ECONFLICT, "%s", w->refusal);
     w->done = true;
     if (w != leader) pthread_cond_signal(&w->cv);
     if (w == last) {
@@ -462,7 +469,7 @@ static int enqueue_and_wait(nokv_db *db, nk_writer *w) {
       pthread_cond_broadcast(&db->idle);
     }
   } else if (w->rc == NOKV_ECONFLICT) {
-    nk_err(w->rc, "%s", conflict_message);
+    nk_err(w->rc, "%s", w->refusal);
   } else if (w->rc != NOKV_OK) {
     nk_err(w->rc, "%s", w->rc == db->bg_error ? db->bg_errmsg : nokv_strerror(w->rc));
   }

@@ -8,7 +8,9 @@
  * on its chain. The table is rebuilt with only its live keys, sized at four
  * slots per key, when it would pass half full, and after a release once enough
  * insertions have paid for the rebuild's pass, or as soon as no snapshot is
- * left: that is how it shrinks again after a long-lived snapshot goes.
+ * left: that is how it shrinks again after a long-lived snapshot goes. At its
+ * limit it holds half as many keys as slots; past that, every transaction open
+ * is made to conflict (conflict_all_below), which kills every key at once.
  */
 #include "txn/oracle.h"
 
@@ -17,7 +19,7 @@
 
 #define MIN_SLOTS 64u
 
-void nk_oracle_init(nk_oracle *o, uint64_t last_ts) {
+void nk_oracle_init(nk_oracle *o, uint64_t last_ts, size_t max_bytes) {
   o->next_ts = last_ts + 1;
   atomic_init(&o->visible, last_ts);
   pthread_mutex_init(&o->mu, NULL);
@@ -25,7 +27,10 @@ void nk_oracle_init(nk_oracle *o, uint64_t last_ts) {
   o->live = 0;
   o->keys = NULL;
   o->slots = o->used = o->inserts = 0;
+  o->max_slots = MIN_SLOTS;
+  while (o->max_slots * 2 * sizeof(nk_key_commit) <= max_bytes) o->max_slots *= 2;
   o->conflict_all_below = 0;
+  o->overflows = 0;
 }
 
 void nk_oracle_destroy(nk_oracle *o) {
@@ -36,7 +41,8 @@ void nk_oracle_destroy(nk_oracle *o) {
 /* Keys last written at or below it can conflict with no live reader.
  * REQUIRES: mu held. */
 static uint64_t horizon(const nk_oracle *o) {
-  return o->oldest != NULL ? o->oldest->ts : nk_oracle_read_ts(o);
+  uint64_t h = o->oldest != NULL ? o->oldest->ts : nk_oracle_read_ts(o);
+  return h > o->conflict_all_below ? h : o->conflict_all_below;
 }
 
 /* Fingerprints are hashes already, but tests and collisions of their low bits
@@ -88,12 +94,15 @@ static size_t count_live(const nk_oracle *o, uint64_t dead_at) {
   return live;
 }
 
-/* Rebuilds the table with only the live keys, at four slots a key; false (and
- * the table unchanged) if out of memory. REQUIRES: mu held. */
+/* Rebuilds the table with only the live keys, at four slots a key, or at the
+ * limit at most 3/8 full (so that an eighth of it is inserted before the next
+ * rebuild); false (and the table unchanged) if out of room or memory.
+ * REQUIRES: mu held. */
 static bool rebuild(nk_oracle *o, uint64_t dead_at) {
   size_t live = count_live(o, dead_at);
   size_t slots = MIN_SLOTS;
-  while (slots < live * 4) slots *= 2;
+  while (slots < live * 4 && slots < o->max_slots) slots *= 2;
+  if (live * 8 > slots * 3) return false;
   nk_key_commit *table = calloc(slots, sizeof *table);
   if (table == NULL) return false;
   nk_key_commit *old = o->keys;
@@ -109,12 +118,14 @@ static bool rebuild(nk_oracle *o, uint64_t dead_at) {
   return true;
 }
 
-bool nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, const uint64_t *reads, size_t n) {
+nk_conflict nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, const uint64_t *reads, size_t n) {
   pthread_mutex_lock(&o->mu);
-  bool hit = read_ts < o->conflict_all_below;
-  for (size_t i = 0; i < n && !hit; i++) hit = last_commit(o, reads[i]) > read_ts;
+  nk_conflict c = read_ts < o->conflict_all_below ? NK_CONFLICT_TOO_OLD : NK_NO_CONFLICT;
+  for (size_t i = 0; i < n && c == NK_NO_CONFLICT; i++) {
+    if (last_commit(o, reads[i]) > read_ts) c = NK_CONFLICT_KEY;
+  }
   pthread_mutex_unlock(&o->mu);
-  return hit;
+  return c;
 }
 
 void nk_oracle_lose_record(nk_oracle *o, uint64_t ts) {
@@ -129,9 +140,14 @@ void nk_oracle_record_commit(nk_oracle *o, uint64_t ts, const uint64_t *writes, 
   /* At or below the horizon already (published, and no live snapshot predates
    * it): no reader can conflict with it. */
   for (size_t i = 0; i < n && ts > dead_at; i++) {
-    if ((o->used + 1) * 2 > o->slots && !rebuild(o, dead_at) &&
-        (o->slots == 0 || (o->used + 1) * 4 > o->slots * 3)) {
-      if (ts > o->conflict_all_below) o->conflict_all_below = ts;  /* no room: lost */
+    if ((o->used + 1) * 2 > o->slots && !rebuild(o, dead_at)) {
+      /* At the limit (or out of memory): instead of this commit's keys, make
+       * every reader older than it conflict. That kills every key at or below
+       * it — all of them — so the table empties. */
+      o->overflows++;
+      if (ts > o->conflict_all_below) o->conflict_all_below = ts;
+      if (o->slots > 0) memset(o->keys, 0, o->slots * sizeof *o->keys);
+      o->used = o->inserts = 0;
       break;
     }
     put(o, writes[i], ts, dead_at);
@@ -188,9 +204,10 @@ void nk_oracle_snapshots(nk_oracle *o, uint64_t *oldest, uint64_t *live) {
   pthread_mutex_unlock(&o->mu);
 }
 
-uint64_t nk_oracle_tracked_keys(nk_oracle *o) {
+uint64_t nk_oracle_tracked_keys(nk_oracle *o, uint64_t *overflows) {
   pthread_mutex_lock(&o->mu);
   uint64_t n = count_live(o, horizon(o));
+  if (overflows != NULL) *overflows = o->overflows;
   pthread_mutex_unlock(&o->mu);
   return n;
 }

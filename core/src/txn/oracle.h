@@ -40,19 +40,32 @@ typedef struct nk_oracle {
   /* For conflict checks, the last commit timestamp of every key written after
    * the horizon: the oldest live snapshot's timestamp, or with none the visible
    * one (a commit recorded but not yet published is above it, and a snapshot
-   * taken before its publication must still see the conflict). A slot at or
-   * below the horizon is dead: no live reader can conflict with it, and an
-   * insertion may take it over. Memory follows the distinct keys written since
-   * the oldest live snapshot began, not the number of commits, and a conflict
-   * check costs one lookup per key read. */
+   * taken before its publication must still see the conflict), or
+   * conflict_all_below if higher. A slot at or below the horizon is dead: no
+   * live reader can conflict with it, and an insertion may take it over.
+   * Memory follows the distinct keys written since the oldest live snapshot
+   * began, not the number of commits, and a conflict check costs one lookup
+   * per key read. */
   nk_key_commit *keys;
-  size_t slots;    /* a power of two, or 0 before the first commit */
-  size_t used;     /* slots holding a key, live or dead */
-  size_t inserts;  /* since the table was last rebuilt */
-  uint64_t conflict_all_below;  /* a record was lost: older readers conflict */
+  size_t slots;      /* a power of two, or 0 before the first commit */
+  size_t max_slots;  /* a power of two: the memory limit */
+  size_t used;       /* slots holding a key, live or dead */
+  size_t inserts;    /* since the table was last rebuilt */
+  /* Readers older than it conflict, whatever they read: a commit at it could
+   * not be recorded (no memory, or the table at its limit). */
+  uint64_t conflict_all_below;
+  uint64_t overflows;  /* times the table was full at max_slots (or out of memory) */
 } nk_oracle;
 
-void nk_oracle_init(nk_oracle *o, uint64_t last_ts);
+/* What a commit's check found. */
+typedef enum nk_conflict {
+  NK_NO_CONFLICT = 0,
+  NK_CONFLICT_KEY,       /* a key it read was written after its read_ts */
+  NK_CONFLICT_TOO_OLD,   /* it began before conflict_all_below */
+} nk_conflict;
+
+/* max_bytes: the key table's memory limit (at least 64 KiB). */
+void nk_oracle_init(nk_oracle *o, uint64_t last_ts, size_t max_bytes);
 void nk_oracle_destroy(nk_oracle *o);
 
 /* Reserves n consecutive timestamps; returns the first. */
@@ -76,17 +89,18 @@ nokv_snapshot *nk_oracle_snapshot(nk_oracle *o);
 void nk_oracle_release(nk_oracle *o, nokv_snapshot *s);
 /* Oldest live snapshot's ts (0 if none) and the count of live snapshots. */
 void nk_oracle_snapshots(nk_oracle *o, uint64_t *oldest, uint64_t *live);
-/* Keys whose last commit a live reader could conflict with. */
-uint64_t nk_oracle_tracked_keys(nk_oracle *o);
+/* Keys whose last commit a live reader could conflict with; *overflows (if not
+ * NULL): times the table reached its limit. */
+uint64_t nk_oracle_tracked_keys(nk_oracle *o, uint64_t *overflows);
 /* The key table's size in slots (memory: 16 bytes a slot). */
 size_t nk_oracle_table_slots(nk_oracle *o);
 
 /* Did a transaction that committed after read_ts write any of the n keys in
  * reads (fingerprints)? REQUIRES: the caller is the write leader, so no commit
  * is recorded meanwhile, and the reader's snapshot (at read_ts) is live. */
-bool nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, const uint64_t *reads, size_t n);
+nk_conflict nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, const uint64_t *reads, size_t n);
 /* Records the keys a write committed at ts wrote. REQUIRES: write leader. Out
- * of memory, every transaction older than ts will conflict instead. */
+ * of memory or room, every transaction older than ts will conflict instead. */
 void nk_oracle_record_commit(nk_oracle *o, uint64_t ts, const uint64_t *writes, size_t n);
 /* A write at ts could not be recorded: without it a conflict could go unseen, so
  * every transaction that began before ts will conflict instead. */
