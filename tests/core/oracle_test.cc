@@ -3,8 +3,12 @@
 // does, including the moments between recording a commit and publishing it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <random>
 #include <vector>
+
+#include "test_util.h"
 
 extern "C" {
 #include "txn/oracle.h"
@@ -164,6 +168,71 @@ TEST_F(OracleTest, ALostRecordMakesEveryOlderReaderConflict) {
   EXPECT_TRUE(Conflicts(s->ts, {1}));
   EXPECT_FALSE(Conflicts(ts, {1}));  // a reader that saw it is safe
   nk_oracle_release(&o_, s);
+}
+
+// Random commits (some recorded before they are published, as the leader
+// does), snapshots taken and released in any order, over a small key space
+// (dead slots reused) and bursts of fresh keys (growth, shrinking). Every check
+// must agree with the plain definition: a key read conflicts if some commit
+// after read_ts wrote it.
+TEST_F(OracleTest, AgreesWithAListOfEveryCommit) {
+  std::mt19937_64 rng(nokv_test::TestSeed());
+  struct Record {
+    uint64_t ts, key;
+  };
+  std::vector<Record> history;
+  std::vector<nokv_snapshot*> live;
+  uint64_t fresh = 1000000;
+  size_t checks = 0, hits = 0, most_slots = 0;
+  for (int step = 0; step < 60000; step++) {
+    int op = static_cast<int>(rng() % 100);
+    if (op < 40) {  // a commit of 1-8 keys, snapshots possibly taken in between
+      uint64_t ts = nk_oracle_reserve(&o_, 1);
+      std::vector<uint64_t> keys;
+      size_t n = 1 + rng() % 8;
+      for (size_t i = 0; i < n; i++) keys.push_back(rng() % 8 == 0 ? fresh++ : rng() % 64);
+      nk_oracle_record_commit(&o_, ts, keys.data(), keys.size());
+      for (uint64_t k : keys) history.push_back({ts, k});
+      if (rng() % 4 == 0) live.push_back(nk_oracle_snapshot(&o_));  // below ts
+      nk_oracle_publish(&o_, ts);
+    } else if (op < 45) {  // a burst of fresh keys
+      uint64_t ts = nk_oracle_reserve(&o_, 1);
+      std::vector<uint64_t> keys;
+      for (int i = 0; i < 500; i++) keys.push_back(fresh++);
+      nk_oracle_record_commit(&o_, ts, keys.data(), keys.size());
+      for (uint64_t k : keys) history.push_back({ts, k});
+      nk_oracle_publish(&o_, ts);
+    } else if (op < 60 && live.size() < 6) {
+      live.push_back(nk_oracle_snapshot(&o_));
+    } else if (op < 75 && !live.empty()) {
+      size_t i = rng() % live.size();
+      nk_oracle_release(&o_, live[i]);
+      live.erase(live.begin() + static_cast<long>(i));
+    } else if (!live.empty()) {  // a check by a live reader
+      const nokv_snapshot* s = live[rng() % live.size()];
+      std::vector<uint64_t> reads;
+      size_t n = rng() % 6;
+      for (size_t i = 0; i < n; i++) reads.push_back(rng() % 2 ? rng() % 64 : fresh - 1 - rng() % 600);
+      bool want = std::any_of(history.begin(), history.end(), [&](const Record& r) {
+        return r.ts > s->ts && std::find(reads.begin(), reads.end(), r.key) != reads.end();
+      });
+      ASSERT_EQ(Conflicts(s->ts, reads), want) << "step " << step << ", read_ts " << s->ts;
+      checks++;
+      hits += want;
+    }
+    // The model forgets what no live reader can need, as the oracle may.
+    uint64_t oldest = nk_oracle_read_ts(&o_);
+    for (const nokv_snapshot* s : live) oldest = std::min(oldest, s->ts);
+    history.erase(std::remove_if(history.begin(), history.end(),
+                                 [&](const Record& r) { return r.ts <= oldest; }),
+                  history.end());
+    most_slots = std::max(most_slots, nk_oracle_table_slots(&o_));
+  }
+  printf("%zu checks, %zu conflicts, table at most %zu slots\n", checks, hits, most_slots);
+  EXPECT_GT(hits, checks / 10);
+  EXPECT_LT(hits, checks);
+  for (nokv_snapshot* s : live) nk_oracle_release(&o_, s);
+  EXPECT_EQ(Tracked(), 0u);
 }
 
 }  // namespace
