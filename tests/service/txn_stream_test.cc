@@ -116,6 +116,7 @@ class TxnStream {
   }
 
   bool ReadRaw(TxnResponse* resp) { return stream_->Read(resp); }
+  bool WriteRaw(const TxnRequest& req) { return stream_->Write(req); }
   ClientContext& context() { return ctx_; }
   uint64_t read_ts() const { return read_ts_; }
 
@@ -184,6 +185,61 @@ TEST_F(TxnStreamTest, IsolatedUntilCommitThenAtomicAtOneTimestamp) {
   EXPECT_FALSE(Get("y", cts - 1).found());
   EXPECT_EQ(Counter("txn_commits"), 1u);
   EXPECT_EQ(Counter("wal_syncs"), 1u);
+}
+
+// Requests may be pipelined: the client sends a whole transaction before
+// reading any answer, and the answers come back in request order (a scan's
+// chunks together), each seeing the writes requested before it.
+TEST_F(TxnStreamTest, PipelinedRequestsAreAnsweredInOrder) {
+  Put("a", "1");
+  const std::string big(10 << 10, 'v');  // the fixture sends 4 KiB scan chunks: several
+  TxnStream t(stub_.get());
+  std::vector<TxnRequest> reqs(9);
+  reqs[0].mutable_get()->set_key("a");
+  reqs[1].mutable_put()->set_key("a");
+  reqs[1].mutable_put()->set_value("2");
+  reqs[2].mutable_get()->set_key("a");
+  reqs[3].mutable_put()->set_key("b");
+  reqs[3].mutable_put()->set_value(big);
+  reqs[4].mutable_put()->set_key("c");
+  reqs[4].mutable_put()->set_value(big);
+  reqs[5].mutable_scan()->set_start("a");
+  reqs[6].mutable_delete_()->set_key("b");
+  reqs[7].mutable_get()->set_key("b");
+  reqs[8].mutable_commit();
+  for (const TxnRequest& r : reqs) ASSERT_TRUE(t.WriteRaw(r));
+  TxnResponse resp;
+  ASSERT_TRUE(t.ReadRaw(&resp));
+  EXPECT_EQ(resp.get().value(), "1");
+  ASSERT_TRUE(t.ReadRaw(&resp));
+  EXPECT_EQ(resp.written().ops(), 1u);
+  ASSERT_TRUE(t.ReadRaw(&resp));
+  EXPECT_EQ(resp.get().value(), "2");
+  ASSERT_TRUE(t.ReadRaw(&resp));
+  EXPECT_EQ(resp.written().ops(), 2u);
+  ASSERT_TRUE(t.ReadRaw(&resp));
+  EXPECT_EQ(resp.written().ops(), 3u);
+  std::vector<std::string> scanned;
+  int chunks = 0;
+  do {
+    ASSERT_TRUE(t.ReadRaw(&resp));
+    ASSERT_TRUE(resp.has_scan());
+    chunks++;
+    for (const auto& kv : resp.scan().kvs()) scanned.push_back(kv.key());
+  } while (!resp.scan().done());
+  EXPECT_EQ(scanned, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_GE(chunks, 2);
+  ASSERT_TRUE(t.ReadRaw(&resp));
+  EXPECT_EQ(resp.written().ops(), 4u);
+  ASSERT_TRUE(t.ReadRaw(&resp));
+  EXPECT_FALSE(resp.get().found());
+  ASSERT_TRUE(t.ReadRaw(&resp));
+  ASSERT_TRUE(resp.has_committed());
+  grpc::Status s = t.Close();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(Get("a").value(), "2");
+  EXPECT_FALSE(Get("b").found());
+  EXPECT_EQ(Get("c").value().size(), big.size());
 }
 
 TEST_F(TxnStreamTest, ConflictIsAbortedWithARetryMessageAndTheRetrySucceeds) {
