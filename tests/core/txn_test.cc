@@ -153,6 +153,44 @@ TEST_F(TxnTest, ATransactionOlderThanConflictTrackingHoldsConflicts) {
   EXPECT_EQ(nokv_open((dir_.path() + "-x").c_str(), &o_, &other), NOKV_EINVAL);
 }
 
+// A read-write transaction that reads more keys than max_txn_reads stops
+// remembering them one by one: it then conflicts with any write committed after
+// it began (even to a key it never read), and with none if nothing was written.
+TEST_F(TxnTest, PastMaxTxnReadsAnyLaterWriteConflicts) {
+  ASSERT_EQ(nokv_close(db_), NOKV_OK);
+  o_.max_txn_reads = 10;
+  ASSERT_EQ(nokv_open(dir_.path().c_str(), &o_, &db_), NOKV_OK);
+  for (int i = 0; i < 20; i++) ASSERT_EQ(Put(db_, "k" + std::to_string(i), "v"), NOKV_OK);
+  auto scan_all = [](nokv_txn* t) {
+    nokv_iter* it;
+    int n = 0;
+    EXPECT_EQ(nokv_txn_iter_new_prefix(t, "k", 1, &it), NOKV_OK);
+    for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) n++;
+    nokv_iter_close(it);
+    return n;
+  };
+  // Few reads: an unrelated write does not conflict.
+  nokv_txn* few = Begin();
+  EXPECT_EQ(TGet(few, "k1"), "v");
+  ASSERT_EQ(TPut(few, "out", "1"), NOKV_OK);
+  ASSERT_EQ(Put(db_, "unrelated", "x"), NOKV_OK);
+  EXPECT_EQ(Commit(few), NOKV_OK) << nokv_errmsg();
+  // Many reads, nothing written meanwhile: commits.
+  nokv_txn* quiet = Begin();
+  EXPECT_EQ(scan_all(quiet), 20);
+  ASSERT_EQ(TPut(quiet, "out", "2"), NOKV_OK);
+  EXPECT_EQ(Commit(quiet), NOKV_OK) << nokv_errmsg();
+  // Many reads, then an unrelated write: conflicts, and says why.
+  nokv_txn* busy = Begin();
+  EXPECT_EQ(scan_all(busy), 20);
+  ASSERT_EQ(TPut(busy, "out", "3"), NOKV_OK);
+  ASSERT_EQ(Put(db_, "unrelated", "y"), NOKV_OK);
+  EXPECT_EQ(Commit(busy), NOKV_ECONFLICT);
+  EXPECT_NE(std::string(nokv_errmsg()).find("max_txn_reads"), std::string::npos)
+      << nokv_errmsg();
+  EXPECT_EQ(Get(db_, "out")->data, "2");
+}
+
 TEST_F(TxnTest, NoReadSkew) {
   // Invariant x + y = 100; a transfer moves 30 from x to y between r's two reads.
   ASSERT_EQ(Put(db_, "x", "50"), NOKV_OK);

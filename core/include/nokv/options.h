@@ -83,6 +83,11 @@ typedef struct nokv_options {
    * also capped at half of memtable_max_bytes). Defaults 100000 and 32 MiB. */
   uint32_t max_txn_ops;
   size_t max_txn_bytes;
+  /* Keys a read-write transaction remembers one by one for its conflict check
+   * (8 bytes each). Past it (a large scan, say), it remembers only that it read
+   * "everything" and conflicts with any write committed after it began.
+   * Default 1000000. */
+  uint32_t max_txn_reads;
   /* Memory for conflict checks: a table of the last commit timestamp of every
    * key written since the oldest open snapshot began (16 bytes a slot, 2 to 4
    * slots a key). When those keys outgrow it, the table is emptied and every

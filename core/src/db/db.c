@@ -59,6 +59,7 @@ void nokv_options_init(nokv_options *o) {
   o->scan_prefetch_micros = 30;
   o->max_txn_ops = 100000;
   o->max_txn_bytes = 32u << 20;
+  o->max_txn_reads = 1000000;
   o->max_txn_conflict_bytes = 64u << 20;
 }
 

@@ -220,6 +220,7 @@ int nk_db_write_gc(nokv_db *db, const nokv_batch *b, uint64_t read_ts);
  * read (sorted) and of those it writes. */
 typedef struct nk_txn_commit {
   uint64_t read_ts;
+  bool read_all;  /* past max_txn_reads: any write after read_ts conflicts */
   const uint64_t *reads;
   size_t nreads;
   const uint64_t *writes;

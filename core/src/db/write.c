@@ -290,6 +290,9 @@ static int filter_gc_batch(nokv_db *db, nk_writer *w) {
 static const char conflict_message[] =
     "transaction conflict: a key it read was written by a transaction that committed after "
     "it began; retry";
+static const char read_all_message[] =
+    "transaction conflict: it read more keys than are checked one by one (max_txn_reads), "
+    "and a write committed after it began; retry";
 static const char too_old_message[] =
     "transaction conflict: more keys were written since it began than conflict tracking "
     "holds (max_txn_conflict_bytes); retry";
@@ -367,12 +370,17 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   size_t refused = 0;
   uint64_t ts = first_ts;
   for (nk_writer *w = leader;; w = w->next, ts++) {
-    nk_conflict c = w->txn == NULL ? NK_NO_CONFLICT
-                                   : nk_oracle_conflicts(&db->oracle, w->txn->read_ts,
-                                                         w->txn->reads, w->txn->nreads);
+    nk_conflict c = NK_NO_CONFLICT;
+    if (w->txn != NULL && w->txn->read_all) {
+      c = nk_oracle_conflicts_any(&db->oracle, w->txn->read_ts);
+    } else if (w->txn != NULL) {
+      c = nk_oracle_conflicts(&db->oracle, w->txn->read_ts, w->txn->reads, w->txn->nreads);
+    }
     if (c != NK_NO_CONFLICT) {
       w->conflicted = true;
-      w->refusal = c == NK_CONFLICT_TOO_OLD ? too_old_message : conflict_message;
+      w->refusal = c == NK_CONFLICT_TOO_OLD ? too_old_message
+                   : c == NK_CONFLICT_ANY   ? read_all_message
+                                            : conflict_message;
       refused++;
     } else if (w->txn != NULL) {
       nk_oracle_record_commit(&db->oracle, ts, w->txn->writes, w->txn->nwrites);

@@ -31,6 +31,7 @@ void nk_oracle_init(nk_oracle *o, uint64_t last_ts, size_t max_bytes) {
   while (o->max_slots * 2 * sizeof(nk_key_commit) <= max_bytes) o->max_slots *= 2;
   o->conflict_all_below = 0;
   o->overflows = 0;
+  o->last_recorded = 0;
 }
 
 void nk_oracle_destroy(nk_oracle *o) {
@@ -128,6 +129,15 @@ nk_conflict nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, const uint64_t *
   return c;
 }
 
+nk_conflict nk_oracle_conflicts_any(nk_oracle *o, uint64_t read_ts) {
+  pthread_mutex_lock(&o->mu);
+  nk_conflict c = read_ts < o->conflict_all_below ? NK_CONFLICT_TOO_OLD
+                  : o->last_recorded > read_ts    ? NK_CONFLICT_ANY
+                                                  : NK_NO_CONFLICT;
+  pthread_mutex_unlock(&o->mu);
+  return c;
+}
+
 void nk_oracle_lose_record(nk_oracle *o, uint64_t ts) {
   pthread_mutex_lock(&o->mu);
   if (ts > o->conflict_all_below) o->conflict_all_below = ts;
@@ -136,6 +146,7 @@ void nk_oracle_lose_record(nk_oracle *o, uint64_t ts) {
 
 void nk_oracle_record_commit(nk_oracle *o, uint64_t ts, const uint64_t *writes, size_t n) {
   pthread_mutex_lock(&o->mu);
+  if (ts > o->last_recorded) o->last_recorded = ts;
   uint64_t dead_at = horizon(o);
   /* At or below the horizon already (published, and no live snapshot predates
    * it): no reader can conflict with it. */

@@ -27,7 +27,9 @@ struct nokv_txn {
   size_t bytes;
   uint64_t *reads;       /* fingerprints of the keys read */
   size_t nreads, reads_cap;
-  bool reads_lost;       /* out of memory recording one: the commit must fail */
+  /* Read more than max_txn_reads keys (or out of memory recording one): the
+   * fingerprints are freed and any write after read_ts conflicts. */
+  bool read_all;
 };
 
 /* Small: most transactions write a few keys (the memtable grows past it). */
@@ -54,16 +56,18 @@ int nokv_txn_begin(nokv_db *db, unsigned flags, nokv_txn **out) {
 
 uint64_t nokv_txn_read_ts(const nokv_txn *txn) { return nokv_snapshot_ts(txn->snap); }
 
-/* Remembers a read key's fingerprint for the commit's conflict check; false
- * (and the commit will fail) if it could not. */
-static bool record_read(nokv_txn *t, uint64_t fp) {
-  if (t->read_only) return true;  /* never checked */
-  if (!nk_grow((void **)&t->reads, &t->reads_cap, t->nreads, sizeof *t->reads)) {
-    t->reads_lost = true;  /* unsafe to commit: a conflict could go unseen */
-    return false;
+/* Remembers a read key's fingerprint for the commit's conflict check. */
+static void record_read(nokv_txn *t, uint64_t fp) {
+  if (t->read_only || t->read_all) return;  /* never checked, or checked whole */
+  if (t->nreads >= t->db->opts.max_txn_reads ||
+      !nk_grow((void **)&t->reads, &t->reads_cap, t->nreads, sizeof *t->reads)) {
+    t->read_all = true;  /* coarser, never unsafe */
+    free(t->reads);
+    t->reads = NULL;
+    t->nreads = t->reads_cap = 0;
+    return;
   }
   t->reads[t->nreads++] = fp;
-  return true;
 }
 
 /* An iterator's on_key callback. */
@@ -85,9 +89,7 @@ int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t
     *vlen = e.vlen;
     return NOKV_OK;
   }
-  if (!record_read(txn, hash)) {
-    return nk_err(NOKV_ENOMEM, "out of memory tracking a transaction's reads");
-  }
+  record_read(txn, hash);
   nokv_read_options ro = {.snapshot = txn->snap};
   return nk_db_get(txn->db, &ro, key, klen, hash, val, vlen, NULL);
 }
@@ -157,10 +159,6 @@ int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commi
     nk_count(&db->stats.txn_commits, 1);
     return NOKV_OK;
   }
-  if (txn->reads_lost) {
-    nokv_txn_discard(txn);
-    return nk_err(NOKV_ENOMEM, "out of memory tracking a transaction's reads; not committed");
-  }
   nokv_batch *b = NULL;
   uint64_t *writes = malloc(txn->ops * sizeof *writes);
   size_t nwrites = 0;
@@ -182,6 +180,7 @@ int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commi
   nk_iter_destroy(it);
   if (ret == NOKV_OK) {
     nk_txn_commit c = {.read_ts = nokv_txn_read_ts(txn),
+                       .read_all = txn->read_all,
                        .reads = txn->reads,
                        .nreads = txn->nreads,
                        .writes = writes,
