@@ -34,6 +34,10 @@ ABSL_FLAG(uint64_t, scan_chunk_bytes, 256 << 10, "key+value bytes per Scan respo
 ABSL_FLAG(uint32_t, txn_idle_timeout_ms, 30000,
           "roll back a transaction whose stream is idle this long (DEADLINE_EXCEEDED)");
 ABSL_FLAG(uint64_t, max_txns, 1024, "open Txn streams allowed (more: RESOURCE_EXHAUSTED)");
+ABSL_FLAG(uint64_t, txn_conflict_bytes, 64 << 20,
+          "memory for conflict checks; transactions older than what it holds are ABORTED");
+ABSL_FLAG(uint32_t, txn_max_reads, 1000000,
+          "keys a transaction tracks one by one; past it, any later write conflicts");
 ABSL_FLAG(int, stream_workers, 8, "threads running Scan and Txn streams' engine calls");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "how long in-flight calls may run after SIGTERM");
 
@@ -83,6 +87,8 @@ int main(int argc, char** argv) {
   opts.value_threshold = absl::GetFlag(FLAGS_value_threshold);
   opts.value_log_segment_bytes = absl::GetFlag(FLAGS_vlog_segment_bytes);
   opts.value_log_gc_ratio = absl::GetFlag(FLAGS_vlog_gc_ratio);
+  opts.max_txn_conflict_bytes = absl::GetFlag(FLAGS_txn_conflict_bytes);
+  opts.max_txn_reads = absl::GetFlag(FLAGS_txn_max_reads);
   nokv_db* db = nullptr;
   if (int rc = nokv_open(data_dir.c_str(), &opts, &db); rc != NOKV_OK) {
     fprintf(stderr, "nokv-server: cannot open %s: %s (%s)\n", data_dir.c_str(), nokv_errmsg(),

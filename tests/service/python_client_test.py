@@ -260,6 +260,22 @@ class PythonClientTest(unittest.TestCase):
         for key in (b"r", b"i"):
             self.assertFalse(kv.Get(kv_pb2.GetRequest(key=key)).found)
 
+    def test_txn_past_its_read_limit_conflicts_with_any_later_write(self):
+        self.server.stop(signal.SIGKILL)
+        self.server = Server(self.dir, "--txn_max_reads=3")
+        kv = self.server.kv
+        for i in range(5):
+            kv.Put(kv_pb2.PutRequest(key=b"s%d" % i, value=b"v"))
+        txn = Txn(kv)
+        self.assertEqual(len(txn.scan(prefix=b"s")), 5)  # more than 3 keys read
+        txn.put(b"sum", b"5")
+        kv.Put(kv_pb2.PutRequest(key=b"elsewhere", value=b"x"))  # a key it never read
+        with self.assertRaises(grpc.RpcError) as err:
+            txn.commit()
+        self.assertEqual(err.exception.code(), grpc.StatusCode.ABORTED)
+        self.assertIn("max_txn_reads", err.exception.details())
+        self.assertFalse(kv.Get(kv_pb2.GetRequest(key=b"sum")).found)
+
     def test_sigterm_rolls_back_open_transactions_after_the_grace_period(self):
         self.server.stop(signal.SIGKILL)
         self.server = Server(self.dir, "--shutdown_grace_seconds=1")
