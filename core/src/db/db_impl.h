@@ -217,7 +217,7 @@ nk_epoch *nk_db_pin_epoch(nokv_db *db);
  * NOKV_ECONFLICT if that could not be checked (write.c). */
 int nk_db_write_gc(nokv_db *db, const nokv_batch *b, uint64_t read_ts);
 /* A transaction's commit: its read timestamp, the fingerprints of the keys it
- * read (sorted) and of those it writes. */
+ * read and of those it writes. */
 typedef struct nk_txn_commit {
   uint64_t read_ts;
   bool read_all;  /* past max_txn_reads: any write after read_ts conflicts */

@@ -297,6 +297,14 @@ static const char too_old_message[] =
     "transaction conflict: more keys were written since it began than conflict tracking "
     "holds (max_txn_conflict_bytes); retry";
 
+static const char *refusal_message(nk_conflict c) {
+  switch (c) {
+    case NK_CONFLICT_TOO_OLD: return too_old_message;
+    case NK_CONFLICT_ANY: return read_all_message;
+    default: return conflict_message;
+  }
+}
+
 /* Records the keys the group [first, last] wrote as committed at ts, for
  * transactions' conflict checks. REQUIRES: leader. */
 static void record_plain_writes(nokv_db *db, nk_writer *first, nk_writer *last, uint64_t ts) {
@@ -370,17 +378,13 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   size_t refused = 0;
   uint64_t ts = first_ts;
   for (nk_writer *w = leader;; w = w->next, ts++) {
-    nk_conflict c = NK_NO_CONFLICT;
-    if (w->txn != NULL && w->txn->read_all) {
-      c = nk_oracle_conflicts_any(&db->oracle, w->txn->read_ts);
-    } else if (w->txn != NULL) {
-      c = nk_oracle_conflicts(&db->oracle, w->txn->read_ts, w->txn->reads, w->txn->nreads);
-    }
+    nk_conflict c = w->txn == NULL ? NK_NO_CONFLICT
+                                   : nk_oracle_conflicts(&db->oracle, w->txn->read_ts,
+                                                         w->txn->read_all, w->txn->reads,
+                                                         w->txn->nreads);
     if (c != NK_NO_CONFLICT) {
       w->conflicted = true;
-      w->refusal = c == NK_CONFLICT_TOO_OLD ? too_old_message
-                   : c == NK_CONFLICT_ANY   ? read_all_message
-                                            : conflict_message;
+      w->refusal = refusal_message(c);
       refused++;
     } else if (w->txn != NULL) {
       nk_oracle_record_commit(&db->oracle, ts, w->txn->writes, w->txn->nwrites);

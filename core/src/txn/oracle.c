@@ -119,28 +119,36 @@ static bool rebuild(nk_oracle *o, uint64_t dead_at) {
   return true;
 }
 
-nk_conflict nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, const uint64_t *reads, size_t n) {
+nk_conflict nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, bool read_all,
+                                const uint64_t *reads, size_t n) {
   pthread_mutex_lock(&o->mu);
-  nk_conflict c = read_ts < o->conflict_all_below ? NK_CONFLICT_TOO_OLD : NK_NO_CONFLICT;
-  for (size_t i = 0; i < n && c == NK_NO_CONFLICT; i++) {
-    if (last_commit(o, reads[i]) > read_ts) c = NK_CONFLICT_KEY;
+  nk_conflict c = NK_NO_CONFLICT;
+  if (read_ts < o->conflict_all_below) {
+    c = NK_CONFLICT_TOO_OLD;
+  } else if (read_all) {
+    if (o->last_recorded > read_ts) c = NK_CONFLICT_ANY;
+  } else {
+    for (size_t i = 0; i < n && c == NK_NO_CONFLICT; i++) {
+      if (last_commit(o, reads[i]) > read_ts) c = NK_CONFLICT_KEY;
+    }
   }
   pthread_mutex_unlock(&o->mu);
   return c;
 }
 
-nk_conflict nk_oracle_conflicts_any(nk_oracle *o, uint64_t read_ts) {
-  pthread_mutex_lock(&o->mu);
-  nk_conflict c = read_ts < o->conflict_all_below ? NK_CONFLICT_TOO_OLD
-                  : o->last_recorded > read_ts    ? NK_CONFLICT_ANY
-                                                  : NK_NO_CONFLICT;
-  pthread_mutex_unlock(&o->mu);
-  return c;
+/* A commit at ts goes unrecorded: instead, every reader older than it will
+ * conflict. That kills every key at or below ts — all of them, as the leader
+ * records in timestamp order — so the table empties. REQUIRES: mu held. */
+static void forget_all(nk_oracle *o, uint64_t ts) {
+  o->overflows++;
+  if (ts > o->conflict_all_below) o->conflict_all_below = ts;
+  if (o->slots > 0) memset(o->keys, 0, o->slots * sizeof *o->keys);
+  o->used = o->inserts = 0;
 }
 
 void nk_oracle_lose_record(nk_oracle *o, uint64_t ts) {
   pthread_mutex_lock(&o->mu);
-  if (ts > o->conflict_all_below) o->conflict_all_below = ts;
+  forget_all(o, ts);
   pthread_mutex_unlock(&o->mu);
 }
 
@@ -152,13 +160,7 @@ void nk_oracle_record_commit(nk_oracle *o, uint64_t ts, const uint64_t *writes, 
    * it): no reader can conflict with it. */
   for (size_t i = 0; i < n && ts > dead_at; i++) {
     if ((o->used + 1) * 2 > o->slots && !rebuild(o, dead_at)) {
-      /* At the limit (or out of memory): instead of this commit's keys, make
-       * every reader older than it conflict. That kills every key at or below
-       * it — all of them — so the table empties. */
-      o->overflows++;
-      if (ts > o->conflict_all_below) o->conflict_all_below = ts;
-      if (o->slots > 0) memset(o->keys, 0, o->slots * sizeof *o->keys);
-      o->used = o->inserts = 0;
+      forget_all(o, ts);  /* at the limit, or out of memory */
       break;
     }
     put(o, writes[i], ts, dead_at);

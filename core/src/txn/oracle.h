@@ -106,17 +106,17 @@ uint64_t nk_oracle_tracked_keys(nk_oracle *o, uint64_t *overflows);
 size_t nk_oracle_table_slots(nk_oracle *o);
 
 /* Did a transaction that committed after read_ts write any of the n keys in
- * reads (fingerprints)? REQUIRES: the caller is the write leader, so no commit
- * is recorded meanwhile, and the reader's snapshot (at read_ts) is live. */
-nk_conflict nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, const uint64_t *reads, size_t n);
-/* The check for a reader that read everything: was anything committed (and
- * recorded) after read_ts? REQUIRES: as for nk_oracle_conflicts. */
-nk_conflict nk_oracle_conflicts_any(nk_oracle *o, uint64_t read_ts);
+ * reads (fingerprints), or with read_all (a reader that read too much to track
+ * key by key) anything at all? REQUIRES: the caller is the write leader, so no
+ * commit is recorded meanwhile, and the reader's snapshot (at read_ts) is live. */
+nk_conflict nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, bool read_all,
+                                const uint64_t *reads, size_t n);
 /* Records the keys a write committed at ts wrote. REQUIRES: write leader. Out
  * of memory or room, every transaction older than ts will conflict instead. */
 void nk_oracle_record_commit(nk_oracle *o, uint64_t ts, const uint64_t *writes, size_t n);
 /* A write at ts could not be recorded: without it a conflict could go unseen, so
- * every transaction that began before ts will conflict instead. */
+ * every transaction that began before ts will conflict instead (counted as an
+ * overflow). */
 void nk_oracle_lose_record(nk_oracle *o, uint64_t ts);
 
 #endif /* NOKV_TXN_ORACLE_H */
