@@ -157,6 +157,18 @@ Rmw EngineRmw(nokv_db* db, bool sync) {
   };
 }
 
+using TxnStream = grpc::ClientReaderWriter<TxnRequest, TxnResponse>;
+
+// Half-closes a Txn stream and maps its end to an Rmw result.
+int EndTxn(TxnStream* stream, bool committed) {
+  stream->WritesDone();
+  grpc::Status s = stream->Finish();
+  if (committed && s.ok()) return 1;
+  if (s.error_code() == grpc::StatusCode::ABORTED) return 0;
+  fprintf(stderr, "txn_rpc_bench: %s\n", s.error_message().c_str());
+  return -1;
+}
+
 // RPC: one Txn stream per attempt, each request waiting for its answer.
 Rmw RpcRmw(std::shared_ptr<grpc::Channel> channel, bool sync) {
   auto stub = std::shared_ptr<KV::Stub>(KV::NewStub(channel));
@@ -174,12 +186,7 @@ Rmw RpcRmw(std::shared_ptr<grpc::Channel> channel, bool sync) {
     }
     req.mutable_commit()->set_sync(sync);
     bool committed = stream->Write(req) && stream->Read(&resp) && resp.has_committed();
-    stream->WritesDone();
-    grpc::Status s = stream->Finish();
-    if (committed && s.ok()) return 1;
-    if (s.error_code() == grpc::StatusCode::ABORTED) return 0;
-    fprintf(stderr, "txn_rpc_bench: %s\n", s.error_message().c_str());
-    return -1;
+    return EndTxn(stream.get(), committed);
   };
 }
 
@@ -212,12 +219,7 @@ Rmw PipelinedRmw(std::shared_ptr<grpc::Channel> channel, bool sync) {
     ok = ok && stream->Write(req);
     for (size_t i = 0; i < keys.size() && ok; i++) ok = stream->Read(&resp) && resp.has_written();
     bool committed = ok && stream->Read(&resp) && resp.has_committed();
-    stream->WritesDone();
-    grpc::Status s = stream->Finish();
-    if (committed && s.ok()) return 1;
-    if (s.error_code() == grpc::StatusCode::ABORTED) return 0;
-    fprintf(stderr, "txn_rpc_bench: pipelined: %s\n", s.error_message().c_str());
-    return -1;
+    return EndTxn(stream.get(), committed);
   };
 }
 
