@@ -92,14 +92,16 @@ grpc::Status KvService::Get(grpc::ServerContext*, const nokv::v1::GetRequest* re
   if (auto s = RequireKey(req->key()); !s.ok()) return s;
   nokv_read_options ro;
   nokv_read_options_init(&ro);
-  // Fix the timestamp first so the response can say what it read at.
-  uint64_t latest = nokv_last_commit_ts(db_);
-  ro.read_ts = req->read_ts() != 0 && req->read_ts() < latest ? req->read_ts() : latest;
+  // With no read_ts the engine reads at the latest timestamp it can serve (never
+  // stale); it reports the timestamp either way.
+  ro.read_ts = req->read_ts();
+  uint64_t served = 0;
+  ro.served_ts = &served;
   void* val = nullptr;
   size_t len = 0;
   uint64_t ts = 0;
   int rc = nokv_get(db_, &ro, req->key().data(), req->key().size(), &val, &len, &ts);
-  resp->set_read_ts(ro.read_ts);
+  resp->set_read_ts(served);
   if (rc == NOKV_ENOTFOUND) {
     resp->set_found(false);
     return grpc::Status::OK;

@@ -35,8 +35,29 @@ class FaultEnv {
     env_.sync_dir = SyncDir;
     env_.remove = Remove;
     env_.rename = Rename;
+    env_.list_dir = ListDir;
   }
   const nokv_env* env() const { return &env_; }
+
+  // The kinds of file call a rule can fail.
+  enum Op { kOpen, kRead, kAppend, kSync, kRename, kRemove, kTruncate, kSyncDir, kList, kLock };
+  // Fails calls of kind op on paths containing `match` ("" matches every path)
+  // with errno err, as the operating system would (the engine sees what a real
+  // failure gives it): the first `skip` matching calls succeed, then `times`
+  // fail (-1: all from then on). One rule at a time; ClearRule() ends it.
+  void FailCalls(Op op, int err, const std::string& match = "", int times = -1, int skip = 0) {
+    std::lock_guard<std::mutex> l(mu_);
+    rule_ = Rule{true, op, err, match, times, skip, 0};
+  }
+  void ClearRule() {
+    std::lock_guard<std::mutex> l(mu_);
+    rule_.active = false;
+  }
+  // Calls the current rule failed.
+  int injected() {
+    std::lock_guard<std::mutex> l(mu_);
+    return rule_.failed;
+  }
 
   // Appends fail once this many more bytes have been written (-1: never).
   void FailAppendsAfter(long long bytes) { std::lock_guard<std::mutex> l(mu_); append_budget_ = bytes; }
@@ -48,6 +69,10 @@ class FaultEnv {
   }
   // From now on writes and syncs vanish, as in a machine that lost power.
   void PowerOff() { std::lock_guard<std::mutex> l(mu_); powered_off_ = true; }
+  // Back on without losing anything: PowerOff, closing the database, then
+  // PowerOn is a process crash (kill -9): what was written stays, synced or not,
+  // and what was not synced can still be lost by a later DropUnsynced.
+  void PowerOn() { std::lock_guard<std::mutex> l(mu_); powered_off_ = false; }
   // After PowerOff and closing the database: files whose names no directory sync
   // made durable are gone; every other file is cut to what was synced.
   void DropUnsynced() {
@@ -75,6 +100,38 @@ class FaultEnv {
   }
 
  private:
+  struct Rule {
+    bool active = false;
+    Op op = kOpen;
+    int err = 0;
+    std::string match;
+    int times = -1;
+    int skip = 0;
+    int failed = 0;
+  };
+  // Does the rule fail this call? Sets the engine's error as the POSIX layer
+  // would and returns its code in *rc. REQUIRES: mu_ held.
+  bool Injected(Op op, const std::string& path, int* rc) {
+    Rule& r = rule_;
+    if (!r.active || r.op != op || path.find(r.match) == std::string::npos) return false;
+    if (r.skip > 0) {
+      r.skip--;
+      return false;
+    }
+    if (r.times == 0) return false;
+    if (r.times > 0) r.times--;
+    r.failed++;
+    static const char* const kNames[] = {"open",   "read",     "write",      "fdatasync", "rename",
+                                         "remove", "truncate", "fsync directory", "list directory",
+                                         "lock"};
+    *rc = nk_err_errno(r.err, "%s %s (injected)", kNames[op], path.c_str());
+    return true;
+  }
+  // Checks the rule for one call. Returns true (with *rc) if it fails.
+  bool Check(Op op, const std::string& path, int* rc) {
+    std::lock_guard<std::mutex> l(mu_);
+    return Injected(op, path, rc);
+  }
   struct File {
     nk_file base;
     nk_file* inner;
@@ -86,6 +143,8 @@ class FaultEnv {
   static nk_file* Inner(nk_file* f) { return F(f)->inner; }
 
   static int OpenAppend(const nokv_env* e, const char* path, bool truncate, nk_file** out) {
+    int injected;
+    if (Self(e)->Check(kOpen, path, &injected)) return injected;
     nk_file* inner;
     const nokv_env* posix = nk_env_posix();
     bool existed = std::filesystem::exists(path);
@@ -103,6 +162,8 @@ class FaultEnv {
     return NOKV_OK;
   }
   static int OpenRead(const nokv_env* e, const char* path, nk_file** out) {
+    int injected;
+    if (Self(e)->Check(kOpen, path, &injected)) return injected;
     nk_file* inner;
     int rc = nk_env_posix()->open_read(nk_env_posix(), path, &inner);
     if (rc != NOKV_OK) return rc;
@@ -110,6 +171,8 @@ class FaultEnv {
     return NOKV_OK;
   }
   static int Lock(const nokv_env* e, const char* path, nk_file** out) {
+    int injected;
+    if (Self(e)->Check(kLock, path, &injected)) return injected;
     nk_file* inner;
     int rc = nk_env_posix()->lock(nk_env_posix(), path, &inner);
     if (rc != NOKV_OK) return rc;
@@ -121,6 +184,8 @@ class FaultEnv {
     {
       std::lock_guard<std::mutex> l(self->mu_);
       if (self->powered_off_) return NOKV_OK;
+      int injected;
+      if (self->Injected(kAppend, F(f)->path, &injected)) return injected;
       if (self->append_budget_ >= 0) {
         if (static_cast<long long>(n) > self->append_budget_) {
           return nk_err(NOKV_EIO, "write %s: injected I/O error", F(f)->path.c_str());
@@ -141,6 +206,8 @@ class FaultEnv {
       self->held_--;
     }
     if (self->powered_off_) return NOKV_OK;
+    int injected;
+    if (self->Injected(kSync, p, &injected)) return injected;
     const std::string& sfx = self->fail_suffix_;
     if (self->fail_syncs_ &&
         (sfx.empty() || (p.size() >= sfx.size() && p.compare(p.size() - sfx.size(), sfx.size(), sfx) == 0))) {
@@ -158,6 +225,8 @@ class FaultEnv {
     FaultEnv* self = Self(e);
     std::lock_guard<std::mutex> l(self->mu_);
     if (self->powered_off_) return NOKV_OK;
+    int injected;
+    if (self->Injected(kSyncDir, dir, &injected)) return injected;
     std::string prefix = std::string(dir) + "/";
     for (auto it = self->unsynced_names_.begin(); it != self->unsynced_names_.end();) {
       if (it->compare(0, prefix.size(), prefix) == 0 &&
@@ -175,6 +244,8 @@ class FaultEnv {
     {
       std::lock_guard<std::mutex> l(self->mu_);
       if (self->powered_off_) return NOKV_OK;
+      int injected;
+      if (self->Injected(kRemove, path, &injected)) return injected;
       self->unsynced_names_.erase(path);
       self->synced_.erase(path);
     }
@@ -184,6 +255,8 @@ class FaultEnv {
     FaultEnv* self = Self(e);
     std::lock_guard<std::mutex> l(self->mu_);
     if (self->powered_off_) return NOKV_OK;
+    int injected;
+    if (self->Injected(kRename, from, &injected)) return injected;
     bool replaces = std::filesystem::exists(to);
     int rc = nk_env_posix()->rename(nk_env_posix(), from, to);
     if (rc == NOKV_OK) {
@@ -199,12 +272,19 @@ class FaultEnv {
     }
     return rc;
   }
+  static int ListDir(const nokv_env* e, const char* path, char*** names, size_t* n) {
+    int injected;
+    if (Self(e)->Check(kList, path, &injected)) return injected;
+    return nk_env_posix()->list_dir(nk_env_posix(), path, names, n);
+  }
   static int Close(nk_file* f) {
     int rc = nk_env_posix()->close(Inner(f));
     delete F(f);
     return rc;
   }
   static int ReadAt(nk_file* f, uint64_t off, void* buf, size_t n, size_t* got) {
+    int injected;
+    if (F(f)->owner->Check(kRead, F(f)->path, &injected)) return injected;
     return nk_env_posix()->read_at(Inner(f), off, buf, n, got);
   }
   static int Size(nk_file* f, uint64_t* out) { return nk_env_posix()->size(Inner(f), out); }
@@ -212,6 +292,8 @@ class FaultEnv {
     FaultEnv* self = Self(e);
     std::lock_guard<std::mutex> l(self->mu_);
     if (self->powered_off_) return NOKV_OK;
+    int injected;
+    if (self->Injected(kTruncate, path, &injected)) return injected;
     int rc = nk_env_posix()->truncate(nk_env_posix(), path, size);
     auto it = self->synced_.find(path);
     if (it != self->synced_.end() && it->second > size) it->second = size;
@@ -228,6 +310,7 @@ class FaultEnv {
   std::string fail_suffix_;
   bool powered_off_ = false;
   int syncs_ = 0;
+  Rule rule_;
   std::map<std::string, uint64_t> synced_;
   std::set<std::string> unsynced_names_;  // created since the last sync of their directory
 };

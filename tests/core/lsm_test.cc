@@ -254,7 +254,8 @@ TEST_F(LsmTest, OrphanTablesAndStaleManifestsAreRemovedAtOpen) {
   Fill(1000, 0);
   Close();
   { std::ofstream(dir_.file("99999990.sst")) << "half-written table from a crash"; }
-  { std::ofstream(dir_.file("MANIFEST-00000001")) << "stale"; }
+  // A manifest CURRENT does not name (a crash before CURRENT moved to it).
+  { std::ofstream(dir_.file("MANIFEST-00000000")) << "stale"; }
   o_.disable_auto_compaction = true;  // nothing may write tables while we count them
   Open();
   auto tables = FilesWithSuffix(dir_.path(), ".sst");

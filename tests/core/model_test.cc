@@ -69,6 +69,14 @@ class ModelTest : public ::testing::Test {
   }
 };
 
+// Operations of the LSM runs: $NOKV_MODEL_OPS, else a size that keeps the test
+// well inside its timeout under the sanitizers (`bazel/workflow.sh soak` runs
+// millions).
+int ModelOps() {
+  const char* env = getenv("NOKV_MODEL_OPS");
+  return env != nullptr && *env ? atoi(env) : 300000;
+}
+
 // One randomized run: kOps operations; with lsm set, also forced flushes and
 // full compactions between them, and scans kept narrow (the key space is large).
 void RunModel(ModelTest* t, const nokv_options* opts, int ops, bool lsm);
@@ -78,8 +86,7 @@ TEST_F(ModelTest, RandomOperationsMatchAMap) { RunModel(this, nullptr, 30000, fa
 // The LSM path: tiny memtables and level targets so that flushes, tiered L0
 // merges, leveled compactions and trivial moves all happen many times.
 TEST_F(ModelTest, RandomOperationsOverFlushesAndCompactionsMatchAMap) {
-  const char* env = getenv("NOKV_MODEL_OPS");
-  int ops = env != nullptr && *env ? atoi(env) : 2000000;
+  int ops = ModelOps();
   keyspace_ = 20000;
   nokv_options o;
   nokv_test::TinyLsmOptions(&o);
@@ -93,8 +100,7 @@ TEST_F(ModelTest, RandomOperationsOverFlushesAndCompactionsMatchAMap) {
 // (on demand, with random ratios, and in the background) between operations,
 // under live snapshots and across reopens.
 TEST_F(ModelTest, RandomOperationsWithValueLogGcMatchAMap) {
-  const char* env = getenv("NOKV_MODEL_OPS");
-  int ops = env != nullptr && *env ? atoi(env) / 8 : 250000;
+  int ops = ModelOps() / 8;
   keyspace_ = 3000;
   large_pct_ = 50;
   gc_ = true;

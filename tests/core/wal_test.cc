@@ -152,8 +152,10 @@ TEST_P(WalDamageTest, TornTailIsRepairedCorruptionFailsOpen) {
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK);
   std::vector<size_t> ends;
+  // Synced: damage with a synced record after it cannot be a torn write.
   for (int i = 0; i < 10; i++) {
-    ASSERT_EQ(Put(db, "k" + std::to_string(i), "value" + std::to_string(i)), NOKV_OK);
+    ASSERT_EQ(Put(db, "k" + std::to_string(i), "value" + std::to_string(i), /*sync=*/true),
+              NOKV_OK);
     ends.push_back(Stats(db).wal_bytes_written);
   }
   ASSERT_EQ(nokv_close(db), NOKV_OK);
@@ -225,9 +227,68 @@ TEST(WalDamageTest, DamageInASealedSegmentIsCorruption) {
       << nokv_errmsg();
 }
 
+// Damage inside the unsynced part of the newest segment, with intact records
+// after it that were never synced either: the kernel may write dirty pages back
+// in any order, so a power loss can leave exactly this. Nothing after the
+// damage was promised durable: it is a torn tail, cut with everything after it.
+TEST(WalDamageTest, DamageFollowedOnlyByUnsyncedRecordsIsATornTail) {
+  TempDir dir;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK);
+  std::vector<size_t> ends;
+  for (int i = 0; i < 10; i++) {
+    ASSERT_EQ(Put(db, "k" + std::to_string(i), "value" + std::to_string(i), /*sync=*/i == 3),
+              NOKV_OK);
+    ends.push_back(Stats(db).wal_bytes_written);
+  }
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  auto segs = Segments(dir.path());
+  ASSERT_EQ(segs.size(), 1u);
+  std::string seg = ReadFile(segs[0]);
+  seg[ends[5] + 12] ^= 0x01;  // record 6: after the last synced one (3)
+  WriteFile(segs[0], seg);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK) << nokv_errmsg();
+  EXPECT_EQ(Stats(db).torn_tail_truncations, 1u);
+  EXPECT_EQ(Stats(db).torn_tail_bytes, seg.size() - ends[5]);
+  for (int i = 0; i < 10; i++) {
+    EXPECT_EQ(Get(db, "k" + std::to_string(i)).has_value(), i <= 5) << i;
+  }
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+
+  // The same damage before the synced record is corruption.
+  TempDir dir2;
+  ASSERT_EQ(nokv_open(dir2.path().c_str(), nullptr, &db), NOKV_OK);
+  ends.clear();
+  for (int i = 0; i < 10; i++) {
+    ASSERT_EQ(Put(db, "k" + std::to_string(i), "value" + std::to_string(i), /*sync=*/i == 8),
+              NOKV_OK);
+    ends.push_back(Stats(db).wal_bytes_written);
+  }
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  segs = Segments(dir2.path());
+  seg = ReadFile(segs[0]);
+  seg[ends[5] + 12] ^= 0x01;
+  WriteFile(segs[0], seg);
+  ASSERT_EQ(nokv_open(dir2.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
+  std::string msg = nokv_errmsg();
+  EXPECT_NE(msg.find("offset " + std::to_string(ends[5])), std::string::npos) << msg;
+  EXPECT_NE(msg.find("durable record follows at offset " + std::to_string(ends[7])),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(ReadFile(segs[0]), seg) << "a failed open must not modify the log";
+}
+
+// A WAL segment added to an existing database (its number above every other).
+void AddSegment(const TempDir& dir, const std::string& data) {
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  WriteFile(dir.file("90000000.wal"), data);
+}
+
 TEST(WalDamageTest, UnknownRecordTypeIsCorruption) {
   TempDir dir;
-  WriteFile(dir.file("00000001.wal"), Frame(9, "whatever") + Frame(NK_WAL_BATCH, "x"));
+  AddSegment(dir, Frame(9, "whatever") + Frame(NK_WAL_BATCH, "x"));
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
   EXPECT_NE(std::string(nokv_errmsg()).find("unknown record type"), std::string::npos);
@@ -238,7 +299,7 @@ TEST(WalDamageTest, MalformedBatchWithValidChecksumIsCorruption) {
   std::string batch(12, '\0');
   batch[0] = 1;   // commit_ts 1
   batch[8] = 3;   // claims 3 operations, has none
-  WriteFile(dir.file("00000001.wal"), Frame(NK_WAL_BATCH, batch));
+  AddSegment(dir, Frame(NK_WAL_BATCH, batch));
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
   EXPECT_NE(std::string(nokv_errmsg()).find("malformed batch"), std::string::npos)

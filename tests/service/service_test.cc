@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -71,6 +72,29 @@ TEST_F(ServiceTest, ReadTimestampOlderThanTheKeptHistoryIsFailedPrecondition) {
   ScanResponse sresp;
   EXPECT_FALSE(reader->Read(&sresp));
   EXPECT_EQ(reader->Finish().error_code(), StatusCode::FAILED_PRECONDITION);
+}
+
+// A Get without read_ts reads at the latest timestamp and never fails for
+// staleness, however many flushes raise the history horizon while it runs.
+TEST_F(ServiceTest, GetWithoutReadTsIsNeverStaleUnderFlushes) {
+  std::atomic<bool> stop{false};
+  std::thread flusher([&] {
+    for (int i = 0; !stop.load(); i++) {
+      std::string v = std::to_string(i);
+      ASSERT_EQ(nokv_put(db_, nullptr, "k", 1, v.data(), v.size(), nullptr), NOKV_OK);
+      ASSERT_EQ(nokv_flush(db_), NOKV_OK);
+    }
+  });
+  uint64_t last = 0;
+  for (int i = 0; i < 2000; i++) {
+    GetResponse r = Get("k");  // expects OK
+    EXPECT_GE(r.read_ts(), last);
+    if (r.found()) EXPECT_LE(r.commit_ts(), r.read_ts());
+    last = r.read_ts();
+  }
+  stop = true;
+  flusher.join();
+  EXPECT_GT(last, 0u);
 }
 
 TEST_F(ServiceTest, InvalidArguments) {

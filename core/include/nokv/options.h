@@ -114,6 +114,10 @@ typedef struct nokv_read_options {
    * snapshot (or a read-only transaction). */
   const nokv_snapshot *snapshot;
   uint64_t read_ts;
+  /* If non-NULL, receives the timestamp the read was served at once it is fixed
+   * (with read_ts 0: the latest committed timestamp as the read began). A read
+   * with read_ts 0 never fails with NOKV_ESTALE. */
+  uint64_t *served_ts;
 } nokv_read_options;
 
 void nokv_options_init(nokv_options *opts);

@@ -303,7 +303,7 @@ static int compact_once(nokv_db *db, int forced_level, bool in_place, bool *did)
   uint64_t read = 0, written = 0;
   bool trivial = false;
   ret = run_compaction(db, &c, &e, &read, &written, &trivial);
-  if (ret == NOKV_OK) ret = nk_vset_log_and_apply(db->vset, &e);
+  if (ret == NOKV_OK) ret = nk_db_log_and_apply(db, &e, "compaction");
   bool discards = e.ndiscards > 0;
   nk_edit_release(&e);
   if (ret == NOKV_OK && discards && !db->opts.disable_auto_gc) nk_db_gc_wanted(db);

@@ -135,8 +135,9 @@ typedef struct replay_ctx {
 
 /* Does every value pointer of the batch name an entry the value log holds? A
  * batch whose values did not reach the disk (written without sync, then power
- * lost) fails this; so does every later one, since values are written in order. */
-static bool pointers_intact(nokv_db *db, const char *payload, size_t len) {
+ * lost) fails this; so does every later one, since values are written in order.
+ * On false, *bad is the first pointer that failed. */
+static bool pointers_intact(nokv_db *db, const char *payload, size_t len, nk_vptr *bad) {
   nk_batch_reader r;
   nk_batch_op op;
   uint64_t ts;
@@ -144,24 +145,53 @@ static bool pointers_intact(nokv_db *db, const char *payload, size_t len) {
   if (nk_batch_reader_init(&r, payload, len, &ts, &count) != NOKV_OK) return true;
   int rc;
   while ((rc = nk_batch_reader_next(&r, &op)) == 1) {
-    nk_vptr p;
-    if (op.kind == NK_KIND_VPTR &&
-        (!nk_vptr_decode(op.val, op.vlen, &p) || !nk_vlog_contains(db->vlog, &p))) {
+    if (op.kind != NK_KIND_VPTR) continue;
+    if (!nk_vptr_decode(op.val, op.vlen, bad)) {
+      memset(bad, 0, sizeof *bad);
       return false;
     }
+    if (!nk_vlog_contains(db->vlog, bad)) return false;
   }
   return true;  /* a malformed batch is reported by the apply that follows */
+}
+
+/* A record written by a synced group was durable with every value before it,
+ * so finding it after a value it (or an earlier record) needs is gone means
+ * the disk lost acknowledged data: refuse, naming the damage. */
+static int refuse_lost_values(replay_ctx *c, uint64_t ts, const nk_vptr *p) {
+  const nk_vlog_recovery *rec = &c->db->stats.vlog_recovery;
+  char damage[256] = "";
+  if (rec->torn_bytes > 0) {
+    snprintf(damage, sizeof damage, "; value log segment %08u.vlog is damaged at %s", rec->torn_fid,
+             rec->torn_why);
+  }
+  if (c->dangling) {
+    return nk_err(NOKV_ECORRUPT,
+                  "WAL %s: the record at commit timestamp %llu was synced, but an earlier "
+                  "record's value is missing from the value log%s; refusing to open, since "
+                  "skipping it would lose acknowledged writes (`nokv repair` salvages)",
+                  c->segment, (unsigned long long)ts, damage);
+  }
+  return nk_err(NOKV_ECORRUPT,
+                "WAL %s: the synced record at commit timestamp %llu points at value log entry "
+                "%u:%u (%u bytes), which is missing or damaged%s; refusing to open, since "
+                "skipping it would lose acknowledged writes (`nokv repair` salvages)",
+                c->segment, (unsigned long long)ts, p->fid, p->off, p->len, damage);
 }
 
 static int replay_record(void *arg, uint8_t type, const char *payload, size_t len) {
   replay_ctx *c = arg;
   nokv_db *db = c->db;
-  (void)type;  /* the reader accepts only batches */
   nk_batch_reader r;
   uint64_t ts;
   uint32_t count;
   NK_RET(nk_batch_reader_init(&r, payload, len, &ts, &count));
-  if (c->dangling || !pointers_intact(db, payload, len)) {
+  nk_vptr bad = {0};
+  if (c->dangling || !pointers_intact(db, payload, len, &bad)) {
+    if (type == NK_WAL_BATCH_SYNCED) return refuse_lost_values(c, ts, &bad);
+    /* Never synced: a power loss was free to keep this record and lose its
+     * value (pages reach the disk in any order). It and every later record
+     * were unsynced, so all of them go. */
     c->dangling = true;
     db->stats.wal_records_dangling++;
     return NOKV_OK;
@@ -282,7 +312,7 @@ static int finish_recovery(nokv_db *db) {
     e.vlog_head_fid = head.fid;
     e.vlog_head_off = head.off;
     int ret = nk_vlog_sync_to(db->vlog, head.fid);
-    if (ret == NOKV_OK) ret = nk_vset_log_and_apply(db->vset, &e);
+    if (ret == NOKV_OK) ret = nk_db_log_and_apply(db, &e, "manifest write");
     nk_edit_release(&e);
     NK_RET(ret);
   }
@@ -340,12 +370,17 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   if (!fresh && opts->error_if_exists) {
     NK_ERR(nk_err(NOKV_EINVAL, "database %s already exists (error_if_exists)", path));
   }
+  if (fresh && !opts->create_if_missing) {
+    NK_ERR(nk_err(NOKV_EINVAL, "%s holds no database (no CURRENT) and create_if_missing is false",
+                  path));
+  }
+  /* CURRENT first: from here on the directory is a database, whatever else a
+   * crash leaves in it. */
+  if (fresh) NK_ERR(nk_vset_create(db->vset));
   NK_ERR(open_vlog(db));
   NK_ERR(replay_wal(db));
   oracle_ready = true;
-  if (db->stats.wal_segments_replayed > 0 && opts->error_if_exists) {
-    NK_ERR(nk_err(NOKV_EINVAL, "database %s already exists (error_if_exists)", path));
-  }
+  NK_ERR(nk_vlog_start(db->vlog));
   NK_ERR(nk_wal_open(db->env, path, &db->vset->next_file, opts->wal_segment_bytes, &db->wal));
   NK_ERR(finish_recovery(db));
   NK_ERR(nk_db_refresh_view(db));
@@ -373,7 +408,10 @@ int nokv_close(nokv_db *db) {
   }
   pthread_mutex_unlock(&db->mu);
   nk_db_stop_background(db);
-  int ret = nk_wal_close(db->wal);
+  /* Values before the log records that point at them. */
+  int ret = nk_vlog_write(db->vlog, true);
+  int wal_ret = nk_wal_close(db->wal);
+  if (ret == NOKV_OK) ret = wal_ret;
   nk_oracle_destroy(&db->oracle);
   db_free(db);
   return ret;
@@ -387,6 +425,21 @@ void nk_db_set_bg_error(nokv_db *db, int rc, const char *what) {
              nokv_errmsg());
   }
   pthread_cond_broadcast(&db->room_cv);
+}
+
+int nk_db_log_and_apply(nokv_db *db, nk_edit *e, const char *what) {
+  pthread_mutex_lock(&db->mu);
+  int ret = db->bg_error;
+  if (ret != NOKV_OK) nk_err(ret, "%s", db->bg_errmsg);
+  pthread_mutex_unlock(&db->mu);
+  NK_RET(ret);
+  ret = nk_vset_log_and_apply(db->vset, e);
+  if (ret != NOKV_OK) {
+    pthread_mutex_lock(&db->mu);
+    nk_db_set_bg_error(db, ret, what);
+    pthread_mutex_unlock(&db->mu);
+  }
+  return ret;
 }
 
 int nk_db_start_background(nokv_db *db) {

@@ -173,6 +173,11 @@ int nk_db_apply_batch(nk_memtable *mem, const char *rep, size_t len, uint64_t co
 
 /* Records a background failure that stops writes. REQUIRES: mu held. */
 void nk_db_set_bg_error(nokv_db *db, int rc, const char *what);
+/* Logs e to the manifest and installs it, unless a background error has
+ * stopped the database (then fails with it); a failure stops the database, so
+ * no background job (flush, compaction, value-log GC) writes another edit after
+ * a failed one. REQUIRES: mu not held. */
+int nk_db_log_and_apply(nokv_db *db, nk_edit *e, const char *what);
 
 /* ---- point lookups (read.c) ---- */
 

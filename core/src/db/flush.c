@@ -35,7 +35,7 @@ int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number, nk_
     e.log_number = log_number;
     e.has_last_ts = true;
     e.last_ts = nk_memtable_max_ts(mem);
-    ret = nk_vset_log_and_apply(db->vset, &e);
+    ret = nk_db_log_and_apply(db, &e, "flush");
   }
   bool discards = e.ndiscards > 0;
   if (ret == NOKV_OK) {

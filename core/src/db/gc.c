@@ -90,7 +90,7 @@ static int retire(nokv_db *db, uint32_t fid, uint64_t size) {
   nk_edit e;
   nk_edit_init(&e);
   int ret = nk_edit_retire_segment(&e, fid);
-  if (ret == NOKV_OK) ret = nk_vset_log_and_apply(db->vset, &e);
+  if (ret == NOKV_OK) ret = nk_db_log_and_apply(db, &e, "value log GC");
   nk_edit_release(&e);
   NK_RET(ret);
   nk_epoch *fresh = nk_epoch_new(db);
@@ -308,7 +308,13 @@ int nokv_vlog_gc(nokv_db *db, double ratio, uint32_t *collected) {
   if (ratio <= 0) ratio = db->opts.value_log_gc_ratio;
   uint32_t done = 0, *skip = NULL;
   size_t nskip = 0;
-  int ret = NOKV_OK;
+  if (collected != NULL) *collected = 0;
+  /* A stopped database collects nothing (its manifest may not take edits). */
+  pthread_mutex_lock(&db->mu);
+  int ret = db->bg_error;
+  if (ret != NOKV_OK) nk_err(ret, "%s", db->bg_errmsg);
+  pthread_mutex_unlock(&db->mu);
+  NK_RET(ret);
   /* A throttled background collection in progress finishes at full speed. */
   pthread_mutex_lock(&db->mu);
   db->gc_urgent++;

@@ -38,6 +38,7 @@ int nk_db_read_ts(const nokv_db *db, const nokv_read_options *ro, uint64_t *read
     ts = ro->read_ts;
   }
   *read_ts = ts;
+  if (ro != NULL && ro->served_ts != NULL) *ro->served_ts = ts;
   return NOKV_OK;
 }
 

@@ -197,7 +197,7 @@ static int separate_values(nokv_db *db, const nokv_batch *b, uint64_t ts, char *
  * (buffered there: the caller writes them). Returns the framed length in *len
  * and the value-log bytes in *vbytes. */
 static int frame_group(nokv_db *db, nk_writer *first, nk_writer *last, uint64_t first_ts,
-                       size_t *len, uint64_t *vbytes) {
+                       bool sync, size_t *len, uint64_t *vbytes) {
   size_t total = 0, threshold = db->opts.value_threshold;
   for (nk_writer *w = first;; w = w->next) {
     /* A pointer op is at most 24 bytes longer than the op it replaces. */
@@ -223,7 +223,9 @@ static int frame_group(nokv_db *db, nk_writer *first, nk_writer *last, uint64_t 
       memcpy(payload, w->batch->rep, n);
     }
     nk_put_u64(payload, ts);
-    nk_wal_encode_header(p, NK_WAL_BATCH, payload, n);
+    /* The type records whether the group syncs before acknowledging: recovery
+     * must then treat damage before the record as corruption, not a torn tail. */
+    nk_wal_encode_header(p, sync ? NK_WAL_BATCH_SYNCED : NK_WAL_BATCH, payload, n);
     w->framed_len = n;
     w->ts = ts++;
     p = payload + n;
@@ -375,6 +377,9 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
    * first, at their own timestamps. A refused transaction keeps its timestamp
    * unused. */
   bool recorded = atomic_load(&db->active_txns) > 0;
+  /* A GC rewrite moves values without changing any key's version: it is no
+   * write a transaction can conflict with (it leads alone). */
+  bool gc = leader->gc_read_ts != 0;
   size_t refused = 0;
   uint64_t ts = first_ts;
   for (nk_writer *w = leader;; w = w->next, ts++) {
@@ -388,18 +393,20 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
       refused++;
     } else if (w->txn != NULL) {
       nk_oracle_record_commit(&db->oracle, ts, w->txn->writes, w->txn->nwrites);
-    } else if (recorded) {
+    } else if (recorded && !gc) {
       record_plain_writes(db, w, w, ts);
     }
     if (w == last) break;
   }
 
   pthread_mutex_unlock(&db->mu);
-  rc = frame_group(db, leader, last, first_ts, &len, &vbytes);
+  rc = frame_group(db, leader, last, first_ts, sync, &len, &vbytes);
   /* From here on a failure may leave the logs ahead of the memtable. */
   bool touched_log = rc == NOKV_OK || vbytes > 0;
-  /* Values first: a WAL record never points at a value not yet written. */
-  if (rc == NOKV_OK && vbytes > 0) rc = nk_vlog_write(db->vlog, sync);
+  /* Values first: a WAL record never points at a value not yet written. A sync
+   * makes every earlier WAL record durable, so it syncs the values of earlier
+   * unsynced groups too, even when this group has none of its own. */
+  if (rc == NOKV_OK && (vbytes > 0 || sync)) rc = nk_vlog_write(db->vlog, sync);
   if (rc == NOKV_OK) rc = nk_wal_maybe_rotate(db->wal);
   if (rc == NOKV_OK) rc = nk_wal_append(db->wal, db->group_buf, len);
   if (rc == NOKV_OK && sync) {
@@ -432,7 +439,7 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
      * active before taking its snapshot, so one whose snapshot predates this
      * publish is counted by now. One record per group at its last timestamp is
      * exact: no snapshot falls inside a group. */
-    if (!recorded && atomic_load(&db->active_txns) > 0) {
+    if (!recorded && !gc && atomic_load(&db->active_txns) > 0) {
       record_plain_writes(db, leader, last, first_ts + n - 1);
     }
     nk_count(&db->stats.batches, n - refused);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 static _Thread_local char nk_errbuf[512];
+static _Thread_local int nk_errno_last;
 
 /* Messages are formatted into a scratch buffer first: callers often wrap the
  * previous message (nk_err(rc, "...: %s", nokv_errmsg())), and formatting a
@@ -18,6 +19,7 @@ int nk_err(int rc, const char *fmt, ...) {
   vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
   memcpy(nk_errbuf, tmp, sizeof tmp);
+  nk_errno_last = 0;
   return rc;
 }
 
@@ -28,6 +30,7 @@ int nk_err_errno(int errno_value, const char *fmt, ...) {
   int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
   memcpy(nk_errbuf, tmp, sizeof tmp);
+  nk_errno_last = errno_value;
   if (n >= 0 && (size_t)n < sizeof nk_errbuf) {
     char msg[128];
     if (strerror_r(errno_value, msg, sizeof msg) != 0) { /* POSIX strerror_r */
@@ -42,7 +45,12 @@ int nk_err_errno(int errno_value, const char *fmt, ...) {
   }
 }
 
-void nk_err_clear(void) { nk_errbuf[0] = '\0'; }
+void nk_err_clear(void) {
+  nk_errbuf[0] = '\0';
+  nk_errno_last = 0;
+}
+
+int nk_err_os_errno(void) { return nk_errno_last; }
 
 const char *nokv_errmsg(void) { return nk_errbuf; }
 

@@ -26,6 +26,10 @@ int nk_err(int rc, const char *fmt, ...) NK_PRINTF(2, 3);
 /* Records strerror(errno_value) after the message; returns NOKV_EIO (or NOKV_ENOMEM/
  * NOKV_EFULL for ENOMEM/ENOSPC). */
 int nk_err_errno(int errno_value, const char *fmt, ...) NK_PRINTF(2, 3);
+/* The errno behind this thread's last error if nk_err_errno() recorded it, else 0
+ * (nk_err() resets it). Lets a caller tell "does not exist" (ENOENT) from every
+ * other failure of the same call. */
+int nk_err_os_errno(void);
 /* Clears the thread's message (called at the start of each public entry point). */
 void nk_err_clear(void);
 

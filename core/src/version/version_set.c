@@ -1,6 +1,7 @@
 /* version_set.c — manifest recovery and writing, version installation, cleanup. */
 #include "version/version_set.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "sst/format.h"
 #include "util/error.h"
 #include "util/grow.h"
+#include "vlog/vlog.h"
 #include "wal/wal.h"
 #include "wal/wal_format.h"
 
@@ -134,8 +136,8 @@ static int absorb_vlog(nk_vset *vs, const nk_edit *e) {
 int nk_vset_vlog_state(nk_vset *vs, nk_vset_vlog *out) {
   memset(out, 0, sizeof *out);
   pthread_mutex_lock(&vs->mu);
-  out->head_fid = vs->vlog_head_fid;
-  out->head_off = vs->vlog_head_off;
+  out->head_fid = vs->durable_head_fid;
+  out->head_off = vs->durable_head_off;
   out->discard = malloc((vs->ndiscard ? vs->ndiscard : 1) * sizeof *out->discard);
   out->retired = malloc((vs->nretired ? vs->nretired : 1) * sizeof *out->retired);
   if (out->discard != NULL && out->retired != NULL) {
@@ -217,6 +219,8 @@ static int replay_edit(void *arg, uint8_t type, const char *payload, size_t len)
     absorb_counters(c->vs, &e);
     pthread_mutex_lock(&c->vs->mu);
     ret = absorb_vlog(c->vs, &e);
+    c->vs->durable_head_fid = c->vs->vlog_head_fid;
+    c->vs->durable_head_off = c->vs->vlog_head_off;
     pthread_mutex_unlock(&c->vs->mu);
     for (size_t i = 0; i < e.nadds; i++) nk_vset_mark_file_used(c->vs, e.adds[i].f->number);
   } else {
@@ -226,21 +230,21 @@ static int replay_edit(void *arg, uint8_t type, const char *payload, size_t len)
   return ret;
 }
 
+/* Reads CURRENT. Only "no such file" means there is none (*missing); any other
+ * failure to read it (EACCES, EIO, EMFILE, ...) fails with the file and the OS
+ * error: a database must never be taken for a new one because a read failed. */
 static int read_current(nk_vset *vs, char **manifest_name, bool *missing) {
   char *path = nk_path_join(vs->dir, "CURRENT");
   if (path == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
   char *data = NULL;
   size_t len = 0;
-  nk_file *probe;
   *missing = false;
-  if (vs->env->open_read(vs->env, path, &probe) != NOKV_OK) {
-    free(path);
+  int ret = nk_env_read_file(vs->env, path, &data, &len);
+  free(path);
+  if (ret != NOKV_OK && nk_err_os_errno() == ENOENT) {
     *missing = true;
     return NOKV_OK;
   }
-  nk_file_close(probe);
-  int ret = nk_env_read_file(vs->env, path, &data, &len);
-  free(path);
   NK_RET(ret);
   uint64_t number;
   if (len < 2 || data[len - 1] != '\n') {
@@ -256,6 +260,77 @@ static int read_current(nk_vset *vs, char **manifest_name, bool *missing) {
   nk_vset_mark_file_used(vs, number);
   *manifest_name = data;
   return NOKV_OK;
+}
+
+/* Fails replaying a manifest at its first edit that names a table. */
+static int edit_names_no_table(void *arg, uint8_t type, const char *payload, size_t len) {
+  (void)type;
+  nk_edit e;
+  int ret = nk_edit_decode(payload, len, &e);
+  if (ret == NOKV_OK && e.nadds > 0) {
+    ret = nk_err(NOKV_ECORRUPT, "manifest %s names tables", (const char *)arg);
+  }
+  nk_edit_release(&e);
+  return ret;
+}
+
+/* Does the file at path hold more than size_limit bytes? */
+static int larger_than(const struct nokv_env *env, const char *path, uint64_t size_limit,
+                       bool *larger) {
+  nk_file *f;
+  uint64_t size = 0;
+  NK_RET(env->open_read(env, path, &f));
+  int ret = nk_file_size(f, &size);
+  nk_file_close(f);
+  *larger = size > size_limit;
+  return ret;
+}
+
+/* With no CURRENT, decides whether dir may become a new database: only if it
+ * holds nothing a database could need. A table, a WAL segment with records, a
+ * value log segment with entries or a manifest that names a table means a
+ * database whose CURRENT was lost: refuse (`nokv repair` rebuilds it). Empty
+ * segments and table-less manifests are what a crash during the very first open
+ * leaves; they are abandoned and cleaned up as orphans. */
+static int check_new_directory(nk_vset *vs) {
+  char **names = NULL;
+  size_t n = 0;
+  NK_RET(vs->env->list_dir(vs->env, vs->dir, &names, &n));
+  int ret = NOKV_OK;
+  for (size_t i = 0; i < n && ret == NOKV_OK; i++) {
+    uint64_t number;
+    uint32_t fid;
+    bool data = false;
+    char *path = nk_path_join(vs->dir, names[i]);
+    if (path == NULL) {
+      ret = nk_err(NOKV_ENOMEM, "out of memory");
+      break;
+    }
+    if (nk_table_parse_name(names[i], &number)) {
+      data = true;
+    } else if (nk_wal_parse_name(names[i], &number)) {
+      ret = larger_than(vs->env, path, 0, &data);
+    } else if (nk_vlog_parse_name(names[i], &fid)) {
+      ret = larger_than(vs->env, path, NK_VLOG_HEADER, &data);
+    } else if (parse_manifest_name(names[i], &number)) {
+      nk_wal_replay_stats st = {0};
+      int rc = nk_log_replay(vs->env, path, NK_WAL_EDIT, false, edit_names_no_table, path, &st);
+      if (rc == NOKV_ECORRUPT) {
+        data = true;  /* names tables, or cannot be read: not provably abandoned */
+      } else {
+        ret = rc;
+      }
+    }
+    if (ret == NOKV_OK && data) {
+      ret = nk_err(NOKV_ECORRUPT,
+                   "%s has no CURRENT file but holds database files (%s); refusing to start a "
+                   "new database over them (`nokv repair %s` rebuilds the manifest)",
+                   vs->dir, names[i], vs->dir);
+    }
+    free(path);
+  }
+  nk_env_free_names(names, n);
+  return ret;
 }
 
 int nk_vset_open(const struct nokv_env *env, const char *dir, nk_table_cache *tc,
@@ -278,6 +353,7 @@ int nk_vset_open(const struct nokv_env *env, const char *dir, nk_table_cache *tc
   }
   bool missing = false;
   NK_ERR(read_current(vs, &name, &missing));
+  if (missing) NK_ERR(check_new_directory(vs));
   *fresh = missing;
   if (!missing) {
     if ((path = nk_path_join(dir, name)) == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
@@ -377,12 +453,14 @@ static int write_snapshot(nk_vset *vs, const nk_version *v) {
   NK_ERR(append_record(f, &buf, &size));
   NK_ERR(nk_file_sync(f));
   NK_ERR(set_current(vs, number));
-  if (vs->manifest != NULL) {
-    nk_file_close(vs->manifest);
+  if (vs->manifest_number != 0) {
     nk_manifest_file_name(vs->manifest_number, name);
     char *old = nk_path_join(vs->dir, name);
     if (old != NULL) vs->env->remove(vs->env, old);  /* CURRENT no longer names it */
     free(old);
+  }
+  if (vs->manifest != NULL) {
+    nk_file_close(vs->manifest);
     __atomic_fetch_add(&vs->manifest_rewrites, 1, __ATOMIC_RELAXED);
   }
   vs->manifest = f;
@@ -394,6 +472,13 @@ err:
   free(path);
   nk_buf_release(&buf);
   nk_edit_release(&snap);
+  return ret;
+}
+
+int nk_vset_create(nk_vset *vs) {
+  pthread_mutex_lock(&vs->install_mu);
+  int ret = write_snapshot(vs, vs->current);
+  pthread_mutex_unlock(&vs->install_mu);
   return ret;
 }
 
@@ -419,11 +504,26 @@ int nk_vset_log_and_apply(nk_vset *vs, nk_edit *e) {
       e->has_next_file = true;
       e->next_file = __atomic_load_n(&vs->next_file, __ATOMIC_RELAXED);
       ret = nk_edit_encode(e, false, &buf);
-      if (ret == NOKV_OK) ret = append_record(vs->manifest, &buf, &vs->manifest_size);
-      if (ret == NOKV_OK) ret = nk_file_sync(vs->manifest);
+      if (ret == NOKV_OK) {
+        ret = append_record(vs->manifest, &buf, &vs->manifest_size);
+        if (ret == NOKV_OK) ret = nk_file_sync(vs->manifest);
+        if (ret != NOKV_OK) {
+          /* Part of the record may be on disk, or all of it without its sync:
+           * nothing may follow it in this file, or a reopen would find damage
+           * with valid edits after it. The next edit starts a new manifest with
+           * a snapshot instead; until then this one ends in a torn tail, which
+           * a reopen cuts. */
+          nk_file_close(vs->manifest);
+          vs->manifest = NULL;
+        }
+      }
     }
   }
   if (ret == NOKV_OK) {
+    pthread_mutex_lock(&vs->mu);
+    vs->durable_head_fid = vs->vlog_head_fid;
+    vs->durable_head_off = vs->vlog_head_off;
+    pthread_mutex_unlock(&vs->mu);
     install(vs, v);
   } else {
     vs->log_number = saved_log;

@@ -48,6 +48,11 @@ typedef struct nk_vset {
    * Changed under install_mu and mu; read under mu. */
   uint32_t vlog_head_fid;
   uint64_t vlog_head_off;
+  /* The head as of the last edit known durable: what others may act on (GC
+   * collects only segments below it). The head above runs ahead of it while an
+   * edit is being logged, and falls back if logging fails. */
+  uint32_t durable_head_fid;
+  uint64_t durable_head_off;
   nk_vlog_discard *discard;
   size_t ndiscard, discard_cap;
   uint32_t *retired;
@@ -59,10 +64,17 @@ typedef struct nk_vset {
 } nk_vset;
 
 /* Recovers the version from CURRENT and its manifest; *fresh is true if the
- * directory had no CURRENT (a new database). Writes nothing. */
+ * directory had no CURRENT and holds nothing a database needs (a new database).
+ * Only a CURRENT that does not exist (ENOENT) counts as missing: any other failure
+ * to read it fails. A directory without CURRENT that holds tables, WAL records,
+ * value log entries or a manifest naming tables fails with NOKV_ECORRUPT naming
+ * one of them. Writes nothing. */
 int nk_vset_open(const struct nokv_env *env, const char *dir, nk_table_cache *tc,
                  size_t manifest_max, nk_vset **out, bool *fresh);
 void nk_vset_close(nk_vset *vs);
+/* Makes a fresh database durable before anything else is written: an empty
+ * manifest and a CURRENT naming it. */
+int nk_vset_create(nk_vset *vs);
 
 static inline uint64_t nk_vset_new_file_number(nk_vset *vs) {
   return __atomic_fetch_add(&vs->next_file, 1, __ATOMIC_RELAXED);
@@ -83,7 +95,7 @@ int nk_vset_log_and_apply(nk_vset *vs, nk_edit *e);
  * segments below the log number. REQUIRES: no flush or compaction is running. */
 int nk_vset_remove_orphans(nk_vset *vs);
 
-/* A copy of the value log state. */
+/* A copy of the value log state (its head: the durable one). */
 typedef struct nk_vset_vlog {
   uint32_t head_fid;
   uint64_t head_off;

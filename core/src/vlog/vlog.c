@@ -200,9 +200,16 @@ struct nk_vlog {
   nk_file *wfile;
   uint32_t wfid;       /* active's id, for nk_vlog_sync_to */
   uint64_t written;    /* bytes of the active segment on disk */
+  uint64_t synced;     /* of those, made durable (under wmu) */
   nk_buf pending;      /* buffered entries, to go at offset `written` */
   uint64_t bytes_written;  /* atomic */
   uint64_t prefetches;     /* atomic */
+
+  /* Recovery, between nk_vlog_open and nk_vlog_start. */
+  uint32_t head_fid;
+  nk_vlog_recovery *rec;
+  segment *headerless;     /* a newest segment cut before its header: removed at start */
+  uint32_t headerless_fid;
 };
 
 static void seg_unref(segment *s) {
@@ -299,7 +306,7 @@ static int start_segment(nk_vlog *vl, uint32_t fid) {
   nk_file *old = vl->wfile;
   vl->wfile = w;
   vl->wfid = fid;
-  vl->written = NK_VLOG_HEADER;
+  vl->written = vl->synced = NK_VLOG_HEADER;
   pthread_mutex_unlock(&vl->wmu);
   nk_file_close(old);
   __atomic_fetch_add(&vl->bytes_written, NK_VLOG_HEADER, __ATOMIC_RELAXED);
@@ -334,6 +341,8 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
   }
   vl->env = env;
   vl->segment_bytes = segment_bytes;
+  vl->head_fid = head_fid;
+  vl->rec = rec;
   pthread_mutex_init(&vl->mu, NULL);
   pthread_mutex_init(&vl->wmu, NULL);
   char **names = NULL;
@@ -348,6 +357,7 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
     uint32_t fid;
     if (!nk_vlog_parse_name(names[i], &fid)) continue;
     if (listed(obsolete, nobsolete, fid)) {
+      /* The manifest says GC retired it: provably abandoned. */
       char *path = nk_path_join(dir, names[i]);
       if (path != NULL && env->remove(env, path) == NOKV_OK) rec->obsolete_removed++;
       free(path);
@@ -359,52 +369,57 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
   for (size_t i = 0; i < nfids; i++) {
     segment *s = seg_new(vl, fids[i]);
     if (s == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+    bool newest = i + 1 == nfids;
+    if (fids[i] < head_fid) {
+      /* Wholly before the head: durable, sealed. */
+      ret = seg_insert(vl, s);
+      if (ret == NOKV_OK) ret = seg_open_read(vl, s, 0);
+      if (ret == NOKV_OK) ret = nk_file_size(s->rfile, &s->size);
+      if (ret != NOKV_OK) {
+        if (vl->nsegs == 0 || vl->segs[vl->nsegs - 1] != s) seg_unref(s);
+        goto err;
+      }
+      continue;
+    }
+    uint64_t from = fids[i] == head_fid ? head_off : 0;
+    nk_vlog_scan_result r;
+    ret = nk_vlog_scan_file(env, s->path, s->fid, from, NULL, NULL, &r);
+    if (ret != NOKV_OK) {
+      seg_unref(s);
+      goto err;
+    }
+    rec->validated_bytes += r.valid_end - from;
+    if (r.torn) {
+      if (!newest) {
+        ret = nk_err(NOKV_ECORRUPT, "value log segment %s is damaged at %s", s->path, r.why);
+        seg_unref(s);
+        goto err;
+      }
+      /* Cut later (nk_vlog_start), once the WAL replay has shown that no
+       * record promised durable points at or past the damage. */
+      rec->torn_fid = s->fid;
+      rec->torn_off = r.valid_end;
+      rec->torn_bytes = r.file_size - r.valid_end;
+      snprintf(rec->torn_why, sizeof rec->torn_why, "%s", r.why);
+      if (r.valid_end < NK_VLOG_HEADER) {
+        /* Not even a header: the crash came while it was being created. */
+        vl->headerless = s;
+        vl->headerless_fid = s->fid;
+        continue;
+      }
+    }
     ret = seg_insert(vl, s);
     if (ret != NOKV_OK) {
       seg_unref(s);
       goto err;
     }
-    bool newest = i + 1 == nfids;
-    uint64_t from = 0;
-    if (fids[i] < head_fid) {
-      /* Wholly before the head: durable, sealed. */
-      NK_ERR(seg_open_read(vl, s, 0));
-      NK_ERR(nk_file_size(s->rfile, &s->size));
-      continue;
-    }
-    if (fids[i] == head_fid) from = head_off;
-    nk_vlog_scan_result r;
-    NK_ERR(nk_vlog_scan_file(env, s->path, s->fid, from, NULL, NULL, &r));
-    rec->validated_bytes += r.valid_end - (from ? from : 0);
-    if (r.torn) {
-      if (!newest) {
-        NK_ERR(nk_err(NOKV_ECORRUPT, "value log segment %s is damaged at %s", s->path, r.why));
-      }
-      rec->torn_bytes += r.file_size - r.valid_end;
-      if (r.valid_end < NK_VLOG_HEADER) {
-        /* Not even a header: the crash came while it was being created. */
-        NK_ERR(env->remove(env, s->path));
-        vl->nsegs--;
-        seg_unref(s);
-        continue;
-      }
-      NK_ERR(env->truncate(env, s->path, r.valid_end));
-    }
     s->size = r.valid_end;
     /* The newest may take appends: map it at full capacity. */
     NK_ERR(seg_open_read(vl, s, newest && r.valid_end < segment_bytes ? segment_bytes : 0));
-  }
-  /* Continue the newest segment, or start one. */
-  segment *last = vl->nsegs > 0 ? vl->segs[vl->nsegs - 1] : NULL;
-  if (last != NULL && last->size < segment_bytes && last->fid >= head_fid) {
-    NK_ERR(env->open_append(env, last->path, false, &vl->wfile));
-    vl->active = last;
-    vl->wfid = last->fid;
-    vl->written = last->size;
-  } else {
-    uint32_t next = last != NULL ? last->fid + 1 : 1;
-    if (next <= head_fid) next = head_fid + 1;
-    NK_ERR(start_segment(vl, next));
+    /* What a crashed process wrote may still be only in the page cache: make
+     * it durable before the head can move past it, or before a WAL record
+     * written now can depend on it. */
+    NK_ERR(nk_file_sync(s->rfile));
   }
   free(fids);
   nk_env_free_names(names, n);
@@ -417,9 +432,41 @@ err:
   return ret;
 }
 
+int nk_vlog_start(nk_vlog *vl) {
+  nk_vlog_recovery *rec = vl->rec;
+  const struct nokv_env *env = vl->env;
+  if (vl->headerless != NULL) {
+    NK_RET(env->remove(env, vl->headerless->path));
+    seg_unref(vl->headerless);
+    vl->headerless = NULL;
+  } else if (rec->torn_bytes > 0) {
+    char name[32];
+    nk_vlog_file_name(rec->torn_fid, name);
+    char *path = nk_path_join(vl->dir, name);
+    if (path == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+    int ret = env->truncate(env, path, rec->torn_off);
+    free(path);
+    NK_RET(ret);
+  }
+  /* Continue the newest segment, or start one. */
+  segment *last = vl->nsegs > 0 ? vl->segs[vl->nsegs - 1] : NULL;
+  if (last != NULL && last->size < vl->segment_bytes && last->fid >= vl->head_fid) {
+    NK_RET(env->open_append(env, last->path, false, &vl->wfile));
+    vl->active = last;
+    vl->wfid = last->fid;
+    vl->written = vl->synced = last->size;
+    return NOKV_OK;
+  }
+  uint32_t next = last != NULL ? last->fid + 1 : 1;
+  if (vl->headerless_fid >= next) next = vl->headerless_fid + 1;
+  if (next <= vl->head_fid) next = vl->head_fid + 1;
+  return start_segment(vl, next);
+}
+
 void nk_vlog_close(nk_vlog *vl) {
   if (vl == NULL) return;
   nk_file_close(vl->wfile);
+  if (vl->headerless != NULL) seg_unref(vl->headerless);
   for (size_t i = 0; i < vl->nsegs; i++) seg_unref(vl->segs[i]);
   free(vl->segs);
   nk_buf_release(&vl->pending);
@@ -467,17 +514,28 @@ int nk_vlog_add(nk_vlog *vl, const char *key, size_t klen, uint64_t ts, const ch
 }
 
 int nk_vlog_write(nk_vlog *vl, bool sync) {
+  if (vl->wfile == NULL) return NOKV_OK;  /* nothing was ever opened for writing */
   if (vl->pending.len > 0) {
     NK_RET(nk_file_append(vl->wfile, vl->pending.data, vl->pending.len));
+    pthread_mutex_lock(&vl->wmu);  /* nk_vlog_sync_to reads it */
     vl->written += vl->pending.len;
+    pthread_mutex_unlock(&vl->wmu);
     __atomic_fetch_add(&vl->bytes_written, vl->pending.len, __ATOMIC_RELAXED);
     vl->pending.len = 0;
     pthread_mutex_lock(&vl->mu);
     vl->active->size = vl->written;
     pthread_mutex_unlock(&vl->mu);
   }
-  if (sync) NK_RET(nk_file_sync(vl->wfile));
-  return NOKV_OK;
+  if (!sync) return NOKV_OK;
+  pthread_mutex_lock(&vl->wmu);
+  uint64_t target = vl->written;
+  int ret = NOKV_OK;
+  if (vl->synced < target) {
+    ret = nk_file_sync(vl->wfile);
+    if (ret == NOKV_OK) vl->synced = target;
+  }
+  pthread_mutex_unlock(&vl->wmu);
+  return ret;
 }
 
 void nk_vlog_head(nk_vlog *vl, uint32_t *fid, uint64_t *off) {
@@ -488,8 +546,13 @@ void nk_vlog_head(nk_vlog *vl, uint32_t *fid, uint64_t *off) {
 int nk_vlog_sync_to(nk_vlog *vl, uint32_t fid) {
   int ret = NOKV_OK;
   pthread_mutex_lock(&vl->wmu);
-  /* Segments before the active one were synced when they were sealed. */
-  if (vl->wfid == fid) ret = nk_file_sync(vl->wfile);
+  /* Segments before the active one were synced when they were sealed (or, from
+   * an earlier run, at open). */
+  if (vl->wfid == fid && vl->synced < vl->written) {
+    uint64_t target = vl->written;
+    ret = nk_file_sync(vl->wfile);
+    if (ret == NOKV_OK) vl->synced = target;
+  }
   pthread_mutex_unlock(&vl->wmu);
   return ret;
 }

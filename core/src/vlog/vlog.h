@@ -13,7 +13,10 @@
  *
  * Durability: the write leader appends a group's values and writes them (one
  * write(2)) before the WAL record that carries their pointers, and syncs them
- * before the WAL when the group syncs. A segment is synced when it is sealed.
+ * before the WAL when any writer of the group asked for sync, whether or not the
+ * group itself wrote values: a synced WAL makes every earlier record durable, so
+ * the values those records point at must be too. A segment is synced when it is
+ * sealed, at close, and (for segments from the head on) at open.
  * Each flush syncs up to the head it records in the manifest; at open, entries
  * past that head are validated and a torn tail of the newest segment is cut.
  *
@@ -88,16 +91,25 @@ typedef struct nk_vlog_recovery {
   uint64_t validated_bytes;  /* read past the head and checked */
   uint64_t torn_bytes;       /* cut from the newest segment's tail */
   uint64_t obsolete_removed; /* segments the manifest had retired, still on disk */
+  /* Where the newest segment's damage begins (torn_bytes > 0), and what it is. */
+  uint32_t torn_fid;
+  uint64_t torn_off;
+  char torn_why[160];
 } nk_vlog_recovery;
 
-/* Opens the value log in dir. Entries before the head (head_fid, head_off) are
- * known durable; the rest are validated, and the newest segment's torn tail is
- * truncated. A damaged entry past the head in an older segment fails with
- * NOKV_ECORRUPT. Segments listed in obsolete are deleted. Appends continue at the
- * end of the newest segment (a new one is started if it is full or missing). */
+/* Opens the value log in dir for reading. Entries before the head (head_fid,
+ * head_off) are known durable; the rest are validated and synced. A damaged
+ * entry past the head in an older segment fails with NOKV_ECORRUPT; damage in
+ * the newest one is recorded in *rec (which must outlive the open) and that
+ * segment is read as ending there: whether it is a torn tail or corruption is
+ * for the WAL replay to decide (a record promised durable pointing past it is
+ * corruption). Segments listed in obsolete are deleted. */
 int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_bytes,
                  uint32_t head_fid, uint64_t head_off, const uint32_t *obsolete,
                  size_t nobsolete, nk_vlog **out, nk_vlog_recovery *rec);
+/* Ends recovery: cuts the newest segment's torn tail and readies appends at its
+ * end (a new segment is started if it is full or missing). Before any add. */
+int nk_vlog_start(nk_vlog *vl);
 void nk_vlog_close(nk_vlog *vl);
 
 /* Is the whole entry p names inside what was recovered or written? */
@@ -109,7 +121,8 @@ bool nk_vlog_contains(nk_vlog *vl, const nk_vptr *p);
  * entry does not fit the current one (writing and syncing what was buffered). */
 int nk_vlog_add(nk_vlog *vl, const char *key, size_t klen, uint64_t ts, const char *val,
                 size_t vlen, nk_vptr *out);
-/* Writes the buffered entries; syncs the segment too if sync. */
+/* Writes the buffered entries; if sync, also makes every entry written so far
+ * durable (a no-op when nothing is unsynced). */
 int nk_vlog_write(nk_vlog *vl, bool sync);
 /* Where the next entry will go: every entry before it has been written. */
 void nk_vlog_head(nk_vlog *vl, uint32_t *fid, uint64_t *off);

@@ -8,9 +8,10 @@
  *   fixed32 checksum | fixed32 length | u8 type | payload[length]
  *
  * checksum = low 32 bits of XXH3-64(payload, seed = length << 8 | type), so the
- * length and type are covered too. Type 1 carries one write batch
- * (db/batch_internal.h). A segment is fsync'ed before the next one is started, so
- * only the newest segment can end in a torn record.
+ * length and type are covered too. Types 1 and 3 carry one write batch
+ * (db/batch_internal.h); 3 says the batch was fsync'ed before it was acknowledged.
+ * A segment is fsync'ed before the next one is started, so only the newest segment
+ * can end in a torn record.
  */
 #ifndef NOKV_WAL_FORMAT_H
 #define NOKV_WAL_FORMAT_H
@@ -30,9 +31,16 @@ extern "C" {
 #define NK_WAL_SUFFIX ".wal"
 
 typedef enum nk_wal_type {
-  NK_WAL_BATCH = 1,
-  NK_WAL_EDIT = 2,  /* a manifest's version edit (the manifest shares this framing) */
+  NK_WAL_BATCH = 1,         /* a write batch not fsync'ed before it was acknowledged */
+  NK_WAL_EDIT = 2,          /* a manifest's version edit (the manifest shares this framing) */
+  NK_WAL_BATCH_SYNCED = 3,  /* a write batch whose group fsync'ed both logs before any
+                             * acknowledgement: it and everything before it were durable */
 } nk_wal_type;
+
+/* Is type one a WAL segment may hold? */
+static inline int nk_wal_is_batch(uint8_t type) {
+  return type == NK_WAL_BATCH || type == NK_WAL_BATCH_SYNCED;
+}
 
 static inline uint32_t nk_wal_checksum(uint8_t type, const char *payload, size_t len) {
   return nk_checksum32(payload, len, (uint64_t)len << 8 | type);

@@ -1,35 +1,52 @@
 /*
  * wal_reader.c — replay, and the line between a torn tail and corruption.
  *
- * A crash can only tear the record being appended to the newest segment, so
- * damage there is a torn tail exactly when no intact record follows it. That is
- * decided by looking for any well-framed record (right type, length within the
- * file, matching checksum) at any later offset: a damaged length field cannot
- * hide acknowledged records behind it. Random bytes rarely pass the type and
- * length filters, so the search checksums almost nothing on a genuine torn tail.
+ * Only the newest segment of a log can hold bytes that were never made durable;
+ * a power loss may drop any of them, in any order (the kernel writes dirty pages
+ * back in no particular order). So damage there is a torn tail exactly when no
+ * record after it was promised durable: a manifest edit (each is fsync'ed before
+ * the next is written) or a WAL batch of type NK_WAL_BATCH_SYNCED. An intact
+ * promised record after the damage means the damaged bytes had been fsync'ed
+ * too: that is corruption, and the replay refuses. Intact records after the
+ * damage that were never synced are cut with the tail: nothing promised them to
+ * a power loss. The search looks for a well-framed record (promised type,
+ * length within the file, matching checksum) at every later offset, so a
+ * damaged length field cannot hide records behind it; random bytes rarely pass
+ * the type and length filters, so it checksums almost nothing on a real tear.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "util/error.h"
 #include "wal/wal.h"
 #include "wal/wal_format.h"
 
-static bool intact_record_at(const char *data, size_t off, size_t size, uint8_t expected) {
-  if (size - off < NK_WAL_HEADER || (uint8_t)data[off + 8] != expected) {
+/* The record type whose presence after damage proves the damage was durable. */
+static uint8_t promised_type(uint8_t expected) {
+  return expected == NK_WAL_BATCH ? NK_WAL_BATCH_SYNCED : expected;
+}
+
+static bool accepted(uint8_t expected, uint8_t type) {
+  return expected == NK_WAL_BATCH ? nk_wal_is_batch(type) : type == expected;
+}
+
+static bool intact_record_at(const char *data, size_t off, size_t size, uint8_t type) {
+  if (size - off < NK_WAL_HEADER || (uint8_t)data[off + 8] != type) {
     return false;
   }
   uint32_t len = nk_get_u32(data + off + 4);
   return len <= size - off - NK_WAL_HEADER &&
-         nk_get_u32(data + off) == nk_wal_checksum(expected, data + off + NK_WAL_HEADER, len);
+         nk_get_u32(data + off) == nk_wal_checksum(type, data + off + NK_WAL_HEADER, len);
 }
 
-static bool intact_record_after(const char *data, size_t off, size_t size, uint8_t expected) {
+/* Offset of the first intact record of type after off, or 0 if none. */
+static size_t intact_record_after(const char *data, size_t off, size_t size, uint8_t type) {
   for (size_t p = off + 1; p + NK_WAL_HEADER <= size; p++) {
-    if (intact_record_at(data, p, size, expected)) {
-      return true;
+    if (intact_record_at(data, p, size, type)) {
+      return p;
     }
   }
-  return false;
+  return 0;
 }
 
 int nk_wal_replay_segment(const struct nokv_env *env, const char *path, bool is_newest,
@@ -61,7 +78,7 @@ int nk_log_replay(const struct nokv_env *env, const char *path, uint8_t expected
       } else if (nk_get_u32(data + off) !=
                  nk_wal_checksum(type, data + off + NK_WAL_HEADER, len)) {
         problem = "checksum mismatch";
-      } else if (type != expected) {
+      } else if (!accepted(expected, type)) {
         problem = "unknown record type";
         unknown_type = true;
       }
@@ -69,13 +86,21 @@ int nk_log_replay(const struct nokv_env *env, const char *path, uint8_t expected
     if (problem != NULL) {
       /* A well-formed record of a type we do not know is from a newer format,
        * never a torn write. */
-      bool torn = is_newest && !unknown_type && !intact_record_after(data, off, size, expected);
-      if (!torn) {
+      size_t promised = is_newest && !unknown_type
+                            ? intact_record_after(data, off, size, promised_type(expected))
+                            : 0;
+      if (!is_newest || unknown_type || promised != 0) {
+        char where[96] = " in a sealed segment";
+        if (unknown_type) {
+          snprintf(where, sizeof where, " (type %u)", type);
+        } else if (is_newest) {
+          snprintf(where, sizeof where, " and a durable record follows at offset %zu",
+                   promised);
+        }
         ret = nk_err(NOKV_ECORRUPT,
                      "%s %s is corrupt at offset %zu of %zu (%s)%s; refusing to open, "
                      "since skipping it would lose acknowledged writes",
-                     what, path, off, size, problem,
-                     is_newest ? " and valid data follows" : " in a sealed segment");
+                     what, path, off, size, problem, where);
         break;
       }
       ret = env->truncate(env, path, off);
