@@ -22,10 +22,14 @@ uint64_t nk_db_watermark(nokv_db *db) {
   nk_oracle_snapshots(&db->oracle, &oldest, &live);
   uint64_t visible = nk_oracle_read_ts(&db->oracle);
   uint64_t w = live > 0 && oldest < visible ? oldest : visible;
-  uint_fast64_t h = atomic_load(&db->history_horizon);
-  while (h < w && !atomic_compare_exchange_weak(&db->history_horizon, &h, w)) {
-  }
+  nk_db_raise_horizon(db, w);
   return w;
+}
+
+void nk_db_raise_horizon(nokv_db *db, uint64_t ts) {
+  uint_fast64_t h = atomic_load(&db->history_horizon);
+  while (h < ts && !atomic_compare_exchange_weak(&db->history_horizon, &h, ts)) {
+  }
 }
 
 static nk_table_options table_options(const nokv_db *db, int level) {

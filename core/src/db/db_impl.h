@@ -255,6 +255,8 @@ int nk_db_refresh_view(nokv_db *db);
  * shadowed by a newer version (also below it) can be dropped. Raises
  * history_horizon to it, so call it once per job, before building. */
 uint64_t nk_db_watermark(nokv_db *db);
+/* Explicit read timestamps below ts fail with NOKV_ESTALE from now on. */
+void nk_db_raise_horizon(nokv_db *db, uint64_t ts);
 
 typedef struct nk_build_job {
   int level;                    /* output level: chooses compression */

@@ -85,10 +85,14 @@ nk_epoch *nk_db_pin_epoch(nokv_db *db) {
   return e;
 }
 
-/* Ends the current epoch with fid to delete when it dies. */
-static int retire(nokv_db *db, uint32_t fid, uint64_t size) {
+/* Ends the current epoch with fid to delete when it dies. GC rewrote only the
+ * newest version of each key as of checked_ts; older versions still in the tree
+ * may point into fid, so explicit read timestamps below checked_ts are no longer
+ * served (NOKV_ESTALE, not a missing segment); snapshots pin the epoch instead. */
+static int retire(nokv_db *db, uint32_t fid, uint64_t size, uint64_t checked_ts) {
   nk_edit e;
   nk_edit_init(&e);
+  nk_db_raise_horizon(db, checked_ts);
   int ret = nk_edit_retire_segment(&e, fid);
   if (ret == NOKV_OK) ret = nk_db_log_and_apply(db, &e, "value log GC");
   nk_edit_release(&e);
@@ -134,6 +138,7 @@ typedef struct gc_ctx {
   nk_buf pending_bytes;
   size_t npending;
   uint64_t rewritten;       /* bytes of entries written again */
+  uint64_t checked_ts;      /* newest timestamp liveness was checked at */
 } gc_ctx;
 
 /* Is the newest version of e's key at read_ts exactly e? */
@@ -178,8 +183,14 @@ static int flush_pending(gc_ctx *c) {
   nokv_db *db = c->db;
   int ret = NOKV_OK;
   for (int attempt = 0; c->npending > 0; attempt++) {
-    nk_view *view = nk_db_acquire_view(db);
+    /* The timestamp first, then the view: every write at or below read_ts was
+     * in a memtable before read_ts was published, so this view holds it (in a
+     * memtable or a table). The other order could miss a write that landed in a
+     * memtable sealed after the view was taken, and if that memtable were then
+     * flushed before the leader's check, an old value would come back. */
     uint64_t read_ts = nk_oracle_read_ts(&db->oracle);
+    nk_view *view = nk_db_acquire_view(db);
+    if (read_ts > c->checked_ts) c->checked_ts = read_ts;
     nokv_batch *b = NULL;
     uint64_t bytes = 0;
     ret = nokv_batch_new(&b);
@@ -256,7 +267,11 @@ static int collect(nokv_db *db, uint32_t fid, uint64_t size, bool throttled) {
     ret = nk_err(NOKV_ECORRUPT, "value log segment %s is damaged at %s; not collecting it", path,
                  res.why);
   }
-  if (ret == NOKV_OK) ret = retire(db, fid, size);
+  if (ret == NOKV_OK) {
+    /* Even with nothing to rewrite, versions older than now may point here. */
+    uint64_t now = nk_oracle_read_ts(&db->oracle);
+    ret = retire(db, fid, size, c->checked_ts > now ? c->checked_ts : now);
+  }
   if (ret == NOKV_OK) nk_count(&db->stats.gc_collected, 1);
 err:
   if (c != NULL) nk_buf_release(&c->pending_bytes);
