@@ -75,15 +75,15 @@ bool FillScanChunk(nokv_iter* iter, google::protobuf::RepeatedPtrField<nokv::v1:
 
 KvService::KvService(nokv_db* db, ServiceOptions options)
     : db_(db), options_(std::move(options)), workers_(std::max(1, options_.stream_workers)) {
-  reaper_ = std::thread([this] { ReapIdleTxns(); });
+  reaper_ = std::thread([this] { ReapStreams(); });
 }
 
 KvService::~KvService() {
   {
-    std::lock_guard<std::mutex> l(txn_mu_);
+    std::lock_guard<std::mutex> l(streams_mu_);
     stopping_ = true;
   }
-  txn_cv_.notify_all();
+  streams_cv_.notify_all();
   reaper_.join();
 }
 
@@ -152,30 +152,53 @@ grpc::Status KvService::Stats(grpc::ServerContext*, const nokv::v1::StatsRequest
     counters["level" + std::to_string(l) + "_files"] = s.level_files[l];
     counters["level" + std::to_string(l) + "_bytes"] = s.level_bytes[l];
   }
+  counters["txns_open"] = open_txns();
+  counters["scans_open"] = open_scans();
+  counters["txn_buffered_bytes"] = txn_buffered_bytes_.load();
+  counters["streams_expired"] = streams_expired_.load();
+  counters["streams_refused"] = streams_refused_.load();
   resp->set_last_commit_ts(s.last_commit_ts);
   resp->set_data_dir(options_.data_dir);
   return grpc::Status::OK;
 }
 
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A Scan refused before it began.
+class RefusedScan final : public grpc::ServerWriteReactor<nokv::v1::ScanResponse> {
+ public:
+  explicit RefusedScan(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+int64_t Nanos(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
 // One Scan stream: a snapshot, an iterator over it, and one outstanding write.
 class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::ScanResponse> {
  public:
-  ScanReactor(KvService* service, const nokv::v1::ScanRequest* req)
+  // REQUIRES: the service's streams_mu_ held (OnDone takes it to unregister).
+  ScanReactor(KvService* service, grpc::CallbackServerContext* ctx,
+              const nokv::v1::ScanRequest* req)
       : service_(service),
+        ctx_(ctx),
+        started_(Clock::now()),
         start_(req->start()),
         end_(req->end()),
         prefix_(req->prefix()),
         asked_ts_(req->read_ts()),
         limit_(req->limit()) {
-    if (grpc::Status s = CheckScanBounds(start_, end_, prefix_); !s.ok()) {
-      Finish(s);
-      return;
-    }
     service_->workers_.Submit([this] { Start(); });
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) {  // the client went away; OnDone follows
+    write_started_ns_ = 0;
+    if (!ok) {  // the client went away (or the reaper cancelled); OnDone follows
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client stopped reading"));
       return;
     }
@@ -183,9 +206,30 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
   }
 
   void OnDone() override {
+    {
+      std::lock_guard<std::mutex> l(service_->streams_mu_);
+      service_->scans_.erase(this);
+    }
     nokv_iter_close(iter_);
     if (snap_ != nullptr) nokv_snapshot_release(service_->db_, snap_);
     delete this;
+  }
+
+  // Called by the reaper (holding streams_mu_, so OnDone cannot run): cancels a
+  // scan past its lifetime, or whose client has not taken a message for the
+  // idle timeout. Cancelling fails the outstanding write (or the next one).
+  void ExpireIfStalled(Clock::time_point now) {
+    if (cancelled_) return;
+    const ServiceOptions& o = service_->options_;
+    int64_t writing_since = write_started_ns_.load();
+    bool stalled = writing_since != 0 &&
+                   Nanos(now) - writing_since >= int64_t{o.scan_idle_timeout_ms} * 1000000;
+    bool too_old = o.max_stream_lifetime_ms != 0 &&
+                   now - started_ >= std::chrono::milliseconds(o.max_stream_lifetime_ms);
+    if (!stalled && !too_old) return;
+    cancelled_ = true;
+    service_->streams_expired_++;
+    ctx_->TryCancel();
   }
 
  private:
@@ -233,10 +277,15 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
     resp_.set_read_ts(read_ts_);
     chunks_++;
     service_->scan_chunks_sent_++;
+    write_started_ns_ = Nanos(Clock::now());
     StartWrite(&resp_);
   }
 
   KvService* service_;
+  grpc::CallbackServerContext* const ctx_;
+  const Clock::time_point started_;
+  std::atomic<int64_t> write_started_ns_{0};  // of the outstanding write; 0: none
+  bool cancelled_ = false;                    // under the service's streams_mu_
   const std::string start_, end_, prefix_;
   const uint64_t asked_ts_;
   uint32_t limit_;
@@ -249,8 +298,37 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
 };
 
 grpc::ServerWriteReactor<nokv::v1::ScanResponse>* KvService::Scan(
-    grpc::CallbackServerContext*, const nokv::v1::ScanRequest* req) {
-  return new ScanReactor(this, req);
+    grpc::CallbackServerContext* ctx, const nokv::v1::ScanRequest* req) {
+  if (grpc::Status s = CheckScanBounds(req->start(), req->end(), req->prefix()); !s.ok()) {
+    return new RefusedScan(s);
+  }
+  std::lock_guard<std::mutex> l(streams_mu_);
+  if (scans_.size() >= options_.max_scans) {
+    streams_refused_++;
+    return new RefusedScan(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        "too many open scans (" + std::to_string(options_.max_scans) + "); retry later"));
+  }
+  auto* reactor = new ScanReactor(this, ctx, req);
+  scans_.insert(reactor);
+  streams_cv_.notify_one();  // the reaper sleeps while there is nothing to watch
+  return reactor;
+}
+
+void KvService::ExpireScan(ScanReactor* scan, std::chrono::steady_clock::time_point now) {
+  scan->ExpireIfStalled(now);
+}
+
+size_t KvService::open_scans() {
+  std::lock_guard<std::mutex> l(streams_mu_);
+  return scans_.size();
+}
+
+bool KvService::ReserveTxnBytes(size_t n) {
+  size_t now = txn_buffered_bytes_.fetch_add(n) + n;
+  if (now <= options_.txn_buffer_bytes) return true;
+  txn_buffered_bytes_ -= n;
+  return false;
 }
 
 std::unique_ptr<grpc::Server> StartServer(const ServerConfig& config, KvService* service,

@@ -9,7 +9,12 @@
 // Scan (ServerWriteReactor) reads the next chunk only once the previous one was
 // handed to the transport, so a slow client slows the scan instead of making
 // the server buffer the range. Txn (txn_stream.cc) is a bidi stream that runs
-// one request at a time; a reaper thread rolls back transactions left idle.
+// one request at a time. A reaper thread rolls back transactions left idle and
+// cancels scans whose client stopped reading, and ends any stream past its
+// lifetime: a stream pins a snapshot (memtables, versions, value-log segments),
+// so none may live unbounded. A stream with a write outstanding cannot be
+// finished with a status (one write in flight, and Finish counts as one): it is
+// cancelled, and the client sees CANCELLED.
 #ifndef NOKV_SERVICE_KV_SERVICE_H
 #define NOKV_SERVICE_KV_SERVICE_H
 
@@ -38,6 +43,14 @@ struct ServiceOptions {
   uint32_t txn_idle_timeout_ms = 30000;  // an open transaction idle this long is rolled back
   size_t max_txns = 1024;                // open Txn streams; more are RESOURCE_EXHAUSTED
   int stream_workers = 8;                // threads running Scan and Txn streams' engine calls
+  // Bounds on what streams may pin (memtables, versions, value-log segments) or
+  // buffer: a client that opens streams and stalls must not exhaust the server.
+  size_t max_scans = 1024;               // open Scan streams; more are RESOURCE_EXHAUSTED
+  uint32_t scan_idle_timeout_ms = 30000;  // a Scan whose client has not taken its next
+                                          // message for this long is cancelled
+  uint32_t max_stream_lifetime_ms = 600000;  // Scan and Txn streams end after this (0: never)
+  size_t txn_buffer_bytes = size_t{1} << 30;  // keys+values all open transactions buffer;
+                                              // a write past it ends its Txn RESOURCE_EXHAUSTED
 };
 
 class KvService final
@@ -65,8 +78,9 @@ class KvService final
   // ScanResponse messages produced so far (all streams); lets tests observe that
   // a scan advances only as fast as its client reads.
   uint64_t scan_chunks_sent() const { return scan_chunks_sent_.load(); }
-  // Txn streams open now.
+  // Txn and Scan streams open now.
   size_t open_txns();
+  size_t open_scans();
   // For a graceful shutdown: transactions still open at `when` are rolled back
   // and their streams end with UNAVAILABLE (instead of the transport's cancel),
   // so a client can tell that it should retry elsewhere.
@@ -76,17 +90,29 @@ class KvService final
   class ScanReactor;
   class TxnReactor;
 
-  void ReapIdleTxns();
+  // The reaper: ends transactions left idle, scans whose client stopped reading,
+  // and streams past their lifetime.
+  void ReapStreams();
+  // REQUIRES: streams_mu_ held (kv_service.cc, where a scan is complete).
+  static void ExpireScan(ScanReactor* scan, std::chrono::steady_clock::time_point now);
+  // Accounts n more bytes buffered by transactions; false (nothing accounted)
+  // if that would pass txn_buffer_bytes.
+  bool ReserveTxnBytes(size_t n);
+  void ReleaseTxnBytes(size_t n) { txn_buffered_bytes_ -= n; }
 
   nokv_db* db_;
   ServiceOptions options_;
   std::atomic<uint64_t> scan_chunks_sent_{0};
+  std::atomic<size_t> txn_buffered_bytes_{0};
+  std::atomic<uint64_t> streams_expired_{0};  // ended by a timeout or the lifetime
+  std::atomic<uint64_t> streams_refused_{0};  // refused by max_txns, max_scans or the buffer cap
 
-  // Open Txn streams, for the reaper and the max_txns limit. Lock order:
-  // txn_mu_ before a reactor's own mutex.
-  std::mutex txn_mu_;
-  std::condition_variable txn_cv_;
+  // Open streams, for the reaper and the limits. Lock order: streams_mu_ before
+  // a reactor's own mutex.
+  std::mutex streams_mu_;
+  std::condition_variable streams_cv_;
   std::unordered_set<TxnReactor*> txns_;
+  std::unordered_set<ScanReactor*> scans_;
   bool stopping_ = false;
   std::chrono::steady_clock::time_point end_txns_at_ = std::chrono::steady_clock::time_point::max();
   WorkQueue workers_;

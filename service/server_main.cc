@@ -40,6 +40,14 @@ ABSL_FLAG(uint32_t, txn_max_reads, 1000000,
           "keys a transaction tracks one by one; past it, any later write conflicts");
 ABSL_FLAG(int, stream_workers, 8, "threads running Scan and Txn streams' engine calls");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "how long in-flight calls may run after SIGTERM");
+ABSL_FLAG(uint64_t, max_scans, 1024, "open Scan streams allowed (more: RESOURCE_EXHAUSTED)");
+ABSL_FLAG(uint32_t, scan_idle_timeout_ms, 30000,
+          "a Scan whose client has not taken its next message for this long is cancelled");
+ABSL_FLAG(uint32_t, max_stream_lifetime_ms, 600000,
+          "Scan and Txn streams end after this long (0: no limit); each pins a snapshot");
+ABSL_FLAG(uint64_t, txn_buffer_bytes, uint64_t{1} << 30,
+          "keys+values all open transactions may buffer; a write past it ends its Txn "
+          "RESOURCE_EXHAUSTED");
 
 namespace {
 
@@ -111,6 +119,10 @@ int main(int argc, char** argv) {
   config.service.txn_idle_timeout_ms = absl::GetFlag(FLAGS_txn_idle_timeout_ms);
   config.service.max_txns = absl::GetFlag(FLAGS_max_txns);
   config.service.stream_workers = absl::GetFlag(FLAGS_stream_workers);
+  config.service.max_scans = absl::GetFlag(FLAGS_max_scans);
+  config.service.scan_idle_timeout_ms = absl::GetFlag(FLAGS_scan_idle_timeout_ms);
+  config.service.max_stream_lifetime_ms = absl::GetFlag(FLAGS_max_stream_lifetime_ms);
+  config.service.txn_buffer_bytes = absl::GetFlag(FLAGS_txn_buffer_bytes);
   nokv::service::KvService service(db, config.service);
   int port = 0;
   std::unique_ptr<grpc::Server> server = nokv::service::StartServer(config, &service, &port);

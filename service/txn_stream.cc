@@ -41,10 +41,13 @@ class RefusedTxn final : public grpc::ServerBidiReactor<TxnRequest, TxnResponse>
 
 class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, TxnResponse> {
  public:
-  explicit TxnReactor(KvService* service)
-      : service_(service), idle_timeout_ms_(service->options_.txn_idle_timeout_ms) {
+  TxnReactor(KvService* service, grpc::CallbackServerContext* ctx)
+      : service_(service),
+        ctx_(ctx),
+        started_(Clock::now()),
+        idle_timeout_ms_(service->options_.txn_idle_timeout_ms) {
     std::lock_guard<std::mutex> l(mu_);
-    last_activity_ = Clock::now();
+    last_activity_ = started_;
     StartRead(&req_);
   }
 
@@ -60,6 +63,7 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
 
   void OnWriteDone(bool ok) override {
     std::lock_guard<std::mutex> l(mu_);
+    writing_ = false;
     if (finished_) return;
     if (!ok) {
       End(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
@@ -79,25 +83,38 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
 
   void OnDone() override {
     {
-      std::lock_guard<std::mutex> l(service_->txn_mu_);
+      std::lock_guard<std::mutex> l(service_->streams_mu_);
       service_->txns_.erase(this);
     }
     Unref();
   }
 
-  // Called by the reaper (holding the service's txn_mu_).
+  // Called by the reaper (holding the service's streams_mu_).
   void EndForShutdown() {
     EndSoon(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                          "the server is shutting down; the transaction was rolled back (retry it)"));
   }
+  // Called by the reaper: ends a transaction idle for its timeout (a client
+  // that neither sends nor reads) or open for longer than the stream lifetime.
   void ExpireIfIdle(Clock::time_point now) {
+    uint32_t lifetime = service_->options_.max_stream_lifetime_ms;
+    if (lifetime != 0 && now - started_ >= std::chrono::milliseconds(lifetime)) {
+      if (EndSoon(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                               "transaction open for more than " + std::to_string(lifetime) +
+                                   " ms (the server's max_stream_lifetime_ms); rolled back, "
+                                   "retry it"))) {
+        service_->streams_expired_++;
+      }
+      return;
+    }
     std::lock_guard<std::mutex> l(mu_);
     if (finished_ || busy_ || now - last_activity_ < std::chrono::milliseconds(idle_timeout_ms_)) {
       return;
     }
-    End(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                     "transaction idle for more than " + std::to_string(idle_timeout_ms_) +
-                         " ms; rolled back"));
+    service_->streams_expired_++;
+    EndLocked(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                           "transaction idle for more than " + std::to_string(idle_timeout_ms_) +
+                               " ms; rolled back"));
   }
 
  private:
@@ -116,7 +133,7 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
     });
   }
 
-  // Rolls back and finishes. REQUIRES: mu_ held, not busy.
+  // Rolls back and finishes. REQUIRES: mu_ held, not busy, no write outstanding.
   void End(grpc::Status status) {
     if (finished_) return;
     finished_ = true;
@@ -124,18 +141,40 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
     iter_ = nullptr;
     nokv_txn_discard(txn_);
     txn_ = nullptr;
+    ReleaseBuffered();
     Finish(std::move(status));
   }
 
-  // End, or if a worker is running a request, leave it to the worker.
-  void EndSoon(grpc::Status status) {
-    std::lock_guard<std::mutex> l(mu_);
-    if (finished_) return;
-    if (busy_) {
-      if (!end_pending_) end_pending_ = std::move(status);
+  // End, unless a response is being written: Finish may not overlap a write, so
+  // the call is cancelled instead (its OnWriteDone(false) then ends it).
+  // REQUIRES: mu_ held, not busy.
+  void EndLocked(grpc::Status status) {
+    if (writing_) {
+      if (!cancelled_) ctx_->TryCancel();
+      cancelled_ = true;
       return;
     }
     End(std::move(status));
+  }
+
+  // EndLocked, or if a worker is running a request, leave it to the worker.
+  // Returns whether this call ended (or will end) the stream.
+  bool EndSoon(grpc::Status status) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (finished_ || cancelled_) return false;
+    if (busy_) {
+      if (end_pending_) return false;
+      end_pending_ = std::move(status);
+      return true;
+    }
+    EndLocked(std::move(status));
+    return true;
+  }
+
+  // The transaction's buffered writes no longer count against txn_buffer_bytes.
+  void ReleaseBuffered() {
+    service_->ReleaseTxnBytes(buffered_);
+    buffered_ = 0;
   }
 
   // How a worker hands the stream back: the next step is either a response to
@@ -149,12 +188,14 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
     last_activity_ = Clock::now();
     if (next == Next::kWriteLast) {  // committed or rolled back: say so, whatever came
       finished_ = true;
+      writing_ = true;
       StartWriteAndFinish(&resp_, grpc::WriteOptions(), grpc::Status::OK);
     } else if (end_pending_) {
       End(std::move(*end_pending_));
     } else if (next == Next::kFail) {
       End(std::move(status));
     } else {
+      writing_ = true;
       StartWrite(&resp_);
     }
   }
@@ -210,6 +251,17 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
       case TxnRequest::kDelete: {
         bool put = op == TxnRequest::kPut;
         const std::string& key = put ? req_.put().key() : req_.delete_().key();
+        size_t bytes = key.size() + (put ? req_.put().value().size() : 0);
+        if (!service_->ReserveTxnBytes(bytes)) {
+          service_->streams_refused_++;
+          return Fail(grpc::Status(
+              grpc::StatusCode::RESOURCE_EXHAUSTED,
+              "open transactions already buffer " +
+                  std::to_string(service_->txn_buffered_bytes_.load()) +
+                  " bytes of writes, near the server's limit (txn_buffer_bytes " +
+                  std::to_string(service_->options_.txn_buffer_bytes) + "); retry later"));
+        }
+        buffered_ += bytes;
         int rc = put ? nokv_txn_put(txn_, key.data(), key.size(), req_.put().value().data(),
                                     req_.put().value().size())
                      : nokv_txn_delete(txn_, key.data(), key.size());
@@ -226,6 +278,7 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
         nokv_txn* txn = txn_;
         txn_ = nullptr;  // freed by commit, whatever it returns
         int rc = nokv_txn_commit(txn, &wo, &ts);
+        ReleaseBuffered();
         if (rc != NOKV_OK) return FailEngine(rc);
         resp_.mutable_committed()->set_commit_ts(ts);
         return Resume(Next::kWriteLast);
@@ -233,6 +286,7 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
       case TxnRequest::kRollback:
         nokv_txn_discard(txn_);
         txn_ = nullptr;
+        ReleaseBuffered();
         resp_.mutable_rolled_back();
         return Resume(Next::kWriteLast);
       default:
@@ -277,11 +331,16 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
   }
 
   KvService* const service_;
+  grpc::CallbackServerContext* const ctx_;
+  const Clock::time_point started_;
   std::atomic<int> refs_{1};  // gRPC's (until OnDone) + one per queued task
 
   std::mutex mu_;
   bool busy_ = false;      // a worker owns the transaction and the stream
+  bool writing_ = false;   // a response write is outstanding
+  bool cancelled_ = false;  // ended by cancelling the call (a write was outstanding)
   bool finished_ = false;  // Finish (or StartWriteAndFinish) was called
+  size_t buffered_ = 0;    // bytes of writes counted against txn_buffer_bytes
   std::optional<grpc::Status> end_pending_;  // how to end once the worker is done
   Clock::time_point last_activity_;
   uint32_t idle_timeout_ms_;
@@ -295,50 +354,55 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
   uint32_t scan_limit_ = 0, scan_sent_ = 0;
 };
 
-grpc::ServerBidiReactor<TxnRequest, TxnResponse>* KvService::Txn(grpc::CallbackServerContext*) {
-  std::lock_guard<std::mutex> l(txn_mu_);
+grpc::ServerBidiReactor<TxnRequest, TxnResponse>* KvService::Txn(
+    grpc::CallbackServerContext* ctx) {
+  std::lock_guard<std::mutex> l(streams_mu_);
   if (end_txns_at_ != Clock::time_point::max()) {
     return new RefusedTxn(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                        "the server is shutting down"));
   }
   if (txns_.size() >= options_.max_txns) {
+    streams_refused_++;
     return new RefusedTxn(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                     "too many open transactions (" +
                                         std::to_string(options_.max_txns) + "); retry later"));
   }
-  auto* reactor = new TxnReactor(this);
+  auto* reactor = new TxnReactor(this, ctx);
   txns_.insert(reactor);
-  txn_cv_.notify_one();  // the reaper sleeps while there is nothing to watch
+  streams_cv_.notify_one();  // the reaper sleeps while there is nothing to watch
   return reactor;
 }
 
 size_t KvService::open_txns() {
-  std::lock_guard<std::mutex> l(txn_mu_);
+  std::lock_guard<std::mutex> l(streams_mu_);
   return txns_.size();
 }
 
 void KvService::EndTxnsAt(Clock::time_point when) {
   {
-    std::lock_guard<std::mutex> l(txn_mu_);
+    std::lock_guard<std::mutex> l(streams_mu_);
     end_txns_at_ = when;
   }
-  txn_cv_.notify_all();
+  streams_cv_.notify_all();
 }
 
-// Checks the open transactions a few times per timeout, so one idle for its
-// timeout is rolled back within a quarter of it (at most 250 ms) later.
-void KvService::ReapIdleTxns() {
-  auto period = std::chrono::milliseconds(
-      std::clamp<uint32_t>(options_.txn_idle_timeout_ms / 4, 5, 250));
-  std::unique_lock<std::mutex> l(txn_mu_);
+// Checks the open streams a few times per timeout, so one idle for its timeout
+// is ended within a quarter of it (at most 250 ms) later.
+void KvService::ReapStreams() {
+  uint32_t shortest = std::min(options_.txn_idle_timeout_ms, options_.scan_idle_timeout_ms);
+  if (options_.max_stream_lifetime_ms != 0) {
+    shortest = std::min(shortest, options_.max_stream_lifetime_ms);
+  }
+  auto period = std::chrono::milliseconds(std::clamp<uint32_t>(shortest / 4, 5, 250));
+  std::unique_lock<std::mutex> l(streams_mu_);
   while (!stopping_) {
-    if (txns_.empty()) {
-      txn_cv_.wait(l);
+    if (txns_.empty() && scans_.empty()) {
+      streams_cv_.wait(l);
       continue;
     }
     Clock::time_point wake = Clock::now() + period;
     if (end_txns_at_ > Clock::now()) wake = std::min(wake, end_txns_at_);
-    txn_cv_.wait_until(l, wake);
+    streams_cv_.wait_until(l, wake);
     Clock::time_point now = Clock::now();
     for (TxnReactor* r : txns_) {
       if (now >= end_txns_at_) {
@@ -347,6 +411,7 @@ void KvService::ReapIdleTxns() {
         r->ExpireIfIdle(now);
       }
     }
+    for (ScanReactor* r : scans_) ExpireScan(r, now);
   }
 }
 

@@ -392,6 +392,37 @@ TEST_F(DurabilityTest, ExplicitReadBelowACollectedSegmentIsStale) {
   ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 
+// Open files in /proc/self/fd.
+int OpenFds() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) n++;
+  return n;
+}
+
+// Value-log segments keep no descriptor once sealed (their mapping serves
+// reads), so hundreds of segments cost a handful of descriptors.
+TEST_F(DurabilityTest, SealedValueLogSegmentsHoldNoDescriptors) {
+  nokv_options o = Options(nullptr);
+  o.value_log_segment_bytes = 8 << 10;
+  o.disable_auto_gc = true;
+  int before = OpenFds();
+  nokv_db* db = Open(o);
+  for (int i = 0; i < 600; i++) {
+    std::string k = "k" + std::to_string(i);
+    ASSERT_EQ(Put(db, k, Big(k, 3000)), NOKV_OK);
+  }
+  EXPECT_GE(Stats(db).vlog_segments, 200u);
+  EXPECT_LT(OpenFds() - before, 40);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  db = Open(o);
+  EXPECT_LT(OpenFds() - before, 40);
+  for (int i = 0; i < 600; i += 37) {
+    std::string k = "k" + std::to_string(i);
+    ASSERT_EQ(Get(db, k)->data, Big(k, 3000));
+  }
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
 // Every kind of file call, failed with each errno at each of its call sites
 // during open: the open fails with a message or succeeds, and either way the
 // next clean open finds every acknowledged write.

@@ -227,6 +227,79 @@ TEST_F(ServiceTest, ScanFollowsASlowClient) {
          (unsigned long long)produced, (unsigned long long)service_->scan_chunks_sent());
 }
 
+// Scans a client opens and never reads are bounded: past max_scans they are
+// refused, and a stalled one is cancelled after the idle timeout, releasing its
+// snapshot (and the memtables, versions and value-log segments it pinned).
+TEST_F(ServiceTest, StalledAndExcessScansAreBounded) {
+  Stop();
+  Start(256 << 20, 4096, [](nokv::service::ServiceOptions* o) {
+    o->max_scans = 3;
+    o->scan_idle_timeout_ms = 300;
+  });
+  nokv_batch* b;
+  ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+  std::string v(1000, 'v');
+  for (int i = 0; i < 20000; i++) {
+    std::string k = "scan" + std::to_string(100000 + i);
+    nokv_batch_put(b, k.data(), k.size(), v.data(), v.size());
+  }
+  ASSERT_EQ(nokv_write(db_, nullptr, b, nullptr), NOKV_OK);
+  nokv_batch_free(b);
+  struct Open {
+    ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<ScanResponse>> reader;
+  };
+  std::vector<std::unique_ptr<Open>> scans;
+  for (int i = 0; i < 3; i++) {
+    auto o = std::make_unique<Open>();
+    ScanRequest req;
+    req.set_prefix("scan");
+    o->reader = stub_->Scan(&o->ctx, req);
+    ScanResponse first;
+    ASSERT_TRUE(o->reader->Read(&first));  // the scan is open; then the client stalls
+    scans.push_back(std::move(o));
+  }
+  EXPECT_EQ(service_->open_scans(), 3u);
+  EXPECT_EQ(Counter("live_snapshots"), 3u);
+  {
+    ClientContext ctx;
+    ScanRequest req;
+    req.set_prefix("scan");
+    auto reader = stub_->Scan(&ctx, req);
+    ScanResponse resp;
+    EXPECT_FALSE(reader->Read(&resp));
+    grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+    EXPECT_NE(s.error_message().find("too many open scans"), std::string::npos);
+  }
+  // The stalled ones are cancelled, and their snapshots released.
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((service_->open_scans() > 0 || Counter("live_snapshots") > 0) &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling interval
+  }
+  EXPECT_EQ(service_->open_scans(), 0u);
+  EXPECT_EQ(Counter("live_snapshots"), 0u);
+  EXPECT_EQ(Counter("streams_expired"), 3u);
+  EXPECT_EQ(Counter("streams_refused"), 1u);
+  for (auto& o : scans) {
+    ScanResponse resp;
+    while (o->reader->Read(&resp)) {
+    }
+    EXPECT_EQ(o->reader->Finish().error_code(), StatusCode::CANCELLED);
+  }
+  // A scan that reads keeps going past the idle timeout.
+  ClientContext ctx;
+  ScanRequest req;
+  req.set_prefix("scan");
+  auto reader = stub_->Scan(&ctx, req);
+  ScanResponse resp;
+  size_t n = 0;
+  while (reader->Read(&resp)) n += resp.kvs_size();
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(n, 20000u);
+}
+
 TEST_F(ServiceTest, CancelledScanReleasesItsSnapshot) {
   for (int i = 0; i < 5000; i++) Put("c" + std::to_string(i), std::string(500, 'v'));
   {

@@ -434,10 +434,69 @@ TEST_F(TxnStreamTest, ClientThatStopsReadingAScanIsRolledBackWhenIdle) {
   }
   EXPECT_FALSE(done);  // 20 MB would take ~5000 chunks
   EXPECT_LT(chunks, 2000u);
+  // A response was in flight, so the server could not finish the stream with a
+  // status (Finish may not overlap a write): it cancelled the call.
+  grpc::Status s = t.AwaitEnd();
+  EXPECT_EQ(s.error_code(), StatusCode::CANCELLED) << s.error_message();
+  AwaitNoOpenTransactions();
+  EXPECT_GE(Counter("streams_expired"), 1u);
+  EXPECT_FALSE(Get("stall-own").found());
+}
+
+// A transaction that keeps talking (never idle) still ends at the stream
+// lifetime: it pins a snapshot, so nothing may hold one forever.
+TEST_F(TxnStreamTest, TransactionsEndAtTheStreamLifetime) {
+  Stop();
+  Start(256 << 20, 4096, [](nokv::service::ServiceOptions* o) {
+    o->max_stream_lifetime_ms = 400;
+    o->txn_idle_timeout_ms = 10000;
+  });
+  TxnStream t(stub_.get());
+  ASSERT_TRUE(t.Put("chatty", "v"));
+  auto began = std::chrono::steady_clock::now();
+  std::string got;
+  while ((got = t.Get("chatty")) != "<ended>") {
+    ASSERT_EQ(got, "v");
+    ASSERT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a client's think time
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - began, std::chrono::milliseconds(400));
   grpc::Status s = t.AwaitEnd();
   EXPECT_EQ(s.error_code(), StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  EXPECT_NE(s.error_message().find("max_stream_lifetime_ms"), std::string::npos)
+      << s.error_message();
   AwaitNoOpenTransactions();
-  EXPECT_FALSE(Get("stall-own").found());
+  EXPECT_FALSE(Get("chatty").found());
+  EXPECT_EQ(Counter("streams_expired"), 1u);
+}
+
+// What all open transactions buffer is capped: past it a write ends its
+// transaction RESOURCE_EXHAUSTED, and the bytes come back when transactions end.
+TEST_F(TxnStreamTest, BufferedTransactionBytesAreCapped) {
+  Stop();
+  Start(256 << 20, 4096, [](nokv::service::ServiceOptions* o) { o->txn_buffer_bytes = 1 << 20; });
+  std::string v(300 << 10, 'v');
+  TxnStream a(stub_.get()), b(stub_.get());
+  ASSERT_TRUE(a.Put("a1", v));
+  ASSERT_TRUE(a.Put("a2", v));
+  ASSERT_TRUE(b.Put("b1", v));
+  EXPECT_GE(Counter("txn_buffered_bytes"), 900u << 10);
+  EXPECT_FALSE(b.Put("b2", v));  // 1.2 MiB would pass the 1 MiB cap
+  grpc::Status s = b.Close();
+  EXPECT_EQ(s.error_code(), StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_NE(s.error_message().find("txn_buffer_bytes"), std::string::npos) << s.error_message();
+  EXPECT_FALSE(Get("b1").found());
+  EXPECT_TRUE(a.Commit().ok());
+  AwaitNoOpenTransactions();
+  EXPECT_EQ(Counter("txn_buffered_bytes"), 0u);
+  TxnStream c(stub_.get());
+  ASSERT_TRUE(c.Put("c1", v));
+  ASSERT_TRUE(c.Put("c2", v));
+  ASSERT_TRUE(c.Put("c3", v));
+  EXPECT_TRUE(c.Commit().ok());
+  EXPECT_TRUE(Get("a2").found());
+  EXPECT_TRUE(Get("c3").found());
+  EXPECT_EQ(Counter("txn_buffered_bytes"), 0u);
 }
 
 TEST_F(TxnStreamTest, BadRequestsEndTheStreamWithAClearErrorAndRollBack) {

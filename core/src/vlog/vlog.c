@@ -246,6 +246,17 @@ static int seg_open_read(nk_vlog *vl, segment *s, uint64_t capacity) {
   return NOKV_OK;
 }
 
+/* A sealed segment that its mapping covers is read only through the mapping
+ * (which keeps the file alive): its descriptor is closed, so open value-log
+ * files stay a handful however many segments there are. Where the file layer
+ * cannot map, every segment keeps one descriptor. */
+static void seg_drop_fd(segment *s) {
+  if (s->map != NULL && s->map_len >= s->size && s->rfile != NULL) {
+    nk_file_close(s->rfile);
+    s->rfile = NULL;
+  }
+}
+
 /* Appends s to the table (fids only grow). REQUIRES: mu held. */
 static int seg_insert(nk_vlog *vl, segment *s) {
   if (!nk_grow((void **)&vl->segs, &vl->cap, vl->nsegs, sizeof *vl->segs)) {
@@ -375,6 +386,7 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
       ret = seg_insert(vl, s);
       if (ret == NOKV_OK) ret = seg_open_read(vl, s, 0);
       if (ret == NOKV_OK) ret = nk_file_size(s->rfile, &s->size);
+      if (ret == NOKV_OK) seg_drop_fd(s);
       if (ret != NOKV_OK) {
         if (vl->nsegs == 0 || vl->segs[vl->nsegs - 1] != s) seg_unref(s);
         goto err;
@@ -420,6 +432,7 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
      * it durable before the head can move past it, or before a WAL record
      * written now can depend on it. */
     NK_ERR(nk_file_sync(s->rfile));
+    if (!newest) seg_drop_fd(s);
   }
   free(fids);
   nk_env_free_names(names, n);
@@ -457,6 +470,7 @@ int nk_vlog_start(nk_vlog *vl) {
     vl->written = vl->synced = last->size;
     return NOKV_OK;
   }
+  if (last != NULL) seg_drop_fd(last);  /* sealed from now on */
   uint32_t next = last != NULL ? last->fid + 1 : 1;
   if (vl->headerless_fid >= next) next = vl->headerless_fid + 1;
   if (next <= vl->head_fid) next = vl->head_fid + 1;
@@ -493,7 +507,9 @@ int nk_vlog_add(nk_vlog *vl, const char *key, size_t klen, uint64_t ts, const ch
   uint64_t at = vl->written + vl->pending.len;
   if (at > NK_VLOG_HEADER && at + len > vl->segment_bytes) {
     NK_RET(nk_vlog_write(vl, true));  /* sealed segments are durable */
+    segment *sealed = vl->active;
     NK_RET(start_segment(vl, vl->active->fid + 1));
+    seg_drop_fd(sealed);
     at = vl->written;
   }
   if (at + len > UINT32_MAX) return nk_err(NOKV_EINVAL, "value log segment offset overflow");
@@ -604,6 +620,10 @@ int nk_vlog_read(nk_vlog *vl, const nk_vptr *p, const char *key, size_t klen, nk
     buf->len = 0;
     if (!nk_buf_reserve(buf, p->len)) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory reading a value"));
     size_t got = 0;
+    if (s->rfile == NULL) {  /* cannot happen: a mapping covers every sealed entry */
+      NK_ERR(nk_err(NOKV_ECORRUPT, "value log %s: entry at offset %u lies past its mapping",
+                    s->path, p->off));
+    }
     NK_ERR(nk_file_read_at(s->rfile, p->off, buf->data, p->len, &got));
     if (got < p->len) {
       NK_ERR(nk_err(NOKV_ECORRUPT,
