@@ -82,7 +82,7 @@ TEST(WalReplayTest, WrittenRecordsReplayInOrder) {
   TempDir dir;
   nk_wal* w;
   uint64_t next_file = 7;
-  ASSERT_EQ(nk_wal_open(nk_env_posix(), dir.path().c_str(), &next_file, 1 << 20, &w), NOKV_OK);
+  ASSERT_EQ(nk_wal_open(nk_env_posix(), dir.path().c_str(), &next_file, 1 << 20, 5, &w), NOKV_OK);
   EXPECT_EQ(next_file, 8u);
   std::vector<std::string> payloads = {"", "a", std::string(100000, 'x'), "last"};
   for (auto& p : payloads) {
@@ -95,8 +95,12 @@ TEST(WalReplayTest, WrittenRecordsReplayInOrder) {
   ASSERT_EQ(nk_wal_replay_segment(nk_env_posix(), dir.file("00000007.wal").c_str(), true,
                                   Collect, &c, &st),
             NOKV_OK);
+  // The segment opens with a link to segment 5.
+  std::string link(8, '\0');
+  link[0] = 5;
+  payloads.insert(payloads.begin(), link);
   EXPECT_EQ(c.payloads, payloads);
-  EXPECT_EQ(st.records, 4u);
+  EXPECT_EQ(st.records, 4u);  // batches: the link is not one
   EXPECT_EQ(st.torn_tails, 0u);
 }
 
@@ -276,6 +280,39 @@ TEST(WalDamageTest, DamageFollowedOnlyByUnsyncedRecordsIsATornTail) {
             std::string::npos)
       << msg;
   EXPECT_EQ(ReadFile(segs[0]), seg) << "a failed open must not modify the log";
+}
+
+// Each segment links to the one before it, so a missing segment between the
+// manifest's log number and the newest is found: the open refuses, naming it,
+// instead of replaying around the hole.
+TEST(WalDamageTest, MissingSegmentIsCorruption) {
+  TempDir dir;
+  nokv_db* db;
+  nokv_options o;
+  nokv_options_init(&o);
+  o.wal_segment_bytes = 4096;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 200; i++) ASSERT_EQ(Put(db, "k" + std::to_string(i), std::string(100, 'v')), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  auto segs = Segments(dir.path());
+  ASSERT_GE(segs.size(), 4u);
+  std::string gone = segs[2];
+  std::string data = ReadFile(gone);
+  std::filesystem::remove(gone);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_ECORRUPT);
+  std::string msg = nokv_errmsg();
+  std::string name = gone.substr(gone.rfind('/') + 1);
+  EXPECT_NE(msg.find("WAL segment " + name + " is missing"), std::string::npos) << msg;
+  // The first one missing too (its successor links to it, at or above the log number).
+  WriteFile(gone, data);
+  std::string first_data = ReadFile(segs[0]);
+  std::filesystem::remove(segs[0]);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_ECORRUPT);
+  EXPECT_NE(std::string(nokv_errmsg()).find("is missing"), std::string::npos) << nokv_errmsg();
+  WriteFile(segs[0], first_data);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
+  for (int i = 0; i < 200; i++) ASSERT_TRUE(Get(db, "k" + std::to_string(i))) << i;
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 
 // A WAL segment added to an existing database (its number above every other).

@@ -129,6 +129,8 @@ static int check_options(const nokv_options *o) {
 typedef struct replay_ctx {
   nokv_db *db;
   const char *segment;
+  uint64_t number;      /* of the segment being replayed */
+  uint64_t prev;        /* the segment replayed before it (0: it is the first) */
   uint64_t last_ts;
   bool dangling;  /* a record pointed past the value log: it and all after are dropped */
 } replay_ctx;
@@ -179,9 +181,30 @@ static int refuse_lost_values(replay_ctx *c, uint64_t ts, const nk_vptr *p) {
                 c->segment, (unsigned long long)ts, p->fid, p->off, p->len, damage);
 }
 
+/* A segment's link names the segment written before it: that must be the one
+ * replayed before it, or (for the first replayed) one the manifest retired. */
+static int check_link(replay_ctx *c, const char *payload, size_t len) {
+  if (len != NK_WAL_LINK_PAYLOAD) {
+    return nk_err(NOKV_ECORRUPT, "WAL %s: malformed link record", c->segment);
+  }
+  uint64_t linked = nk_get_u64(payload);
+  uint64_t log_number = c->db->vset->log_number;
+  if (c->prev != 0 ? linked != c->prev : linked != 0 && linked >= log_number) {
+    char name[32];
+    nk_wal_segment_name(linked, name);
+    return nk_err(NOKV_ECORRUPT,
+                  "WAL segment %s is missing: %s was written after it, and it holds writes no "
+                  "table has (the manifest's log number is %llu); refusing to open, since "
+                  "skipping it would lose acknowledged writes",
+                  name, c->segment, (unsigned long long)log_number);
+  }
+  return NOKV_OK;
+}
+
 static int replay_record(void *arg, uint8_t type, const char *payload, size_t len) {
   replay_ctx *c = arg;
   nokv_db *db = c->db;
+  if (type == NK_WAL_LINK) return check_link(c, payload, len);
   nk_batch_reader r;
   uint64_t ts;
   uint32_t count;
@@ -231,10 +254,13 @@ static int replay_wal(nokv_db *db) {
       break;
     }
     c.segment = path;
+    c.number = numbers[i];
+    c.prev = i > first ? numbers[i - 1] : 0;
     ret = nk_wal_replay_segment(db->env, path, i + 1 == n, replay_record, &c, &db->stats.replay);
     free(path);
   }
   db->stats.wal_segments_replayed = n - first;
+  db->newest_wal = n > 0 ? numbers[n - 1] : 0;
   free(numbers);
   NK_RET(ret);
   uint64_t last = c.last_ts > db->vset->last_ts ? c.last_ts : db->vset->last_ts;
@@ -381,7 +407,8 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   NK_ERR(replay_wal(db));
   oracle_ready = true;
   NK_ERR(nk_vlog_start(db->vlog));
-  NK_ERR(nk_wal_open(db->env, path, &db->vset->next_file, opts->wal_segment_bytes, &db->wal));
+  NK_ERR(nk_wal_open(db->env, path, &db->vset->next_file, opts->wal_segment_bytes,
+                     db->newest_wal, &db->wal));
   NK_ERR(finish_recovery(db));
   NK_ERR(nk_db_refresh_view(db));
   NK_ERR(nk_db_start_background(db));
@@ -567,7 +594,7 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->batches = nk_counter_get(&db->stats.batches);
   s->write_groups = nk_counter_get(&db->stats.write_groups);
   s->wal_syncs = nk_counter_get(&db->stats.wal_syncs);
-  s->wal_bytes_written = nk_counter_get(&db->stats.wal_bytes);
+  s->wal_bytes_written = nk_wal_bytes_written(db->wal);
   s->gets = nk_counter_get(&db->stats.gets);
   s->get_hits = nk_counter_get(&db->stats.get_hits);
   s->iterators_created = nk_counter_get(&db->stats.iterators);

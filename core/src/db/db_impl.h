@@ -91,6 +91,7 @@ struct nokv_db {
   int bg_error;             /* sticky: a failed log, flush or compaction stops writes */
   char bg_errmsg[256];
   nk_wal *wal;
+  uint64_t newest_wal;   /* at open: the newest segment found, which the new one links to */
   char *group_buf;
   size_t group_cap;
 
@@ -146,7 +147,7 @@ struct nokv_db {
   size_t compact_pointer_len[NK_NUM_LEVELS];
 
   struct {
-    nk_counter puts, deletes, batches, write_groups, wal_syncs, wal_bytes;
+    nk_counter puts, deletes, batches, write_groups, wal_syncs;
     nk_counter user_bytes, stalls, stall_micros, slowdowns;
     nk_counter gets, get_hits, iterators, table_probes;
     nk_counter txn_commits, txn_conflicts;

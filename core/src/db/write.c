@@ -414,7 +414,6 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
     nk_count(&db->stats.wal_syncs, 1);
   }
   if (rc == NOKV_OK) {
-    nk_count(&db->stats.wal_bytes, len);
     nk_count(&db->stats.write_groups, 1);
     db->mem_vlog_bytes += vbytes;
     const char *p = db->group_buf;

@@ -309,7 +309,7 @@ static int check_new_directory(nk_vset *vs) {
     if (nk_table_parse_name(names[i], &number)) {
       data = true;
     } else if (nk_wal_parse_name(names[i], &number)) {
-      ret = larger_than(vs->env, path, 0, &data);
+      ret = larger_than(vs->env, path, NK_WAL_LINK_RECORD, &data);  /* more than its link */
     } else if (nk_vlog_parse_name(names[i], &fid)) {
       ret = larger_than(vs->env, path, NK_VLOG_HEADER, &data);
     } else if (parse_manifest_name(names[i], &number)) {

@@ -27,11 +27,13 @@ extern "C" {
 
 typedef struct nk_wal nk_wal;
 
-/* Starts a new, empty segment in dir (and syncs dir). Segment numbers are taken
- * from *next_file, the database's file number counter, which the WAL increments
- * atomically (it is shared with tables and manifests). */
+/* Starts a new segment in dir (and syncs dir) whose link record names prev, the
+ * newest segment already there (0: none). Segment numbers are taken from
+ * *next_file, the database's file number counter, which the WAL increments
+ * atomically (it is shared with tables and manifests). Every segment begins with
+ * a link record (NK_WAL_LINK_RECORD bytes) naming the one before it. */
 int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t *next_file,
-                size_t segment_bytes, nk_wal **out);
+                size_t segment_bytes, uint64_t prev, nk_wal **out);
 /* Appends bytes that hold whole framed records. */
 int nk_wal_append(nk_wal *w, const char *data, size_t len);
 int nk_wal_sync(nk_wal *w);
@@ -41,6 +43,8 @@ int nk_wal_maybe_rotate(nk_wal *w);
 int nk_wal_switch(nk_wal *w);
 /* The current segment's number. */
 uint64_t nk_wal_number(const nk_wal *w);
+/* Bytes appended by this process, link records included. Any thread. */
+uint64_t nk_wal_bytes_written(const nk_wal *w);
 /* Syncs and closes. */
 int nk_wal_close(nk_wal *w);
 

@@ -10,6 +10,7 @@
  * checksum = low 32 bits of XXH3-64(payload, seed = length << 8 | type), so the
  * length and type are covered too. Types 1 and 3 carry one write batch
  * (db/batch_internal.h); 3 says the batch was fsync'ed before it was acknowledged.
+ * Type 4 opens each segment and names the segment before it.
  * A segment is fsync'ed before the next one is started, so only the newest segment
  * can end in a torn record.
  */
@@ -35,9 +36,14 @@ typedef enum nk_wal_type {
   NK_WAL_EDIT = 2,          /* a manifest's version edit (the manifest shares this framing) */
   NK_WAL_BATCH_SYNCED = 3,  /* a write batch whose group fsync'ed both logs before any
                              * acknowledgement: it and everything before it were durable */
+  NK_WAL_LINK = 4,          /* first in a segment: fixed64 number of the segment before it
+                             * (0: none), so a missing segment is found at replay */
 } nk_wal_type;
 
-/* Is type one a WAL segment may hold? */
+#define NK_WAL_LINK_PAYLOAD 8
+#define NK_WAL_LINK_RECORD (NK_WAL_HEADER + NK_WAL_LINK_PAYLOAD)
+
+/* Is type a write batch's? */
 static inline int nk_wal_is_batch(uint8_t type) {
   return type == NK_WAL_BATCH || type == NK_WAL_BATCH_SYNCED;
 }

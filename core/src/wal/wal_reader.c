@@ -27,7 +27,8 @@ static uint8_t promised_type(uint8_t expected) {
 }
 
 static bool accepted(uint8_t expected, uint8_t type) {
-  return expected == NK_WAL_BATCH ? nk_wal_is_batch(type) : type == expected;
+  return expected == NK_WAL_BATCH ? nk_wal_is_batch(type) || type == NK_WAL_LINK
+                                  : type == expected;
 }
 
 static bool intact_record_at(const char *data, size_t off, size_t size, uint8_t type) {
@@ -114,7 +115,7 @@ int nk_log_replay(const struct nokv_env *env, const char *path, uint8_t expected
     if (ret != NOKV_OK) {
       break;
     }
-    st->records++;
+    if (type != NK_WAL_LINK) st->records++;
     st->bytes += NK_WAL_HEADER + len;
     off += NK_WAL_HEADER + len;
   }

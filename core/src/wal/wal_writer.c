@@ -16,6 +16,7 @@ struct nk_wal {
   uint64_t *next_file; /* the database's file number counter (atomic) */
   uint64_t number;     /* current segment */
   uint64_t size;       /* bytes in the current segment */
+  uint64_t written;    /* bytes appended by this process (atomic) */
   nk_file *file;
 };
 
@@ -66,7 +67,11 @@ int nk_wal_list(const struct nokv_env *env, const char *dir, uint64_t **numbers,
   return NOKV_OK;
 }
 
-static int start_segment(nk_wal *w) {
+int nk_wal_append(nk_wal *w, const char *data, size_t len);
+
+/* Starts segment after prev (0: none): creates it, makes its name durable and
+ * writes the link record naming prev. */
+static int start_segment(nk_wal *w, uint64_t prev) {
   uint64_t number = __atomic_fetch_add(w->next_file, 1, __ATOMIC_RELAXED);
   char name[32];
   nk_wal_segment_name(number, name);
@@ -81,11 +86,14 @@ static int start_segment(nk_wal *w) {
   NK_RET(w->env->sync_dir(w->env, w->dir));
   w->number = number;
   w->size = 0;
-  return NOKV_OK;
+  char link[NK_WAL_LINK_RECORD];
+  nk_put_u64(link + NK_WAL_HEADER, prev);
+  nk_wal_encode_header(link, NK_WAL_LINK, link + NK_WAL_HEADER, NK_WAL_LINK_PAYLOAD);
+  return nk_wal_append(w, link, sizeof link);
 }
 
 int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t *next_file,
-                size_t segment_bytes, nk_wal **out) {
+                size_t segment_bytes, uint64_t prev, nk_wal **out) {
   nk_wal *w = calloc(1, sizeof *w);
   if (w == NULL || (w->dir = strdup(dir)) == NULL) {
     free(w);
@@ -94,7 +102,7 @@ int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t *next_file
   w->env = env;
   w->segment_bytes = segment_bytes;
   w->next_file = next_file;
-  int ret = start_segment(w);
+  int ret = start_segment(w, prev);
   if (ret != NOKV_OK) {
     nk_file_close(w->file);
     free(w->dir);
@@ -108,6 +116,7 @@ int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t *next_file
 int nk_wal_append(nk_wal *w, const char *data, size_t len) {
   NK_RET(nk_file_append(w->file, data, len));
   w->size += len;
+  __atomic_fetch_add(&w->written, len, __ATOMIC_RELAXED);
   return NOKV_OK;
 }
 
@@ -126,7 +135,7 @@ int nk_wal_switch(nk_wal *w) {
   nk_file *old = w->file;
   w->file = NULL;
   NK_RET(nk_file_close(old));
-  return start_segment(w);
+  return start_segment(w, w->number);
 }
 
 int nk_wal_close(nk_wal *w) {
@@ -147,3 +156,7 @@ int nk_wal_close(nk_wal *w) {
 }
 
 uint64_t nk_wal_number(const nk_wal *w) { return w->number; }
+
+uint64_t nk_wal_bytes_written(const nk_wal *w) {
+  return __atomic_load_n(&w->written, __ATOMIC_RELAXED);
+}
