@@ -35,12 +35,25 @@ run_tests() {
   rm -f "$log"
 }
 
+# The recovery matrix's logs and summary (a Bazel test's undeclared outputs)
+# go to artifacts/recovery/, and its RECOVERY_METRIC lines to the output.
+collect_recovery_artifacts() {
+  local zip=bazel-testlogs/tests/recovery/recovery_matrix_test/test.outputs/outputs.zip
+  [ -f "$zip" ] || return 0
+  rm -rf artifacts/recovery
+  mkdir -p artifacts
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+    "$zip" artifacts
+  grep -h '^RECOVERY_METRIC' artifacts/recovery/*.log 2>/dev/null | cut -c1-300 || true
+}
+
 run_all_tests() {
   run_tests "default" //...
+  collect_recovery_artifacts
   # The service's C++ tests too; gRPC and abseil are not built with TSan (Debian's
   # libraries), so only the engine's concurrent tests run under it.
   run_tests "asan+ubsan" --config=asan --test_tag_filters=-heavy //tests/core/... //tests/crash/... \
-    //tests/service:service_test //tests/service:txn_stream_test
+    //tests/recovery/... //tests/service:service_test //tests/service:txn_stream_test
   run_tests "tsan" --config=tsan --test_tag_filters=concurrent //tests/core/...
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]

@@ -37,7 +37,10 @@ grpc::Status RequireKey(const std::string& key) {
   X(vlog_segments) X(vlog_bytes) X(vlog_garbage_bytes) X(vlog_garbage_permille)             \
   X(vlog_bytes_written) X(vlog_reads) X(vlog_prefetches) X(gc_runs)                         \
   X(gc_segments_collected) X(gc_bytes_rewritten) X(gc_bytes_reclaimed)                      \
-  X(vlog_validated_bytes) X(vlog_torn_bytes) X(wal_records_dangling)
+  X(vlog_validated_bytes) X(vlog_torn_bytes) X(wal_records_dangling)                       \
+  X(wal_segments_replayed) X(tables_checked) X(vlog_segments_removed) X(recovery_micros)    \
+  X(recovery_manifest_micros) X(recovery_vlog_micros) X(recovery_wal_micros)                \
+  X(recovery_flush_micros) X(recovery_cleanup_micros)
 
 }  // namespace
 

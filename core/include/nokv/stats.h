@@ -104,6 +104,17 @@ typedef struct nokv_statistics {
   uint64_t vlog_torn_bytes;        /* torn value-log tail cut */
   uint64_t wal_records_dangling;   /* WAL records dropped because the values they
                                       point at were lost (unsynced writes) */
+  uint64_t wal_segments_replayed;
+  uint64_t tables_checked;         /* live tables found on disk */
+  uint64_t vlog_segments_removed;  /* retired by GC before a crash, deleted at open */
+  /* Wall time of the open and of its phases (with NOKV_RECOVERY_TRACE=1 in the
+   * environment the open also prints one RECOVERY_TRACE line per phase). */
+  uint64_t recovery_micros;
+  uint64_t recovery_manifest_micros;  /* CURRENT and the manifest replayed */
+  uint64_t recovery_vlog_micros;      /* value log validated past the head */
+  uint64_t recovery_wal_micros;       /* WAL replayed into a memtable */
+  uint64_t recovery_flush_micros;     /* that memtable written to L0, new manifest */
+  uint64_t recovery_cleanup_micros;   /* tables checked, orphans removed */
 } nokv_statistics;
 
 #ifdef __cplusplus

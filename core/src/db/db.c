@@ -23,6 +23,7 @@
 
 #include "db/batch_internal.h"
 #include "db/db_impl.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "wal/wal_format.h"
 
@@ -317,9 +318,28 @@ static int open_vlog(nokv_db *db) {
   return ret;
 }
 
+/* NOKV_RECOVERY_TRACE=1 (or the seed's RECOVERY_TRACE_METRICS=1) in the
+ * environment: one line per recovery phase on stderr. */
+static bool tracing(void) {
+  const char *a = getenv("NOKV_RECOVERY_TRACE"), *b = getenv("RECOVERY_TRACE_METRICS");
+  return (a != NULL && a[0] == '1') || (b != NULL && b[0] == '1');
+}
+
+/* Ends a phase begun at *mark: adds its time to *slot and traces it. */
+static void phase_done(nokv_db *db, const char *phase, uint64_t *mark, uint64_t *slot,
+                       const char *detail) {
+  uint64_t now = nk_now_micros();
+  *slot = now - *mark;
+  *mark = now;
+  if (tracing()) {
+    fprintf(stderr, "RECOVERY_TRACE dir=%s phase=%s micros=%llu %s\n", db->path, phase,
+            (unsigned long long)*slot, detail);
+  }
+}
+
 /* Writes the recovered memtable to L0 (if it holds anything) and logs a fresh
  * manifest whose log number retires every replayed segment. */
-static int finish_recovery(nokv_db *db) {
+static int finish_recovery(nokv_db *db, uint64_t *mark) {
   uint64_t log = nk_wal_number(db->wal);
   nk_vhead head;
   nk_vlog_head(db->vlog, &head.fid, &head.off);
@@ -342,6 +362,9 @@ static int finish_recovery(nokv_db *db) {
     nk_edit_release(&e);
     NK_RET(ret);
   }
+  char detail[96];
+  snprintf(detail, sizeof detail, "entries=%llu", (unsigned long long)db->stats.replay.records);
+  phase_done(db, "flush_recovered", mark, &db->stats.recovery.flush, detail);
   return nk_vset_remove_orphans(db->vset);
 }
 
@@ -392,7 +415,15 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
       (db->epoch = nk_epoch_new(db)) == NULL) {
     NK_ERR(nk_err(NOKV_ENOMEM, "out of memory opening %s", path));
   }
+  nk_recovery_times *rt = &db->stats.recovery;
+  uint64_t start = nk_now_micros(), mark = start;
+  char detail[200];
   NK_ERR(nk_vset_open(db->env, path, db->tc, opts->manifest_max_bytes, &db->vset, &fresh));
+  NK_ERR(nk_vset_check_tables(db->vset));
+  rt->manifest_edits = db->vset->edits_replayed;
+  snprintf(detail, sizeof detail, "fresh=%d edits=%llu log_number=%llu", fresh,
+           (unsigned long long)rt->manifest_edits, (unsigned long long)db->vset->log_number);
+  phase_done(db, "manifest_replay", &mark, &rt->manifest, detail);
   if (!fresh && opts->error_if_exists) {
     NK_ERR(nk_err(NOKV_EINVAL, "database %s already exists (error_if_exists)", path));
   }
@@ -404,17 +435,42 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
    * crash leaves in it. */
   if (fresh) NK_ERR(nk_vset_create(db->vset));
   NK_ERR(open_vlog(db));
+  const nk_vlog_recovery *vr = &db->stats.vlog_recovery;
+  snprintf(detail, sizeof detail, "validated_bytes=%llu torn_bytes=%llu retired_removed=%llu",
+           (unsigned long long)vr->validated_bytes, (unsigned long long)vr->torn_bytes,
+           (unsigned long long)vr->obsolete_removed);
+  phase_done(db, "vlog_validation", &mark, &rt->vlog, detail);
   NK_ERR(replay_wal(db));
   oracle_ready = true;
   NK_ERR(nk_vlog_start(db->vlog));
+  const nk_wal_replay_stats *wr = &db->stats.replay;
+  snprintf(detail, sizeof detail,
+           "segments=%llu records=%llu bytes=%llu torn_bytes=%llu dangling=%llu",
+           (unsigned long long)db->stats.wal_segments_replayed, (unsigned long long)wr->records,
+           (unsigned long long)wr->bytes, (unsigned long long)wr->torn_bytes,
+           (unsigned long long)db->stats.wal_records_dangling);
+  phase_done(db, "wal_replay", &mark, &rt->wal, detail);
   NK_ERR(nk_wal_open(db->env, path, &db->vset->next_file, opts->wal_segment_bytes,
                      db->newest_wal, &db->wal));
-  NK_ERR(finish_recovery(db));
+  NK_ERR(finish_recovery(db, &mark));
+  snprintf(detail, sizeof detail, "tables_checked=%llu orphans_removed=%llu",
+           (unsigned long long)db->vset->tables_checked,
+           (unsigned long long)db->vset->orphans_deleted);
+  phase_done(db, "orphan_removal", &mark, &rt->cleanup, detail);
+  rt->total = mark - start;
+  if (tracing()) {
+    fprintf(stderr, "RECOVERY_TRACE dir=%s phase=total micros=%llu outcome=recovered\n", path,
+            (unsigned long long)rt->total);
+  }
   NK_ERR(nk_db_refresh_view(db));
   NK_ERR(nk_db_start_background(db));
   *out = db;
   return NOKV_OK;
 err:
+  if (tracing()) {
+    fprintf(stderr, "RECOVERY_TRACE dir=%s phase=total outcome=refused error=\"%s\"\n", path,
+            nokv_errmsg());
+  }
   nk_wal_close(db->wal);
   if (oracle_ready) nk_oracle_destroy(&db->oracle);
   db_free(db);
@@ -608,6 +664,15 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->wal_records_dangling = db->stats.wal_records_dangling;
   s->vlog_validated_bytes = db->stats.vlog_recovery.validated_bytes;
   s->vlog_torn_bytes = db->stats.vlog_recovery.torn_bytes;
+  s->wal_segments_replayed = db->stats.wal_segments_replayed;
+  s->tables_checked = db->vset->tables_checked;
+  s->vlog_segments_removed = db->stats.vlog_recovery.obsolete_removed;
+  s->recovery_micros = db->stats.recovery.total;
+  s->recovery_manifest_micros = db->stats.recovery.manifest;
+  s->recovery_vlog_micros = db->stats.recovery.vlog;
+  s->recovery_wal_micros = db->stats.recovery.wal;
+  s->recovery_flush_micros = db->stats.recovery.flush;
+  s->recovery_cleanup_micros = db->stats.recovery.cleanup;
   vlog_stats(db, s);
   s->disk_bytes_written = s->wal_bytes_written + s->vlog_bytes_written +
                           s->flush_bytes_written + s->compaction_bytes_written;

@@ -67,6 +67,12 @@ typedef struct nk_vhead {
   uint64_t off;
 } nk_vhead;
 
+/* How long each phase of the last open took (microseconds). */
+typedef struct nk_recovery_times {
+  uint64_t total, manifest, vlog, wal, flush, cleanup;
+  uint64_t manifest_edits;
+} nk_recovery_times;
+
 struct nokv_db {
   char *path;
   nokv_options opts;
@@ -154,6 +160,7 @@ struct nokv_db {
     nk_counter flushes, flush_bytes, compactions, trivial_moves, compact_read, compact_written;
     nk_counter vlog_reads, gc_runs, gc_collected, gc_rewritten, gc_reclaimed;
     uint64_t wal_segments_replayed;  /* set once at open */
+    nk_recovery_times recovery;
     uint64_t wal_records_dangling;   /* dropped at open: their values were lost */
     nk_wal_replay_stats replay;
     nk_vlog_recovery vlog_recovery;

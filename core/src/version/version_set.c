@@ -362,6 +362,7 @@ int nk_vset_open(const struct nokv_env *env, const char *dir, nk_table_cache *tc
     nk_wal_replay_stats st = {0};
     ret = nk_log_replay(env, path, NK_WAL_EDIT, true, replay_edit, &c, &st);
     vs->keep_files = false;
+    vs->edits_replayed = st.records;
     if (ret == NOKV_EIO && st.records == 0) {
       ret = nk_err(NOKV_ECORRUPT, "CURRENT names %s, which cannot be read: %s", path,
                    nokv_errmsg());
@@ -543,20 +544,22 @@ int nk_vset_log_and_apply(nk_vset *vs, nk_edit *e) {
   return ret;
 }
 
-int nk_vset_remove_orphans(nk_vset *vs) {
+int nk_vset_check_tables(nk_vset *vs) {
   char **names;
   size_t n;
   NK_RET(vs->env->list_dir(vs->env, vs->dir, &names, &n));
   nk_version *v = nk_vset_current(vs);
   int ret = NOKV_OK;
-  /* Every live table must be on disk. */
+  vs->tables_checked = 0;
   for (int l = 0; l < NK_NUM_LEVELS && ret == NOKV_OK; l++) {
     for (size_t i = 0; i < v->nfiles[l] && ret == NOKV_OK; i++) {
       char want[32];
       nk_table_file_name(v->files[l][i]->number, want);
       bool found = false;
       for (size_t j = 0; j < n && !found; j++) found = strcmp(names[j], want) == 0;
-      if (!found) {
+      if (found) {
+        vs->tables_checked++;
+      } else {
         ret = nk_err(NOKV_ECORRUPT,
                      "table %s/%s (L%d) named by the manifest is missing; refusing to open "
                      "without it",
@@ -564,7 +567,17 @@ int nk_vset_remove_orphans(nk_vset *vs) {
       }
     }
   }
-  for (size_t j = 0; j < n && ret == NOKV_OK; j++) {
+  nk_version_unref(v);
+  nk_env_free_names(names, n);
+  return ret;
+}
+
+int nk_vset_remove_orphans(nk_vset *vs) {
+  char **names;
+  size_t n;
+  NK_RET(vs->env->list_dir(vs->env, vs->dir, &names, &n));
+  nk_version *v = nk_vset_current(vs);
+  for (size_t j = 0; j < n; j++) {
     uint64_t number;
     bool drop = false, table = false;
     if ((table = nk_table_parse_name(names[j], &number))) {
@@ -592,5 +605,5 @@ int nk_vset_remove_orphans(nk_vset *vs) {
   }
   nk_version_unref(v);
   nk_env_free_names(names, n);
-  return ret;
+  return NOKV_OK;
 }

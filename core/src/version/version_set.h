@@ -61,6 +61,8 @@ typedef struct nk_vset {
   uint64_t tables_deleted;     /* atomic */
   uint64_t manifest_rewrites;  /* atomic */
   uint64_t orphans_deleted;    /* tables no version names, removed at open */
+  uint64_t tables_checked;     /* live tables found on disk at open */
+  uint64_t edits_replayed;     /* manifest records read at open */
 } nk_vset;
 
 /* Recovers the version from CURRENT and its manifest; *fresh is true if the
@@ -90,9 +92,13 @@ nk_version *nk_vset_current(nk_vset *vs);
  * On failure nothing is installed. */
 int nk_vset_log_and_apply(nk_vset *vs, nk_edit *e);
 
-/* Checks that every table of the current version exists, then deletes files no
- * one needs: tables not in the current version, older manifests, and WAL
- * segments below the log number. REQUIRES: no flush or compaction is running. */
+/* Checks that every table of the current version exists (NOKV_ECORRUPT naming
+ * the first missing one). Writes nothing: run before recovery writes anything,
+ * so a refused open leaves the directory as it was. */
+int nk_vset_check_tables(nk_vset *vs);
+/* Deletes files the engine provably wrote and abandoned: tables the current
+ * version does not name, manifests CURRENT does not name, WAL segments below the
+ * log number, CURRENT.tmp. REQUIRES: no flush or compaction is running. */
 int nk_vset_remove_orphans(nk_vset *vs);
 
 /* A copy of the value log state (its head: the durable one). */
