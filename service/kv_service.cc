@@ -3,7 +3,12 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "service/status.h"
@@ -181,6 +186,41 @@ int64_t Nanos(Clock::time_point t) {
 }
 
 }  // namespace
+
+grpc::Status KvService::Checkpoint(grpc::ServerContext*, const nokv::v1::CheckpointRequest* req,
+                                   nokv::v1::CheckpointResponse* resp) {
+  if (options_.backup_dir.empty()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "checkpoints are off: start the server with --backup_dir");
+  }
+  std::string name = req->name();
+  bool ok = name.empty() || name[0] != '.';
+  for (char c : name) {
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
+  }
+  if (!ok || name.size() > 200) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "checkpoint name must be letters, digits, '.', '_' or '-' (not starting "
+                        "with '.'), at most 200 of them");
+  }
+  if (name.empty()) name = "checkpoint-" + std::to_string(nokv_last_commit_ts(db_));
+  std::string path = options_.backup_dir + "/" + name;
+  // One at a time: two with the same name must not both find it absent.
+  std::lock_guard<std::mutex> l(checkpoint_mu_);
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0) {
+    return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, path + " already exists");
+  }
+  if (mkdir(options_.backup_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        "cannot create " + options_.backup_dir + ": " + strerror(errno));
+  }
+  uint64_t ts = 0;
+  if (int rc = nokv_checkpoint(db_, path.c_str(), &ts); rc != NOKV_OK) return EngineError(rc);
+  resp->set_path(path);
+  resp->set_commit_ts(ts);
+  return grpc::Status::OK;
+}
 
 // One Scan stream: a snapshot, an iterator over it, and one outstanding write.
 class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::ScanResponse> {

@@ -51,6 +51,7 @@ struct ServiceOptions {
   uint32_t max_stream_lifetime_ms = 600000;  // Scan and Txn streams end after this (0: never)
   size_t txn_buffer_bytes = size_t{1} << 30;  // keys+values all open transactions buffer;
                                               // a write past it ends its Txn RESOURCE_EXHAUSTED
+  std::string backup_dir;  // where Checkpoint writes ("": Checkpoint is refused)
 };
 
 class KvService final
@@ -70,6 +71,8 @@ class KvService final
                       nokv::v1::DeleteResponse*) override;
   grpc::Status Stats(grpc::ServerContext*, const nokv::v1::StatsRequest*,
                      nokv::v1::StatsResponse*) override;
+  grpc::Status Checkpoint(grpc::ServerContext*, const nokv::v1::CheckpointRequest*,
+                          nokv::v1::CheckpointResponse*) override;
   grpc::ServerWriteReactor<nokv::v1::ScanResponse>* Scan(grpc::CallbackServerContext*,
                                                          const nokv::v1::ScanRequest*) override;
   grpc::ServerBidiReactor<nokv::v1::TxnRequest, nokv::v1::TxnResponse>* Txn(
@@ -106,6 +109,7 @@ class KvService final
   std::atomic<size_t> txn_buffered_bytes_{0};
   std::atomic<uint64_t> streams_expired_{0};  // ended by a timeout or the lifetime
   std::atomic<uint64_t> streams_refused_{0};  // refused by max_txns, max_scans or the buffer cap
+  std::mutex checkpoint_mu_;
 
   // Open streams, for the reaper and the limits. Lock order: streams_mu_ before
   // a reactor's own mutex.

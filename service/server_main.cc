@@ -40,6 +40,8 @@ ABSL_FLAG(uint32_t, txn_max_reads, 1000000,
           "keys a transaction tracks one by one; past it, any later write conflicts");
 ABSL_FLAG(int, stream_workers, 8, "threads running Scan and Txn streams' engine calls");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "how long in-flight calls may run after SIGTERM");
+ABSL_FLAG(std::string, backup_dir, "",
+          "directory the Checkpoint RPC writes copies into (empty: Checkpoint is refused)");
 ABSL_FLAG(uint64_t, max_scans, 1024, "open Scan streams allowed (more: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(uint32_t, scan_idle_timeout_ms, 30000,
           "a Scan whose client has not taken its next message for this long is cancelled");
@@ -123,6 +125,7 @@ int main(int argc, char** argv) {
   config.service.scan_idle_timeout_ms = absl::GetFlag(FLAGS_scan_idle_timeout_ms);
   config.service.max_stream_lifetime_ms = absl::GetFlag(FLAGS_max_stream_lifetime_ms);
   config.service.txn_buffer_bytes = absl::GetFlag(FLAGS_txn_buffer_bytes);
+  config.service.backup_dir = absl::GetFlag(FLAGS_backup_dir);
   nokv::service::KvService service(db, config.service);
   int port = 0;
   std::unique_ptr<grpc::Server> server = nokv::service::StartServer(config, &service, &port);

@@ -6,6 +6,8 @@
  *   nokv manifest DIR        the tables of each level, WAL log number, value log head
  *   nokv vlog DIR [--verify] value log segments: size, live/garbage estimate, head;
  *                            --verify reads every entry and checks its checksum
+ *   nokv checkpoint DIR DEST a consistent copy of the database at one timestamp
+ *                            (this one opens the database, so not next to a server)
  *
  * Exit status: 0 ok, 1 damage found (or the directory could not be read), 2 usage.
  */
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nokv/nokv.h"
 #include "nokv/status.h"
 #include "sst/table_cache.h"
 #include "util/env.h"
@@ -238,16 +241,39 @@ static int cmd_vlog(const char *dir, bool verify) {
   return status;
 }
 
+/* ---- checkpoint (opens the database: not next to a running server) ---- */
+
+static int cmd_checkpoint(const char *dir, const char *dst) {
+  nokv_options o;
+  nokv_options_init(&o);
+  o.create_if_missing = false;
+  nokv_db *db;
+  if (nokv_open(dir, &o, &db) != NOKV_OK) {
+    fprintf(stderr, "nokv: cannot open %s: %s\n", dir, nokv_errmsg());
+    return 1;
+  }
+  uint64_t ts = 0;
+  int rc = nokv_checkpoint(db, dst, &ts);
+  if (rc != NOKV_OK) fprintf(stderr, "nokv: %s\n", nokv_errmsg());
+  int crc = nokv_close(db);
+  if (rc != NOKV_OK || crc != NOKV_OK) return 1;
+  printf("checkpoint %s at commit timestamp %llu\n", dst, (unsigned long long)ts);
+  return 0;
+}
+
 static int usage(void) {
   fprintf(stderr,
           "usage: nokv manifest DIR\n"
-          "       nokv vlog DIR [--verify]\n");
+          "       nokv vlog DIR [--verify]\n"
+          "       nokv checkpoint DIR DEST   (opens DIR: not while a server uses it; use\n"
+          "                                   the Checkpoint RPC there)\n");
   return 2;
 }
 
 int main(int argc, char **argv) {
   if (argc < 3) return usage();
   if (strcmp(argv[1], "manifest") == 0 && argc == 3) return cmd_manifest(argv[2]);
+  if (strcmp(argv[1], "checkpoint") == 0 && argc == 4) return cmd_checkpoint(argv[2], argv[3]);
   if (strcmp(argv[1], "vlog") == 0 && argc == 3) return cmd_vlog(argv[2], false);
   if (strcmp(argv[1], "vlog") == 0 && argc == 4 && strcmp(argv[3], "--verify") == 0) {
     return cmd_vlog(argv[2], true);

@@ -111,4 +111,20 @@ TEST(Cli, UsageAndMissingDirectory) {
   EXPECT_NE(r.out.find("no database"), std::string::npos) << r.out;
 }
 
+TEST(Cli, CheckpointCopiesTheDatabase) {
+  TempDir dir, dst;
+  Fill(dir.path());
+  std::string copy = dst.file("copy");
+  Result r = RunCli("checkpoint " + dir.path() + " " + copy);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("at commit timestamp"), std::string::npos) << r.out;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(copy.c_str(), nullptr, &db), NOKV_OK) << nokv_errmsg();
+  EXPECT_EQ(Get(db, "key1")->data, std::string(4096, 'a'));
+  EXPECT_EQ(Get(db, "key2")->data, std::string(4096, 'b'));
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  r = RunCli("checkpoint " + dst.file("nothing-here") + " " + dst.file("x"));
+  EXPECT_EQ(r.status, 1) << r.out;
+}
+
 }  // namespace

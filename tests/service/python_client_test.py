@@ -205,7 +205,8 @@ class PythonClientTest(unittest.TestCase):
             resps[1].file_descriptor_response.file_descriptor_proto[0])
         self.assertEqual(fd.package, "nokv.v1")
         methods = {m.name for m in fd.service[0].method}
-        self.assertEqual(methods, {"Get", "Put", "Delete", "Scan", "Stats", "Txn"})
+        self.assertEqual(methods,
+                         {"Get", "Put", "Delete", "Scan", "Stats", "Txn", "Checkpoint"})
 
     def test_txn_is_isolated_until_commit(self):
         kv = self.server.kv

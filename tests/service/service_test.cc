@@ -300,6 +300,40 @@ TEST_F(ServiceTest, StalledAndExcessScansAreBounded) {
   EXPECT_EQ(n, 20000u);
 }
 
+// Checkpoint writes a copy under --backup_dir only, with a checked name.
+TEST_F(ServiceTest, CheckpointWritesAnOpenableCopyUnderTheBackupDirOnly) {
+  auto call = [&](const std::string& name, CheckpointResponse* resp) {
+    ClientContext ctx;
+    CheckpointRequest req;
+    req.set_name(name);
+    return stub_->Checkpoint(&ctx, req, resp);
+  };
+  CheckpointResponse resp;
+  EXPECT_EQ(call("b1", &resp).error_code(), StatusCode::FAILED_PRECONDITION);
+  nokv_test::TempDir backups;
+  Stop();
+  Start(256 << 20, 4096,
+        [&](nokv::service::ServiceOptions* o) { o->backup_dir = backups.file("b"); });
+  for (int i = 0; i < 100; i++) Put("k" + std::to_string(i), std::string(i % 2 ? 3000 : 10, 'v'));
+  uint64_t last = Put("last", "x");
+  grpc::Status s = call("b1", &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.path(), backups.file("b") + "/b1");
+  EXPECT_EQ(resp.commit_ts(), last);
+  Put("after", "y");
+  for (const char* bad : {"../escape", "a/b", ".hidden", "sp ace"}) {
+    EXPECT_EQ(call(bad, &resp).error_code(), StatusCode::INVALID_ARGUMENT) << bad;
+  }
+  EXPECT_EQ(call("b1", &resp).error_code(), StatusCode::ALREADY_EXISTS);
+  nokv_db* copy;
+  ASSERT_EQ(nokv_open((backups.file("b") + "/b1").c_str(), nullptr, &copy), NOKV_OK)
+      << nokv_errmsg();
+  EXPECT_TRUE(nokv_test::Get(copy, "last"));
+  EXPECT_EQ(nokv_test::Get(copy, "k1")->data, std::string(3000, 'v'));
+  EXPECT_FALSE(nokv_test::Get(copy, "after"));
+  ASSERT_EQ(nokv_close(copy), NOKV_OK);
+}
+
 TEST_F(ServiceTest, CancelledScanReleasesItsSnapshot) {
   for (int i = 0; i < 5000; i++) Put("c" + std::to_string(i), std::string(500, 'v'));
   {

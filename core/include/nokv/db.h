@@ -52,6 +52,14 @@ int nokv_delete(nokv_db *db, const nokv_write_options *wo, const void *key, size
 int nokv_write(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                uint64_t *commit_ts);
 
+/* Writes a consistent copy of the database as of one commit timestamp into
+ * directory dst (created if missing; it must be empty). The copy opens as a
+ * database of its own holding every write up to *ts (if ts is non-NULL) and none
+ * after. Tables and sealed value-log segments are hard-linked where the
+ * filesystem allows (they never change), the rest copied. Writes continue
+ * meanwhile; value-log GC waits. */
+int nokv_checkpoint(nokv_db *db, const char *dst, uint64_t *ts);
+
 /* Reads key. On NOKV_OK *val is a malloc'ed copy (free with nokv_free) of *vlen
  * bytes and, if commit_ts is non-NULL, *commit_ts is the version's timestamp.
  * NOKV_ENOTFOUND when no version is visible or the newest one is a deletion.

@@ -54,6 +54,9 @@ struct nokv_env {
   /* Hints that [base, base + len) of a mapping will be read soon, so the pages
    * not in memory are read ahead, many at once (madvise WILLNEED). Optional. */
   void (*prefetch)(const struct nokv_env *env, const char *base, uint64_t len);
+  /* Makes `to` a second name of the file `from` (a hard link). Optional: NULL, or
+   * a failure (another filesystem), and the engine copies instead. */
+  int (*link)(const struct nokv_env *env, const char *from, const char *to);
   void *state;  /* for wrappers */
 };
 

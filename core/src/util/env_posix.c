@@ -265,6 +265,14 @@ static void posix_prefetch(const struct nokv_env *env, const char *base, uint64_
   madvise((void *)start, (size_t)((uintptr_t)base + len - start), MADV_WILLNEED);
 }
 
+static int posix_link(const struct nokv_env *env, const char *from, const char *to) {
+  (void)env;
+  if (link(from, to) != 0) {
+    return nk_err_errno(errno, "link %s to %s", from, to);
+  }
+  return NOKV_OK;
+}
+
 static const struct nokv_env posix_env = {
     .open_append = posix_open_append,
     .open_read = posix_open_read,
@@ -283,6 +291,7 @@ static const struct nokv_env posix_env = {
     .map = posix_map,
     .unmap = posix_unmap,
     .prefetch = posix_prefetch,
+    .link = posix_link,
     .state = NULL,
 };
 

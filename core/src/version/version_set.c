@@ -405,22 +405,24 @@ static int append_record(nk_file *f, const nk_buf *payload, uint64_t *size) {
   return NOKV_OK;
 }
 
-static int set_current(nk_vset *vs, uint64_t number) {
+/* Points dir's CURRENT at manifest number: temp file, fsync, rename, fsync of
+ * the directory. */
+static int write_current(const struct nokv_env *env, const char *dir, uint64_t number) {
   char name[32], line[40];
   nk_manifest_file_name(number, name);
   int n = snprintf(line, sizeof line, "%s\n", name);
-  char *tmp = nk_path_join(vs->dir, "CURRENT.tmp"), *cur = nk_path_join(vs->dir, "CURRENT");
+  char *tmp = nk_path_join(dir, "CURRENT.tmp"), *cur = nk_path_join(dir, "CURRENT");
   nk_file *f = NULL;
   int ret = NOKV_OK;
   if (tmp == NULL || cur == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
-  NK_ERR(vs->env->open_append(vs->env, tmp, true, &f));
+  NK_ERR(env->open_append(env, tmp, true, &f));
   NK_ERR(nk_file_append(f, line, (size_t)n));
   NK_ERR(nk_file_sync(f));
   ret = nk_file_close(f);
   f = NULL;
   NK_ERR(ret);
-  NK_ERR(vs->env->rename(vs->env, tmp, cur));
-  NK_ERR(vs->env->sync_dir(vs->env, vs->dir));
+  NK_ERR(env->rename(env, tmp, cur));
+  NK_ERR(env->sync_dir(env, dir));
 err:
   nk_file_close(f);
   free(tmp);
@@ -453,7 +455,7 @@ static int write_snapshot(nk_vset *vs, const nk_version *v) {
   NK_ERR(vs->env->open_append(vs->env, path, true, &f));
   NK_ERR(append_record(f, &buf, &size));
   NK_ERR(nk_file_sync(f));
-  NK_ERR(set_current(vs, number));
+  NK_ERR(write_current(vs->env, vs->dir, number));
   if (vs->manifest_number != 0) {
     nk_manifest_file_name(vs->manifest_number, name);
     char *old = nk_path_join(vs->dir, name);
@@ -468,6 +470,45 @@ static int write_snapshot(nk_vset *vs, const nk_version *v) {
   f = NULL;
   vs->manifest_number = number;
   vs->manifest_size = size;
+err:
+  nk_file_close(f);
+  free(path);
+  nk_buf_release(&buf);
+  nk_edit_release(&snap);
+  return ret;
+}
+
+int nk_vset_export(nk_vset *vs, const nk_version *v, const nk_vset_vlog *vl, uint64_t last_ts,
+                   const char *dst) {
+  nk_edit snap;
+  nk_edit_init(&snap);
+  nk_buf buf = {0};
+  nk_file *f = NULL;
+  char *path = NULL;
+  int ret = NOKV_OK;
+  uint64_t size = 0;
+  for (int l = 0; l < NK_NUM_LEVELS; l++) {
+    for (size_t i = 0; i < v->nfiles[l]; i++) NK_ERR(nk_edit_add_file(&snap, l, v->files[l][i]));
+  }
+  /* Every table number is below next_file; the copy has no WAL to replay. */
+  uint64_t next = __atomic_load_n(&vs->next_file, __ATOMIC_RELAXED) + 1;
+  snap.has_log_number = snap.has_next_file = snap.has_last_ts = snap.has_vlog_head = true;
+  snap.log_number = next;
+  snap.next_file = next + 1;
+  snap.last_ts = last_ts;
+  snap.vlog_head_fid = vl->head_fid;
+  snap.vlog_head_off = vl->head_off;
+  for (size_t i = 0; i < vl->ndiscard; i++) {
+    NK_ERR(nk_edit_add_discard(&snap, vl->discard[i].fid, vl->discard[i].bytes));
+  }
+  NK_ERR(nk_edit_encode(&snap, true, &buf));
+  char name[32];
+  nk_manifest_file_name(next, name);
+  if ((path = nk_path_join(dst, name)) == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+  NK_ERR(vs->env->open_append(vs->env, path, true, &f));
+  NK_ERR(append_record(f, &buf, &size));
+  NK_ERR(nk_file_sync(f));
+  NK_ERR(write_current(vs->env, dst, next));
 err:
   nk_file_close(f);
   free(path);

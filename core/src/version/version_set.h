@@ -117,6 +117,13 @@ void nk_vset_vlog_release(nk_vset_vlog *s);
  * manifest snapshot leaves them out). */
 void nk_vset_forget_segment(nk_vset *vs, uint32_t fid);
 
+/* Writes into directory dst a manifest holding a snapshot of v with the value
+ * log state vl (its retired segments left out: the copy does not hold them) and
+ * commit timestamp last_ts, and a CURRENT naming it: with the files v and vl
+ * name, dst is a database (checkpoints). */
+int nk_vset_export(nk_vset *vs, const nk_version *v, const nk_vset_vlog *vl, uint64_t last_ts,
+                   const char *dst);
+
 /* "MANIFEST-%08llu"; buf of 32 bytes. */
 void nk_manifest_file_name(uint64_t number, char *buf);
 
