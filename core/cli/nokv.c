@@ -8,6 +8,8 @@
  *                            --verify reads every entry and checks its checksum
  *   nokv checkpoint DIR DEST a consistent copy of the database at one timestamp
  *                            (this one opens the database, so not next to a server)
+ *   nokv repair DIR          salvages a database that refuses to open (nokv_repair);
+ *                            originals go to DIR/lost/
  *
  * Exit status: 0 ok, 1 damage found (or the directory could not be read), 2 usage.
  */
@@ -261,12 +263,39 @@ static int cmd_checkpoint(const char *dir, const char *dst) {
   return 0;
 }
 
+/* ---- repair (the database must be closed) ---- */
+
+static int cmd_repair(const char *dir) {
+  nokv_repair_report r;
+  int rc = nokv_repair(dir, NULL, &r);
+  if (rc != NOKV_OK) {
+    fprintf(stderr, "nokv: repair %s: %s\n", dir, nokv_errmsg());
+    return 1;
+  }
+  printf("repaired %s\n", dir);
+  printf("  tables        %llu verified, %llu damaged (%llu entries salvaged, %llu lost)\n",
+         (unsigned long long)r.tables_verified, (unsigned long long)r.tables_damaged,
+         (unsigned long long)r.table_entries_salvaged, (unsigned long long)r.table_entries_lost);
+  printf("  wal           %llu segments, %llu records salvaged, %llu damaged bytes skipped\n",
+         (unsigned long long)r.wal_segments, (unsigned long long)r.wal_records,
+         (unsigned long long)r.wal_bytes_skipped);
+  printf("  value log     %llu values lost (kept as deletions), %llu segments unusable\n",
+         (unsigned long long)r.values_lost, (unsigned long long)r.vlog_segments_moved);
+  printf("  written       %llu versions, %llu bytes, up to commit timestamp %llu\n",
+         (unsigned long long)r.entries_written, (unsigned long long)r.bytes_written,
+         (unsigned long long)r.last_commit_ts);
+  printf("  moved         %llu originals to %s/lost/ (nothing deleted)\n",
+         (unsigned long long)r.files_moved, dir);
+  return 0;
+}
+
 static int usage(void) {
   fprintf(stderr,
           "usage: nokv manifest DIR\n"
           "       nokv vlog DIR [--verify]\n"
           "       nokv checkpoint DIR DEST   (opens DIR: not while a server uses it; use\n"
-          "                                   the Checkpoint RPC there)\n");
+          "                                   the Checkpoint RPC there)\n"
+          "       nokv repair DIR            salvage a database that refuses to open\n");
   return 2;
 }
 
@@ -274,6 +303,7 @@ int main(int argc, char **argv) {
   if (argc < 3) return usage();
   if (strcmp(argv[1], "manifest") == 0 && argc == 3) return cmd_manifest(argv[2]);
   if (strcmp(argv[1], "checkpoint") == 0 && argc == 4) return cmd_checkpoint(argv[2], argv[3]);
+  if (strcmp(argv[1], "repair") == 0 && argc == 3) return cmd_repair(argv[2]);
   if (strcmp(argv[1], "vlog") == 0 && argc == 3) return cmd_vlog(argv[2], false);
   if (strcmp(argv[1], "vlog") == 0 && argc == 4 && strcmp(argv[3], "--verify") == 0) {
     return cmd_vlog(argv[2], true);

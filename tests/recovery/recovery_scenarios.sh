@@ -15,7 +15,10 @@
 # time and phase times, WAL segments/records replayed, bytes truncated (WAL,
 # value log), value-log bytes validated, tables checked, orphans removed, keys
 # verified, acknowledged keys lost (0 wherever the outcome is recovered) and, for
-# refused, the error text. A refused open must also leave every file as it was.
+# refused, the error text. A refused open must also leave every file as it was;
+# the database is then repaired (nokv_repair) and the keys that come back are
+# counted (the "repair" object: current, older, absent, damaged — damaged must
+# be 0).
 # $NOKV_RECOVERY_ROUNDS sizes the random power-cut scenario (default 6).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -101,6 +104,13 @@ run() {
   [ -z "$extra" ] || pass=false
   json="{\"scenario\":\"$name\",\"expected\":\"$expected\",\"pass\":$pass"
   [ -z "$extra" ] || json="$json,\"check_failed\":\"${extra//\"/\'}\""
+  # A refused database is then repaired (nokv_repair), and what comes back checked.
+  if [ "$actual" = refused ] && [ -d "$db" ]; then
+    "$tool" repair "$db" "$model" "${common[@]}" 2>>"$log" | tail -1 >"$work/$name/repair.json"
+    cat "$work/$name/repair.json" >>"$log"
+    grep -q '"repair":"ok"' "$work/$name/repair.json" || pass=false
+    json="$json,\"repair\":$(cat "$work/$name/repair.json")"
+  fi
   json="$json,$(tail -c +2 "$res")"
   echo "RECOVERY_METRIC $name=$json" | tee -a "$log"
   echo "$json" >>"$out/summary.jsonl"

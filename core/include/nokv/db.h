@@ -60,6 +60,34 @@ int nokv_write(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
  * meanwhile; value-log GC waits. */
 int nokv_checkpoint(nokv_db *db, const char *dst, uint64_t *ts);
 
+/* What nokv_repair found and did. */
+typedef struct nokv_repair_report {
+  uint64_t tables_verified;        /* read whole, every checksum good */
+  uint64_t tables_damaged;         /* their entries before the damage salvaged */
+  uint64_t table_entries_salvaged; /* from damaged tables */
+  uint64_t table_entries_lost;     /* in damaged tables, past their damage */
+  uint64_t wal_segments;
+  uint64_t wal_records;            /* write batches salvaged from the WAL */
+  uint64_t wal_bytes_skipped;      /* damaged WAL bytes stepped over */
+  uint64_t values_lost;            /* versions whose value-log entry is missing or damaged
+                                      (older versions GC had already collected count too):
+                                      kept as deletions, so no older value resurfaces */
+  uint64_t vlog_segments_moved;    /* unusable (bad header) */
+  uint64_t files_moved;            /* originals moved to lost/ */
+  uint64_t entries_written;        /* versions in the rebuilt tables */
+  uint64_t bytes_written;
+  uint64_t last_commit_ts;
+} nokv_repair_report;
+
+/* Salvages the database in path when it refuses to open, as LevelDB's RepairDB
+ * does: every table and WAL segment is read for what it still holds (stepping
+ * over damage), everything readable is merged into new tables (every version
+ * kept), and a new manifest is written. The originals it replaces or cannot use
+ * (old tables, WAL segments, manifests, CURRENT, value-log segments with a bad
+ * header) move to path/lost/; nothing is deleted. Needs the database closed.
+ * opts may be NULL; *report says what was salvaged and what was lost. */
+int nokv_repair(const char *path, const nokv_options *opts, nokv_repair_report *report);
+
 /* Reads key. On NOKV_OK *val is a malloc'ed copy (free with nokv_free) of *vlen
  * bytes and, if commit_ts is non-NULL, *commit_ts is the version's timestamp.
  * NOKV_ENOTFOUND when no version is visible or the newest one is a deletion.

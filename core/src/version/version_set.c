@@ -333,8 +333,8 @@ static int check_new_directory(nk_vset *vs) {
   return ret;
 }
 
-int nk_vset_open(const struct nokv_env *env, const char *dir, nk_table_cache *tc,
-                 size_t manifest_max, nk_vset **out, bool *fresh) {
+int nk_vset_new_empty(const struct nokv_env *env, const char *dir, nk_table_cache *tc,
+                      size_t manifest_max, nk_vset **out) {
   nk_vset *vs = calloc(1, sizeof *vs);
   if (vs == NULL || (vs->dir = strdup(dir)) == NULL) {
     free(vs);
@@ -346,11 +346,20 @@ int nk_vset_open(const struct nokv_env *env, const char *dir, nk_table_cache *tc
   vs->next_file = 1;
   pthread_mutex_init(&vs->mu, NULL);
   pthread_mutex_init(&vs->install_mu, NULL);
+  if ((vs->current = nk_version_new_empty(on_obsolete, vs)) == NULL) {
+    nk_vset_close(vs);
+    return nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  *out = vs;
+  return NOKV_OK;
+}
+
+int nk_vset_open(const struct nokv_env *env, const char *dir, nk_table_cache *tc,
+                 size_t manifest_max, nk_vset **out, bool *fresh) {
+  nk_vset *vs;
+  NK_RET(nk_vset_new_empty(env, dir, tc, manifest_max, &vs));
   int ret = NOKV_OK;
   char *name = NULL, *path = NULL;
-  if ((vs->current = nk_version_new_empty(on_obsolete, vs)) == NULL) {
-    NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
-  }
   bool missing = false;
   NK_ERR(read_current(vs, &name, &missing));
   if (missing) NK_ERR(check_new_directory(vs));

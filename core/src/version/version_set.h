@@ -74,6 +74,9 @@ typedef struct nk_vset {
 int nk_vset_open(const struct nokv_env *env, const char *dir, nk_table_cache *tc,
                  size_t manifest_max, nk_vset **out, bool *fresh);
 void nk_vset_close(nk_vset *vs);
+/* An empty version set over dir, reading nothing (repair builds one). */
+int nk_vset_new_empty(const struct nokv_env *env, const char *dir, nk_table_cache *tc,
+                      size_t manifest_max, nk_vset **out);
 /* Makes a fresh database durable before anything else is written: an empty
  * manifest and a CURRENT naming it. */
 int nk_vset_create(nk_vset *vs);

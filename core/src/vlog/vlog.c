@@ -84,6 +84,14 @@ static bool parse_entry(const char *p, size_t avail, nk_vlog_entry *e, char *why
   return true;
 }
 
+bool nk_vlog_entry_matches(const char *data, size_t n, const nk_vptr *p, const char *key,
+                           size_t klen) {
+  nk_vlog_entry e;
+  char why[96];
+  return n == p->len && parse_entry(data, n, &e, why, sizeof why) && e.len == p->len &&
+         e.crc == p->crc && (key == NULL || (e.klen == klen && memcmp(e.key, key, klen) == 0));
+}
+
 /* ---- scanning a segment file ---- */
 
 int nk_vlog_scan_file(const struct nokv_env *env, const char *path, uint32_t fid, uint64_t from,

@@ -68,6 +68,11 @@ typedef struct nk_vlog_entry {
   size_t klen, vlen;
 } nk_vlog_entry;
 
+/* Are the n bytes at data exactly the entry p names (its length, checksum and,
+ * if key != NULL, key)? */
+bool nk_vlog_entry_matches(const char *data, size_t n, const nk_vptr *p, const char *key,
+                           size_t klen);
+
 /* Called per valid entry; a non-OK return stops the scan with that status. */
 typedef int (*nk_vlog_entry_fn)(void *arg, const nk_vlog_entry *e);
 
