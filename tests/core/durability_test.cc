@@ -198,11 +198,11 @@ TEST_F(DurabilityTest, CreateIfMissingFalseRefusesAnEmptyDirectory) {
 }
 
 // Defect 3: a manifest append that fails half-way (the header written, the
-// payload not) stops the database; no later edit (compaction, GC) is appended
-// after the partial bytes, and the next open cuts them as a torn tail and finds
-// every write.
+// payload not) stops the database (EIO) or is retried in a new manifest once
+// there is room (ENOSPC); either way no edit is ever appended after the partial
+// bytes, and the next open finds every write.
 TEST_F(DurabilityTest, FailedManifestAppendLeavesAnOpenableDatabase) {
-  for (int err : {ENOSPC, EIO}) {
+  for (int err : {EIO, ENOSPC, EACCES}) {
     SCOPED_TRACE(strerror(err));
     TempDir dir;
     FaultEnv fault;
@@ -224,12 +224,20 @@ TEST_F(DurabilityTest, FailedManifestAppendLeavesAnOpenableDatabase) {
     EXPECT_NE(nokv_flush(db), NOKV_OK);
     EXPECT_EQ(fault.injected(), 1);
     fault.ClearRule();
-    // Every later edit is refused, whoever asks.
-    EXPECT_NE(nokv_compact(db), NOKV_OK);
-    uint32_t collected = 0;
-    EXPECT_NE(nokv_vlog_gc(db, 0.01, &collected), NOKV_OK);
-    EXPECT_EQ(collected, 0u);
-    EXPECT_NE(Put(db, "after", "x", true), NOKV_OK);
+    if (err == ENOSPC) {
+      // Space is back: the flush is retried into a new manifest and all goes on.
+      ASSERT_EQ(nokv_flush(db), NOKV_OK) << nokv_errmsg();
+      ASSERT_EQ(nokv_compact(db), NOKV_OK) << nokv_errmsg();
+      ASSERT_EQ(Put(db, "after", "x", true), NOKV_OK) << nokv_errmsg();
+      EXPECT_GE(Stats(db).manifest_rewrites, 0u);
+    } else {
+      // Every later edit is refused, whoever asks.
+      EXPECT_NE(nokv_compact(db), NOKV_OK);
+      uint32_t collected = 0;
+      EXPECT_NE(nokv_vlog_gc(db, 0.01, &collected), NOKV_OK);
+      EXPECT_EQ(collected, 0u);
+      EXPECT_NE(Put(db, "after", "x", true), NOKV_OK);
+    }
     nokv_close(db);
     ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
     for (int i = 0; i < 40; i++) {
@@ -238,6 +246,7 @@ TEST_F(DurabilityTest, FailedManifestAppendLeavesAnOpenableDatabase) {
       ASSERT_TRUE(v) << k;
       EXPECT_EQ(v->data, Big(k + "'", 2000));
     }
+    EXPECT_EQ(Get(db, "after").has_value(), err == ENOSPC);
     ASSERT_EQ(nokv_close(db), NOKV_OK);
   }
 }
@@ -389,6 +398,90 @@ TEST_F(DurabilityTest, ExplicitReadBelowACollectedSegmentIsStale) {
   EXPECT_FALSE(Get(db, "k", old_ts, &rc));
   EXPECT_EQ(rc, NOKV_ESTALE) << nokv_errmsg();
   EXPECT_EQ(Get(db, "k")->data, Big("k2", 2000));
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// A full disk refuses the writes it hits (NOKV_EFULL, nothing logged) and the
+// database takes writes again once space is freed, without a reopen; flushes and
+// compactions that hit it fail, are retried, and succeed once space is back.
+TEST_F(DurabilityTest, FullDiskRefusesWritesUntilSpaceIsFreed) {
+  nokv_options o = Options(fault_.env());
+  o.memtable_max_bytes = 256 << 10;
+  nokv_db* db = Open(o);
+  ASSERT_EQ(Put(db, "before", "1", true), NOKV_OK);
+  fault_.FailCalls(FaultEnv::kAppend, ENOSPC, ".wal", 3);
+  for (int i = 0; i < 3; i++) {
+    EXPECT_EQ(Put(db, "refused" + std::to_string(i), "x"), NOKV_EFULL);
+    EXPECT_NE(std::string(nokv_errmsg()).find("disk full"), std::string::npos) << nokv_errmsg();
+  }
+  ASSERT_EQ(Put(db, "after-wal", "1", true), NOKV_OK) << nokv_errmsg();  // space is back
+  fault_.FailCalls(FaultEnv::kAppend, ENOSPC, ".vlog", 2);
+  EXPECT_EQ(Put(db, "refused-big", Big("refused-big", 5000)), NOKV_EFULL);
+  EXPECT_EQ(Put(db, "refused-big2", Big("refused-big2", 5000), true), NOKV_EFULL);
+  ASSERT_EQ(Put(db, "after-vlog", Big("after-vlog", 5000), true), NOKV_OK) << nokv_errmsg();
+  EXPECT_EQ(Stats(db).writes_refused_full, 5u);
+  // A flush that hits it fails and is retried; writes go on meanwhile.
+  fault_.FailCalls(FaultEnv::kAppend, ENOSPC, ".sst");
+  ASSERT_EQ(Put(db, "in-memtable", "1"), NOKV_OK);
+  EXPECT_EQ(nokv_flush(db), NOKV_EFULL);
+  EXPECT_NE(std::string(nokv_errmsg()).find("retried"), std::string::npos) << nokv_errmsg();
+  ASSERT_EQ(Put(db, "during-full-flush", "1", true), NOKV_OK) << nokv_errmsg();
+  fault_.ClearRule();
+  ASSERT_EQ(nokv_flush(db), NOKV_OK) << nokv_errmsg();
+  EXPECT_GT(Stats(db).bg_full_retries, 0u);
+  // A compaction likewise.
+  for (int i = 0; i < 200; i++) ASSERT_EQ(Put(db, "c" + std::to_string(i), Big("c", 300)), NOKV_OK);
+  ASSERT_EQ(nokv_flush(db), NOKV_OK);
+  fault_.FailCalls(FaultEnv::kAppend, ENOSPC, ".sst");
+  EXPECT_EQ(nokv_compact(db), NOKV_EFULL);
+  ASSERT_EQ(Put(db, "during-full-compaction", "1", true), NOKV_OK) << nokv_errmsg();
+  fault_.ClearRule();
+  ASSERT_EQ(nokv_compact(db), NOKV_OK) << nokv_errmsg();
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  db = Open(o);
+  for (const char* k : {"before", "after-wal", "in-memtable", "during-full-flush",
+                        "during-full-compaction"}) {
+    EXPECT_TRUE(Get(db, k)) << k;
+  }
+  EXPECT_EQ(Get(db, "after-vlog")->data, Big("after-vlog", 5000));
+  for (const char* k : {"refused0", "refused1", "refused2", "refused-big", "refused-big2"}) {
+    EXPECT_FALSE(Get(db, k)) << k;
+  }
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// A crash while a value-log segment was being created leaves part of its header
+// after the newest one: it is removed, and the segment before it, opened as a
+// sealed one, takes appends again and serves them.
+TEST_F(DurabilityTest, HalfCreatedSegmentAfterTheNewestIsRemoved) {
+  nokv_options o = Options(nullptr);
+  nokv_db* db = Open(o);
+  for (int i = 0; i < 5; i++) {
+    std::string k = "a" + std::to_string(i);
+    ASSERT_EQ(Put(db, k, Big(k, 3000)), NOKV_OK);
+  }
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  auto segs = FilesWithSuffix(dir_.path(), ".vlog");
+  std::string newest = segs.back();
+  int fid = atoi(newest.c_str());
+  char next[32];
+  snprintf(next, sizeof next, "%08d.vlog", fid + 1);
+  WriteFile(dir_.file(next), ReadFile(dir_.file(newest)).substr(0, 7));
+  db = Open(o);
+  EXPECT_FALSE(std::filesystem::exists(dir_.file(next)));
+  for (int i = 0; i < 5; i++) {
+    std::string k = "b" + std::to_string(i);
+    ASSERT_EQ(Put(db, k, Big(k, 3000)), NOKV_OK);
+  }
+  for (const char* p : {"a", "b"}) {
+    for (int i = 0; i < 5; i++) {
+      std::string k = p + std::to_string(i);
+      int rc = NOKV_OK;
+      auto v = Get(db, k, 0, &rc);
+      ASSERT_TRUE(v) << k << " " << rc << " " << nokv_errmsg();
+      EXPECT_EQ(v->data, Big(k, 3000));
+    }
+  }
   ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 

@@ -12,6 +12,8 @@
  *                                  COUNT-1 after it) with ERRNO, as the OS would
  *         --space BYTES            a disk of this many bytes: appends past it fail
  *                                  with ENOSPC (what fits is written)
+ *         --free-after-full        once a write fails for a full disk, free the
+ *                                  space and go on writing (no reopen)
  *       OP: open append sync rename remove truncate syncdir.
  *       Workload: --seed --ops --keys --large-pct --sync-pct --threshold
  *       --segment --memtable --flush-every --compact-every --gc-every --no-close
@@ -59,7 +61,7 @@ typedef struct config {
   int ops, keys, large_pct, sync_pct;
   size_t threshold, segment, memtable;
   int flush_every, compact_every, gc_every;
-  bool no_close, power_loss;
+  bool no_close, power_loss, free_after_full;
   const char *crash, *fail;
   long long space;
 } config;
@@ -96,6 +98,8 @@ static void parse(int argc, char **argv, int first, config *c) {
       c->no_close = true;
     } else if (strcmp(a, "--power-loss") == 0) {
       c->power_loss = true;
+    } else if (strcmp(a, "--free-after-full") == 0) {
+      c->free_after_full = true;
     } else {
       fprintf(stderr, "recovery_tool: unknown option %s\n", a);
       usage();
@@ -531,6 +535,15 @@ static int run_load(const config *c) {
       log_line("F %ld %d\n", op, rc);
       fprintf(stderr, "recovery_tool: write %ld failed: %s (%s)\n", op, nokv_errmsg(),
               nokv_strerror(rc));
+      if (rc == NOKV_EFULL && c->free_after_full) {
+        /* Space is freed: the next writes must work without a reopen. */
+        pthread_mutex_lock(&fx.mu);
+        fx.space = -1;
+        fx.fail.active = false;
+        pthread_mutex_unlock(&fx.mu);
+        fprintf(stderr, "recovery_tool: space freed after write %ld\n", op);
+        continue;
+      }
       status = 4;
       break;
     }

@@ -104,6 +104,9 @@ typedef struct nokv_statistics {
   uint64_t vlog_torn_bytes;        /* torn value-log tail cut */
   uint64_t wal_records_dangling;   /* WAL records dropped because the values they
                                       point at were lost (unsynced writes) */
+  uint64_t writes_refused_full;    /* writes refused (NOKV_EFULL) for a full disk, nothing
+                                      logged: the database kept working */
+  uint64_t bg_full_retries;        /* flushes and compactions retried after a full disk */
   uint64_t wal_segments_replayed;
   uint64_t tables_checked;         /* live tables found on disk */
   uint64_t vlog_segments_removed;  /* retired by GC before a crash, deleted at open */

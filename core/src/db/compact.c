@@ -344,6 +344,7 @@ static int compact_all(nokv_db *db) {
 
 void *nk_db_compact_main(void *arg) {
   nokv_db *db = arg;
+  int full_attempts = 0;
   pthread_mutex_lock(&db->mu);
   for (;;) {
     if (db->stop_bg) break;
@@ -366,6 +367,7 @@ void *nk_db_compact_main(void *arg) {
       }
       db->manual_running = true;
       rc = compact_all(db);
+      db->manual_rc = rc;
       db->manual_running = false;
       db->manual_compactions = 0;
       db->manual_done++;
@@ -375,6 +377,11 @@ void *nk_db_compact_main(void *arg) {
     } else if (!db->opts.disable_auto_compaction) {
       rc = compact_once(db, -1, false, &did);
     }
+    if (rc == NOKV_EFULL) {  /* its outputs were removed: retry once space is freed */
+      nk_db_full_backoff(db, full_attempts++);
+      continue;
+    }
+    if (rc == NOKV_OK && did) full_attempts = 0;
     if (rc != NOKV_OK && rc != NOKV_ECLOSED) {
       nk_db_set_bg_error(db, rc, "compaction");
       continue;

@@ -18,6 +18,7 @@
  * the open with its name.
  */
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -517,12 +518,28 @@ int nk_db_log_and_apply(nokv_db *db, nk_edit *e, const char *what) {
   pthread_mutex_unlock(&db->mu);
   NK_RET(ret);
   ret = nk_vset_log_and_apply(db->vset, e);
-  if (ret != NOKV_OK) {
+  /* A full disk is not fatal: the manifest took no partial edit (the next one
+   * starts a new manifest), and the job retries once space is freed. */
+  if (ret != NOKV_OK && ret != NOKV_EFULL) {
     pthread_mutex_lock(&db->mu);
     nk_db_set_bg_error(db, ret, what);
     pthread_mutex_unlock(&db->mu);
   }
   return ret;
+}
+
+void nk_db_full_backoff(nokv_db *db, int attempt) {
+  nk_count(&db->stats.bg_full_retries, 1);
+  uint64_t ms = attempt < 6 ? 50u << attempt : 2000;
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += (time_t)(ms / 1000);
+  until.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  if (!db->stop_bg) pthread_cond_timedwait(&db->bg_cv, &db->mu, &until);
 }
 
 int nk_db_start_background(nokv_db *db) {
@@ -650,6 +667,8 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->batches = nk_counter_get(&db->stats.batches);
   s->write_groups = nk_counter_get(&db->stats.write_groups);
   s->wal_syncs = nk_counter_get(&db->stats.wal_syncs);
+  s->writes_refused_full = nk_counter_get(&db->stats.writes_refused_full);
+  s->bg_full_retries = nk_counter_get(&db->stats.bg_full_retries);
   s->wal_bytes_written = nk_wal_bytes_written(db->wal);
   s->gets = nk_counter_get(&db->stats.gets);
   s->get_hits = nk_counter_get(&db->stats.get_hits);

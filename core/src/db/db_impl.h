@@ -140,6 +140,8 @@ struct nokv_db {
   pthread_cond_t room_cv;   /* a flush or compaction finished: stalled writers retry */
   int manual_compactions;   /* requests pending (nokv_compact_range) */
   uint64_t manual_done;     /* completed requests */
+  int manual_rc;            /* how the last full manual compaction ended */
+  uint64_t flush_full;      /* flushes that failed for a full disk (retried) */
   char *compact_pointer[NK_NUM_LEVELS];  /* round-robin start key per level */
   /* Value-log GC: one collection at a time (gc_mu); the thread waits on gc_cv
    * (with mu) until compaction reports dead bytes (gc_wanted). gc_wanted and
@@ -153,7 +155,8 @@ struct nokv_db {
   size_t compact_pointer_len[NK_NUM_LEVELS];
 
   struct {
-    nk_counter puts, deletes, batches, write_groups, wal_syncs;
+    nk_counter puts, deletes, batches, write_groups, wal_syncs, writes_refused_full;
+    nk_counter bg_full_retries;  /* flushes and compactions retried after ENOSPC */
     nk_counter user_bytes, stalls, stall_micros, slowdowns;
     nk_counter gets, get_hits, iterators, table_probes;
     nk_counter txn_commits, txn_conflicts;
@@ -182,10 +185,13 @@ int nk_db_apply_batch(nk_memtable *mem, const char *rep, size_t len, uint64_t co
 /* Records a background failure that stops writes. REQUIRES: mu held. */
 void nk_db_set_bg_error(nokv_db *db, int rc, const char *what);
 /* Logs e to the manifest and installs it, unless a background error has
- * stopped the database (then fails with it); a failure stops the database, so
- * no background job (flush, compaction, value-log GC) writes another edit after
- * a failed one. REQUIRES: mu not held. */
+ * stopped the database (then fails with it); a failure other than a full disk
+ * stops the database, so no background job (flush, compaction, value-log GC)
+ * writes another edit after a failed one. REQUIRES: mu not held. */
 int nk_db_log_and_apply(nokv_db *db, nk_edit *e, const char *what);
+/* A flush or compaction that failed for a full disk waits before it retries
+ * (50 ms doubling to 2 s by attempt), or until woken. REQUIRES: mu held. */
+void nk_db_full_backoff(nokv_db *db, int attempt);
 
 /* ---- point lookups (read.c) ---- */
 

@@ -65,6 +65,7 @@ void nk_db_delete_obsolete_wal(nokv_db *db) {
 void *nk_db_flush_main(void *arg) {
   nokv_db *db = arg;
   pthread_mutex_lock(&db->mu);
+  int full_attempts = 0;
   for (;;) {
     while (!db->stop_bg && (db->nimm == 0 || db->bg_error != NOKV_OK)) {
       pthread_cond_wait(&db->bg_cv, &db->mu);
@@ -79,6 +80,15 @@ void *nk_db_flush_main(void *arg) {
      * drained (nokv_flush) also sees them gone. */
     if (rc == NOKV_OK) nk_db_delete_obsolete_wal(db);
     pthread_mutex_lock(&db->mu);
+    if (rc == NOKV_EFULL) {
+      /* Disk full: the memtable stays sealed (its WAL keeps it safe) and writes
+       * stall once the sealed ones fill up; retry until space is freed. */
+      db->flush_full++;
+      pthread_cond_broadcast(&db->room_cv);  /* nokv_flush callers learn of it */
+      nk_db_full_backoff(db, full_attempts++);
+      continue;
+    }
+    full_attempts = 0;
     if (rc != NOKV_OK) {
       nk_db_set_bg_error(db, rc, "flush");
       continue;

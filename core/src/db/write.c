@@ -401,17 +401,25 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
 
   pthread_mutex_unlock(&db->mu);
   rc = frame_group(db, leader, last, first_ts, sync, &len, &vbytes);
-  /* From here on a failure may leave the logs ahead of the memtable. */
+  /* From here on a failure may leave the logs ahead of the memtable. Only a
+   * failed append can be undone (cut back to where the group began); a failed
+   * sync or segment switch cannot. */
   bool touched_log = rc == NOKV_OK || vbytes > 0;
+  bool undoable = true;
   /* Values first: a WAL record never points at a value not yet written. A sync
    * makes every earlier WAL record durable, so it syncs the values of earlier
    * unsynced groups too, even when this group has none of its own. */
-  if (rc == NOKV_OK && (vbytes > 0 || sync)) rc = nk_vlog_write(db->vlog, sync);
-  if (rc == NOKV_OK) rc = nk_wal_maybe_rotate(db->wal);
-  if (rc == NOKV_OK) rc = nk_wal_append(db->wal, db->group_buf, len);
+  if (rc == NOKV_OK && vbytes > 0) rc = nk_vlog_write(db->vlog, false);
+  if (rc == NOKV_OK && sync && (rc = nk_vlog_write(db->vlog, true)) != NOKV_OK) undoable = false;
+  if (rc == NOKV_OK && (rc = nk_wal_maybe_rotate(db->wal)) != NOKV_OK) undoable = false;
+  bool wal_failed = false;
+  if (rc == NOKV_OK && (rc = nk_wal_append(db->wal, db->group_buf, len)) != NOKV_OK) {
+    wal_failed = true;
+  }
   if (rc == NOKV_OK && sync) {
     rc = nk_wal_sync(db->wal);
     nk_count(&db->stats.wal_syncs, 1);
+    if (rc != NOKV_OK) undoable = false;
   }
   if (rc == NOKV_OK) {
     nk_count(&db->stats.write_groups, 1);
@@ -446,9 +454,20 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   pthread_mutex_lock(&db->mu);
 
   if (rc != NOKV_OK && touched_log) {
-    /* The log and the memtable may now disagree with what callers were told:
-     * stop taking writes until the database is reopened and replays its log. */
-    nk_db_set_bg_error(db, rc, "log write");
+    /* A full disk during an append: cut both logs back to where this group
+     * began; it fails with nothing logged, and writes work again once space is
+     * freed. Anything else (or a cut that fails): the log and the memtable may
+     * disagree with what callers were told, so writes stop until the database
+     * is reopened and replays its log. */
+    bool undone = rc == NOKV_EFULL && undoable && nk_vlog_undo(db->vlog) == NOKV_OK &&
+                  (!wal_failed || nk_wal_undo(db->wal) == NOKV_OK);
+    if (undone) {
+      nk_count(&db->stats.writes_refused_full, 1);
+      rc = nk_err(NOKV_EFULL, "disk full: the write was not logged (nothing of it applied); "
+                              "retry once space is freed");
+    } else {
+      nk_db_set_bg_error(db, rc, "log write");
+    }
   }
   for (nk_writer *w = leader;;) {
     nk_writer *next = w->next;
@@ -562,11 +581,17 @@ int nokv_flush(nokv_db *db) {
   nk_err_clear();
   NK_RET(write_batch(db, NULL, NULL, NULL));  /* seals the memtable as leader */
   pthread_mutex_lock(&db->mu);
-  while (db->nimm > 0 && db->bg_error == NOKV_OK && !db->stop_bg) {
+  uint64_t full = db->flush_full;
+  while (db->nimm > 0 && db->bg_error == NOKV_OK && !db->stop_bg && db->flush_full == full) {
     pthread_cond_wait(&db->room_cv, &db->mu);
   }
   int rc = db->bg_error;
-  if (rc != NOKV_OK) nk_err(rc, "%s", db->bg_errmsg);
+  if (rc != NOKV_OK) {
+    nk_err(rc, "%s", db->bg_errmsg);
+  } else if (db->nimm > 0 && db->flush_full != full) {
+    rc = nk_err(NOKV_EFULL, "disk full: the flush failed and is retried in the background "
+                            "once space is freed (the data is safe in the WAL)");
+  }
   pthread_mutex_unlock(&db->mu);
   return rc;
 }
@@ -579,7 +604,12 @@ int nokv_compact(nokv_db *db) {
   pthread_cond_broadcast(&db->bg_cv);
   while (db->manual_done < target && !db->stop_bg) pthread_cond_wait(&db->room_cv, &db->mu);
   int rc = db->bg_error;
-  if (rc != NOKV_OK) nk_err(rc, "%s", db->bg_errmsg);
+  if (rc != NOKV_OK) {
+    nk_err(rc, "%s", db->bg_errmsg);
+  } else if (db->manual_rc == NOKV_EFULL) {
+    rc = nk_err(NOKV_EFULL, "disk full: the compaction stopped; the database works on, and "
+                            "compactions retry once space is freed");
+  }
   pthread_mutex_unlock(&db->mu);
   return rc;
 }

@@ -472,6 +472,17 @@ int nk_vlog_start(nk_vlog *vl) {
   /* Continue the newest segment, or start one. */
   segment *last = vl->nsegs > 0 ? vl->segs[vl->nsegs - 1] : NULL;
   if (last != NULL && last->size < vl->segment_bytes && last->fid >= vl->head_fid) {
+    /* It was opened as a sealed one if a half-created segment followed it:
+     * appends need a descriptor and a mapping at full capacity. */
+    if (last->rfile == NULL) NK_RET(env->open_read(env, last->path, &last->rfile));
+    if (env->map != NULL && last->map_len < vl->segment_bytes) {
+      if (last->map != NULL) env->unmap(env, last->map, last->map_len);
+      last->map = NULL;
+      last->map_len = 0;
+      uint64_t len = vl->segment_bytes;
+      NK_RET(env->map(env, last->path, &last->map, &len));
+      last->map_len = len;
+    }
     NK_RET(env->open_append(env, last->path, false, &vl->wfile));
     vl->active = last;
     vl->wfid = last->fid;
@@ -560,6 +571,13 @@ int nk_vlog_write(nk_vlog *vl, bool sync) {
   }
   pthread_mutex_unlock(&vl->wmu);
   return ret;
+}
+
+int nk_vlog_undo(nk_vlog *vl) {
+  if (vl->pending.len == 0) return NOKV_OK;
+  NK_RET(vl->env->truncate(vl->env, vl->active->path, vl->written));
+  vl->pending.len = 0;
+  return NOKV_OK;
 }
 
 void nk_vlog_head(nk_vlog *vl, uint32_t *fid, uint64_t *off) {

@@ -129,6 +129,9 @@ int nk_vlog_add(nk_vlog *vl, const char *key, size_t klen, uint64_t ts, const ch
 /* Writes the buffered entries; if sync, also makes every entry written so far
  * durable (a no-op when nothing is unsynced). */
 int nk_vlog_write(nk_vlog *vl, bool sync);
+/* After a failed write: drops the buffered entries and cuts the segment back to
+ * what was written before (their pointers must not be used). */
+int nk_vlog_undo(nk_vlog *vl);
 /* Where the next entry will go: every entry before it has been written. */
 void nk_vlog_head(nk_vlog *vl, uint32_t *fid, uint64_t *off);
 /* Makes everything before (fid, off) durable. Any thread. */

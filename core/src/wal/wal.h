@@ -37,6 +37,9 @@ int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t *next_file
 /* Appends bytes that hold whole framed records. */
 int nk_wal_append(nk_wal *w, const char *data, size_t len);
 int nk_wal_sync(nk_wal *w);
+/* After a failed append: cuts the segment back to what was appended before it,
+ * so no partial record stays (the next append follows the last whole one). */
+int nk_wal_undo(nk_wal *w);
 /* Starts the next segment if the current one reached its limit. */
 int nk_wal_maybe_rotate(nk_wal *w);
 /* Seals the current segment (sync, close) and starts the next one. */

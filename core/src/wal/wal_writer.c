@@ -120,6 +120,16 @@ int nk_wal_append(nk_wal *w, const char *data, size_t len) {
   return NOKV_OK;
 }
 
+int nk_wal_undo(nk_wal *w) {
+  char name[32];
+  nk_wal_segment_name(w->number, name);
+  char *path = nk_path_join(w->dir, name);
+  if (path == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  int ret = w->env->truncate(w->env, path, w->size);
+  free(path);
+  return ret;
+}
+
 int nk_wal_sync(nk_wal *w) { return nk_file_sync(w->file); }
 
 int nk_wal_maybe_rotate(nk_wal *w) {
