@@ -69,6 +69,21 @@ class FaultEnv {
   }
   // From now on writes and syncs vanish, as in a machine that lost power.
   void PowerOff() { std::lock_guard<std::mutex> l(mu_); powered_off_ = true; }
+  // The power goes off just before the n-th sync from now (of a file or a
+  // directory), which then does not happen.
+  void PowerOffAtSync(int n) {
+    std::lock_guard<std::mutex> l(mu_);
+    power_off_at_ = n;
+  }
+  bool powered_off() {
+    std::lock_guard<std::mutex> l(mu_);
+    return powered_off_;
+  }
+  // Syncs (of files and directories) seen so far.
+  int sync_calls() {
+    std::lock_guard<std::mutex> l(mu_);
+    return sync_calls_;
+  }
   // Back on without losing anything: PowerOff, closing the database, then
   // PowerOn is a process crash (kill -9): what was written stays, synced or not,
   // and what was not synced can still be lost by a later DropUnsynced.
@@ -126,6 +141,14 @@ class FaultEnv {
                                          "lock"};
     *rc = nk_err_errno(r.err, "%s %s (injected)", kNames[op], path.c_str());
     return true;
+  }
+  // Counts a sync; true if the power is off (or goes off now, before it).
+  // REQUIRES: mu_ held.
+  bool PowerCutNow() {
+    if (powered_off_) return true;
+    sync_calls_++;
+    if (power_off_at_ > 0 && --power_off_at_ == 0) powered_off_ = true;
+    return powered_off_;
   }
   // Checks the rule for one call. Returns true (with *rc) if it fails.
   bool Check(Op op, const std::string& path, int* rc) {
@@ -205,7 +228,7 @@ class FaultEnv {
       self->cv_.wait(l, [self] { return !self->hold_table_syncs_; });
       self->held_--;
     }
-    if (self->powered_off_) return NOKV_OK;
+    if (self->PowerCutNow()) return NOKV_OK;
     int injected;
     if (self->Injected(kSync, p, &injected)) return injected;
     const std::string& sfx = self->fail_suffix_;
@@ -224,7 +247,7 @@ class FaultEnv {
   static int SyncDir(const nokv_env* e, const char* dir) {
     FaultEnv* self = Self(e);
     std::lock_guard<std::mutex> l(self->mu_);
-    if (self->powered_off_) return NOKV_OK;
+    if (self->PowerCutNow()) return NOKV_OK;
     int injected;
     if (self->Injected(kSyncDir, dir, &injected)) return injected;
     std::string prefix = std::string(dir) + "/";
@@ -311,6 +334,8 @@ class FaultEnv {
   bool powered_off_ = false;
   int syncs_ = 0;
   Rule rule_;
+  int power_off_at_ = 0;
+  int sync_calls_ = 0;
   std::map<std::string, uint64_t> synced_;
   std::set<std::string> unsynced_names_;  // created since the last sync of their directory
 };
