@@ -44,7 +44,8 @@ grpc::Status RequireKey(const std::string& key) {
   X(gc_segments_collected) X(gc_bytes_rewritten) X(gc_bytes_reclaimed)                      \
   X(vlog_validated_bytes) X(vlog_torn_bytes) X(wal_records_dangling)                       \
   X(wal_segments_replayed) X(tables_checked) X(vlog_segments_removed) X(recovery_micros)    \
-  X(recovery_manifest_micros) X(recovery_vlog_micros) X(recovery_wal_micros)                \
+  X(recovery_manifest_micros) X(recovery_table_check_micros) X(recovery_vlog_micros)        \
+  X(recovery_wal_micros)                                                                     \
   X(recovery_flush_micros) X(recovery_cleanup_micros)
 
 }  // namespace

@@ -754,7 +754,8 @@ static int run_verify(const config *c) {
   bool ok = keys_lost == 0 && bad_bytes == 0 && consistent_at >= 0 && post == NOKV_OK &&
             close_rc == NOKV_OK;
   printf("{\"outcome\":\"%s\",\"recovery_ms\":%.1f,\"recovery_micros\":%llu,"
-         "\"manifest_micros\":%llu,\"vlog_micros\":%llu,\"wal_micros\":%llu,"
+         "\"manifest_micros\":%llu,\"table_check_micros\":%llu,\"vlog_micros\":%llu,"
+         "\"wal_micros\":%llu,"
          "\"flush_micros\":%llu,\"cleanup_micros\":%llu,"
          "\"wal_segments_replayed\":%llu,\"wal_records_replayed\":%llu,"
          "\"wal_bytes_truncated\":%llu,\"wal_records_dangling\":%llu,"
@@ -764,7 +765,8 @@ static int run_verify(const config *c) {
          "\"state_after_op\":%ld,\"acked_keys_lost\":%ld,\"damaged_values\":%ld,"
          "\"corrupt_reads\":%ld,\"writes_after\":%s}\n",
          ok ? "recovered" : "inconsistent", wall_ms, (unsigned long long)s.recovery_micros,
-         (unsigned long long)s.recovery_manifest_micros, (unsigned long long)s.recovery_vlog_micros,
+         (unsigned long long)s.recovery_manifest_micros,
+         (unsigned long long)s.recovery_table_check_micros, (unsigned long long)s.recovery_vlog_micros,
          (unsigned long long)s.recovery_wal_micros, (unsigned long long)s.recovery_flush_micros,
          (unsigned long long)s.recovery_cleanup_micros,
          (unsigned long long)s.wal_segments_replayed, (unsigned long long)s.recovered_records,

@@ -114,10 +114,11 @@ typedef struct nokv_statistics {
    * environment the open also prints one RECOVERY_TRACE line per phase). */
   uint64_t recovery_micros;
   uint64_t recovery_manifest_micros;  /* CURRENT and the manifest replayed */
+  uint64_t recovery_table_check_micros;  /* every live table found on disk */
   uint64_t recovery_vlog_micros;      /* value log validated past the head */
   uint64_t recovery_wal_micros;       /* WAL replayed into a memtable */
   uint64_t recovery_flush_micros;     /* that memtable written to L0, new manifest */
-  uint64_t recovery_cleanup_micros;   /* tables checked, orphans removed */
+  uint64_t recovery_cleanup_micros;   /* orphans removed */
 } nokv_statistics;
 
 #ifdef __cplusplus

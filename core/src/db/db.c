@@ -420,11 +420,15 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   uint64_t start = nk_now_micros(), mark = start;
   char detail[200];
   NK_ERR(nk_vset_open(db->env, path, db->tc, opts->manifest_max_bytes, &db->vset, &fresh));
-  NK_ERR(nk_vset_check_tables(db->vset));
   rt->manifest_edits = db->vset->edits_replayed;
   snprintf(detail, sizeof detail, "fresh=%d edits=%llu log_number=%llu", fresh,
            (unsigned long long)rt->manifest_edits, (unsigned long long)db->vset->log_number);
   phase_done(db, "manifest_replay", &mark, &rt->manifest, detail);
+  /* Before anything is written: a refused open must leave the files as they were. */
+  NK_ERR(nk_vset_check_tables(db->vset));
+  snprintf(detail, sizeof detail, "tables_checked=%llu",
+           (unsigned long long)db->vset->tables_checked);
+  phase_done(db, "table_check", &mark, &rt->tables, detail);
   if (!fresh && opts->error_if_exists) {
     NK_ERR(nk_err(NOKV_EINVAL, "database %s already exists (error_if_exists)", path));
   }
@@ -454,8 +458,7 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   NK_ERR(nk_wal_open(db->env, path, &db->vset->next_file, opts->wal_segment_bytes,
                      db->newest_wal, &db->wal));
   NK_ERR(finish_recovery(db, &mark));
-  snprintf(detail, sizeof detail, "tables_checked=%llu orphans_removed=%llu",
-           (unsigned long long)db->vset->tables_checked,
+  snprintf(detail, sizeof detail, "orphans_removed=%llu",
            (unsigned long long)db->vset->orphans_deleted);
   phase_done(db, "orphan_removal", &mark, &rt->cleanup, detail);
   rt->total = mark - start;
@@ -688,6 +691,7 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->vlog_segments_removed = db->stats.vlog_recovery.obsolete_removed;
   s->recovery_micros = db->stats.recovery.total;
   s->recovery_manifest_micros = db->stats.recovery.manifest;
+  s->recovery_table_check_micros = db->stats.recovery.tables;
   s->recovery_vlog_micros = db->stats.recovery.vlog;
   s->recovery_wal_micros = db->stats.recovery.wal;
   s->recovery_flush_micros = db->stats.recovery.flush;

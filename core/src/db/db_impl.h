@@ -69,7 +69,7 @@ typedef struct nk_vhead {
 
 /* How long each phase of the last open took (microseconds). */
 typedef struct nk_recovery_times {
-  uint64_t total, manifest, vlog, wal, flush, cleanup;
+  uint64_t total, manifest, tables, vlog, wal, flush, cleanup;
   uint64_t manifest_edits;
 } nk_recovery_times;
 
