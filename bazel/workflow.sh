@@ -59,8 +59,25 @@ run_all_tests() {
   [ "$failed" -eq 0 ]
 }
 
+# The long randomized runs and soaks the test command runs short: sizes from the
+# environment, defaults here an hour or so on two cores.
+run_soak() {
+  run_tests "soak" --test_output=summary --test_timeout=7200 \
+    --test_env=NOKV_MODEL_OPS="${NOKV_MODEL_OPS:-3000000}" \
+    --test_env=NOKV_CRASH_ROUNDS="${NOKV_CRASH_ROUNDS:-300}" \
+    --test_env=NOKV_SWEEP_OPS="${NOKV_SWEEP_OPS:-600}" \
+    --test_env=NOKV_RECOVERY_ROUNDS="${NOKV_RECOVERY_ROUNDS:-100}" \
+    --test_env=NOKV_BANK_MS="${NOKV_BANK_MS:-60000}" \
+    //tests/core:model_test //tests/core:fault_sweep_test //tests/core:concurrent_test \
+    //tests/crash:crash_test //tests/recovery:recovery_matrix_test
+  bash tests/recovery/kill_soak.sh --cycles "${NOKV_SOAK_CYCLES:-1000}" | tail -1 || failed=$((failed + 1))
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
+
 case "${1:-}" in
   serve) shift; serve "$@" ;;
   test) run_all_tests ;;
-  *) echo "usage: bazel/workflow.sh serve [flags] | test" >&2; exit 2 ;;
+  soak) run_soak ;;
+  *) echo "usage: bazel/workflow.sh serve [flags] | test | soak" >&2; exit 2 ;;
 esac
