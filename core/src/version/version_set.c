@@ -439,33 +439,56 @@ err:
   return ret;
 }
 
+/* Writes MANIFEST-<number> in dir holding the snapshot edit snap (with v's
+ * tables added), syncs it and points dir's CURRENT at it. *out (if non-NULL)
+ * keeps the file open for appending edits, with *size its length. */
+static int write_manifest(const struct nokv_env *env, const char *dir, uint64_t number,
+                          const nk_version *v, nk_edit *snap, nk_file **out, uint64_t *size) {
+  nk_buf buf = {0};
+  nk_file *f = NULL;
+  char *path = NULL;
+  char name[32];
+  int ret = NOKV_OK;
+  uint64_t written = 0;
+  for (int l = 0; l < NK_NUM_LEVELS; l++) {
+    for (size_t i = 0; i < v->nfiles[l]; i++) NK_ERR(nk_edit_add_file(snap, l, v->files[l][i]));
+  }
+  NK_ERR(nk_edit_encode(snap, true, &buf));
+  nk_manifest_file_name(number, name);
+  if ((path = nk_path_join(dir, name)) == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+  NK_ERR(env->open_append(env, path, true, &f));
+  NK_ERR(append_record(f, &buf, &written));
+  NK_ERR(nk_file_sync(f));
+  NK_ERR(write_current(env, dir, number));
+  if (out != NULL) {
+    *out = f;
+    *size = written;
+    f = NULL;
+  }
+err:
+  nk_file_close(f);
+  free(path);
+  nk_buf_release(&buf);
+  return ret;
+}
+
 /* Starts a new manifest holding a snapshot of v, points CURRENT at it and drops
  * the old one. */
 static int write_snapshot(nk_vset *vs, const nk_version *v) {
   nk_edit snap;
   nk_edit_init(&snap);
-  nk_buf buf = {0};
   nk_file *f = NULL;
-  char *path = NULL;
-  int ret = NOKV_OK;
   uint64_t number = nk_vset_new_file_number(vs), size = 0;
-  for (int l = 0; l < NK_NUM_LEVELS; l++) {
-    for (size_t i = 0; i < v->nfiles[l]; i++) NK_ERR(nk_edit_add_file(&snap, l, v->files[l][i]));
-  }
   snap.has_log_number = snap.has_next_file = snap.has_last_ts = true;
   snap.log_number = vs->log_number;
   snap.next_file = __atomic_load_n(&vs->next_file, __ATOMIC_RELAXED);
   snap.last_ts = vs->last_ts;
-  NK_ERR(snapshot_vlog(vs, &snap));
-  NK_ERR(nk_edit_encode(&snap, true, &buf));
-  char name[32];
-  nk_manifest_file_name(number, name);
-  if ((path = nk_path_join(vs->dir, name)) == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
-  NK_ERR(vs->env->open_append(vs->env, path, true, &f));
-  NK_ERR(append_record(f, &buf, &size));
-  NK_ERR(nk_file_sync(f));
-  NK_ERR(write_current(vs->env, vs->dir, number));
+  int ret = snapshot_vlog(vs, &snap);
+  if (ret == NOKV_OK) ret = write_manifest(vs->env, vs->dir, number, v, &snap, &f, &size);
+  nk_edit_release(&snap);
+  NK_RET(ret);
   if (vs->manifest_number != 0) {
+    char name[32];
     nk_manifest_file_name(vs->manifest_number, name);
     char *old = nk_path_join(vs->dir, name);
     if (old != NULL) vs->env->remove(vs->env, old);  /* CURRENT no longer names it */
@@ -476,29 +499,15 @@ static int write_snapshot(nk_vset *vs, const nk_version *v) {
     __atomic_fetch_add(&vs->manifest_rewrites, 1, __ATOMIC_RELAXED);
   }
   vs->manifest = f;
-  f = NULL;
   vs->manifest_number = number;
   vs->manifest_size = size;
-err:
-  nk_file_close(f);
-  free(path);
-  nk_buf_release(&buf);
-  nk_edit_release(&snap);
-  return ret;
+  return NOKV_OK;
 }
 
 int nk_vset_export(nk_vset *vs, const nk_version *v, const nk_vset_vlog *vl, uint64_t last_ts,
                    const char *dst) {
   nk_edit snap;
   nk_edit_init(&snap);
-  nk_buf buf = {0};
-  nk_file *f = NULL;
-  char *path = NULL;
-  int ret = NOKV_OK;
-  uint64_t size = 0;
-  for (int l = 0; l < NK_NUM_LEVELS; l++) {
-    for (size_t i = 0; i < v->nfiles[l]; i++) NK_ERR(nk_edit_add_file(&snap, l, v->files[l][i]));
-  }
   /* Every table number is below next_file; the copy has no WAL to replay. */
   uint64_t next = __atomic_load_n(&vs->next_file, __ATOMIC_RELAXED) + 1;
   snap.has_log_number = snap.has_next_file = snap.has_last_ts = snap.has_vlog_head = true;
@@ -507,21 +516,11 @@ int nk_vset_export(nk_vset *vs, const nk_version *v, const nk_vset_vlog *vl, uin
   snap.last_ts = last_ts;
   snap.vlog_head_fid = vl->head_fid;
   snap.vlog_head_off = vl->head_off;
-  for (size_t i = 0; i < vl->ndiscard; i++) {
-    NK_ERR(nk_edit_add_discard(&snap, vl->discard[i].fid, vl->discard[i].bytes));
+  int ret = NOKV_OK;
+  for (size_t i = 0; i < vl->ndiscard && ret == NOKV_OK; i++) {
+    ret = nk_edit_add_discard(&snap, vl->discard[i].fid, vl->discard[i].bytes);
   }
-  NK_ERR(nk_edit_encode(&snap, true, &buf));
-  char name[32];
-  nk_manifest_file_name(next, name);
-  if ((path = nk_path_join(dst, name)) == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
-  NK_ERR(vs->env->open_append(vs->env, path, true, &f));
-  NK_ERR(append_record(f, &buf, &size));
-  NK_ERR(nk_file_sync(f));
-  NK_ERR(write_current(vs->env, dst, next));
-err:
-  nk_file_close(f);
-  free(path);
-  nk_buf_release(&buf);
+  if (ret == NOKV_OK) ret = write_manifest(vs->env, dst, next, v, &snap, NULL, NULL);
   nk_edit_release(&snap);
   return ret;
 }
