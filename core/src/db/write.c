@@ -34,6 +34,7 @@ typedef struct nk_writer {
   const nk_txn_commit *txn; /* a transaction's commit: checked for conflicts first */
   bool conflicted;          /* a transaction the leader refused: not written */
   const char *refusal;      /* why, when conflicted */
+  char why[256];            /* a follower's copy of the leader's error message */
   bool sync;
   bool done;
   int rc;
@@ -472,6 +473,12 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   for (nk_writer *w = leader;;) {
     nk_writer *next = w->next;
     w->rc = w->conflicted ? NOKV_ECONFLICT : rc;
+    if (w != leader && rc != NOKV_OK) {
+      const char *why = rc == db->bg_error ? db->bg_errmsg : nokv_errmsg();
+      size_t n = strnlen(why, sizeof w->why - 1);
+      memcpy(w->why, why, n);
+      w->why[n] = '\0';
+    }
     if (w == leader && w->conflicted) nk_err(NOKV_ECONFLICT, "%s", w->refusal);
     w->done = true;
     if (w != leader) pthread_cond_signal(&w->cv);
@@ -508,7 +515,7 @@ static int enqueue_and_wait(nokv_db *db, nk_writer *w) {
   } else if (w->rc == NOKV_ECONFLICT) {
     nk_err(w->rc, "%s", w->refusal);
   } else if (w->rc != NOKV_OK) {
-    nk_err(w->rc, "%s", w->rc == db->bg_error ? db->bg_errmsg : nokv_strerror(w->rc));
+    nk_err(w->rc, "%s", w->why[0] != '\0' ? w->why : nokv_strerror(w->rc));
   }
   pthread_mutex_unlock(&db->mu);
   pthread_cond_destroy(&w->cv);
