@@ -280,6 +280,22 @@ sc_current_tmp_leftover() {
   [ ! -e "$db/CURRENT.tmp" ] || fail_check "CURRENT.tmp was left"
 }
 
+# Several repairs a successful open would make (a torn manifest tail, a retired
+# value-log segment still on disk, a torn WAL tail) and one reason to refuse (a
+# missing table): the refusal must leave every byte as it was.
+sc_refused_open_changes_nothing() {
+  load "${common[@]}" --large-pct 70 --segment 16384 --sync-pct 0 --flush-every 100 \
+    --compact-every 200 --gc-every 150 --crash remove:.vlog:1
+  local wal t
+  printf '\x31\x07\x00' >>"$db/$(cat "$db/CURRENT")"
+  wal=$(newest .wal)
+  truncate -s $(($(size "$wal") - 3)) "$wal"
+  t=$(oldest .sst)
+  rm "$t"
+  refused_untouched "${common[@]}" --segment 16384
+  expect_error "$(basename "$t")"
+}
+
 # ---- tables ----
 
 sc_table_missing() {
@@ -375,7 +391,7 @@ sc_power_loss_random() {
 for s in $(declare -F | awk '{print $3}' | grep '^sc_' | sed 's/^sc_//'); do
   case "$s" in
     defect5_* | wal_damage_* | wal_segment_missing | manifest_damaged | current_missing | \
-      current_names_missing_manifest | table_missing) run "$s" refused ;;
+      current_names_missing_manifest | table_missing | refused_open_*) run "$s" refused ;;
     *) run "$s" recovered ;;
   esac
 done

@@ -218,6 +218,8 @@ struct nk_vlog {
   nk_vlog_recovery *rec;
   segment *headerless;     /* a newest segment cut before its header: removed at start */
   uint32_t headerless_fid;
+  uint32_t *retired;       /* segments GC retired, still on disk: removed at start */
+  size_t nretired;
 };
 
 static void seg_unref(segment *s) {
@@ -376,10 +378,12 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
     uint32_t fid;
     if (!nk_vlog_parse_name(names[i], &fid)) continue;
     if (listed(obsolete, nobsolete, fid)) {
-      /* The manifest says GC retired it: provably abandoned. */
-      char *path = nk_path_join(dir, names[i]);
-      if (path != NULL && env->remove(env, path) == NOKV_OK) rec->obsolete_removed++;
-      free(path);
+      /* The manifest says GC retired it: provably abandoned, deleted by
+       * nk_vlog_start once the open cannot fail any more. */
+      uint32_t *v = realloc(vl->retired, (vl->nretired + 1) * sizeof *v);
+      if (v == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+      vl->retired = v;
+      vl->retired[vl->nretired++] = fid;
       continue;
     }
     fids[nfids++] = fid;
@@ -456,6 +460,12 @@ err:
 int nk_vlog_start(nk_vlog *vl) {
   nk_vlog_recovery *rec = vl->rec;
   const struct nokv_env *env = vl->env;
+  for (size_t i = 0; i < vl->nretired; i++) {
+    char *path = nk_vlog_segment_path(vl, vl->retired[i]);
+    if (path != NULL && env->remove(env, path) == NOKV_OK) rec->obsolete_removed++;
+    free(path);
+  }
+  vl->nretired = 0;
   if (vl->headerless != NULL) {
     NK_RET(env->remove(env, vl->headerless->path));
     seg_unref(vl->headerless);
@@ -500,6 +510,7 @@ void nk_vlog_close(nk_vlog *vl) {
   if (vl == NULL) return;
   nk_file_close(vl->wfile);
   if (vl->headerless != NULL) seg_unref(vl->headerless);
+  free(vl->retired);
   for (size_t i = 0; i < vl->nsegs; i++) seg_unref(vl->segs[i]);
   free(vl->segs);
   nk_buf_release(&vl->pending);

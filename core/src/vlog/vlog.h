@@ -108,12 +108,14 @@ typedef struct nk_vlog_recovery {
  * the newest one is recorded in *rec (which must outlive the open) and that
  * segment is read as ending there: whether it is a torn tail or corruption is
  * for the WAL replay to decide (a record promised durable pointing past it is
- * corruption). Segments listed in obsolete are deleted. */
+ * corruption). Segments listed in obsolete are left for nk_vlog_start to delete,
+ * so that an open refused later changes nothing. */
 int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_bytes,
                  uint32_t head_fid, uint64_t head_off, const uint32_t *obsolete,
                  size_t nobsolete, nk_vlog **out, nk_vlog_recovery *rec);
-/* Ends recovery: cuts the newest segment's torn tail and readies appends at its
- * end (a new segment is started if it is full or missing). Before any add. */
+/* Ends recovery: deletes the segments GC retired, cuts the newest segment's
+ * torn tail and readies appends at its end (a new segment is started if it is
+ * full or missing). Before any add. */
 int nk_vlog_start(nk_vlog *vl);
 void nk_vlog_close(nk_vlog *vl);
 

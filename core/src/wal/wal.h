@@ -74,7 +74,8 @@ typedef int (*nk_wal_record_fn)(void *arg, uint8_t type, const char *payload, si
 int nk_wal_replay_segment(const struct nokv_env *env, const char *path, bool is_newest,
                           nk_wal_record_fn fn, void *arg, nk_wal_replay_stats *st);
 
-/* The same, for any log of records of one type (the manifest uses NK_WAL_EDIT). */
+/* The same, for any log of records of one type (the manifest uses NK_WAL_EDIT:
+ * a manifest is only read, its torn tail skipped, never cut). */
 int nk_log_replay(const struct nokv_env *env, const char *path, uint8_t expected_type,
                   bool is_newest, nk_wal_record_fn fn, void *arg, nk_wal_replay_stats *st);
 

@@ -104,7 +104,10 @@ int nk_log_replay(const struct nokv_env *env, const char *path, uint8_t expected
                      what, path, off, size, problem, where);
         break;
       }
-      ret = env->truncate(env, path, off);
+      /* The manifest is only read: an open that succeeds writes a new one, and
+       * one that fails must leave the files as they were. A WAL segment is cut:
+       * a new segment follows it, after which its tail would be sealed damage. */
+      ret = expected == NK_WAL_EDIT ? NOKV_OK : env->truncate(env, path, off);
       if (ret == NOKV_OK) {
         st->torn_tails++;
         st->torn_bytes += left;
@@ -120,7 +123,7 @@ int nk_log_replay(const struct nokv_env *env, const char *path, uint8_t expected
     off += NK_WAL_HEADER + len;
   }
   free(data);
-  if (ret == NOKV_OK && is_newest) {
+  if (ret == NOKV_OK && is_newest && expected != NK_WAL_EDIT) {
     /* A new segment is about to follow this one: seal it as rotation would, or a
      * power loss could later tear a segment that is no longer the newest. */
     nk_file *f;
