@@ -69,6 +69,10 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
       End(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
       return;
     }
+    if (end_pending_) {  // expired while the response was in flight
+      End(std::move(*end_pending_));
+      return;
+    }
     if (iter_ != nullptr) {
       RunOnWorker([this] { ContinueScan(); });
     } else {
@@ -98,16 +102,26 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
   // that neither sends nor reads) or open for longer than the stream lifetime.
   void ExpireIfIdle(Clock::time_point now) {
     uint32_t lifetime = service_->options_.max_stream_lifetime_ms;
+    std::lock_guard<std::mutex> l(mu_);
+    if (finished_ || cancelled_) return;
     if (lifetime != 0 && now - started_ >= std::chrono::milliseconds(lifetime)) {
-      if (EndSoon(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                               "transaction open for more than " + std::to_string(lifetime) +
-                                   " ms (the server's max_stream_lifetime_ms); rolled back, "
-                                   "retry it"))) {
+      // Ends once the worker or the response in flight is done; a client that
+      // does not take that response within its idle timeout more is cancelled.
+      if (!end_pending_) {
         service_->streams_expired_++;
+        end_pending_ = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                    "transaction open for more than " + std::to_string(lifetime) +
+                                        " ms (the server's max_stream_lifetime_ms); rolled back, "
+                                        "retry it");
+      }
+      if (busy_) return;
+      if (!writing_) {
+        End(std::move(*end_pending_));
+      } else if (now - started_ >= std::chrono::milliseconds(lifetime + idle_timeout_ms_)) {
+        EndLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stalled past its lifetime"));
       }
       return;
     }
-    std::lock_guard<std::mutex> l(mu_);
     if (finished_ || busy_ || now - last_activity_ < std::chrono::milliseconds(idle_timeout_ms_)) {
       return;
     }
