@@ -135,7 +135,9 @@ TEST_F(FaultTest, PowerLossAfterFlushesAndCompactionsKeepsEverySyncedWrite) {
     bool sync = i % 97 == 0;
     ASSERT_EQ(Put(db, "k" + std::to_string(i), std::string(100, 'v'), sync), NOKV_OK);
     if (sync) synced_upto = i;
-    if (i == 2000) ASSERT_EQ(nokv_compact(db), NOKV_OK);
+    if (i == 2000) {
+      ASSERT_EQ(nokv_compact(db), NOKV_OK);
+    }
   }
   ASSERT_EQ(nokv_flush(db), NOKV_OK);
   nokv_statistics s;

@@ -263,7 +263,9 @@ TEST(CrashTest, SigkillRightBeforeSegmentDeletion) {
     for (const auto& f : before) removed += after.count(f) == 0;
     printf("round %d: %zu acknowledged, killed %s, %zu retired segments removed at open\n",
            round, lines.size(), by_itself ? "at a segment deletion" : "by the test", removed);
-    if (by_itself) EXPECT_GE(removed, 1u) << "the retired segment must go at reopen";
+    if (by_itself) {
+      EXPECT_GE(removed, 1u) << "the retired segment must go at reopen";
+    }
     ExpectVlogState(db, acked, round);
     if (::testing::Test::HasFatalFailure()) return;
     nokv_statistics s;

@@ -89,7 +89,9 @@ TEST_F(ServiceTest, GetWithoutReadTsIsNeverStaleUnderFlushes) {
   for (int i = 0; i < 2000; i++) {
     GetResponse r = Get("k");  // expects OK
     EXPECT_GE(r.read_ts(), last);
-    if (r.found()) EXPECT_LE(r.commit_ts(), r.read_ts());
+    if (r.found()) {
+      EXPECT_LE(r.commit_ts(), r.read_ts());
+    }
     last = r.read_ts();
   }
   stop = true;
