@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 #include <map>
 #include <string>
 #include <vector>
@@ -482,6 +484,93 @@ TEST_F(DurabilityTest, HalfCreatedSegmentAfterTheNewestIsRemoved) {
       EXPECT_EQ(v->data, Big(k, 3000));
     }
   }
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// A batch just under the memtable size is taken (the empty memtable grows past
+// its target for it) instead of sealing empty memtables forever; the largest
+// value the options allow is storable with the defaults.
+TEST_F(DurabilityTest, BatchNearTheMemtableSizeIsTakenNotStalledForever) {
+  nokv_options o = Options(nullptr);
+  o.memtable_max_bytes = 1 << 20;
+  o.value_threshold = 0;  // everything in the memtable
+  nokv_db* db = Open(o);
+  ASSERT_EQ(Put(db, "small", "x"), NOKV_OK);
+  std::string v((1 << 20) - 200, 'v');
+  ASSERT_EQ(Put(db, "big", v), NOKV_OK) << nokv_errmsg();
+  ASSERT_EQ(Put(db, "after", "x"), NOKV_OK);
+  EXPECT_EQ(Get(db, "big")->data, v);
+  EXPECT_LT(Stats(db).flushes, 5u);
+  // Past the limit: refused up front, naming it.
+  EXPECT_EQ(Put(db, "too-big", std::string(1 << 20, 'v')), NOKV_EINVAL);
+  EXPECT_NE(std::string(nokv_errmsg()).find("memtable_max_bytes"), std::string::npos);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+
+  // The defaults: a value of max_value_size (64 MiB) goes to the value log and
+  // takes a pointer's room in the memtable.
+  TempDir dir2;
+  nokv_options d;
+  nokv_options_init(&d);
+  ASSERT_EQ(nokv_open(dir2.path().c_str(), &d, &db), NOKV_OK);
+  std::string huge(d.max_value_size, 'h');
+  ASSERT_EQ(Put(db, "huge", huge), NOKV_OK) << nokv_errmsg();
+  huge[0] = 'i';
+  ASSERT_EQ(Put(db, "huge-200", huge.substr(0, huge.size() - 200)), NOKV_OK) << nokv_errmsg();
+  EXPECT_EQ(Get(db, "huge")->data.size(), d.max_value_size);
+  EXPECT_EQ(Get(db, "huge-200")->data[0], 'i');
+  EXPECT_EQ(Put(db, "over", std::string(d.max_value_size + 1, 'o')), NOKV_EINVAL);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// Closing never waits on a writer stalled for room (here every flush fails for a
+// full disk, so no room comes): the writer gets NOKV_ECLOSED and close returns.
+TEST_F(DurabilityTest, CloseDoesNotWaitForAStalledWriter) {
+  nokv_options o = Options(fault_.env());
+  o.memtable_max_bytes = 64 << 10;
+  o.max_immutable_memtables = 1;
+  nokv_db* db = Open(o);
+  fault_.FailCalls(FaultEnv::kAppend, ENOSPC, ".sst");
+  std::atomic<int> last{NOKV_OK};
+  std::thread writer([&] {
+    for (int i = 0;; i++) {
+      int rc = Put(db, "k" + std::to_string(i), std::string(200, 'v'));
+      if (rc != NOKV_OK) {
+        last = rc;
+        return;
+      }
+    }
+  });
+  // Wait (polling the counter) until the writer is stalled.
+  for (int i = 0; i < 100000 && Stats(db).write_stalls == 0; i++) std::this_thread::yield();
+  ASSERT_GT(Stats(db).write_stalls, 0u);
+  EXPECT_EQ(nokv_close(db), NOKV_OK);
+  writer.join();
+  EXPECT_EQ(last.load(), NOKV_ECLOSED);
+  fault_.ClearRule();
+  db = Open(o);  // what the WAL held is all there
+  EXPECT_TRUE(Get(db, "k0"));
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// Out of file descriptors when a value-log segment is created: the write fails
+// NOKV_EFULL saying so (the cleanup's own failure does not replace it), and
+// writes work again once descriptors are free.
+TEST_F(DurabilityTest, ErrorsKeepTheirCauseThroughCleanup) {
+  nokv_options o = Options(fault_.env());
+  o.value_log_segment_bytes = 16 << 10;
+  nokv_db* db = Open(o);
+  fault_.FailCalls(FaultEnv::kOpen, EMFILE, ".vlog", 1);
+  int rc = NOKV_OK;
+  for (int i = 0; i < 20 && rc == NOKV_OK; i++) {
+    std::string k = "k" + std::to_string(i);
+    rc = Put(db, k, Big(k, 3000));
+  }
+  EXPECT_EQ(rc, NOKV_EFULL);
+  std::string msg = nokv_errmsg();
+  EXPECT_NE(msg.find(strerror(EMFILE)), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("remove"), std::string::npos) << msg;
+  EXPECT_EQ(fault_.injected(), 1);
+  ASSERT_EQ(Put(db, "after", Big("after", 3000), true), NOKV_OK) << nokv_errmsg();
   ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 

@@ -67,7 +67,7 @@ static int open_output(nokv_db *db, int level, output *out) {
 static void abandon_output(nokv_db *db, output *out) {
   nk_table_builder_free(out->b);
   nk_file_close(out->file);
-  if (out->path != NULL) db->env->remove(db->env, out->path);
+  if (out->path != NULL) nk_env_remove_quiet(db->env, out->path);
   free(out->path);
   memset(out, 0, sizeof *out);
 }
@@ -180,7 +180,7 @@ err:
     char name[32];
     nk_table_file_name(e->adds[i].f->number, name);
     char *path = nk_path_join(db->path, name);
-    if (path != NULL) db->env->remove(db->env, path);
+    if (path != NULL) nk_env_remove_quiet(db->env, path);
     free(path);
   }
   return ret;

@@ -490,6 +490,7 @@ int nokv_close(nokv_db *db) {
   }
   pthread_mutex_lock(&db->mu);
   db->closing = true;
+  pthread_cond_broadcast(&db->room_cv);  /* a writer stalled for room gives up */
   while (db->queue_head != NULL) {
     pthread_cond_wait(&db->idle, &db->mu);
   }

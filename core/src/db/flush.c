@@ -56,7 +56,7 @@ void nk_db_delete_obsolete_wal(nokv_db *db) {
     char name[32];
     nk_wal_segment_name(numbers[i], name);
     char *path = nk_path_join(db->path, name);
-    if (path != NULL) db->env->remove(db->env, path);
+    if (path != NULL) nk_env_remove_quiet(db->env, path);
     free(path);
   }
   free(numbers);

@@ -32,6 +32,7 @@ typedef struct nk_writer {
   uint64_t gc_read_ts;      /* value-log GC rewrite checked at this timestamp (gc.c) */
   nokv_batch *filtered;     /* its live part, made by the leader */
   const nk_txn_commit *txn; /* a transaction's commit: checked for conflicts first */
+  size_t mem_cost;          /* memtable bytes it takes (check_limits) */
   bool conflicted;          /* a transaction the leader refused: not written */
   const char *refusal;      /* why, when conflicted */
   char why[256];            /* a follower's copy of the leader's error message */
@@ -44,7 +45,29 @@ typedef struct nk_writer {
   struct nk_writer *next;
 } nk_writer;
 
-static int check_limits(const nokv_db *db, const nokv_batch *b) {
+/* Memtable bytes applying b takes: a value at or past value_threshold goes to
+ * the value log, and the memtable keeps only a pointer to it. */
+static size_t memtable_cost(const nokv_db *db, const nokv_batch *b) {
+  size_t threshold = db->opts.value_threshold;
+  if (threshold == 0 || b->max_vlen < threshold) return b->mem_cost;
+  nk_batch_reader r;
+  nk_batch_op op;
+  uint64_t ts;
+  uint32_t count;
+  if (nk_batch_reader_init(&r, b->rep, b->len, &ts, &count) != NOKV_OK) return b->mem_cost;
+  size_t cost = 0;
+  while (nk_batch_reader_next(&r, &op) == 1) {
+    if (op.kind == NK_KIND_VALUE_REF) nk_batch_op_deref(&op);
+    cost += nk_memtable_cost(op.klen, op.vlen >= threshold ? NK_VPTR_SIZE : op.vlen);
+  }
+  return cost;
+}
+
+/* The one place a batch's size is judged: what passes here fits an empty
+ * memtable (make_room then always takes it), so no write can wait for room
+ * that can never be made. *cost receives its memtable bytes. */
+static int check_limits(const nokv_db *db, const nokv_batch *b, size_t *cost) {
+  *cost = 0;
   if (b->count == 0) {
     return NOKV_OK;
   }
@@ -63,9 +86,12 @@ static int check_limits(const nokv_db *db, const nokv_batch *b) {
     return nk_err(NOKV_EINVAL, "batch of %zu bytes exceeds the %u-byte WAL record limit",
                   b->len, NK_WAL_MAX_RECORD);
   }
-  if (b->mem_cost > db->opts.memtable_max_bytes) {
-    return nk_err(NOKV_EINVAL, "batch needs %zu memtable bytes, more than memtable_max_bytes (%zu)",
-                  b->mem_cost, db->opts.memtable_max_bytes);
+  *cost = memtable_cost(db, b);
+  if (*cost > db->opts.memtable_max_bytes) {
+    return nk_err(NOKV_EINVAL,
+                  "batch needs %zu memtable bytes, more than memtable_max_bytes (%zu); values "
+                  "of at least value_threshold (%zu) bytes would take only a pointer's",
+                  *cost, db->opts.memtable_max_bytes, db->opts.value_threshold);
   }
   return NOKV_OK;
 }
@@ -111,7 +137,8 @@ static int make_room(nokv_db *db, size_t cost, bool force) {
   const nokv_options *o = &db->opts;
   for (;;) {
     if (db->bg_error != NOKV_OK) return nk_err(db->bg_error, "%s", db->bg_errmsg);
-    if (db->stop_bg) return nk_err(NOKV_ECLOSED, "database is closing");
+    /* Closing never waits on a stalled writer: it fails instead. */
+    if (db->stop_bg || db->closing) return nk_err(NOKV_ECLOSED, "database is closing");
     int l0 = db->l0_files;
     uint64_t debt = db->compaction_debt;
     bool throttle = !o->disable_auto_compaction;
@@ -130,7 +157,11 @@ static int make_room(nokv_db *db, size_t cost, bool force) {
     /* Values sent to the value log count too: they bound how much of it a
      * reopen must validate. */
     size_t usage = nk_memtable_usage(db->mem) + db->mem_vlog_bytes;
-    if (!force && usage + cost <= o->memtable_max_bytes) return NOKV_OK;
+    /* An empty memtable takes any batch check_limits passed, growing past its
+     * target for one oversized batch (as LevelDB's does): sealing an empty one
+     * would make no room, forever. */
+    bool empty = nk_memtable_entries(db->mem) == 0;
+    if (!force && (usage + cost <= o->memtable_max_bytes || empty)) return NOKV_OK;
     if (force && nk_memtable_entries(db->mem) == 0) return NOKV_OK;
     if (db->nimm >= (size_t)o->max_immutable_memtables ||
         (throttle && (l0 >= o->l0_stop_trigger || debt >= o->hard_pending_compaction_bytes))) {
@@ -342,8 +373,7 @@ static void record_plain_writes(nokv_db *db, nk_writer *first, nk_writer *last, 
 static void lead_group(nokv_db *db, nk_writer *leader) {
   int rc = db->closing ? nk_err(NOKV_ECLOSED, "database is closing") : NOKV_OK;
   if (rc == NOKV_OK) {
-    rc = make_room(db, leader->batch != NULL ? leader->batch->mem_cost : 0,
-                   leader->batch == NULL);
+    rc = make_room(db, leader->mem_cost, leader->batch == NULL);
   }
   if (rc == NOKV_OK && leader->gc_read_ts != 0) rc = filter_gc_batch(db, leader);
   if (rc != NOKV_OK || leader->batch == NULL || leader->batch->count == 0) {
@@ -524,12 +554,13 @@ static int enqueue_and_wait(nokv_db *db, nk_writer *w) {
 
 static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                        uint64_t *commit_ts) {
-  if (b != NULL) NK_RET(check_limits(db, b));
+  size_t cost = 0;
+  if (b != NULL) NK_RET(check_limits(db, b, &cost));
   if (b != NULL && b->count == 0) {
     if (commit_ts != NULL) *commit_ts = nk_oracle_read_ts(&db->oracle);
     return NOKV_OK;
   }
-  nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync};
+  nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .mem_cost = cost};
   int rc = enqueue_and_wait(db, &w);
   if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
   return rc;
@@ -537,15 +568,16 @@ static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_bat
 
 int nk_db_write_txn(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                     const nk_txn_commit *txn, uint64_t *commit_ts) {
-  NK_RET(check_limits(db, b));
-  nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .txn = txn};
+  size_t cost;
+  NK_RET(check_limits(db, b, &cost));
+  nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .txn = txn, .mem_cost = cost};
   int rc = enqueue_and_wait(db, &w);
   if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
   return rc;
 }
 
 int nk_db_write_gc(nokv_db *db, const nokv_batch *b, uint64_t read_ts) {
-  nk_writer w = {.batch = b, .sync = true, .gc_read_ts = read_ts};
+  nk_writer w = {.batch = b, .sync = true, .gc_read_ts = read_ts, .mem_cost = memtable_cost(db, b)};
   int rc = enqueue_and_wait(db, &w);
   nokv_batch_free(w.filtered);
   return rc;

@@ -48,3 +48,10 @@ err:
   free(buf);
   return ret;
 }
+
+void nk_env_remove_quiet(const struct nokv_env *env, const char *path) {
+  nk_err_saved saved;
+  nk_err_save(&saved);
+  env->remove(env, path);
+  nk_err_restore(&saved);
+}

@@ -74,6 +74,10 @@ static inline int nk_file_sync(nk_file *f) { return f->env->sync(f); }
 static inline int nk_file_size(nk_file *f, uint64_t *out) { return f->env->size(f, out); }
 static inline int nk_file_close(nk_file *f) { return f == NULL ? 0 : f->env->close(f); }
 
+/* Removes path for cleanup: whether it works or not, the thread's error message
+ * stays what it was (the error that made the cleanup necessary). */
+void nk_env_remove_quiet(const struct nokv_env *env, const char *path);
+
 /* Reads the whole file at path into a malloc'ed buffer. */
 int nk_env_read_file(const struct nokv_env *env, const char *path, char **data, size_t *len);
 

@@ -40,7 +40,10 @@ int nk_err_errno(int errno_value, const char *fmt, ...) {
   }
   switch (errno_value) {
     case ENOMEM: return NOKV_ENOMEM;
-    case ENOSPC: return NOKV_EFULL;
+    case ENOSPC:  /* the disk, or the process's or the system's file table, is full */
+    case EDQUOT:
+    case EMFILE:
+    case ENFILE: return NOKV_EFULL;
     default: return NOKV_EIO;
   }
 }
@@ -51,6 +54,16 @@ void nk_err_clear(void) {
 }
 
 int nk_err_os_errno(void) { return nk_errno_last; }
+
+void nk_err_save(nk_err_saved *s) {
+  memcpy(s->msg, nk_errbuf, sizeof s->msg);
+  s->os_errno = nk_errno_last;
+}
+
+void nk_err_restore(const nk_err_saved *s) {
+  memcpy(nk_errbuf, s->msg, sizeof s->msg);
+  nk_errno_last = s->os_errno;
+}
 
 const char *nokv_errmsg(void) { return nk_errbuf; }
 

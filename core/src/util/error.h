@@ -23,13 +23,22 @@ extern "C" {
 
 /* Records a message for nokv_errmsg() and returns rc. */
 int nk_err(int rc, const char *fmt, ...) NK_PRINTF(2, 3);
-/* Records strerror(errno_value) after the message; returns NOKV_EIO (or NOKV_ENOMEM/
- * NOKV_EFULL for ENOMEM/ENOSPC). */
+/* Records strerror(errno_value) after the message; returns NOKV_EIO, or NOKV_ENOMEM
+ * for ENOMEM, or NOKV_EFULL for a full disk or file table (ENOSPC, EDQUOT, EMFILE,
+ * ENFILE). */
 int nk_err_errno(int errno_value, const char *fmt, ...) NK_PRINTF(2, 3);
 /* The errno behind this thread's last error if nk_err_errno() recorded it, else 0
  * (nk_err() resets it). Lets a caller tell "does not exist" (ENOENT) from every
  * other failure of the same call. */
 int nk_err_os_errno(void);
+/* The thread's message and errno, kept across cleanup that may fail (a cleanup
+ * must never replace the error that made it necessary). */
+typedef struct nk_err_saved {
+  char msg[512];
+  int os_errno;
+} nk_err_saved;
+void nk_err_save(nk_err_saved *s);
+void nk_err_restore(const nk_err_saved *s);
 /* Clears the thread's message (called at the start of each public entry point). */
 void nk_err_clear(void);
 

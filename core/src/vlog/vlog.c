@@ -226,7 +226,7 @@ static void seg_unref(segment *s) {
   if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
   if (s->map != NULL) s->env->unmap(s->env, s->map, s->map_len);
   nk_file_close(s->rfile);
-  if (s->removed) s->env->remove(s->env, s->path);
+  if (s->removed) nk_env_remove_quiet(s->env, s->path);
   free(s->path);
   free(s);
 }
@@ -334,7 +334,7 @@ static int start_segment(nk_vlog *vl, uint32_t fid) {
   return NOKV_OK;
 err:
   nk_file_close(w);
-  vl->env->remove(vl->env, s->path);
+  nk_env_remove_quiet(vl->env, s->path);
   seg_unref(s);
   return ret;
 }
