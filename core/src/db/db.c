@@ -131,7 +131,6 @@ static int check_options(const nokv_options *o) {
 typedef struct replay_ctx {
   nokv_db *db;
   const char *segment;
-  uint64_t number;      /* of the segment being replayed */
   uint64_t prev;        /* the segment replayed before it (0: it is the first) */
   uint64_t last_ts;
   bool dangling;  /* a record pointed past the value log: it and all after are dropped */
@@ -256,7 +255,6 @@ static int replay_wal(nokv_db *db) {
       break;
     }
     c.segment = path;
-    c.number = numbers[i];
     c.prev = i > first ? numbers[i - 1] : 0;
     ret = nk_wal_replay_segment(db->env, path, i + 1 == n, replay_record, &c, &db->stats.replay);
     free(path);

@@ -162,7 +162,7 @@ static int make_room(nokv_db *db, size_t cost, bool force) {
      * would make no room, forever. */
     bool empty = nk_memtable_entries(db->mem) == 0;
     if (!force && (usage + cost <= o->memtable_max_bytes || empty)) return NOKV_OK;
-    if (force && nk_memtable_entries(db->mem) == 0) return NOKV_OK;
+    if (force && empty) return NOKV_OK;
     if (db->nimm >= (size_t)o->max_immutable_memtables ||
         (throttle && (l0 >= o->l0_stop_trigger || debt >= o->hard_pending_compaction_bytes))) {
       stall(db);
