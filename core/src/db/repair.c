@@ -29,6 +29,7 @@
 #include "sst/format.h"
 #include "util/error.h"
 #include "util/merge_iter.h"
+#include "wal/wal.h"
 #include "wal/wal_format.h"
 
 typedef struct seg {
@@ -89,9 +90,7 @@ static int open_segments(repair *rp) {
     if (ret == NOKV_OK) ret = nk_file_read_at(s->f, 0, h, sizeof h, &got);
     free(path);
     if (ret != NOKV_OK && ret != NOKV_EIO) return ret;
-    bool ok = ret == NOKV_OK && got == sizeof h && nk_get_u32(h) == NK_VLOG_MAGIC &&
-              nk_get_u32(h + 4) == NK_VLOG_VERSION && nk_get_u32(h + 8) == fid &&
-              nk_get_u32(h + 12) == nk_checksum32(h, 12, 0);
+    bool ok = ret == NOKV_OK && got == sizeof h && nk_vlog_header_valid(h, fid);
     if (!ok) {
       nk_file_close(s->f);
       s->f = NULL;
@@ -255,12 +254,11 @@ static int read_tables(repair *rp) {
 
 /* ---- the WAL ---- */
 
+/* An intact record of a type a WAL segment holds at off? */
 static bool intact_at(const char *d, size_t off, size_t size) {
   if (size - off < NK_WAL_HEADER) return false;
   uint8_t type = (uint8_t)d[off + 8];
-  uint32_t len = nk_get_u32(d + off + 4);
-  return (nk_wal_is_batch(type) || type == NK_WAL_LINK) && len <= size - off - NK_WAL_HEADER &&
-         nk_get_u32(d + off) == nk_wal_checksum(type, d + off + NK_WAL_HEADER, len);
+  return (nk_wal_is_batch(type) || type == NK_WAL_LINK) && nk_wal_record_intact(d, off, size, type);
 }
 
 static int read_wal(repair *rp, const char *name) {

@@ -54,6 +54,16 @@ static void encode_header(uint32_t fid, char *h) {
   nk_put_u32(h + 12, nk_checksum32(h, 12, 0));
 }
 
+/* Magic, checksum and segment id; the version is checked apart. */
+static bool header_intact(const char *h, uint32_t fid) {
+  return nk_get_u32(h) == NK_VLOG_MAGIC && nk_get_u32(h + 12) == nk_checksum32(h, 12, 0) &&
+         nk_get_u32(h + 8) == fid;
+}
+
+bool nk_vlog_header_valid(const char *h, uint32_t fid) {
+  return header_intact(h, fid) && nk_get_u32(h + 4) == NK_VLOG_VERSION;
+}
+
 static size_t entry_len(size_t klen, size_t vlen) { return NK_VLOG_ENTRY_HEADER + klen + vlen; }
 
 /* Checks the entry at p (avail bytes) and decodes it. Returns false (why set)
@@ -112,8 +122,7 @@ int nk_vlog_scan_file(const struct nokv_env *env, const char *path, uint32_t fid
       snprintf(res->why, sizeof res->why, "header is %zu bytes", got);
       goto err;
     }
-    if (nk_get_u32(h) != NK_VLOG_MAGIC || nk_get_u32(h + 12) != nk_checksum32(h, 12, 0) ||
-        nk_get_u32(h + 8) != fid) {
+    if (!header_intact(h, fid)) {
       NK_ERR(nk_err(NOKV_ECORRUPT, "value log segment %s has a bad header", path));
     }
     if (nk_get_u32(h + 4) != NK_VLOG_VERSION) {

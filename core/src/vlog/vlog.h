@@ -68,6 +68,9 @@ typedef struct nk_vlog_entry {
   size_t klen, vlen;
 } nk_vlog_entry;
 
+/* Is the NK_VLOG_HEADER bytes at h the header of segment fid, in this format? */
+bool nk_vlog_header_valid(const char *h, uint32_t fid);
+
 /* Are the n bytes at data exactly the entry p names (its length, checksum and,
  * if key != NULL, key)? */
 bool nk_vlog_entry_matches(const char *data, size_t n, const nk_vptr *p, const char *key,

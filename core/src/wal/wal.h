@@ -70,6 +70,10 @@ typedef struct nk_wal_replay_stats {
 /* Called per record; a non-OK return stops the replay with that status. */
 typedef int (*nk_wal_record_fn)(void *arg, uint8_t type, const char *payload, size_t len);
 
+/* Is there a well-framed record of type at off in data[0, size): its length
+ * within the data, its checksum matching? */
+bool nk_wal_record_intact(const char *data, size_t off, size_t size, uint8_t type);
+
 /* Replays one segment. is_newest allows (and repairs) a torn tail. */
 int nk_wal_replay_segment(const struct nokv_env *env, const char *path, bool is_newest,
                           nk_wal_record_fn fn, void *arg, nk_wal_replay_stats *st);

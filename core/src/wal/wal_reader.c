@@ -31,7 +31,7 @@ static bool accepted(uint8_t expected, uint8_t type) {
                                   : type == expected;
 }
 
-static bool intact_record_at(const char *data, size_t off, size_t size, uint8_t type) {
+bool nk_wal_record_intact(const char *data, size_t off, size_t size, uint8_t type) {
   if (size - off < NK_WAL_HEADER || (uint8_t)data[off + 8] != type) {
     return false;
   }
@@ -43,7 +43,7 @@ static bool intact_record_at(const char *data, size_t off, size_t size, uint8_t 
 /* Offset of the first intact record of type after off, or 0 if none. */
 static size_t intact_record_after(const char *data, size_t off, size_t size, uint8_t type) {
   for (size_t p = off + 1; p + NK_WAL_HEADER <= size; p++) {
-    if (intact_record_at(data, p, size, type)) {
+    if (nk_wal_record_intact(data, p, size, type)) {
       return p;
     }
   }
