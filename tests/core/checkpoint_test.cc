@@ -66,6 +66,7 @@ TEST(CheckpointTest, CopiesEqualTheSourceAtTheirTimestampDuringWrites) {
     std::optional<std::string> value;
   };
   std::atomic<bool> stop{false};
+  std::atomic<uint64_t> written{0};
   std::vector<std::vector<Write>> logs(2);
   std::vector<std::thread> writers;
   for (int w = 0; w < 2; w++) {
@@ -81,6 +82,7 @@ TEST(CheckpointTest, CopiesEqualTheSourceAtTheirTimestampDuringWrites) {
           ASSERT_EQ(Put(db, k, v, i % 50 == 0, &ts), NOKV_OK);
           logs[w].push_back({ts, k, v});
         }
+        written++;
       }
     });
   }
@@ -93,7 +95,9 @@ TEST(CheckpointTest, CopiesEqualTheSourceAtTheirTimestampDuringWrites) {
   });
   std::vector<std::pair<std::string, uint64_t>> copies;
   for (int round = 0; round < 4; round++) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let writes pile up
+    // Each copy after another 2,000 writes.
+    uint64_t target = written.load() + 2000;
+    while (written.load() < target) std::this_thread::yield();
     std::string copy = backups.file("c" + std::to_string(round));
     uint64_t ts = 0;
     ASSERT_EQ(nokv_checkpoint(db, copy.c_str(), &ts), NOKV_OK) << nokv_errmsg();

@@ -231,7 +231,6 @@ TEST_F(DurabilityTest, FailedManifestAppendLeavesAnOpenableDatabase) {
       ASSERT_EQ(nokv_flush(db), NOKV_OK) << nokv_errmsg();
       ASSERT_EQ(nokv_compact(db), NOKV_OK) << nokv_errmsg();
       ASSERT_EQ(Put(db, "after", "x", true), NOKV_OK) << nokv_errmsg();
-      EXPECT_GE(Stats(db).manifest_rewrites, 0u);
     } else {
       // Every later edit is refused, whoever asks.
       EXPECT_NE(nokv_compact(db), NOKV_OK);
