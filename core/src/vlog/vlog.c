@@ -226,7 +226,6 @@ struct nk_vlog {
   uint32_t head_fid;
   nk_vlog_recovery *rec;
   segment *headerless;     /* a newest segment cut before its header: removed at start */
-  uint32_t headerless_fid;
   uint32_t *retired;       /* segments GC retired, still on disk: removed at start */
   size_t nretired;
 };
@@ -437,7 +436,6 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
       if (r.valid_end < NK_VLOG_HEADER) {
         /* Not even a header: the crash came while it was being created. */
         vl->headerless = s;
-        vl->headerless_fid = s->fid;
         continue;
       }
     }
@@ -469,6 +467,8 @@ err:
 int nk_vlog_start(nk_vlog *vl) {
   nk_vlog_recovery *rec = vl->rec;
   const struct nokv_env *env = vl->env;
+  /* A new segment goes past a half-created one's number too. */
+  uint32_t half_created = vl->headerless != NULL ? vl->headerless->fid : 0;
   for (size_t i = 0; i < vl->nretired; i++) {
     char *path = nk_vlog_segment_path(vl, vl->retired[i]);
     if (path != NULL && env->remove(env, path) == NOKV_OK) rec->obsolete_removed++;
@@ -510,7 +510,7 @@ int nk_vlog_start(nk_vlog *vl) {
   }
   if (last != NULL) seg_drop_fd(last);  /* sealed from now on */
   uint32_t next = last != NULL ? last->fid + 1 : 1;
-  if (vl->headerless_fid >= next) next = vl->headerless_fid + 1;
+  if (half_created >= next) next = half_created + 1;
   if (next <= vl->head_fid) next = vl->head_fid + 1;
   return start_segment(vl, next);
 }
@@ -568,6 +568,16 @@ int nk_vlog_add(nk_vlog *vl, const char *key, size_t klen, uint64_t ts, const ch
   return NOKV_OK;
 }
 
+/* Makes what the active segment holds durable, if anything is not yet.
+ * REQUIRES: wmu held. */
+static int sync_active(nk_vlog *vl) {
+  if (vl->synced >= vl->written) return NOKV_OK;
+  uint64_t target = vl->written;
+  int ret = nk_file_sync(vl->wfile);
+  if (ret == NOKV_OK) vl->synced = target;
+  return ret;
+}
+
 int nk_vlog_write(nk_vlog *vl, bool sync) {
   if (vl->wfile == NULL) return NOKV_OK;  /* nothing was ever opened for writing */
   if (vl->pending.len > 0) {
@@ -583,12 +593,7 @@ int nk_vlog_write(nk_vlog *vl, bool sync) {
   }
   if (!sync) return NOKV_OK;
   pthread_mutex_lock(&vl->wmu);
-  uint64_t target = vl->written;
-  int ret = NOKV_OK;
-  if (vl->synced < target) {
-    ret = nk_file_sync(vl->wfile);
-    if (ret == NOKV_OK) vl->synced = target;
-  }
+  int ret = sync_active(vl);
   pthread_mutex_unlock(&vl->wmu);
   return ret;
 }
@@ -610,11 +615,7 @@ int nk_vlog_sync_to(nk_vlog *vl, uint32_t fid) {
   pthread_mutex_lock(&vl->wmu);
   /* Segments before the active one were synced when they were sealed (or, from
    * an earlier run, at open). */
-  if (vl->wfid == fid && vl->synced < vl->written) {
-    uint64_t target = vl->written;
-    ret = nk_file_sync(vl->wfile);
-    if (ret == NOKV_OK) vl->synced = target;
-  }
+  if (vl->wfid == fid) ret = sync_active(vl);
   pthread_mutex_unlock(&vl->wmu);
   return ret;
 }
