@@ -513,11 +513,16 @@ void nk_db_set_bg_error(nokv_db *db, int rc, const char *what) {
   pthread_cond_broadcast(&db->room_cv);
 }
 
-int nk_db_log_and_apply(nokv_db *db, nk_edit *e, const char *what) {
+int nk_db_bg_error(nokv_db *db) {
   pthread_mutex_lock(&db->mu);
   int ret = db->bg_error;
   if (ret != NOKV_OK) nk_err(ret, "%s", db->bg_errmsg);
   pthread_mutex_unlock(&db->mu);
+  return ret;
+}
+
+int nk_db_log_and_apply(nokv_db *db, nk_edit *e, const char *what) {
+  int ret = nk_db_bg_error(db);
   NK_RET(ret);
   ret = nk_vset_log_and_apply(db->vset, e);
   /* A full disk is not fatal: the manifest took no partial edit (the next one

@@ -184,6 +184,8 @@ int nk_db_apply_batch(nk_memtable *mem, const char *rep, size_t len, uint64_t co
 
 /* Records a background failure that stops writes. REQUIRES: mu held. */
 void nk_db_set_bg_error(nokv_db *db, int rc, const char *what);
+/* The background error (with its message set), or NOKV_OK. REQUIRES: mu not held. */
+int nk_db_bg_error(nokv_db *db);
 /* Logs e to the manifest and installs it, unless a background error has
  * stopped the database (then fails with it); a failure other than a full disk
  * stops the database, so no background job (flush, compaction, value-log GC)

@@ -86,13 +86,14 @@ nk_epoch *nk_db_pin_epoch(nokv_db *db) {
 }
 
 /* Ends the current epoch with fid to delete when it dies. GC rewrote only the
- * newest version of each key as of checked_ts; older versions still in the tree
- * may point into fid, so explicit read timestamps below checked_ts are no longer
- * served (NOKV_ESTALE, not a missing segment); snapshots pin the epoch instead. */
-static int retire(nokv_db *db, uint32_t fid, uint64_t size, uint64_t checked_ts) {
+ * newest version of each key (checked at timestamps up to now); older versions
+ * still in the tree may point into fid, so explicit read timestamps below now are
+ * no longer served (NOKV_ESTALE, not a missing segment); snapshots pin the epoch
+ * instead. */
+static int retire(nokv_db *db, uint32_t fid, uint64_t size) {
   nk_edit e;
   nk_edit_init(&e);
-  nk_db_raise_horizon(db, checked_ts);
+  nk_db_raise_horizon(db, nk_oracle_read_ts(&db->oracle));
   int ret = nk_edit_retire_segment(&e, fid);
   if (ret == NOKV_OK) ret = nk_db_log_and_apply(db, &e, "value log GC");
   nk_edit_release(&e);
@@ -138,7 +139,6 @@ typedef struct gc_ctx {
   nk_buf pending_bytes;
   size_t npending;
   uint64_t rewritten;       /* bytes of entries written again */
-  uint64_t checked_ts;      /* newest timestamp liveness was checked at */
 } gc_ctx;
 
 /* Is the newest version of e's key at read_ts exactly e? */
@@ -190,7 +190,6 @@ static int flush_pending(gc_ctx *c) {
      * flushed before the leader's check, an old value would come back. */
     uint64_t read_ts = nk_oracle_read_ts(&db->oracle);
     nk_view *view = nk_db_acquire_view(db);
-    if (read_ts > c->checked_ts) c->checked_ts = read_ts;
     nokv_batch *b = NULL;
     uint64_t bytes = 0;
     ret = nokv_batch_new(&b);
@@ -267,11 +266,7 @@ static int collect(nokv_db *db, uint32_t fid, uint64_t size, bool throttled) {
     ret = nk_err(NOKV_ECORRUPT, "value log segment %s is damaged at %s; not collecting it", path,
                  res.why);
   }
-  if (ret == NOKV_OK) {
-    /* Even with nothing to rewrite, versions older than now may point here. */
-    uint64_t now = nk_oracle_read_ts(&db->oracle);
-    ret = retire(db, fid, size, c->checked_ts > now ? c->checked_ts : now);
-  }
+  if (ret == NOKV_OK) ret = retire(db, fid, size);
   if (ret == NOKV_OK) nk_count(&db->stats.gc_collected, 1);
 err:
   if (c != NULL) nk_buf_release(&c->pending_bytes);
@@ -325,10 +320,7 @@ int nokv_vlog_gc(nokv_db *db, double ratio, uint32_t *collected) {
   size_t nskip = 0;
   if (collected != NULL) *collected = 0;
   /* A stopped database collects nothing (its manifest may not take edits). */
-  pthread_mutex_lock(&db->mu);
-  int ret = db->bg_error;
-  if (ret != NOKV_OK) nk_err(ret, "%s", db->bg_errmsg);
-  pthread_mutex_unlock(&db->mu);
+  int ret = nk_db_bg_error(db);
   NK_RET(ret);
   /* A throttled background collection in progress finishes at full speed. */
   pthread_mutex_lock(&db->mu);
