@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "service/status.h"
 
@@ -65,12 +66,11 @@ grpc::Status CheckScanBounds(const std::string& start, const std::string& end,
 bool FillScanChunk(nokv_iter* iter, google::protobuf::RepeatedPtrField<nokv::v1::KeyValue>* kvs,
                    size_t chunk_bytes, uint32_t limit, uint32_t* sent) {
   size_t bytes = 0;
-  bool more;
-  while ((more = nokv_iter_valid(iter) && (limit == 0 || *sent < limit)) &&
-         (bytes == 0 || bytes < chunk_bytes)) {
+  while (nokv_iter_valid(iter) && (limit == 0 || *sent < limit)) {
     size_t kl, vl;
     const void* k = nokv_iter_key(iter, &kl);
     const void* v = nokv_iter_value(iter, &vl);
+    if (bytes != 0 && bytes + kl + vl > chunk_bytes) return true;
     nokv::v1::KeyValue* kv = kvs->Add();
     kv->set_key(static_cast<const char*>(k), kl);
     kv->set_value(static_cast<const char*>(v), vl);
@@ -79,7 +79,15 @@ bool FillScanChunk(nokv_iter* iter, google::protobuf::RepeatedPtrField<nokv::v1:
     (*sent)++;
     nokv_iter_next(iter);
   }
-  return more;
+  return false;
+}
+
+size_t NextChunkBytes(nokv_iter* iter, size_t chunk_bytes) {
+  if (!nokv_iter_valid(iter)) return chunk_bytes;
+  size_t kl, vl;
+  nokv_iter_key(iter, &kl);
+  nokv_iter_value(iter, &vl);
+  return std::max(chunk_bytes, kl + vl);
 }
 
 KvService::KvService(nokv_db* db, ServiceOptions options)
@@ -163,6 +171,8 @@ grpc::Status KvService::Stats(grpc::ServerContext*, const nokv::v1::StatsRequest
   }
   counters["txns_open"] = open_txns();
   counters["scans_open"] = open_scans();
+  counters["scans_waiting"] = scans_waiting();
+  counters["scan_buffered_bytes"] = scan_buffered_bytes();
   counters["txn_buffered_bytes"] = txn_buffered_bytes_.load();
   counters["streams_expired"] = streams_expired_.load();
   counters["streams_refused"] = streams_refused_.load();
@@ -236,17 +246,37 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
         end_(req->end()),
         prefix_(req->prefix()),
         asked_ts_(req->read_ts()),
-        limit_(req->limit()) {
+        limit_(req->limit()),
+        chunk_bytes_(std::max<size_t>(1, std::min(service->options_.scan_first_chunk_bytes,
+                                                  service->options_.scan_chunk_bytes))) {
     service_->workers_.Submit([this] { Start(); });
   }
 
   void OnWriteDone(bool ok) override {
     write_started_ns_ = 0;
+    ReleaseBuffer();
     if (!ok) {  // the client went away (or the reaper cancelled); OnDone follows
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client stopped reading"));
       return;
     }
+    // The client keeps up: let its next message be larger.
+    chunk_bytes_ =
+        std::max<size_t>(1, std::min(chunk_bytes_ * 2, service_->options_.scan_chunk_bytes));
     service_->workers_.Submit([this] { SendNext(); });
+  }
+
+  // What the next message will hold at most (read while the scan is queued).
+  size_t next_chunk_bytes() const { return wanted_; }
+  // On a worker: a queued scan's turn has come.
+  void Resume() { SendNext(); }
+
+  // A scan queued for the buffer budget has nothing outstanding, so nothing
+  // else would notice the cancel: it finishes here. Otherwise the outstanding
+  // write (or the next one) fails and OnWriteDone finishes.
+  void OnCancel() override {
+    if (service_->UnqueueScan(this)) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "scan cancelled"));
+    }
   }
 
   void OnDone() override {
@@ -254,6 +284,7 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
       std::lock_guard<std::mutex> l(service_->streams_mu_);
       service_->scans_.erase(this);
     }
+    ReleaseBuffer();  // a Finish after a failed fill leaves the reservation
     nokv_iter_close(iter_);
     if (snap_ != nullptr) nokv_snapshot_release(service_->db_, snap_);
     delete this;
@@ -303,12 +334,21 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
     SendNext();
   }
 
+  void ReleaseBuffer() {
+    if (reserved_ != 0) service_->ReleaseScanBytes(std::exchange(reserved_, 0));
+  }
+
   // On a worker: fills one chunk from the iterator and writes it, or finishes
-  // the stream. Nothing touches the reactor after StartWrite or Finish: its
-  // OnWriteDone or OnDone may already be running.
+  // the stream; or, if other scans hold the buffer budget, queues the scan to
+  // be resumed (here again) when they release it. Nothing touches the reactor
+  // after StartWrite, Finish or queueing: its OnWriteDone, OnDone or resumption
+  // may already be running.
   void SendNext() {
+    wanted_ = NextChunkBytes(iter_, chunk_bytes_);
+    if (!service_->ReserveScanBytes(this, wanted_)) return;
+    reserved_ = wanted_;
     resp_.Clear();
-    FillScanChunk(iter_, resp_.mutable_kvs(), service_->options_.scan_chunk_bytes, limit_, &sent_);
+    FillScanChunk(iter_, resp_.mutable_kvs(), chunk_bytes_, limit_, &sent_);
     if (int rc = nokv_iter_status(iter_); rc != NOKV_OK) {
       Finish(EngineError(rc));
       return;
@@ -336,6 +376,9 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
   uint32_t sent_ = 0;
   uint64_t chunks_ = 0;
   uint64_t read_ts_ = 0;
+  size_t chunk_bytes_;    // key+value bytes the next message may carry
+  size_t wanted_ = 0;     // what the next message will hold at most (a pair may pass chunk_bytes_)
+  size_t reserved_ = 0;   // of scan_buffer_bytes, held by the outstanding message
   nokv_snapshot* snap_ = nullptr;
   nokv_iter* iter_ = nullptr;
   nokv::v1::ScanResponse resp_;
@@ -366,6 +409,56 @@ void KvService::ExpireScan(ScanReactor* scan, std::chrono::steady_clock::time_po
 size_t KvService::open_scans() {
   std::lock_guard<std::mutex> l(streams_mu_);
   return scans_.size();
+}
+
+bool KvService::ReserveScanBytes(ScanReactor* scan, size_t n) {
+  std::lock_guard<std::mutex> l(scan_budget_mu_);
+  if (scan_buffered_ != 0 && scan_buffered_ + n > options_.scan_buffer_bytes) {
+    scans_queued_.push_back(scan);
+    return false;
+  }
+  scan_buffered_ += n;
+  return true;
+}
+
+void KvService::ReleaseScanBytes(size_t n) {
+  std::vector<ScanReactor*> resume;
+  {
+    std::lock_guard<std::mutex> l(scan_budget_mu_);
+    scan_buffered_ -= n;
+    // Resume in arrival order as many as the room holds (with nothing held,
+    // at least the first: it may be larger than the whole budget). Each
+    // reserves when it runs, and queues again if others took the room first;
+    // a scan is queued only while another holds bytes, whose release comes
+    // back here.
+    size_t room = options_.scan_buffer_bytes - std::min(scan_buffered_, options_.scan_buffer_bytes);
+    while (!scans_queued_.empty()) {
+      size_t want = scans_queued_.front()->next_chunk_bytes();
+      if (want > room && !(resume.empty() && scan_buffered_ == 0)) break;
+      resume.push_back(scans_queued_.front());
+      scans_queued_.pop_front();
+      room -= std::min(room, want);
+    }
+  }
+  for (ScanReactor* s : resume) workers_.Submit([s] { s->Resume(); });
+}
+
+bool KvService::UnqueueScan(ScanReactor* scan) {
+  std::lock_guard<std::mutex> l(scan_budget_mu_);
+  auto it = std::find(scans_queued_.begin(), scans_queued_.end(), scan);
+  if (it == scans_queued_.end()) return false;
+  scans_queued_.erase(it);
+  return true;
+}
+
+size_t KvService::scan_buffered_bytes() {
+  std::lock_guard<std::mutex> l(scan_budget_mu_);
+  return scan_buffered_;
+}
+
+size_t KvService::scans_waiting() {
+  std::lock_guard<std::mutex> l(scan_budget_mu_);
+  return scans_queued_.size();
 }
 
 bool KvService::ReserveTxnBytes(size_t n) {

@@ -8,10 +8,15 @@
 //
 // Scan (ServerWriteReactor) reads the next chunk only once the previous one was
 // handed to the transport, so a slow client slows the scan instead of making
-// the server buffer the range. Txn (txn_stream.cc) is a bidi stream that runs
-// one request at a time. A reaper thread rolls back transactions left idle and
-// cancels scans whose client stopped reading, and ends any stream past its
-// lifetime: a stream pins a snapshot (memtables, versions, value-log segments),
+// the server buffer the range. What a scan holds in its one message is bounded
+// twice: a stream's messages start small and double with each one its client
+// takes (up to scan_chunk_bytes), so a client that never reads costs a small
+// chunk; and all scans together hold at most scan_buffer_bytes in messages not
+// yet taken, past which a scan waits for another's message to be taken.
+//
+// Txn (txn_stream.cc) is a bidi stream that runs one request at a time. A
+// reaper thread rolls back transactions left idle and cancels scans whose
+// client stopped reading, and ends any stream past its lifetime: a stream pins a snapshot (memtables, versions, value-log segments),
 // so none may live unbounded. A stream with a write outstanding cannot be
 // finished with a status (one write in flight, and Finish counts as one): it is
 // cancelled, and the client sees CANCELLED.
@@ -22,6 +27,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -39,6 +45,9 @@ namespace nokv::service {
 struct ServiceOptions {
   bool force_sync = false;           // every write fsyncs, whatever the request says
   size_t scan_chunk_bytes = 256 << 10;  // key+value bytes per ScanResponse (at least one pair)
+  size_t scan_first_chunk_bytes = 4 << 10;   // a stream's first message; each later one doubles
+  size_t scan_buffer_bytes = 64 << 20;  // key+value bytes all scans hold in messages not yet
+                                        // taken by the transport; past it a scan waits
   std::string data_dir;              // reported by Stats
   uint32_t txn_idle_timeout_ms = 30000;  // an open transaction idle this long is rolled back
   size_t max_txns = 1024;                // open Txn streams; more are RESOURCE_EXHAUSTED
@@ -84,6 +93,10 @@ class KvService final
   // Txn and Scan streams open now.
   size_t open_txns();
   size_t open_scans();
+  // Key+value bytes in Scan messages not yet taken by the transport, and the
+  // scans waiting for that to drop below scan_buffer_bytes.
+  size_t scan_buffered_bytes();
+  size_t scans_waiting();
   // For a graceful shutdown: transactions still open at `when` are rolled back
   // and their streams end with UNAVAILABLE (instead of the transport's cancel),
   // so a client can tell that it should retry elsewhere.
@@ -98,6 +111,15 @@ class KvService final
   void ReapStreams();
   // REQUIRES: streams_mu_ held (kv_service.cc, where a scan is complete).
   static void ExpireScan(ScanReactor* scan, std::chrono::steady_clock::time_point now);
+  // Reserves n bytes of scan_buffer_bytes for scan's next message; false (and
+  // the scan is queued, to be resumed by ReleaseScanBytes) if that would pass
+  // the budget while other scans' messages hold some of it. A scan alone may
+  // pass it: the one pair a message must carry can be larger than the budget.
+  bool ReserveScanBytes(ScanReactor* scan, size_t n);
+  // Returns n reserved bytes, and resumes the queued scans that now fit.
+  void ReleaseScanBytes(size_t n);
+  // Drops scan from the queue; false if it was not queued.
+  bool UnqueueScan(ScanReactor* scan);
   // Accounts n more bytes buffered by transactions; false (nothing accounted)
   // if that would pass txn_buffer_bytes.
   bool ReserveTxnBytes(size_t n);
@@ -110,6 +132,11 @@ class KvService final
   std::atomic<uint64_t> streams_expired_{0};  // ended by a timeout or the lifetime
   std::atomic<uint64_t> streams_refused_{0};  // refused by max_txns, max_scans or the buffer cap
   std::mutex checkpoint_mu_;
+
+  // scan_buffer_bytes accounting. Lock order: streams_mu_ before scan_budget_mu_.
+  std::mutex scan_budget_mu_;
+  size_t scan_buffered_ = 0;
+  std::deque<ScanReactor*> scans_queued_;
 
   // Open streams, for the reaper and the limits. Lock order: streams_mu_ before
   // a reactor's own mutex.
@@ -128,11 +155,16 @@ class KvService final
 grpc::Status CheckScanBounds(const std::string& start, const std::string& end,
                              const std::string& prefix);
 
-// Moves pairs from iter into kvs until they hold chunk_bytes of keys and values
-// (at least one pair), the iterator ends, or *sent reaches limit (0: none).
-// Returns whether the scan has more to send; check nokv_iter_status after.
+// Moves pairs from iter into kvs while they hold at most chunk_bytes of keys and
+// values (at least one pair, however large), until the iterator ends or *sent
+// reaches limit (0: none). Returns whether the scan has more to send; check
+// nokv_iter_status after.
 bool FillScanChunk(nokv_iter* iter, google::protobuf::RepeatedPtrField<nokv::v1::KeyValue>* kvs,
                    size_t chunk_bytes, uint32_t limit, uint32_t* sent);
+
+// The most key+value bytes FillScanChunk will move next: chunk_bytes, or the
+// next pair's size if that is larger.
+size_t NextChunkBytes(nokv_iter* iter, size_t chunk_bytes);
 
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";

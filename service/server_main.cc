@@ -30,7 +30,13 @@ ABSL_FLAG(uint64_t, value_threshold, 1024,
           "values of at least this many bytes go to the value log (0: none)");
 ABSL_FLAG(uint64_t, vlog_segment_bytes, 256 << 20, "value log segment size");
 ABSL_FLAG(double, vlog_gc_ratio, 0.5, "garbage share at which a value log segment is collected");
-ABSL_FLAG(uint64_t, scan_chunk_bytes, 256 << 10, "key+value bytes per Scan response message");
+ABSL_FLAG(uint64_t, scan_chunk_bytes, 256 << 10,
+          "key+value bytes per Scan response message, once the client keeps up");
+ABSL_FLAG(uint64_t, scan_first_chunk_bytes, 4 << 10,
+          "key+value bytes in a Scan's first message; each one the client takes doubles the next");
+ABSL_FLAG(uint64_t, scan_buffer_bytes, 64 << 20,
+          "key+value bytes all Scans may hold in messages clients have not taken; past it a "
+          "Scan waits");
 ABSL_FLAG(uint32_t, txn_idle_timeout_ms, 30000,
           "roll back a transaction whose stream is idle this long (DEADLINE_EXCEEDED)");
 ABSL_FLAG(uint64_t, max_txns, 1024, "open Txn streams allowed (more: RESOURCE_EXHAUSTED)");
@@ -117,6 +123,8 @@ int main(int argc, char** argv) {
   config.max_message_bytes = opts.max_value_size + opts.max_key_size + (1 << 20);
   config.service.force_sync = absl::GetFlag(FLAGS_sync);
   config.service.scan_chunk_bytes = absl::GetFlag(FLAGS_scan_chunk_bytes);
+  config.service.scan_first_chunk_bytes = absl::GetFlag(FLAGS_scan_first_chunk_bytes);
+  config.service.scan_buffer_bytes = absl::GetFlag(FLAGS_scan_buffer_bytes);
   config.service.data_dir = data_dir;
   config.service.txn_idle_timeout_ms = absl::GetFlag(FLAGS_txn_idle_timeout_ms);
   config.service.max_txns = absl::GetFlag(FLAGS_max_txns);

@@ -320,20 +320,25 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
     nokv_iter_seek_first(iter_);
     scan_limit_ = scan.limit();
     scan_sent_ = 0;
+    // As a Scan stream's: small first, doubling as the client takes them.
+    const ServiceOptions& o = service_->options_;
+    scan_chunk_bytes_ = std::max<size_t>(1, std::min(o.scan_first_chunk_bytes, o.scan_chunk_bytes));
     SendScanChunk();
   }
 
   void ContinueScan() {
     resp_.Clear();
     resp_.set_read_ts(nokv_txn_read_ts(txn_));
+    scan_chunk_bytes_ =
+        std::max<size_t>(1, std::min(scan_chunk_bytes_ * 2, service_->options_.scan_chunk_bytes));
     SendScanChunk();
   }
 
   // One chunk of the scan; the iterator is closed with the last one.
   void SendScanChunk() {
     nokv::v1::TxnScanChunk* chunk = resp_.mutable_scan();
-    bool more = FillScanChunk(iter_, chunk->mutable_kvs(), service_->options_.scan_chunk_bytes,
-                              scan_limit_, &scan_sent_);
+    bool more = FillScanChunk(iter_, chunk->mutable_kvs(), scan_chunk_bytes_, scan_limit_,
+                              &scan_sent_);
     int rc = nokv_iter_status(iter_);
     if (rc != NOKV_OK || !more) {
       nokv_iter_close(iter_);
@@ -366,6 +371,7 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
   nokv_iter* iter_ = nullptr;  // an unfinished scan
   uint32_t writes_ = 0;
   uint32_t scan_limit_ = 0, scan_sent_ = 0;
+  size_t scan_chunk_bytes_ = 0;  // key+value bytes the scan's next chunk may carry
 };
 
 grpc::ServerBidiReactor<TxnRequest, TxnResponse>* KvService::Txn(

@@ -63,12 +63,15 @@ def wait_until(cond, timeout=10.0):
     return cond()
 
 
-class Adversarial(unittest.TestCase):
+class ServerCase(unittest.TestCase):
+    """One real server (started with cls.flags) for the class's tests."""
+    flags = FLAGS
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.proc = subprocess.Popen(
-            [SERVER, "--listen=127.0.0.1:0", "--data_dir=" + cls.tmp.name + "/d", *FLAGS],
+            [SERVER, "--listen=127.0.0.1:0", "--data_dir=" + cls.tmp.name + "/d", *cls.flags],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = cls.proc.stdout.readline()
         if "listening on" not in line:
@@ -102,6 +105,9 @@ class Adversarial(unittest.TestCase):
 
     def counter(self, name):
         return self.kv.Stats(kv_pb2.StatsRequest(), timeout=10).counters[name]
+
+
+class Adversarial(ServerCase):
 
     # ---- limits ----
 
@@ -210,9 +216,8 @@ class Adversarial(unittest.TestCase):
             it = self.kv.Scan(kv_pb2.ScanRequest(prefix=b"s"), timeout=60)
             next(it)  # open, then never read again
             frozen.append(it)
-        with self.assertRaises(grpc.RpcError) as e:
-            next(self.kv.Scan(kv_pb2.ScanRequest(prefix=b"s"), timeout=10))
-        self.assertEqual(e.exception.code(), C.RESOURCE_EXHAUSTED)
+        # (ScanBuffers checks --max_scans: here the idle timeout is too short
+        # to be sure all four are still open when a fifth arrives.)
         # The idle timeout cancels the frozen ones and releases their snapshots.
         self.assertTrue(wait_until(lambda: self.counter("scans_open") == 0))
         self.assertTrue(wait_until(lambda: self.counter("live_snapshots") == 0))
@@ -287,6 +292,89 @@ class Adversarial(unittest.TestCase):
         self.assertLess(took, GRACE_S + 5)
         q.put(None)
         scan.cancel()
+
+
+class ScanBuffers(ServerCase):
+    """What unread scans may hold: a scan's first message is small, and all
+    scans together hold at most --scan_buffer_bytes in messages their clients
+    have not taken; past it a scan waits, and resumes when room is made."""
+    BUDGET = 64 << 10
+    PAIR = 20000 + 6  # value and key bytes
+    flags = ["--scan_first_chunk_bytes=4096", "--scan_chunk_bytes=%d" % (64 << 10),
+             "--scan_buffer_bytes=%d" % BUDGET, "--scan_idle_timeout_ms=60000", "--max_scans=5"]
+
+    def test_unread_scans_are_bounded_and_resume(self):
+        for i in range(100):
+            self.kv.Put(kv_pb2.PutRequest(key=b"s%05d" % i, value=b"s" * 20000), timeout=10)
+        # A client with a 1 KB receive window takes almost nothing.
+        slow = grpc.insecure_channel(self.address, options=[("grpc.http2.lookahead_bytes", 1024),
+                                                            ("grpc.http2.bdp_probe", 0)])
+        kv = kv_pb2_grpc.KVStub(slow)
+        scans = [kv.Scan(kv_pb2.ScanRequest(prefix=b"s"), timeout=60) for _ in range(5)]
+        # Each holds one message of one pair (its first chunk is smaller than a
+        # pair): three fit the budget, the other two wait.
+        self.assertTrue(wait_until(lambda: self.counter("scans_waiting") == 2),
+                        "waiting %d" % self.counter("scans_waiting"))
+        self.assertEqual(self.counter("scans_open"), 5)
+        self.assertEqual(self.counter("scan_buffered_bytes"), 3 * self.PAIR)
+        # Waiting scans count against --max_scans.
+        with self.assertRaises(grpc.RpcError) as e:
+            next(self.kv.Scan(kv_pb2.ScanRequest(prefix=b"s"), timeout=10))
+        self.assertEqual(e.exception.code(), C.RESOURCE_EXHAUSTED)
+        # Reading them all to the end: the waiting ones resume, nothing is lost
+        # or repeated, and the budget holds throughout.
+        results = [None] * len(scans)
+
+        def read(i):
+            results[i] = [kv.key for r in scans[i] for kv in r.kvs]
+
+        readers = [threading.Thread(target=read, args=(i,)) for i in range(len(scans))]
+        for t in readers:
+            t.start()
+        while any(t.is_alive() for t in readers):
+            self.assertLessEqual(self.counter("scan_buffered_bytes"), self.BUDGET)
+            time.sleep(0.01)  # sampling interval, not synchronisation
+        for t in readers:
+            t.join()
+        for keys in results:
+            self.assertEqual(keys, [b"s%05d" % i for i in range(100)])
+        self.assertTrue(wait_until(lambda: self.counter("scan_buffered_bytes") == 0))
+        self.assertEqual(self.counter("scans_waiting"), 0)
+        self.assertTrue(wait_until(lambda: self.counter("scans_open") == 0))
+        slow.close()
+
+    def test_messages_start_small_and_grow_as_the_client_reads(self):
+        for i in range(2000):
+            self.kv.Put(kv_pb2.PutRequest(key=b"g%05d" % i, value=b"g" * 100), timeout=10)
+        slow = grpc.insecure_channel(self.address, options=[("grpc.http2.lookahead_bytes", 1024),
+                                                            ("grpc.http2.bdp_probe", 0)])
+        scan = kv_pb2_grpc.KVStub(slow).Scan(kv_pb2.ScanRequest(prefix=b"g"), timeout=60)
+        # Unread, the scan holds one first-sized message.
+        self.assertTrue(wait_until(lambda: self.counter("scan_buffered_bytes") == 4096))
+        sizes = [sum(len(kv.key) + len(kv.value) for kv in r.kvs) for r in scan]
+        self.assertEqual(sum(sizes), 2000 * 106)
+        self.assertLessEqual(sizes[0], 4096)
+        self.assertTrue(all(s <= 64 << 10 for s in sizes))
+        # Doubling: 4, 8, 16, 32, then 64 KiB messages (less what a pair leaves).
+        for i, s in enumerate(sizes[:-1]):
+            self.assertGreater(s, min(4096 << i, 64 << 10) - 106, sizes)
+        slow.close()
+
+    def test_waiting_scans_end_when_cancelled(self):
+        for i in range(100):
+            self.kv.Put(kv_pb2.PutRequest(key=b"c%05d" % i, value=b"c" * 20000), timeout=10)
+        slow = grpc.insecure_channel(self.address, options=[("grpc.http2.lookahead_bytes", 1024),
+                                                            ("grpc.http2.bdp_probe", 0)])
+        kv = kv_pb2_grpc.KVStub(slow)
+        scans = [kv.Scan(kv_pb2.ScanRequest(prefix=b"c"), timeout=60) for _ in range(5)]
+        self.assertTrue(wait_until(lambda: self.counter("scans_waiting") == 2))
+        for s in scans:
+            s.cancel()
+        self.assertTrue(wait_until(lambda: self.counter("scans_open") == 0))
+        self.assertEqual(self.counter("scans_waiting"), 0)
+        self.assertEqual(self.counter("scan_buffered_bytes"), 0)
+        self.assertEqual(self.counter("live_snapshots"), 0)
+        slow.close()
 
 
 if __name__ == "__main__":
