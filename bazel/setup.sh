@@ -30,6 +30,7 @@ librocksdb-dev           7.8.
 libleveldb-dev           1.23
 golang-go                1.19
 golang-github-dgraph-io-badger-dev 2.2007.
+etcd-server              3.4.
 "
 
 upstream_version() {  # installed version of $1 without epoch and Debian revision

@@ -451,9 +451,9 @@ TEST_F(TxnStreamTest, TransactionsEndAtTheStreamLifetime) {
     o->max_stream_lifetime_ms = 400;
     o->txn_idle_timeout_ms = 10000;
   });
+  auto began = std::chrono::steady_clock::now();  // before the stream: its lifetime starts there
   TxnStream t(stub_.get());
   ASSERT_TRUE(t.Put("chatty", "v"));
-  auto began = std::chrono::steady_clock::now();
   std::string got;
   while ((got = t.Get("chatty")) != "<ended>") {
     ASSERT_EQ(got, "v");

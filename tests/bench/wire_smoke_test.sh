@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# wire_bench.sh on a tiny run: every target and operation once, at one
+# concurrency, with the binaries Bazel built. Checks that the pipeline runs,
+# no call fails, and the table has every row and ratio; not how fast.
+set -euo pipefail
+runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
+export WIRE_SERVER="$runfiles/service/nokv_server" WIRE_LOAD="$runfiles/tests/bench/wire_load"
+export BENCH_OUT="$TEST_TMPDIR/wire"
+bash "$runfiles/tests/bench/wire_bench.sh" --seconds 0.3 --repeat 1 --concurrency 4 --keys 500 \
+  > "$TEST_TMPDIR/out.txt"
+cat "$TEST_TMPDIR/out.txt"
+for row in "put | 4 | nokv-sync" "put | 4 | etcd" "get | 4 | etcd-serializable" \
+           "get | 4 | nokv-async" "scan | 4 | nokv-async" "txn | 4 | nokv-sync"; do
+  grep -q "^| $row | 1 | [0-9]" "$TEST_TMPDIR/out.txt" || { echo "no row: $row"; exit 1; }
+done
+grep -q "^| put | 4 | nokv-sync vs etcd | [0-9.]*× | [0-9.]*× |" "$TEST_TMPDIR/out.txt" ||
+  { echo "no ratio of sync puts to etcd"; exit 1; }
+# Every run: no errors, and the server's CPU was read.
+/usr/bin/python3 - "$BENCH_OUT/wire.jsonl" <<'PY'
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+assert len(runs) >= 12, len(runs)
+for r in runs:
+    assert r["errors"] == 0, r
+    assert r["ok"] > 0, r
+    assert "server_cpu_us_per_call" in r, r
+PY
+echo "wire benchmark pipeline ok"

@@ -1,0 +1,60 @@
+"""Tables from wire_load's JSON lines (wire_bench.sh): every row the median of
+its runs, then NoKV-C's ratios to etcd at each concurrency.
+
+Usage: wire_table.py wire.jsonl
+"""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+FIELDS = [("ops_per_s", "ops/s", "%.0f"), ("p50_us", "p50 µs", "%.0f"), ("p99_us", "p99 µs", "%.0f"),
+          ("p999_us", "p99.9 µs", "%.0f"), ("max_us", "max µs", "%.0f"),
+          ("server_cpu_us_per_call", "server CPU µs/call", "%.1f"),
+          ("client_cpu_us_per_call", "client CPU µs/call", "%.1f"),
+          ("writes_per_group", "writes/group", "%.1f")]
+
+
+def main(path):
+    runs = defaultdict(list)
+    for line in open(path):
+        r = json.loads(line)
+        if r["op"] != "load":
+            runs[(r["op"], r["concurrency"], r["label"])].append(r)
+
+    def med(key, field):
+        vals = [r[field] for r in runs.get(key, []) if field in r]
+        return statistics.median(vals) if vals else None
+
+    print("| op | concurrency | server | runs | " + " | ".join(h for _, h, _ in FIELDS) + " | errors |")
+    print("|---|---:|---|---:|" + "---:|" * len(FIELDS) + "---:|")
+    for key in sorted(runs, key=lambda k: (k[0], k[1], k[2])):
+        op, c, label = key
+        cells = []
+        for f, _, fmt in FIELDS:
+            v = med(key, f)
+            cells.append(fmt % v if v is not None else "")
+        errors = sum(r["errors"] for r in runs[key])
+        print("| %s | %d | %s | %d | %s | %d |" % (op, c, label, len(runs[key]), " | ".join(cells), errors))
+
+    # Ratios: throughput (higher is better) and server CPU per call (lower).
+    pairs = [("put", "nokv-sync", "etcd"), ("put", "nokv-async", "etcd"),
+             ("get", "nokv-async", "etcd-serializable"), ("get", "nokv-async", "etcd"),
+             ("scan", "nokv-async", "etcd-serializable"), ("scan", "nokv-async", "etcd")]
+    rows = []
+    for op, a, b in pairs:
+        for c in sorted({k[1] for k in runs if k[0] == op}):
+            ta, tb = med((op, c, a), "ops_per_s"), med((op, c, b), "ops_per_s")
+            ca, cb = med((op, c, a), "server_cpu_us_per_call"), med((op, c, b), "server_cpu_us_per_call")
+            if ta and tb:
+                cpu = "%.2f×" % (ca / cb) if ca and cb else ""
+                rows.append("| %s | %d | %s vs %s | %.2f× | %s |" % (op, c, a, b, ta / tb, cpu))
+    if rows:
+        print()
+        print("| op | concurrency | compared | throughput ratio | server CPU per call ratio |")
+        print("|---|---:|---|---:|---:|")
+        print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
