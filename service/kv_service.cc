@@ -104,9 +104,38 @@ KvService::~KvService() {
   reaper_.join();
 }
 
-grpc::Status KvService::Get(grpc::ServerContext*, const nokv::v1::GetRequest* req,
-                            nokv::v1::GetResponse* resp) {
-  if (auto s = RequireKey(req->key()); !s.ok()) return s;
+namespace {
+
+grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* ctx, grpc::Status s) {
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  r->Finish(std::move(s));
+  return r;
+}
+
+// A write queued with nokv_write_async, until its completion.
+template <typename Response>
+struct PendingWrite {
+  grpc::ServerUnaryReactor* reactor;
+  nokv_batch* batch;
+  Response* resp;
+
+  static void Done(void* arg, int rc, uint64_t ts, const char* msg) {
+    auto* w = static_cast<PendingWrite*>(arg);
+    grpc::ServerUnaryReactor* r = w->reactor;
+    if (rc == NOKV_OK) w->resp->set_commit_ts(ts);
+    grpc::Status s = rc == NOKV_OK ? grpc::Status::OK : ToGrpcStatus(rc, msg);
+    nokv_batch_free(w->batch);
+    delete w;
+    r->Finish(std::move(s));
+  }
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
+                                         const nokv::v1::GetRequest* req,
+                                         nokv::v1::GetResponse* resp) {
+  if (auto s = RequireKey(req->key()); !s.ok()) return Finished(ctx, s);
   nokv_read_options ro;
   nokv_read_options_init(&ro);
   // With no read_ts the engine reads at the latest timestamp it can serve (never
@@ -121,39 +150,66 @@ grpc::Status KvService::Get(grpc::ServerContext*, const nokv::v1::GetRequest* re
   resp->set_read_ts(served);
   if (rc == NOKV_ENOTFOUND) {
     resp->set_found(false);
-    return grpc::Status::OK;
+    return Finished(ctx, grpc::Status::OK);
   }
-  if (rc != NOKV_OK) return EngineError(rc);
+  if (rc != NOKV_OK) return Finished(ctx, EngineError(rc));
   resp->set_found(true);
   resp->set_value(static_cast<const char*>(val), len);
   resp->set_commit_ts(ts);
   nokv_free(val);
-  return grpc::Status::OK;
+  return Finished(ctx, grpc::Status::OK);
 }
 
-grpc::Status KvService::Put(grpc::ServerContext*, const nokv::v1::PutRequest* req,
-                            nokv::v1::PutResponse* resp) {
-  if (auto s = RequireKey(req->key()); !s.ok()) return s;
-  nokv_write_options wo{};
-  wo.sync = options_.force_sync || req->sync();
-  uint64_t ts = 0;
-  int rc = nokv_put(db_, &wo, req->key().data(), req->key().size(), req->value().data(),
-                    req->value().size(), &ts);
-  if (rc != NOKV_OK) return EngineError(rc);
-  resp->set_commit_ts(ts);
-  return grpc::Status::OK;
+template <typename Response>
+grpc::ServerUnaryReactor* KvService::WriteAsync(grpc::CallbackServerContext* ctx,
+                                                nokv_batch* batch, bool sync, Response* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto* w = new PendingWrite<Response>{reactor, batch, resp};
+  nokv_write_options wo;
+  nokv_write_options_init(&wo);
+  wo.sync = options_.force_sync || sync;
+  // On NOKV_OK the completion owns w (and may already have run).
+  if (int rc = nokv_write_async(db_, &wo, batch, &PendingWrite<Response>::Done, w);
+      rc != NOKV_OK) {
+    grpc::Status s = EngineError(rc);
+    nokv_batch_free(batch);
+    delete w;
+    reactor->Finish(std::move(s));
+  }
+  return reactor;
 }
 
-grpc::Status KvService::Delete(grpc::ServerContext*, const nokv::v1::DeleteRequest* req,
-                               nokv::v1::DeleteResponse* resp) {
-  if (auto s = RequireKey(req->key()); !s.ok()) return s;
-  nokv_write_options wo{};
-  wo.sync = options_.force_sync || req->sync();
-  uint64_t ts = 0;
-  int rc = nokv_delete(db_, &wo, req->key().data(), req->key().size(), &ts);
-  if (rc != NOKV_OK) return EngineError(rc);
-  resp->set_commit_ts(ts);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
+                                         const nokv::v1::PutRequest* req,
+                                         nokv::v1::PutResponse* resp) {
+  if (auto s = RequireKey(req->key()); !s.ok()) return Finished(ctx, s);
+  nokv_batch* b = nullptr;
+  int rc = nokv_batch_new(&b);
+  if (rc == NOKV_OK) {
+    rc = nokv_batch_put(b, req->key().data(), req->key().size(), req->value().data(),
+                        req->value().size());
+  }
+  if (rc != NOKV_OK) {
+    grpc::Status s = EngineError(rc);
+    nokv_batch_free(b);
+    return Finished(ctx, s);
+  }
+  return WriteAsync(ctx, b, req->sync(), resp);
+}
+
+grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
+                                            const nokv::v1::DeleteRequest* req,
+                                            nokv::v1::DeleteResponse* resp) {
+  if (auto s = RequireKey(req->key()); !s.ok()) return Finished(ctx, s);
+  nokv_batch* b = nullptr;
+  int rc = nokv_batch_new(&b);
+  if (rc == NOKV_OK) rc = nokv_batch_delete(b, req->key().data(), req->key().size());
+  if (rc != NOKV_OK) {
+    grpc::Status s = EngineError(rc);
+    nokv_batch_free(b);
+    return Finished(ctx, s);
+  }
+  return WriteAsync(ctx, b, req->sync(), resp);
 }
 
 grpc::Status KvService::Stats(grpc::ServerContext*, const nokv::v1::StatsRequest*,

@@ -1,7 +1,11 @@
 // The nokv.v1.KV service: a thin translation from protobuf to the C API.
 //
-// Unary RPCs use the synchronous API: a write with sync=true blocks on fsync,
-// and the sync server's thread pool is made for blocking handlers. The streams
+// Get, Put and Delete use the callback API with no thread handoff: a Get runs
+// in gRPC's reaction (an engine read does not wait on other requests), and a
+// write is queued with nokv_write_async, whose completion, on the engine's
+// commit thread, finishes the call; so every write in flight, synced or not,
+// can join one commit group, and no thread blocks per write. Stats and
+// Checkpoint, rare and slow, stay on the synchronous API. The streams
 // use the callback API, so that no thread is pinned per open stream, and run
 // their engine calls, which may block (a table read, a commit's fsync), on a
 // small pool of workers rather than in gRPC's reactions, which must not block.
@@ -64,20 +68,21 @@ struct ServiceOptions {
 };
 
 class KvService final
-    : public nokv::v1::KV::WithCallbackMethod_Txn<
-          nokv::v1::KV::WithCallbackMethod_Scan<nokv::v1::KV::Service>> {
+    : public nokv::v1::KV::WithCallbackMethod_Get<nokv::v1::KV::WithCallbackMethod_Put<
+          nokv::v1::KV::WithCallbackMethod_Delete<nokv::v1::KV::WithCallbackMethod_Txn<
+              nokv::v1::KV::WithCallbackMethod_Scan<nokv::v1::KV::Service>>>>> {
  public:
   // db is borrowed and must outlive the server. Destroy the service only after
   // the server has shut down (every stream has ended).
   KvService(nokv_db* db, ServiceOptions options);
   ~KvService() override;
 
-  grpc::Status Get(grpc::ServerContext*, const nokv::v1::GetRequest*,
-                   nokv::v1::GetResponse*) override;
-  grpc::Status Put(grpc::ServerContext*, const nokv::v1::PutRequest*,
-                   nokv::v1::PutResponse*) override;
-  grpc::Status Delete(grpc::ServerContext*, const nokv::v1::DeleteRequest*,
-                      nokv::v1::DeleteResponse*) override;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext*, const nokv::v1::GetRequest*,
+                                nokv::v1::GetResponse*) override;
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext*, const nokv::v1::PutRequest*,
+                                nokv::v1::PutResponse*) override;
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext*, const nokv::v1::DeleteRequest*,
+                                   nokv::v1::DeleteResponse*) override;
   grpc::Status Stats(grpc::ServerContext*, const nokv::v1::StatsRequest*,
                      nokv::v1::StatsResponse*) override;
   grpc::Status Checkpoint(grpc::ServerContext*, const nokv::v1::CheckpointRequest*,
@@ -105,6 +110,12 @@ class KvService final
  private:
   class ScanReactor;
   class TxnReactor;
+
+  // Queues batch (owned, freed once written) with nokv_write_async; the
+  // completion sets resp's commit_ts and finishes the call.
+  template <typename Response>
+  grpc::ServerUnaryReactor* WriteAsync(grpc::CallbackServerContext* ctx, nokv_batch* batch,
+                                       bool sync, Response* resp);
 
   // The reaper: ends transactions left idle, scans whose client stopped reading,
   // and streams past their lifetime.

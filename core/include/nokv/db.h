@@ -52,6 +52,23 @@ int nokv_delete(nokv_db *db, const nokv_write_options *wo, const void *key, size
 int nokv_write(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                uint64_t *commit_ts);
 
+/* The completion of nokv_write_async: rc is what nokv_write would have
+ * returned, commit_ts the write's timestamp (0 unless rc is NOKV_OK), msg the
+ * error message ("" on success; valid only during the call). */
+typedef void (*nokv_write_done)(void *arg, int rc, uint64_t commit_ts, const char *msg);
+
+/* Writes b as nokv_write does, without waiting: returns at once, and done(arg,
+ * ...) runs exactly once when the write is applied (and synced, with wo->sync)
+ * or has failed. b must stay alive and unchanged until done runs. Concurrent
+ * writes, async or not, are committed together in groups; no thread is needed
+ * per write in flight. done runs on the thread that led the write's group (the
+ * engine's commit thread, or a nokv_write caller) and must be quick: it must
+ * not block, nor write to this database. Returns NOKV_OK when queued; a batch
+ * nokv_write would refuse up front, or a database that is closing, fails here
+ * and done never runs. (An empty batch completes before this returns.) */
+int nokv_write_async(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                     nokv_write_done done, void *arg);
+
 /* Writes a consistent copy of the database as of one commit timestamp into
  * directory dst (created if missing; it must be empty). The copy opens as a
  * database of its own holding every write up to *ts (if ts is non-NULL) and none

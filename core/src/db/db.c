@@ -286,6 +286,7 @@ static void db_free(nokv_db *db) {
   pthread_mutex_destroy(&db->mu);
   pthread_mutex_destroy(&db->view_mu);
   pthread_cond_destroy(&db->idle);
+  pthread_cond_destroy(&db->commit_cv);
   pthread_cond_destroy(&db->bg_cv);
   pthread_cond_destroy(&db->room_cv);
   pthread_cond_destroy(&db->gc_cv);
@@ -383,6 +384,7 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   pthread_mutex_init(&db->mu, NULL);
   pthread_mutex_init(&db->view_mu, NULL);
   pthread_cond_init(&db->idle, NULL);
+  pthread_cond_init(&db->commit_cv, NULL);
   pthread_cond_init(&db->bg_cv, NULL);
   pthread_cond_init(&db->room_cv, NULL);
   pthread_cond_init(&db->gc_cv, NULL);
@@ -492,7 +494,11 @@ int nokv_close(nokv_db *db) {
   while (db->queue_head != NULL) {
     pthread_cond_wait(&db->idle, &db->mu);
   }
+  bool commit_started = db->commit_started;
+  db->commit_stop = true;
+  pthread_cond_signal(&db->commit_cv);
   pthread_mutex_unlock(&db->mu);
+  if (commit_started) pthread_join(db->commit_thread, NULL);
   nk_db_stop_background(db);
   /* Values before the log records that point at them. */
   int ret = nk_vlog_write(db->vlog, true);

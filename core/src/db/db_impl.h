@@ -94,6 +94,11 @@ struct nokv_db {
   pthread_cond_t idle;      /* signalled when the queue drains */
   struct nk_writer *queue_head, *queue_tail;
   bool closing;
+  /* The commit thread (write.c), started by the first nokv_write_async: leads
+   * the groups whose first writer is async. commit_cv wakes it (mu). */
+  pthread_t commit_thread;
+  bool commit_started, commit_stop;
+  pthread_cond_t commit_cv;
   int bg_error;             /* sticky: a failed log, flush or compaction stops writes */
   char bg_errmsg[256];
   nk_wal *wal;
@@ -255,6 +260,8 @@ int nk_db_write_txn(nokv_db *db, const nokv_write_options *wo, const nokv_batch 
 /* Compaction found dead value-log bytes: wake the GC thread. REQUIRES: mu not held. */
 void nk_db_gc_wanted(nokv_db *db);
 void *nk_db_gc_main(void *arg);
+/* The commit thread's body (write.c). */
+void *nk_db_commit_main(void *arg);
 
 /* ---- views (view.c) ---- */
 

@@ -9,6 +9,12 @@
  * The leader does the I/O without holding mu, so new writers can queue up behind
  * it and form the next group while the disk works.
  *
+ * nokv_write_async queues a writer that no thread waits for: when one reaches
+ * the front, the commit thread leads its group, and every such writer's
+ * completion runs once its group is done, outside mu, on whichever thread led
+ * the group. A server can then keep any number of writes in flight without a
+ * thread blocked on each, and they all join one group.
+ *
  * Before writing, the leader makes room (make_room): when the memtable is full it
  * seals it (switching to a new WAL segment) and queues it for the flush thread.
  * Writes are never refused for lack of room; they slow down (1 ms, once) when L0
@@ -41,8 +47,12 @@ typedef struct nk_writer {
   int rc;
   uint64_t ts;
   size_t framed_len;        /* of its WAL record's payload */
-  pthread_cond_t cv;
+  pthread_cond_t cv;        /* a waiting writer's; async ones have none */
   struct nk_writer *next;
+  /* nokv_write_async: no thread waits; done runs once the group is done. */
+  nokv_write_done done_fn;
+  void *done_arg;
+  struct nk_writer *done_next;  /* the completions one leader runs */
 } nk_writer;
 
 /* Memtable bytes applying b takes: a value at or past value_threshold goes to
@@ -368,9 +378,17 @@ static void record_plain_writes(nokv_db *db, nk_writer *first, nk_writer *last, 
   free(fps);
 }
 
+/* Copies the error message of w's group into w (a waiting follower or an async
+ * writer reads it there). */
+static void keep_why(nk_writer *w, const char *why) {
+  size_t n = strnlen(why, sizeof w->why - 1);
+  memcpy(w->why, why, n);
+  w->why[n] = '\0';
+}
+
 /* Runs one group as leader. REQUIRES: mu held, leader == queue_head. Returns with
- * mu held and the group's writers marked done. */
-static void lead_group(nokv_db *db, nk_writer *leader) {
+ * mu held and the group's writers marked done; returns the group's last writer. */
+static nk_writer *lead_group(nokv_db *db, nk_writer *leader) {
   int rc = db->closing ? nk_err(NOKV_ECLOSED, "database is closing") : NOKV_OK;
   if (rc == NOKV_OK) {
     rc = make_room(db, leader->mem_cost, leader->batch == NULL);
@@ -380,8 +398,9 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
     db->queue_head = leader->next;
     if (db->queue_head == NULL) db->queue_tail = NULL;
     leader->rc = rc;
+    if (rc != NOKV_OK && leader->done_fn != NULL) keep_why(leader, nokv_errmsg());
     leader->done = true;
-    return;
+    return leader;
   }
 
   /* Take followers while they fit the group's byte budget and the memtable, and
@@ -503,15 +522,12 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
   for (nk_writer *w = leader;;) {
     nk_writer *next = w->next;
     w->rc = w->conflicted ? NOKV_ECONFLICT : rc;
-    if (w != leader && rc != NOKV_OK) {
-      const char *why = rc == db->bg_error ? db->bg_errmsg : nokv_errmsg();
-      size_t n = strnlen(why, sizeof w->why - 1);
-      memcpy(w->why, why, n);
-      w->why[n] = '\0';
+    if ((w != leader || w->done_fn != NULL) && rc != NOKV_OK) {
+      keep_why(w, rc == db->bg_error ? db->bg_errmsg : nokv_errmsg());
     }
     if (w == leader && w->conflicted) nk_err(NOKV_ECONFLICT, "%s", w->refusal);
     w->done = true;
-    if (w != leader) pthread_cond_signal(&w->cv);
+    if (w != leader && w->done_fn == NULL) pthread_cond_signal(&w->cv);
     if (w == last) {
       db->queue_head = next;
       break;
@@ -519,6 +535,70 @@ static void lead_group(nokv_db *db, nk_writer *leader) {
     w = next;
   }
   if (db->queue_head == NULL) db->queue_tail = NULL;
+  return last;
+}
+
+/* Wakes whoever leads next: the writer now at the front, or the commit thread
+ * if that writer is async; with the queue empty, whoever waits for it to drain.
+ * REQUIRES: mu held. */
+static void wake_next_leader(nokv_db *db) {
+  nk_writer *head = db->queue_head;
+  if (head == NULL) {
+    pthread_cond_broadcast(&db->idle);
+  } else if (head->done_fn != NULL) {
+    pthread_cond_signal(&db->commit_cv);
+  } else {
+    pthread_cond_signal(&head->cv);
+  }
+}
+
+/* The async writers of the group [leader, last], in order, linked by done_next.
+ * REQUIRES: mu held (a waiting writer of the group returns, and its writer is
+ * gone, once mu is released). */
+static nk_writer *take_completions(nk_writer *leader, nk_writer *last) {
+  nk_writer *head = NULL, **tail = &head;
+  for (nk_writer *w = leader;; w = w->next) {
+    if (w->done_fn != NULL) {
+      *tail = w;
+      tail = &w->done_next;
+    }
+    if (w == last) break;
+  }
+  *tail = NULL;
+  return head;
+}
+
+/* Runs the completions and frees their writers. REQUIRES: mu not held. */
+static void run_completions(nk_writer *w) {
+  while (w != NULL) {
+    nk_writer *next = w->done_next;
+    const char *msg = w->rc == NOKV_OK ? "" : w->why[0] != '\0' ? w->why : nokv_strerror(w->rc);
+    w->done_fn(w->done_arg, w->rc, w->rc == NOKV_OK ? w->ts : 0, msg);
+    free(w);
+    w = next;
+  }
+}
+
+/* The commit thread (started by the first nokv_write_async): leads every group
+ * whose first writer is async. */
+void *nk_db_commit_main(void *arg) {
+  nokv_db *db = arg;
+  pthread_mutex_lock(&db->mu);
+  while (!db->commit_stop) {
+    nk_writer *head = db->queue_head;
+    if (head == NULL || head->done_fn == NULL) {
+      pthread_cond_wait(&db->commit_cv, &db->mu);
+      continue;
+    }
+    nk_writer *last = lead_group(db, head);
+    nk_writer *done = take_completions(head, last);
+    wake_next_leader(db);
+    pthread_mutex_unlock(&db->mu);
+    run_completions(done);
+    pthread_mutex_lock(&db->mu);
+  }
+  pthread_mutex_unlock(&db->mu);
+  return NULL;
 }
 
 /* Queues w and returns once its group is done (leading one if it gets to the
@@ -535,13 +615,10 @@ static int enqueue_and_wait(nokv_db *db, nk_writer *w) {
   while (!w->done && db->queue_head != w) {
     pthread_cond_wait(&w->cv, &db->mu);
   }
+  nk_writer *done = NULL;
   if (!w->done) {
-    lead_group(db, w);
-    if (db->queue_head != NULL) {
-      pthread_cond_signal(&db->queue_head->cv);  /* the next leader */
-    } else {
-      pthread_cond_broadcast(&db->idle);
-    }
+    done = take_completions(w, lead_group(db, w));
+    wake_next_leader(db);
   } else if (w->rc == NOKV_ECONFLICT) {
     nk_err(w->rc, "%s", w->refusal);
   } else if (w->rc != NOKV_OK) {
@@ -549,6 +626,11 @@ static int enqueue_and_wait(nokv_db *db, nk_writer *w) {
   }
   pthread_mutex_unlock(&db->mu);
   pthread_cond_destroy(&w->cv);
+  if (done != NULL) {  /* async writers that joined this group */
+    if (w->rc != NOKV_OK) keep_why(w, nokv_errmsg());
+    run_completions(done);
+    if (w->rc != NOKV_OK) nk_err(w->rc, "%s", w->why);
+  }
   return w->rc;
 }
 
@@ -587,6 +669,53 @@ int nokv_write(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                uint64_t *commit_ts) {
   nk_err_clear();
   return write_batch(db, wo, b, commit_ts);
+}
+
+int nokv_write_async(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                     nokv_write_done done, void *arg) {
+  nk_err_clear();
+  if (b == NULL || done == NULL) {
+    return nk_err(NOKV_EINVAL, "nokv_write_async needs a batch and a completion");
+  }
+  size_t cost = 0;
+  NK_RET(check_limits(db, b, &cost));
+  if (b->count == 0) {
+    done(arg, NOKV_OK, nk_oracle_read_ts(&db->oracle), "");
+    return NOKV_OK;
+  }
+  nk_writer *w = calloc(1, sizeof *w);
+  if (w == NULL) return nk_err(NOKV_ENOMEM, "out of memory queueing a write");
+  w->batch = b;
+  w->sync = wo != NULL && wo->sync;
+  w->mem_cost = cost;
+  w->done_fn = done;
+  w->done_arg = arg;
+  pthread_mutex_lock(&db->mu);
+  int rc = NOKV_OK;
+  if (db->closing) {
+    rc = nk_err(NOKV_ECLOSED, "database is closing");
+  } else if (!db->commit_started) {
+    int err = pthread_create(&db->commit_thread, NULL, nk_db_commit_main, db);
+    if (err != 0) {
+      rc = nk_err(NOKV_ENOMEM, "cannot start the commit thread: %s", strerror(err));
+    } else {
+      db->commit_started = true;
+    }
+  }
+  if (rc != NOKV_OK) {
+    pthread_mutex_unlock(&db->mu);
+    free(w);
+    return rc;
+  }
+  if (db->queue_tail != NULL) {
+    db->queue_tail->next = w;
+  } else {
+    db->queue_head = w;
+  }
+  db->queue_tail = w;
+  if (db->queue_head == w) pthread_cond_signal(&db->commit_cv);
+  pthread_mutex_unlock(&db->mu);
+  return NOKV_OK;
 }
 
 int nokv_put(nokv_db *db, const nokv_write_options *wo, const void *key, size_t klen,
