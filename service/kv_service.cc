@@ -43,6 +43,7 @@ grpc::Status RequireKey(const std::string& key) {
   X(vlog_segments) X(vlog_bytes) X(vlog_garbage_bytes) X(vlog_garbage_permille)             \
   X(vlog_bytes_written) X(vlog_reads) X(vlog_prefetches) X(gc_runs)                         \
   X(gc_segments_collected) X(gc_bytes_rewritten) X(gc_bytes_reclaimed)                      \
+  X(gc_idle_checks) X(gc_segments_measured)                                                 \
   X(vlog_validated_bytes) X(vlog_torn_bytes) X(wal_records_dangling)                       \
   X(wal_segments_replayed) X(tables_checked) X(vlog_segments_removed) X(recovery_micros)    \
   X(recovery_manifest_micros) X(recovery_table_check_micros) X(recovery_vlog_micros)        \
@@ -286,6 +287,34 @@ grpc::Status KvService::Checkpoint(grpc::ServerContext*, const nokv::v1::Checkpo
   if (int rc = nokv_checkpoint(db_, path.c_str(), &ts); rc != NOKV_OK) return EngineError(rc);
   resp->set_path(path);
   resp->set_commit_ts(ts);
+  return grpc::Status::OK;
+}
+
+grpc::Status KvService::Compact(grpc::ServerContext*, const nokv::v1::CompactRequest* req,
+                                nokv::v1::CompactResponse* resp) {
+  if (req->gc_ratio() < 0 || req->gc_ratio() >= 1) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "gc_ratio must be in [0, 1)");
+  }
+  auto disk_bytes = [this](uint64_t* out) {
+    nokv_statistics s;
+    int rc = nokv_stats(db_, &s);
+    *out = s.table_bytes + s.vlog_bytes;
+    return rc;
+  };
+  std::lock_guard<std::mutex> l(compact_mu_);
+  uint64_t before = 0, after = 0;
+  if (int rc = disk_bytes(&before); rc != NOKV_OK) return EngineError(rc);
+  if (int rc = nokv_compact(db_); rc != NOKV_OK) return EngineError(rc);
+  uint32_t collected = 0;
+  if (!req->skip_gc()) {
+    if (int rc = nokv_vlog_gc(db_, req->gc_ratio(), &collected); rc != NOKV_OK) {
+      return EngineError(rc);
+    }
+  }
+  if (int rc = disk_bytes(&after); rc != NOKV_OK) return EngineError(rc);
+  resp->set_segments_collected(collected);
+  resp->set_disk_bytes_before(before);
+  resp->set_disk_bytes_after(after);
   return grpc::Status::OK;
 }
 

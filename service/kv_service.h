@@ -87,6 +87,8 @@ class KvService final
                      nokv::v1::StatsResponse*) override;
   grpc::Status Checkpoint(grpc::ServerContext*, const nokv::v1::CheckpointRequest*,
                           nokv::v1::CheckpointResponse*) override;
+  grpc::Status Compact(grpc::ServerContext*, const nokv::v1::CompactRequest*,
+                       nokv::v1::CompactResponse*) override;
   grpc::ServerWriteReactor<nokv::v1::ScanResponse>* Scan(grpc::CallbackServerContext*,
                                                          const nokv::v1::ScanRequest*) override;
   grpc::ServerBidiReactor<nokv::v1::TxnRequest, nokv::v1::TxnResponse>* Txn(
@@ -143,6 +145,7 @@ class KvService final
   std::atomic<uint64_t> streams_expired_{0};  // ended by a timeout or the lifetime
   std::atomic<uint64_t> streams_refused_{0};  // refused by max_txns, max_scans or the buffer cap
   std::mutex checkpoint_mu_;
+  std::mutex compact_mu_;  // one Compact at a time
 
   // scan_buffer_bytes accounting. Lock order: streams_mu_ before scan_budget_mu_.
   std::mutex scan_budget_mu_;

@@ -31,6 +31,8 @@ ABSL_FLAG(uint64_t, value_threshold, 1024,
           "values of at least this many bytes go to the value log (0: none)");
 ABSL_FLAG(uint64_t, vlog_segment_bytes, 256 << 20, "value log segment size");
 ABSL_FLAG(double, vlog_gc_ratio, 0.5, "garbage share at which a value log segment is collected");
+ABSL_FLAG(uint32_t, vlog_gc_idle_ms, 10000,
+          "after this long with no write, measure the value log's garbage and collect it (0: never)");
 ABSL_FLAG(uint64_t, scan_chunk_bytes, 256 << 10,
           "key+value bytes per Scan response message, once the client keeps up");
 ABSL_FLAG(uint64_t, scan_first_chunk_bytes, 4 << 10,
@@ -108,6 +110,7 @@ int main(int argc, char** argv) {
   opts.value_threshold = absl::GetFlag(FLAGS_value_threshold);
   opts.value_log_segment_bytes = absl::GetFlag(FLAGS_vlog_segment_bytes);
   opts.value_log_gc_ratio = absl::GetFlag(FLAGS_vlog_gc_ratio);
+  opts.value_log_gc_idle_ms = absl::GetFlag(FLAGS_vlog_gc_idle_ms);
   opts.max_txn_conflict_bytes = absl::GetFlag(FLAGS_txn_conflict_bytes);
   opts.max_txn_reads = absl::GetFlag(FLAGS_txn_max_reads);
   nokv_db* db = nullptr;

@@ -263,6 +263,34 @@ static int cmd_checkpoint(const char *dir, const char *dst) {
   return 0;
 }
 
+/* ---- compact (the database must be closed) ---- */
+
+static int cmd_compact(const char *dir) {
+  nokv_options o;
+  nokv_options_init(&o);
+  o.create_if_missing = false;
+  nokv_db *db;
+  if (nokv_open(dir, &o, &db) != NOKV_OK) {
+    fprintf(stderr, "nokv: cannot open %s: %s\n", dir, nokv_errmsg());
+    return 1;
+  }
+  nokv_statistics before, after;
+  uint32_t collected = 0;
+  int rc = nokv_stats(db, &before);
+  if (rc == NOKV_OK) rc = nokv_compact(db);
+  if (rc == NOKV_OK) rc = nokv_vlog_gc(db, 0, &collected);
+  if (rc == NOKV_OK) rc = nokv_stats(db, &after);
+  if (rc != NOKV_OK) fprintf(stderr, "nokv: %s\n", nokv_errmsg());
+  int crc = nokv_close(db);  /* collected segments are deleted by now */
+  if (rc != NOKV_OK || crc != NOKV_OK) return 1;
+  printf("compacted %s\n", dir);
+  printf("  tables     %llu -> %llu bytes\n", (unsigned long long)before.table_bytes,
+         (unsigned long long)after.table_bytes);
+  printf("  value log  %llu -> %llu bytes (%u segments collected)\n",
+         (unsigned long long)before.vlog_bytes, (unsigned long long)after.vlog_bytes, collected);
+  return 0;
+}
+
 /* ---- repair (the database must be closed) ---- */
 
 static int cmd_repair(const char *dir) {
@@ -295,7 +323,9 @@ static int usage(void) {
           "       nokv vlog DIR [--verify]\n"
           "       nokv checkpoint DIR DEST   (opens DIR: not while a server uses it; use\n"
           "                                   the Checkpoint RPC there)\n"
-          "       nokv repair DIR            salvage a database that refuses to open\n");
+          "       nokv repair DIR            salvage a database that refuses to open\n"
+          "       nokv compact DIR           compact every level and collect the value log\n"
+          "                                  (not while a server uses it; use the Compact RPC)\n");
   return 2;
 }
 
@@ -304,6 +334,7 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "manifest") == 0 && argc == 3) return cmd_manifest(argv[2]);
   if (strcmp(argv[1], "checkpoint") == 0 && argc == 4) return cmd_checkpoint(argv[2], argv[3]);
   if (strcmp(argv[1], "repair") == 0 && argc == 3) return cmd_repair(argv[2]);
+  if (strcmp(argv[1], "compact") == 0 && argc == 3) return cmd_compact(argv[2]);
   if (strcmp(argv[1], "vlog") == 0 && argc == 3) return cmd_vlog(argv[2], false);
   if (strcmp(argv[1], "vlog") == 0 && argc == 4 && strcmp(argv[3], "--verify") == 0) {
     return cmd_vlog(argv[2], true);

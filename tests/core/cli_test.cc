@@ -127,4 +127,23 @@ TEST(Cli, CheckpointCopiesTheDatabase) {
   EXPECT_EQ(r.status, 1) << r.out;
 }
 
+TEST(Cli, CompactCollectsTheValueLog) {
+  TempDir dir;
+  Fill(dir.path());
+  Result r = RunCli("compact " + dir.path());
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("compacted " + dir.path()), std::string::npos) << r.out;
+  size_t at = r.out.find(" segments collected)");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  size_t start = r.out.rfind('(', at) + 1;
+  EXPECT_GE(std::stoul(r.out.substr(start, at - start)), 1u) << r.out;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK) << nokv_errmsg();
+  for (int i = 0; i < 40; i++) {
+    EXPECT_EQ(Get(db, "key" + std::to_string(i))->data, std::string(4096, i % 2 ? 'a' : 'b'));
+  }
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  EXPECT_EQ(RunCli("compact " + dir.file("missing")).status, 1);
+}
+
 }  // namespace

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <chrono>
 #include <vector>
 
 #include "db/batch_internal.h"
@@ -481,6 +483,57 @@ TEST(VlogGc, BackgroundGcRunsAfterCompactionReportsGarbage) {
   EXPECT_GT(s.gc_runs, 0u);
   EXPECT_GT(s.gc_segments_collected, collected);
   ExpectAllVersion(db, 100, 4000, 3);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// Overwritten values on a database that then goes idle: nothing compacts, so
+// no dead byte is ever reported, yet the space comes back without a call: the
+// idle check flushes, measures each sealed segment and collects the dead ones.
+TEST(VlogGc, IdleDatabaseMeasuresAndReclaimsOverwrittenValues) {
+  TempDir dir;
+  nokv_options o = GcOptions();
+  o.disable_auto_gc = false;
+  o.value_log_gc_bytes_per_sec = 0;
+  o.value_log_gc_idle_ms = 50;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  const int n = 100;
+  const size_t size = 4000;
+  for (int round = 0; round < 3; round++) ASSERT_EQ(PutRange(db, 0, n, size, round), NOKV_OK);
+  nokv_statistics s = Stats(db);
+  EXPECT_EQ(s.compactions, 0u);
+  EXPECT_EQ(s.vlog_garbage_bytes, 0u);  // nothing told the log what died
+  EXPECT_GT(s.vlog_bytes, 3u * n * size);
+  // Live: one version of each value, plus a segment's worth (the active one).
+  const uint64_t bound = 3 * n * (size + 64) / 2 + o.value_log_segment_bytes;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while ((s = Stats(db)).vlog_bytes > bound && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling the stats
+  }
+  EXPECT_LE(s.vlog_bytes, bound);
+  EXPECT_GE(s.gc_idle_checks, 1u);
+  EXPECT_GT(s.gc_segments_measured, 0u);
+  EXPECT_GT(s.gc_segments_collected, 0u);
+  ExpectAllVersion(db, n, size, 2);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  ExpectAllVersion(db, n, size, 2);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// Under a steady stream of writes the idle check never runs.
+TEST(VlogGc, NoIdleCheckWhileWritesKeepComing) {
+  TempDir dir;
+  nokv_options o = GcOptions();
+  o.disable_auto_gc = false;
+  o.value_log_gc_idle_ms = 500;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 300; i++) {
+    ASSERT_EQ(Put(db, Key(i % 50), BigValue(i % 50, 1000, i)), NOKV_OK);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the load's pace
+  }
+  EXPECT_EQ(Stats(db).gc_idle_checks, 0u);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 

@@ -28,10 +28,12 @@ class ServiceTest : public ::testing::Test {
 
   // Opens the engine in dir_ and serves it; tweak adjusts the service options.
   void Start(size_t memtable_bytes, size_t chunk = 4096,
-             const std::function<void(nokv::service::ServiceOptions*)>& tweak = nullptr) {
+             const std::function<void(nokv::service::ServiceOptions*)>& tweak = nullptr,
+             const std::function<void(nokv_options*)>& engine_tweak = nullptr) {
     nokv_options o;
     nokv_options_init(&o);
     o.memtable_max_bytes = memtable_bytes;
+    if (engine_tweak) engine_tweak(&o);
     ASSERT_EQ(nokv_open(dir_.path().c_str(), &o, &db_), NOKV_OK);
     nokv::service::ServerConfig config;
     config.listen = "127.0.0.1:0";

@@ -303,6 +303,42 @@ TEST_F(ServiceTest, StalledAndExcessScansAreBounded) {
 }
 
 // Checkpoint writes a copy under --backup_dir only, with a checked name.
+// Compact reclaims overwritten values' space on demand: tables compacted,
+// value-log segments past the ratio collected, every latest value kept.
+TEST_F(ServiceTest, CompactReclaimsSpaceOnDemand) {
+  Stop();
+  Start(256 << 20, 4096, nullptr, [](nokv_options* o) {
+    o->value_log_segment_bytes = 64 << 10;
+    o->disable_auto_gc = true;  // only the call collects
+  });
+  auto compact = [&](double ratio, bool skip_gc, CompactResponse* resp) {
+    ClientContext ctx;
+    CompactRequest req;
+    req.set_gc_ratio(ratio);
+    req.set_skip_gc(skip_gc);
+    return stub_->Compact(&ctx, req, resp);
+  };
+  CompactResponse resp;
+  EXPECT_EQ(compact(1.0, false, &resp).error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(compact(-0.5, false, &resp).error_code(), StatusCode::INVALID_ARGUMENT);
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 50; i++) {
+      Put("k" + std::to_string(i), std::string(4000, static_cast<char>('a' + round)));
+    }
+  }
+  grpc::Status s = compact(0, true, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.segments_collected(), 0u);
+  s = compact(0, false, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_GT(resp.segments_collected(), 0u);
+  EXPECT_LT(resp.disk_bytes_after(), resp.disk_bytes_before());
+  EXPECT_LT(resp.disk_bytes_after(), 2u * 50 * 4000 + (64u << 10));
+  for (int i = 0; i < 50; i++) {
+    EXPECT_EQ(Get("k" + std::to_string(i)).value(), std::string(4000, 'c')) << i;
+  }
+}
+
 TEST_F(ServiceTest, CheckpointWritesAnOpenableCopyUnderTheBackupDirOnly) {
   auto call = [&](const std::string& name, CheckpointResponse* resp) {
     ClientContext ctx;

@@ -73,6 +73,11 @@ typedef struct nokv_options {
    * Default 32 MiB/s. nokv_vlog_gc() is never throttled. */
   uint64_t value_log_gc_bytes_per_sec;
   bool disable_auto_gc;        /* only nokv_vlog_gc() collects; default false */
+  /* Once no write has committed for this long, background GC measures the
+   * sealed segments' dead share itself (compaction, which otherwise reports it,
+   * does not run on an idle database) and collects those past
+   * value_log_gc_ratio; once per idle period. 0: never. Default 10,000 ms. */
+  uint32_t value_log_gc_idle_ms;
   /* An iterator whose value-log read takes longer than this (the value was not
    * in memory) starts reading ahead: it asks the kernel for the values of the
    * next 64 entries at once, so a cold range scan is not one random read per

@@ -87,6 +87,8 @@ typedef struct nokv_statistics {
   uint64_t gc_segments_collected;  /* segments GC rewrote and retired */
   uint64_t gc_bytes_rewritten;     /* live entries GC appended again */
   uint64_t gc_bytes_reclaimed;     /* segment bytes GC deleted */
+  uint64_t gc_idle_checks;         /* idle checks run (value_log_gc_idle_ms) */
+  uint64_t gc_segments_measured;   /* segments whose dead share an idle check measured */
 
   /* read path */
   uint64_t gets;

@@ -58,6 +58,7 @@ void nokv_options_init(nokv_options *o) {
   o->value_log_segment_bytes = 256u << 20;
   o->value_log_gc_ratio = 0.5;
   o->value_log_gc_bytes_per_sec = 32u << 20;
+  o->value_log_gc_idle_ms = 10000;
   o->scan_prefetch_micros = 30;
   o->max_txn_ops = 100000;
   o->max_txn_bytes = 32u << 20;
@@ -625,6 +626,8 @@ static void vlog_stats(nokv_db *db, nokv_statistics *s) {
   s->gc_segments_collected = nk_counter_get(&db->stats.gc_collected);
   s->gc_bytes_rewritten = nk_counter_get(&db->stats.gc_rewritten);
   s->gc_bytes_reclaimed = nk_counter_get(&db->stats.gc_reclaimed);
+  s->gc_idle_checks = nk_counter_get(&db->stats.gc_idle_checks);
+  s->gc_segments_measured = nk_counter_get(&db->stats.gc_measured);
 }
 
 int nokv_stats(nokv_db *db, nokv_statistics *s) {

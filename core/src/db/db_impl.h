@@ -167,6 +167,7 @@ struct nokv_db {
     nk_counter txn_commits, txn_conflicts;
     nk_counter flushes, flush_bytes, compactions, trivial_moves, compact_read, compact_written;
     nk_counter vlog_reads, gc_runs, gc_collected, gc_rewritten, gc_reclaimed;
+    nk_counter gc_idle_checks, gc_measured;
     uint64_t wal_segments_replayed;  /* set once at open */
     nk_recovery_times recovery;
     uint64_t wal_records_dangling;   /* dropped at open: their values were lost */

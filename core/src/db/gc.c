@@ -27,6 +27,16 @@
  * Background GC runs when compaction reports dead bytes, picks the segment with
  * the largest dead share above value_log_gc_ratio, and is throttled to
  * value_log_gc_bytes_per_sec of rewrites; nokv_vlog_gc() collects on demand.
+ *
+ * Compaction learns of dead values only when it rewrites the versions that
+ * point at them, and an idle database does not compact: overwritten values
+ * would hold their disk space forever. So once no write has committed for
+ * value_log_gc_idle_ms, GC measures instead (an idle check): it flushes the
+ * memtable (values only the WAL points at keep their segment uncollectable),
+ * then reads each sealed segment not known to be past the ratio and checks
+ * every entry's liveness as a collection would, and collects those whose
+ * measured dead share reaches it. This reads the value log once, only while
+ * nothing is written, and once per idle period.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -275,6 +285,44 @@ err:
   return ret;
 }
 
+/* ---- measuring a segment's dead share (idle checks) ---- */
+
+typedef struct measure_ctx {
+  nokv_db *db;
+  nk_view *view;
+  uint64_t read_ts;
+  uint64_t live, total;  /* entry bytes */
+} measure_ctx;
+
+static int measure_entry(void *arg, const nk_vlog_entry *e) {
+  measure_ctx *m = arg;
+  if (__atomic_load_n(&m->db->stop_bg, __ATOMIC_RELAXED)) {
+    return nk_err(NOKV_ECLOSED, "database is closing");
+  }
+  bool live = false;
+  NK_RET(is_live(m->db, m->view, m->read_ts, e, &live));
+  m->total += e->len;
+  if (live) m->live += e->len;
+  return NOKV_OK;
+}
+
+/* The share of segment fid's entry bytes that no current read can reach. */
+static int measure_dead_share(nokv_db *db, uint32_t fid, double *share) {
+  char *path = nk_vlog_segment_path(db->vlog, fid);
+  if (path == NULL) return nk_err(NOKV_ENOMEM, "out of memory in value log GC");
+  /* The timestamp before the view, as flush_pending does. */
+  measure_ctx m = {.db = db, .read_ts = nk_oracle_read_ts(&db->oracle)};
+  m.view = nk_db_acquire_view(db);
+  nk_vlog_scan_result res;
+  int ret = nk_vlog_scan_file(db->env, path, fid, 0, measure_entry, &m, &res);
+  nk_view_unref(m.view);
+  free(path);
+  NK_RET(ret);
+  nk_count(&db->stats.gc_measured, 1);
+  *share = m.total == 0 ? 0 : (double)(m.total - m.live) / (double)m.total;
+  return NOKV_OK;
+}
+
 /* ---- choosing segments ---- */
 
 /* The segment with the largest dead share >= ratio that may be collected:
@@ -311,6 +359,37 @@ static bool pick(nokv_db *db, double ratio, const uint32_t *skip, size_t nskip, 
   free(segs);
   nk_vset_vlog_release(&st);
   return found;
+}
+
+/* The idle check (see the top of the file). Errors are not fatal: the
+ * segments stay, and the next idle period tries again. */
+static void idle_check(nokv_db *db) {
+  if (nokv_flush(db) != NOKV_OK) return;
+  nk_count(&db->stats.gc_idle_checks, 1);
+  double ratio = db->opts.value_log_gc_ratio;
+  nk_vset_vlog st;
+  nk_vlog_segment_info *segs = NULL;
+  size_t n = 0;
+  pthread_mutex_lock(&db->gc_mu);
+  if (nk_vset_vlog_state(db->vset, &st) != NOKV_OK) {
+    pthread_mutex_unlock(&db->gc_mu);
+    return;
+  }
+  if (nk_vlog_segments(db->vlog, &segs, &n) == NOKV_OK) {
+    for (size_t i = 0; i < n && !__atomic_load_n(&db->stop_bg, __ATOMIC_RELAXED); i++) {
+      const nk_vlog_segment_info *g = &segs[i];
+      if (g->active || g->fid >= st.head_fid || g->size <= NK_VLOG_HEADER) continue;
+      bool retired = false;
+      for (size_t j = 0; j < st.nretired && !retired; j++) retired = st.retired[j] == g->fid;
+      if (retired) continue;
+      double share = 0;
+      if (measure_dead_share(db, g->fid, &share) != NOKV_OK) continue;
+      if (share >= ratio) collect(db, g->fid, g->size, true);
+    }
+  }
+  free(segs);
+  nk_vset_vlog_release(&st);
+  pthread_mutex_unlock(&db->gc_mu);
 }
 
 int nokv_vlog_gc(nokv_db *db, double ratio, uint32_t *collected) {
@@ -363,14 +442,51 @@ void nk_db_gc_wanted(nokv_db *db) {
   pthread_mutex_unlock(&db->mu);
 }
 
+/* Waits on gc_cv for at most ms milliseconds; true if the time ran out.
+ * REQUIRES: mu held. */
+static bool wait_gc_cv(nokv_db *db, uint32_t ms) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += (time_t)(ms / 1000);
+  until.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  return pthread_cond_timedwait(&db->gc_cv, &db->mu, &until) == ETIMEDOUT;
+}
+
 void *nk_db_gc_main(void *arg) {
   nokv_db *db = arg;
+  uint32_t idle_ms = db->opts.disable_auto_gc ? 0 : db->opts.value_log_gc_idle_ms;
+  /* The last commit timestamp seen at the previous tick, and the one the last
+   * idle check ended at: a check runs once per idle period. */
+  uint64_t seen_ts = 0, checked_ts = nk_oracle_read_ts(&db->oracle);
   pthread_mutex_lock(&db->mu);
   for (;;) {
+    bool idle = false;
     while (!db->stop_bg && (!db->gc_wanted || db->bg_error != NOKV_OK)) {
-      pthread_cond_wait(&db->gc_cv, &db->mu);
+      if (idle_ms == 0) {
+        pthread_cond_wait(&db->gc_cv, &db->mu);
+        continue;
+      }
+      if (!wait_gc_cv(db, idle_ms)) continue;
+      uint64_t ts = nk_oracle_read_ts(&db->oracle);
+      if (ts == seen_ts && ts != checked_ts && db->bg_error == NOKV_OK) {
+        idle = true;
+        break;
+      }
+      seen_ts = ts;
     }
     if (db->stop_bg) break;
+    if (idle) {
+      pthread_mutex_unlock(&db->mu);
+      idle_check(db);
+      /* Its own rewrites do not start another period. */
+      checked_ts = seen_ts = nk_oracle_read_ts(&db->oracle);
+      pthread_mutex_lock(&db->mu);
+      continue;
+    }
     db->gc_wanted = false;
     pthread_mutex_unlock(&db->mu);
     uint32_t fid;
