@@ -371,6 +371,37 @@ TEST_F(DbTest, OpenOptionsForExistence) {
   Open();
 }
 
+// Keys with many versions (more than an iterator steps over before it seeks
+// past them), some ending deleted, read at timestamps between every round:
+// each scan sees exactly each key's newest version at or below its timestamp.
+TEST_F(DbTest, ScansOverManyVersionsSeeEachTimestampExactly) {
+  const int keys = 12, rounds = 40;
+  std::vector<uint64_t> after_round;
+  for (int r = 0; r < rounds; r++) {
+    for (int k = 0; k < keys; k++) {
+      std::string key = "k" + std::to_string(10 + k);
+      if (k % 4 == 3 && r % 10 == 9) {
+        ASSERT_EQ(Delete(db_, key), NOKV_OK);
+      } else {
+        ASSERT_EQ(Put(db_, key, key + "@" + std::to_string(r)), NOKV_OK);
+      }
+    }
+    after_round.push_back(nokv_last_commit_ts(db_));
+  }
+  for (int r = 0; r < rounds; r++) {
+    std::vector<std::pair<std::string, std::string>> want;
+    for (int k = 0; k < keys; k++) {
+      std::string key = "k" + std::to_string(10 + k);
+      if (k % 4 == 3 && r % 10 == 9) continue;  // deleted in this round
+      want.emplace_back(key, key + "@" + std::to_string(r));
+    }
+    EXPECT_EQ(Scan("", "", after_round[r]), want) << "as of round " << r;
+    // A range starting inside the keys, too.
+    std::vector<std::pair<std::string, std::string>> tail(want.begin() + 5, want.end());
+    EXPECT_EQ(Scan(want[5].first, "", after_round[r]), tail) << "as of round " << r;
+  }
+}
+
 TEST_F(DbTest, StatsCountOperations) {
   ASSERT_EQ(Put(db_, "a", "1", true), NOKV_OK);
   ASSERT_EQ(Put(db_, "b", "1"), NOKV_OK);

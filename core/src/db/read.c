@@ -321,12 +321,38 @@ int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
   return NOKV_OK;
 }
 
+/* Versions of one key stepped over one by one before an iterator seeks past
+ * the rest instead (RocksDB's max_sequential_skip_in_iterations): an
+ * overwritten key's versions wait in the memtable until a flush and in L0
+ * until compaction, and stepping through hundreds of them per key made scans
+ * of a hot key range crawl. */
+#define NK_SKIPS_BEFORE_SEEK 8
+
+/* Positions the merged iterator at the first entry at or after (key, ts, kind);
+ * with no memory for the target, steps to the next entry instead. */
+static void seek_merged(nokv_iter *it, const char *key, size_t klen, uint64_t ts, unsigned kind) {
+  char stack[256];
+  char *target = klen + NK_IKEY_TRAILER <= sizeof stack ? stack : malloc(klen + NK_IKEY_TRAILER);
+  if (target == NULL) {
+    nk_iter_next(it->merged);
+    return;
+  }
+  nk_ikey_encode(target, key, klen, ts, kind);
+  nk_iter_seek(it->merged, target, klen + NK_IKEY_TRAILER);
+  if (target != stack) free(target);
+}
+
 /* Skips every remaining version of the current user key (it->key). */
 static void skip_key(nokv_iter *it) {
-  while (nk_iter_valid(it->merged)) {
+  for (int stepped = 0; nk_iter_valid(it->merged); stepped++) {
     size_t n;
     const char *k = nk_iter_key(it->merged, &n);
     if (nk_user_key_cmp(k, nk_ikey_user_len(n), it->key.data, it->key.len) != 0) return;
+    if (stepped == NK_SKIPS_BEFORE_SEEK) {
+      /* (key, 0, DELETE) sorts after every version of key. */
+      seek_merged(it, it->key.data, it->key.len, 0, NK_KIND_DELETE);
+      continue;
+    }
     nk_iter_next(it->merged);
   }
 }
@@ -411,13 +437,15 @@ static int read_value(nokv_iter *it) {
  * user key that has a live (non-deleted) one, or becomes invalid. */
 static void settle(nokv_iter *it) {
   it->valid = false;
+  int too_new = 0;
   while (nk_iter_valid(it->merged)) {
     size_t n;
     const char *k = nk_iter_key(it->merged, &n);
     size_t ulen = nk_ikey_user_len(n);
     if (it->end != NULL && nk_user_key_cmp(k, ulen, it->end, it->end_len) >= 0) return;
     uint64_t trailer = nk_ikey_trailer(k, n);
-    if (nk_trailer_ts(trailer) > it->read_ts) {
+    bool visible = nk_trailer_ts(trailer) <= it->read_ts;
+    if (!visible && ++too_new <= NK_SKIPS_BEFORE_SEEK) {
       nk_iter_next(it->merged);  /* too new for this snapshot */
       continue;
     }
@@ -425,6 +453,12 @@ static void settle(nokv_iter *it) {
     if (!nk_buf_append(&it->key, k, ulen)) {
       it->status = nk_err(NOKV_ENOMEM, "out of memory in an iterator");
       return;
+    }
+    if (!visible) {
+      /* Many versions too new: seek to this key's newest one at read_ts. */
+      too_new = 0;
+      seek_merged(it, it->key.data, it->key.len, it->read_ts, NK_KIND_SEEK);
+      continue;
     }
     if (nk_trailer_kind(trailer) == NK_KIND_DELETE) {
       skip_key(it);
