@@ -221,7 +221,9 @@ TEST_F(AsyncWriteTest, CloseRunsEveryQueuedCompletion) {
   // What was acknowledged is there after a reopen.
   Open();
   for (auto& w : p->writes()) {
-    if (w->rc == NOKV_OK) EXPECT_TRUE(Get(db_, w->key).has_value()) << w->key;
+    if (w->rc == NOKV_OK) {
+      EXPECT_TRUE(Get(db_, w->key).has_value()) << w->key;
+    }
   }
 }
 

@@ -206,7 +206,7 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(fd.package, "nokv.v1")
         methods = {m.name for m in fd.service[0].method}
         self.assertEqual(methods,
-                         {"Get", "Put", "Delete", "Scan", "Stats", "Txn", "Checkpoint"})
+                         {"Get", "Put", "Delete", "Scan", "Stats", "Txn", "Checkpoint", "Compact"})
 
     def test_txn_is_isolated_until_commit(self):
         kv = self.server.kv
