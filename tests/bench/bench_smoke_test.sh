@@ -32,4 +32,11 @@ grep -q 'held open' "$tmp/txn_hold.md" || { echo "no results with a transaction 
 "$runfiles/tests/bench/txn_rpc_bench" --keys 500 --txns 200 --threads 2 --dist zipfian > "$tmp/rpc.txt"
 cat "$tmp/rpc.txt"
 grep -q '^rpc/engine throughput' "$tmp/rpc.txt" || { echo "no Txn RPC results"; exit 1; }
+# YCSB A-F with threads, every engine: the table has a row per workload.
+"$runfiles/tests/bench/ycsb_bench" --records 3000 --ops 3000 --threads 1,2 --dir "$tmp/y" \
+  --json "$tmp/ycsb.json" > "$tmp/ycsb.md"
+for w in a b c d e f; do
+  grep -q "^| $w | 2 | nokv | [0-9]" "$tmp/ycsb.md" || { cat "$tmp/ycsb.md"; echo "no ycsb-$w row"; exit 1; }
+done
+[ "$(wc -l < "$tmp/ycsb.json")" -eq 36 ] || { echo "expected 36 ycsb results"; exit 1; }
 echo "benchmark pipeline ok"
