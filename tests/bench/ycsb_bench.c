@@ -237,6 +237,7 @@ static bool run_threads(run *r, int n, void *(*fn)(void *), result *res) {
   } else {
     printf("  %s: loaded %llu keys in %.1f s (%.0f puts/s)\n", r->eng->name,
            (unsigned long long)r->load_next_end, secs, (double)r->load_next_end / secs);
+    fflush(stdout);
   }
   for (int i = 0; i < n; i++) free(args[i].lat_us);
   return !atomic_load(&r->failed);
