@@ -60,7 +60,10 @@ static inline void crash_vlog_options(nokv_options *o) {
 #define CRASH_ACCOUNTS 16
 #define CRASH_START 1000
 
-static inline int crash_account_key(int i, char *buf) { return snprintf(buf, 16, "acct/%02d", i); }
+/* The key of account i (0 <= i < CRASH_ACCOUNTS) into buf[16]. */
+static inline int crash_account_key(int i, char *buf) {
+  return snprintf(buf, 16, "acct/%02d", i % CRASH_ACCOUNTS);
+}
 
 static inline bool crash_read_account(nokv_txn *t, int i, long *out) {
   char k[16];
