@@ -68,6 +68,47 @@ TEST(BlockTest, SeekAndScanWithPrefixCompression) {
   }
 }
 
+// nk_block_find (the point lookup without an iterator) lands where the
+// iterator's seek does, for every target, at every restart interval.
+TEST(BlockTest, FindAgreesWithTheIterator) {
+  for (int interval : {1, 2, 16}) {
+    nk_block_builder b;
+    nk_block_builder_init(&b, interval);
+    for (int i = 0; i < 300; i++) {
+      for (uint64_t ts : {30u, 20u, 10u}) {  // versions share the user key's bytes
+        std::string k = IKey(UserKey(i * 2), ts), v = "v" + std::to_string(i * 100 + ts);
+        ASSERT_TRUE(nk_block_builder_add(&b, k.data(), k.size(), v.data(), v.size()));
+      }
+    }
+    ASSERT_TRUE(nk_block_builder_finish(&b));
+    nk_block blk;
+    ASSERT_EQ(nk_block_init(&blk, b.buf.data, b.buf.len), NOKV_OK);
+    nk_iter* it = nk_block_iter_new(&blk, nullptr, nullptr, nullptr);
+    nk_buf scratch = {};
+    for (int i = 0; i < 602; i++) {
+      for (uint64_t ts : {NK_MAX_TS, uint64_t{25}, uint64_t{15}, uint64_t{5}}) {
+        std::string t = IKey(UserKey(i), ts, NK_KIND_SEEK);
+        nk_iter_seek(it, t.data(), t.size());
+        nk_block_entry e;
+        int rc = nk_block_find(&blk, t.data(), t.size(), &scratch, &e);
+        if (!nk_iter_valid(it)) {
+          EXPECT_EQ(rc, NOKV_ENOTFOUND) << interval << " " << i << " " << ts;
+          continue;
+        }
+        ASSERT_EQ(rc, NOKV_OK) << interval << " " << i << " " << ts;
+        size_t kn, vn;
+        const char* k = nk_iter_key(it, &kn);
+        const char* v = nk_iter_value(it, &vn);
+        EXPECT_EQ(std::string(e.key, e.klen), std::string(k, kn)) << interval << " " << i;
+        EXPECT_EQ(std::string(e.val, e.vlen), std::string(v, vn)) << interval << " " << i;
+      }
+    }
+    nk_buf_release(&scratch);
+    nk_iter_destroy(it);
+    nk_block_builder_release(&b);
+  }
+}
+
 TEST(BlockTest, GarbageIsCorruptNotACrash) {
   std::mt19937 rng(nokv_test::TestSeed());
   int rejected = 0, corrupt_entries = 0;
@@ -93,6 +134,14 @@ TEST(BlockTest, GarbageIsCorruptNotACrash) {
     corrupt_entries += st == NOKV_ECORRUPT;
     std::string t = IKey("k", 1);
     nk_iter_seek(it, t.data(), t.size());
+    nk_buf scratch = {};
+    nk_block_entry e;
+    int frc = nk_block_find(blk, t.data(), t.size(), &scratch, &e);
+    ASSERT_TRUE(frc == NOKV_OK || frc == NOKV_ENOTFOUND || frc == NOKV_ECORRUPT) << frc;
+    if (frc == NOKV_OK) {
+      ASSERT_GE(e.klen, 8u);
+    }
+    nk_buf_release(&scratch);
     nk_iter_destroy(it);
     nk_block_free(blk);
   }

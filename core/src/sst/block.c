@@ -10,25 +10,28 @@
 #include "util/coding.h"
 #include "util/error.h"
 
-int nk_block_new(char *data, size_t len, bool owned, nk_block **out) {
-  if (len < 4) goto corrupt;
-  uint32_t n = nk_get_u32(data + len - 4);
-  if (n == 0 || n > (len - 4) / 4) goto corrupt;
-  nk_block *b = malloc(sizeof *b);
-  if (b == NULL) {
-    if (owned) free(data);
-    return nk_err(NOKV_ENOMEM, "out of memory for a block");
-  }
+int nk_block_init(nk_block *b, char *data, size_t len) {
+  uint32_t n = len < 4 ? 0 : nk_get_u32(data + len - 4);
+  if (n == 0 || n > (len - 4) / 4) return nk_err(NOKV_ECORRUPT, "bad block restart array");
   b->data = data;
-  b->owned = owned;
+  b->owned = false;
   b->size = len - 4 - 4 * (size_t)n;
   b->nrestarts = n;
   b->restarts = data + b->size;
+  return NOKV_OK;
+}
+
+int nk_block_new(char *data, size_t len, bool owned, nk_block **out) {
+  nk_block *b = malloc(sizeof *b);
+  int rc = b == NULL ? nk_err(NOKV_ENOMEM, "out of memory for a block") : nk_block_init(b, data, len);
+  if (rc != NOKV_OK) {
+    free(b);
+    if (owned) free(data);
+    return rc;
+  }
+  b->owned = owned;
   *out = b;
   return NOKV_OK;
-corrupt:
-  if (owned) free(data);
-  return nk_err(NOKV_ECORRUPT, "bad block restart array");
 }
 
 void nk_block_free(nk_block *b) {
@@ -156,6 +159,61 @@ static void bi_seek(nk_iter *base, const char *target, size_t tn) {
   while (parse_next(it)) {
     if (nk_ikey_cmp(it->key.data, it->key.len, target, tn) >= 0) return;
   }
+}
+
+int nk_block_find(const nk_block *b, const char *target, size_t tn, nk_buf *scratch,
+                  nk_block_entry *e) {
+  /* The last restart whose key is < target, as bi_seek finds it. */
+  block_iter it = {.b = b};
+  uint32_t lo = 0, hi = b->nrestarts - 1;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo + 1) / 2;
+    size_t n;
+    const char *k = restart_key(&it, mid, &n);
+    if (k == NULL) return nk_err(NOKV_ECORRUPT, "corrupt block entry");
+    if (nk_ikey_cmp(k, n, target, tn) < 0) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  /* Then entry by entry. A key stored whole is used in place; one sharing a
+   * prefix is rebuilt in scratch (the previous key is either there or in place,
+   * and is copied there first). */
+  const char *limit = b->data + b->size;
+  const char *prev = NULL;
+  size_t prev_len = 0;
+  for (size_t off = restart_at(b, lo); off < b->size;) {
+    const char *p = b->data + off;
+    uint32_t shared, unshared, vlen;
+    if ((p = nk_get_varint32(p, limit, &shared)) == NULL ||
+        (p = nk_get_varint32(p, limit, &unshared)) == NULL ||
+        (p = nk_get_varint32(p, limit, &vlen)) == NULL || shared > prev_len ||
+        (size_t)(limit - p) < (size_t)unshared + vlen || shared + unshared < NK_IKEY_TRAILER) {
+      return nk_err(NOKV_ECORRUPT, "corrupt block entry");
+    }
+    const char *key;
+    size_t klen = (size_t)shared + unshared;
+    if (shared == 0) {
+      key = p;
+    } else {
+      if (prev != scratch->data) {
+        scratch->len = 0;
+        if (!nk_buf_append(scratch, prev, shared)) return nk_err(NOKV_ENOMEM, "out of memory");
+      }
+      scratch->len = shared;
+      if (!nk_buf_append(scratch, p, unshared)) return nk_err(NOKV_ENOMEM, "out of memory");
+      key = scratch->data;
+    }
+    if (nk_ikey_cmp(key, klen, target, tn) >= 0) {
+      *e = (nk_block_entry){.key = key, .klen = klen, .val = p + unshared, .vlen = vlen};
+      return NOKV_OK;
+    }
+    prev = key;
+    prev_len = klen;
+    off = (size_t)(p + unshared + vlen - b->data);
+  }
+  return NOKV_ENOTFOUND;
 }
 
 static const char *bi_key(const nk_iter *base, size_t *n) {

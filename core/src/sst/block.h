@@ -37,6 +37,26 @@ void nk_block_free(nk_block *b);
 /* A deleter for the block cache. */
 void nk_block_free_void(void *b);
 
+/* Fills *b over data as nk_block_new does, with no allocation: for a block
+ * used only while data is (a point lookup in a mapped table). */
+int nk_block_init(nk_block *b, char *data, size_t len);
+
+/* One entry found by nk_block_find. key points into the block (an entry stored
+ * whole) or into the caller's buffer (rebuilt from a shared prefix). */
+typedef struct nk_block_entry {
+  const char *key, *val;
+  size_t klen, vlen;
+} nk_block_entry;
+
+struct nk_buf;
+/* A point lookup without an iterator: the first entry of b whose key is >=
+ * target (nk_ikey_cmp). Keys stored after a restart share a prefix with the one
+ * before them; they are rebuilt in *scratch (grown with malloc; the caller
+ * releases it and may reuse it across calls). NOKV_ENOTFOUND if every key is
+ * < target; NOKV_ECORRUPT (or NOKV_ENOMEM) otherwise on failure. */
+int nk_block_find(const nk_block *b, const char *target, size_t tn, struct nk_buf *scratch,
+                  nk_block_entry *e);
+
 /* An iterator over b. The caller keeps b alive (cleanup runs at destroy, if
  * non-NULL, so a cached block can be unpinned). NULL on ENOMEM. */
 nk_iter *nk_block_iter_new(const nk_block *b, void (*cleanup)(void *, void *), void *arg1,

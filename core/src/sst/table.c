@@ -368,6 +368,42 @@ static nk_iter *data_block_iter(nk_table *t, const char *enc, size_t elen, int *
   return it;
 }
 
+/* The data block an index entry names, for a point lookup: a mapped
+ * uncompressed block is used in place (*b = stack, no allocation); otherwise
+ * from the block cache (*ch, to release) or read (*owned: free it). */
+static int lookup_block(nk_table *t, const char *enc, size_t elen, nk_block *stack,
+                        nk_block **b, nk_cache_handle **ch, bool *owned) {
+  nk_block_handle h;
+  if (nk_handle_decode(enc, enc + elen, &h) == NULL) {
+    return corrupt(t, 0, "bad block handle in the index");
+  }
+  if (t->map != NULL && handle_ok(t, h) && t->map[h.offset + h.size] == NK_COMPRESS_NONE) {
+    const char *p;
+    uint8_t type;
+    NK_RET(mapped_block(t, h, &p, &type));
+    if (t->stats != NULL) nk_stat_add(&t->stats->block_reads, 1);
+    if (nk_block_init(stack, (char *)p, (size_t)h.size) != NOKV_OK) {
+      return corrupt(t, h.offset, "bad block layout");
+    }
+    *b = stack;
+    return NOKV_OK;
+  }
+  if (t->cache != NULL && (*ch = nk_cache_lookup(t->cache, t->cache_id, h.offset)) != NULL) {
+    *b = nk_cache_value(*ch);
+    return NOKV_OK;
+  }
+  NK_RET(read_block(t, h, b));
+  if (t->stats != NULL) nk_stat_add(&t->stats->block_reads, 1);
+  if (t->cache == NULL) {
+    *owned = true;
+    return NOKV_OK;
+  }
+  *ch = nk_cache_insert(t->cache, t->cache_id, h.offset, *b, (*b)->size + 4 * (*b)->nrestarts,
+                        nk_block_free_void);
+  if (*ch == NULL) return nk_err(NOKV_ENOMEM, "out of memory caching a block");  /* freed */
+  return NOKV_OK;
+}
+
 int nk_table_get(nk_table *t, const char *target, size_t n, uint64_t key_hash,
                  nk_get_result *r) {
   r->found = false;
@@ -381,45 +417,51 @@ int nk_table_get(nk_table *t, const char *target, size_t n, uint64_t key_hash,
       return NOKV_OK;
     }
   }
-  int ret = NOKV_OK;
-  nk_iter *index = nk_block_iter_new(t->index, NULL, NULL, NULL);
-  if (index == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
-  nk_iter_seek(index, target, n);
-  nk_iter *data = NULL;
-  if (!nk_iter_valid(index)) {
-    ret = nk_iter_status(index);
+  /* A point lookup needs no iterator: the index entry, then the entry in its
+   * data block, found in place (keys rebuilt in one scratch buffer). */
+  nk_buf scratch = {0};
+  nk_block_entry ie, de;
+  nk_block stack, *b = NULL;
+  nk_cache_handle *ch = NULL;
+  bool owned = false;
+  int ret = nk_block_find(t->index, target, n, &scratch, &ie);
+  if (ret == NOKV_ENOTFOUND) {
+    ret = NOKV_OK;  /* past the table's last key */
     goto done;
   }
-  size_t elen;
-  const char *enc = nk_iter_value(index, &elen);
-  if ((data = data_block_iter(t, enc, elen, &ret)) == NULL) goto done;
-  nk_iter_seek(data, target, n);
-  if (!nk_iter_valid(data)) {
+  if (ret == NOKV_ECORRUPT) ret = corrupt(t, 0, "bad index block entry");
+  if (ret != NOKV_OK) goto done;
+  if ((ret = lookup_block(t, ie.val, ie.vlen, &stack, &b, &ch, &owned)) != NOKV_OK) goto done;
+  ret = nk_block_find(b, target, n, &scratch, &de);
+  if (ret != NOKV_OK) {
     /* The index entry is the block's last key, which is >= target: only
      * corruption can leave the block without such a key. */
-    ret = nk_iter_status(data);
+    if (ret == NOKV_ENOTFOUND || ret == NOKV_ECORRUPT) ret = corrupt(t, 0, "bad data block entry");
     goto done;
   }
-  size_t kn, vn;
-  const char *k = nk_iter_key(data, &kn);
-  if (nk_user_key_cmp(k, nk_ikey_user_len(kn), target, nk_ikey_user_len(n)) != 0) goto done;
-  uint64_t trailer = nk_ikey_trailer(k, kn);
+  if (nk_user_key_cmp(de.key, nk_ikey_user_len(de.klen), target, nk_ikey_user_len(n)) != 0) {
+    goto done;
+  }
+  uint64_t trailer = nk_ikey_trailer(de.key, de.klen);
   r->found = true;
   r->ts = nk_trailer_ts(trailer);
   r->kind = nk_trailer_kind(trailer);
   if (nk_kind_has_value(r->kind)) {
-    const char *v = nk_iter_value(data, &vn);
-    if ((r->val = malloc(vn ? vn : 1)) == NULL) {
+    if ((r->val = malloc(de.vlen ? de.vlen : 1)) == NULL) {
       r->found = false;
-      ret = nk_err(NOKV_ENOMEM, "out of memory copying a %zu-byte value", vn);
+      ret = nk_err(NOKV_ENOMEM, "out of memory copying a %zu-byte value", de.vlen);
       goto done;
     }
-    memcpy(r->val, v, vn);
-    r->vlen = vn;
+    memcpy(r->val, de.val, de.vlen);
+    r->vlen = de.vlen;
   }
 done:
-  nk_iter_destroy(data);
-  nk_iter_destroy(index);
+  if (ch != NULL) {
+    nk_cache_release(t->cache, ch);
+  } else if (owned) {
+    nk_block_free(b);
+  }
+  nk_buf_release(&scratch);
   return ret;
 }
 
