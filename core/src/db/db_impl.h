@@ -243,6 +243,9 @@ nk_epoch *nk_db_pin_epoch(nokv_db *db);
 /* Writes a GC rewrite batch (sync) if nothing overwrote its keys after read_ts;
  * NOKV_ECONFLICT if that could not be checked (write.c). */
 int nk_db_write_gc(nokv_db *db, const nokv_batch *b, uint64_t read_ts);
+/* Makes every write so far durable (value log, then WAL), through the write
+ * queue so no leader is writing meanwhile. */
+int nk_db_sync_logs(nokv_db *db);
 /* A transaction's commit: its read timestamp, the fingerprints of the keys it
  * read and of those it writes. */
 typedef struct nk_txn_commit {

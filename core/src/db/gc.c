@@ -276,6 +276,11 @@ static int collect(nokv_db *db, uint32_t fid, uint64_t size, bool throttled) {
     ret = nk_err(NOKV_ECORRUPT, "value log segment %s is damaged at %s; not collecting it", path,
                  res.why);
   }
+  /* An entry counted dead may be dead only because of a newer version not yet
+   * synced: after a power cut that version is gone and the entry is the newest
+   * again. Whatever made the segment's entries dead must be durable before the
+   * segment may go. */
+  if (ret == NOKV_OK) ret = nk_db_sync_logs(db);
   if (ret == NOKV_OK) ret = retire(db, fid, size);
   if (ret == NOKV_OK) nk_count(&db->stats.gc_collected, 1);
 err:

@@ -43,6 +43,7 @@ typedef struct nk_writer {
   const char *refusal;      /* why, when conflicted */
   char why[256];            /* a follower's copy of the leader's error message */
   bool sync;
+  bool barrier;             /* no batch: make every earlier write durable (nk_db_sync_logs) */
   bool done;
   int rc;
   uint64_t ts;
@@ -390,6 +391,25 @@ static void keep_why(nk_writer *w, const char *why) {
  * mu held and the group's writers marked done; returns the group's last writer. */
 static nk_writer *lead_group(nokv_db *db, nk_writer *leader) {
   int rc = db->closing ? nk_err(NOKV_ECLOSED, "database is closing") : NOKV_OK;
+  if (rc == NOKV_OK && leader->barrier) {
+    /* As leader, no other writer touches the logs: sync them (values first). */
+    rc = db->bg_error != NOKV_OK ? nk_err(db->bg_error, "%s", db->bg_errmsg) : NOKV_OK;
+    if (rc == NOKV_OK) {
+      pthread_mutex_unlock(&db->mu);
+      rc = nk_vlog_write(db->vlog, true);
+      if (rc == NOKV_OK) {
+        rc = nk_wal_sync(db->wal);
+        nk_count(&db->stats.wal_syncs, 1);
+      }
+      pthread_mutex_lock(&db->mu);
+      if (rc != NOKV_OK) nk_db_set_bg_error(db, rc, "log sync");
+    }
+    db->queue_head = leader->next;
+    if (db->queue_head == NULL) db->queue_tail = NULL;
+    leader->rc = rc;
+    leader->done = true;
+    return leader;
+  }
   if (rc == NOKV_OK) {
     rc = make_room(db, leader->mem_cost, leader->batch == NULL);
   }
@@ -656,6 +676,11 @@ int nk_db_write_txn(nokv_db *db, const nokv_write_options *wo, const nokv_batch 
   int rc = enqueue_and_wait(db, &w);
   if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
   return rc;
+}
+
+int nk_db_sync_logs(nokv_db *db) {
+  nk_writer w = {.barrier = true, .sync = true};
+  return enqueue_and_wait(db, &w);
 }
 
 int nk_db_write_gc(nokv_db *db, const nokv_batch *b, uint64_t read_ts) {
