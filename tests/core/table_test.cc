@@ -73,7 +73,7 @@ TEST(BlockTest, SeekAndScanWithPrefixCompression) {
 TEST(BlockTest, FindAgreesWithTheIterator) {
   // Short keys are rebuilt inside the iterator, long ones (past 48 bytes) in a
   // buffer of their own; a key growing past it mid-block moves there.
-  for (const std::string pad : {std::string(), std::string(40, 'p'), std::string(300, 'q')})
+  for (const std::string& pad : {std::string(), std::string(40, 'p'), std::string(300, 'q')})
   for (int interval : {1, 2, 16}) {
     nk_block_builder b;
     nk_block_builder_init(&b, interval);
