@@ -164,6 +164,19 @@ static int is_live(nokv_db *db, nk_view *view, uint64_t read_ts, const nk_vlog_e
   return NOKV_OK;
 }
 
+/* Waits on gc_cv for at most micros; true if the time ran out. REQUIRES: mu held. */
+static bool wait_gc_cv(nokv_db *db, uint64_t micros) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += (time_t)(micros / 1000000u);
+  until.tv_nsec += (long)(micros % 1000000u) * 1000;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  return pthread_cond_timedwait(&db->gc_cv, &db->mu, &until) == ETIMEDOUT;
+}
+
 /* Waits until the rewrite rate is back under the limit, or the database closes. */
 static void throttle(gc_ctx *c) {
   uint64_t rate = c->db->opts.value_log_gc_bytes_per_sec;
@@ -172,16 +185,7 @@ static void throttle(gc_ctx *c) {
   nokv_db *db = c->db;
   pthread_mutex_lock(&db->mu);
   while (!db->stop_bg && db->gc_urgent == 0 && nk_now_micros() < due) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    uint64_t wait = due - nk_now_micros();
-    until.tv_sec += (time_t)(wait / 1000000u);
-    until.tv_nsec += (long)(wait % 1000000u) * 1000;
-    if (until.tv_nsec >= 1000000000L) {
-      until.tv_sec++;
-      until.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&db->gc_cv, &db->mu, &until);
+    wait_gc_cv(db, due - nk_now_micros());
   }
   pthread_mutex_unlock(&db->mu);
 }
@@ -290,6 +294,16 @@ err:
   return ret;
 }
 
+/* May GC take segment g: sealed, holding entries, before the durable head
+ * (every entry in it is in a table), not retired already? */
+static bool collectable(const nk_vlog_segment_info *g, const nk_vset_vlog *st) {
+  if (g->active || g->fid >= st->head_fid || g->size <= NK_VLOG_HEADER) return false;
+  for (size_t j = 0; j < st->nretired; j++) {
+    if (st->retired[j] == g->fid) return false;
+  }
+  return true;
+}
+
 /* ---- measuring a segment's dead share (idle checks) ---- */
 
 typedef struct measure_ctx {
@@ -343,9 +357,7 @@ static bool pick(nokv_db *db, double ratio, const uint32_t *skip, size_t nskip, 
   if (nk_vlog_segments(db->vlog, &segs, &n) == NOKV_OK) {
     for (size_t i = 0; i < n; i++) {
       const nk_vlog_segment_info *g = &segs[i];
-      if (g->active || g->fid >= st.head_fid || g->size <= NK_VLOG_HEADER) continue;
-      bool excluded = false;
-      for (size_t j = 0; j < st.nretired && !excluded; j++) excluded = st.retired[j] == g->fid;
+      bool excluded = !collectable(g, &st);
       for (size_t j = 0; j < nskip && !excluded; j++) excluded = skip[j] == g->fid;
       if (excluded) continue;
       uint64_t dead = 0;
@@ -383,10 +395,7 @@ static void idle_check(nokv_db *db) {
   if (nk_vlog_segments(db->vlog, &segs, &n) == NOKV_OK) {
     for (size_t i = 0; i < n && !__atomic_load_n(&db->stop_bg, __ATOMIC_RELAXED); i++) {
       const nk_vlog_segment_info *g = &segs[i];
-      if (g->active || g->fid >= st.head_fid || g->size <= NK_VLOG_HEADER) continue;
-      bool retired = false;
-      for (size_t j = 0; j < st.nretired && !retired; j++) retired = st.retired[j] == g->fid;
-      if (retired) continue;
+      if (!collectable(g, &st)) continue;
       double share = 0;
       if (measure_dead_share(db, g->fid, &share) != NOKV_OK) continue;
       if (share >= ratio) collect(db, g->fid, g->size, true);
@@ -447,20 +456,6 @@ void nk_db_gc_wanted(nokv_db *db) {
   pthread_mutex_unlock(&db->mu);
 }
 
-/* Waits on gc_cv for at most ms milliseconds; true if the time ran out.
- * REQUIRES: mu held. */
-static bool wait_gc_cv(nokv_db *db, uint32_t ms) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += (time_t)(ms / 1000);
-  until.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
-  return pthread_cond_timedwait(&db->gc_cv, &db->mu, &until) == ETIMEDOUT;
-}
-
 void *nk_db_gc_main(void *arg) {
   nokv_db *db = arg;
   uint32_t idle_ms = db->opts.disable_auto_gc ? 0 : db->opts.value_log_gc_idle_ms;
@@ -475,7 +470,7 @@ void *nk_db_gc_main(void *arg) {
         pthread_cond_wait(&db->gc_cv, &db->mu);
         continue;
       }
-      if (!wait_gc_cv(db, idle_ms)) continue;
+      if (!wait_gc_cv(db, (uint64_t)idle_ms * 1000)) continue;
       uint64_t ts = nk_oracle_read_ts(&db->oracle);
       if (ts == seen_ts && ts != checked_ts && db->bg_error == NOKV_OK) {
         idle = true;
