@@ -59,6 +59,21 @@ typedef struct block_iter {
 
 static uint32_t restart_at(const nk_block *b, uint32_t i) { return nk_get_u32(b->restarts + 4 * (size_t)i); }
 
+/* The entry at off: its header (shared and unshared key bytes, value length)
+ * and a pointer to its unshared key bytes, which the value follows. NULL if
+ * the header is malformed or the entry runs past the block. */
+static const char *decode_entry(const nk_block *b, size_t off, uint32_t *shared,
+                                uint32_t *unshared, uint32_t *vlen) {
+  const char *p = b->data + off, *limit = b->data + b->size;
+  if ((p = nk_get_varint32(p, limit, shared)) == NULL ||
+      (p = nk_get_varint32(p, limit, unshared)) == NULL ||
+      (p = nk_get_varint32(p, limit, vlen)) == NULL ||
+      (size_t)(limit - p) < (size_t)*unshared + *vlen) {
+    return NULL;
+  }
+  return p;
+}
+
 static void corrupt(block_iter *it) {
   it->status = nk_err(NOKV_ECORRUPT, "corrupt block entry");
   it->cur = it->next_off = it->b->size;
@@ -73,12 +88,9 @@ static bool parse_next(block_iter *it) {
     it->cur = it->next_off = b->size;
     return false;
   }
-  const char *p = b->data + it->cur, *limit = b->data + b->size;
   uint32_t shared, unshared, vlen;
-  if ((p = nk_get_varint32(p, limit, &shared)) == NULL ||
-      (p = nk_get_varint32(p, limit, &unshared)) == NULL ||
-      (p = nk_get_varint32(p, limit, &vlen)) == NULL || shared > it->key.len ||
-      (size_t)(limit - p) < (size_t)unshared + vlen) {
+  const char *p = decode_entry(b, it->cur, &shared, &unshared, &vlen);
+  if (p == NULL || shared > it->key.len) {
     corrupt(it);
     return false;
   }
@@ -121,39 +133,41 @@ static void bi_seek_first(nk_iter *base) {
 static void bi_next(nk_iter *base) { parse_next((block_iter *)base); }
 
 /* The key stored whole at restart i, or NULL if malformed. */
-static const char *restart_key(const block_iter *it, uint32_t i, size_t *n) {
-  const nk_block *b = it->b;
+static const char *restart_key(const nk_block *b, uint32_t i, size_t *n) {
   uint32_t off = restart_at(b, i);
   if (off >= b->size) return NULL;
-  const char *p = b->data + off, *limit = b->data + b->size;
   uint32_t shared, unshared, vlen;
-  if ((p = nk_get_varint32(p, limit, &shared)) == NULL ||
-      (p = nk_get_varint32(p, limit, &unshared)) == NULL ||
-      (p = nk_get_varint32(p, limit, &vlen)) == NULL || shared != 0 ||
-      unshared < NK_IKEY_TRAILER || (size_t)(limit - p) < unshared) {
-    return NULL;
-  }
+  const char *p = decode_entry(b, off, &shared, &unshared, &vlen);
+  if (p == NULL || shared != 0 || unshared < NK_IKEY_TRAILER) return NULL;
   *n = unshared;
   return p;
 }
 
-static void bi_seek(nk_iter *base, const char *target, size_t tn) {
-  block_iter *it = (block_iter *)base;
-  /* The last restart whose key is < target. */
-  uint32_t lo = 0, hi = it->b->nrestarts - 1;
+/* The last restart of b whose key is < target (0 if none), by binary search.
+ * false if a restart key is malformed. */
+static bool last_restart_below(const nk_block *b, const char *target, size_t tn, uint32_t *out) {
+  uint32_t lo = 0, hi = b->nrestarts - 1;
   while (lo < hi) {
     uint32_t mid = lo + (hi - lo + 1) / 2;
     size_t n;
-    const char *k = restart_key(it, mid, &n);
-    if (k == NULL) {
-      corrupt(it);
-      return;
-    }
+    const char *k = restart_key(b, mid, &n);
+    if (k == NULL) return false;
     if (nk_ikey_cmp(k, n, target, tn) < 0) {
       lo = mid;
     } else {
       hi = mid - 1;
     }
+  }
+  *out = lo;
+  return true;
+}
+
+static void bi_seek(nk_iter *base, const char *target, size_t tn) {
+  block_iter *it = (block_iter *)base;
+  uint32_t lo;
+  if (!last_restart_below(it->b, target, tn, &lo)) {
+    corrupt(it);
+    return;
   }
   seek_to_restart(it, lo);
   while (parse_next(it)) {
@@ -163,33 +177,17 @@ static void bi_seek(nk_iter *base, const char *target, size_t tn) {
 
 int nk_block_find(const nk_block *b, const char *target, size_t tn, nk_buf *scratch,
                   nk_block_entry *e) {
-  /* The last restart whose key is < target, as bi_seek finds it. */
-  block_iter it = {.b = b};
-  uint32_t lo = 0, hi = b->nrestarts - 1;
-  while (lo < hi) {
-    uint32_t mid = lo + (hi - lo + 1) / 2;
-    size_t n;
-    const char *k = restart_key(&it, mid, &n);
-    if (k == NULL) return nk_err(NOKV_ECORRUPT, "corrupt block entry");
-    if (nk_ikey_cmp(k, n, target, tn) < 0) {
-      lo = mid;
-    } else {
-      hi = mid - 1;
-    }
-  }
+  uint32_t lo;
+  if (!last_restart_below(b, target, tn, &lo)) return nk_err(NOKV_ECORRUPT, "corrupt block entry");
   /* Then entry by entry. A key stored whole is used in place; one sharing a
    * prefix is rebuilt in scratch (the previous key is either there or in place,
    * and is copied there first). */
-  const char *limit = b->data + b->size;
   const char *prev = NULL;
   size_t prev_len = 0;
   for (size_t off = restart_at(b, lo); off < b->size;) {
-    const char *p = b->data + off;
     uint32_t shared, unshared, vlen;
-    if ((p = nk_get_varint32(p, limit, &shared)) == NULL ||
-        (p = nk_get_varint32(p, limit, &unshared)) == NULL ||
-        (p = nk_get_varint32(p, limit, &vlen)) == NULL || shared > prev_len ||
-        (size_t)(limit - p) < (size_t)unshared + vlen || shared + unshared < NK_IKEY_TRAILER) {
+    const char *p = decode_entry(b, off, &shared, &unshared, &vlen);
+    if (p == NULL || shared > prev_len || shared + unshared < NK_IKEY_TRAILER) {
       return nk_err(NOKV_ECORRUPT, "corrupt block entry");
     }
     const char *key;
