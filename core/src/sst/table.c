@@ -329,48 +329,10 @@ uint64_t nk_table_file_size(const nk_table *t) { return t->size; }
 static void release_cached(void *cache, void *handle) { nk_cache_release(cache, handle); }
 static void free_block(void *block, void *unused) { (void)unused; nk_block_free(block); }
 
-/* An iterator over the data block at the index entry's value. */
-static nk_iter *data_block_iter(nk_table *t, const char *enc, size_t elen, int *status) {
-  nk_block_handle h;
-  if (nk_handle_decode(enc, enc + elen, &h) == NULL) {
-    *status = corrupt(t, 0, "bad block handle in the index");
-    return NULL;
-  }
-  nk_block *b = NULL;
-  nk_cache_handle *ch = NULL;
-  if (t->map != NULL && handle_ok(t, h) && t->map[h.offset + h.size] == NK_COMPRESS_NONE) {
-    /* Used in place: no cache, no copy. */
-    *status = read_block(t, h, &b);
-    if (*status != NOKV_OK) return NULL;
-    if (t->stats != NULL) nk_stat_add(&t->stats->block_reads, 1);
-  } else if (t->cache != NULL &&
-             (ch = nk_cache_lookup(t->cache, t->cache_id, h.offset)) != NULL) {
-    b = nk_cache_value(ch);
-  } else {
-    *status = read_block(t, h, &b);
-    if (*status != NOKV_OK) return NULL;
-    if (t->stats != NULL) nk_stat_add(&t->stats->block_reads, 1);
-    if (t->cache != NULL) {
-      ch = nk_cache_insert(t->cache, t->cache_id, h.offset, b, b->size + 4 * b->nrestarts,
-                           nk_block_free_void);
-      if (ch == NULL) {
-        *status = nk_err(NOKV_ENOMEM, "out of memory caching a block");
-        return NULL;
-      }
-    }
-  }
-  nk_iter *it = ch != NULL ? nk_block_iter_new(b, release_cached, t->cache, ch)
-                           : nk_block_iter_new(b, free_block, b, NULL);
-  if (it == NULL) {
-    if (ch != NULL) nk_cache_release(t->cache, ch); else nk_block_free(b);
-    *status = nk_err(NOKV_ENOMEM, "out of memory for a block iterator");
-  }
-  return it;
-}
-
-/* The data block an index entry names, for a point lookup: a mapped
- * uncompressed block is used in place (*b = stack, no allocation); otherwise
- * from the block cache (*ch, to release) or read (*owned: free it). */
+/* The data block an index entry names: from the block cache (*ch, to
+ * release), or read (*owned: nk_block_free it). A mapped raw block is used in
+ * place: in *stack if one is given (a point lookup: nothing allocated), else in
+ * a block of its own (owned). */
 static int lookup_block(nk_table *t, const char *enc, size_t elen, nk_block *stack,
                         nk_block **b, nk_cache_handle **ch, bool *owned) {
   nk_block_handle h;
@@ -378,14 +340,19 @@ static int lookup_block(nk_table *t, const char *enc, size_t elen, nk_block *sta
     return corrupt(t, 0, "bad block handle in the index");
   }
   if (t->map != NULL && handle_ok(t, h) && t->map[h.offset + h.size] == NK_COMPRESS_NONE) {
-    const char *p;
-    uint8_t type;
-    NK_RET(mapped_block(t, h, &p, &type));
-    if (t->stats != NULL) nk_stat_add(&t->stats->block_reads, 1);
-    if (nk_block_init(stack, (char *)p, (size_t)h.size) != NOKV_OK) {
-      return corrupt(t, h.offset, "bad block layout");
+    if (stack != NULL) {
+      const char *p;
+      uint8_t type;
+      NK_RET(mapped_block(t, h, &p, &type));
+      if (nk_block_init(stack, (char *)p, (size_t)h.size) != NOKV_OK) {
+        return corrupt(t, h.offset, "bad block layout");
+      }
+      *b = stack;
+    } else {
+      NK_RET(read_block(t, h, b));  /* points into the mapping */
+      *owned = true;
     }
-    *b = stack;
+    if (t->stats != NULL) nk_stat_add(&t->stats->block_reads, 1);
     return NOKV_OK;
   }
   if (t->cache != NULL && (*ch = nk_cache_lookup(t->cache, t->cache_id, h.offset)) != NULL) {
@@ -402,6 +369,21 @@ static int lookup_block(nk_table *t, const char *enc, size_t elen, nk_block *sta
                         nk_block_free_void);
   if (*ch == NULL) return nk_err(NOKV_ENOMEM, "out of memory caching a block");  /* freed */
   return NOKV_OK;
+}
+
+/* An iterator over the data block at the index entry's value. */
+static nk_iter *data_block_iter(nk_table *t, const char *enc, size_t elen, int *status) {
+  nk_block *b = NULL;
+  nk_cache_handle *ch = NULL;
+  bool owned = false;
+  if ((*status = lookup_block(t, enc, elen, NULL, &b, &ch, &owned)) != NOKV_OK) return NULL;
+  nk_iter *it = ch != NULL ? nk_block_iter_new(b, release_cached, t->cache, ch)
+                           : nk_block_iter_new(b, free_block, b, NULL);
+  if (it == NULL) {
+    if (ch != NULL) nk_cache_release(t->cache, ch); else nk_block_free(b);
+    *status = nk_err(NOKV_ENOMEM, "out of memory for a block iterator");
+  }
+  return it;
 }
 
 int nk_table_get(nk_table *t, const char *target, size_t n, uint64_t key_hash,
