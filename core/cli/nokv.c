@@ -245,15 +245,23 @@ static int cmd_vlog(const char *dir, bool verify) {
 
 /* ---- checkpoint (opens the database: not next to a running server) ---- */
 
-static int cmd_checkpoint(const char *dir, const char *dst) {
+/* Opens the database in dir, which must exist; NULL (after saying why) if it
+ * cannot. */
+static nokv_db *open_existing(const char *dir) {
   nokv_options o;
   nokv_options_init(&o);
   o.create_if_missing = false;
   nokv_db *db;
   if (nokv_open(dir, &o, &db) != NOKV_OK) {
     fprintf(stderr, "nokv: cannot open %s: %s\n", dir, nokv_errmsg());
-    return 1;
+    return NULL;
   }
+  return db;
+}
+
+static int cmd_checkpoint(const char *dir, const char *dst) {
+  nokv_db *db = open_existing(dir);
+  if (db == NULL) return 1;
   uint64_t ts = 0;
   int rc = nokv_checkpoint(db, dst, &ts);
   if (rc != NOKV_OK) fprintf(stderr, "nokv: %s\n", nokv_errmsg());
@@ -266,14 +274,8 @@ static int cmd_checkpoint(const char *dir, const char *dst) {
 /* ---- compact (the database must be closed) ---- */
 
 static int cmd_compact(const char *dir) {
-  nokv_options o;
-  nokv_options_init(&o);
-  o.create_if_missing = false;
-  nokv_db *db;
-  if (nokv_open(dir, &o, &db) != NOKV_OK) {
-    fprintf(stderr, "nokv: cannot open %s: %s\n", dir, nokv_errmsg());
-    return 1;
-  }
+  nokv_db *db = open_existing(dir);
+  if (db == NULL) return 1;
   nokv_statistics before, after;
   int rc = nokv_stats(db, &before);
   if (rc == NOKV_OK) rc = nokv_compact(db);
