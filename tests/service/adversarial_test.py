@@ -303,12 +303,15 @@ class ScanBuffers(ServerCase):
     flags = ["--scan_first_chunk_bytes=4096", "--scan_chunk_bytes=%d" % (64 << 10),
              "--scan_buffer_bytes=%d" % BUDGET, "--scan_idle_timeout_ms=60000", "--max_scans=5"]
 
+    def slow_channel(self):
+        """A client with a 1 KB receive window: it takes almost nothing unread."""
+        return grpc.insecure_channel(self.address, options=[("grpc.http2.lookahead_bytes", 1024),
+                                                            ("grpc.http2.bdp_probe", 0)])
+
     def test_unread_scans_are_bounded_and_resume(self):
         for i in range(100):
             self.kv.Put(kv_pb2.PutRequest(key=b"s%05d" % i, value=b"s" * 20000), timeout=10)
-        # A client with a 1 KB receive window takes almost nothing.
-        slow = grpc.insecure_channel(self.address, options=[("grpc.http2.lookahead_bytes", 1024),
-                                                            ("grpc.http2.bdp_probe", 0)])
+        slow = self.slow_channel()
         kv = kv_pb2_grpc.KVStub(slow)
         scans = [kv.Scan(kv_pb2.ScanRequest(prefix=b"s"), timeout=60) for _ in range(5)]
         # Each holds one message of one pair (its first chunk is smaller than a
@@ -346,8 +349,7 @@ class ScanBuffers(ServerCase):
     def test_messages_start_small_and_grow_as_the_client_reads(self):
         for i in range(2000):
             self.kv.Put(kv_pb2.PutRequest(key=b"g%05d" % i, value=b"g" * 100), timeout=10)
-        slow = grpc.insecure_channel(self.address, options=[("grpc.http2.lookahead_bytes", 1024),
-                                                            ("grpc.http2.bdp_probe", 0)])
+        slow = self.slow_channel()
         scan = kv_pb2_grpc.KVStub(slow).Scan(kv_pb2.ScanRequest(prefix=b"g"), timeout=60)
         # Unread, the scan holds one first-sized message.
         self.assertTrue(wait_until(lambda: self.counter("scan_buffered_bytes") == 4096))
@@ -363,8 +365,7 @@ class ScanBuffers(ServerCase):
     def test_waiting_scans_end_when_cancelled(self):
         for i in range(100):
             self.kv.Put(kv_pb2.PutRequest(key=b"c%05d" % i, value=b"c" * 20000), timeout=10)
-        slow = grpc.insecure_channel(self.address, options=[("grpc.http2.lookahead_bytes", 1024),
-                                                            ("grpc.http2.bdp_probe", 0)])
+        slow = self.slow_channel()
         kv = kv_pb2_grpc.KVStub(slow)
         scans = [kv.Scan(kv_pb2.ScanRequest(prefix=b"c"), timeout=60) for _ in range(5)]
         self.assertTrue(wait_until(lambda: self.counter("scans_waiting") == 2))
