@@ -163,20 +163,23 @@ grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
 
 template <typename Response>
 grpc::ServerUnaryReactor* KvService::WriteAsync(grpc::CallbackServerContext* ctx,
-                                                nokv_batch* batch, bool sync, Response* resp) {
+                                                nokv_batch* batch, int built, bool sync,
+                                                Response* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  auto* w = new PendingWrite<Response>{reactor, batch, resp};
-  nokv_write_options wo;
-  nokv_write_options_init(&wo);
-  wo.sync = options_.force_sync || sync;
-  // On NOKV_OK the completion owns w (and may already have run).
-  if (int rc = nokv_write_async(db_, &wo, batch, &PendingWrite<Response>::Done, w);
-      rc != NOKV_OK) {
-    grpc::Status s = EngineError(rc);
-    nokv_batch_free(batch);
+  int rc = built;
+  if (rc == NOKV_OK) {
+    auto* w = new PendingWrite<Response>{reactor, batch, resp};
+    nokv_write_options wo;
+    nokv_write_options_init(&wo);
+    wo.sync = options_.force_sync || sync;
+    // On NOKV_OK the completion owns w and the batch (and may already have run).
+    rc = nokv_write_async(db_, &wo, batch, &PendingWrite<Response>::Done, w);
+    if (rc == NOKV_OK) return reactor;
     delete w;
-    reactor->Finish(std::move(s));
   }
+  grpc::Status s = EngineError(rc);
+  nokv_batch_free(batch);
+  reactor->Finish(std::move(s));
   return reactor;
 }
 
@@ -190,12 +193,7 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
     rc = nokv_batch_put(b, req->key().data(), req->key().size(), req->value().data(),
                         req->value().size());
   }
-  if (rc != NOKV_OK) {
-    grpc::Status s = EngineError(rc);
-    nokv_batch_free(b);
-    return Finished(ctx, s);
-  }
-  return WriteAsync(ctx, b, req->sync(), resp);
+  return WriteAsync(ctx, b, rc, req->sync(), resp);
 }
 
 grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
@@ -205,12 +203,7 @@ grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
   nokv_batch* b = nullptr;
   int rc = nokv_batch_new(&b);
   if (rc == NOKV_OK) rc = nokv_batch_delete(b, req->key().data(), req->key().size());
-  if (rc != NOKV_OK) {
-    grpc::Status s = EngineError(rc);
-    nokv_batch_free(b);
-    return Finished(ctx, s);
-  }
-  return WriteAsync(ctx, b, req->sync(), resp);
+  return WriteAsync(ctx, b, rc, req->sync(), resp);
 }
 
 grpc::Status KvService::Stats(grpc::ServerContext*, const nokv::v1::StatsRequest*,

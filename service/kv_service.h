@@ -114,10 +114,11 @@ class KvService final
   class TxnReactor;
 
   // Queues batch (owned, freed once written) with nokv_write_async; the
-  // completion sets resp's commit_ts and finishes the call.
+  // completion sets resp's commit_ts and finishes the call. built is the result
+  // of making the batch: an error finishes the call with it at once.
   template <typename Response>
   grpc::ServerUnaryReactor* WriteAsync(grpc::CallbackServerContext* ctx, nokv_batch* batch,
-                                       bool sync, Response* resp);
+                                       int built, bool sync, Response* resp);
 
   // The reaper: ends transactions left idle, scans whose client stopped reading,
   // and streams past their lifetime.
