@@ -1,6 +1,7 @@
 // Sweeps of the file layer's failures over a whole workload (puts on both sides
 // of the value-log threshold, deletes, batches, synced and not, flushes,
-// compactions and value-log GC):
+// compactions, value-log GC and idle checks), written one nokv_write at a time
+// or as windows of nokv_write_async calls that commit together in groups:
 //  - the power goes off at every sync point in turn (every byte not fsync'ed is
 //    lost, names not made durable vanish): after the reopen every write is there
 //    that a sync acknowledged, directly or by coming before one;
@@ -11,12 +12,15 @@
 #include <errno.h>
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "db/gc_internal.h"
 #include "fault_env.h"
 #include "nokv/nokv.h"
 #include "test_util.h"
@@ -40,6 +44,7 @@ nokv_options Options(const nokv_env* env) {
   o.value_log_gc_ratio = 0.3;
   o.value_log_gc_bytes_per_sec = 0;
   o.wal_segment_bytes = 16 << 10;
+  o.value_log_gc_idle_ms = 0;  // idle checks run where the workload says
   return o;
 }
 
@@ -71,9 +76,9 @@ std::vector<Op> Workload(uint64_t seed, int n) {
   return ops;
 }
 
-int Apply(nokv_db* db, const Op& op) {
+nokv_batch* Batch(const Op& op) {
   nokv_batch* b;
-  if (int rc = nokv_batch_new(&b); rc != NOKV_OK) return rc;
+  if (nokv_batch_new(&b) != NOKV_OK) return nullptr;
   for (const auto& [k, v] : op.writes) {
     if (v) {
       nokv_batch_put(b, k.data(), k.size(), v->data(), v->size());
@@ -81,26 +86,121 @@ int Apply(nokv_db* db, const Op& op) {
       nokv_batch_delete(b, k.data(), k.size());
     }
   }
-  nokv_write_options wo{};
-  wo.sync = op.sync;
-  int rc = nokv_write(db, &wo, b, nullptr);
-  nokv_batch_free(b);
-  return rc;
+  return b;
 }
 
-// Runs ops[i] with a flush, compaction or GC every few; stops at the first
-// failed write. Returns how many were acknowledged, and in *durable how many
-// had been made durable by a synced acknowledgement before the power went off.
-int RunWorkload(nokv_db* db, const std::vector<Op>& ops, FaultEnv* fault, int* durable) {
-  *durable = 0;
+// How the workload reaches the engine.
+enum class Path {
+  kWrite,       // one nokv_write at a time
+  kAsyncIdle,   // windows of nokv_write_async calls in flight together, and idle checks
+};
+
+// What a run left: ops [0, acked) were acknowledged, ops [0, durable) were made
+// durable by a synced acknowledgement before the power went off, and ops
+// [acked, begun) may or may not have been applied.
+struct Outcome {
+  int acked = 0;
+  int durable = 0;
+  int begun = 0;
+};
+
+// A flush, compaction, GC or idle check after some ops.
+void Maintain(nokv_db* db, size_t i, Path path) {
+  if (i % 40 == 39) nokv_flush(db);
+  if (i % 90 == 89) nokv_compact(db);
+  if (i % 70 == 69) nokv_vlog_gc(db, 0.2, nullptr);
+  if (path == Path::kAsyncIdle && i % 50 == 49) nk_db_idle_check(db);
+}
+
+Outcome RunOneByOne(nokv_db* db, const std::vector<Op>& ops, FaultEnv* fault, Path path) {
+  Outcome out;
   for (size_t i = 0; i < ops.size(); i++) {
-    if (i % 40 == 39) nokv_flush(db);
-    if (i % 90 == 89) nokv_compact(db);
-    if (i % 70 == 69) nokv_vlog_gc(db, 0.2, nullptr);
-    if (Apply(db, ops[i]) != NOKV_OK) return static_cast<int>(i);
-    if (ops[i].sync && !fault->powered_off()) *durable = static_cast<int>(i) + 1;
+    Maintain(db, i, path);
+    nokv_batch* b = Batch(ops[i]);
+    nokv_write_options wo{};
+    wo.sync = ops[i].sync;
+    int rc = b == nullptr ? NOKV_ENOMEM : nokv_write(db, &wo, b, nullptr);
+    nokv_batch_free(b);
+    out.begun = static_cast<int>(i) + 1;
+    if (rc != NOKV_OK) return out;
+    out.acked = static_cast<int>(i) + 1;
+    if (ops[i].sync && !fault->powered_off()) out.durable = out.acked;
   }
-  return static_cast<int>(ops.size());
+  return out;
+}
+
+// Ops go out in windows of kWindow async writes; flushes, compactions and GC
+// run while a window is in flight. A window's completions are awaited before
+// the next; the run stops after the first window with a failure.
+Outcome RunAsync(nokv_db* db, const std::vector<Op>& ops, FaultEnv* fault, Path path) {
+  constexpr size_t kWindow = 6;
+  struct Done {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t left = 0;
+    std::vector<int> rc;
+    std::vector<bool> synced;  // acknowledged as synced while the power was on
+    FaultEnv* fault;
+  } done;
+  done.rc.assign(ops.size(), NOKV_OK);
+  done.synced.assign(ops.size(), false);
+  done.fault = fault;
+  struct Slot {
+    Done* done;
+    size_t i;
+    bool sync;
+  };
+  std::vector<Slot> slots(ops.size());
+  std::vector<nokv_batch*> batches(ops.size(), nullptr);
+  auto on_done = [](void* arg, int rc, uint64_t, const char*) {
+    Slot* s = static_cast<Slot*>(arg);
+    bool on = !s->done->fault->powered_off();
+    std::lock_guard<std::mutex> l(s->done->mu);
+    s->done->rc[s->i] = rc;
+    s->done->synced[s->i] = rc == NOKV_OK && s->sync && on;
+    if (--s->done->left == 0) s->done->cv.notify_all();
+  };
+  Outcome out;
+  size_t first_failed = ops.size();
+  for (size_t start = 0; start < ops.size() && first_failed == ops.size(); start += kWindow) {
+    size_t end = std::min(ops.size(), start + kWindow);
+    for (size_t i = start; i < end; i++) {
+      batches[i] = Batch(ops[i]);
+      slots[i] = Slot{&done, i, ops[i].sync};
+      nokv_write_options wo{};
+      wo.sync = ops[i].sync;
+      {
+        std::lock_guard<std::mutex> l(done.mu);
+        done.left++;
+      }
+      int rc = batches[i] == nullptr ? NOKV_ENOMEM
+                                     : nokv_write_async(db, &wo, batches[i], on_done, &slots[i]);
+      out.begun = static_cast<int>(i) + 1;
+      if (rc != NOKV_OK) {
+        std::lock_guard<std::mutex> l(done.mu);
+        done.left--;
+        done.rc[i] = rc;
+        break;
+      }
+      Maintain(db, i, path);
+    }
+    std::unique_lock<std::mutex> l(done.mu);
+    done.cv.wait(l, [&] { return done.left == 0; });
+    for (size_t i = start; i < end; i++) {
+      if (done.rc[i] != NOKV_OK && first_failed == ops.size()) first_failed = i;
+    }
+  }
+  for (nokv_batch* b : batches) nokv_batch_free(b);
+  out.acked = static_cast<int>(first_failed);
+  for (size_t i = 0; i < first_failed; i++) {
+    if (done.synced[i]) out.durable = static_cast<int>(i) + 1;
+  }
+  return out;
+}
+
+Outcome RunWorkload(nokv_db* db, const std::vector<Op>& ops, FaultEnv* fault, Path path) {
+  return path == Path::kWrite ? RunOneByOne(db, ops, fault, path)
+                              : RunAsync(db, ops, fault, path);
 }
 
 // Every key must hold the value of the newest write to it among ops [0, durable)
@@ -141,7 +241,9 @@ int RunWorkload(nokv_db* db, const std::vector<Op>& ops, FaultEnv* fault, int* d
   return ::testing::AssertionSuccess();
 }
 
-TEST(FaultSweepTest, PowerLossAtEverySyncPointKeepsEverySyncedWrite) {
+class FaultSweepTest : public ::testing::TestWithParam<Path> {};
+
+TEST_P(FaultSweepTest, PowerLossAtEverySyncPointKeepsEverySyncedWrite) {
   std::vector<Op> ops = Workload(nokv_test::TestSeed(), SweepOps());
   int points = 0;
   {
@@ -150,8 +252,13 @@ TEST(FaultSweepTest, PowerLossAtEverySyncPointKeepsEverySyncedWrite) {
     nokv_options o = Options(fault.env());
     nokv_db* db;
     ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-    int durable;
-    ASSERT_EQ(RunWorkload(db, ops, &fault, &durable), static_cast<int>(ops.size()));
+    ASSERT_EQ(RunWorkload(db, ops, &fault, GetParam()).acked, static_cast<int>(ops.size()));
+    nokv_statistics st = nokv_test::Stats(db);
+    printf("gc: %llu segments collected; idle checks: %llu, %llu segments measured\n",
+           (unsigned long long)st.gc_segments_collected, (unsigned long long)st.gc_idle_checks,
+           (unsigned long long)st.gc_segments_measured);
+    EXPECT_GT(st.gc_segments_collected, 0u);
+    if (GetParam() == Path::kAsyncIdle) EXPECT_GT(st.gc_segments_measured, 0u);
     ASSERT_EQ(nokv_close(db), NOKV_OK);
     points = fault.sync_calls();
   }
@@ -168,15 +275,14 @@ TEST(FaultSweepTest, PowerLossAtEverySyncPointKeepsEverySyncedWrite) {
       nokv_close(db);
       continue;
     }
-    int durable = 0;
-    int acked = RunWorkload(db, ops, &fault, &durable);
+    Outcome run = RunWorkload(db, ops, &fault, GetParam());
     nokv_close(db);
     fault.DropUnsynced();
     FaultEnv fresh;
     nokv_options ro = Options(fresh.env());
     ASSERT_EQ(nokv_open(dir.path().c_str(), &ro, &db), NOKV_OK)
         << "power cut at sync " << k << ": " << nokv_errmsg();
-    ASSERT_TRUE(Holds(db, ops, durable, acked + 1)) << "power cut at sync " << k;
+    ASSERT_TRUE(Holds(db, ops, run.durable, run.begun)) << "power cut at sync " << k;
     ASSERT_EQ(nokv_close(db), NOKV_OK);
     checked++;
   }
@@ -184,7 +290,7 @@ TEST(FaultSweepTest, PowerLossAtEverySyncPointKeepsEverySyncedWrite) {
   EXPECT_GT(checked, points / 2);
 }
 
-TEST(FaultSweepTest, AnyFailedCallDuringWritesLosesNothingAcknowledged) {
+TEST_P(FaultSweepTest, AnyFailedCallDuringWritesLosesNothingAcknowledged) {
   std::vector<Op> ops = Workload(nokv_test::TestSeed(), SweepOps() / 2);
   const FaultEnv::Op kinds[] = {FaultEnv::kOpen,   FaultEnv::kRead,     FaultEnv::kAppend,
                                 FaultEnv::kSync,   FaultEnv::kRename,   FaultEnv::kRemove,
@@ -199,17 +305,16 @@ TEST(FaultSweepTest, AnyFailedCallDuringWritesLosesNothingAcknowledged) {
         nokv_db* db;
         ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
         fault.FailCalls(kind, err, "", 1, skip);
-        int durable;
-        int acked = RunWorkload(db, ops, &fault, &durable);
+        Outcome run = RunWorkload(db, ops, &fault, GetParam());
         bool hit = fault.injected() > 0;
         fault.ClearRule();
         nokv_close(db);
         runs++;
-        stopped += acked < static_cast<int>(ops.size());
+        stopped += run.acked < static_cast<int>(ops.size());
         ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK)
             << "call " << kind << " errno " << err << " skip " << skip << ": " << nokv_errmsg();
         // Without a power cut every acknowledged write survives.
-        ASSERT_TRUE(Holds(db, ops, acked, acked + 1))
+        ASSERT_TRUE(Holds(db, ops, run.acked, run.begun))
             << "call " << kind << " errno " << err << " skip " << skip;
         ASSERT_EQ(nokv_close(db), NOKV_OK);
         if (!hit) break;
@@ -219,5 +324,11 @@ TEST(FaultSweepTest, AnyFailedCallDuringWritesLosesNothingAcknowledged) {
   printf("%d runs with a failed call, %d stopped writing\n", runs, stopped);
   EXPECT_GT(stopped, 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, FaultSweepTest,
+                         ::testing::Values(Path::kWrite, Path::kAsyncIdle),
+                         [](const ::testing::TestParamInfo<Path>& p) {
+                           return p.param == Path::kWrite ? "Write" : "AsyncWithIdleChecks";
+                         });
 
 }  // namespace

@@ -46,6 +46,7 @@
 
 #include "db/batch_internal.h"
 #include "db/db_impl.h"
+#include "db/gc_internal.h"
 #include "util/clock.h"
 #include "util/checksum.h"
 #include "util/error.h"
@@ -378,32 +379,35 @@ static bool pick(nokv_db *db, double ratio, const uint32_t *skip, size_t nskip, 
   return found;
 }
 
-/* The idle check (see the top of the file). Errors are not fatal: the
- * segments stay, and the next idle period tries again. */
-static void idle_check(nokv_db *db) {
-  if (nokv_flush(db) != NOKV_OK) return;
+/* The idle check (see the top of the file). Errors are not fatal to the
+ * database: the segments stay, and the next idle period tries again. */
+int nk_db_idle_check(nokv_db *db) {
+  int ret = nokv_flush(db);
+  if (ret != NOKV_OK) return ret;
   nk_count(&db->stats.gc_idle_checks, 1);
   double ratio = db->opts.value_log_gc_ratio;
   nk_vset_vlog st;
   nk_vlog_segment_info *segs = NULL;
   size_t n = 0;
   pthread_mutex_lock(&db->gc_mu);
-  if (nk_vset_vlog_state(db->vset, &st) != NOKV_OK) {
+  ret = nk_vset_vlog_state(db->vset, &st);
+  if (ret != NOKV_OK) {
     pthread_mutex_unlock(&db->gc_mu);
-    return;
+    return ret;
   }
-  if (nk_vlog_segments(db->vlog, &segs, &n) == NOKV_OK) {
-    for (size_t i = 0; i < n && !__atomic_load_n(&db->stop_bg, __ATOMIC_RELAXED); i++) {
-      const nk_vlog_segment_info *g = &segs[i];
-      if (!collectable(g, &st)) continue;
-      double share = 0;
-      if (measure_dead_share(db, g->fid, &share) != NOKV_OK) continue;
-      if (share >= ratio) collect(db, g->fid, g->size, true);
-    }
+  ret = nk_vlog_segments(db->vlog, &segs, &n);
+  for (size_t i = 0; i < n && !__atomic_load_n(&db->stop_bg, __ATOMIC_RELAXED); i++) {
+    const nk_vlog_segment_info *g = &segs[i];
+    if (!collectable(g, &st)) continue;
+    double share = 0;
+    if (measure_dead_share(db, g->fid, &share) != NOKV_OK) continue;
+    int rc = share >= ratio ? collect(db, g->fid, g->size, true) : NOKV_OK;
+    if (ret == NOKV_OK) ret = rc;
   }
   free(segs);
   nk_vset_vlog_release(&st);
   pthread_mutex_unlock(&db->gc_mu);
+  return ret;
 }
 
 int nokv_vlog_gc(nokv_db *db, double ratio, uint32_t *collected) {
@@ -481,7 +485,7 @@ void *nk_db_gc_main(void *arg) {
     if (db->stop_bg) break;
     if (idle) {
       pthread_mutex_unlock(&db->mu);
-      idle_check(db);
+      (void)nk_db_idle_check(db);
       /* Its own rewrites do not start another period. */
       checked_ts = seen_ts = nk_oracle_read_ts(&db->oracle);
       pthread_mutex_lock(&db->mu);
