@@ -575,11 +575,13 @@ TEST(Vlog, ScansReadAheadWhenValuesAreCold) {
   EXPECT_EQ(i, 200);
   nokv_iter_close(it);
   uint64_t hinted = Stats(db).vlog_prefetches - before;
-  // Every value in the range that lives in the log, and nothing past its end.
+  // The values in the range that live in the log were written in two runs in
+  // key order (the first load, then the overwrites of every 7th key), so they
+  // are hinted a run at a time: a few calls, not one per value.
   int in_log = 0;
   for (int k = 100; k < 200; k++) in_log += !(k % 5 == 0 && k % 7 != 0);
-  EXPECT_GE(hinted, static_cast<uint64_t>(in_log) - 1);
-  EXPECT_LE(hinted, static_cast<uint64_t>(in_log));
+  EXPECT_GE(hinted, 2u);
+  EXPECT_LT(hinted, static_cast<uint64_t>(in_log) / 4);
 
   // Seeks restart it; values stay right.
   ASSERT_EQ(nokv_iter_new(db, nullptr, "", 0, nullptr, 0, &it), NOKV_OK);

@@ -687,13 +687,17 @@ err:
   return ret;
 }
 
-void nk_vlog_prefetch(nk_vlog *vl, const nk_vptr *p) {
+void nk_vlog_prefetch(nk_vlog *vl, const nk_vptr *p, uint32_t extra) {
   if (vl->env->prefetch == NULL) return;
   uint64_t size = 0;
   segment *s = seg_get(vl, p->fid, &size);
   if (s == NULL) return;
-  if (s->map != NULL && (uint64_t)p->off + p->len <= size && (uint64_t)p->off + p->len <= s->map_len) {
-    vl->env->prefetch(vl->env, s->map + p->off, p->len);
+  uint64_t end = (uint64_t)p->off + p->len;
+  if (s->map != NULL && end <= size && end <= s->map_len) {
+    uint64_t last = end + extra;
+    if (last > size) last = size;
+    if (last > s->map_len) last = s->map_len;
+    vl->env->prefetch(vl->env, s->map + p->off, last - p->off);
     __atomic_fetch_add(&vl->prefetches, 1, __ATOMIC_RELAXED);
   }
   seg_unref(s);

@@ -155,8 +155,9 @@ int nk_vlog_read(nk_vlog *vl, const nk_vptr *p, const char *key, size_t klen, nk
                  const char **val, size_t *vlen);
 
 /* Hints that the entry p names will be read soon (no-op where segments are
- * not mapped or the file layer has no prefetch). */
-void nk_vlog_prefetch(nk_vlog *vl, const nk_vptr *p);
+ * not mapped or the file layer has no prefetch). With extra > 0, the hint
+ * covers that many bytes past the entry as well (up to the segment's end). */
+void nk_vlog_prefetch(nk_vlog *vl, const nk_vptr *p, uint32_t extra);
 /* Prefetch hints given so far. */
 uint64_t nk_vlog_prefetches(const nk_vlog *vl);
 
