@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "service/scan_wire.h"
 #include "service/status.h"
 
 namespace nokv::service {
@@ -236,7 +237,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // A Scan refused before it began.
-class RefusedScan final : public grpc::ServerWriteReactor<nokv::v1::ScanResponse> {
+class RefusedScan final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit RefusedScan(grpc::Status status) { Finish(std::move(status)); }
   void OnDone() override { delete this; }
@@ -307,7 +308,7 @@ grpc::Status KvService::Compact(grpc::ServerContext*, const nokv::v1::CompactReq
 }
 
 // One Scan stream: a snapshot, an iterator over it, and one outstanding write.
-class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::ScanResponse> {
+class KvService::ScanReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   // REQUIRES: the service's streams_mu_ held (OnDone takes it to unregister).
   ScanReactor(KvService* service, grpc::CallbackServerContext* ctx,
@@ -420,18 +421,21 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
     wanted_ = NextChunkBytes(iter_, chunk_bytes_);
     if (!service_->ReserveScanBytes(this, wanted_)) return;
     reserved_ = wanted_;
-    resp_.Clear();
-    FillScanChunk(iter_, resp_.mutable_kvs(), chunk_bytes_, limit_, &sent_);
+    ScanChunkEncoder enc;
+    bool encoded = EncodeScanChunk(iter_, chunk_bytes_, limit_, &sent_, &enc);
     if (int rc = nokv_iter_status(iter_); rc != NOKV_OK) {
       Finish(EngineError(rc));
       return;
     }
-    if (resp_.kvs_size() == 0 && chunks_ > 0) {
+    if (enc.pairs() == 0 && chunks_ > 0) {
       Finish(grpc::Status::OK);
       return;
     }
     // The first message is sent even for an empty range: it carries read_ts.
-    resp_.set_read_ts(read_ts_);
+    if (!encoded || !enc.Finish(read_ts_, &resp_)) {
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "out of memory encoding a scan"));
+      return;
+    }
     chunks_++;
     service_->scan_chunks_sent_++;
     write_started_ns_ = Nanos(Clock::now());
@@ -454,11 +458,22 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<nokv::v1::S
   size_t reserved_ = 0;   // of scan_buffer_bytes, held by the outstanding message
   nokv_snapshot* snap_ = nullptr;
   nokv_iter* iter_ = nullptr;
-  nokv::v1::ScanResponse resp_;
+  grpc::ByteBuffer resp_;  // the outstanding message, in wire format
 };
 
-grpc::ServerWriteReactor<nokv::v1::ScanResponse>* KvService::Scan(
-    grpc::CallbackServerContext* ctx, const nokv::v1::ScanRequest* req) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* KvService::Scan(grpc::CallbackServerContext* ctx,
+                                                            const grpc::ByteBuffer* raw) {
+  nokv::v1::ScanRequest parsed;
+  const nokv::v1::ScanRequest* req = &parsed;
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (raw->Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  if (!parsed.ParseFromString(bytes)) {
+    return new RefusedScan(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "malformed ScanRequest"));
+  }
   if (grpc::Status s = CheckScanBounds(req->start(), req->end(), req->prefix()); !s.ok()) {
     return new RefusedScan(s);
   }

@@ -10,7 +10,9 @@
 // their engine calls, which may block (a table read, a commit's fsync), on a
 // small pool of workers rather than in gRPC's reactions, which must not block.
 //
-// Scan (ServerWriteReactor) reads the next chunk only once the previous one was
+// Scan (ServerWriteReactor, on the raw method: its messages are encoded from the
+// iterator without a protobuf object, scan_wire.h) reads the next chunk only
+// once the previous one was
 // handed to the transport, so a slow client slows the scan instead of making
 // the server buffer the range. What a scan holds in its one message is bounded
 // twice: a stream's messages start small and double with each one its client
@@ -70,7 +72,7 @@ struct ServiceOptions {
 class KvService final
     : public nokv::v1::KV::WithCallbackMethod_Get<nokv::v1::KV::WithCallbackMethod_Put<
           nokv::v1::KV::WithCallbackMethod_Delete<nokv::v1::KV::WithCallbackMethod_Txn<
-              nokv::v1::KV::WithCallbackMethod_Scan<nokv::v1::KV::Service>>>>> {
+              nokv::v1::KV::WithRawCallbackMethod_Scan<nokv::v1::KV::Service>>>>> {
  public:
   // db is borrowed and must outlive the server. Destroy the service only after
   // the server has shut down (every stream has ended).
@@ -89,8 +91,10 @@ class KvService final
                           nokv::v1::CheckpointResponse*) override;
   grpc::Status Compact(grpc::ServerContext*, const nokv::v1::CompactRequest*,
                        nokv::v1::CompactResponse*) override;
-  grpc::ServerWriteReactor<nokv::v1::ScanResponse>* Scan(grpc::CallbackServerContext*,
-                                                         const nokv::v1::ScanRequest*) override;
+  // Raw: the request is parsed here, and the responses are written in their
+  // wire format straight from the iterator (scan_wire.h).
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Scan(grpc::CallbackServerContext*,
+                                                   const grpc::ByteBuffer*) override;
   grpc::ServerBidiReactor<nokv::v1::TxnRequest, nokv::v1::TxnResponse>* Txn(
       grpc::CallbackServerContext*) override;
 
