@@ -8,8 +8,11 @@ tmp="${TEST_TMPDIR}"
 flags=(--num 3000 --reads 1000 --value_sizes 4096 --cache_mb 1)
 
 GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$tmp/gocache" HOME="$tmp" GOFLAGS= \
-  go build -o "$tmp/badger_bench" "$runfiles/tests/bench/badger/badger_bench.go" 2> "$tmp/go.log" ||
-  { cat "$tmp/go.log"; exit 1; }
+  go build -o "$tmp/badger_bench" "$runfiles/tests/bench/badger/common.go" \
+  "$runfiles/tests/bench/badger/badger_bench.go" 2> "$tmp/go.log" || { cat "$tmp/go.log"; exit 1; }
+GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$tmp/gocache" HOME="$tmp" GOFLAGS= \
+  go build -o "$tmp/badger_ycsb" "$runfiles/tests/bench/badger/common.go" \
+  "$runfiles/tests/bench/badger/badger_ycsb.go" 2> "$tmp/go.log" || { cat "$tmp/go.log"; exit 1; }
 "$runfiles/tests/bench/peer_bench" "${flags[@]}" --dir "$tmp/p" --json "$tmp/peer.json" > "$tmp/peer.txt"
 "$tmp/badger_bench" "${flags[@]}" --dir "$tmp/b" --json "$tmp/badger.json" > "$tmp/badger.txt"
 /usr/bin/python3 "$runfiles/tests/bench/compare.py" "$tmp/peer.json" "$tmp/badger.json" > "$tmp/table.md"
@@ -35,8 +38,18 @@ grep -q '^rpc/engine throughput' "$tmp/rpc.txt" || { echo "no Txn RPC results"; 
 # YCSB A-F with threads, every engine: the table has a row per workload.
 "$runfiles/tests/bench/ycsb_bench" --records 3000 --ops 3000 --threads 1,2 --dir "$tmp/y" \
   --json "$tmp/ycsb.json" > "$tmp/ycsb.md"
+"$tmp/badger_ycsb" --records 3000 --ops 3000 --threads 1,2 --dir "$tmp/yb" \
+  --json "$tmp/ycsb_badger.json" > "$tmp/ycsb_badger.md"
+/usr/bin/python3 "$runfiles/tests/bench/ycsb_table.py" "$tmp/ycsb.json" "$tmp/ycsb_badger.json" \
+  > "$tmp/ycsb_all.md"
+cat "$tmp/ycsb_all.md"
 for w in a b c d e f; do
-  grep -q "^| $w | 2 | nokv | [0-9]" "$tmp/ycsb.md" || { cat "$tmp/ycsb.md"; echo "no ycsb-$w row"; exit 1; }
+  for e in nokv rocksdb leveldb badger; do
+    grep -q "^| $w | 2 | $e | [0-9]" "$tmp/ycsb_all.md" ||
+      { echo "no ycsb-$w row for $e"; exit 1; }
+  done
+  grep -q "^| $w | 2 | nokv | .* | [0-9.]*x |$" "$tmp/ycsb_all.md" ||
+    { echo "no ratio for ycsb-$w"; exit 1; }
 done
 [ "$(wc -l < "$tmp/ycsb.json")" -eq 36 ] || { echo "expected 36 ycsb results"; exit 1; }
 echo "benchmark pipeline ok"

@@ -18,6 +18,9 @@ typedef struct bench_config {
   size_t block_size;
   bool compression;   /* zstd (NoKV, RocksDB) / snappy (LevelDB) if true */
   bool sync;
+  /* NoKV-C only: values of at least this many bytes go to the value log
+   * (0: the engine's default). */
+  size_t nokv_value_threshold;
 } bench_config;
 
 typedef struct bench_engine {

@@ -16,6 +16,7 @@ static void *nk_open(const char *dir, const bench_config *c) {
   o.memtable_max_bytes = c->write_buffer_bytes;
   o.block_size = c->block_size;
   o.compression_start_level = c->compression ? 0 : -1;
+  if (c->nokv_value_threshold > 0) o.value_threshold = c->nokv_value_threshold;
   nokv_db *db;
   if (nokv_open(dir, &o, &db) != NOKV_OK) {
     fprintf(stderr, "nokv: open %s: %s\n", dir, nokv_errmsg());

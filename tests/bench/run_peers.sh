@@ -19,7 +19,8 @@ fi
 bazel build --config=opt //tests/bench:peer_bench
 cp -f bazel-bin/tests/bench/peer_bench "$out/peer_bench"
 GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="${GOCACHE:-$out/gocache}" GOFLAGS= \
-  go build -o "$out/badger_bench" tests/bench/badger/badger_bench.go 2> "$out/go-build.log" || {
+  go build -o "$out/badger_bench" tests/bench/badger/common.go tests/bench/badger/badger_bench.go \
+  2> "$out/go-build.log" || {
   cat "$out/go-build.log" >&2
   exit 1
 }

@@ -4,13 +4,17 @@
 //   wire_load --target nokv|etcd --addr HOST:PORT --op OP [--concurrency 16]
 //             [--channels 4] [--seconds 5] [--warmup 1] [--keys 5000]
 //             [--value_bytes 100] [--dist uniform|zipfian] [--sync]
-//             [--serializable] [--scan_limit 100] [--server_pid PID] [--label L]
+//             [--serializable] [--scan_limit 100] [--scans 3] [--server_pid PID]
+//             [--label L]
 //
 // OP: load (every key once, in order; --seconds is ignored), put, get, scan
 // (nokv: a Scan of --scan_limit pairs from a random key; etcd: a Range of as
 // many), txn (nokv only: a Txn stream that gets a key, puts it and commits,
-// pipelined; ABORTED counts as a conflict, not an error). etcd's get is a
-// Range of one key: linearizable unless --serializable.
+// pipelined in one round trip; ABORTED counts as a conflict, not an error),
+// stream (nokv only: --scans Scans of the whole key space, from the first key
+// with no limit, --concurrency at a time; --seconds is ignored; reports the
+// key and value bytes received per second). etcd's get is a Range of one key:
+// linearizable unless --serializable.
 //
 // --concurrency calls are kept in flight over --channels connections (each
 // its own HTTP/2 connection) with gRPC's callback API: a call's completion
@@ -62,15 +66,16 @@ struct Options {
   bool sync = false;
   bool serializable = false;
   int scan_limit = 100;
+  uint64_t scans = 3;
   int server_pid = 0;
 };
 
 [[noreturn]] void Usage(const char* why) {
   fprintf(stderr,
           "wire_load: %s\nusage: wire_load --target nokv|etcd --addr HOST:PORT --op "
-          "load|put|get|scan|txn [--concurrency N] [--channels M] [--seconds S] [--warmup S] "
+          "load|put|get|scan|txn|stream [--concurrency N] [--channels M] [--seconds S] [--warmup S] "
           "[--keys K] [--value_bytes B] [--dist uniform|zipfian] [--sync] [--serializable] "
-          "[--scan_limit L] [--server_pid PID] [--label L]\n",
+          "[--scan_limit L] [--scans N] [--server_pid PID] [--label L]\n",
           why);
   exit(2);
 }
@@ -97,15 +102,19 @@ Options Parse(int argc, char** argv) {
     else if (a == "--sync") o.sync = true;
     else if (a == "--serializable") o.serializable = true;
     else if (a == "--scan_limit") o.scan_limit = std::atoi(val().c_str());
+    else if (a == "--scans") o.scans = std::strtoull(val().c_str(), nullptr, 10);
     else if (a == "--server_pid") o.server_pid = std::atoi(val().c_str());
     else Usage(("unknown flag " + a).c_str());
   }
   if (o.addr.empty()) Usage("--addr is required");
   if (o.target != "nokv" && o.target != "etcd") Usage("--target is nokv or etcd");
-  if (o.op != "load" && o.op != "put" && o.op != "get" && o.op != "scan" && o.op != "txn") {
-    Usage("--op is load, put, get, scan or txn");
+  if (o.op != "load" && o.op != "put" && o.op != "get" && o.op != "scan" && o.op != "txn" &&
+      o.op != "stream") {
+    Usage("--op is load, put, get, scan, txn or stream");
   }
-  if (o.op == "txn" && o.target != "nokv") Usage("--op txn is for --target nokv");
+  if ((o.op == "txn" || o.op == "stream") && o.target != "nokv") {
+    Usage("--op txn and --op stream are for --target nokv");
+  }
   if (o.concurrency < 1 || o.channels < 1 || o.keys == 0) Usage("bad sizes");
   return o;
 }
@@ -150,12 +159,19 @@ class Load {
 
   const Options& options() const { return o_; }
   const std::string& value() const { return value_; }
-  bool loading() const { return o_.op == "load"; }
+  // A run of a fixed amount of work (every key written once, or --scans whole
+  // scans) rather than of a measured window.
+  bool loading() const { return o_.op == "load" || o_.op == "stream"; }
 
   // The next key for a slot (its own rng); for load, the next unwritten key,
-  // or false when all are written.
+  // for stream the first key ("") while scans remain; false when all are done.
   bool NextKey(uint64_t* rng, std::string* key) {
     uint64_t n;
+    if (o_.op == "stream") {
+      if (next_load_.fetch_add(1) >= o_.scans) return false;
+      key->clear();
+      return true;
+    }
     if (loading()) {
       n = next_load_.fetch_add(1);
       if (n >= o_.keys) return false;
@@ -215,19 +231,20 @@ class Slot {
   }
 
   std::vector<float> latencies_us;
-  uint64_t ok = 0, errors = 0, conflicts = 0, items = 0;
+  uint64_t ok = 0, errors = 0, conflicts = 0, items = 0, bytes = 0;
   std::string first_error;
 
  protected:
   // Starts one call for key; it must end with Done.
   virtual void Issue(const std::string& key) = 0;
 
-  void Done(const grpc::Status& s, uint64_t items_read = 0) {
+  void Done(const grpc::Status& s, uint64_t items_read = 0, uint64_t bytes_read = 0) {
     Clock::time_point t1 = Clock::now();
     if (load_->InWindow(t0_, t1)) {
       if (s.ok()) {
         ok++;
         items += items_read;
+        bytes += bytes_read;
         latencies_us.push_back(
             static_cast<float>(std::chrono::duration<double, std::micro>(t1 - t0_).count()));
       } else if (s.error_code() == grpc::StatusCode::ABORTED) {
@@ -291,7 +308,7 @@ class NokvUnary final : public Slot {
 class NokvScanCall final : public grpc::ClientReadReactor<nokv::v1::ScanResponse> {
  public:
   NokvScanCall(nokv::v1::KV::Stub* stub, const std::string& key, int limit,
-               std::function<void(const grpc::Status&, uint64_t)> done)
+               std::function<void(const grpc::Status&, uint64_t, uint64_t)> done)
       : done_(std::move(done)) {
     req_.set_start(key);
     req_.set_limit(static_cast<uint32_t>(limit));
@@ -302,10 +319,11 @@ class NokvScanCall final : public grpc::ClientReadReactor<nokv::v1::ScanResponse
   void OnReadDone(bool ok) override {
     if (!ok) return;
     items_ += static_cast<uint64_t>(resp_.kvs_size());
+    for (const auto& kv : resp_.kvs()) bytes_ += kv.key().size() + kv.value().size();
     StartRead(&resp_);
   }
   void OnDone(const grpc::Status& s) override {
-    done_(s, items_);
+    done_(s, items_, bytes_);
     delete this;
   }
 
@@ -313,8 +331,8 @@ class NokvScanCall final : public grpc::ClientReadReactor<nokv::v1::ScanResponse
   grpc::ClientContext ctx_;
   nokv::v1::ScanRequest req_;
   nokv::v1::ScanResponse resp_;
-  uint64_t items_ = 0;
-  std::function<void(const grpc::Status&, uint64_t)> done_;
+  uint64_t items_ = 0, bytes_ = 0;
+  std::function<void(const grpc::Status&, uint64_t, uint64_t)> done_;
 };
 
 // A transaction: get, put and commit sent at once (the stream answers in
@@ -364,9 +382,9 @@ class NokvStream final : public Slot {
  private:
   void Issue(const std::string& key) override {
     const Options& o = load_->options();
-    if (o.op == "scan") {
-      new NokvScanCall(stub_, key, o.scan_limit,
-                       [this](const grpc::Status& s, uint64_t n) { Done(s, n); });
+    if (o.op == "scan" || o.op == "stream") {
+      new NokvScanCall(stub_, key, o.op == "stream" ? 0 : o.scan_limit,
+                       [this](const grpc::Status& s, uint64_t n, uint64_t b) { Done(s, n, b); });
     } else {
       new NokvTxnCall(stub_, key, load_->value(), o.sync,
                       [this](const grpc::Status& s) { Done(s); });
@@ -459,7 +477,7 @@ int main(int argc, char** argv) {
     int c = i % o.channels;
     if (o.target == "etcd") {
       slots.push_back(std::make_unique<EtcdUnary>(&load, i, etcd_stubs[c].get()));
-    } else if (o.op == "scan" || o.op == "txn") {
+    } else if (o.op == "scan" || o.op == "txn" || o.op == "stream") {
       slots.push_back(std::make_unique<NokvStream>(&load, i, nokv_stubs[c].get()));
     } else {
       slots.push_back(std::make_unique<NokvUnary>(&load, i, nokv_stubs[c].get()));
@@ -498,7 +516,7 @@ int main(int argc, char** argv) {
   if (o.target == "nokv") after = NokvCounters(nokv_stubs[0].get());
 
   std::vector<float> lat;
-  uint64_t ok = 0, errors = 0, conflicts = 0, items = 0;
+  uint64_t ok = 0, errors = 0, conflicts = 0, items = 0, bytes = 0;
   std::string first_error;
   for (auto& s : slots) {
     lat.insert(lat.end(), s->latencies_us.begin(), s->latencies_us.end());
@@ -506,6 +524,7 @@ int main(int argc, char** argv) {
     errors += s->errors;
     conflicts += s->conflicts;
     items += s->items;
+    bytes += s->bytes;
     if (first_error.empty()) first_error = s->first_error;
   }
   std::sort(lat.begin(), lat.end());
@@ -525,6 +544,8 @@ int main(int argc, char** argv) {
          static_cast<unsigned long long>(conflicts), static_cast<unsigned long long>(items),
          static_cast<double>(ok) / secs, Pct(lat, 0.50), Pct(lat, 0.99), Pct(lat, 0.999),
          lat.empty() ? 0.0 : static_cast<double>(lat.back()));
+  if (bytes > 0) printf(", \"bytes\": %llu, \"mb_per_s\": %.1f", static_cast<unsigned long long>(bytes),
+                       static_cast<double>(bytes) / secs / 1e6);
   printf(", \"client_cpu_us_per_call\": %.1f", (self_cpu1 - self_cpu0) * per_call);
   if (o.server_pid) printf(", \"server_cpu_us_per_call\": %.1f", (server_cpu1 - server_cpu0) * per_call);
   if (!before.empty() && !after.empty()) {

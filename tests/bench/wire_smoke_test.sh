@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# wire_bench.sh on a tiny run: every target and operation once, at one
-# concurrency, with the binaries Bazel built. Checks that the pipeline runs,
+# wire_bench.sh and stream_bench.sh on tiny runs: every target and operation
+# once, at one concurrency, with the binaries Bazel built. Checks that the pipeline runs,
 # no call fails, and the table has every row and ratio; not how fast.
 set -euo pipefail
 runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
@@ -25,4 +25,17 @@ for r in runs:
     assert r["ok"] > 0, r
     assert "server_cpu_us_per_call" in r, r
 PY
+# stream_bench.sh: whole-database Scans over gRPC and the engine's iterator on
+# the same data; the table checks every scan returned every pair.
+export STREAM_SERVER="$WIRE_SERVER" STREAM_LOAD="$WIRE_LOAD"
+export STREAM_ITER="$runfiles/tests/bench/iter_scan" BENCH_OUT="$TEST_TMPDIR/stream"
+bash "$runfiles/tests/bench/stream_bench.sh" --keys 2000 --value_bytes 1024 --scans 2 \
+  --repeat 1 --concurrency "1 2" > "$TEST_TMPDIR/stream.txt"
+cat "$TEST_TMPDIR/stream.txt"
+grep -q "^| engine iterator, in process | 1 | [0-9,]* | 1.00x |" "$TEST_TMPDIR/stream.txt" ||
+  { echo "no engine row"; exit 1; }
+for c in 1 2; do
+  grep -q "^| Scan over gRPC | $c | [0-9,]* | [0-9.]*x |" "$TEST_TMPDIR/stream.txt" ||
+    { echo "no gRPC row at concurrency $c"; exit 1; }
+done
 echo "wire benchmark pipeline ok"
