@@ -258,7 +258,9 @@ TEST_P(FaultSweepTest, PowerLossAtEverySyncPointKeepsEverySyncedWrite) {
            (unsigned long long)st.gc_segments_collected, (unsigned long long)st.gc_idle_checks,
            (unsigned long long)st.gc_segments_measured);
     EXPECT_GT(st.gc_segments_collected, 0u);
-    if (GetParam() == Path::kAsyncIdle) EXPECT_GT(st.gc_segments_measured, 0u);
+    if (GetParam() == Path::kAsyncIdle) {
+      EXPECT_GT(st.gc_segments_measured, 0u);
+    }
     ASSERT_EQ(nokv_close(db), NOKV_OK);
     points = fault.sync_calls();
   }
