@@ -43,7 +43,7 @@ grep -q '^rpc/engine throughput' "$tmp/rpc.txt" || { echo "no Txn RPC results"; 
 /usr/bin/python3 "$runfiles/tests/bench/ycsb_table.py" "$tmp/ycsb.json" "$tmp/ycsb_badger.json" \
   > "$tmp/ycsb_all.md"
 cat "$tmp/ycsb_all.md"
-for w in a b c d e f; do
+for w in a b c d e f r w; do
   for e in nokv rocksdb leveldb badger; do
     grep -q "^| $w | 2 | $e | [0-9]" "$tmp/ycsb_all.md" ||
       { echo "no ycsb-$w row for $e"; exit 1; }
@@ -51,5 +51,5 @@ for w in a b c d e f; do
   grep -q "^| $w | 2 | nokv | .* | [0-9.]*x |$" "$tmp/ycsb_all.md" ||
     { echo "no ratio for ycsb-$w"; exit 1; }
 done
-[ "$(wc -l < "$tmp/ycsb.json")" -eq 36 ] || { echo "expected 36 ycsb results"; exit 1; }
+[ "$(wc -l < "$tmp/ycsb.json")" -eq 48 ] || { echo "expected 48 ycsb results"; exit 1; }
 echo "benchmark pipeline ok"

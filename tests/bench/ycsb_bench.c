@@ -5,13 +5,14 @@
  *
  *   bazel build --config=opt //tests/bench:ycsb_bench
  *   bazel-bin/tests/bench/ycsb_bench [--records 1000000] [--ops 500000]
- *       [--value_bytes 1000] [--threads 1,4,16] [--workloads a,b,c,f,d,e]
+ *       [--value_bytes 1000] [--threads 1,4,16] [--workloads a,b,c,f,d,e,r,w]
  *       [--engines nokv,rocksdb,leveldb] [--load_threads 4] [--cache_mb 64]
  *       [--repeat 1] [--dir DIR] [--json FILE]
  *
  * Per engine: a fresh database is loaded with --records keys (16 bytes, in a
  * scrambled order, by --load_threads threads), then every thread count runs
- * every workload, in YCSB's order (A, B, C, F, D, E: D and E insert), each
+ * every workload, in YCSB's order (A, B, C, F, D, E: D and E insert; then R and
+ * W), each
  * thread taking --ops / threads operations. Keys are zipfian (YCSB's scrambled
  * zipfian, theta 0.99) except D's reads, which favour the newest inserts
  * ("latest"). The workloads:
@@ -19,6 +20,8 @@
  *   c  100% read                     d  95% read (latest), 5% insert
  *   e  95% scan (1-100 keys from a zipfian key), 5% insert
  *   f  50% read, 50% read-modify-write
+ *   r  readrandom: 100% reads of uniformly chosen keys
+ *   w  fillrandom: 100% inserts of new keys (scrambled, so in random order)
  * Reported per (workload, threads, engine): ops/s, p50, p99, p99.9 and the
  * slowest operation, and how many took over 100 ms; with --repeat N the
  * engines take turns N times and each figure is the median.
@@ -72,12 +75,15 @@ static uint64_t zipf_rank(const zipf *z, uint64_t *rng) {
 typedef struct workload {
   char name;
   int read, update, insert, scan, rmw; /* percentages */
-  bool latest;
+  bool latest;   /* reads favour the newest keys */
+  bool uniform;  /* keys chosen uniformly, not zipfian */
 } workload;
 
 static const workload WORKLOADS[] = {
-    {'a', 50, 50, 0, 0, 0, false}, {'b', 95, 5, 0, 0, 0, false}, {'c', 100, 0, 0, 0, 0, false},
-    {'f', 50, 0, 0, 0, 50, false}, {'d', 95, 0, 5, 0, 0, true},  {'e', 0, 0, 5, 95, 0, false},
+    {'a', 50, 50, 0, 0, 0, false, false}, {'b', 95, 5, 0, 0, 0, false, false},
+    {'c', 100, 0, 0, 0, 0, false, false}, {'f', 50, 0, 0, 0, 50, false, false},
+    {'d', 95, 0, 5, 0, 0, true, false},   {'e', 0, 0, 5, 95, 0, false, false},
+    {'r', 100, 0, 0, 0, 0, false, true},  {'w', 0, 0, 100, 0, 0, false, true},
 };
 
 /* What the threads of one run share. */
@@ -135,6 +141,7 @@ static uint64_t pick_key(run *r, uint64_t *rng) {
     uint64_t rank = zipf_rank(r->z, rng) % n;
     return n - 1 - rank;
   }
+  if (r->w->uniform) return bench_splitmix(rng) % n;
   return zipf_next(r->z, rng) % n;
 }
 
@@ -258,7 +265,7 @@ int main(int argc, char **argv) {
   uint64_t records = 1000000, ops = 500000;
   size_t value_bytes = 1000;
   int load_threads = 4, repeat = 1;
-  char threads_s[64] = "1,4,16", workloads_s[32] = "a,b,c,f,d,e", engines_s[64] = "nokv,rocksdb,leveldb";
+  char threads_s[64] = "1,4,16", workloads_s[32] = "a,b,c,f,d,e,r,w", engines_s[64] = "nokv,rocksdb,leveldb";
   char base[256] = "", json[256] = "";
   bench_config cfg = {.block_cache_bytes = 64u << 20, .bloom_bits = 10,
                       .write_buffer_bytes = 64u << 20, .block_size = 4096,

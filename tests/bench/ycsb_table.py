@@ -7,7 +7,7 @@ badger_ycsb's (Badger), with NoKV-C against the best peer in every cell.
 import json
 import sys
 
-ORDER = "abcfde"
+ORDER = "abcfderw"
 ENGINES = ["nokv", "rocksdb", "leveldb", "badger"]
 
 

@@ -50,13 +50,16 @@ func fillFrom(v []byte, rng *uint64) {
 
 type workload struct {
 	name                            byte
-	read, update, insert, scan, rmw int // percentages
-	latest                          bool
+	read, update, insert, scan, rmw int  // percentages
+	latest                          bool // reads favour the newest keys
+	uniform                         bool // keys chosen uniformly, not zipfian
 }
 
 var workloads = []workload{
-	{'a', 50, 50, 0, 0, 0, false}, {'b', 95, 5, 0, 0, 0, false}, {'c', 100, 0, 0, 0, 0, false},
-	{'f', 50, 0, 0, 0, 50, false}, {'d', 95, 0, 5, 0, 0, true}, {'e', 0, 0, 5, 95, 0, false},
+	{'a', 50, 50, 0, 0, 0, false, false}, {'b', 95, 5, 0, 0, 0, false, false},
+	{'c', 100, 0, 0, 0, 0, false, false}, {'f', 50, 0, 0, 0, 50, false, false},
+	{'d', 95, 0, 5, 0, 0, true, false}, {'e', 0, 0, 5, 95, 0, false, false},
+	{'r', 100, 0, 0, 0, 0, false, true}, {'w', 0, 0, 100, 0, 0, false, true},
 }
 
 type ycsbResult struct {
@@ -88,6 +91,9 @@ func (r *run) pick(w *workload, rng *uint64) uint64 {
 	if w.latest {
 		return n - 1 - r.z.rank(rng)%n
 	}
+	if w.uniform {
+		return splitmix(rng) % n
+	}
 	return r.z.nextFrom(rng) % n
 }
 
@@ -96,7 +102,7 @@ func main() {
 	ops := flag.Uint64("ops", 500000, "operations per workload")
 	valueBytes := flag.Int("value_bytes", 1000, "value size")
 	threadsFlag := flag.String("threads", "1,4,16", "client threads (goroutines)")
-	workloadsFlag := flag.String("workloads", "a,b,c,f,d,e", "workloads, in this order")
+	workloadsFlag := flag.String("workloads", "a,b,c,f,d,e,r,w", "workloads, in this order")
 	loadThreads := flag.Int("load_threads", 4, "goroutines loading")
 	cacheMB := flag.Int64("cache_mb", 64, "block cache MiB")
 	repeat := flag.Int("repeat", 1, "runs; each figure is the median")
