@@ -269,6 +269,20 @@ class Adversarial(ServerCase):
                 s.close()
         self.assertEqual(self.code(self.kv.Put, kv_pb2.PutRequest(key=b"alive", value=b"1")), C.OK)
 
+    def test_g_malformed_scan_request(self):
+        # Scan parses its own request (its responses are written in the wire
+        # format by hand): bytes that are no ScanRequest are INVALID_ARGUMENT.
+        scan = self.channel.unary_stream("/nokv.v1.KV/Scan")
+        for payload in (b"\x0a\xff\xff\xff\xff\x0f", b"\x0a\x05ab", b"\xff" * 64):
+            with self.assertRaises(grpc.RpcError) as e:
+                list(scan(payload, timeout=10))
+            self.assertEqual(e.exception.code(), C.INVALID_ARGUMENT, payload)
+            self.assertIn("malformed ScanRequest", e.exception.details())
+        # An empty message is a valid ScanRequest: the whole key space.
+        got = list(scan(b"", timeout=10))
+        self.assertGreater(len(got), 0)
+        self.assertEqual(self.code(self.kv.Put, kv_pb2.PutRequest(key=b"alive", value=b"1")), C.OK)
+
     def test_h_resources_return_to_baseline(self):
         pid = self.proc.pid
         self.assertTrue(wait_until(lambda: fds(pid) <= self.base_fds + 8),
