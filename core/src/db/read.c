@@ -196,6 +196,14 @@ void nokv_snapshot_release(nokv_db *db, nokv_snapshot *snap) {
 
 /* ---- iterators: a merge of every source, resolved to one version per key ---- */
 
+/* Read-ahead: values kept hinted ahead at most; bytes a run of adjacent
+ * values extends its hint by; runs remembered; one value read in TIME_EVERY
+ * is timed to find cold ones. */
+#define PREFETCH_AHEAD 64
+#define PREFETCH_RUN (256u << 10)
+#define HINT_RUNS 4
+#define TIME_EVERY 8
+
 struct nokv_iter {
   nokv_db *db;
   nk_view *view;
@@ -210,10 +218,6 @@ struct nokv_iter {
   uint64_t ts;
   bool valid;
   int status;
-  /* Read-ahead of value-log values, once a read shows they are not in memory
-   * (scan_prefetch_micros): a second merge over the same view runs ahead of the
-   * iterator and asks for the values of the next entries, up to PREFETCH_AHEAD
-   * beyond the current one. */
   /* A transaction's pending writes (one version per key), merged over the
    * snapshot by user key: on an equal key the pending write wins, and a pending
    * deletion hides the key. out_valid and pend_cur say what the public
@@ -223,26 +227,27 @@ struct nokv_iter {
   bool pend_cur, pend_eq, out_valid;
   void (*on_key)(void *arg, const char *key, size_t klen);  /* each key returned */
   void *on_key_arg;
+  /* Read-ahead of value-log values, once a read shows they are not in memory
+   * (scan_prefetch_micros): a second merge over the same view runs ahead of the
+   * iterator and asks for the values of the next entries, up to PREFETCH_AHEAD
+   * beyond the current one. */
   nk_iter *ahead;
   nk_buf ahead_key;   /* the last user key it passed */
   int ahead_budget;   /* values it may still hint */
   int ahead_window;   /* values kept hinted ahead: grows from 4 to PREFETCH_AHEAD */
   int ahead_consumed; /* values read since the window last grew */
-  /* The value-log bytes the last HINT_RUNS hints covered: a value inside one
-   * needs no hint of its own, and one just past it (values written in key
-   * order lie in key order) extends it by PREFETCH_RUN bytes with one call.
-   * Several, because a range overwritten in part interleaves two runs. */
+  /* The value-log bytes the last HINT_RUNS runs of hints covered: a value
+   * inside one needs no hint of its own, and one just past it (values written
+   * in key order lie in key order) extends it by PREFETCH_RUN bytes with one
+   * call. Several, because a range overwritten in part interleaves two runs. */
   struct hinted_run {
     uint32_t fid;
     uint64_t start, end;  /* end == 0: unused */
-  } hinted[4];
+  } hinted[HINT_RUNS];
   unsigned hinted_next;  /* the slot a new run replaces */
   uint32_t reads;        /* value-log reads, to time one in TIME_EVERY */
 };
 
-#define PREFETCH_AHEAD 64
-#define PREFETCH_RUN (256u << 10)
-#define TIME_EVERY 8
 
 static char *dup_bytes(const void *p, size_t n) {
   char *c = malloc(n ? n : 1);
@@ -340,18 +345,22 @@ int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
  * of a hot key range crawl. */
 #define NK_SKIPS_BEFORE_SEEK 8
 
+/* Positions m at the first entry at or after (key, ts, kind); false (m not
+ * moved) if there was no memory for the target. */
+static bool seek_ikey(nk_iter *m, const char *key, size_t klen, uint64_t ts, unsigned kind) {
+  char stack[256];
+  char *target = klen + NK_IKEY_TRAILER <= sizeof stack ? stack : malloc(klen + NK_IKEY_TRAILER);
+  if (target == NULL) return false;
+  nk_ikey_encode(target, key, klen, ts, kind);
+  nk_iter_seek(m, target, klen + NK_IKEY_TRAILER);
+  if (target != stack) free(target);
+  return true;
+}
+
 /* Positions the merged iterator at the first entry at or after (key, ts, kind);
  * with no memory for the target, steps to the next entry instead. */
 static void seek_merged(nokv_iter *it, const char *key, size_t klen, uint64_t ts, unsigned kind) {
-  char stack[256];
-  char *target = klen + NK_IKEY_TRAILER <= sizeof stack ? stack : malloc(klen + NK_IKEY_TRAILER);
-  if (target == NULL) {
-    nk_iter_next(it->merged);
-    return;
-  }
-  nk_ikey_encode(target, key, klen, ts, kind);
-  nk_iter_seek(it->merged, target, klen + NK_IKEY_TRAILER);
-  if (target != stack) free(target);
+  if (!seek_ikey(it->merged, key, klen, ts, kind)) nk_iter_next(it->merged);
 }
 
 /* Skips every remaining version of the current user key (it->key). */
@@ -376,7 +385,7 @@ static void skip_key(nokv_iter *it) {
 static void hint(nokv_iter *it, const nk_vptr *p) {
   uint64_t off = p->off, end = off + p->len;
   struct hinted_run *run = NULL;
-  for (unsigned i = 0; i < sizeof it->hinted / sizeof it->hinted[0]; i++) {
+  for (unsigned i = 0; i < HINT_RUNS; i++) {
     struct hinted_run *r = &it->hinted[i];
     if (r->end == 0 || r->fid != p->fid || off < r->start) continue;
     if (end <= r->end) return;  /* covered */
@@ -385,7 +394,7 @@ static void hint(nokv_iter *it, const nk_vptr *p) {
   bool extend = run != NULL;
   nk_vlog_prefetch(it->db->vlog, p, extend ? PREFETCH_RUN : 0);
   if (!extend) {
-    run = &it->hinted[it->hinted_next++ % (sizeof it->hinted / sizeof it->hinted[0])];
+    run = &it->hinted[it->hinted_next++ % HINT_RUNS];
     run->fid = p->fid;
   }
   run->start = off;
@@ -421,13 +430,7 @@ static void run_ahead(nokv_iter *it) {
 /* Starts reading ahead from the current key. */
 static void start_ahead(nokv_iter *it) {
   if ((it->ahead = build_merge(it->db, it->view)) == NULL) return;  /* only a hint */
-  char stack[256];
-  size_t n = it->key.len + NK_IKEY_TRAILER;
-  char *target = n <= sizeof stack ? stack : malloc(n);
-  if (target == NULL) return;
-  nk_ikey_encode(target, it->key.data, it->key.len, NK_MAX_TS, NK_KIND_SEEK);
-  nk_iter_seek(it->ahead, target, n);
-  if (target != stack) free(target);
+  if (!seek_ikey(it->ahead, it->key.data, it->key.len, NK_MAX_TS, NK_KIND_SEEK)) return;
   it->ahead_key.len = 0;
   nk_buf_append(&it->ahead_key, it->key.data, it->key.len);  /* the current key is read */
   /* Small at first, so a short scan wastes few reads; doubled each time the
