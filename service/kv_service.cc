@@ -67,21 +67,14 @@ grpc::Status CheckScanBounds(const std::string& start, const std::string& end,
 
 bool FillScanChunk(nokv_iter* iter, google::protobuf::RepeatedPtrField<nokv::v1::KeyValue>* kvs,
                    size_t chunk_bytes, uint32_t limit, uint32_t* sent) {
-  size_t bytes = 0;
-  while (nokv_iter_valid(iter) && (limit == 0 || *sent < limit)) {
-    size_t kl, vl;
-    const void* k = nokv_iter_key(iter, &kl);
-    const void* v = nokv_iter_value(iter, &vl);
-    if (bytes != 0 && bytes + kl + vl > chunk_bytes) return true;
+  auto add = [kvs](const void* k, size_t kl, const void* v, size_t vl, uint64_t ts) {
     nokv::v1::KeyValue* kv = kvs->Add();
     kv->set_key(static_cast<const char*>(k), kl);
     kv->set_value(static_cast<const char*>(v), vl);
-    kv->set_commit_ts(nokv_iter_commit_ts(iter));
-    bytes += kl + vl;
-    (*sent)++;
-    nokv_iter_next(iter);
-  }
-  return false;
+    kv->set_commit_ts(ts);
+    return true;
+  };
+  return TakeScanChunk(iter, chunk_bytes, limit, sent, add) == ChunkEnd::kFull;
 }
 
 size_t NextChunkBytes(nokv_iter* iter, size_t chunk_bytes) {
@@ -465,12 +458,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* KvService::Scan(grpc::CallbackServer
                                                             const grpc::ByteBuffer* raw) {
   nokv::v1::ScanRequest parsed;
   const nokv::v1::ScanRequest* req = &parsed;
-  std::vector<grpc::Slice> slices;
-  std::string bytes;
-  if (raw->Dump(&slices).ok()) {
-    for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  }
-  if (!parsed.ParseFromString(bytes)) {
+  grpc::ByteBuffer copy(*raw);  // Deserialize consumes its buffer; slices are shared, not copied
+  if (!grpc::SerializationTraits<nokv::v1::ScanRequest>::Deserialize(&copy, &parsed).ok()) {
     return new RefusedScan(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "malformed ScanRequest"));
   }

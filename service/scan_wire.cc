@@ -91,18 +91,10 @@ bool ScanChunkEncoder::Finish(uint64_t read_ts, grpc::ByteBuffer* out) {
 
 bool EncodeScanChunk(nokv_iter* iter, size_t chunk_bytes, uint32_t limit, uint32_t* sent,
                      ScanChunkEncoder* enc) {
-  size_t bytes = 0;
-  while (nokv_iter_valid(iter) && (limit == 0 || *sent < limit)) {
-    size_t kl, vl;
-    const void* k = nokv_iter_key(iter, &kl);
-    const void* v = nokv_iter_value(iter, &vl);
-    if (bytes != 0 && bytes + kl + vl > chunk_bytes) return true;
-    if (!enc->Add(k, kl, v, vl, nokv_iter_commit_ts(iter))) return false;
-    bytes += kl + vl;
-    (*sent)++;
-    nokv_iter_next(iter);
-  }
-  return true;
+  auto add = [enc](const void* k, size_t kl, const void* v, size_t vl, uint64_t ts) {
+    return enc->Add(k, kl, v, vl, ts);
+  };
+  return TakeScanChunk(iter, chunk_bytes, limit, sent, add) != ChunkEnd::kFailed;
 }
 
 }  // namespace nokv::service

@@ -40,9 +40,36 @@ class ScanChunkEncoder {
   size_t len_ = 0, cap_ = 0, pairs_ = 0;
 };
 
-// Fills one Scan message from the iterator: pairs while their key and value
-// bytes stay within chunk_bytes (at least one, however large) and fewer than
-// limit (0: no limit) were sent in all (*sent counts them). Returns false if
+// Where TakeScanChunk stopped.
+enum class ChunkEnd {
+  kFull,    // the chunk holds chunk_bytes; the scan has more
+  kDone,    // the iterator ended or *sent reached the limit (see nokv_iter_status)
+  kFailed,  // add refused a pair
+};
+
+// One chunk of a scan, whatever it is put in: hands the iterator's pairs to
+// add(key, klen, value, vlen, commit_ts), which returns false on failure,
+// while their key and value bytes stay within chunk_bytes (at least one pair,
+// however large), until the iterator ends or *sent (pairs sent in all)
+// reaches limit (0: none).
+template <typename Add>
+ChunkEnd TakeScanChunk(nokv_iter* iter, size_t chunk_bytes, uint32_t limit, uint32_t* sent,
+                       Add add) {
+  size_t bytes = 0;
+  while (nokv_iter_valid(iter) && (limit == 0 || *sent < limit)) {
+    size_t kl, vl;
+    const void* k = nokv_iter_key(iter, &kl);
+    const void* v = nokv_iter_value(iter, &vl);
+    if (bytes != 0 && bytes + kl + vl > chunk_bytes) return ChunkEnd::kFull;
+    if (!add(k, kl, v, vl, nokv_iter_commit_ts(iter))) return ChunkEnd::kFailed;
+    bytes += kl + vl;
+    (*sent)++;
+    nokv_iter_next(iter);
+  }
+  return ChunkEnd::kDone;
+}
+
+// Fills one Scan message from the iterator (TakeScanChunk). Returns false if
 // out of memory; the iterator's own errors are in nokv_iter_status.
 bool EncodeScanChunk(nokv_iter* iter, size_t chunk_bytes, uint32_t limit, uint32_t* sent,
                      ScanChunkEncoder* enc);
