@@ -7,12 +7,11 @@ runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
 tmp="${TEST_TMPDIR}"
 flags=(--num 3000 --reads 1000 --value_sizes 4096 --cache_mb 1)
 
-GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$tmp/gocache" HOME="$tmp" GOFLAGS= \
-  go build -o "$tmp/badger_bench" "$runfiles/tests/bench/badger/common.go" \
-  "$runfiles/tests/bench/badger/badger_bench.go" 2> "$tmp/go.log" || { cat "$tmp/go.log"; exit 1; }
-GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$tmp/gocache" HOME="$tmp" GOFLAGS= \
-  go build -o "$tmp/badger_ycsb" "$runfiles/tests/bench/badger/common.go" \
-  "$runfiles/tests/bench/badger/badger_ycsb.go" 2> "$tmp/go.log" || { cat "$tmp/go.log"; exit 1; }
+export HOME="$tmp"  # go wants one it can write to
+cd "$runfiles"
+source tests/bench/bench_lib.sh
+build_badger "$tmp/badger_bench" badger_bench.go
+build_badger "$tmp/badger_ycsb" badger_ycsb.go
 "$runfiles/tests/bench/peer_bench" "${flags[@]}" --dir "$tmp/p" --json "$tmp/peer.json" > "$tmp/peer.txt"
 "$tmp/badger_bench" "${flags[@]}" --dir "$tmp/b" --json "$tmp/badger.json" > "$tmp/badger.txt"
 /usr/bin/python3 "$runfiles/tests/bench/compare.py" "$tmp/peer.json" "$tmp/badger.json" > "$tmp/table.md"

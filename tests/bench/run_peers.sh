@@ -12,18 +12,10 @@ cd "$(dirname "$0")/../.."
 out="${BENCH_OUT:-$(mktemp -d /tmp/nokv-bench.XXXXXX)}"
 mkdir -p "$out"
 
-if [[ ! -d /usr/share/gocode/src/github.com/dgraph-io/badger ]] || ! command -v go >/dev/null; then
-  echo "run_peers.sh: needs golang-go and golang-github-dgraph-io-badger-dev (run bazel/setup.sh)" >&2
-  exit 1
-fi
+source tests/bench/bench_lib.sh
+build_badger "$out/badger_bench" badger_bench.go
 bazel build --config=opt //tests/bench:peer_bench
 cp -f bazel-bin/tests/bench/peer_bench "$out/peer_bench"
-GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="${GOCACHE:-$out/gocache}" GOFLAGS= \
-  go build -o "$out/badger_bench" tests/bench/badger/common.go tests/bench/badger/badger_bench.go \
-  2> "$out/go-build.log" || {
-  cat "$out/go-build.log" >&2
-  exit 1
-}
 
 "$out/peer_bench" --json "$out/peer.json" --dir "$out/data" "$@" | tee "$out/peer.txt"
 "$out/badger_bench" --json "$out/badger.json" --dir "$out/data-badger" "$@" | tee "$out/badger.txt"

@@ -12,18 +12,10 @@ cd "$(dirname "$0")/../.."
 out="${BENCH_OUT:-$(mktemp -d /tmp/nokv-ycsb.XXXXXX)}"
 mkdir -p "$out"
 
-if [[ ! -d /usr/share/gocode/src/github.com/dgraph-io/badger ]] || ! command -v go >/dev/null; then
-  echo "run_ycsb.sh: needs golang-go and golang-github-dgraph-io-badger-dev (run bazel/setup.sh)" >&2
-  exit 1
-fi
+source tests/bench/bench_lib.sh
+build_badger "$out/badger_ycsb" badger_ycsb.go
 bazel build --config=opt //tests/bench:ycsb_bench
 cp -f bazel-bin/tests/bench/ycsb_bench "$out/ycsb_bench"
-(cd tests/bench/badger &&
-  GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="${GOCACHE:-$out/gocache}" GOFLAGS= \
-    go build -o "$out/badger_ycsb" common.go badger_ycsb.go) 2> "$out/go-build.log" || {
-  cat "$out/go-build.log" >&2
-  exit 1
-}
 
 "$out/ycsb_bench" --json "$out/ycsb.json" --dir "$out/data" "$@" | tee "$out/ycsb.txt"
 "$out/badger_ycsb" --json "$out/badger.json" --dir "$out/data-badger" "$@" | tee "$out/badger.txt"

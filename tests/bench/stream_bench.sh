@@ -42,30 +42,13 @@ else
   server="$out/nokv_server" load="$out/wire_load" iter="$out/iter_scan"
 fi
 
-pid=""
-stop_server() {
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    pid=""
-  fi
-}
+source tests/bench/bench_lib.sh
 trap stop_server EXIT
 
 for r in $(seq "$repeat"); do
   dir="$out/data"
   rm -rf "$dir"
-  "$server" --listen=127.0.0.1:0 --data_dir="$dir" > "$out/server.log" 2>&1 &
-  pid=$!
-  line=""
-  for _ in $(seq 300); do
-    line=$(grep -m1 'listening on' "$out/server.log" || true)
-    [ -n "$line" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$out/server.log" >&2; exit 1; }
-    sleep 0.1  # polling the server's log for its port
-  done
-  [ -n "$line" ] || { echo "nokv_server did not start" >&2; exit 1; }
-  addr=$(sed -E 's/.*listening on ([^ ,]+).*/\1/' <<<"$line")
+  start_nokv_server "$server" "$dir" "$out/server.log"
   "$load" --target nokv --addr "$addr" --op load --concurrency 64 --keys "$keys" \
     --value_bytes "$value_bytes" > /dev/null
   for c in $concurrency; do

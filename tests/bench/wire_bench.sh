@@ -53,14 +53,7 @@ free_port() {
   /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-pid=""
-stop_server() {
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    pid=""
-  fi
-}
+source tests/bench/bench_lib.sh
 trap stop_server EXIT
 
 # Starts a target with an empty data directory; sets pid and addr.
@@ -71,17 +64,7 @@ start() {
     nokv-async|nokv-sync)
       local sync=false
       [ "$target" = nokv-sync ] && sync=true
-      "$server" --listen=127.0.0.1:0 --data_dir="$dir" --sync=$sync > "$out/$target.log" 2>&1 &
-      pid=$!
-      local line=""
-      for _ in $(seq 300); do
-        line=$(grep -m1 'listening on' "$out/$target.log" || true)
-        [ -n "$line" ] && break
-        kill -0 "$pid" 2>/dev/null || { cat "$out/$target.log" >&2; exit 1; }
-        sleep 0.1  # polling the server's log for its port
-      done
-      [ -n "$line" ] || { echo "nokv_server did not start" >&2; exit 1; }
-      addr=$(sed -E 's/.*listening on ([^ ,]+).*/\1/' <<<"$line")
+      start_nokv_server "$server" "$dir" "$out/$target.log" --sync=$sync
       ;;
     etcd)
       local cport pport
