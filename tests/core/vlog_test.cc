@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <chrono>
@@ -25,6 +26,18 @@ std::string Key(int i) {
   char b[32];
   snprintf(b, sizeof b, "key-%06d", i);
   return b;
+}
+
+// The stats once done(stats) holds, polling them (background work has no
+// other signal), or the last ones read after 60 s.
+nokv_statistics PollStats(nokv_db* db, const std::function<bool(const nokv_statistics&)>& done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  nokv_statistics s = Stats(db);
+  while (!done(s) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling the stats
+    s = Stats(db);
+  }
+  return s;
 }
 
 // A value of n bytes that names its key and version, so a misplaced read shows.
@@ -478,12 +491,9 @@ TEST(VlogGc, BackgroundGcRunsAfterCompactionReportsGarbage) {
   // Collections run in the background, woken by the compaction's report: wait
   // (polling the stats) for the first, with no call asking for one. Then a
   // synchronous pass, which takes the GC lock after any background one is done.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  uint64_t background = 0;
-  while ((background = Stats(db).gc_segments_collected) == 0 &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling the stats
-  }
+  uint64_t background =
+      PollStats(db, [](const nokv_statistics& s) { return s.gc_segments_collected > 0; })
+          .gc_segments_collected;
   uint32_t collected = 0;
   ASSERT_EQ(nokv_vlog_gc(db, 0.99, &collected), NOKV_OK);
   nokv_statistics s = Stats(db);
@@ -514,10 +524,7 @@ TEST(VlogGc, IdleDatabaseMeasuresAndReclaimsOverwrittenValues) {
   EXPECT_GT(s.vlog_bytes, 3u * n * size);
   // Live: one version of each value, plus a segment's worth (the active one).
   const uint64_t bound = 3 * n * (size + 64) / 2 + o.value_log_segment_bytes;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while ((s = Stats(db)).vlog_bytes > bound && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling the stats
-  }
+  s = PollStats(db, [bound](const nokv_statistics& st) { return st.vlog_bytes <= bound; });
   EXPECT_LE(s.vlog_bytes, bound);
   EXPECT_GE(s.gc_idle_checks, 1u);
   EXPECT_GT(s.gc_segments_measured, 0u);
