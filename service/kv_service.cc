@@ -414,7 +414,7 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<grpc::ByteB
     wanted_ = NextChunkBytes(iter_, chunk_bytes_);
     if (!service_->ReserveScanBytes(this, wanted_)) return;
     reserved_ = wanted_;
-    ScanChunkEncoder enc;
+    ScanChunkEncoder enc(wanted_);
     bool encoded = EncodeScanChunk(iter_, chunk_bytes_, limit_, &sent_, &enc);
     if (int rc = nokv_iter_status(iter_); rc != NOKV_OK) {
       Finish(EngineError(rc));

@@ -29,6 +29,12 @@ size_t VarintFieldSize(uint64_t v) { return v == 0 ? 0 : 1 + VarintSize(v); }
 
 }  // namespace
 
+ScanChunkEncoder::ScanChunkEncoder(size_t expect) {
+  // Each pair adds a few bytes of tags and lengths; a quarter more covers
+  // pairs down to a few dozen bytes (smaller ones grow the buffer once).
+  if (expect > 0) (void)Reserve(expect + expect / 4 + 64);
+}
+
 ScanChunkEncoder::~ScanChunkEncoder() { free(buf_); }
 
 bool ScanChunkEncoder::Reserve(size_t more) {

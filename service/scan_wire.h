@@ -19,7 +19,9 @@ namespace nokv::service {
 // One ScanResponse being encoded: pairs appended in key order, then Finish.
 class ScanChunkEncoder {
  public:
-  ScanChunkEncoder() = default;
+  // expect: the key and value bytes the message will about hold, so its
+  // buffer is sized once rather than grown by doubling.
+  explicit ScanChunkEncoder(size_t expect = 0);
   ~ScanChunkEncoder();
   ScanChunkEncoder(const ScanChunkEncoder&) = delete;
   ScanChunkEncoder& operator=(const ScanChunkEncoder&) = delete;
