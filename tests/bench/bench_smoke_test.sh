@@ -50,5 +50,9 @@ for w in a b c d e f r w; do
   grep -q "^| $w | 2 | nokv | .* | [0-9.]*x |$" "$tmp/ycsb_all.md" ||
     { echo "no ratio for ycsb-$w"; exit 1; }
 done
-[ "$(wc -l < "$tmp/ycsb.json")" -eq 48 ] || { echo "expected 48 ycsb results"; exit 1; }
+# 8 workloads x 2 thread counts x 3 engines, and each engine's load.
+[ "$(wc -l < "$tmp/ycsb.json")" -eq 51 ] || { echo "expected 51 ycsb results"; exit 1; }
+for e in nokv rocksdb leveldb badger; do
+  grep -q "^| L | 4 | $e | [0-9]" "$tmp/ycsb_all.md" || { echo "no load row for $e"; exit 1; }
+done
 echo "benchmark pipeline ok"

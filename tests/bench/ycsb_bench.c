@@ -23,8 +23,12 @@
  *   r  readrandom: 100% reads of uniformly chosen keys
  *   w  fillrandom: 100% inserts of new keys (scrambled, so in random order)
  * Reported per (workload, threads, engine): ops/s, p50, p99, p99.9 and the
- * slowest operation, and how many took over 100 ms; with --repeat N the
- * engines take turns N times and each figure is the median.
+ * slowest operation, and how many took over 10 ms and over 100 ms; the load
+ * itself is reported the same way as workload "L" (--load_threads threads).
+ * With --repeat N the engines take turns N times and each figure is the median.
+ * --slow_log FILE appends one line per operation over 10 ms (wall-clock start,
+ * engine, workload, threads, operation, milliseconds), to line them up with a
+ * trace of the engine's system calls.
  */
 #define _DEFAULT_SOURCE
 #include <math.h>
@@ -100,12 +104,32 @@ typedef struct run {
   _Atomic uint64_t load_next;
 } run;
 
+/* An operation over 10 ms, for --slow_log. */
+typedef struct slow_op {
+  struct timespec start; /* CLOCK_REALTIME */
+  float ms;
+  char op;               /* r(ead) u(pdate) i(nsert) s(can) m(read-modify-write) */
+} slow_op;
+
+#define MAX_SLOW 4096
+
 typedef struct thread_arg {
   run *r;
   int id;
   float *lat_us; /* one per operation */
   uint64_t done;
+  slow_op *slow; /* the first MAX_SLOW operations over 10 ms */
+  int nslow;
 } thread_arg;
+
+/* Records one operation's latency, started at t0 (monotonic) and real0. */
+static void record_op(thread_arg *a, uint64_t t0, const struct timespec *real0, char op) {
+  float us = (float)((double)(now_ns() - t0) / 1000.0);
+  a->lat_us[a->done++] = us;
+  if (us > 10000.0f && a->nslow < MAX_SLOW) {
+    a->slow[a->nslow++] = (slow_op){.start = *real0, .ms = us / 1000.0f, .op = op};
+  }
+}
 
 static void fill_value(char *v, size_t n, uint64_t *rng) {
   for (size_t i = 0; i < n; i += 8) {
@@ -125,10 +149,14 @@ static void *load_thread(void *p) {
     if (i >= r->load_next_end) break;
     key_of(i, key);
     fill_value(val, r->value_bytes, &rng);
+    struct timespec real0;
+    clock_gettime(CLOCK_REALTIME, &real0);
+    uint64_t t0 = now_ns();
     if (!r->eng->put(r->db, key, KEY_LEN, val, r->value_bytes)) {
       atomic_store(&r->failed, true);
       break;
     }
+    record_op(a, t0, &real0, 'i');
   }
   free(val);
   return NULL;
@@ -154,8 +182,11 @@ static void *work_thread(void *p) {
   uint64_t rng = 0xabcdef + (uint64_t)a->id * 7919;
   for (uint64_t op = 0; op < r->ops_per_thread && !atomic_load(&r->failed); op++) {
     int dice = (int)(bench_splitmix(&rng) % 100);
+    struct timespec real0;
+    clock_gettime(CLOCK_REALTIME, &real0);
     uint64_t t0 = now_ns();
     bool ok = true, found;
+    char kind = 'r';
     if (dice < w->read) {
       key_of(pick_key(r, &rng), key);
       ok = r->eng->get(r->db, key, KEY_LEN, &found);
@@ -163,6 +194,7 @@ static void *work_thread(void *p) {
       key_of(pick_key(r, &rng), key);
       fill_value(val, r->value_bytes, &rng);
       ok = r->eng->put(r->db, key, KEY_LEN, val, r->value_bytes);
+      kind = 'u';
     } else if (dice < w->read + w->update + w->insert) {
       /* A new key: its number is taken first, then written; it becomes
        * readable to others once written (inserted counts only written keys
@@ -171,6 +203,7 @@ static void *work_thread(void *p) {
       key_of(i, key);
       fill_value(val, r->value_bytes, &rng);
       ok = r->eng->put(r->db, key, KEY_LEN, val, r->value_bytes);
+      kind = 'i';
       uint64_t seen = atomic_load(&r->inserted);
       while (seen <= i && !atomic_compare_exchange_weak(&r->inserted, &seen, i + 1)) {
       }
@@ -178,17 +211,19 @@ static void *work_thread(void *p) {
       key_of(pick_key(r, &rng), key);
       int got;
       ok = r->eng->scan(r->db, key, KEY_LEN, 1 + (int)(bench_splitmix(&rng) % SCAN_MAX), &got);
+      kind = 's';
     } else {
       key_of(pick_key(r, &rng), key);
       ok = r->eng->get(r->db, key, KEY_LEN, &found);
       fill_value(val, r->value_bytes, &rng);
       ok = ok && r->eng->put(r->db, key, KEY_LEN, val, r->value_bytes);
+      kind = 'm';
     }
     if (!ok) {
       atomic_store(&r->failed, true);
       break;
     }
-    a->lat_us[a->done++] = (float)((double)(now_ns() - t0) / 1000.0);
+    record_op(a, t0, &real0, kind);
   }
   free(val);
   return NULL;
@@ -204,50 +239,67 @@ typedef struct result {
   int threads;
   const char *engine;
   double ops_per_s, p50, p99, p999, max_us;
-  uint64_t over_100ms;
+  uint64_t over_10ms, over_100ms;
 } result;
+
+static FILE *slow_log;
 
 static result results[4096];
 static int nresults;
 
-/* Runs n threads of fn over r; fills res (latencies from the args). */
-static bool run_threads(run *r, int n, void *(*fn)(void *), result *res) {
+/* Runs n threads of fn over r, each doing at most per_thread operations;
+ * fills res from their latencies. */
+static bool run_threads(run *r, int n, void *(*fn)(void *), uint64_t per_thread, result *res) {
   pthread_t tid[MAX_THREADS];
   thread_arg args[MAX_THREADS];
   uint64_t t0 = now_ns();
   for (int i = 0; i < n; i++) {
-    args[i] = (thread_arg){.r = r, .id = i, .lat_us = NULL, .done = 0};
-    if (fn == work_thread) args[i].lat_us = malloc(r->ops_per_thread * sizeof(float));
+    args[i] = (thread_arg){.r = r, .id = i};
+    args[i].lat_us = malloc((per_thread + 1) * sizeof(float));
+    args[i].slow = malloc(MAX_SLOW * sizeof(slow_op));
     pthread_create(&tid[i], NULL, fn, &args[i]);
   }
   for (int i = 0; i < n; i++) pthread_join(tid[i], NULL);
   double secs = (double)(now_ns() - t0) / 1e9;
-  if (res != NULL) {
-    uint64_t total = 0;
-    for (int i = 0; i < n; i++) total += args[i].done;
-    float *all = malloc((total + 1) * sizeof(float));
-    uint64_t k = 0, slow = 0;
-    for (int i = 0; i < n; i++) {
-      for (uint64_t j = 0; j < args[i].done; j++) {
-        all[k++] = args[i].lat_us[j];
-        slow += args[i].lat_us[j] > 100000.0f;
-      }
+  uint64_t total = 0;
+  for (int i = 0; i < n; i++) total += args[i].done;
+  float *all = malloc((total + 1) * sizeof(float));
+  uint64_t k = 0, over10 = 0, over100 = 0;
+  for (int i = 0; i < n; i++) {
+    for (uint64_t j = 0; j < args[i].done; j++) {
+      all[k++] = args[i].lat_us[j];
+      over10 += args[i].lat_us[j] > 10000.0f;
+      over100 += args[i].lat_us[j] > 100000.0f;
     }
-    qsort(all, total, sizeof(float), cmp_float);
-    res->ops_per_s = (double)total / secs;
-    res->p50 = total ? all[(uint64_t)(0.50 * (double)total)] : 0;
-    res->p99 = total ? all[(uint64_t)(0.99 * (double)total)] : 0;
-    res->p999 = total ? all[(uint64_t)(0.999 * (double)total)] : 0;
-    res->max_us = total ? all[total - 1] : 0;
-    res->over_100ms = slow;
-    free(all);
-  } else {
-    printf("  %s: loaded %llu keys in %.1f s (%.0f puts/s)\n", r->eng->name,
-           (unsigned long long)r->load_next_end, secs, (double)r->load_next_end / secs);
-    fflush(stdout);
   }
-  for (int i = 0; i < n; i++) free(args[i].lat_us);
+  qsort(all, total, sizeof(float), cmp_float);
+  res->ops_per_s = (double)total / secs;
+  res->p50 = total ? all[(uint64_t)(0.50 * (double)total)] : 0;
+  res->p99 = total ? all[(uint64_t)(0.99 * (double)total)] : 0;
+  res->p999 = total ? all[(uint64_t)(0.999 * (double)total)] : 0;
+  res->max_us = total ? all[total - 1] : 0;
+  res->over_10ms = over10;
+  res->over_100ms = over100;
+  free(all);
+  for (int i = 0; i < n; i++) {
+    for (int j = 0; slow_log != NULL && j < args[i].nslow; j++) {
+      const slow_op *o = &args[i].slow[j];
+      fprintf(slow_log, "%lld.%06ld %s %c %d %c %.1f\n", (long long)o->start.tv_sec,
+              o->start.tv_nsec / 1000, r->eng->name, res->workload, res->threads, o->op, o->ms);
+    }
+    free(args[i].lat_us);
+    free(args[i].slow);
+  }
+  if (slow_log != NULL) fflush(slow_log);
   return !atomic_load(&r->failed);
+}
+
+static void print_result(const result *res) {
+  printf("  %-8s ycsb-%c %2d threads: %9.0f ops/s  p50 %7.1f  p99 %8.1f  p99.9 %9.1f  "
+         "max %10.1f us  >10ms %llu  >100ms %llu\n",
+         res->engine, res->workload, res->threads, res->ops_per_s, res->p50, res->p99, res->p999,
+         res->max_us, (unsigned long long)res->over_10ms, (unsigned long long)res->over_100ms);
+  fflush(stdout);
 }
 
 static double median(double *v, int n) {
@@ -283,7 +335,12 @@ int main(int argc, char **argv) {
     else if (strcmp(f, "--repeat") == 0) repeat = atoi(v) > 0 && atoi(v) <= 9 ? atoi(v) : 1;
     else if (strcmp(f, "--dir") == 0) snprintf(base, sizeof base, "%s", v);
     else if (strcmp(f, "--json") == 0) snprintf(json, sizeof json, "%s", v);
-    else {
+    else if (strcmp(f, "--slow_log") == 0) {
+      if ((slow_log = fopen(v, "a")) == NULL) {
+        perror(v);
+        return 2;
+      }
+    } else {
       fprintf(stderr, "ycsb_bench: unknown flag %s\n", f);
       return 2;
     }
@@ -326,10 +383,13 @@ int main(int argc, char **argv) {
       if (r.db == NULL) return 1;
       r.load_next_end = records;
       atomic_store(&r.load_next, 0);
-      if (!run_threads(&r, load_threads, load_thread, NULL)) {
+      result *load = &results[nresults++];
+      *load = (result){.workload = 'L', .threads = load_threads, .engine = use[e]->name};
+      if (!run_threads(&r, load_threads, load_thread, records, load)) {
         fprintf(stderr, "ycsb_bench: %s failed to load\n", use[e]->name);
         return 1;
       }
+      print_result(load);
       atomic_store(&r.inserted, records);
       atomic_store(&r.load_next, records);  /* the next insert's key number */
       /* Two passes: the mixes (and readrandom) at every thread count, then
@@ -345,15 +405,11 @@ int main(int argc, char **argv) {
             r.ops_per_thread = ops / (uint64_t)threads[t];
             result *res = &results[nresults++];
             *res = (result){.workload = r.w->name, .threads = threads[t], .engine = use[e]->name};
-            if (!run_threads(&r, threads[t], work_thread, res)) {
+            if (!run_threads(&r, threads[t], work_thread, r.ops_per_thread, res)) {
               fprintf(stderr, "ycsb_bench: %s failed in workload %c\n", use[e]->name, r.w->name);
               return 1;
             }
-            printf("  %-8s ycsb-%c %2d threads: %9.0f ops/s  p50 %7.1f  p99 %8.1f  p99.9 %9.1f  "
-                   "max %10.1f us  >100ms %llu\n",
-                   use[e]->name, r.w->name, threads[t], res->ops_per_s, res->p50, res->p99,
-                   res->p999, res->max_us, (unsigned long long)res->over_100ms);
-            fflush(stdout);
+            print_result(res);
           }
         }
       }
@@ -364,29 +420,34 @@ int main(int argc, char **argv) {
   rmdir(base);
 
   /* The table: medians over the repetitions, and NoKV-C against the best peer. */
-  printf("\n| workload | threads | engine | ops/s | p50 us | p99 us | p99.9 us | max us | >100 ms | vs best peer |\n");
-  printf("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  printf("\n| workload | threads | engine | ops/s | p50 us | p99 us | p99.9 us | max us | >10 ms | >100 ms | vs best peer |\n");
+  printf("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   FILE *jf = json[0] != '\0' ? fopen(json, "w") : NULL;
-  for (size_t wi = 0; wi < sizeof WORKLOADS / sizeof *WORKLOADS; wi++) {
-    for (int t = 0; t < nthreads; t++) {
-      double med[MAX_ENGINES][6];
+  /* The load first (one row, its thread count), then the workloads. */
+  for (size_t wi = 0; wi <= sizeof WORKLOADS / sizeof *WORKLOADS; wi++) {
+    bool is_load = wi == 0;
+    char wname = is_load ? 'L' : WORKLOADS[wi - 1].name;
+    if (!is_load && strchr(workloads_s, wname) == NULL) continue;
+    for (int t = 0; t < (is_load ? 1 : nthreads); t++) {
+      int nt = is_load ? load_threads : threads[t];
+      double med[MAX_ENGINES][7];
       int have[MAX_ENGINES] = {0};
       for (int e = 0; e < nuse; e++) {
-        double v[6][9];
+        double v[7][9];
         int n = 0;
         for (int i = 0; i < nresults; i++) {
           result *x = &results[i];
-          if (x->workload != WORKLOADS[wi].name || x->threads != threads[t] ||
-              strcmp(x->engine, use[e]->name) != 0 || n >= 9) {
+          if (x->workload != wname || x->threads != nt || strcmp(x->engine, use[e]->name) != 0 ||
+              n >= 9) {
             continue;
           }
           v[0][n] = x->ops_per_s, v[1][n] = x->p50, v[2][n] = x->p99, v[3][n] = x->p999;
-          v[4][n] = x->max_us, v[5][n] = (double)x->over_100ms;
+          v[4][n] = x->max_us, v[5][n] = (double)x->over_10ms, v[6][n] = (double)x->over_100ms;
           n++;
         }
         if (n == 0) continue;
         have[e] = 1;
-        for (int f = 0; f < 6; f++) med[e][f] = median(v[f], n);
+        for (int f = 0; f < 7; f++) med[e][f] = median(v[f], n);
       }
       double best_peer = 0;
       for (int e = 0; e < nuse; e++) {
@@ -398,17 +459,17 @@ int main(int argc, char **argv) {
         if (!have[e]) continue;
         char ratio[32] = "";
         if (best_peer > 0) snprintf(ratio, sizeof ratio, "%.2fx", med[e][0] / best_peer);
-        printf("| %c | %d | %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.0f | %s |\n",
-               WORKLOADS[wi].name, threads[t], use[e]->name, med[e][0], med[e][1], med[e][2],
-               med[e][3], med[e][4], med[e][5], ratio);
+        printf("| %c | %d | %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.0f | %.0f | %s |\n", wname,
+               nt, use[e]->name, med[e][0], med[e][1], med[e][2], med[e][3], med[e][4], med[e][5],
+               med[e][6], ratio);
         if (jf != NULL) {
           fprintf(jf,
                   "{\"workload\": \"%c\", \"threads\": %d, \"engine\": \"%s\", \"ops_per_s\": %.1f, "
                   "\"p50_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, \"max_us\": %.1f, "
-                  "\"over_100ms\": %.0f, \"records\": %llu, \"value_bytes\": %zu, \"ops\": %llu, "
-                  "\"repeat\": %d}\n",
-                  WORKLOADS[wi].name, threads[t], use[e]->name, med[e][0], med[e][1], med[e][2],
-                  med[e][3], med[e][4], med[e][5], (unsigned long long)records, value_bytes,
+                  "\"over_10ms\": %.0f, \"over_100ms\": %.0f, \"records\": %llu, "
+                  "\"value_bytes\": %zu, \"ops\": %llu, \"repeat\": %d}\n",
+                  wname, nt, use[e]->name, med[e][0], med[e][1], med[e][2], med[e][3], med[e][4],
+                  med[e][5], med[e][6], (unsigned long long)records, value_bytes,
                   (unsigned long long)ops, repeat);
         }
       }

@@ -71,6 +71,7 @@ type ycsbResult struct {
 	P99       float64 `json:"p99_us"`
 	P999      float64 `json:"p999_us"`
 	Max       float64 `json:"max_us"`
+	Over10ms  float64 `json:"over_10ms"`
 	Over100ms float64 `json:"over_100ms"`
 	Records   uint64  `json:"records"`
 	ValueSize int     `json:"value_bytes"`
@@ -139,6 +140,7 @@ func main() {
 		db := open(dir, *cacheMB<<20)
 		r := &run{z: z, valueBytes: *valueBytes}
 		var wg sync.WaitGroup
+		lat := make([][]float32, *loadThreads)
 		t0 := time.Now()
 		for g := 0; g < *loadThreads; g++ {
 			wg.Add(1)
@@ -154,14 +156,17 @@ func main() {
 					}
 					ycsbKey(i, key)
 					fillFrom(val, &rng)
+					s := time.Now()
 					put(db, key, val)
+					lat[id] = append(lat[id], float32(time.Since(s).Nanoseconds())/1000)
 				}
 			}(g)
 		}
 		wg.Wait()
-		secs := time.Since(t0).Seconds()
-		fmt.Printf("  badger: loaded %d keys in %.1f s (%.0f puts/s)\n", *records, secs,
-			float64(*records)/secs)
+		load := summarize(lat, time.Since(t0).Seconds(), 'L', *loadThreads)
+		load.Records, load.ValueSize, load.Ops, load.Repeat = *records, *valueBytes, *ops, *repeat
+		runs[cell{'L', *loadThreads}] = append(runs[cell{'L', *loadThreads}], load)
+		printResult(load)
 		r.inserted, r.next = *records, *records
 		// Two passes, as ycsb_bench: the mixes and readrandom at every thread
 		// count, then fillrandom (w), which inserts the most, at every one.
@@ -175,9 +180,7 @@ func main() {
 					res := runWorkload(db, r, w, t, *ops/uint64(t))
 					res.Records, res.ValueSize, res.Ops, res.Repeat = *records, *valueBytes, *ops, *repeat
 					runs[cell{w.name, t}] = append(runs[cell{w.name, t}], res)
-					fmt.Printf("  %-8s ycsb-%c %2d threads: %9.0f ops/s  p50 %7.1f  p99 %8.1f  p99.9 %9.1f  "+
-						"max %10.1f us  >100ms %.0f\n", "badger", w.name, t, res.OpsPerSec, res.P50, res.P99,
-						res.P999, res.Max, res.Over100ms)
+					printResult(res)
 				}
 			}
 		}
@@ -194,35 +197,41 @@ func main() {
 		}
 		defer jf.Close()
 	}
-	fmt.Printf("\n| workload | threads | engine | ops/s | p50 us | p99 us | p99.9 us | max us | >100 ms |\n")
-	fmt.Printf("|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Printf("\n| workload | threads | engine | ops/s | p50 us | p99 us | p99.9 us | max us | >10 ms | >100 ms |\n")
+	fmt.Printf("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	// The load first (its own thread count), then the workloads.
+	cells := []cell{{'L', *loadThreads}}
 	for i := range workloads {
 		for _, t := range threads {
-			rs := runs[cell{workloads[i].name, t}]
-			if len(rs) == 0 {
-				continue
+			cells = append(cells, cell{workloads[i].name, t})
+		}
+	}
+	for _, c := range cells {
+		rs := runs[c]
+		if len(rs) == 0 {
+			continue
+		}
+		med := func(f func(ycsbResult) float64) float64 {
+			v := make([]float64, len(rs))
+			for k, x := range rs {
+				v[k] = f(x)
 			}
-			med := func(f func(ycsbResult) float64) float64 {
-				v := make([]float64, len(rs))
-				for k, x := range rs {
-					v[k] = f(x)
-				}
-				sort.Float64s(v)
-				return v[len(v)/2]
-			}
-			m := rs[0]
-			m.OpsPerSec = med(func(x ycsbResult) float64 { return x.OpsPerSec })
-			m.P50 = med(func(x ycsbResult) float64 { return x.P50 })
-			m.P99 = med(func(x ycsbResult) float64 { return x.P99 })
-			m.P999 = med(func(x ycsbResult) float64 { return x.P999 })
-			m.Max = med(func(x ycsbResult) float64 { return x.Max })
-			m.Over100ms = med(func(x ycsbResult) float64 { return x.Over100ms })
-			fmt.Printf("| %s | %d | badger | %.0f | %.1f | %.1f | %.1f | %.1f | %.0f |\n", m.Workload,
-				t, m.OpsPerSec, m.P50, m.P99, m.P999, m.Max, m.Over100ms)
-			if jf != nil {
-				b, _ := json.Marshal(m)
-				fmt.Fprintln(jf, string(b))
-			}
+			sort.Float64s(v)
+			return v[len(v)/2]
+		}
+		m := rs[0]
+		m.OpsPerSec = med(func(x ycsbResult) float64 { return x.OpsPerSec })
+		m.P50 = med(func(x ycsbResult) float64 { return x.P50 })
+		m.P99 = med(func(x ycsbResult) float64 { return x.P99 })
+		m.P999 = med(func(x ycsbResult) float64 { return x.P999 })
+		m.Max = med(func(x ycsbResult) float64 { return x.Max })
+		m.Over10ms = med(func(x ycsbResult) float64 { return x.Over10ms })
+		m.Over100ms = med(func(x ycsbResult) float64 { return x.Over100ms })
+		fmt.Printf("| %s | %d | badger | %.0f | %.1f | %.1f | %.1f | %.1f | %.0f | %.0f |\n", m.Workload,
+			c.t, m.OpsPerSec, m.P50, m.P99, m.P999, m.Max, m.Over10ms, m.Over100ms)
+		if jf != nil {
+			b, _ := json.Marshal(m)
+			fmt.Fprintln(jf, string(b))
 		}
 	}
 }
@@ -277,20 +286,33 @@ func runWorkload(db *badger.DB, r *run, w *workload, n int, perThread uint64) yc
 		}(g)
 	}
 	wg.Wait()
-	secs := time.Since(t0).Seconds()
+	return summarize(lat, time.Since(t0).Seconds(), w.name, n)
+}
+
+func printResult(res ycsbResult) {
+	fmt.Printf("  %-8s ycsb-%s %2d threads: %9.0f ops/s  p50 %7.1f  p99 %8.1f  p99.9 %9.1f  "+
+		"max %10.1f us  >10ms %.0f  >100ms %.0f\n", "badger", res.Workload, res.Threads, res.OpsPerSec,
+		res.P50, res.P99, res.P999, res.Max, res.Over10ms, res.Over100ms)
+}
+
+// One result from n goroutines' latencies (microseconds) over secs.
+func summarize(lat [][]float32, secs float64, name byte, n int) ycsbResult {
 	var all []float32
-	over := 0
+	over10, over100 := 0, 0
 	for _, l := range lat {
 		for _, x := range l {
+			if x > 10000 {
+				over10++
+			}
 			if x > 100000 {
-				over++
+				over100++
 			}
 		}
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	res := ycsbResult{Workload: string(w.name), Threads: n, Engine: "badger",
-		OpsPerSec: float64(len(all)) / secs, Over100ms: float64(over)}
+	res := ycsbResult{Workload: string(name), Threads: n, Engine: "badger",
+		OpsPerSec: float64(len(all)) / secs, Over10ms: float64(over10), Over100ms: float64(over100)}
 	if k := len(all); k > 0 {
 		res.P50 = float64(all[k*50/100])
 		res.P99 = float64(all[k*99/100])
