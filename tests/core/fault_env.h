@@ -113,6 +113,18 @@ class FaultEnv {
     std::unique_lock<std::mutex> l(mu_);
     cv_.wait(l, [this] { return held_ > 0; });
   }
+  // While held, removing a table or value-log segment blocks until released,
+  // as an unlink that frees a large file's extents can.
+  void HoldRemoves(bool hold) {
+    std::lock_guard<std::mutex> l(mu_);
+    hold_removes_ = hold;
+    cv_.notify_all();
+  }
+  // Waits until some remove is being held.
+  void WaitForHeldRemove() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [this] { return held_removes_ > 0; });
+  }
 
  private:
   struct Rule {
@@ -265,7 +277,16 @@ class FaultEnv {
   static int Remove(const nokv_env* e, const char* path) {
     FaultEnv* self = Self(e);
     {
-      std::lock_guard<std::mutex> l(self->mu_);
+      std::unique_lock<std::mutex> l(self->mu_);
+      std::string p = path;
+      bool data = (p.size() > 4 && p.compare(p.size() - 4, 4, ".sst") == 0) ||
+                  (p.size() > 5 && p.compare(p.size() - 5, 5, ".vlog") == 0);
+      if (data && self->hold_removes_) {
+        self->held_removes_++;
+        self->cv_.notify_all();
+        self->cv_.wait(l, [self] { return !self->hold_removes_; });
+        self->held_removes_--;
+      }
       if (self->powered_off_) return NOKV_OK;
       int injected;
       if (self->Injected(kRemove, path, &injected)) return injected;
@@ -328,6 +349,8 @@ class FaultEnv {
   std::condition_variable cv_;
   bool hold_table_syncs_ = false;
   int held_ = 0;
+  bool hold_removes_ = false;
+  int held_removes_ = 0;
   long long append_budget_ = -1;
   bool fail_syncs_ = false;
   std::string fail_suffix_;

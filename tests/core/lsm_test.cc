@@ -2,7 +2,9 @@
 // recovery from the manifest, damaged and missing tables, write stalls.
 #include <dirent.h>
 
+#include <chrono>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <string>
 #include <thread>
@@ -19,6 +21,7 @@ namespace {
 using nokv_test::Delete;
 using nokv_test::FilesWithSuffix;
 using nokv_test::Get;
+using nokv_test::PollStats;
 using nokv_test::Put;
 using nokv_test::Stats;
 using nokv_test::TempDir;
@@ -150,10 +153,43 @@ TEST_F(LsmTest, IteratorPinsItsTablesWhileCompactionReplacesThem) {
   EXPECT_EQ(nokv_iter_status(it), NOKV_OK);
   EXPECT_EQ(n, 4000);
   nokv_iter_close(it);
-  // Releasing the last pin deletes the replaced tables.
-  EXPECT_GT(Stats(db_).tables_deleted, deleted_while_pinned);
-  nokv_statistics s = Stats(db_);
+  // Releasing the last pin hands the replaced tables to the background deleter
+  // (the closing thread does not wait for the unlinks); they go once it ran.
+  nokv_statistics s = PollStats(db_, [](const nokv_statistics& s) {
+    return s.files_pending_delete == 0;
+  });
+  EXPECT_GT(s.tables_deleted, deleted_while_pinned);
   EXPECT_EQ(FilesWithSuffix(dir_.path(), ".sst").size(), s.tables);
+}
+
+// The reader that releases the last pin on replaced tables only queues their
+// deletion: with every unlink stalled, closing the iterator returns, and reads
+// and writes go on, until the background deleter gets through.
+TEST_F(LsmTest, ReleasingTheLastPinDoesNotWaitForUnlinks) {
+  nokv_test::FaultEnv fault;
+  o_.env = fault.env();
+  Open();
+  Fill(4000, 0);
+  ASSERT_EQ(nokv_flush(db_), NOKV_OK);
+  nokv_iter* it;
+  ASSERT_EQ(nokv_iter_new(db_, nullptr, "", 0, nullptr, 0, &it), NOKV_OK);
+  Fill(4000, 1);
+  ASSERT_EQ(nokv_compact(db_), NOKV_OK);  // the iterator pins every replaced table
+  fault.HoldRemoves(true);
+  auto closed = std::async(std::launch::async, [it] { nokv_iter_close(it); });
+  bool returned = closed.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  fault.WaitForHeldRemove();  // the deleter is stuck in an unlink
+  EXPECT_TRUE(returned) << "nokv_iter_close waited for an unlink";
+  EXPECT_GT(Stats(db_).files_pending_delete, 0u);
+  ASSERT_EQ(Put(db_, "during", "x"), NOKV_OK);
+  EXPECT_EQ(Get(db_, Key(7))->data, Value(7, 1));
+  fault.HoldRemoves(false);
+  closed.wait();
+  nokv_statistics s = PollStats(db_, [](const nokv_statistics& s) {
+    return s.files_pending_delete == 0;
+  });
+  EXPECT_EQ(FilesWithSuffix(dir_.path(), ".sst").size(), s.tables);
+  Close();  // before the env goes
 }
 
 TEST_F(LsmTest, MissingTableFailsOpenWithItsName) {

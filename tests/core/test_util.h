@@ -7,13 +7,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nokv/nokv.h"
@@ -74,6 +77,19 @@ inline int Delete(nokv_db* db, const std::string& k, uint64_t* ts = nullptr) {
 inline nokv_statistics Stats(nokv_db* db) {
   nokv_statistics s;
   nokv_stats(db, &s);
+  return s;
+}
+
+// The stats once done(stats) holds, polling them (background work has no
+// other signal), or the last ones read after 60 s.
+inline nokv_statistics PollStats(nokv_db* db,
+                                 const std::function<bool(const nokv_statistics&)>& done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  nokv_statistics s = Stats(db);
+  while (!done(s) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling the stats
+    s = Stats(db);
+  }
   return s;
 }
 

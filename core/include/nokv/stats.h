@@ -60,6 +60,9 @@ typedef struct nokv_statistics {
   uint64_t level_files[NOKV_NUM_LEVELS];
   uint64_t level_bytes[NOKV_NUM_LEVELS];
   uint64_t tables_deleted;
+  /* Obsolete tables and collected value-log segments queued for deletion; a
+   * background thread deletes them, so no reader or writer waits on it. */
+  uint64_t files_pending_delete;
   uint64_t manifest_rewrites;
   /* Write amplification so far = (wal + value log + flush + compaction bytes
    * written) / user bytes written; read amplification = table probes / gets. */

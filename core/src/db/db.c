@@ -275,6 +275,7 @@ static void db_free(nokv_db *db) {
   nk_epoch_unref(db->epoch);  /* deletes segments retired since the last view */
   for (size_t i = 0; i < db->nimm; i++) nk_memtable_unref(db->imm[i]);
   nk_memtable_unref(db->mem);
+  nk_reaper_stop(db->reaper);  /* its jobs use the value log and the version set */
   nk_arena_pool_free(db->arena_pool);
   nk_vlog_close(db->vlog);
   nk_vset_close(db->vset);
@@ -400,6 +401,7 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   if (opts->create_if_missing) {
     NK_ERR(db->env->mkdir(db->env, path));
   }
+  NK_ERR(nk_reaper_start(&db->reaper));
   char *lock_path = nk_path_join(path, "LOCK");
   if (lock_path == NULL) {
     NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
@@ -421,6 +423,7 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
   uint64_t start = nk_now_micros(), mark = start;
   char detail[200];
   NK_ERR(nk_vset_open(db->env, path, db->tc, opts->manifest_max_bytes, &db->vset, &fresh));
+  db->vset->reaper = db->reaper;
   rt->manifest_edits = db->vset->edits_replayed;
   snprintf(detail, sizeof detail, "fresh=%d edits=%llu log_number=%llu", fresh,
            (unsigned long long)rt->manifest_edits, (unsigned long long)db->vset->log_number);
@@ -441,6 +444,7 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
    * crash leaves in it. */
   if (fresh) NK_ERR(nk_vset_create(db->vset));
   NK_ERR(open_vlog(db));
+  nk_vlog_set_reaper(db->vlog, db->reaper);
   const nk_vlog_recovery *vr = &db->stats.vlog_recovery;
   snprintf(detail, sizeof detail, "validated_bytes=%llu torn_bytes=%llu retired_removed=%llu",
            (unsigned long long)vr->validated_bytes, (unsigned long long)vr->torn_bytes,
@@ -665,6 +669,7 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->compaction_bytes_read = nk_counter_get(&db->stats.compact_read);
   s->compaction_bytes_written = nk_counter_get(&db->stats.compact_written);
   s->tables_deleted = nk_stat_get(&db->vset->tables_deleted);
+  s->files_pending_delete = nk_reaper_pending(db->reaper);
   s->manifest_rewrites = nk_stat_get(&db->vset->manifest_rewrites);
   s->get_table_probes = nk_counter_get(&db->stats.table_probes);
   if (db->block_cache != NULL) {

@@ -25,6 +25,7 @@
 #include "util/cache.h"
 #include "util/counter.h"
 #include "util/env.h"
+#include "util/reaper.h"
 #include "version/version_set.h"
 #include "vlog/vlog.h"
 #include "wal/wal.h"
@@ -131,6 +132,7 @@ struct nokv_db {
   nk_table_cache *tc;
   nk_sst_stats sst_stats;
   nk_vset *vset;
+  nk_reaper *reaper;  /* deletes obsolete tables and collected segments */
   nk_vlog *vlog;
 
   /* Background work (mu). */

@@ -450,6 +450,9 @@ int nokv_vlog_gc(nokv_db *db, double ratio, uint32_t *collected) {
   pthread_mutex_unlock(&db->mu);
   free(skip);
   if (collected != NULL) *collected = done;
+  /* The caller asked for the space: the collected segments no read holds are
+   * gone when this returns. */
+  nk_reaper_drain(db->reaper);
   return ret;
 }
 

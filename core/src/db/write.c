@@ -804,5 +804,7 @@ int nokv_compact(nokv_db *db) {
                             "compactions retry once space is freed");
   }
   pthread_mutex_unlock(&db->mu);
+  /* The inputs no read holds are deleted when this returns. */
+  nk_reaper_drain(db->reaper);
   return rc;
 }

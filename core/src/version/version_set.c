@@ -9,6 +9,7 @@
 #include "sst/format.h"
 #include "util/error.h"
 #include "util/grow.h"
+#include "util/reaper.h"
 #include "vlog/vlog.h"
 #include "wal/wal.h"
 #include "wal/wal_format.h"
@@ -39,18 +40,25 @@ void nk_vset_mark_file_used(nk_vset *vs, uint64_t number) {
   }
 }
 
-/* A table left by the last version that held it: delete its file. */
-static void on_obsolete(void *arg, nk_file_meta *f) {
+static void delete_table(void *arg, uint64_t number, uint64_t unused) {
+  (void)unused;
   nk_vset *vs = arg;
-  if (vs->keep_files) return;
-  nk_table_cache_evict(vs->tc, f->number);
+  nk_table_cache_evict(vs->tc, number);
   char name[32];
-  nk_table_file_name(f->number, name);
+  nk_table_file_name(number, name);
   char *path = nk_path_join(vs->dir, name);
   if (path != NULL && vs->env->remove(vs->env, path) == NOKV_OK) {
     __atomic_fetch_add(&vs->tables_deleted, 1, __ATOMIC_RELAXED);
   }
   free(path);
+}
+
+/* A table left by the last version that held it: its file goes, on the
+ * reaper's thread (the releasing one may be a reader, or hold locks). */
+static void on_obsolete(void *arg, nk_file_meta *f) {
+  nk_vset *vs = arg;
+  if (vs->keep_files) return;
+  nk_reaper_add(vs->reaper, delete_table, vs, f->number, 0);
 }
 
 nk_version *nk_vset_current(nk_vset *vs) {

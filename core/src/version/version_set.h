@@ -42,6 +42,9 @@ typedef struct nk_vset {
   nk_file *manifest;
   uint64_t manifest_number, manifest_size;
   bool keep_files;        /* replaying or closing: a released version deletes nothing */
+  /* Deletes obsolete tables in the background (NULL: at once, on the thread
+   * that released them). Set once, before any version is released. */
+  struct nk_reaper *reaper;
 
   /* Value log (version.h's nk_edit): the durable head, dead bytes per segment
    * (sorted by fid) and segments retired by GC whose files may still exist.

@@ -11,6 +11,7 @@
 #include "util/coding.h"
 #include "util/error.h"
 #include "util/grow.h"
+#include "util/reaper.h"
 
 #define SCAN_CHUNK (4u << 20)
 
@@ -190,6 +191,7 @@ typedef struct segment {
   uint32_t fid;
   uint32_t refs;   /* the table's reference plus reads in flight (atomic) */
   bool removed;    /* unlink the file when the last reference goes */
+  struct nk_reaper *reaper;  /* set when removed: who unlinks it */
   uint64_t size;   /* bytes written (or recovered) */
   nk_file *rfile;
   /* Read-only mapping of the first map_len bytes (NULL if the file layer cannot
@@ -225,18 +227,31 @@ struct nk_vlog {
   /* Recovery, between nk_vlog_open and nk_vlog_start. */
   uint32_t head_fid;
   nk_vlog_recovery *rec;
+  struct nk_reaper *reaper;  /* deletes removed segments (NULL: at once) */
   segment *headerless;     /* a newest segment cut before its header: removed at start */
   uint32_t *retired;       /* segments GC retired, still on disk: removed at start */
   size_t nretired;
 };
 
-static void seg_unref(segment *s) {
-  if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+static void seg_free(void *arg, uint64_t unused_a, uint64_t unused_b) {
+  (void)unused_a, (void)unused_b;
+  segment *s = arg;
   if (s->map != NULL) s->env->unmap(s->env, s->map, s->map_len);
   nk_file_close(s->rfile);
   if (s->removed) nk_env_remove_quiet(s->env, s->path);
   free(s->path);
   free(s);
+}
+
+/* The last reference to a removed segment hands its unmapping and unlink to
+ * the reaper: it may be a reader's. */
+static void seg_unref(segment *s) {
+  if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+  if (s->removed) {
+    nk_reaper_add(s->reaper, seg_free, s, 0, 0);
+  } else {
+    seg_free(s, 0, 0);
+  }
 }
 
 static segment *seg_new(nk_vlog *vl, uint32_t fid) {
@@ -731,6 +746,8 @@ char *nk_vlog_segment_path(const nk_vlog *vl, uint32_t fid) {
   return nk_path_join(vl->dir, name);
 }
 
+void nk_vlog_set_reaper(nk_vlog *vl, struct nk_reaper *r) { vl->reaper = r; }
+
 int nk_vlog_remove_segment(nk_vlog *vl, uint32_t fid) {
   pthread_mutex_lock(&vl->mu);
   long i = seg_find(vl, fid);
@@ -740,6 +757,7 @@ int nk_vlog_remove_segment(nk_vlog *vl, uint32_t fid) {
     memmove(&vl->segs[i], &vl->segs[i + 1], (vl->nsegs - (size_t)i - 1) * sizeof *vl->segs);
     vl->nsegs--;
     s->removed = true;
+    s->reaper = vl->reaper;
   }
   pthread_mutex_unlock(&vl->mu);
   if (s == NULL) return nk_err(NOKV_EINVAL, "value log segment %u is not removable", fid);

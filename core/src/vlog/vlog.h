@@ -173,9 +173,12 @@ typedef struct nk_vlog_segment_info {
 int nk_vlog_segments(nk_vlog *vl, nk_vlog_segment_info **out, size_t *n);
 /* Path of segment fid (malloc'ed), or NULL on ENOMEM. */
 char *nk_vlog_segment_path(const nk_vlog *vl, uint32_t fid);
-/* Forgets segment fid and deletes its file once no read holds it. Not the
- * active segment. */
+/* Forgets segment fid and deletes its file once no read holds it (on the
+ * reaper's thread, if one is set). Not the active segment. */
 int nk_vlog_remove_segment(nk_vlog *vl, uint32_t fid);
+/* From now on removed segments are unmapped and deleted by r. */
+struct nk_reaper;
+void nk_vlog_set_reaper(nk_vlog *vl, struct nk_reaper *r);
 
 #ifdef __cplusplus
 }
