@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fault_env.h"
 #include "nokv/nokv.h"
 #include "test_util.h"
 
@@ -40,6 +41,22 @@ struct Collected {
 int Collect(void* arg, uint8_t, const char* p, size_t n) {
   static_cast<Collected*>(arg)->payloads.emplace_back(p, n);
   return NOKV_OK;
+}
+
+// Ends db the way kill -9 would: no close record reaches the log (a clean
+// close syncs everything and writes a sync point, after which damage is never
+// a torn tail), but everything written stays.
+void Crash(nokv_db* db, nokv_test::FaultEnv& fault) {
+  fault.PowerOff();
+  nokv_close(db);
+  fault.PowerOn();
+}
+
+nokv_options WithEnv(nokv_test::FaultEnv& fault) {
+  nokv_options o;
+  nokv_options_init(&o);
+  o.env = fault.env();
+  return o;
 }
 
 std::vector<std::string> Segments(const std::string& dir) {
@@ -92,13 +109,17 @@ TEST(WalReplayTest, WrittenRecordsReplayInOrder) {
   ASSERT_EQ(nk_wal_close(w), NOKV_OK);
   Collected c;
   nk_wal_replay_stats st{};
-  ASSERT_EQ(nk_wal_replay_segment(nk_env_posix(), dir.file("00000007.wal").c_str(), true,
-                                  Collect, &c, &st),
+  uint64_t numbers[] = {7};
+  bool ended = true;
+  ASSERT_EQ(nk_wal_replay_segment(nk_env_posix(), dir.path().c_str(), numbers, 1, 0, Collect,
+                                  &c, &st, &ended),
             NOKV_OK);
-  // The segment opens with a link to segment 5.
-  std::string link(8, '\0');
+  EXPECT_FALSE(ended);
+  // The segment opens with a link to segment 5 (size 0: it is not there; synced).
+  std::string link(NK_WAL_LINK_PAYLOAD, '\0');
   link[0] = 5;
   payloads.insert(payloads.begin(), link);
+  // The close's sync point is not handed to the caller.
   EXPECT_EQ(c.payloads, payloads);
   EXPECT_EQ(st.records, 4u);  // batches: the link is not one
   EXPECT_EQ(st.torn_tails, 0u);
@@ -106,15 +127,17 @@ TEST(WalReplayTest, WrittenRecordsReplayInOrder) {
 
 TEST(WalReplayTest, CallbackErrorStopsReplay) {
   TempDir dir;
-  WriteFile(dir.file("1.wal"), Frame(NK_WAL_BATCH, "a") + Frame(NK_WAL_BATCH, "b"));
+  WriteFile(dir.file("00000001.wal"), Frame(NK_WAL_BATCH, "a") + Frame(NK_WAL_BATCH, "b"));
   int calls = 0;
   auto fail = [](void* arg, uint8_t, const char*, size_t) {
     ++*static_cast<int*>(arg);
     return static_cast<int>(NOKV_ECORRUPT);
   };
   nk_wal_replay_stats st{};
-  EXPECT_EQ(nk_wal_replay_segment(nk_env_posix(), dir.file("1.wal").c_str(), true, fail, &calls,
-                                  &st),
+  uint64_t numbers[] = {1};
+  bool ended;
+  EXPECT_EQ(nk_wal_replay_segment(nk_env_posix(), dir.path().c_str(), numbers, 1, 0, fail, &calls,
+                                  &st, &ended),
             NOKV_ECORRUPT);
   EXPECT_EQ(calls, 1);
 }
@@ -153,8 +176,10 @@ class WalDamageTest : public ::testing::TestWithParam<Damage> {};
 TEST_P(WalDamageTest, TornTailIsRepairedCorruptionFailsOpen) {
   const Damage& d = GetParam();
   TempDir dir;
+  nokv_test::FaultEnv fault;
+  nokv_options o = WithEnv(fault);
   nokv_db* db;
-  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
   std::vector<size_t> ends;
   // Synced: damage with a synced record after it cannot be a torn write.
   for (int i = 0; i < 10; i++) {
@@ -162,7 +187,7 @@ TEST_P(WalDamageTest, TornTailIsRepairedCorruptionFailsOpen) {
               NOKV_OK);
     ends.push_back(Stats(db).wal_bytes_written);
   }
-  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  Crash(db, fault);
   auto segs = Segments(dir.path());
   ASSERT_EQ(segs.size(), 1u);
   std::string seg = ReadFile(segs[0]);
@@ -226,9 +251,16 @@ TEST(WalDamageTest, DamageInASealedSegmentIsCorruption) {
   std::string seg = ReadFile(segs[0]);
   seg.resize(seg.size() - 1);  // would be a torn tail in the newest segment
   WriteFile(segs[0], seg);
+  // The segments were sealed without a sync, but the clean close synced them
+  // all and wrote a sync point after them: damage before it was durable.
   ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
-  EXPECT_NE(std::string(nokv_errmsg()).find("sealed segment"), std::string::npos)
-      << nokv_errmsg();
+  std::string msg = nokv_errmsg();
+  EXPECT_NE(msg.find(segs[0] + " is corrupt at offset"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("durable record follows in " +
+                     segs.back().substr(segs.back().rfind('/') + 1)),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(ReadFile(segs[0]), seg) << "a failed open must not modify the log";
 }
 
 // Damage inside the unsynced part of the newest segment, with intact records
@@ -237,15 +269,17 @@ TEST(WalDamageTest, DamageInASealedSegmentIsCorruption) {
 // damage was promised durable: it is a torn tail, cut with everything after it.
 TEST(WalDamageTest, DamageFollowedOnlyByUnsyncedRecordsIsATornTail) {
   TempDir dir;
+  nokv_test::FaultEnv fault;
+  nokv_options o = WithEnv(fault);
   nokv_db* db;
-  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
   std::vector<size_t> ends;
   for (int i = 0; i < 10; i++) {
     ASSERT_EQ(Put(db, "k" + std::to_string(i), "value" + std::to_string(i), /*sync=*/i == 3),
               NOKV_OK);
     ends.push_back(Stats(db).wal_bytes_written);
   }
-  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  Crash(db, fault);
   auto segs = Segments(dir.path());
   ASSERT_EQ(segs.size(), 1u);
   std::string seg = ReadFile(segs[0]);
@@ -261,14 +295,14 @@ TEST(WalDamageTest, DamageFollowedOnlyByUnsyncedRecordsIsATornTail) {
 
   // The same damage before the synced record is corruption.
   TempDir dir2;
-  ASSERT_EQ(nokv_open(dir2.path().c_str(), nullptr, &db), NOKV_OK);
+  ASSERT_EQ(nokv_open(dir2.path().c_str(), &o, &db), NOKV_OK);
   ends.clear();
   for (int i = 0; i < 10; i++) {
     ASSERT_EQ(Put(db, "k" + std::to_string(i), "value" + std::to_string(i), /*sync=*/i == 8),
               NOKV_OK);
     ends.push_back(Stats(db).wal_bytes_written);
   }
-  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  Crash(db, fault);
   segs = Segments(dir2.path());
   seg = ReadFile(segs[0]);
   seg[ends[5] + 12] ^= 0x01;
@@ -341,6 +375,144 @@ TEST(WalDamageTest, MalformedBatchWithValidChecksumIsCorruption) {
   ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
   EXPECT_NE(std::string(nokv_errmsg()).find("malformed batch"), std::string::npos)
       << nokv_errmsg();
+}
+
+
+// ---- segments sealed without a sync ----
+
+// Writes k0..k<n-1> (100-byte values, unsynced but for `synced`) across 4 KiB
+// segments of a database that then dies as kill -9 would. Returns the
+// segments, oldest first.
+std::vector<std::string> WriteAcrossSegments(const TempDir& dir, int n, int synced) {
+  nokv_test::FaultEnv fault;
+  nokv_options o = WithEnv(fault);
+  o.wal_segment_bytes = 4096;
+  nokv_db* db;
+  EXPECT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < n; i++) {
+    EXPECT_EQ(Put(db, "k" + std::to_string(i), std::string(100, 'v'), i == synced), NOKV_OK);
+  }
+  Crash(db, fault);
+  return Segments(dir.path());
+}
+
+// Where the whole records at the start of a segment end.
+size_t WholeRecordsEnd(const std::string& seg) {
+  size_t off = 0;
+  while (seg.size() - off >= NK_WAL_HEADER &&
+         seg.size() - off - NK_WAL_HEADER >= nk_get_u32(seg.data() + off + 4)) {
+    off += NK_WAL_HEADER + nk_get_u32(seg.data() + off + 4);
+  }
+  return off;
+}
+
+// Rotation syncs nothing: writes that did not ask for a sync never wait on one.
+TEST(WalSealTest, UnsyncedWritesNeverFsync) {
+  TempDir dir;
+  nokv_test::FaultEnv fault;
+  nokv_options o = WithEnv(fault);
+  o.wal_segment_bytes = 4096;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  int before = fault.sync_calls();
+  for (int i = 0; i < 200; i++) ASSERT_EQ(Put(db, "k" + std::to_string(i), std::string(100, 'v')), NOKV_OK);
+  EXPECT_GE(Segments(dir.path()).size(), 5u);
+  EXPECT_EQ(fault.sync_calls(), before);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// A synced write makes every earlier write durable, in the segments sealed
+// without a sync too (and their names): a power loss right after it keeps all.
+TEST(WalSealTest, SyncedWriteMakesSealedSegmentsDurable) {
+  TempDir dir;
+  nokv_test::FaultEnv fault;
+  nokv_options o = WithEnv(fault);
+  o.wal_segment_bytes = 4096;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  for (int i = 0; i < 100; i++) {
+    ASSERT_EQ(Put(db, "k" + std::to_string(i), std::string(100, 'v'), i == 99), NOKV_OK);
+  }
+  fault.PowerOff();
+  nokv_close(db);
+  fault.DropUnsynced();
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
+  for (int i = 0; i < 100; i++) EXPECT_TRUE(Get(db, "k" + std::to_string(i))) << i;
+  EXPECT_EQ(Stats(db).torn_tail_truncations, 0u);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// A power loss may leave a segment sealed without a sync short while a later
+// segment's pages reached the disk. Nothing after the hole was synced, so the
+// log ends there: the open keeps the writes before it, cuts the later segments
+// back to their links, and never replays a write past the hole.
+TEST(WalSealTest, TearInASegmentSealedUnsyncedEndsTheLog) {
+  TempDir dir;
+  auto segs = WriteAcrossSegments(dir, 150, /*synced=*/-1);
+  ASSERT_GE(segs.size(), 4u);
+  std::string torn = ReadFile(segs[1]);
+  torn.resize(torn.size() - 50);  // its last record, half written
+  WriteFile(segs[1], torn);
+  uint64_t later = 0;  // what the later segments hold past their links
+  for (size_t i = 2; i < segs.size(); i++) {
+    later += std::filesystem::file_size(segs[i]) - NK_WAL_LINK_RECORD;
+  }
+  ASSERT_GT(later, 0u);
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK) << nokv_errmsg();
+  EXPECT_EQ(Stats(db).torn_tail_truncations, 1u);
+  // The half record, and every later segment back to its link.
+  EXPECT_EQ(Stats(db).torn_tail_bytes, later + (torn.size() - WholeRecordsEnd(torn)));
+  int present = 0;
+  while (present < 150 && Get(db, "k" + std::to_string(present))) present++;
+  EXPECT_GT(present, 0);
+  EXPECT_LT(present, 150);
+  for (int i = present; i < 150; i++) EXPECT_FALSE(Get(db, "k" + std::to_string(i))) << i;
+  ASSERT_EQ(Put(db, "after", "x", true), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK) << nokv_errmsg();
+  EXPECT_EQ(Get(db, "after")->data, "x");
+  EXPECT_FALSE(Get(db, "k" + std::to_string(present)));
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// The same hole with a synced write in a later segment: that sync synced the
+// damaged segment first, so the damage was durable: corruption, files untouched.
+TEST(WalSealTest, TearBeforeALaterSyncedWriteIsCorruption) {
+  TempDir dir;
+  auto segs = WriteAcrossSegments(dir, 150, /*synced=*/140);
+  ASSERT_GE(segs.size(), 4u);
+  std::string torn = ReadFile(segs[1]);
+  torn.resize(torn.size() - 50);
+  WriteFile(segs[1], torn);
+  std::string newest = ReadFile(segs.back());
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
+  std::string msg = nokv_errmsg();
+  EXPECT_NE(msg.find(segs[1] + " is corrupt"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("durable record follows in 0"), std::string::npos) << msg;
+  EXPECT_EQ(ReadFile(segs[1]), torn);
+  EXPECT_EQ(ReadFile(segs.back()), newest);
+}
+
+// A sealed segment that lost whole records at its end (cut at a record
+// boundary, as a page never written back leaves it) is found by the size its
+// successor's link records.
+TEST(WalSealTest, SealedSegmentShorterThanItsLinkSaysIsTorn) {
+  TempDir dir;
+  auto segs = WriteAcrossSegments(dir, 150, /*synced=*/-1);
+  ASSERT_GE(segs.size(), 4u);
+  std::string seg = ReadFile(segs[1]);
+  // Cut back to the end of its third record.
+  size_t off = 0;
+  for (int r = 0; r < 3; r++) off += NK_WAL_HEADER + nk_get_u32(seg.data() + off + 4);
+  ASSERT_LT(off, seg.size());
+  seg.resize(off);
+  WriteFile(segs[1], seg);
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK) << nokv_errmsg();
+  EXPECT_EQ(Stats(db).torn_tail_truncations, 1u);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 
 }  // namespace

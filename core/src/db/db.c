@@ -185,8 +185,8 @@ static int refuse_lost_values(replay_ctx *c, uint64_t ts, const nk_vptr *p) {
 
 /* A segment's link names the segment written before it: that must be the one
  * replayed before it, or (for the first replayed) one the manifest retired. */
-static int check_link(replay_ctx *c, const char *payload, size_t len) {
-  if (len != NK_WAL_LINK_PAYLOAD) {
+static int check_link(replay_ctx *c, uint8_t type, const char *payload, size_t len) {
+  if (len != (type == NK_WAL_LINK ? NK_WAL_LINK_PAYLOAD : NK_WAL_LINK_V1_PAYLOAD)) {
     return nk_err(NOKV_ECORRUPT, "WAL %s: malformed link record", c->segment);
   }
   uint64_t linked = nk_get_u64(payload);
@@ -206,7 +206,7 @@ static int check_link(replay_ctx *c, const char *payload, size_t len) {
 static int replay_record(void *arg, uint8_t type, const char *payload, size_t len) {
   replay_ctx *c = arg;
   nokv_db *db = c->db;
-  if (type == NK_WAL_LINK) return check_link(c, payload, len);
+  if (nk_wal_is_link(type)) return check_link(c, type, payload, len);
   nk_batch_reader r;
   uint64_t ts;
   uint32_t count;
@@ -247,7 +247,8 @@ static int replay_wal(nokv_db *db) {
   size_t first = 0;
   while (first < n && numbers[first] < db->vset->log_number) first++;
   for (size_t i = 0; i < n; i++) nk_vset_mark_file_used(db->vset, numbers[i]);
-  for (size_t i = first; i < n && ret == NOKV_OK; i++) {
+  bool ended = false;
+  for (size_t i = first; i < n && ret == NOKV_OK && !ended; i++) {
     char name[32];
     nk_wal_segment_name(numbers[i], name);
     char *path = nk_path_join(db->path, name);
@@ -257,7 +258,8 @@ static int replay_wal(nokv_db *db) {
     }
     c.segment = path;
     c.prev = i > first ? numbers[i - 1] : 0;
-    ret = nk_wal_replay_segment(db->env, path, i + 1 == n, replay_record, &c, &db->stats.replay);
+    ret = nk_wal_replay_segment(db->env, db->path, numbers + first, n - first, i - first,
+                                replay_record, &c, &db->stats.replay, &ended);
     free(path);
   }
   db->stats.wal_segments_replayed = n - first;

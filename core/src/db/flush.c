@@ -48,10 +48,12 @@ int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number, nk_
 }
 
 void nk_db_delete_obsolete_wal(nokv_db *db) {
+  uint64_t keep_from = db->vset->log_number;
+  /* Sealed segments nobody synced: their records are in durable tables now. */
+  nk_wal_release(db->wal, keep_from);
   uint64_t *numbers = NULL;
   size_t n = 0;
   if (nk_wal_list(db->env, db->path, &numbers, &n) != NOKV_OK) return;
-  uint64_t keep_from = db->vset->log_number;
   for (size_t i = 0; i < n && numbers[i] < keep_from; i++) {
     char name[32];
     nk_wal_segment_name(numbers[i], name);

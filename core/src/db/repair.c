@@ -258,7 +258,8 @@ static int read_tables(repair *rp) {
 static bool intact_at(const char *d, size_t off, size_t size) {
   if (size - off < NK_WAL_HEADER) return false;
   uint8_t type = (uint8_t)d[off + 8];
-  return (nk_wal_is_batch(type) || type == NK_WAL_LINK) && nk_wal_record_intact(d, off, size, type);
+  return (nk_wal_is_batch(type) || nk_wal_is_link(type) || type == NK_WAL_SYNC_POINT) &&
+         nk_wal_record_intact(d, off, size, type);
 }
 
 static int read_wal(repair *rp, const char *name) {
@@ -287,7 +288,7 @@ static int read_wal(repair *rp, const char *name) {
     uint32_t len = nk_get_u32(data + off + 4);
     const char *payload = data + off + NK_WAL_HEADER;
     off += NK_WAL_HEADER + len;
-    if (type == NK_WAL_LINK) continue;
+    if (!nk_wal_is_batch(type)) continue;  /* a link or a sync point */
     nk_batch_reader r;
     uint64_t ts;
     uint32_t count;

@@ -282,6 +282,12 @@ static int edit_names_no_table(void *arg, uint8_t type, const char *payload, siz
   return ret;
 }
 
+static int segment_has_no_batch(void *arg, uint8_t type, const char *payload, size_t len) {
+  (void)payload, (void)len;
+  if (!nk_wal_is_batch(type)) return NOKV_OK;  /* its link */
+  return nk_err(NOKV_ECORRUPT, "WAL %s holds writes", (const char *)arg);
+}
+
 /* Does the file at path hold more than size_limit bytes? */
 static int larger_than(const struct nokv_env *env, const char *path, uint64_t size_limit,
                        bool *larger) {
@@ -318,6 +324,18 @@ static int check_new_directory(nk_vset *vs) {
       data = true;
     } else if (nk_wal_parse_name(names[i], &number)) {
       ret = larger_than(vs->env, path, NK_WAL_LINK_RECORD, &data);  /* more than its link */
+      if (ret == NOKV_OK && data) {
+        /* A link and a close's sync point hold no writes; anything unreadable
+         * might. */
+        nk_wal_replay_stats st = {0};
+        int rc = nk_log_replay(vs->env, path, NK_WAL_BATCH, false, segment_has_no_batch, path,
+                               &st);
+        if (rc == NOKV_OK) {
+          data = false;
+        } else if (rc != NOKV_ECORRUPT) {
+          ret = rc;
+        }
+      }
     } else if (nk_vlog_parse_name(names[i], &fid)) {
       ret = larger_than(vs->env, path, NK_VLOG_HEADER, &data);
     } else if (parse_manifest_name(names[i], &number)) {

@@ -2,9 +2,11 @@
  * wal.h — writing and replaying the write-ahead log.
  *
  * Writer: appends framed records to the current segment, syncs on request, and
- * rotates to a new segment (syncing the old one and the directory) once the
- * current one passes its size limit. The writer is not thread-safe: the database
- * calls it only from the leader of a write group.
+ * rotates to a new segment once the current one passes its size limit or the
+ * memtable is switched. Rotation syncs nothing: the old segment is kept open,
+ * and the next sync (which a write asked for) syncs it, and the directory,
+ * before the current segment. The writer is not thread-safe: the database calls
+ * it only from the leader of a write group (nk_wal_release excepted).
  *
  * Replay: reads every segment in order and hands each record to a callback. A
  * damaged record at the end of the newest segment is a torn write: the segment is
@@ -27,28 +29,35 @@ extern "C" {
 
 typedef struct nk_wal nk_wal;
 
-/* Starts a new segment in dir (and syncs dir) whose link record names prev, the
- * newest segment already there (0: none). Segment numbers are taken from
+/* Starts a new segment in dir whose link record names prev, the newest segment
+ * already there (0: none), which the caller has synced; the link and the
+ * directory are synced before this returns. Segment numbers are taken from
  * *next_file, the database's file number counter, which the WAL increments
  * atomically (it is shared with tables and manifests). Every segment begins with
- * a link record (NK_WAL_LINK_RECORD bytes) naming the one before it. */
+ * a link record (NK_WAL_LINK_RECORD bytes) naming the one before it, its size,
+ * and whether it was synced. */
 int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t *next_file,
                 size_t segment_bytes, uint64_t prev, nk_wal **out);
 /* Appends bytes that hold whole framed records. */
 int nk_wal_append(nk_wal *w, const char *data, size_t len);
+/* Makes every record appended so far durable: the segments sealed without a
+ * sync first, then the directory (new names), then the current segment. */
 int nk_wal_sync(nk_wal *w);
 /* After a failed append: cuts the segment back to what was appended before it,
  * so no partial record stays (the next append follows the last whole one). */
 int nk_wal_undo(nk_wal *w);
 /* Starts the next segment if the current one reached its limit. */
 int nk_wal_maybe_rotate(nk_wal *w);
-/* Seals the current segment (sync, close) and starts the next one. */
+/* Seals the current segment (kept open, unsynced) and starts the next one. */
 int nk_wal_switch(nk_wal *w);
+/* Closes, unsynced, the sealed segments numbered below `below`: their records
+ * are in tables the manifest made durable. Any thread. */
+void nk_wal_release(nk_wal *w, uint64_t below);
 /* The current segment's number. */
 uint64_t nk_wal_number(const nk_wal *w);
 /* Bytes appended by this process, link records included. Any thread. */
 uint64_t nk_wal_bytes_written(const nk_wal *w);
-/* Syncs and closes. */
+/* Syncs every segment still open (and the directory) and closes. */
 int nk_wal_close(nk_wal *w);
 
 
@@ -74,9 +83,16 @@ typedef int (*nk_wal_record_fn)(void *arg, uint8_t type, const char *payload, si
  * within the data, its checksum matching? */
 bool nk_wal_record_intact(const char *data, size_t off, size_t size, uint8_t type);
 
-/* Replays one segment. is_newest allows (and repairs) a torn tail. */
-int nk_wal_replay_segment(const struct nokv_env *env, const char *path, bool is_newest,
-                          nk_wal_record_fn fn, void *arg, nk_wal_replay_stats *st);
+/* Replays segment numbers[i] of the n segments numbers[] (ascending) in dir.
+ * Damage where unsynced bytes may be (the newest segment, or one sealed without
+ * a sync) and with no synced record after it, here or in a later segment, is a
+ * torn tail: the log ends there. The segment is cut at the damage, every later
+ * one back to its link record, and *ended is set (replay nothing after it).
+ * Any other damage fails with NOKV_ECORRUPT and changes nothing. The newest
+ * segment is synced after its replay. */
+int nk_wal_replay_segment(const struct nokv_env *env, const char *dir, const uint64_t *numbers,
+                          size_t n, size_t i, nk_wal_record_fn fn, void *arg,
+                          nk_wal_replay_stats *st, bool *ended);
 
 /* The same, for any log of records of one type (the manifest uses NK_WAL_EDIT:
  * a manifest is only read, its torn tail skipped, never cut). */

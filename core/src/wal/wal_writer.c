@@ -1,13 +1,21 @@
 /* wal_writer.c — segment files, appends, syncs and rotation. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/error.h"
+#include "util/grow.h"
 #include "wal/wal.h"
 #include "wal/wal_format.h"
+
+/* A segment switched away from but not yet fsync'ed. */
+typedef struct sealed_segment {
+  uint64_t number;
+  nk_file *file;
+} sealed_segment;
 
 struct nk_wal {
   const struct nokv_env *env;
@@ -18,6 +26,13 @@ struct nk_wal {
   uint64_t size;       /* bytes in the current segment */
   uint64_t written;    /* bytes appended by this process (atomic) */
   nk_file *file;
+  bool dir_synced;     /* the current segment's name is durable */
+  /* Segments sealed without a sync, oldest first: the next sync syncs them
+   * before the current one; nk_wal_release closes those the tables hold. */
+  pthread_mutex_t sealed_mu;
+  sealed_segment *sealed;
+  size_t nsealed, sealed_cap;
+  size_t nsealed_seen;  /* atomic copy of nsealed, read without the lock */
 };
 
 void nk_wal_segment_name(uint64_t number, char *buf) {
@@ -69,9 +84,11 @@ int nk_wal_list(const struct nokv_env *env, const char *dir, uint64_t **numbers,
 
 int nk_wal_append(nk_wal *w, const char *data, size_t len);
 
-/* Starts segment after prev (0: none): creates it, makes its name durable and
- * writes the link record naming prev. */
-static int start_segment(nk_wal *w, uint64_t prev) {
+/* Starts the segment after prev (0: none), whose final size was prev_size,
+ * with the link record naming it. The name is made durable by the first sync
+ * in the segment (nk_wal_sync), not here: creating a file is cheap, an fsync of
+ * the directory is not, and a write nobody asked to sync needs neither. */
+static int start_segment(nk_wal *w, uint64_t prev, uint64_t prev_size, uint8_t flags) {
   uint64_t number = __atomic_fetch_add(w->next_file, 1, __ATOMIC_RELAXED);
   char name[32];
   nk_wal_segment_name(number, name);
@@ -82,14 +99,30 @@ static int start_segment(nk_wal *w, uint64_t prev) {
   int ret = w->env->open_append(w->env, path, true, &w->file);
   free(path);
   NK_RET(ret);
-  /* The new name must be durable before a synced write in it is acknowledged. */
-  NK_RET(w->env->sync_dir(w->env, w->dir));
   w->number = number;
   w->size = 0;
+  w->dir_synced = false;
   char link[NK_WAL_LINK_RECORD];
-  nk_put_u64(link + NK_WAL_HEADER, prev);
-  nk_wal_encode_header(link, NK_WAL_LINK, link + NK_WAL_HEADER, NK_WAL_LINK_PAYLOAD);
+  char *payload = link + NK_WAL_HEADER;
+  nk_put_u64(payload, prev);
+  nk_put_u64(payload + 8, prev_size);
+  payload[16] = (char)flags;
+  nk_wal_encode_header(link, NK_WAL_LINK, payload, NK_WAL_LINK_PAYLOAD);
   return nk_wal_append(w, link, sizeof link);
+}
+
+static uint64_t file_size(const struct nokv_env *env, const char *dir, uint64_t number) {
+  char name[32];
+  nk_wal_segment_name(number, name);
+  char *path = nk_path_join(dir, name);
+  nk_file *f = NULL;
+  uint64_t size = 0;
+  if (path != NULL && env->open_read(env, path, &f) == NOKV_OK) {
+    if (env->size(f, &size) != NOKV_OK) size = 0;
+    nk_file_close(f);
+  }
+  free(path);
+  return size;
 }
 
 int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t *next_file,
@@ -102,13 +135,21 @@ int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t *next_file
   w->env = env;
   w->segment_bytes = segment_bytes;
   w->next_file = next_file;
-  int ret = start_segment(w, prev);
+  pthread_mutex_init(&w->sealed_mu, NULL);
+  /* The replay synced prev: say so, and make this link durable at once, so a
+   * later replay can trust it to tell how prev was left. */
+  uint64_t prev_size = prev != 0 ? file_size(env, dir, prev) : 0;
+  int ret = start_segment(w, prev, prev_size, 0);
+  if (ret == NOKV_OK) ret = nk_file_sync(w->file);
+  if (ret == NOKV_OK) ret = env->sync_dir(env, dir);
   if (ret != NOKV_OK) {
     nk_file_close(w->file);
+    pthread_mutex_destroy(&w->sealed_mu);
     free(w->dir);
     free(w);
     return ret;
   }
+  w->dir_synced = true;
   *out = w;
   return NOKV_OK;
 }
@@ -130,7 +171,37 @@ int nk_wal_undo(nk_wal *w) {
   return ret;
 }
 
-int nk_wal_sync(nk_wal *w) { return nk_file_sync(w->file); }
+/* Syncs and closes every sealed segment, oldest first. */
+static int sync_sealed(nk_wal *w) {
+  pthread_mutex_lock(&w->sealed_mu);
+  int ret = NOKV_OK;
+  size_t done = 0;
+  while (done < w->nsealed && ret == NOKV_OK) {
+    ret = nk_file_sync(w->sealed[done].file);
+    if (ret == NOKV_OK) {
+      ret = nk_file_close(w->sealed[done].file);
+      done++;  /* closed, even if close failed: the data was synced */
+    }
+  }
+  if (done > 0) {
+    memmove(w->sealed, w->sealed + done, (w->nsealed - done) * sizeof *w->sealed);
+    w->nsealed -= done;
+  }
+  __atomic_store_n(&w->nsealed_seen, w->nsealed, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&w->sealed_mu);
+  return ret;
+}
+
+int nk_wal_sync(nk_wal *w) {
+  /* Everything before the current segment first: a synced record promises
+   * that every earlier one is durable. */
+  if (__atomic_load_n(&w->nsealed_seen, __ATOMIC_RELAXED) > 0) NK_RET(sync_sealed(w));
+  if (!w->dir_synced) {
+    NK_RET(w->env->sync_dir(w->env, w->dir));
+    w->dir_synced = true;
+  }
+  return nk_file_sync(w->file);
+}
 
 int nk_wal_maybe_rotate(nk_wal *w) {
   if (w->size < w->segment_bytes) {
@@ -140,26 +211,63 @@ int nk_wal_maybe_rotate(nk_wal *w) {
 }
 
 int nk_wal_switch(nk_wal *w) {
-  /* Only the newest segment may hold a torn tail: seal this one first. */
-  NK_RET(nk_file_sync(w->file));
-  nk_file *old = w->file;
+  uint64_t prev = w->number, prev_size = w->size;
+  pthread_mutex_lock(&w->sealed_mu);
+  bool kept = nk_grow((void **)&w->sealed, &w->sealed_cap, w->nsealed, sizeof *w->sealed);
+  if (kept) {
+    w->sealed[w->nsealed++] = (sealed_segment){.number = prev, .file = w->file};
+    __atomic_store_n(&w->nsealed_seen, w->nsealed, __ATOMIC_RELAXED);
+  }
+  pthread_mutex_unlock(&w->sealed_mu);
+  if (!kept) {
+    /* No memory to remember it: seal it the slow way, synced. */
+    NK_RET(nk_file_sync(w->file));
+    NK_RET(nk_file_close(w->file));
+  }
   w->file = NULL;
-  NK_RET(nk_file_close(old));
-  return start_segment(w, w->number);
+  return start_segment(w, prev, prev_size, kept ? NK_WAL_LINK_PREV_UNSYNCED : 0);
+}
+
+void nk_wal_release(nk_wal *w, uint64_t below) {
+  pthread_mutex_lock(&w->sealed_mu);
+  size_t done = 0;
+  while (done < w->nsealed && w->sealed[done].number < below) {
+    nk_file_close(w->sealed[done].file);
+    done++;
+  }
+  if (done > 0) {
+    memmove(w->sealed, w->sealed + done, (w->nsealed - done) * sizeof *w->sealed);
+    w->nsealed -= done;
+  }
+  __atomic_store_n(&w->nsealed_seen, w->nsealed, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&w->sealed_mu);
 }
 
 int nk_wal_close(nk_wal *w) {
   if (w == NULL) {
     return NOKV_OK;
   }
-  int ret = NOKV_OK;
+  /* A clean close leaves the whole log durable, its names too, and says so
+   * with a sync point: damage found before it later is corruption, not a tear
+   * (the links of segments sealed unsynced say their tails might tear). */
+  int ret = sync_sealed(w);
   if (w->file != NULL) {
-    ret = nk_file_sync(w->file);
+    if (ret == NOKV_OK && !w->dir_synced) ret = w->env->sync_dir(w->env, w->dir);
+    if (ret == NOKV_OK) ret = nk_file_sync(w->file);
+    if (ret == NOKV_OK) {
+      char mark[NK_WAL_HEADER];
+      nk_wal_encode_header(mark, NK_WAL_SYNC_POINT, mark, 0);
+      ret = nk_wal_append(w, mark, sizeof mark);
+      if (ret == NOKV_OK) ret = nk_file_sync(w->file);
+    }
     int r2 = nk_file_close(w->file);
     if (ret == NOKV_OK) {
       ret = r2;
     }
   }
+  for (size_t i = 0; i < w->nsealed; i++) nk_file_close(w->sealed[i].file);
+  free(w->sealed);
+  pthread_mutex_destroy(&w->sealed_mu);
   free(w->dir);
   free(w);
   return ret;
