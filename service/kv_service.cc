@@ -36,7 +36,7 @@ grpc::Status RequireKey(const std::string& key) {
   X(gets) X(get_hits) X(iterators_created) X(recovered_records)     \
   X(recovered_bytes) X(torn_tail_truncations) X(torn_tail_bytes) X(immutable_memtables)     \
   X(user_bytes_written) X(write_stalls) X(write_stall_micros) X(write_slowdowns) X(flushes) \
-  X(flush_bytes_written) X(compactions) X(trivial_moves) X(compaction_bytes_read)           \
+  X(flush_bytes_written) X(compactions) X(trivial_moves) X(subcompactions) X(compaction_bytes_read)           \
   X(compaction_bytes_written) X(pending_compaction_bytes) X(tables) X(table_bytes)          \
   X(tables_deleted) X(files_pending_delete) X(manifest_rewrites) X(disk_bytes_written) X(get_table_probes)          \
   X(block_cache_hits) X(block_cache_misses) X(block_cache_bytes) X(block_reads)             \

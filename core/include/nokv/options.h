@@ -59,6 +59,10 @@ typedef struct nokv_options {
   uint64_t soft_pending_compaction_bytes;  /* default 64 GiB */
   uint64_t hard_pending_compaction_bytes;  /* default 256 GiB */
   int max_background_compactions; /* compactions that may run at once; default 2, at most 4 */
+  /* A compaction of at least 4 target files' worth of input is split by key
+   * range into up to this many parts, run by as many threads, so an L0 merge
+   * under a sustained load uses every core. Default 2; 1 never splits; at most 8. */
+  int max_subcompactions;
   size_t manifest_max_bytes;   /* manifest rewritten as a snapshot past this; default 4 MiB */
   bool disable_auto_compaction; /* for tests and bulk loads; default false */
 

@@ -52,6 +52,7 @@ typedef struct nokv_statistics {
   uint64_t flush_bytes_written;
   uint64_t compactions;
   uint64_t trivial_moves;       /* tables moved down a level without rewriting */
+  uint64_t subcompactions;      /* key-range parts of split compactions, run in parallel */
   uint64_t compaction_bytes_read;
   uint64_t compaction_bytes_written;
   uint64_t pending_compaction_bytes;  /* bytes over the level targets */

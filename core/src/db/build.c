@@ -133,8 +133,12 @@ int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *
     const char *v = nk_iter_value(input, &vn);
     size_t ulen = nk_ikey_user_len(kn);
     uint64_t trailer = nk_ikey_trailer(k, kn);
-    job->entries_in++;
     bool new_key = !have_key || nk_user_key_cmp(cur.data, cur.len, k, ulen) != 0;
+    if (new_key && job->limit != NULL &&
+        nk_user_key_cmp(k, ulen, job->limit, job->limit_len) >= 0) {
+      break;  /* the next part's first key */
+    }
+    job->entries_in++;
     if (new_key) {
       /* A table may end only between user keys. */
       if (out.b != NULL && nk_table_builder_file_size(out.b) >= job->max_file_bytes) {

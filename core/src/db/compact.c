@@ -19,6 +19,8 @@
  * one L0 compaction runs at a time (a second would push newer data into L1
  * alongside older data for the same keys). The flush thread only adds L0 tables.
  */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,22 +199,12 @@ static bool is_bottom(void *arg, const char *k, size_t n) {
   return true;
 }
 
-/* Runs c without mu. Fills the edit; returns bytes read and written. */
-static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read,
-                          uint64_t *written, bool *trivial) {
-  int out_level = c->out_level;
-  *read = *written = 0;
-  *trivial = c->nin[1] == 0 && c->nin[0] == 1 && out_level != c->level;
-  for (int w = 0; w < 2; w++) {
-    for (size_t i = 0; i < c->nin[w]; i++) {
-      NK_RET(nk_edit_remove_file(e, c->level + w, c->in[w][i]->number));
-    }
-  }
-  if (*trivial) return nk_edit_add_file(e, out_level, c->in[0][0]);
-
+/* The merged input of c: every L0 input table on its own (they overlap), or
+ * level's inputs as one concatenation, and level + 1's. NULL on ENOMEM. */
+static nk_iter *compaction_input(nokv_db *db, const compaction *c) {
   size_t nk = (c->level == 0 ? c->nin[0] : 1) + 1, k = 0;
   nk_iter **kids = calloc(nk, sizeof *kids);
-  if (kids == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  if (kids == NULL) return NULL;
   if (c->level == 0) {
     for (size_t i = 0; i < c->nin[0]; i++) {
       kids[k++] = nk_table_cache_iter(db->tc, c->in[0][i]->number, c->in[0][i]->size);
@@ -225,28 +217,168 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
     if (kids[i] == NULL) {
       for (size_t j = 0; j < k; j++) nk_iter_destroy(kids[j]);
       free(kids);
-      return nk_err(NOKV_ENOMEM, "out of memory");
+      return NULL;
     }
-  }
-  for (int w = 0; w < 2; w++) {
-    for (size_t i = 0; i < c->nin[w]; i++) *read += c->in[w][i]->size;
   }
   nk_iter *merged = nk_merge_iter_new(kids, k);
   free(kids);
-  if (merged == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  return merged;
+}
+
+/* A user key bounding a subcompaction. */
+typedef struct bound {
+  const char *data;
+  size_t len;
+} bound;
+
+/* One key range of a compaction, [start, limit) (NULL: unbounded), written
+ * by its own thread into its own edit. */
+typedef struct subcompaction {
+  nokv_db *db;
+  const compaction *c;
+  const bound *start;
+  nk_build_job job;
+  nk_edit edit;
+  int ret;
+  char why[256];  /* the error message, made on the part's own thread */
+} subcompaction;
+
+static void *run_subcompaction(void *arg) {
+  subcompaction *sc = arg;
+  nk_iter *in = compaction_input(sc->db, sc->c);
+  if (in == NULL) {
+    sc->ret = nk_err(NOKV_ENOMEM, "out of memory");
+    return NULL;
+  }
+  if (sc->start == NULL) {
+    nk_iter_seek_first(in);
+  } else {
+    /* The first version of the range's first key sorts first. */
+    size_t n = sc->start->len + NK_IKEY_TRAILER;
+    char *target = malloc(n);
+    if (target == NULL) {
+      nk_iter_destroy(in);
+      sc->ret = nk_err(NOKV_ENOMEM, "out of memory");
+      return NULL;
+    }
+    nk_ikey_encode(target, sc->start->data, sc->start->len, NK_MAX_TS, NK_KIND_SEEK);
+    nk_iter_seek(in, target, n);
+    free(target);
+  }
+  sc->ret = nk_db_write_tables(sc->db, in, &sc->job, &sc->edit);
+  nk_iter_destroy(in);
+  if (sc->ret != NOKV_OK) snprintf(sc->why, sizeof sc->why, "%s", nokv_errmsg());
+  return NULL;
+}
+
+/* Where to split c into at most max parts of similar input size: at the
+ * boundaries of its level + 1 inputs, which partition the key space (L0
+ * tables usually each span all of it). Returns the number of boundaries
+ * (parts - 1), each the smallest user key of an input table. */
+static size_t split_points(const compaction *c, int max, bound *out) {
+  size_t n = c->nin[1];
+  if (max < 2 || n < 2) return 0;
+  uint64_t total = 0, seen = 0;
+  for (size_t i = 0; i < n; i++) total += c->in[1][i]->size;
+  size_t parts = 1;
+  for (size_t i = 1; i < n && parts < (size_t)max; i++) {
+    seen += c->in[1][i - 1]->size;
+    if (seen * (uint64_t)max >= total * parts) {
+      const nk_file_meta *f = c->in[1][i];
+      out[parts - 1] = (bound){f->smallest, nk_ikey_user_len(f->smallest_len)};
+      parts++;
+    }
+  }
+  return parts - 1;
+}
+
+/* Runs c without mu. Fills the edit; returns bytes read and written. A large
+ * compaction is split by key range into subcompactions run in parallel, each
+ * writing its own tables; the parts' edits are joined into e. */
+static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read,
+                          uint64_t *written, bool *trivial) {
+  int out_level = c->out_level;
+  *read = *written = 0;
+  *trivial = c->nin[1] == 0 && c->nin[0] == 1 && out_level != c->level;
+  for (int w = 0; w < 2; w++) {
+    for (size_t i = 0; i < c->nin[w]; i++) {
+      NK_RET(nk_edit_remove_file(e, c->level + w, c->in[w][i]->number));
+    }
+  }
+  if (*trivial) return nk_edit_add_file(e, out_level, c->in[0][0]);
+
+  for (int w = 0; w < 2; w++) {
+    for (size_t i = 0; i < c->nin[w]; i++) *read += c->in[w][i]->size;
+  }
+  bound bounds[NK_MAX_SUBCOMPACTIONS - 1];
+  size_t nbounds = *read >= 4 * db->opts.target_file_bytes
+                       ? split_points(c, db->opts.max_subcompactions, bounds)
+                       : 0;
+  size_t parts = nbounds + 1;
+  subcompaction sub[NK_MAX_SUBCOMPACTIONS];
+  pthread_t threads[NK_MAX_SUBCOMPACTIONS];
+  bool started[NK_MAX_SUBCOMPACTIONS] = {false};
   bottom_ctx bctx = {c->v, out_level};
-  nk_build_job job = {
-      .level = out_level,
-      .watermark = nk_db_watermark(db),
-      .max_file_bytes = db->opts.target_file_bytes,
-      .is_bottom = is_bottom,
-      .arg = &bctx,
-      .abort = &db->stop_bg,
-  };
-  nk_iter_seek_first(merged);
-  int ret = nk_db_write_tables(db, merged, &job, e);
-  nk_iter_destroy(merged);
-  *written = job.bytes_written;
+  uint64_t watermark = nk_db_watermark(db);
+  for (size_t i = 0; i < parts; i++) {
+    sub[i] = (subcompaction){
+        .ret = NOKV_OK,
+        .db = db,
+        .c = c,
+        .start = i > 0 ? &bounds[i - 1] : NULL,
+        .job = {.level = out_level,
+                .watermark = watermark,
+                .max_file_bytes = db->opts.target_file_bytes,
+                .is_bottom = is_bottom,
+                .arg = &bctx,
+                .abort = &db->stop_bg,
+                .limit = i < nbounds ? bounds[i].data : NULL,
+                .limit_len = i < nbounds ? bounds[i].len : 0},
+    };
+    nk_edit_init(&sub[i].edit);
+  }
+  /* Part 0 runs here; a part whose thread cannot start runs here too. */
+  for (size_t i = 1; i < parts; i++) {
+    started[i] = pthread_create(&threads[i], NULL, run_subcompaction, &sub[i]) == 0;
+  }
+  run_subcompaction(&sub[0]);
+  for (size_t i = 1; i < parts; i++) {
+    if (started[i]) {
+      pthread_join(threads[i], NULL);
+    } else {
+      run_subcompaction(&sub[i]);
+    }
+  }
+  int ret = NOKV_OK;
+  for (size_t i = 0; i < parts && ret == NOKV_OK; i++) {
+    if (sub[i].ret != NOKV_OK) ret = nk_err(sub[i].ret, "%s", sub[i].why);
+  }
+  for (size_t i = 0; i < parts; i++) {
+    nk_edit *se = &sub[i].edit;
+    *written += sub[i].job.bytes_written;
+    for (size_t j = 0; ret == NOKV_OK && j < se->nadds; j++) {
+      ret = nk_edit_add_file(e, se->adds[j].level, se->adds[j].f);
+    }
+    for (size_t j = 0; ret == NOKV_OK && j < se->ndiscards; j++) {
+      ret = nk_edit_add_discard(e, se->discards[j].fid, se->discards[j].bytes);
+    }
+  }
+  if (ret != NOKV_OK) {
+    /* A part failed: nothing will log the tables the others wrote. */
+    for (size_t i = 0; i < parts; i++) {
+      if (sub[i].ret != NOKV_OK) continue;  /* it removed its own */
+      nk_edit *se = &sub[i].edit;
+      for (size_t j = 0; j < se->nadds; j++) {
+        char name[32];
+        nk_table_file_name(se->adds[j].f->number, name);
+        char *path = nk_path_join(db->path, name);
+        if (path != NULL) nk_env_remove_quiet(db->env, path);
+        free(path);
+      }
+    }
+  }
+  for (size_t i = 0; i < parts; i++) nk_edit_release(&sub[i].edit);
+  if (nbounds > 0) nk_count(&db->stats.subcompactions, parts);
   return ret;
 }
 

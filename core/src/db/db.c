@@ -53,6 +53,7 @@ void nokv_options_init(nokv_options *o) {
   o->soft_pending_compaction_bytes = UINT64_C(64) << 30;
   o->hard_pending_compaction_bytes = UINT64_C(256) << 30;
   o->max_background_compactions = 2;
+  o->max_subcompactions = 2;
   o->manifest_max_bytes = 4u << 20;
   o->value_threshold = 1024;
   o->value_log_segment_bytes = 256u << 20;
@@ -105,6 +106,10 @@ static int check_options(const nokv_options *o) {
       o->target_file_bytes < (16u << 10)) {
     return nk_err(NOKV_EINVAL, "need level1_max_bytes >= 64 KiB, level_size_ratio >= 2, "
                                "target_file_bytes >= 16 KiB");
+  }
+  if (o->max_subcompactions < 1 || o->max_subcompactions > NK_MAX_SUBCOMPACTIONS) {
+    return nk_err(NOKV_EINVAL, "max_subcompactions must be in [1, %d], not %d",
+                  NK_MAX_SUBCOMPACTIONS, o->max_subcompactions);
   }
   if (o->max_background_compactions < 1 || o->max_background_compactions > NK_MAX_COMPACTIONS) {
     return nk_err(NOKV_EINVAL, "max_background_compactions must be in [1, %d], not %d",
@@ -668,6 +673,7 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->flush_bytes_written = nk_counter_get(&db->stats.flush_bytes);
   s->compactions = nk_counter_get(&db->stats.compactions);
   s->trivial_moves = nk_counter_get(&db->stats.trivial_moves);
+  s->subcompactions = nk_counter_get(&db->stats.subcompactions);
   s->compaction_bytes_read = nk_counter_get(&db->stats.compact_read);
   s->compaction_bytes_written = nk_counter_get(&db->stats.compact_written);
   s->tables_deleted = nk_stat_get(&db->vset->tables_deleted);

@@ -32,6 +32,7 @@
 
 #define NK_MAX_IMM 16
 #define NK_MAX_COMPACTIONS 4
+#define NK_MAX_SUBCOMPACTIONS 8
 
 typedef atomic_uint_fast64_t nk_counter;
 
@@ -168,6 +169,7 @@ struct nokv_db {
     nk_counter gets, get_hits, iterators, table_probes;
     nk_counter txn_commits, txn_conflicts;
     nk_counter flushes, flush_bytes, compactions, trivial_moves, compact_read, compact_written;
+    nk_counter subcompactions;
     nk_counter vlog_reads, gc_runs, gc_collected, gc_rewritten, gc_reclaimed;
     nk_counter gc_idle_checks, gc_measured;
     uint64_t wal_segments_replayed;  /* set once at open */
@@ -296,6 +298,9 @@ typedef struct nk_build_job {
   bool (*is_bottom)(void *arg, const char *k, size_t n);
   void *arg;
   const bool *abort;            /* checked between entries (may be NULL) */
+  /* Stop before the first user key at or past limit (NULL: the input's end). */
+  const char *limit;
+  size_t limit_len;
   /* results */
   uint64_t bytes_written;
   uint64_t entries_in, entries_dropped;
