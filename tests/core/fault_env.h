@@ -103,12 +103,14 @@ class FaultEnv {
   int syncs() const { return syncs_; }
   // While held, an fsync of a table file (*.sst) blocks until released, as on a
   // disk that has stalled under a flush.
-  void HoldTableSyncs(bool hold) {
+  void HoldTableSyncs(bool hold) { HoldSyncs(hold ? ".sst" : ""); }
+  // The same for files whose name ends in suffix ("" releases).
+  void HoldSyncs(const std::string& suffix) {
     std::lock_guard<std::mutex> l(mu_);
-    hold_table_syncs_ = hold;
+    hold_syncs_of_ = suffix;
     cv_.notify_all();
   }
-  // Waits until some table fsync is being held.
+  // Waits until some fsync is being held.
   void WaitForHeldSync() {
     std::unique_lock<std::mutex> l(mu_);
     cv_.wait(l, [this] { return held_ > 0; });
@@ -234,10 +236,12 @@ class FaultEnv {
     FaultEnv* self = F(f)->owner;
     std::unique_lock<std::mutex> l(self->mu_);
     const std::string& p = F(f)->path;
-    if (p.size() > 4 && p.compare(p.size() - 4, 4, ".sst") == 0 && self->hold_table_syncs_) {
+    const std::string& hold = self->hold_syncs_of_;
+    if (!hold.empty() && p.size() > hold.size() &&
+        p.compare(p.size() - hold.size(), hold.size(), hold) == 0) {
       self->held_++;
       self->cv_.notify_all();
-      self->cv_.wait(l, [self] { return !self->hold_table_syncs_; });
+      self->cv_.wait(l, [self] { return self->hold_syncs_of_.empty(); });
       self->held_--;
     }
     if (self->PowerCutNow()) return NOKV_OK;
@@ -347,7 +351,7 @@ class FaultEnv {
   nokv_env env_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool hold_table_syncs_ = false;
+  std::string hold_syncs_of_;  // fsyncs of files ending so block ("": none)
   int held_ = 0;
   bool hold_removes_ = false;
   int held_removes_ = 0;

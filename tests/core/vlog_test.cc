@@ -7,8 +7,9 @@
 #include <fstream>
 #include <functional>
 #include <string>
-#include <thread>
 #include <chrono>
+#include <future>
+#include <thread>
 #include <vector>
 
 #include "db/batch_internal.h"
@@ -653,6 +654,32 @@ TEST(VlogGc, DamagedSegmentIsSkippedAndReported) {
   EXPECT_GT(collected, 0u);
   EXPECT_TRUE(std::filesystem::exists(damaged));
   ExpectAllVersion(db, 100, 4000, 2);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// The flush thread makes the value log durable before its table is logged.
+// That fsync must not stall writers: a write that asked for no sync goes on
+// while it runs (a stalled disk here), values in the value log included.
+TEST(VlogDurability, FlushSyncOfTheValueLogDoesNotStallWriters) {
+  TempDir dir;
+  FaultEnv fault;
+  nokv_options o;
+  nokv_options_init(&o);
+  o.env = fault.env();
+  o.value_threshold = 1024;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  ASSERT_EQ(Put(db, Key(1), BigValue(1, 4000)), NOKV_OK);
+  fault.HoldSyncs(".vlog");
+  std::thread flusher([db] { EXPECT_EQ(nokv_flush(db), NOKV_OK); });
+  fault.WaitForHeldSync();  // the flush is inside the value log's fsync
+  auto put = std::async(std::launch::async, [db] { return Put(db, Key(2), BigValue(2, 4000)); });
+  bool returned = put.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  fault.HoldSyncs("");
+  flusher.join();
+  EXPECT_TRUE(returned) << "a write waited for the flush thread's fsync";
+  EXPECT_EQ(put.get(), NOKV_OK);
+  EXPECT_EQ(Get(db, Key(2))->data, BigValue(2, 4000));
   ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 

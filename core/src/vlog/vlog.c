@@ -212,9 +212,13 @@ struct nk_vlog {
   size_t nsegs, cap;
 
   /* Writer state, used by the write leader (one at a time). active changes
-   * under mu too (readers list segments); wfile and wfid change under wmu too
-   * (nk_vlog_sync_to syncs from the flush thread). */
+   * under mu too (readers list segments); wfile and wfid change under wmu and
+   * sync_mu too (nk_vlog_sync_to syncs from the flush thread). wmu is only
+   * ever held for a few loads and stores: the leader takes it after every
+   * append. sync_mu is held across an fsync of the active segment, so the
+   * flush thread's fsync never stalls the leader's appends. */
   pthread_mutex_t wmu;
+  pthread_mutex_t sync_mu;
   segment *active;
   nk_file *wfile;
   uint32_t wfid;       /* active's id, for nk_vlog_sync_to */
@@ -346,12 +350,14 @@ static int start_segment(nk_vlog *vl, uint32_t fid) {
   if (ret == NOKV_OK) vl->active = s;
   pthread_mutex_unlock(&vl->mu);
   NK_ERR(ret);
+  pthread_mutex_lock(&vl->sync_mu);  /* no fsync of the old file is running */
   pthread_mutex_lock(&vl->wmu);
   nk_file *old = vl->wfile;
   vl->wfile = w;
   vl->wfid = fid;
   vl->written = vl->synced = NK_VLOG_HEADER;
   pthread_mutex_unlock(&vl->wmu);
+  pthread_mutex_unlock(&vl->sync_mu);
   nk_file_close(old);
   __atomic_fetch_add(&vl->bytes_written, NK_VLOG_HEADER, __ATOMIC_RELAXED);
   return NOKV_OK;
@@ -389,6 +395,7 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
   vl->rec = rec;
   pthread_mutex_init(&vl->mu, NULL);
   pthread_mutex_init(&vl->wmu, NULL);
+  pthread_mutex_init(&vl->sync_mu, NULL);
   char **names = NULL;
   size_t n = 0, nfids = 0;
   uint32_t *fids = NULL;
@@ -540,6 +547,7 @@ void nk_vlog_close(nk_vlog *vl) {
   nk_buf_release(&vl->pending);
   pthread_mutex_destroy(&vl->mu);
   pthread_mutex_destroy(&vl->wmu);
+  pthread_mutex_destroy(&vl->sync_mu);
   free(vl->dir);
   free(vl);
 }
@@ -583,13 +591,22 @@ int nk_vlog_add(nk_vlog *vl, const char *key, size_t klen, uint64_t ts, const ch
   return NOKV_OK;
 }
 
-/* Makes what the active segment holds durable, if anything is not yet.
- * REQUIRES: wmu held. */
+/* Makes what the active segment holds durable, if anything is not yet. The
+ * leader may append meanwhile: only the bytes written before count as synced.
+ * REQUIRES: sync_mu held (so the file is not switched under the fsync). */
 static int sync_active(nk_vlog *vl) {
-  if (vl->synced >= vl->written) return NOKV_OK;
+  pthread_mutex_lock(&vl->wmu);
   uint64_t target = vl->written;
-  int ret = nk_file_sync(vl->wfile);
-  if (ret == NOKV_OK) vl->synced = target;
+  bool needed = vl->synced < target;
+  nk_file *f = vl->wfile;
+  pthread_mutex_unlock(&vl->wmu);
+  if (!needed) return NOKV_OK;
+  int ret = nk_file_sync(f);
+  if (ret == NOKV_OK) {
+    pthread_mutex_lock(&vl->wmu);
+    if (target > vl->synced) vl->synced = target;
+    pthread_mutex_unlock(&vl->wmu);
+  }
   return ret;
 }
 
@@ -607,9 +624,9 @@ int nk_vlog_write(nk_vlog *vl, bool sync) {
     pthread_mutex_unlock(&vl->mu);
   }
   if (!sync) return NOKV_OK;
-  pthread_mutex_lock(&vl->wmu);
+  pthread_mutex_lock(&vl->sync_mu);
   int ret = sync_active(vl);
-  pthread_mutex_unlock(&vl->wmu);
+  pthread_mutex_unlock(&vl->sync_mu);
   return ret;
 }
 
@@ -627,11 +644,14 @@ void nk_vlog_head(nk_vlog *vl, uint32_t *fid, uint64_t *off) {
 
 int nk_vlog_sync_to(nk_vlog *vl, uint32_t fid) {
   int ret = NOKV_OK;
+  pthread_mutex_lock(&vl->sync_mu);
   pthread_mutex_lock(&vl->wmu);
+  bool active = vl->wfid == fid;
+  pthread_mutex_unlock(&vl->wmu);
   /* Segments before the active one were synced when they were sealed (or, from
    * an earlier run, at open). */
-  if (vl->wfid == fid) ret = sync_active(vl);
-  pthread_mutex_unlock(&vl->wmu);
+  if (active) ret = sync_active(vl);
+  pthread_mutex_unlock(&vl->sync_mu);
   return ret;
 }
 
