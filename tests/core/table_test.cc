@@ -375,4 +375,31 @@ TEST(CacheTest, EvictsUnpinnedEntriesOnlyAndCountsHits) {
   EXPECT_EQ(freed, 11);
 }
 
+// An evicted entry's deleter (for the table cache: unmapping and closing a
+// table) runs after the shard's lock is released: a reader of the same shard
+// does not wait for it. Here the deleter of the evicted entry looks another
+// entry up in the same (only) shard; under the lock that would deadlock.
+TEST(CacheTest, DeletersRunOutsideTheShardLock) {
+  static nk_cache* c;
+  static int looked_up;
+  looked_up = 0;
+  c = nk_cache_new(4, 0);
+  auto plain = [](void* v) { free(v); };
+  auto reentrant = [](void* v) {
+    nk_cache_handle* h = nk_cache_lookup(c, 9, 9);
+    if (h != nullptr) {
+      looked_up++;
+      nk_cache_release(c, h);
+    }
+    free(v);
+  };
+  nk_cache_handle* keep = nk_cache_insert(c, 9, 9, malloc(1), 1, plain);
+  nk_cache_release(c, nk_cache_insert(c, 1, 1, malloc(1), 3, reentrant));
+  // No room for this one: (1, 1) is evicted, and its deleter runs.
+  nk_cache_release(c, nk_cache_insert(c, 2, 2, malloc(1), 3, plain));
+  EXPECT_EQ(looked_up, 1);
+  nk_cache_release(c, keep);
+  nk_cache_free(c);
+}
+
 }  // namespace

@@ -30,6 +30,10 @@ typedef struct shard {
   nk_cache_handle **buckets;
   size_t nbuckets, count;
   nk_cache_handle lru, in_use;  /* list heads */
+  /* Entries whose last reference went, chained by hnext: their deleters run
+   * after mu is released (closing an evicted table unmaps and closes its
+   * file; no other reader of the shard should wait for that). */
+  nk_cache_handle *dead;
   uint64_t hits, misses, inserts, evictions;
 } shard;
 
@@ -111,15 +115,29 @@ static void grow(shard *s) {
   s->nbuckets = n;
 }
 
-/* Drops one reference. REQUIRES: s->mu held. */
+/* Drops one reference; the last one moves e to the dead list (unlock_shard
+ * deletes it). REQUIRES: s->mu held. */
 static void unref(shard *s, nk_cache_handle *e) {
   e->refs--;
   if (e->refs == 0) {
-    e->deleter(e->value);
-    free(e);
+    e->hnext = s->dead;
+    s->dead = e;
   } else if (e->in_cache && e->refs == 1) {
     list_remove(e);  /* from in-use to lru */
     list_append(&s->lru, e);
+  }
+}
+
+/* Releases mu, then runs the deleters of the entries that died under it. */
+static void unlock_shard(shard *s) {
+  nk_cache_handle *dead = s->dead;
+  s->dead = NULL;
+  pthread_mutex_unlock(&s->mu);
+  while (dead != NULL) {
+    nk_cache_handle *next = dead->hnext;
+    dead->deleter(dead->value);
+    free(dead);
+    dead = next;
   }
 }
 
@@ -190,7 +208,7 @@ nk_cache_handle *nk_cache_insert(nk_cache *c, uint64_t id, uint64_t off, void *v
     s->evictions++;
   }
   if (s->count > s->nbuckets) grow(s);
-  pthread_mutex_unlock(&s->mu);
+  unlock_shard(s);
   return e;
 }
 
@@ -200,7 +218,7 @@ void nk_cache_release(nk_cache *c, nk_cache_handle *h) {
   shard *s = shard_of(c, key_hash(h->id, h->off));
   pthread_mutex_lock(&s->mu);
   unref(s, h);
-  pthread_mutex_unlock(&s->mu);
+  unlock_shard(s);
 }
 
 void nk_cache_erase(nk_cache *c, uint64_t id, uint64_t off) {
@@ -208,7 +226,7 @@ void nk_cache_erase(nk_cache *c, uint64_t id, uint64_t off) {
   shard *s = shard_of(c, h);
   pthread_mutex_lock(&s->mu);
   remove_key(s, h, id, off);
-  pthread_mutex_unlock(&s->mu);
+  unlock_shard(s);
 }
 
 uint64_t nk_cache_new_id(nk_cache *c) { return atomic_fetch_add(&c->next_id, 1); }
