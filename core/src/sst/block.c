@@ -238,6 +238,18 @@ static void bi_destroy(nk_iter *base) {
 static const nk_iter_ops block_iter_ops = {bi_valid, bi_seek_first, bi_seek,   bi_next,
                                            bi_key,   bi_value,      bi_status, bi_destroy};
 
+bool nk_block_iter_reset(nk_iter *base, const nk_block *b, void (*cleanup)(void *, void *),
+                         void *arg1, void *arg2) {
+  if (base == NULL || base->ops != &block_iter_ops) return false;
+  block_iter *it = (block_iter *)base;
+  if (it->cleanup != NULL) it->cleanup(it->arg1, it->arg2);
+  nk_buf key = it->key;  /* kept: its capacity is what reuse saves */
+  key.len = 0;
+  *it = (block_iter){.base.ops = &block_iter_ops, .b = b, .cur = b->size, .next_off = b->size,
+                     .key = key, .cleanup = cleanup, .arg1 = arg1, .arg2 = arg2};
+  return true;
+}
+
 nk_iter *nk_block_iter_new(const nk_block *b, void (*cleanup)(void *, void *), void *arg1,
                            void *arg2) {
   block_iter *it = calloc(1, sizeof *it);

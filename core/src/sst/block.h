@@ -61,6 +61,10 @@ int nk_block_find(const nk_block *b, const char *target, size_t tn, struct nk_bu
  * non-NULL, so a cached block can be unpinned). NULL on ENOMEM. */
 nk_iter *nk_block_iter_new(const nk_block *b, void (*cleanup)(void *, void *), void *arg1,
                            void *arg2);
+/* Re-aims an iterator from nk_block_iter_new at b (running its old cleanup),
+ * keeping its buffers. false (nothing done) if it is NULL or no block iterator. */
+bool nk_block_iter_reset(nk_iter *it, const nk_block *b, void (*cleanup)(void *, void *),
+                         void *arg1, void *arg2);
 
 #ifdef __cplusplus
 }

@@ -371,12 +371,18 @@ static int lookup_block(nk_table *t, const char *enc, size_t elen, nk_block *sta
   return NOKV_OK;
 }
 
-/* An iterator over the data block at the index entry's value. */
-static nk_iter *data_block_iter(nk_table *t, const char *enc, size_t elen, int *status) {
+/* An iterator over the data block at the index entry's value: reuse, re-aimed,
+ * if it is a block iterator. */
+static nk_iter *data_block_iter(nk_table *t, const char *enc, size_t elen, nk_iter *reuse,
+                                int *status) {
   nk_block *b = NULL;
   nk_cache_handle *ch = NULL;
   bool owned = false;
   if ((*status = lookup_block(t, enc, elen, NULL, &b, &ch, &owned)) != NOKV_OK) return NULL;
+  if (ch != NULL ? nk_block_iter_reset(reuse, b, release_cached, t->cache, ch)
+                 : nk_block_iter_reset(reuse, b, free_block, b, NULL)) {
+    return reuse;
+  }
   nk_iter *it = ch != NULL ? nk_block_iter_new(b, release_cached, t->cache, ch)
                            : nk_block_iter_new(b, free_block, b, NULL);
   if (it == NULL) {
@@ -449,8 +455,9 @@ done:
 
 /* ---- iteration: the index block over the data blocks ---- */
 
-static nk_iter *open_data_block(void *table, const char *value, size_t n, int *status) {
-  return data_block_iter(table, value, n, status);
+static nk_iter *open_data_block(void *table, const char *value, size_t n, nk_iter *reuse,
+                                int *status) {
+  return data_block_iter(table, value, n, reuse, status);
 }
 
 nk_iter *nk_table_iter_new(nk_table *t) {

@@ -42,9 +42,12 @@ static bool load_child(two_level_iter *it) {
   if (it->child != NULL && it->child_of.len == n && memcmp(it->child_of.data, value, n) == 0) {
     return true;
   }
-  set_child(it, NULL);
   int st = NOKV_OK;
-  nk_iter *child = it->open(it->arg, value, n, &st);
+  nk_iter *old = it->child;
+  it->child = NULL;
+  it->child_of.len = 0;
+  nk_iter *child = it->open(it->arg, value, n, old, &st);
+  if (child != old) nk_iter_destroy(old);
   if (child == NULL || !nk_buf_append(&it->child_of, value, n)) {
     nk_iter_destroy(child);
     it->status = child == NULL ? st : nk_err(NOKV_ENOMEM, "out of memory in an iterator");

@@ -16,9 +16,12 @@
 extern "C" {
 #endif
 
-/* Opens the child named by an index value. Returns NULL with *status set on
- * failure. */
-typedef nk_iter *(*nk_open_child_fn)(void *arg, const char *value, size_t n, int *status);
+/* Opens the child named by an index value. `reuse` is the child open until now
+ * (or NULL): the function may return it re-aimed at the new value, saving an
+ * allocation per child; whatever it does not return, the caller destroys.
+ * Returns NULL with *status set on failure (leaving `reuse` destroyable). */
+typedef nk_iter *(*nk_open_child_fn)(void *arg, const char *value, size_t n, nk_iter *reuse,
+                                     int *status);
 
 /* Takes ownership of index (also on failure). NULL on ENOMEM. */
 nk_iter *nk_two_level_iter_new(nk_iter *index, nk_open_child_fn open, void *arg);

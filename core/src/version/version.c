@@ -298,10 +298,10 @@ static void fl_destroy(nk_iter *base) { free(base); }
 static const nk_iter_ops file_list_ops = {fl_valid, fl_seek_first, fl_seek,   fl_next,
                                           fl_key,   fl_value,      fl_status, fl_destroy};
 
-static nk_iter *open_table(void *tc, const char *value, size_t n, int *status) {
+static nk_iter *open_table(void *tc, const char *value, size_t n, nk_iter *reuse, int *status) {
   nk_file_meta *f;
   memcpy(&f, value, sizeof f);
-  (void)n;
+  (void)n, (void)reuse;
   nk_iter *it = nk_table_cache_iter(tc, f->number, f->size);
   if (it == NULL) *status = nk_err(NOKV_ENOMEM, "out of memory opening a table iterator");
   return it;
