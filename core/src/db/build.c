@@ -179,13 +179,16 @@ int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *
 err:
   nk_buf_release(&cur);
   abandon_output(db, &out);
-  /* Remove the finished outputs too: nothing will log them. */
-  for (size_t i = first_new; i < e->nadds; i++) {
+  nk_db_remove_added_tables(db, e, first_new);  /* the finished outputs too */
+  return ret;
+}
+
+void nk_db_remove_added_tables(nokv_db *db, const nk_edit *e, size_t from) {
+  for (size_t i = from; i < e->nadds; i++) {
     char name[32];
     nk_table_file_name(e->adds[i].f->number, name);
     char *path = nk_path_join(db->path, name);
     if (path != NULL) nk_env_remove_quiet(db->env, path);
     free(path);
   }
-  return ret;
 }

@@ -364,17 +364,10 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
     }
   }
   if (ret != NOKV_OK) {
-    /* A part failed: nothing will log the tables the others wrote. */
+    /* A part failed: nothing will log the tables the others wrote (a failed
+     * part removed its own). */
     for (size_t i = 0; i < parts; i++) {
-      if (sub[i].ret != NOKV_OK) continue;  /* it removed its own */
-      nk_edit *se = &sub[i].edit;
-      for (size_t j = 0; j < se->nadds; j++) {
-        char name[32];
-        nk_table_file_name(se->adds[j].f->number, name);
-        char *path = nk_path_join(db->path, name);
-        if (path != NULL) nk_env_remove_quiet(db->env, path);
-        free(path);
-      }
+      if (sub[i].ret == NOKV_OK) nk_db_remove_added_tables(db, &sub[i].edit, 0);
     }
   }
   for (size_t i = 0; i < parts; i++) nk_edit_release(&sub[i].edit);

@@ -310,6 +310,9 @@ typedef struct nk_build_job {
  * each finished table to e at job->level. On error, files written so far are
  * removed and e is left with whatever was added (the caller releases it). */
 int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *e);
+/* Removes the files of the tables e adds from its from-th on: written, but
+ * nothing will log them. */
+void nk_db_remove_added_tables(nokv_db *db, const nk_edit *e, size_t from);
 
 /* ---- background work (threads in db.c; flush.c, compact.c) ---- */
 
