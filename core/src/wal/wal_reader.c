@@ -103,14 +103,18 @@ static int promised_in_later(const struct nokv_env *env, const tail_rule *r, uin
   return NOKV_OK;
 }
 
-/* Truncates path to size and syncs it, so the cut survives a power loss. */
-static int cut_file(const struct nokv_env *env, const char *path, uint64_t size) {
-  NK_RET(env->truncate(env, path, size));
+static int sync_file(const struct nokv_env *env, const char *path) {
   nk_file *f;
   NK_RET(env->open_append(env, path, false, &f));
   int ret = nk_file_sync(f);
   int r2 = nk_file_close(f);
   return ret != NOKV_OK ? ret : r2;
+}
+
+/* Truncates path to size and syncs it, so the cut survives a power loss. */
+static int cut_file(const struct nokv_env *env, const char *path, uint64_t size) {
+  NK_RET(env->truncate(env, path, size));
+  return sync_file(env, path);
 }
 
 /* The log ends at a tear in an earlier segment: cuts each later one back to
@@ -301,17 +305,9 @@ int nk_wal_replay_segment(const struct nokv_env *env, const char *dir, const uin
   bool torn = false;
   int ret = replay_file(env, path, NK_WAL_BATCH, &r, fn, arg, st, &torn);
   *ended = torn && i + 1 < n;
-  if (ret == NOKV_OK && i + 1 == n) {
-    /* A new segment is about to follow this one: sync it, so its tail cannot
-     * tear once it is no longer the newest. */
-    nk_file *f;
-    ret = env->open_append(env, path, false, &f);
-    if (ret == NOKV_OK) {
-      ret = nk_file_sync(f);
-      int r2 = nk_file_close(f);
-      ret = ret != NOKV_OK ? ret : r2;
-    }
-  }
+  /* A new segment is about to follow the newest: sync it, so its tail cannot
+   * tear once it is no longer the newest. */
+  if (ret == NOKV_OK && i + 1 == n) ret = sync_file(env, path);
   free(path);
   return ret;
 }

@@ -171,6 +171,14 @@ int nk_wal_undo(nk_wal *w) {
   return ret;
 }
 
+/* Forgets the first n sealed segments (closed by the caller).
+ * REQUIRES: sealed_mu held. */
+static void drop_sealed(nk_wal *w, size_t n) {
+  memmove(w->sealed, w->sealed + n, (w->nsealed - n) * sizeof *w->sealed);
+  w->nsealed -= n;
+  __atomic_store_n(&w->nsealed_seen, w->nsealed, __ATOMIC_RELAXED);
+}
+
 /* Syncs and closes every sealed segment, oldest first. */
 static int sync_sealed(nk_wal *w) {
   pthread_mutex_lock(&w->sealed_mu);
@@ -183,11 +191,7 @@ static int sync_sealed(nk_wal *w) {
       done++;  /* closed, even if close failed: the data was synced */
     }
   }
-  if (done > 0) {
-    memmove(w->sealed, w->sealed + done, (w->nsealed - done) * sizeof *w->sealed);
-    w->nsealed -= done;
-  }
-  __atomic_store_n(&w->nsealed_seen, w->nsealed, __ATOMIC_RELAXED);
+  if (done > 0) drop_sealed(w, done);
   pthread_mutex_unlock(&w->sealed_mu);
   return ret;
 }
@@ -235,11 +239,7 @@ void nk_wal_release(nk_wal *w, uint64_t below) {
     nk_file_close(w->sealed[done].file);
     done++;
   }
-  if (done > 0) {
-    memmove(w->sealed, w->sealed + done, (w->nsealed - done) * sizeof *w->sealed);
-    w->nsealed -= done;
-  }
-  __atomic_store_n(&w->nsealed_seen, w->nsealed, __ATOMIC_RELAXED);
+  if (done > 0) drop_sealed(w, done);
   pthread_mutex_unlock(&w->sealed_mu);
 }
 
