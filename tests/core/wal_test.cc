@@ -380,13 +380,19 @@ TEST(WalDamageTest, MalformedBatchWithValidChecksumIsCorruption) {
 
 // ---- segments sealed without a sync ----
 
+// Options over the fault env with WAL segments rotated every 4 KiB.
+nokv_options SmallSegments(nokv_test::FaultEnv& fault) {
+  nokv_options o = WithEnv(fault);
+  o.wal_segment_bytes = 4096;
+  return o;
+}
+
 // Writes k0..k<n-1> (100-byte values, unsynced but for `synced`) across 4 KiB
 // segments of a database that then dies as kill -9 would. Returns the
 // segments, oldest first.
 std::vector<std::string> WriteAcrossSegments(const TempDir& dir, int n, int synced) {
   nokv_test::FaultEnv fault;
-  nokv_options o = WithEnv(fault);
-  o.wal_segment_bytes = 4096;
+  nokv_options o = SmallSegments(fault);
   nokv_db* db;
   EXPECT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
   for (int i = 0; i < n; i++) {
@@ -394,6 +400,15 @@ std::vector<std::string> WriteAcrossSegments(const TempDir& dir, int n, int sync
   }
   Crash(db, fault);
   return Segments(dir.path());
+}
+
+// Cuts the last 50 bytes of the segment at path (its last record, half
+// written, as a power loss leaves it); returns what is left.
+std::string TearLastRecord(const std::string& path) {
+  std::string torn = ReadFile(path);
+  torn.resize(torn.size() - 50);
+  WriteFile(path, torn);
+  return torn;
 }
 
 // Where the whole records at the start of a segment end.
@@ -410,8 +425,7 @@ size_t WholeRecordsEnd(const std::string& seg) {
 TEST(WalSealTest, UnsyncedWritesNeverFsync) {
   TempDir dir;
   nokv_test::FaultEnv fault;
-  nokv_options o = WithEnv(fault);
-  o.wal_segment_bytes = 4096;
+  nokv_options o = SmallSegments(fault);
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
   int before = fault.sync_calls();
@@ -426,8 +440,7 @@ TEST(WalSealTest, UnsyncedWritesNeverFsync) {
 TEST(WalSealTest, SyncedWriteMakesSealedSegmentsDurable) {
   TempDir dir;
   nokv_test::FaultEnv fault;
-  nokv_options o = WithEnv(fault);
-  o.wal_segment_bytes = 4096;
+  nokv_options o = SmallSegments(fault);
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
   for (int i = 0; i < 100; i++) {
@@ -450,9 +463,7 @@ TEST(WalSealTest, TearInASegmentSealedUnsyncedEndsTheLog) {
   TempDir dir;
   auto segs = WriteAcrossSegments(dir, 150, /*synced=*/-1);
   ASSERT_GE(segs.size(), 4u);
-  std::string torn = ReadFile(segs[1]);
-  torn.resize(torn.size() - 50);  // its last record, half written
-  WriteFile(segs[1], torn);
+  std::string torn = TearLastRecord(segs[1]);
   uint64_t later = 0;  // what the later segments hold past their links
   for (size_t i = 2; i < segs.size(); i++) {
     later += std::filesystem::file_size(segs[i]) - NK_WAL_LINK_RECORD;
@@ -482,9 +493,7 @@ TEST(WalSealTest, TearBeforeALaterSyncedWriteIsCorruption) {
   TempDir dir;
   auto segs = WriteAcrossSegments(dir, 150, /*synced=*/140);
   ASSERT_GE(segs.size(), 4u);
-  std::string torn = ReadFile(segs[1]);
-  torn.resize(torn.size() - 50);
-  WriteFile(segs[1], torn);
+  std::string torn = TearLastRecord(segs[1]);
   std::string newest = ReadFile(segs.back());
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_ECORRUPT);
