@@ -485,6 +485,10 @@ static int write_manifest(const struct nokv_env *env, const char *dir, uint64_t 
   NK_ERR(env->open_append(env, path, true, &f));
   NK_ERR(append_record(f, &buf, &written));
   NK_ERR(nk_file_sync(f));
+  /* Its name durable before CURRENT can name it (as LevelDB syncs the
+   * directory with a new manifest): else a power loss may keep the rename of
+   * CURRENT and lose the file it names. */
+  NK_ERR(env->sync_dir(env, dir));
   NK_ERR(write_current(env, dir, number));
   if (out != NULL) {
     *out = f;
