@@ -1,5 +1,6 @@
 // The write-ahead log: record framing, replay, and the line between a torn tail
 // (repaired and reported) and corruption (open fails, naming file and offset).
+#include <errno.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -522,6 +523,80 @@ TEST(WalSealTest, SealedSegmentShorterThanItsLinkSaysIsTorn) {
   ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK) << nokv_errmsg();
   EXPECT_EQ(Stats(db).torn_tail_truncations, 1u);
   ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// The open that ends the log at such a tear writes: it cuts the later segments
+// and the torn one, and syncs each. Every file call it makes failing (with
+// EIO or ENOSPC, at each call site in turn), or the power going off at each of
+// its syncs, must leave a database the next open recovers to the same writes.
+TEST(WalSealTest, EndingTheLogSurvivesFailedCallsAndPowerLoss) {
+  // The writes a clean recovery keeps: k0..k<expect-1>.
+  int expect = 0;
+  {
+    TempDir dir;
+    auto segs = WriteAcrossSegments(dir, 150, /*synced=*/-1);
+    TearLastRecord(segs[1]);
+    nokv_db* db;
+    ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK) << nokv_errmsg();
+    while (expect < 150 && Get(db, "k" + std::to_string(expect))) expect++;
+    ASSERT_EQ(nokv_close(db), NOKV_OK);
+  }
+  ASSERT_GT(expect, 0);
+  ASSERT_LT(expect, 150);
+  auto recovers_the_same = [&](const TempDir& dir, const std::string& what) {
+    nokv_db* db;
+    ASSERT_EQ(nokv_open(dir.path().c_str(), nullptr, &db), NOKV_OK) << what << ": " << nokv_errmsg();
+    for (int i = 0; i < 150; i++) {
+      ASSERT_EQ(Get(db, "k" + std::to_string(i)).has_value(), i < expect) << what << ", k" << i;
+    }
+    ASSERT_EQ(nokv_close(db), NOKV_OK);
+  };
+  int failed_opens = 0;
+  for (auto op : {nokv_test::FaultEnv::kOpen, nokv_test::FaultEnv::kRead,
+                  nokv_test::FaultEnv::kTruncate, nokv_test::FaultEnv::kSync}) {
+    for (int err : {EIO, ENOSPC}) {
+      for (int skip = 0; skip < 6; skip++) {
+        TempDir dir;
+        auto segs = WriteAcrossSegments(dir, 150, /*synced=*/-1);
+        TearLastRecord(segs[1]);
+        nokv_test::FaultEnv fault;
+        nokv_options o = WithEnv(fault);
+        fault.FailCalls(op, err, ".wal", 1, skip);
+        nokv_db* db = nullptr;
+        int rc = nokv_open(dir.path().c_str(), &o, &db);
+        std::string what = "op " + std::to_string(op) + " errno " + std::to_string(err) +
+                           " skip " + std::to_string(skip);
+        if (rc == NOKV_OK) {
+          nokv_close(db);
+        } else {
+          failed_opens++;
+          EXPECT_NE(std::string(nokv_errmsg()).find("injected"), std::string::npos)
+              << what << ": " << nokv_errmsg();
+        }
+        recovers_the_same(dir, what);
+      }
+    }
+  }
+  EXPECT_GT(failed_opens, 0);
+  int cut = 0;
+  for (int k = 1;; k++) {
+    TempDir dir;
+    auto segs = WriteAcrossSegments(dir, 150, /*synced=*/-1);
+    TearLastRecord(segs[1]);
+    nokv_test::FaultEnv fault;
+    nokv_options o = WithEnv(fault);
+    fault.PowerOffAtSync(k);
+    nokv_db* db = nullptr;
+    if (nokv_open(dir.path().c_str(), &o, &db) == NOKV_OK) nokv_close(db);
+    bool reached = fault.powered_off();
+    fault.DropUnsynced();
+    recovers_the_same(dir, "power cut at sync " + std::to_string(k));
+    if (!reached) break;  // the open and close made fewer syncs than k
+    cut++;
+  }
+  printf("%d failed opens; power cut at %d sync points of the recovering open\n", failed_opens,
+         cut);
+  EXPECT_GT(cut, 3);
 }
 
 }  // namespace
