@@ -55,6 +55,7 @@ typedef struct block_iter {
   int status;
   void (*cleanup)(void *, void *);
   void *arg1, *arg2;
+  nk_block borrowed; /* the block's header, for nk_block_iter_borrow */
 } block_iter;
 
 static uint32_t restart_at(const nk_block *b, uint32_t i) { return nk_get_u32(b->restarts + 4 * (size_t)i); }
@@ -238,15 +239,21 @@ static void bi_destroy(nk_iter *base) {
 static const nk_iter_ops block_iter_ops = {bi_valid, bi_seek_first, bi_seek,   bi_next,
                                            bi_key,   bi_value,      bi_status, bi_destroy};
 
+/* Aims it at b, keeping its key buffer's capacity (what reuse saves). */
+static void aim(block_iter *it, const nk_block *b, void (*cleanup)(void *, void *), void *arg1,
+                void *arg2) {
+  nk_buf key = it->key;
+  key.len = 0;
+  *it = (block_iter){.base.ops = &block_iter_ops, .b = b, .cur = b->size, .next_off = b->size,
+                     .key = key, .cleanup = cleanup, .arg1 = arg1, .arg2 = arg2};
+}
+
 bool nk_block_iter_reset(nk_iter *base, const nk_block *b, void (*cleanup)(void *, void *),
                          void *arg1, void *arg2) {
   if (base == NULL || base->ops != &block_iter_ops) return false;
   block_iter *it = (block_iter *)base;
   if (it->cleanup != NULL) it->cleanup(it->arg1, it->arg2);
-  nk_buf key = it->key;  /* kept: its capacity is what reuse saves */
-  key.len = 0;
-  *it = (block_iter){.base.ops = &block_iter_ops, .b = b, .cur = b->size, .next_off = b->size,
-                     .key = key, .cleanup = cleanup, .arg1 = arg1, .arg2 = arg2};
+  aim(it, b, cleanup, arg1, arg2);
   return true;
 }
 
@@ -254,11 +261,20 @@ nk_iter *nk_block_iter_new(const nk_block *b, void (*cleanup)(void *, void *), v
                            void *arg2) {
   block_iter *it = calloc(1, sizeof *it);
   if (it == NULL) return NULL;
-  it->base.ops = &block_iter_ops;
-  it->b = b;
-  it->cur = it->next_off = b->size;
-  it->cleanup = cleanup;
-  it->arg1 = arg1;
-  it->arg2 = arg2;
+  aim(it, b, cleanup, arg1, arg2);
+  return &it->base;
+}
+
+nk_iter *nk_block_iter_borrow(nk_iter *reuse, const nk_block *b, int *status) {
+  block_iter *it = (block_iter *)reuse;
+  if (!nk_block_iter_reset(reuse, b, NULL, NULL, NULL)) {
+    if ((it = calloc(1, sizeof *it)) == NULL) {
+      *status = nk_err(NOKV_ENOMEM, "out of memory for a block iterator");
+      return NULL;
+    }
+    aim(it, b, NULL, NULL, NULL);
+  }
+  it->borrowed = *b;
+  it->b = &it->borrowed;
   return &it->base;
 }

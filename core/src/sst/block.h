@@ -66,6 +66,14 @@ nk_iter *nk_block_iter_new(const nk_block *b, void (*cleanup)(void *, void *), v
 bool nk_block_iter_reset(nk_iter *it, const nk_block *b, void (*cleanup)(void *, void *),
                          void *arg1, void *arg2);
 
+/* An iterator over a copy of *b (a block over borrowed bytes, a mapped table's,
+ * which outlive the iterator). reuse, if it is a block iterator, is re-aimed
+ * (its old cleanup run) and returned: the block header lives in the iterator,
+ * so stepping from block to block allocates nothing. Otherwise a new iterator
+ * is returned and reuse is left alone. NULL (*status NOKV_ENOMEM) if out of
+ * memory. */
+nk_iter *nk_block_iter_borrow(nk_iter *reuse, const nk_block *b, int *status);
+
 #ifdef __cplusplus
 }
 #endif

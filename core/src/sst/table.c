@@ -329,18 +329,17 @@ uint64_t nk_table_file_size(const nk_table *t) { return t->size; }
 static void release_cached(void *cache, void *handle) { nk_cache_release(cache, handle); }
 static void free_block(void *block, void *unused) { (void)unused; nk_block_free(block); }
 
-/* The data block an index entry names: from the block cache (*ch, to
- * release), or read (*owned: nk_block_free it). A mapped raw block is used in
- * place: in *stack if one is given (a point lookup: nothing allocated), else in
- * a block of its own (owned). */
+/* The data block an index entry names: a mapped raw block in place, in *stack
+ * (nothing allocated); else from the block cache (*ch, to release), or read
+ * (*owned: nk_block_free it). */
 static int lookup_block(nk_table *t, const char *enc, size_t elen, nk_block *stack,
                         nk_block **b, nk_cache_handle **ch, bool *owned) {
   nk_block_handle h;
   if (nk_handle_decode(enc, enc + elen, &h) == NULL) {
     return corrupt(t, 0, "bad block handle in the index");
   }
-  if (t->map != NULL && handle_ok(t, h) && t->map[h.offset + h.size] == NK_COMPRESS_NONE) {
-    if (stack != NULL) {
+  if (t->map != NULL && handle_ok(t, h)) {
+    if (t->map[h.offset + h.size] == NK_COMPRESS_NONE) {
       const char *p;
       uint8_t type;
       NK_RET(mapped_block(t, h, &p, &type));
@@ -348,12 +347,9 @@ static int lookup_block(nk_table *t, const char *enc, size_t elen, nk_block *sta
         return corrupt(t, h.offset, "bad block layout");
       }
       *b = stack;
-    } else {
-      NK_RET(read_block(t, h, b));  /* points into the mapping */
-      *owned = true;
+      if (t->stats != NULL) nk_stat_add(&t->stats->block_reads, 1);
+      return NOKV_OK;
     }
-    if (t->stats != NULL) nk_stat_add(&t->stats->block_reads, 1);
-    return NOKV_OK;
   }
   if (t->cache != NULL && (*ch = nk_cache_lookup(t->cache, t->cache_id, h.offset)) != NULL) {
     *b = nk_cache_value(*ch);
@@ -375,10 +371,11 @@ static int lookup_block(nk_table *t, const char *enc, size_t elen, nk_block *sta
  * if it is a block iterator. */
 static nk_iter *data_block_iter(nk_table *t, const char *enc, size_t elen, nk_iter *reuse,
                                 int *status) {
-  nk_block *b = NULL;
+  nk_block stack, *b = NULL;
   nk_cache_handle *ch = NULL;
   bool owned = false;
-  if ((*status = lookup_block(t, enc, elen, NULL, &b, &ch, &owned)) != NOKV_OK) return NULL;
+  if ((*status = lookup_block(t, enc, elen, &stack, &b, &ch, &owned)) != NOKV_OK) return NULL;
+  if (b == &stack) return nk_block_iter_borrow(reuse, &stack, status);  /* mapped, raw */
   if (ch != NULL ? nk_block_iter_reset(reuse, b, release_cached, t->cache, ch)
                  : nk_block_iter_reset(reuse, b, free_block, b, NULL)) {
     return reuse;
