@@ -164,15 +164,23 @@ static bool pointers_intact(nokv_db *db, const char *payload, size_t len, nk_vpt
   return true;  /* a malformed batch is reported by the apply that follows */
 }
 
-/* A record written by a synced group was durable with every value before it,
- * so finding it after a value it (or an earlier record) needs is gone means
- * the disk lost acknowledged data: refuse, naming the damage. */
+/* A record written by a synced group (or a clean close's sync point, p NULL)
+ * was durable with every value before it, so finding it after a value it (or
+ * an earlier record) needs is gone means the disk lost acknowledged data:
+ * refuse, naming the damage. */
 static int refuse_lost_values(replay_ctx *c, uint64_t ts, const nk_vptr *p) {
   const nk_vlog_recovery *rec = &c->db->stats.vlog_recovery;
   char damage[256] = "";
   if (rec->torn_bytes > 0) {
     snprintf(damage, sizeof damage, "; value log segment %08u.vlog is damaged at %s", rec->torn_fid,
              rec->torn_why);
+  }
+  if (p == NULL) {  /* a sync point */
+    return nk_err(NOKV_ECORRUPT,
+                  "WAL %s: a clean close synced every value, but an earlier record's value is "
+                  "missing from the value log%s; refusing to open, since skipping it would "
+                  "lose acknowledged writes (`nokv repair` salvages)",
+                  c->segment, damage);
   }
   if (c->dangling) {
     return nk_err(NOKV_ECORRUPT,
@@ -212,6 +220,10 @@ static int replay_record(void *arg, uint8_t type, const char *payload, size_t le
   replay_ctx *c = arg;
   nokv_db *db = c->db;
   if (nk_wal_is_link(type)) return check_link(c, type, payload, len);
+  if (type == NK_WAL_SYNC_POINT) {
+    /* A clean close synced every value before it: one missing is damage. */
+    return c->dangling ? refuse_lost_values(c, 0, NULL) : NOKV_OK;
+  }
   nk_batch_reader r;
   uint64_t ts;
   uint32_t count;
@@ -487,7 +499,7 @@ err:
     fprintf(stderr, "RECOVERY_TRACE dir=%s phase=total outcome=refused error=\"%s\"\n", path,
             nokv_errmsg());
   }
-  nk_wal_close(db->wal);
+  nk_wal_close(db->wal, false);  /* a refused open promises nothing */
   if (oracle_ready) nk_oracle_destroy(&db->oracle);
   db_free(db);
   return ret;
@@ -514,7 +526,7 @@ int nokv_close(nokv_db *db) {
   nk_db_stop_background(db);
   /* Values before the log records that point at them. */
   int ret = nk_vlog_write(db->vlog, true);
-  int wal_ret = nk_wal_close(db->wal);
+  int wal_ret = nk_wal_close(db->wal, ret == NOKV_OK);
   if (ret == NOKV_OK) ret = wal_ret;
   nk_oracle_destroy(&db->oracle);
   db_free(db);

@@ -187,12 +187,15 @@ err:
 
 /* ---- the open value log ---- */
 
+#define MAX_UNSYNCED_SEGMENTS 8
+
 typedef struct segment {
   uint32_t fid;
   uint32_t refs;   /* the table's reference plus reads in flight (atomic) */
   bool removed;    /* unlink the file when the last reference goes */
   struct nk_reaper *reaper;  /* set when removed: who unlinks it */
   uint64_t size;   /* bytes written (or recovered) */
+  bool cut;        /* recovery found a torn tail past size: cut at start */
   nk_file *rfile;
   /* Read-only mapping of the first map_len bytes (NULL if the file layer cannot
    * map). An active segment is mapped at its full capacity ahead of the writes. */
@@ -224,6 +227,16 @@ struct nk_vlog {
   uint32_t wfid;       /* active's id, for nk_vlog_sync_to */
   uint64_t written;    /* bytes of the active segment on disk */
   uint64_t synced;     /* of those, made durable (under wmu) */
+  /* Segments sealed since they were last synced, oldest first, kept open for
+   * the next sync that needs them (a segment switch syncs nothing, so a
+   * writer never waits for an fsync it did not ask for); and whether a
+   * segment was created since the directory was synced. Under sync_mu. */
+  struct unsynced_seg {
+    nk_file *file;
+    uint32_t fid;
+  } *unsynced;
+  size_t nunsynced, unsynced_cap;
+  bool dir_dirty;
   nk_buf pending;      /* buffered entries, to go at offset `written` */
   uint64_t bytes_written;  /* atomic */
   uint64_t prefetches;     /* atomic */
@@ -232,7 +245,8 @@ struct nk_vlog {
   uint32_t head_fid;
   nk_vlog_recovery *rec;
   struct nk_reaper *reaper;  /* deletes removed segments (NULL: at once) */
-  segment *headerless;     /* a newest segment cut before its header: removed at start */
+  segment **headerless;    /* segments cut before their header: removed at start */
+  size_t nheaderless, nheaderless_cap;
   uint32_t *retired;       /* segments GC retired, still on disk: removed at start */
   size_t nretired;
 };
@@ -330,7 +344,33 @@ static segment *seg_get(nk_vlog *vl, uint32_t fid, uint64_t *size) {
   return s;
 }
 
-/* Creates segment fid with its header and makes it the active one. */
+/* Makes the sealed segments up to fid durable, oldest first, then the
+ * directory if a segment was created since it was last synced. A segment
+ * whose fsync fails stays listed (the caller's error is sticky: db.c).
+ * REQUIRES: sync_mu held. */
+static int sync_sealed(nk_vlog *vl, uint32_t fid) {
+  size_t done = 0;
+  int ret = NOKV_OK;
+  while (done < vl->nunsynced && vl->unsynced[done].fid <= fid) {
+    if ((ret = nk_file_sync(vl->unsynced[done].file)) != NOKV_OK) break;
+    nk_file_close(vl->unsynced[done].file);
+    done++;
+  }
+  if (done > 0) {
+    vl->nunsynced -= done;
+    memmove(vl->unsynced, vl->unsynced + done, vl->nunsynced * sizeof *vl->unsynced);
+  }
+  if (ret == NOKV_OK && vl->dir_dirty) {
+    ret = vl->env->sync_dir(vl->env, vl->dir);
+    if (ret == NOKV_OK) vl->dir_dirty = false;
+  }
+  return ret;
+}
+
+/* Creates segment fid with its header and makes it the active one. Nothing
+ * is synced: the old segment, if it holds unsynced entries, joins the list the
+ * next sync works through first, and the new name is made durable by that
+ * sync's directory sync. */
 static int start_segment(nk_vlog *vl, uint32_t fid) {
   segment *s = seg_new(vl, fid);
   if (s == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
@@ -340,9 +380,6 @@ static int start_segment(nk_vlog *vl, uint32_t fid) {
   int ret = NOKV_OK;
   NK_ERR(vl->env->open_append(vl->env, s->path, true, &w));
   NK_ERR(nk_file_append(w, h, sizeof h));
-  NK_ERR(nk_file_sync(w));
-  /* The name must be durable before a WAL record points into the file. */
-  NK_ERR(vl->env->sync_dir(vl->env, vl->dir));
   s->size = NK_VLOG_HEADER;
   NK_ERR(seg_open_read(vl, s, vl->segment_bytes));
   pthread_mutex_lock(&vl->mu);
@@ -351,14 +388,31 @@ static int start_segment(nk_vlog *vl, uint32_t fid) {
   pthread_mutex_unlock(&vl->mu);
   NK_ERR(ret);
   pthread_mutex_lock(&vl->sync_mu);  /* no fsync of the old file is running */
+  vl->dir_dirty = true;
   pthread_mutex_lock(&vl->wmu);
   nk_file *old = vl->wfile;
+  bool old_unsynced = old != NULL && vl->synced < vl->written;
+  uint32_t old_fid = vl->wfid;
   vl->wfile = w;
   vl->wfid = fid;
-  vl->written = vl->synced = NK_VLOG_HEADER;
+  vl->written = NK_VLOG_HEADER;
+  vl->synced = 0;  /* its header too waits for the next sync */
   pthread_mutex_unlock(&vl->wmu);
+  if (old_unsynced && nk_grow((void **)&vl->unsynced, &vl->unsynced_cap, vl->nunsynced,
+                              sizeof *vl->unsynced)) {
+    vl->unsynced[vl->nunsynced++] = (struct unsynced_seg){old, old_fid};
+    old = NULL;
+  } else if (old_unsynced) {
+    ret = nk_file_sync(old);  /* no memory to remember it: sync it now */
+  }
+  /* Each waits with its descriptor open: past a few (segments much smaller
+   * than the writes between syncs), the oldest is synced here after all. */
+  if (ret == NOKV_OK && vl->nunsynced > MAX_UNSYNCED_SEGMENTS) {
+    ret = sync_sealed(vl, vl->unsynced[0].fid);
+  }
   pthread_mutex_unlock(&vl->sync_mu);
   nk_file_close(old);
+  NK_RET(ret);
   __atomic_fetch_add(&vl->bytes_written, NK_VLOG_HEADER, __ATOMIC_RELAXED);
   return NOKV_OK;
 err:
@@ -419,6 +473,7 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
     fids[nfids++] = fid;
   }
   qsort(fids, nfids, sizeof *fids, cmp_u32);
+  bool torn_seen = false;
   for (size_t i = 0; i < nfids; i++) {
     segment *s = seg_new(vl, fids[i]);
     if (s == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
@@ -444,22 +499,29 @@ int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_b
     }
     rec->validated_bytes += r.valid_end - from;
     if (r.torn) {
-      if (!newest) {
-        ret = nk_err(NOKV_ECORRUPT, "value log segment %s is damaged at %s", s->path, r.why);
-        seg_unref(s);
-        goto err;
+      /* Segments are sealed unsynced, so any of them past the head may end in
+       * a tear (and a later one still hold entries written after it). The
+       * first tear ends the value log: a WAL record pointing at or past it
+       * was never synced, or the replay refuses the open (db.c). Torn tails
+       * are cut later (nk_vlog_start), once the replay has shown that. */
+      if (!torn_seen) {
+        torn_seen = true;
+        rec->torn_fid = s->fid;
+        rec->torn_off = r.valid_end;
+        snprintf(rec->torn_why, sizeof rec->torn_why, "%s", r.why);
       }
-      /* Cut later (nk_vlog_start), once the WAL replay has shown that no
-       * record promised durable points at or past the damage. */
-      rec->torn_fid = s->fid;
-      rec->torn_off = r.valid_end;
-      rec->torn_bytes = r.file_size - r.valid_end;
-      snprintf(rec->torn_why, sizeof rec->torn_why, "%s", r.why);
+      rec->torn_bytes += r.file_size - r.valid_end;
       if (r.valid_end < NK_VLOG_HEADER) {
         /* Not even a header: the crash came while it was being created. */
-        vl->headerless = s;
+        if (!nk_grow((void **)&vl->headerless, &vl->nheaderless_cap, vl->nheaderless,
+                     sizeof *vl->headerless)) {
+          seg_unref(s);
+          NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+        }
+        vl->headerless[vl->nheaderless++] = s;
         continue;
       }
+      s->cut = true;
     }
     ret = seg_insert(vl, s);
     if (ret != NOKV_OK) {
@@ -490,25 +552,35 @@ int nk_vlog_start(nk_vlog *vl) {
   nk_vlog_recovery *rec = vl->rec;
   const struct nokv_env *env = vl->env;
   /* A new segment goes past a half-created one's number too. */
-  uint32_t half_created = vl->headerless != NULL ? vl->headerless->fid : 0;
+  uint32_t half_created = 0;
+  for (size_t i = 0; i < vl->nheaderless; i++) {
+    if (vl->headerless[i]->fid > half_created) half_created = vl->headerless[i]->fid;
+  }
   for (size_t i = 0; i < vl->nretired; i++) {
     char *path = nk_vlog_segment_path(vl, vl->retired[i]);
     if (path != NULL && env->remove(env, path) == NOKV_OK) rec->obsolete_removed++;
     free(path);
   }
   vl->nretired = 0;
-  if (vl->headerless != NULL) {
-    NK_RET(env->remove(env, vl->headerless->path));
-    seg_unref(vl->headerless);
-    vl->headerless = NULL;
-  } else if (rec->torn_bytes > 0) {
-    char name[32];
-    nk_vlog_file_name(rec->torn_fid, name);
-    char *path = nk_path_join(vl->dir, name);
-    if (path == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
-    int ret = env->truncate(env, path, rec->torn_off);
-    free(path);
+  /* The replay found no promised write needing what follows a tear: cut it
+   * (synced, so a later tear is not taken for this one), and remove segments
+   * that never got a header (they hold no entry). */
+  for (size_t i = 0; i < vl->nsegs; i++) {
+    segment *s = vl->segs[i];
+    if (!s->cut) continue;
+    NK_RET(env->truncate(env, s->path, s->size));
+    nk_file *f;
+    NK_RET(env->open_read(env, s->path, &f));
+    int ret = nk_file_sync(f);
+    nk_file_close(f);
     NK_RET(ret);
+    s->cut = false;
+  }
+  while (vl->nheaderless > 0) {
+    segment *s = vl->headerless[vl->nheaderless - 1];
+    NK_RET(env->remove(env, s->path));
+    seg_unref(s);
+    vl->nheaderless--;
   }
   /* Continue the newest segment, or start one. */
   segment *last = vl->nsegs > 0 ? vl->segs[vl->nsegs - 1] : NULL;
@@ -540,7 +612,10 @@ int nk_vlog_start(nk_vlog *vl) {
 void nk_vlog_close(nk_vlog *vl) {
   if (vl == NULL) return;
   nk_file_close(vl->wfile);
-  if (vl->headerless != NULL) seg_unref(vl->headerless);
+  for (size_t i = 0; i < vl->nunsynced; i++) nk_file_close(vl->unsynced[i].file);
+  free(vl->unsynced);
+  for (size_t i = 0; i < vl->nheaderless; i++) seg_unref(vl->headerless[i]);
+  free(vl->headerless);
   free(vl->retired);
   for (size_t i = 0; i < vl->nsegs; i++) seg_unref(vl->segs[i]);
   free(vl->segs);
@@ -568,7 +643,7 @@ int nk_vlog_add(nk_vlog *vl, const char *key, size_t klen, uint64_t ts, const ch
   if (len > UINT32_MAX / 2) return nk_err(NOKV_EINVAL, "value of %zu bytes is too large", vlen);
   uint64_t at = vl->written + vl->pending.len;
   if (at > NK_VLOG_HEADER && at + len > vl->segment_bytes) {
-    NK_RET(nk_vlog_write(vl, true));  /* sealed segments are durable */
+    NK_RET(nk_vlog_write(vl, false));  /* synced by the next sync (start_segment) */
     segment *sealed = vl->active;
     NK_RET(start_segment(vl, vl->active->fid + 1));
     seg_drop_fd(sealed);
@@ -625,7 +700,8 @@ int nk_vlog_write(nk_vlog *vl, bool sync) {
   }
   if (!sync) return NOKV_OK;
   pthread_mutex_lock(&vl->sync_mu);
-  int ret = sync_active(vl);
+  int ret = sync_sealed(vl, UINT32_MAX);
+  if (ret == NOKV_OK) ret = sync_active(vl);
   pthread_mutex_unlock(&vl->sync_mu);
   return ret;
 }
@@ -643,14 +719,13 @@ void nk_vlog_head(nk_vlog *vl, uint32_t *fid, uint64_t *off) {
 }
 
 int nk_vlog_sync_to(nk_vlog *vl, uint32_t fid) {
-  int ret = NOKV_OK;
   pthread_mutex_lock(&vl->sync_mu);
   pthread_mutex_lock(&vl->wmu);
   bool active = vl->wfid == fid;
   pthread_mutex_unlock(&vl->wmu);
-  /* Segments before the active one were synced when they were sealed (or, from
-   * an earlier run, at open). */
-  if (active) ret = sync_active(vl);
+  /* Segments from an earlier run were synced at open. */
+  int ret = sync_sealed(vl, fid);
+  if (ret == NOKV_OK && active) ret = sync_active(vl);
   pthread_mutex_unlock(&vl->sync_mu);
   return ret;
 }

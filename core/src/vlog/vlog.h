@@ -15,10 +15,14 @@
  * write(2)) before the WAL record that carries their pointers, and syncs them
  * before the WAL when any writer of the group asked for sync, whether or not the
  * group itself wrote values: a synced WAL makes every earlier record durable, so
- * the values those records point at must be too. A segment is synced when it is
- * sealed, at close, and (for segments from the head on) at open.
- * Each flush syncs up to the head it records in the manifest; at open, entries
- * past that head are validated and a torn tail of the newest segment is cut.
+ * the values those records point at must be too. A full segment is sealed
+ * without a sync (a writer never waits for an fsync it did not ask for): every
+ * sync works through the sealed segments not yet synced, oldest first, then the
+ * directory, then the active segment. Segments are synced at close too, and
+ * (from the head on) at open. Each flush syncs up to the head it records in the
+ * manifest; at open, entries past that head are validated, and the first tear
+ * in any segment past it ends the value log (segments after it hold only
+ * entries no promised WAL record may need: the replay checks).
  *
  * Threads: one writer at a time (the write leader) calls add/write; any thread
  * reads; segments are refcounted so a removed one stays readable by reads that
@@ -97,28 +101,30 @@ typedef struct nk_vlog nk_vlog;
 
 typedef struct nk_vlog_recovery {
   uint64_t validated_bytes;  /* read past the head and checked */
-  uint64_t torn_bytes;       /* cut from the newest segment's tail */
+  uint64_t torn_bytes;       /* cut from segments' tails (or headerless ones) */
   uint64_t obsolete_removed; /* segments the manifest had retired, still on disk */
-  /* Where the newest segment's damage begins (torn_bytes > 0), and what it is. */
+  /* Where the first damage begins (torn_bytes > 0), and what it is. */
   uint32_t torn_fid;
   uint64_t torn_off;
   char torn_why[160];
 } nk_vlog_recovery;
 
 /* Opens the value log in dir for reading. Entries before the head (head_fid,
- * head_off) are known durable; the rest are validated and synced. A damaged
- * entry past the head in an older segment fails with NOKV_ECORRUPT; damage in
- * the newest one is recorded in *rec (which must outlive the open) and that
- * segment is read as ending there: whether it is a torn tail or corruption is
- * for the WAL replay to decide (a record promised durable pointing past it is
- * corruption). Segments listed in obsolete are left for nk_vlog_start to delete,
- * so that an open refused later changes nothing. */
+ * head_off) are known durable; the rest are validated and synced. Damage past
+ * the head (in any segment: they are sealed unsynced) is recorded in *rec
+ * (which must outlive the open; the first damage is named) and the segment is
+ * read as ending there: whether it is a torn tail or corruption is for the WAL
+ * replay to decide (a record promised durable, or a clean close's sync point,
+ * after a record whose value is gone is corruption). Segments listed in
+ * obsolete are left for nk_vlog_start to delete, so that an open refused later
+ * changes nothing. */
 int nk_vlog_open(const struct nokv_env *env, const char *dir, uint64_t segment_bytes,
                  uint32_t head_fid, uint64_t head_off, const uint32_t *obsolete,
                  size_t nobsolete, nk_vlog **out, nk_vlog_recovery *rec);
-/* Ends recovery: deletes the segments GC retired, cuts the newest segment's
- * torn tail and readies appends at its end (a new segment is started if it is
- * full or missing). Before any add. */
+/* Ends recovery: deletes the segments GC retired, cuts torn tails (synced),
+ * removes segments cut before their header and readies appends at the newest
+ * segment's end (a new segment is started if it is full or missing). Before
+ * any add. */
 int nk_vlog_start(nk_vlog *vl);
 void nk_vlog_close(nk_vlog *vl);
 
@@ -128,7 +134,8 @@ bool nk_vlog_contains(nk_vlog *vl, const nk_vptr *p);
 /* ---- writing (one writer) ---- */
 
 /* Buffers an entry and returns its pointer. Starts a new segment first if the
- * entry does not fit the current one (writing and syncing what was buffered). */
+ * entry does not fit the current one (writing what was buffered; the sealed
+ * segment is synced by the next sync). */
 int nk_vlog_add(nk_vlog *vl, const char *key, size_t klen, uint64_t ts, const char *val,
                 size_t vlen, nk_vptr *out);
 /* Writes the buffered entries; if sync, also makes every entry written so far
@@ -139,7 +146,8 @@ int nk_vlog_write(nk_vlog *vl, bool sync);
 int nk_vlog_undo(nk_vlog *vl);
 /* Where the next entry will go: every entry before it has been written. */
 void nk_vlog_head(nk_vlog *vl, uint32_t *fid, uint64_t *off);
-/* Makes everything before (fid, off) durable. Any thread. */
+/* Makes every entry of segments up to fid durable (and their names). Any
+ * thread. */
 int nk_vlog_sync_to(nk_vlog *vl, uint32_t fid);
 /* Total bytes appended to segments by this process. */
 uint64_t nk_vlog_bytes_written(const nk_vlog *vl);

@@ -57,8 +57,11 @@ void nk_wal_release(nk_wal *w, uint64_t below);
 uint64_t nk_wal_number(const nk_wal *w);
 /* Bytes appended by this process, link records included. Any thread. */
 uint64_t nk_wal_bytes_written(const nk_wal *w);
-/* Syncs every segment still open (and the directory) and closes. */
-int nk_wal_close(nk_wal *w);
+/* Syncs every segment still open (and the directory) and closes. With
+ * sync_point, the caller vouches that everything the records depend on (the
+ * values they point at) is durable too, and a sync point says so to the next
+ * replay; without, the log is closed as a crash would leave it. */
+int nk_wal_close(nk_wal *w, bool sync_point);
 
 
 /* The segment file name of number: "%08llu.wal". buf must hold 32 bytes. */
@@ -76,7 +79,8 @@ typedef struct nk_wal_replay_stats {
   uint64_t torn_bytes;
 } nk_wal_replay_stats;
 
-/* Called per record; a non-OK return stops the replay with that status. */
+/* Called per record, sync points (NK_WAL_SYNC_POINT, empty) included; a
+ * non-OK return stops the replay with that status. */
 typedef int (*nk_wal_record_fn)(void *arg, uint8_t type, const char *payload, size_t len);
 
 /* Is there a well-framed record of type at off in data[0, size): its length

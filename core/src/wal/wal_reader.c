@@ -178,10 +178,8 @@ static int replay_file(const struct nokv_env *env, const char *path, uint8_t exp
       }
     }
     if (problem != NULL) break;
-    if (type != NK_WAL_SYNC_POINT) {  /* says something only to the replay */
-      ret = fn(arg, type, data + off + NK_WAL_HEADER, len);
-      if (ret != NOKV_OK) break;
-    }
+    ret = fn(arg, type, data + off + NK_WAL_HEADER, len);
+    if (ret != NOKV_OK) break;
     if (nk_wal_is_batch(type) || type == NK_WAL_EDIT) st->records++;
     st->bytes += NK_WAL_HEADER + len;
     off += NK_WAL_HEADER + len;

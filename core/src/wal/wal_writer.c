@@ -243,7 +243,7 @@ void nk_wal_release(nk_wal *w, uint64_t below) {
   pthread_mutex_unlock(&w->sealed_mu);
 }
 
-int nk_wal_close(nk_wal *w) {
+int nk_wal_close(nk_wal *w, bool sync_point) {
   if (w == NULL) {
     return NOKV_OK;
   }
@@ -254,7 +254,7 @@ int nk_wal_close(nk_wal *w) {
   if (w->file != NULL) {
     if (ret == NOKV_OK && !w->dir_synced) ret = w->env->sync_dir(w->env, w->dir);
     if (ret == NOKV_OK) ret = nk_file_sync(w->file);
-    if (ret == NOKV_OK) {
+    if (ret == NOKV_OK && sync_point) {
       char mark[NK_WAL_HEADER];
       nk_wal_encode_header(mark, NK_WAL_SYNC_POINT, mark, 0);
       ret = nk_wal_append(w, mark, sizeof mark);
