@@ -21,6 +21,7 @@ typedef struct bench_config {
   /* NoKV-C only: values of at least this many bytes go to the value log
    * (0: the engine's default). */
   size_t nokv_value_threshold;
+  bool nokv_no_hot_keys;  /* NoKV-C: hot_key_tracking off */
 } bench_config;
 
 typedef struct bench_engine {

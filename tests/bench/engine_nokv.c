@@ -17,6 +17,7 @@ static void *nk_open(const char *dir, const bench_config *c) {
   o.block_size = c->block_size;
   o.compression_start_level = c->compression ? 0 : -1;
   if (c->nokv_value_threshold > 0) o.value_threshold = c->nokv_value_threshold;
+  if (c->nokv_no_hot_keys) o.hot_key_tracking = false;
   nokv_db *db;
   if (nokv_open(dir, &o, &db) != NOKV_OK) {
     fprintf(stderr, "nokv: open %s: %s\n", dir, nokv_errmsg());

@@ -149,6 +149,24 @@ void nokv_iter_close(nokv_iter *it);  /* NULL is allowed */
  * they are read one by one). */
 int nokv_stats(nokv_db *db, nokv_statistics *out);
 
+/* Hot keys: the keys read (Get, transactional get, and the first key of each
+ * iterator seek) or written most often over about the last second, estimated
+ * by a tracker of fixed memory (the hot_key_* options; docs/hot_keys.md). */
+typedef enum nokv_hot_kind { NOKV_HOT_READS = 0, NOKV_HOT_WRITES = 1 } nokv_hot_kind;
+
+#define NOKV_HOT_KEY_MAX 256 /* bytes of a hot key kept; longer ones are cut */
+
+typedef struct nokv_hot_key {
+  char key[NOKV_HOT_KEY_MAX];
+  size_t klen;      /* the key's whole length; > NOKV_HOT_KEY_MAX: key holds its start */
+  double per_sec;   /* estimated accesses a second */
+} nokv_hot_key;
+
+/* Fills out[0..*count) with up to n of the hottest keys of kind, hottest first:
+ * those accessed at least hot_key_min_rate times a second. *count is 0 when
+ * tracking is off. */
+int nokv_hot_keys(nokv_db *db, nokv_hot_kind kind, size_t n, nokv_hot_key *out, size_t *count);
+
 /* Seals the memtable and waits until every sealed memtable is written to an L0
  * table. */
 int nokv_flush(nokv_db *db);

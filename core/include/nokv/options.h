@@ -104,6 +104,14 @@ typedef struct nokv_options {
    * it); newer ones are unaffected. Default 64 MiB; at least 64 KiB. */
   size_t max_txn_conflict_bytes;
 
+  /* Hot keys (nokv_hot_keys). The tracker samples one read in 8 and counts
+   * every written key, in hot_key_tracker_bytes of memory (default 2 MiB, at
+   * least 64 KiB) whatever the number of keys. A key is reported hot from
+   * hot_key_min_rate accesses a second (default 100). */
+  bool hot_key_tracking;       /* default true */
+  size_t hot_key_tracker_bytes;
+  uint32_t hot_key_min_rate;
+
   const struct nokv_env *env;  /* NULL: POSIX file layer */
 } nokv_options;
 

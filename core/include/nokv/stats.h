@@ -99,6 +99,13 @@ typedef struct nokv_statistics {
   uint64_t get_hits;
   uint64_t iterators_created;
 
+  /* hot-key tracker */
+  uint64_t hot_reads_sampled;    /* reads counted (one in 8 per thread; about, */
+  uint64_t hot_writes_sampled;   /* written keys counted    under races) */
+  uint64_t hot_read_candidates;  /* keys held as possibly hot */
+  uint64_t hot_write_candidates;
+  uint64_t hot_tracker_bytes;    /* its memory */
+
   /* recovery (the last open) */
   uint64_t recovered_records;
   uint64_t recovered_bytes;         /* WAL bytes replayed */

@@ -24,6 +24,7 @@
 
 #include "db/batch_internal.h"
 #include "db/db_impl.h"
+#include "hot/hot.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "wal/wal_format.h"
@@ -65,6 +66,9 @@ void nokv_options_init(nokv_options *o) {
   o->max_txn_bytes = 32u << 20;
   o->max_txn_reads = 1000000;
   o->max_txn_conflict_bytes = 64u << 20;
+  o->hot_key_tracking = true;
+  o->hot_key_tracker_bytes = 2u << 20;
+  o->hot_key_min_rate = 100;
 }
 
 void nokv_write_options_init(nokv_write_options *wo) { memset(wo, 0, sizeof *wo); }
@@ -118,6 +122,10 @@ static int check_options(const nokv_options *o) {
   if (o->value_log_segment_bytes < 4096 || o->value_log_segment_bytes > (UINT64_C(2) << 30)) {
     return nk_err(NOKV_EINVAL, "value_log_segment_bytes must be 4 KiB to 2 GiB, not %llu",
                   (unsigned long long)o->value_log_segment_bytes);
+  }
+  if (o->hot_key_tracking && o->hot_key_tracker_bytes < (64u << 10)) {
+    return nk_err(NOKV_EINVAL, "hot_key_tracker_bytes must be at least 64 KiB, not %zu",
+                  o->hot_key_tracker_bytes);
   }
   if (o->max_txn_conflict_bytes < (64u << 10)) {
     return nk_err(NOKV_EINVAL, "max_txn_conflict_bytes must be at least 64 KiB, not %zu",
@@ -296,6 +304,7 @@ static void db_free(nokv_db *db) {
   nk_memtable_unref(db->mem);
   nk_reaper_stop(db->reaper);  /* its jobs use the value log and the version set */
   nk_arena_pool_free(db->arena_pool);
+  nk_hot_free(db->hot);
   nk_vlog_close(db->vlog);
   nk_vset_close(db->vset);
   nk_table_cache_free(db->tc);
@@ -435,7 +444,10 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
       (db->tc = nk_table_cache_new(db->env, path, (size_t)opts->max_open_files,
                                    db->block_cache, &db->sst_stats)) == NULL ||
       (db->mem = nk_memtable_new(db->opts.memtable_max_bytes, db->arena_pool)) == NULL ||
-      (db->epoch = nk_epoch_new(db)) == NULL) {
+      (db->epoch = nk_epoch_new(db)) == NULL ||
+      (opts->hot_key_tracking &&
+       (db->hot = nk_hot_new(&(nk_hot_options){.budget_bytes = opts->hot_key_tracker_bytes})) ==
+           NULL)) {
     NK_ERR(nk_err(NOKV_ENOMEM, "out of memory opening %s", path));
   }
   nk_recovery_times *rt = &db->stats.recovery;
@@ -653,6 +665,18 @@ static void vlog_stats(nokv_db *db, nokv_statistics *s) {
   s->gc_segments_measured = nk_counter_get(&db->stats.gc_measured);
 }
 
+int nokv_hot_keys(nokv_db *db, nokv_hot_kind kind, size_t n, nokv_hot_key *out, size_t *count) {
+  nk_err_clear();
+  *count = 0;
+  if (kind != NOKV_HOT_READS && kind != NOKV_HOT_WRITES) {
+    return nk_err(NOKV_EINVAL, "unknown hot-key kind %d", (int)kind);
+  }
+  if (db->hot == NULL || n == 0) return NOKV_OK;
+  /* Counts are over one window: a rate per second is count * 1000 / window. */
+  uint64_t min_count = (uint64_t)db->opts.hot_key_min_rate * NK_HOT_WINDOW_MS / 1000u;
+  return nk_hot_top(db->hot, kind, n, min_count, out, count);
+}
+
 int nokv_stats(nokv_db *db, nokv_statistics *s) {
   nk_err_clear();
   memset(s, 0, sizeof *s);
@@ -663,6 +687,15 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->txn_commits = nk_counter_get(&db->stats.txn_commits);
   s->txn_conflicts = nk_counter_get(&db->stats.txn_conflicts);
   s->txn_tracked_keys = nk_oracle_tracked_keys(&db->oracle, &s->txn_tracking_overflows);
+  if (db->hot != NULL) {
+    nk_hot_stats hs;
+    nk_hot_get_stats(db->hot, &hs);
+    s->hot_reads_sampled = hs.samples[NOKV_HOT_READS];
+    s->hot_writes_sampled = hs.samples[NOKV_HOT_WRITES];
+    s->hot_read_candidates = hs.candidates[NOKV_HOT_READS];
+    s->hot_write_candidates = hs.candidates[NOKV_HOT_WRITES];
+    s->hot_tracker_bytes = hs.bytes;
+  }
   nk_view *view = nk_db_acquire_view(db);
   s->memtable_entries = nk_memtable_entries(view->mem);
   s->memtable_bytes = nk_memtable_usage(view->mem);

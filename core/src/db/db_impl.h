@@ -78,6 +78,7 @@ typedef struct nk_recovery_times {
 struct nokv_db {
   char *path;
   nokv_options opts;
+  struct nk_hot *hot;       /* the hot-key tracker; NULL when tracking is off */
   const struct nokv_env *env;
   nk_file *lock;
   nk_oracle oracle;

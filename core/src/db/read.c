@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "db/db_impl.h"
+#include "hot/hot.h"
 #include "util/clock.h"
 #include "memtable/internal_key.h"
 #include "sst/block_builder.h"
@@ -126,7 +127,11 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
              void **val, size_t *vlen, uint64_t *commit_ts) {
   nk_err_clear();
   NK_RET(nk_db_check_key(db, klen));
-  return nk_db_get(db, ro, key, klen, nk_hash64(key, klen), val, vlen, commit_ts);
+  uint64_t hash = nk_hash64(key, klen);
+  if (db->hot != NULL && nk_hot_sampled()) {
+    nk_hot_touch(db->hot, NOKV_HOT_READS, key, klen, hash, NK_HOT_SAMPLE);
+  }
+  return nk_db_get(db, ro, key, klen, hash, val, vlen, commit_ts);
 }
 
 int nk_db_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t klen,
@@ -578,6 +583,12 @@ void nokv_iter_seek(nokv_iter *it, const void *key, size_t klen) {
   if (target != stack) free(target);
   settle(it);
   choose(it);
+  /* A scan's first key counts as a read of it. */
+  if (it->out_valid && it->db->hot != NULL && nk_hot_sampled()) {
+    size_t n;
+    const void *k = nokv_iter_key(it, &n);
+    nk_hot_touch(it->db->hot, NOKV_HOT_READS, k, n, nk_hash64(k, n), NK_HOT_SAMPLE);
+  }
 }
 
 void nokv_iter_seek_first(nokv_iter *it) { nokv_iter_seek(it, it->start, it->start_len); }

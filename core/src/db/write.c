@@ -28,6 +28,7 @@
 
 #include "db/batch_internal.h"
 #include "db/db_impl.h"
+#include "hot/hot.h"
 #include "util/clock.h"
 #include "util/checksum.h"
 #include "util/error.h"
@@ -654,6 +655,23 @@ static int enqueue_and_wait(nokv_db *db, nk_writer *w) {
   return w->rc;
 }
 
+/* Counts every key b writes in the hot-key tracker (GC's rewrites are not
+ * writes of the user's and do not come here). */
+static void touch_writes(nokv_db *db, const nokv_batch *b) {
+  if (db->hot == NULL) return;
+  nk_batch_reader r;
+  nk_batch_op op;
+  uint64_t ts;
+  uint32_t count;
+  if (nk_batch_reader_init(&r, b->rep, b->len, &ts, &count) != NOKV_OK) return;
+  while (nk_batch_reader_next(&r, &op) == 1) {
+    if (nk_hot_sampled()) {
+      nk_hot_touch(db->hot, NOKV_HOT_WRITES, op.key, op.klen, nk_hash64(op.key, op.klen),
+                   NK_HOT_SAMPLE);
+    }
+  }
+}
+
 static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                        uint64_t *commit_ts) {
   size_t cost = 0;
@@ -662,6 +680,7 @@ static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_bat
     if (commit_ts != NULL) *commit_ts = nk_oracle_read_ts(&db->oracle);
     return NOKV_OK;
   }
+  if (b != NULL) touch_writes(db, b);
   nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .mem_cost = cost};
   int rc = enqueue_and_wait(db, &w);
   if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
@@ -672,6 +691,7 @@ int nk_db_write_txn(nokv_db *db, const nokv_write_options *wo, const nokv_batch 
                     const nk_txn_commit *txn, uint64_t *commit_ts) {
   size_t cost;
   NK_RET(check_limits(db, b, &cost));
+  touch_writes(db, b);
   nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .txn = txn, .mem_cost = cost};
   int rc = enqueue_and_wait(db, &w);
   if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
@@ -710,6 +730,7 @@ int nokv_write_async(nokv_db *db, const nokv_write_options *wo, const nokv_batch
   }
   nk_writer *w = calloc(1, sizeof *w);
   if (w == NULL) return nk_err(NOKV_ENOMEM, "out of memory queueing a write");
+  touch_writes(db, b);
   w->batch = b;
   w->sync = wo != NULL && wo->sync;
   w->mem_cost = cost;

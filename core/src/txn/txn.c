@@ -13,6 +13,7 @@
 
 #include "db/batch_internal.h"
 #include "db/db_impl.h"
+#include "hot/hot.h"
 #include "nokv/txn.h"
 #include "util/checksum.h"
 #include "util/error.h"
@@ -90,6 +91,9 @@ int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t
     return NOKV_OK;
   }
   record_read(txn, hash);
+  if (txn->db->hot != NULL && nk_hot_sampled()) {
+    nk_hot_touch(txn->db->hot, NOKV_HOT_READS, key, klen, hash, NK_HOT_SAMPLE);
+  }
   nokv_read_options ro = {.snapshot = txn->snap};
   return nk_db_get(txn->db, &ro, key, klen, hash, val, vlen, NULL);
 }
