@@ -49,7 +49,9 @@ grpc::Status RequireKey(const std::string& key) {
   X(wal_segments_replayed) X(tables_checked) X(vlog_segments_removed) X(recovery_micros)    \
   X(recovery_manifest_micros) X(recovery_table_check_micros) X(recovery_vlog_micros)        \
   X(recovery_wal_micros)                                                                     \
-  X(recovery_flush_micros) X(recovery_cleanup_micros)
+  X(recovery_flush_micros) X(recovery_cleanup_micros) X(writes_refused_full)                \
+  X(bg_full_retries) X(hot_reads_sampled) X(hot_writes_sampled) X(hot_read_candidates)      \
+  X(hot_write_candidates) X(hot_tracker_bytes)
 
 }  // namespace
 
@@ -200,11 +202,25 @@ grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
   return WriteAsync(ctx, b, rc, req->sync(), resp);
 }
 
-grpc::Status KvService::Stats(grpc::ServerContext*, const nokv::v1::StatsRequest*,
+grpc::Status KvService::Stats(grpc::ServerContext*, const nokv::v1::StatsRequest* req,
                               nokv::v1::StatsResponse* resp) {
   nokv_statistics s;
   int rc = nokv_stats(db_, &s);
   if (rc != NOKV_OK) return EngineError(rc);
+  size_t want = req->hot_keys() == 0 ? 16 : std::min<size_t>(req->hot_keys(), 256);
+  std::vector<nokv_hot_key> hot(want);
+  for (nokv_hot_kind kind : {NOKV_HOT_READS, NOKV_HOT_WRITES}) {
+    size_t n = 0;
+    if ((rc = nokv_hot_keys(db_, kind, want, hot.data(), &n)) != NOKV_OK) return EngineError(rc);
+    auto* out = kind == NOKV_HOT_READS ? resp->mutable_hot_read_keys()
+                                       : resp->mutable_hot_write_keys();
+    for (size_t i = 0; i < n; i++) {
+      nokv::v1::HotKey* k = out->Add();
+      k->set_key(hot[i].key, std::min<size_t>(hot[i].klen, NOKV_HOT_KEY_MAX));
+      k->set_key_size(hot[i].klen);
+      k->set_per_sec(hot[i].per_sec);
+    }
+  }
   auto& counters = *resp->mutable_counters();
 #define NOKV_SET_COUNTER(name) counters[#name] = s.name;
   NOKV_COUNTERS(NOKV_SET_COUNTER)

@@ -47,6 +47,8 @@ ABSL_FLAG(uint64_t, txn_conflict_bytes, 64 << 20,
           "memory for conflict checks; transactions older than what it holds are ABORTED");
 ABSL_FLAG(uint32_t, txn_max_reads, 1000000,
           "keys a transaction tracks one by one; past it, any later write conflicts");
+ABSL_FLAG(bool, hot_key_tracking, true, "track hot keys (Stats lists them; docs/hot_keys.md)");
+ABSL_FLAG(uint32_t, hot_key_min_rate, 100, "accesses a second from which a key is listed as hot");
 ABSL_FLAG(int, stream_workers, 8, "threads running Scan and Txn streams' engine calls");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "how long in-flight calls may run after SIGTERM");
 ABSL_FLAG(std::string, backup_dir, "",
@@ -113,6 +115,8 @@ int main(int argc, char** argv) {
   opts.value_log_gc_idle_ms = absl::GetFlag(FLAGS_vlog_gc_idle_ms);
   opts.max_txn_conflict_bytes = absl::GetFlag(FLAGS_txn_conflict_bytes);
   opts.max_txn_reads = absl::GetFlag(FLAGS_txn_max_reads);
+  opts.hot_key_tracking = absl::GetFlag(FLAGS_hot_key_tracking);
+  opts.hot_key_min_rate = absl::GetFlag(FLAGS_hot_key_min_rate);
   nokv_db* db = nullptr;
   if (int rc = nokv_open(data_dir.c_str(), &opts, &db); rc != NOKV_OK) {
     fprintf(stderr, "nokv-server: cannot open %s: %s (%s)\n", data_dir.c_str(), nokv_errmsg(),

@@ -405,6 +405,30 @@ TEST_F(ServiceTest, Stats) {
   EXPECT_EQ(resp.counters().count("block_cache_hits"), 1u);
 }
 
+TEST_F(ServiceTest, StatsListsHotKeys) {
+  for (int i = 0; i < 400; i++) Put("written-often", std::to_string(i));
+  for (int i = 0; i < 1600; i++) Get("read-often");
+  for (int i = 0; i < 800; i++) Get("read-less");
+  ClientContext ctx;
+  StatsResponse resp;
+  ASSERT_TRUE(stub_->Stats(&ctx, StatsRequest(), &resp).ok());
+  ASSERT_EQ(resp.hot_read_keys_size(), 2);
+  EXPECT_EQ(resp.hot_read_keys(0).key(), "read-often");
+  EXPECT_EQ(resp.hot_read_keys(0).key_size(), 10u);
+  EXPECT_EQ(resp.hot_read_keys(1).key(), "read-less");
+  EXPECT_GT(resp.hot_read_keys(0).per_sec(), resp.hot_read_keys(1).per_sec());
+  ASSERT_EQ(resp.hot_write_keys_size(), 1);
+  EXPECT_EQ(resp.hot_write_keys(0).key(), "written-often");
+  EXPECT_GE(resp.counters().at("hot_reads_sampled"), 2400u / 8 - 16);  // per-thread sampling
+  EXPECT_GT(resp.counters().at("hot_tracker_bytes"), 0u);
+  ClientContext one;
+  StatsRequest req;
+  req.set_hot_keys(1);
+  ASSERT_TRUE(stub_->Stats(&one, req, &resp).ok());
+  ASSERT_EQ(resp.hot_read_keys_size(), 1);
+  EXPECT_EQ(resp.hot_read_keys(0).key(), "read-often");
+}
+
 TEST_F(ServiceTest, LargeValuesGoThroughTheValueLog) {
   std::string big(64 << 10, 'x');
   for (int i = 0; i < 8; i++) Put("big" + std::to_string(i), big + std::to_string(i));
