@@ -49,6 +49,8 @@ ABSL_FLAG(uint32_t, txn_max_reads, 1000000,
           "keys a transaction tracks one by one; past it, any later write conflicts");
 ABSL_FLAG(bool, hot_key_tracking, true, "track hot keys (Stats lists them; docs/hot_keys.md)");
 ABSL_FLAG(uint32_t, hot_key_min_rate, 100, "accesses a second from which a key is listed as hot");
+ABSL_FLAG(uint32_t, hot_write_limit, 0,
+          "writes of one key accepted a second; more fail with RESOURCE_EXHAUSTED (0: no limit)");
 ABSL_FLAG(int, stream_workers, 8, "threads running Scan and Txn streams' engine calls");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "how long in-flight calls may run after SIGTERM");
 ABSL_FLAG(std::string, backup_dir, "",
@@ -117,6 +119,7 @@ int main(int argc, char** argv) {
   opts.max_txn_reads = absl::GetFlag(FLAGS_txn_max_reads);
   opts.hot_key_tracking = absl::GetFlag(FLAGS_hot_key_tracking);
   opts.hot_key_min_rate = absl::GetFlag(FLAGS_hot_key_min_rate);
+  opts.hot_write_limit = absl::GetFlag(FLAGS_hot_write_limit);
   nokv_db* db = nullptr;
   if (int rc = nokv_open(data_dir.c_str(), &opts, &db); rc != NOKV_OK) {
     fprintf(stderr, "nokv-server: cannot open %s: %s (%s)\n", data_dir.c_str(), nokv_errmsg(),

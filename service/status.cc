@@ -19,6 +19,7 @@ grpc::Status ToGrpcStatus(int rc, const char* message) {
       return grpc::Status(grpc::StatusCode::DATA_LOSS, msg);
     case NOKV_ENOMEM:
     case NOKV_EFULL:
+    case NOKV_EHOTKEY:
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, msg);
     case NOKV_EBUSY:
     case NOKV_ECLOSED:

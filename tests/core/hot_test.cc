@@ -252,4 +252,58 @@ TEST(HotKeysDb, ReadsSeeksAndWritesAreCounted) {
   ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 
+// hot_write_limit: past the limit a key's writes fail with NOKV_EHOTKEY and
+// write nothing (a batch holding it too, a transaction's commit too); other
+// keys go on; once the window turns the key is writable again.
+TEST(HotKeysDb, WritesPastTheLimitAreRefusedUntilTheKeyCools) {
+  TempDir dir;
+  nokv_options o;
+  nokv_options_init(&o);
+  o.hot_write_limit = 50;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  fake_now = 1000;
+  nk_hot_set_clock(nk_db_hot(db), FakeNow);
+  int accepted = 0, refused = 0;
+  for (int i = 0; i < 200; i++) {
+    int rc = Put(db, "hot", std::to_string(i));
+    if (rc == NOKV_OK) {
+      accepted++;
+    } else {
+      ASSERT_EQ(rc, NOKV_EHOTKEY);
+      refused++;
+    }
+  }
+  EXPECT_EQ(accepted, 50);
+  EXPECT_EQ(refused, 150);
+  EXPECT_NE(std::string(nokv_errmsg()).find("\"hot\""), std::string::npos) << nokv_errmsg();
+  EXPECT_NE(std::string(nokv_errmsg()).find("hot_write_limit (50"), std::string::npos);
+  EXPECT_EQ(Get(db, "hot")->data, "49");  // the refused writes wrote nothing
+  // Other keys are not held back; a batch with the hot key is refused whole.
+  EXPECT_EQ(Put(db, "cool", "1"), NOKV_OK);
+  nokv_batch* b;
+  ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+  ASSERT_EQ(nokv_batch_put(b, "other", 5, "x", 1), NOKV_OK);
+  ASSERT_EQ(nokv_batch_put(b, "hot", 3, "batch", 5), NOKV_OK);
+  EXPECT_EQ(nokv_write(db, nullptr, b, nullptr), NOKV_EHOTKEY);
+  nokv_batch_free(b);
+  EXPECT_FALSE(Get(db, "other").has_value());
+  nokv_txn* txn;
+  ASSERT_EQ(nokv_txn_begin(db, 0, &txn), NOKV_OK);
+  ASSERT_EQ(nokv_txn_put(txn, "hot", 3, "txn", 3), NOKV_OK);
+  EXPECT_EQ(nokv_txn_commit(txn, nullptr, nullptr), NOKV_EHOTKEY);
+  EXPECT_EQ(Get(db, "hot")->data, "49");
+  nokv_statistics s;
+  ASSERT_EQ(nokv_stats(db, &s), NOKV_OK);
+  EXPECT_EQ(s.hot_writes_throttled, 152u);
+  // Two windows later the key has cooled.
+  fake_now += 2 * NK_HOT_WINDOW_MS;
+  EXPECT_EQ(Put(db, "hot", "again"), NOKV_OK);
+  EXPECT_EQ(Get(db, "hot")->data, "again");
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+
+  o.hot_key_tracking = false;
+  EXPECT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_EINVAL);
+}
+
 }  // namespace

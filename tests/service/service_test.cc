@@ -429,6 +429,39 @@ TEST_F(ServiceTest, StatsListsHotKeys) {
   EXPECT_EQ(resp.hot_read_keys(0).key(), "read-often");
 }
 
+// A key written past hot_write_limit is refused with RESOURCE_EXHAUSTED, the
+// message naming the key and the limit; other keys go on.
+TEST_F(ServiceTest, HotWriteLimitIsResourceExhausted) {
+  Stop();
+  Start(256 << 20, 4096, nullptr, [](nokv_options* o) { o->hot_write_limit = 20; });
+  int accepted = 0, refused = 0;
+  for (int i = 0; i < 100; i++) {
+    ClientContext ctx;
+    PutRequest req;
+    req.set_key("hot");
+    req.set_value(std::to_string(i));
+    PutResponse resp;
+    grpc::Status s = stub_->Put(&ctx, req, &resp);
+    if (s.ok()) {
+      accepted++;
+      continue;
+    }
+    refused++;
+    EXPECT_EQ(s.error_code(), StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_NE(s.error_message().find("\"hot\""), std::string::npos) << s.error_message();
+    EXPECT_NE(s.error_message().find("hot_write_limit (20"), std::string::npos);
+  }
+  // About 20 a second are accepted (a window turning meanwhile lets in a few more).
+  EXPECT_GE(accepted, 20);
+  EXPECT_LE(accepted, 40);
+  EXPECT_EQ(accepted + refused, 100);
+  Put("cool", "1");
+  ClientContext ctx;
+  StatsResponse resp;
+  ASSERT_TRUE(stub_->Stats(&ctx, StatsRequest(), &resp).ok());
+  EXPECT_EQ(resp.counters().at("hot_writes_throttled"), static_cast<uint64_t>(refused));
+}
+
 TEST_F(ServiceTest, LargeValuesGoThroughTheValueLog) {
   std::string big(64 << 10, 'x');
   for (int i = 0; i < 8; i++) Put("big" + std::to_string(i), big + std::to_string(i));

@@ -111,6 +111,12 @@ typedef struct nokv_options {
   bool hot_key_tracking;       /* default true */
   size_t hot_key_tracker_bytes;
   uint32_t hot_key_min_rate;
+  /* Writes of a key accepted a second: past it (estimated over the last
+   * second, refused writes not counted), a write of the key fails with
+   * NOKV_EHOTKEY and writes nothing, so one hot key cannot monopolise the write
+   * path. 0 (the default): no limit. With a limit every written key is
+   * counted, not one in 8. Needs hot_key_tracking. */
+  uint32_t hot_write_limit;
 
   const struct nokv_env *env;  /* NULL: POSIX file layer */
 } nokv_options;

@@ -105,6 +105,7 @@ typedef struct nokv_statistics {
   uint64_t hot_read_candidates;  /* keys held as possibly hot */
   uint64_t hot_write_candidates;
   uint64_t hot_tracker_bytes;    /* its memory */
+  uint64_t hot_writes_throttled; /* writes refused by hot_write_limit (NOKV_EHOTKEY) */
 
   /* recovery (the last open) */
   uint64_t recovered_records;

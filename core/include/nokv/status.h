@@ -27,6 +27,8 @@ enum {
   NOKV_ECONFLICT = -9,  /* a transaction conflicted with a concurrent commit */
   NOKV_ESTALE = -10,    /* an explicit read timestamp is older than the history
                            kept (versions it needs may have been compacted) */
+  NOKV_EHOTKEY = -11,   /* a key of the write was written hot_write_limit times
+                           in the last second: nothing written, retry later */
 };
 
 /* A short static description of rc ("not found", "corruption", ...). Never NULL. */

@@ -46,7 +46,9 @@ int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t
 int nokv_txn_put(nokv_txn *txn, const void *key, size_t klen, const void *val, size_t vlen);
 int nokv_txn_delete(nokv_txn *txn, const void *key, size_t klen);
 
-/* Commits and frees txn. NOKV_ECONFLICT: nothing was written; retry. On success
+/* Commits and frees txn. NOKV_ECONFLICT: nothing was written; retry.
+ * NOKV_EHOTKEY: one of its keys is past hot_write_limit, nothing was written;
+ * retry later. On success
  * *commit_ts (may be NULL) is the timestamp its writes carry (its read_ts if it
  * wrote nothing). wo may be NULL. */
 int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commit_ts);

@@ -123,6 +123,9 @@ static int check_options(const nokv_options *o) {
     return nk_err(NOKV_EINVAL, "value_log_segment_bytes must be 4 KiB to 2 GiB, not %llu",
                   (unsigned long long)o->value_log_segment_bytes);
   }
+  if (o->hot_write_limit > 0 && !o->hot_key_tracking) {
+    return nk_err(NOKV_EINVAL, "hot_write_limit needs hot_key_tracking");
+  }
   if (o->hot_key_tracking && o->hot_key_tracker_bytes < (64u << 10)) {
     return nk_err(NOKV_EINVAL, "hot_key_tracker_bytes must be at least 64 KiB, not %zu",
                   o->hot_key_tracker_bytes);
@@ -665,6 +668,8 @@ static void vlog_stats(nokv_db *db, nokv_statistics *s) {
   s->gc_segments_measured = nk_counter_get(&db->stats.gc_measured);
 }
 
+nk_hot *nk_db_hot(nokv_db *db) { return db->hot; }
+
 int nokv_hot_keys(nokv_db *db, nokv_hot_kind kind, size_t n, nokv_hot_key *out, size_t *count) {
   nk_err_clear();
   *count = 0;
@@ -714,6 +719,7 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->write_stalls = nk_counter_get(&db->stats.stalls);
   s->write_stall_micros = nk_counter_get(&db->stats.stall_micros);
   s->write_slowdowns = nk_counter_get(&db->stats.slowdowns);
+  s->hot_writes_throttled = nk_counter_get(&db->stats.hot_writes_throttled);
   s->flushes = nk_counter_get(&db->stats.flushes);
   s->flush_bytes_written = nk_counter_get(&db->stats.flush_bytes);
   s->compactions = nk_counter_get(&db->stats.compactions);

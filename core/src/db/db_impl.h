@@ -167,6 +167,7 @@ struct nokv_db {
     nk_counter puts, deletes, batches, write_groups, wal_syncs, writes_refused_full;
     nk_counter bg_full_retries;  /* flushes and compactions retried after ENOSPC */
     nk_counter user_bytes, stalls, stall_micros, slowdowns;
+    nk_counter hot_writes_throttled;
     nk_counter gets, get_hits, iterators, table_probes;
     nk_counter txn_commits, txn_conflicts;
     nk_counter flushes, flush_bytes, compactions, trivial_moves, compact_read, compact_written;

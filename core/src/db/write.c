@@ -655,21 +655,41 @@ static int enqueue_and_wait(nokv_db *db, nk_writer *w) {
   return w->rc;
 }
 
-/* Counts every key b writes in the hot-key tracker (GC's rewrites are not
- * writes of the user's and do not come here). */
-static void touch_writes(nokv_db *db, const nokv_batch *b) {
-  if (db->hot == NULL) return;
+/* Refuses b if one of its keys was written hot_write_limit times over the last
+ * second (NOKV_EHOTKEY); else counts its keys in the hot-key tracker. GC's
+ * rewrites are not the user's writes and do not come here. */
+static int hot_writes(nokv_db *db, const nokv_batch *b) {
+  if (db->hot == NULL) return NOKV_OK;
+  uint32_t limit = db->opts.hot_write_limit;
   nk_batch_reader r;
   nk_batch_op op;
   uint64_t ts;
   uint32_t count;
-  if (nk_batch_reader_init(&r, b->rep, b->len, &ts, &count) != NOKV_OK) return;
+  if (limit > 0) {
+    if (nk_batch_reader_init(&r, b->rep, b->len, &ts, &count) != NOKV_OK) return NOKV_OK;
+    uint64_t max_count = (uint64_t)limit * NK_HOT_WINDOW_MS / 1000u;
+    while (nk_batch_reader_next(&r, &op) == 1) {
+      uint64_t n = nk_hot_estimate(db->hot, NOKV_HOT_WRITES, nk_hash64(op.key, op.klen));
+      if (n >= max_count) {
+        nk_count(&db->stats.hot_writes_throttled, 1);
+        char shown[NK_KEY_SHOWN];
+        return nk_err(NOKV_EHOTKEY,
+                      "key %s was written about %llu times in the last second, at "
+                      "hot_write_limit (%u a second): nothing written; retry later",
+                      nk_show_key(op.key, op.klen, shown), (unsigned long long)n, limit);
+      }
+    }
+  }
+  if (nk_batch_reader_init(&r, b->rep, b->len, &ts, &count) != NOKV_OK) return NOKV_OK;
   while (nk_batch_reader_next(&r, &op) == 1) {
-    if (nk_hot_sampled()) {
+    if (limit > 0) {  /* the limit needs every write counted */
+      nk_hot_touch(db->hot, NOKV_HOT_WRITES, op.key, op.klen, nk_hash64(op.key, op.klen), 1);
+    } else if (nk_hot_sampled()) {
       nk_hot_touch(db->hot, NOKV_HOT_WRITES, op.key, op.klen, nk_hash64(op.key, op.klen),
                    NK_HOT_SAMPLE);
     }
   }
+  return NOKV_OK;
 }
 
 static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
@@ -680,7 +700,7 @@ static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_bat
     if (commit_ts != NULL) *commit_ts = nk_oracle_read_ts(&db->oracle);
     return NOKV_OK;
   }
-  if (b != NULL) touch_writes(db, b);
+  if (b != NULL) NK_RET(hot_writes(db, b));
   nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .mem_cost = cost};
   int rc = enqueue_and_wait(db, &w);
   if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
@@ -691,7 +711,7 @@ int nk_db_write_txn(nokv_db *db, const nokv_write_options *wo, const nokv_batch 
                     const nk_txn_commit *txn, uint64_t *commit_ts) {
   size_t cost;
   NK_RET(check_limits(db, b, &cost));
-  touch_writes(db, b);
+  NK_RET(hot_writes(db, b));
   nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .txn = txn, .mem_cost = cost};
   int rc = enqueue_and_wait(db, &w);
   if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
@@ -728,9 +748,9 @@ int nokv_write_async(nokv_db *db, const nokv_write_options *wo, const nokv_batch
     done(arg, NOKV_OK, nk_oracle_read_ts(&db->oracle), "");
     return NOKV_OK;
   }
+  NK_RET(hot_writes(db, b));
   nk_writer *w = calloc(1, sizeof *w);
   if (w == NULL) return nk_err(NOKV_ENOMEM, "out of memory queueing a write");
-  touch_writes(db, b);
   w->batch = b;
   w->sync = wo != NULL && wo->sync;
   w->mem_cost = cost;

@@ -87,6 +87,11 @@ nk_hot *nk_hot_new(const nk_hot_options *o) {
   return h;
 }
 
+void nk_hot_set_clock(nk_hot *h, uint64_t (*now_ms)(void)) {
+  h->now_ms = now_ms;
+  atomic_store(&h->window_start, now_ms());
+}
+
 void nk_hot_free(nk_hot *h) {
   if (h == NULL) return;
   for (int k = 0; k < 2; k++) {
@@ -154,7 +159,9 @@ static uint64_t estimate_at(nk_hot *h, const tracker *t, uint64_t hash, uint64_t
 }
 
 uint64_t nk_hot_estimate(nk_hot *h, nokv_hot_kind kind, uint64_t hash) {
-  return estimate_at(h, &h->kinds[kind], hash | 1, h->now_ms());
+  uint64_t now = h->now_ms();
+  maybe_rotate(h, now);
+  return estimate_at(h, &h->kinds[kind], hash | 1, now);
 }
 
 /* Takes key into the shard if it estimates above the smallest candidate.

@@ -43,6 +43,10 @@ typedef struct nk_hot_options {
 
 /* NULL on ENOMEM. */
 nk_hot *nk_hot_new(const nk_hot_options *o);
+/* For tests: a new clock, the window starting at its now. Before any touch. */
+void nk_hot_set_clock(nk_hot *h, uint64_t (*now_ms)(void));
+/* For tests: a database's tracker (NULL when tracking is off). */
+nk_hot *nk_db_hot(nokv_db *db);
 void nk_hot_free(nk_hot *h);
 
 /* Counts one access of kind to key (hash: nk_hash64 of it) with the given

@@ -80,6 +80,27 @@ const char *nokv_strerror(int rc) {
     case NOKV_ECLOSED: return "database closed";
     case NOKV_ECONFLICT: return "transaction conflict";
     case NOKV_ESTALE: return "read timestamp too old";
+    case NOKV_EHOTKEY: return "key written too often";
     default: return "unknown error";
   }
+}
+
+const char *nk_show_key(const void *key, size_t klen, char buf[NK_KEY_SHOWN]) {
+  const unsigned char *k = key;
+  size_t shown = klen < 48 ? klen : 48, n = 0;
+  buf[n++] = '"';
+  for (size_t i = 0; i < shown; i++) {
+    if (k[i] >= 0x20 && k[i] < 0x7f && k[i] != '"' && k[i] != '\\') {
+      buf[n++] = (char)k[i];
+    } else {
+      n += (size_t)snprintf(buf + n, NK_KEY_SHOWN - n, "\\x%02x", k[i]);
+    }
+  }
+  buf[n++] = '"';
+  if (shown < klen) {
+    snprintf(buf + n, NK_KEY_SHOWN - n, "... (%zu bytes)", klen);
+  } else {
+    buf[n] = '\0';
+  }
+  return buf;
 }

@@ -9,6 +9,8 @@
 #ifndef NOKV_UTIL_ERROR_H
 #define NOKV_UTIL_ERROR_H
 
+#include <stddef.h>
+
 #include "nokv/status.h"
 
 #ifdef __cplusplus
@@ -41,6 +43,11 @@ void nk_err_save(nk_err_saved *s);
 void nk_err_restore(const nk_err_saved *s);
 /* Clears the thread's message (called at the start of each public entry point). */
 void nk_err_clear(void);
+
+/* A key as a message shows it: quoted, its first 48 bytes with anything but
+ * printable ASCII as \xHH, then the whole length if it was cut. Returns buf. */
+#define NK_KEY_SHOWN 256
+const char *nk_show_key(const void *key, size_t klen, char buf[NK_KEY_SHOWN]);
 
 #define NK_RET(x)                 \
   do {                            \
