@@ -3,6 +3,8 @@
  * reads the manifest and the value log and writes nothing (it is safe to run
  * against a directory a server is using; what it prints is then a moment's view).
  *
+ *   nokv stats DIR [--json]  levels (files, bytes), WAL left to replay, value log
+ *                            (segments, live/garbage, head), manifest, last commit
  *   nokv manifest DIR        the tables of each level, WAL log number, value log head
  *   nokv vlog DIR [--verify] value log segments: size, live/garbage estimate, head;
  *                            --verify reads every entry and checks its checksum
@@ -23,6 +25,7 @@
 #include "util/env.h"
 #include "version/version_set.h"
 #include "vlog/vlog.h"
+#include "wal/wal.h"
 
 /* ---- a file layer that never writes ---- */
 
@@ -155,65 +158,115 @@ static int cmp_u32(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static int cmd_vlog(const char *dir, bool verify) {
-  state st;
-  if (load(dir, &st) != 0) return 1;
-  nk_vset_vlog vl;
+/* One segment file of the value log, as the manifest and the directory say. */
+typedef struct seg_info {
+  uint32_t fid;
+  uint64_t size;     /* bytes on disk */
+  uint64_t garbage;  /* known dead (discard statistics), at most its entries' bytes */
+  const char *state;
+  bool readable;
+} seg_info;
+
+/* The value log's segment files in fid order, with their size, known garbage
+ * and state. 1 (after saying why) if the directory cannot be listed. */
+static int list_segments(state *st, const char *dir, const nk_vset_vlog *vl, seg_info **out,
+                         size_t *count) {
   char **names = NULL;
-  size_t n = 0, nfids = 0;
-  uint32_t *fids = NULL;
-  int status = 0;
-  if (nk_vset_vlog_state(st.vs, &vl) != NOKV_OK ||
-      st.env.list_dir(&st.env, dir, &names, &n) != NOKV_OK ||
-      (fids = malloc((n ? n : 1) * sizeof *fids)) == NULL) {
+  size_t n = 0;
+  *out = NULL;
+  *count = 0;
+  seg_info *segs = NULL;
+  if (st->env.list_dir(&st->env, dir, &names, &n) != NOKV_OK ||
+      (segs = calloc(n ? n : 1, sizeof *segs)) == NULL) {
     fprintf(stderr, "nokv: cannot list %s: %s\n", dir, nokv_errmsg());
-    unload(&st);
+    nk_env_free_names(names, n);
     return 1;
   }
+  uint32_t *fids = malloc((n ? n : 1) * sizeof *fids);
+  if (fids == NULL) {
+    fprintf(stderr, "nokv: out of memory\n");
+    nk_env_free_names(names, n);
+    free(segs);
+    return 1;
+  }
+  size_t nfids = 0;
   for (size_t i = 0; i < n; i++) {
     uint32_t fid;
     if (nk_vlog_parse_name(names[i], &fid)) fids[nfids++] = fid;
   }
+  nk_env_free_names(names, n);
   qsort(fids, nfids, sizeof *fids, cmp_u32);
-  printf("head: segment %u offset %llu\n", vl.head_fid, (unsigned long long)vl.head_off);
-  printf("%-14s %12s %12s %12s %7s  %s\n", "segment", "bytes", "live~", "garbage", "ratio",
-         verify ? "state / verify" : "state");
-  uint64_t total = 0, garbage_total = 0, entries_total = 0;
   for (size_t i = 0; i < nfids; i++) {
+    seg_info *g = &segs[i];
+    g->fid = fids[i];
     char name[32];
     nk_vlog_file_name(fids[i], name);
     char *path = nk_path_join(dir, name);
     nk_file *f = NULL;
-    uint64_t size = 0;
-    if (path == NULL || st.env.open_read(&st.env, path, &f) != NOKV_OK ||
-        nk_file_size(f, &size) != NOKV_OK) {
+    g->readable = path != NULL && st->env.open_read(&st->env, path, &f) == NOKV_OK &&
+                  nk_file_size(f, &g->size) == NOKV_OK;
+    nk_file_close(f);
+    free(path);
+    for (size_t j = 0; j < vl->ndiscard; j++) {
+      if (vl->discard[j].fid == fids[i]) g->garbage = vl->discard[j].bytes;
+    }
+    uint64_t body = g->size > NK_VLOG_HEADER ? g->size - NK_VLOG_HEADER : 0;
+    if (g->garbage > body) g->garbage = body;
+    bool retired = false;
+    for (size_t j = 0; j < vl->nretired; j++) retired |= vl->retired[j] == fids[i];
+    g->state = retired                    ? "retired (GC'd, awaiting delete)"
+               : fids[i] < vl->head_fid  ? "sealed"
+               : fids[i] == vl->head_fid ? "head"
+                                         : "past head (unflushed)";
+  }
+  free(fids);
+  *out = segs;
+  *count = nfids;
+  return 0;
+}
+
+static int cmd_vlog(const char *dir, bool verify) {
+  state st;
+  if (load(dir, &st) != 0) return 1;
+  nk_vset_vlog vl;
+  seg_info *segs = NULL;
+  size_t nsegs = 0;
+  if (nk_vset_vlog_state(st.vs, &vl) != NOKV_OK) {
+    fprintf(stderr, "nokv: %s\n", nokv_errmsg());
+    unload(&st);
+    return 1;
+  }
+  if (list_segments(&st, dir, &vl, &segs, &nsegs) != 0) {
+    nk_vset_vlog_release(&vl);
+    unload(&st);
+    return 1;
+  }
+  int status = 0;
+  printf("head: segment %u offset %llu\n", vl.head_fid, (unsigned long long)vl.head_off);
+  printf("%-14s %12s %12s %12s %7s  %s\n", "segment", "bytes", "live~", "garbage", "ratio",
+         verify ? "state / verify" : "state");
+  uint64_t total = 0, garbage_total = 0, entries_total = 0;
+  for (size_t i = 0; i < nsegs; i++) {
+    const seg_info *g = &segs[i];
+    char name[32];
+    nk_vlog_file_name(g->fid, name);
+    if (!g->readable) {
       printf("%-14s cannot read: %s\n", name, nokv_errmsg());
       status = 1;
-      nk_file_close(f);
-      free(path);
       continue;
     }
-    nk_file_close(f);
-    uint64_t garbage = 0;
-    for (size_t j = 0; j < vl.ndiscard; j++) {
-      if (vl.discard[j].fid == fids[i]) garbage = vl.discard[j].bytes;
-    }
-    uint64_t body = size > NK_VLOG_HEADER ? size - NK_VLOG_HEADER : 0;
-    if (garbage > body) garbage = body;
-    bool retired = false;
-    for (size_t j = 0; j < vl.nretired; j++) retired |= vl.retired[j] == fids[i];
-    const char *state = retired                    ? "retired (GC'd, awaiting delete)"
-                        : fids[i] < vl.head_fid   ? "sealed"
-                        : fids[i] == vl.head_fid  ? "head"
-                                                  : "past head (unflushed)";
-    printf("%-14s %12llu %12llu %12llu %6.1f%%  %s", name, (unsigned long long)size,
-           (unsigned long long)(body - garbage), (unsigned long long)garbage,
-           body ? 100.0 * (double)garbage / (double)body : 0.0, state);
-    total += size;
-    garbage_total += garbage;
+    uint64_t body = g->size > NK_VLOG_HEADER ? g->size - NK_VLOG_HEADER : 0;
+    printf("%-14s %12llu %12llu %12llu %6.1f%%  %s", name, (unsigned long long)g->size,
+           (unsigned long long)(body - g->garbage), (unsigned long long)g->garbage,
+           body ? 100.0 * (double)g->garbage / (double)body : 0.0, g->state);
+    total += g->size;
+    garbage_total += g->garbage;
     if (verify) {
+      char *path = nk_path_join(dir, name);
       nk_vlog_scan_result r;
-      int rc = nk_vlog_scan_file(&st.env, path, fids[i], 0, NULL, NULL, &r);
+      int rc = path == NULL ? NOKV_ENOMEM
+                            : nk_vlog_scan_file(&st.env, path, g->fid, 0, NULL, NULL, &r);
+      free(path);
       if (rc != NOKV_OK) {
         printf("  DAMAGED: %s", nokv_errmsg());
         status = 1;
@@ -223,12 +276,11 @@ static int cmd_vlog(const char *dir, bool verify) {
       } else {
         printf("  %llu entries ok", (unsigned long long)r.entries);
       }
-      entries_total += r.entries;
+      if (rc == NOKV_OK) entries_total += r.entries;
     }
     printf("\n");
-    free(path);
   }
-  printf("%zu segments, %llu bytes, %llu garbage (%.1f%%)", nfids, (unsigned long long)total,
+  printf("%zu segments, %llu bytes, %llu garbage (%.1f%%)", nsegs, (unsigned long long)total,
          (unsigned long long)garbage_total,
          total ? 100.0 * (double)garbage_total / (double)total : 0.0);
   if (verify) {
@@ -236,9 +288,172 @@ static int cmd_vlog(const char *dir, bool verify) {
            status == 0 ? "all checksums match" : "DAMAGE FOUND");
   }
   printf("\n");
-  free(fids);
-  nk_env_free_names(names, n);
+  free(segs);
   nk_vset_vlog_release(&vl);
+  unload(&st);
+  return status;
+}
+
+/* ---- stats (offline) ---- */
+
+/* The size of dir/name, or 0 if it cannot be read (*ok false). */
+static uint64_t file_size(state *st, const char *dir, const char *name, bool *ok) {
+  char *path = nk_path_join(dir, name);
+  nk_file *f = NULL;
+  uint64_t size = 0;
+  bool good = path != NULL && st->env.open_read(&st->env, path, &f) == NOKV_OK &&
+              nk_file_size(f, &size) == NOKV_OK;
+  nk_file_close(f);
+  free(path);
+  if (!good) *ok = false;
+  return size;
+}
+
+typedef struct dir_stats {
+  char manifest[32];
+  uint64_t manifest_bytes, log_number, next_file, last_ts;
+  uint64_t level_files[NK_NUM_LEVELS], level_bytes[NK_NUM_LEVELS], tables, table_bytes;
+  uint64_t wal_segments, wal_bytes;  /* from the log number on: replayed at the next open */
+  uint64_t vlog_segments, vlog_bytes, vlog_garbage, vlog_live, vlog_past_head, vlog_retired;
+  uint32_t head_fid;
+  uint64_t head_off;
+} dir_stats;
+
+static int gather_stats(state *st, const char *dir, dir_stats *d) {
+  memset(d, 0, sizeof *d);
+  bool ok = true;
+  snprintf(d->manifest, sizeof d->manifest, "MANIFEST-%08llu",
+           (unsigned long long)st->vs->manifest_number);
+  d->manifest_bytes = file_size(st, dir, d->manifest, &ok);
+  d->log_number = st->vs->log_number;
+  d->next_file = st->vs->next_file;
+  d->last_ts = st->vs->last_ts;
+  nk_version *v = nk_vset_current(st->vs);
+  for (int l = 0; l < NK_NUM_LEVELS; l++) {
+    d->level_files[l] = v->nfiles[l];
+    d->level_bytes[l] = v->level_bytes[l];
+    d->tables += v->nfiles[l];
+    d->table_bytes += v->level_bytes[l];
+  }
+  nk_version_unref(v);
+  uint64_t *numbers = NULL;
+  size_t n = 0;
+  if (nk_wal_list(&st->env, dir, &numbers, &n) != NOKV_OK) {
+    fprintf(stderr, "nokv: cannot list the WAL of %s: %s\n", dir, nokv_errmsg());
+    return 1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (numbers[i] < d->log_number) continue;  /* in tables already: deleted soon */
+    char name[32];
+    nk_wal_segment_name(numbers[i], name);
+    d->wal_segments++;
+    d->wal_bytes += file_size(st, dir, name, &ok);
+  }
+  free(numbers);
+  nk_vset_vlog vl;
+  if (nk_vset_vlog_state(st->vs, &vl) != NOKV_OK) {
+    fprintf(stderr, "nokv: %s\n", nokv_errmsg());
+    return 1;
+  }
+  seg_info *segs = NULL;
+  size_t nsegs = 0;
+  if (list_segments(st, dir, &vl, &segs, &nsegs) != 0) {
+    nk_vset_vlog_release(&vl);
+    return 1;
+  }
+  d->head_fid = vl.head_fid;
+  d->head_off = vl.head_off;
+  for (size_t i = 0; i < nsegs; i++) {
+    const seg_info *g = &segs[i];
+    ok &= g->readable;
+    d->vlog_segments++;
+    d->vlog_bytes += g->size;
+    d->vlog_garbage += g->garbage;
+    d->vlog_live += g->size > NK_VLOG_HEADER ? g->size - NK_VLOG_HEADER - g->garbage : 0;
+    if (g->fid > vl.head_fid) d->vlog_past_head += g->size;
+    if (g->fid == vl.head_fid && g->size > vl.head_off) d->vlog_past_head += g->size - vl.head_off;
+    for (size_t j = 0; j < vl.nretired; j++) d->vlog_retired += vl.retired[j] == g->fid;
+  }
+  free(segs);
+  nk_vset_vlog_release(&vl);
+  if (!ok) fprintf(stderr, "nokv: some files of %s could not be read; sizes are partial\n", dir);
+  return ok ? 0 : 1;
+}
+
+static void print_stats_text(const char *dir, const dir_stats *d) {
+  printf("data directory    %s\n", dir);
+  printf("manifest          %s, %llu bytes\n", d->manifest, (unsigned long long)d->manifest_bytes);
+  printf("last commit ts    %llu in tables (the WAL to replay holds any later one)\n",
+         (unsigned long long)d->last_ts);
+  printf("\ntables            %12s %14s\n", "files", "bytes");
+  for (int l = 0; l < NK_NUM_LEVELS; l++) {
+    if (d->level_files[l] == 0) continue;
+    printf("  L%d              %12llu %14llu\n", l, (unsigned long long)d->level_files[l],
+           (unsigned long long)d->level_bytes[l]);
+  }
+  printf("  total           %12llu %14llu\n", (unsigned long long)d->tables,
+         (unsigned long long)d->table_bytes);
+  printf("\nWAL to replay     %llu segments, %llu bytes (from log number %llu)\n",
+         (unsigned long long)d->wal_segments, (unsigned long long)d->wal_bytes,
+         (unsigned long long)d->log_number);
+  printf("\nvalue log         %llu segments, %llu bytes\n", (unsigned long long)d->vlog_segments,
+         (unsigned long long)d->vlog_bytes);
+  printf("  live (about)    %llu bytes\n", (unsigned long long)d->vlog_live);
+  printf("  garbage (known) %llu bytes (%.1f%%)\n", (unsigned long long)d->vlog_garbage,
+         d->vlog_bytes ? 100.0 * (double)d->vlog_garbage / (double)d->vlog_bytes : 0.0);
+  printf("  head            segment %u offset %llu; %llu bytes after it, not yet in tables\n",
+         d->head_fid, (unsigned long long)d->head_off, (unsigned long long)d->vlog_past_head);
+  if (d->vlog_retired > 0) {
+    printf("  retired         %llu segments awaiting deletion\n",
+           (unsigned long long)d->vlog_retired);
+  }
+}
+
+/* The directory as JSON. The fields are stable (docs/cli.md); the path is
+ * escaped for JSON. */
+static void print_stats_json(const char *dir, const dir_stats *d) {
+  printf("{\"data_dir\": \"");
+  for (const unsigned char *p = (const unsigned char *)dir; *p != 0; p++) {
+    if (*p == '"' || *p == '\\') {
+      printf("\\%c", *p);
+    } else if (*p < 0x20) {
+      printf("\\u%04x", *p);
+    } else {
+      putchar(*p);
+    }
+  }
+  printf("\",\n \"manifest\": {\"file\": \"%s\", \"bytes\": %llu, \"log_number\": %llu, "
+         "\"next_file\": %llu},\n",
+         d->manifest, (unsigned long long)d->manifest_bytes, (unsigned long long)d->log_number,
+         (unsigned long long)d->next_file);
+  printf(" \"last_commit_ts_in_tables\": %llu,\n \"levels\": [", (unsigned long long)d->last_ts);
+  for (int l = 0; l < NK_NUM_LEVELS; l++) {
+    printf("%s{\"level\": %d, \"files\": %llu, \"bytes\": %llu}", l ? ", " : "", l,
+           (unsigned long long)d->level_files[l], (unsigned long long)d->level_bytes[l]);
+  }
+  printf("],\n \"tables\": {\"files\": %llu, \"bytes\": %llu},\n", (unsigned long long)d->tables,
+         (unsigned long long)d->table_bytes);
+  printf(" \"wal\": {\"segments_to_replay\": %llu, \"bytes_to_replay\": %llu},\n",
+         (unsigned long long)d->wal_segments, (unsigned long long)d->wal_bytes);
+  printf(" \"value_log\": {\"segments\": %llu, \"bytes\": %llu, \"live_bytes\": %llu, "
+         "\"garbage_bytes\": %llu, \"head_segment\": %u, \"head_offset\": %llu, "
+         "\"bytes_past_head\": %llu, \"retired_segments\": %llu}}\n",
+         (unsigned long long)d->vlog_segments, (unsigned long long)d->vlog_bytes,
+         (unsigned long long)d->vlog_live, (unsigned long long)d->vlog_garbage, d->head_fid,
+         (unsigned long long)d->head_off, (unsigned long long)d->vlog_past_head,
+         (unsigned long long)d->vlog_retired);
+}
+
+static int cmd_stats(const char *dir, bool json) {
+  state st;
+  if (load(dir, &st) != 0) return 1;
+  dir_stats d;
+  int status = gather_stats(&st, dir, &d);
+  if (json) {
+    print_stats_json(dir, &d);
+  } else {
+    print_stats_text(dir, &d);
+  }
   unload(&st);
   return status;
 }
@@ -322,7 +537,8 @@ static int cmd_repair(const char *dir) {
 
 static int usage(void) {
   fprintf(stderr,
-          "usage: nokv manifest DIR\n"
+          "usage: nokv stats DIR [--json]  levels, WAL to replay, value log (offline)\n"
+          "       nokv manifest DIR\n"
           "       nokv vlog DIR [--verify]\n"
           "       nokv checkpoint DIR DEST   (opens DIR: not while a server uses it; use\n"
           "                                   the Checkpoint RPC there)\n"
@@ -334,6 +550,10 @@ static int usage(void) {
 
 int main(int argc, char **argv) {
   if (argc < 3) return usage();
+  if (strcmp(argv[1], "stats") == 0 && argc == 3) return cmd_stats(argv[2], false);
+  if (strcmp(argv[1], "stats") == 0 && argc == 4 && strcmp(argv[3], "--json") == 0) {
+    return cmd_stats(argv[2], true);
+  }
   if (strcmp(argv[1], "manifest") == 0 && argc == 3) return cmd_manifest(argv[2]);
   if (strcmp(argv[1], "checkpoint") == 0 && argc == 4) return cmd_checkpoint(argv[2], argv[3]);
   if (strcmp(argv[1], "repair") == 0 && argc == 3) return cmd_repair(argv[2]);

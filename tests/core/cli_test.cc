@@ -92,6 +92,64 @@ TEST(Cli, VerifyFindsAFlippedByte) {
   EXPECT_NE(r.out.find("DAMAGE FOUND"), std::string::npos) << r.out;
 }
 
+// `nokv stats DIR` agrees with what the engine reports for the same directory,
+// and its --json output parses (Python's json module) to the same figures.
+TEST(Cli, StatsAgreesWithTheEngineAndParsesAsJson) {
+  TempDir dir;
+  Fill(dir.path());
+  nokv_options o;
+  nokv_options_init(&o);
+  o.disable_auto_gc = true;
+  o.disable_auto_compaction = true;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  ASSERT_EQ(Put(db, "unflushed", std::string(8192, 'u')), NOKV_OK);  // a WAL record to replay
+  nokv_statistics s;
+  ASSERT_EQ(nokv_stats(db, &s), NOKV_OK);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+  ASSERT_GT(s.tables, 0u);
+
+  Result r = RunCli("stats " + dir.path());
+  ASSERT_EQ(r.status, 0) << r.out;
+  // The unflushed write's timestamp is in the WAL only.
+  EXPECT_NE(r.out.find("last commit ts    " + std::to_string(s.last_commit_ts - 1) + " in tables"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  total           "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(std::to_string(s.table_bytes)), std::string::npos) << r.out;
+
+  std::string json_path = dir.file("stats.json");
+  r = RunCli("stats " + dir.path() + " --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  {
+    std::ofstream(json_path) << r.out;
+  }
+  std::string py =
+      "/usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); "
+      "print(d[\"tables\"][\"files\"], d[\"tables\"][\"bytes\"], "
+      "sum(l[\"files\"] for l in d[\"levels\"]), d[\"last_commit_ts_in_tables\"], "
+      "d[\"value_log\"][\"segments\"], d[\"value_log\"][\"garbage_bytes\"], "
+      "d[\"value_log\"][\"bytes_past_head\"], d[\"wal\"][\"segments_to_replay\"], "
+      "d[\"wal\"][\"bytes_to_replay\"])' " +
+      json_path;
+  FILE* p = popen(py.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  unsigned long long tables, bytes, level_sum, last_ts, segs, garbage, past_head, wal_segs,
+      wal_bytes;
+  int got = fscanf(p, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &tables, &bytes, &level_sum,
+                   &last_ts, &segs, &garbage, &past_head, &wal_segs, &wal_bytes);
+  ASSERT_EQ(pclose(p), 0) << r.out;
+  ASSERT_EQ(got, 9) << r.out;
+  EXPECT_EQ(tables, s.tables);
+  EXPECT_EQ(level_sum, s.tables);
+  EXPECT_EQ(bytes, s.table_bytes);
+  EXPECT_EQ(last_ts, s.last_commit_ts - 1);
+  EXPECT_EQ(segs, FilesWithSuffix(dir.path(), ".vlog").size());
+  EXPECT_GT(garbage, 0u);       // half the values were overwritten and compacted
+  EXPECT_GE(past_head, 8192u);  // the unflushed value
+  EXPECT_GE(wal_segs, 1u);
+  EXPECT_GT(wal_bytes, 0u);
+}
+
 TEST(Cli, ManifestListsTables) {
   TempDir dir;
   Fill(dir.path());
