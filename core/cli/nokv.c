@@ -5,6 +5,8 @@
  *
  *   nokv stats DIR [--json]  levels (files, bytes), WAL left to replay, value log
  *                            (segments, live/garbage, head), manifest, last commit
+ *   nokv stats --addr HOST:PORT [--json] [--watch SECONDS] [--hot N]
+ *                            a running server's Stats (runs nokv-remote)
  *   nokv manifest DIR        the tables of each level, WAL log number, value log head
  *   nokv vlog DIR [--verify] value log segments: size, live/garbage estimate, head;
  *                            --verify reads every entry and checks its checksum
@@ -15,9 +17,12 @@
  *
  * Exit status: 0 ok, 1 damage found (or the directory could not be read), 2 usage.
  */
+#define _DEFAULT_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nokv/nokv.h"
 #include "nokv/status.h"
@@ -535,9 +540,43 @@ static int cmd_repair(const char *dir) {
   return 0;
 }
 
+/* ---- talking to a running server: nokv-remote ---- */
+
+/* `nokv stats --addr ...` asks a running server over gRPC; that client is
+ * nokv-remote (C++, service/nokv_remote.cc), installed next to this program,
+ * which hands the call over as git does to its subcommands. Looked for: in
+ * $NOKV_REMOTE, next to this program, in its Bazel runfiles, then on PATH. */
+static int exec_remote(char **argv) {
+  const char *env = getenv("NOKV_REMOTE");
+  if (env != NULL && *env != '\0') {
+    execv(env, argv);
+    fprintf(stderr, "nokv: cannot run %s: %s\n", env, strerror(errno));
+    return 1;
+  }
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    char path[4200];
+    char *slash = strrchr(self, '/');
+    if (slash != NULL) {
+      snprintf(path, sizeof path, "%.*s/nokv-remote", (int)(slash - self), self);
+      execv(path, argv);
+    }
+    snprintf(path, sizeof path, "%s.runfiles/nokv/service/nokv-remote", self);
+    execv(path, argv);
+  }
+  execvp("nokv-remote", argv);
+  fprintf(stderr, "nokv: stats --addr needs nokv-remote (next to nokv or on PATH): %s\n",
+          strerror(errno));
+  return 1;
+}
+
 static int usage(void) {
   fprintf(stderr,
           "usage: nokv stats DIR [--json]  levels, WAL to replay, value log (offline)\n"
+          "       nokv stats --addr HOST:PORT [--json] [--watch SECONDS] [--hot N]\n"
+          "                                  a running server's counters and hot keys\n"
           "       nokv manifest DIR\n"
           "       nokv vlog DIR [--verify]\n"
           "       nokv checkpoint DIR DEST   (opens DIR: not while a server uses it; use\n"
@@ -550,6 +589,9 @@ static int usage(void) {
 
 int main(int argc, char **argv) {
   if (argc < 3) return usage();
+  for (int i = 2; strcmp(argv[1], "stats") == 0 && i < argc; i++) {
+    if (strcmp(argv[i], "--addr") == 0) return exec_remote(argv);
+  }
   if (strcmp(argv[1], "stats") == 0 && argc == 3) return cmd_stats(argv[2], false);
   if (strcmp(argv[1], "stats") == 0 && argc == 4 && strcmp(argv[3], "--json") == 0) {
     return cmd_stats(argv[2], true);
