@@ -14,6 +14,7 @@ _PINNED_LIBS = {
     "libprotobuf-c": ("1.4.", "libprotobuf-c-dev"),
     "libzstd": ("1.5.", "libzstd-dev"),
     "libxxhash": ("0.8.", "libxxhash-dev"),
+    "libmicrohttpd": ("0.9.", "libmicrohttpd-dev"),  # the server's /metrics
     "gtest": ("1.12.", "libgtest-dev"),
     "gtest_main": ("1.12.", "libgtest-dev"),
     "gmock": ("1.12.", "libgmock-dev"),
@@ -85,6 +86,7 @@ def _system_repo_impl(rctx):
         "protobuf_c": _libs(rctx, "libprotobuf-c"),
         "zstd": _libs(rctx, "libzstd"),
         "xxhash": _libs(rctx, "libxxhash"),
+        "microhttpd": _libs(rctx, "libmicrohttpd"),
         "gtest_main": _libs(rctx, "gtest_main", "gmock", "gtest") + ["-lpthread"],
         "absl_flags": _libs(rctx, "absl_flags_parse"),
         "rocksdb": _libs(rctx, "rocksdb"),

@@ -21,6 +21,8 @@ protobuf-c-compiler      1.4.
 libabsl-dev              20220623
 libzstd-dev              1.5.
 libxxhash-dev            0.8.
+libmicrohttpd-dev        0.9.75
+python3-prometheus-client 0.16.
 googletest               1.12.
 libgtest-dev             1.12.
 libgmock-dev             1.12.

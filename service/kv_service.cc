@@ -1,4 +1,5 @@
 #include "service/kv_service.h"
+#include "service/metrics.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -570,6 +571,11 @@ std::unique_ptr<grpc::Server> StartServer(const ServerConfig& config, KvService*
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
   builder.RegisterService(service);
+  if (config.rpc_metrics != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(NewMetricsInterceptorFactory(config.rpc_metrics));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *bound_port == 0) return nullptr;
   server->GetHealthCheckService()->SetServingStatus("nokv.v1.KV", true);

@@ -185,10 +185,15 @@ bool FillScanChunk(nokv_iter* iter, google::protobuf::RepeatedPtrField<nokv::v1:
 // next pair's size if that is larger.
 size_t NextChunkBytes(nokv_iter* iter, size_t chunk_bytes);
 
+class RpcMetrics;
+
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   size_t max_message_bytes = 80 << 20;
   ServiceOptions service;
+  // If set, every call's method, status and duration are recorded there (a
+  // server interceptor; metrics.h).
+  RpcMetrics* rpc_metrics = nullptr;
 };
 
 // Builds and starts a server with the KV service, gRPC health checking (service

@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "nokv/nokv.h"
 #include "service/kv_service.h"
+#include "service/metrics.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address to serve on (port 0: pick a free one)");
 ABSL_FLAG(std::string, data_dir, "./nokv-data", "database directory (created if missing)");
@@ -51,6 +52,8 @@ ABSL_FLAG(bool, hot_key_tracking, true, "track hot keys (Stats lists them; docs/
 ABSL_FLAG(uint32_t, hot_key_min_rate, 100, "accesses a second from which a key is listed as hot");
 ABSL_FLAG(uint32_t, hot_write_limit, 0,
           "writes of one key accepted a second; more fail with RESOURCE_EXHAUSTED (0: no limit)");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "serve Prometheus metrics on http://ADDR/metrics, e.g. 0.0.0.0:9090 (empty: off)");
 ABSL_FLAG(int, stream_workers, 8, "threads running Scan and Txn streams' engine calls");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "how long in-flight calls may run after SIGTERM");
 ABSL_FLAG(std::string, backup_dir, "",
@@ -149,6 +152,9 @@ int main(int argc, char** argv) {
   config.service.max_stream_lifetime_ms = absl::GetFlag(FLAGS_max_stream_lifetime_ms);
   config.service.txn_buffer_bytes = absl::GetFlag(FLAGS_txn_buffer_bytes);
   config.service.backup_dir = absl::GetFlag(FLAGS_backup_dir);
+  nokv::service::RpcMetrics rpc_metrics;
+  const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  if (!metrics_listen.empty()) config.rpc_metrics = &rpc_metrics;
   nokv::service::KvService service(db, config.service);
   int port = 0;
   std::unique_ptr<grpc::Server> server = nokv::service::StartServer(config, &service, &port);
@@ -156,6 +162,18 @@ int main(int argc, char** argv) {
     fprintf(stderr, "nokv-server: cannot listen on %s\n", config.listen.c_str());
     nokv_close(db);
     return 1;
+  }
+  std::unique_ptr<nokv::service::MetricsServer> metrics;
+  if (!metrics_listen.empty()) {
+    std::string bound;
+    metrics = nokv::service::MetricsServer::Start(metrics_listen, db, &rpc_metrics, &bound);
+    if (metrics == nullptr) {
+      server->Shutdown();
+      server.reset();
+      nokv_close(db);
+      return 1;
+    }
+    printf("nokv-server metrics on http://%s/metrics\n", bound.c_str());
   }
   std::string host = config.listen.substr(0, config.listen.rfind(':'));
   printf("nokv-server listening on %s:%d, data in %s (%llu records recovered)\n", host.c_str(),
@@ -176,6 +194,7 @@ int main(int argc, char** argv) {
   server->Wait();
   waiter.join();
   server.reset();
+  metrics.reset();  /* it reads the engine's counters */
   int rc = nokv_close(db);
   if (rc != NOKV_OK) {
     fprintf(stderr, "nokv-server: close: %s\n", nokv_errmsg());
