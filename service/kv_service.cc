@@ -52,7 +52,8 @@ grpc::Status RequireKey(const std::string& key) {
   X(recovery_wal_micros)                                                                     \
   X(recovery_flush_micros) X(recovery_cleanup_micros) X(writes_refused_full)                \
   X(bg_full_retries) X(hot_reads_sampled) X(hot_writes_sampled) X(hot_read_candidates)      \
-  X(hot_write_candidates) X(hot_tracker_bytes) X(hot_writes_throttled)
+  X(hot_write_candidates) X(hot_tracker_bytes) X(hot_writes_throttled)         \
+  X(hot_cache_hits) X(hot_cache_fills) X(hot_cache_bytes)
 
 }  // namespace
 

@@ -212,6 +212,9 @@ const EngineMetric kEngine[] = {
     NOKV_COUNTER(hot_reads_sampled, "Reads counted by the hot-key tracker."),
     NOKV_COUNTER(hot_writes_sampled, "Written keys counted by the hot-key tracker."),
     NOKV_GAUGE(hot_tracker_bytes, "Memory of the hot-key tracker."),
+    NOKV_COUNTER(hot_cache_hits, "Gets served by the hot-read cache."),
+    NOKV_COUNTER(hot_cache_fills, "Hot values put in the hot-read cache."),
+    NOKV_GAUGE(hot_cache_bytes, "Memory in use by the hot-read cache."),
     NOKV_GAUGE(recovery_micros, "Wall time of the last open's recovery."),
 };
 

@@ -84,6 +84,7 @@ void PrintText(const std::string& addr, const nokv::v1::StatsResponse& r) {
   std::printf("reads\n");
   Line("gets / hits", N(c("gets")) + " / " + N(c("get_hits")));
   Line("iterators", N(c("iterators_created")));
+  Line("hot-read cache hits", N(c("hot_cache_hits")) + " (" + N(c("hot_cache_bytes")) + " bytes cached)");
   Line("block cache hits", Ratio(c("block_cache_hits"), c("block_cache_hits") + c("block_cache_misses")));
   char probes[32];
   std::snprintf(probes, sizeof probes, "%.2f",

@@ -52,6 +52,8 @@ ABSL_FLAG(bool, hot_key_tracking, true, "track hot keys (Stats lists them; docs/
 ABSL_FLAG(uint32_t, hot_key_min_rate, 100, "accesses a second from which a key is listed as hot");
 ABSL_FLAG(uint32_t, hot_write_limit, 0,
           "writes of one key accepted a second; more fail with RESOURCE_EXHAUSTED (0: no limit)");
+ABSL_FLAG(uint64_t, hot_read_cache_bytes, 4 << 20,
+          "cache of hot keys' newest values, so their Gets skip the LSM (0: off)");
 ABSL_FLAG(std::string, metrics_listen, "",
           "serve Prometheus metrics on http://ADDR/metrics, e.g. 0.0.0.0:9090 (empty: off)");
 ABSL_FLAG(int, stream_workers, 8, "threads running Scan and Txn streams' engine calls");
@@ -123,6 +125,7 @@ int main(int argc, char** argv) {
   opts.hot_key_tracking = absl::GetFlag(FLAGS_hot_key_tracking);
   opts.hot_key_min_rate = absl::GetFlag(FLAGS_hot_key_min_rate);
   opts.hot_write_limit = absl::GetFlag(FLAGS_hot_write_limit);
+  opts.hot_read_cache_bytes = absl::GetFlag(FLAGS_hot_read_cache_bytes);
   nokv_db* db = nullptr;
   if (int rc = nokv_open(data_dir.c_str(), &opts, &db); rc != NOKV_OK) {
     fprintf(stderr, "nokv-server: cannot open %s: %s (%s)\n", data_dir.c_str(), nokv_errmsg(),

@@ -22,6 +22,7 @@ typedef struct bench_config {
    * (0: the engine's default). */
   size_t nokv_value_threshold;
   bool nokv_no_hot_keys;  /* NoKV-C: hot_key_tracking off */
+  bool nokv_no_hot_cache; /* NoKV-C: hot_read_cache_bytes 0 */
 } bench_config;
 
 typedef struct bench_engine {

@@ -18,6 +18,7 @@ static void *nk_open(const char *dir, const bench_config *c) {
   o.compression_start_level = c->compression ? 0 : -1;
   if (c->nokv_value_threshold > 0) o.value_threshold = c->nokv_value_threshold;
   if (c->nokv_no_hot_keys) o.hot_key_tracking = false;
+  if (c->nokv_no_hot_cache) o.hot_read_cache_bytes = 0;
   nokv_db *db;
   if (nokv_open(dir, &o, &db) != NOKV_OK) {
     fprintf(stderr, "nokv: open %s: %s\n", dir, nokv_errmsg());

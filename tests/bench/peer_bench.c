@@ -7,12 +7,14 @@
  *       [--engines nokv,rocksdb,leveldb] [--cache_mb 8] [--compression 0|1]
  *       [--workloads fillrandom,readrandom,...] [--repeat N] [--dir DIR] [--json FILE]
  *       [--data_mb MB] [--nokv_value_threshold BYTES] [--nokv_hot_keys 0|1]
+ *       [--nokv_hot_cache 0|1]
  *
  * --data_mb sizes each value size's data set in bytes instead (num = MB / (key +
  * value)), so large values do not mean a huge data set. --nokv_value_threshold
  * overrides NoKV-C's value_threshold (values at least this long go to the value
  * log), to show what keeping values inline trades. --nokv_hot_keys 0 turns
- * NoKV-C's hot-key tracker off, to measure what it costs.
+ * NoKV-C's hot-key tracker off, to measure what it costs; --nokv_hot_cache 0
+ * turns only its hot-read cache off.
  * Workloads (db_bench's names), 16-byte keys, one thread, sync off:
  *   fillseq      num puts in key order into an empty database
  *   fillrandom   num puts in random order (each key once) into an empty database
@@ -329,6 +331,7 @@ int main(int argc, char **argv) {
     else if (strcmp(f, "--data_mb") == 0) data_mb = strtoull(v, NULL, 10);
     else if (strcmp(f, "--nokv_value_threshold") == 0) cfg.nokv_value_threshold = strtoull(v, NULL, 10);
     else if (strcmp(f, "--nokv_hot_keys") == 0) cfg.nokv_no_hot_keys = atoi(v) == 0;
+    else if (strcmp(f, "--nokv_hot_cache") == 0) cfg.nokv_no_hot_cache = atoi(v) == 0;
     else {
       fprintf(stderr, "peer_bench: unknown flag %s\n", f);
       return 2;

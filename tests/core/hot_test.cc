@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -304,6 +306,147 @@ TEST(HotKeysDb, WritesPastTheLimitAreRefusedUntilTheKeyCools) {
 
   o.hot_key_tracking = false;
   EXPECT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_EINVAL);
+}
+
+// The hot-read cache against a model: a few hot keys overwritten, deleted and
+// read at the latest timestamp, at snapshots and in transactions; every read
+// gives what the versions say, and the cache did serve reads.
+TEST(HotReadCache, NeverReturnsWhatTheLsmWouldNot) {
+  TempDir dir;
+  nokv_options o;
+  nokv_options_init(&o);
+  o.hot_key_min_rate = 1;  // every key read twice is hot
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  // key -> versions (commit ts, value; "" with deleted = a deletion)
+  struct Version {
+    uint64_t ts;
+    bool deleted;
+    std::string value;
+  };
+  std::map<std::string, std::vector<Version>> model;
+  auto visible = [&](const std::string& k, uint64_t ts) -> std::optional<std::string> {
+    std::optional<std::string> v;
+    for (const auto& ver : model[k]) {
+      if (ver.ts <= ts) v = ver.deleted ? std::nullopt : std::optional<std::string>(ver.value);
+    }
+    return v;
+  };
+  std::vector<std::pair<nokv_snapshot*, uint64_t>> snaps;
+  uint64_t rng = 99;
+  for (int step = 0; step < 20000; step++) {
+    std::string k = "hot" + std::to_string(Zipf::Mix(&rng) % 6);
+    int dice = static_cast<int>(Zipf::Mix(&rng) % 100);
+    if (dice < 10) {
+      std::string v = "v" + std::to_string(step) + std::string(Zipf::Mix(&rng) % 3000, 'x');
+      uint64_t ts = 0;
+      ASSERT_EQ(nokv_put(db, nullptr, k.data(), k.size(), v.data(), v.size(), &ts), NOKV_OK);
+      model[k].push_back({ts, false, v});
+    } else if (dice < 13) {
+      uint64_t ts = 0;
+      nokv_batch* b;
+      ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+      ASSERT_EQ(nokv_batch_delete(b, k.data(), k.size()), NOKV_OK);
+      ASSERT_EQ(nokv_write(db, nullptr, b, &ts), NOKV_OK);
+      nokv_batch_free(b);
+      model[k].push_back({ts, true, ""});
+    } else if (dice < 15) {
+      nokv_txn* t;
+      ASSERT_EQ(nokv_txn_begin(db, 0, &t), NOKV_OK);
+      std::string v = "txn" + std::to_string(step);
+      ASSERT_EQ(nokv_txn_put(t, k.data(), k.size(), v.data(), v.size()), NOKV_OK);
+      uint64_t ts = 0;
+      ASSERT_EQ(nokv_txn_commit(t, nullptr, &ts), NOKV_OK);
+      model[k].push_back({ts, false, v});
+    } else if (dice < 17 && snaps.size() < 8) {
+      nokv_snapshot* sn;
+      ASSERT_EQ(nokv_snapshot_create(db, &sn), NOKV_OK);
+      snaps.push_back({sn, nokv_snapshot_ts(sn)});
+    } else if (dice < 25 && !snaps.empty()) {
+      auto [sn, ts] = snaps[Zipf::Mix(&rng) % snaps.size()];
+      nokv_read_options ro;
+      nokv_read_options_init(&ro);
+      ro.snapshot = sn;
+      void* v = nullptr;
+      size_t n = 0;
+      int rc = nokv_get(db, &ro, k.data(), k.size(), &v, &n, nullptr);
+      auto want = visible(k, ts);
+      ASSERT_EQ(rc == NOKV_OK, want.has_value()) << k << " at snapshot " << ts << " step " << step;
+      if (rc == NOKV_OK) ASSERT_EQ(std::string(static_cast<char*>(v), n), *want) << k;
+      nokv_free(v);
+    } else if (dice < 28) {
+      nokv_txn* t;
+      ASSERT_EQ(nokv_txn_begin(db, 0, &t), NOKV_OK);
+      void* v = nullptr;
+      size_t n = 0;
+      int rc = nokv_txn_get(t, k.data(), k.size(), &v, &n);
+      auto want = visible(k, nokv_txn_read_ts(t));
+      ASSERT_EQ(rc == NOKV_OK, want.has_value()) << k << " in a transaction, step " << step;
+      if (rc == NOKV_OK) ASSERT_EQ(std::string(static_cast<char*>(v), n), *want) << k;
+      nokv_free(v);
+      nokv_txn_discard(t);
+    } else {
+      void* v = nullptr;
+      size_t n = 0;
+      uint64_t ts = 0;
+      int rc = nokv_get(db, nullptr, k.data(), k.size(), &v, &n, &ts);
+      auto want = visible(k, UINT64_MAX);
+      ASSERT_EQ(rc == NOKV_OK, want.has_value()) << k << " step " << step;
+      if (rc == NOKV_OK) {
+        ASSERT_EQ(std::string(static_cast<char*>(v), n), *want) << k << " step " << step;
+        ASSERT_EQ(ts, model[k].back().ts);
+      }
+      nokv_free(v);
+    }
+    if (step % 5000 == 4999) ASSERT_EQ(nokv_flush(db), NOKV_OK);  // values move to tables
+    if (step % 7 == 0 && !snaps.empty() && Zipf::Mix(&rng) % 4 == 0) {
+      nokv_snapshot_release(db, snaps.back().first);
+      snaps.pop_back();
+    }
+  }
+  for (auto& [sn, ts] : snaps) nokv_snapshot_release(db, sn);
+  nokv_statistics s;
+  ASSERT_EQ(nokv_stats(db, &s), NOKV_OK);
+  EXPECT_GT(s.hot_cache_fills, 100u);
+  EXPECT_GT(s.hot_cache_hits, 1000u);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// Readers never see a value older than one acknowledged before they began,
+// while a writer overwrites a hot key and readers fill and hit the cache
+// (ThreadSanitizer runs it too).
+TEST(HotReadCache, ConcurrentReadsNeverGoBack) {
+  TempDir dir;
+  nokv_options o;
+  nokv_options_init(&o);
+  o.hot_key_min_rate = 1;
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  ASSERT_EQ(Put(db, "counter", "0"), NOKV_OK);
+  std::atomic<long> acked{0};
+  std::atomic<bool> stop{false}, bad{false};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; t++) {
+    readers.emplace_back([&] {
+      while (!stop.load()) {
+        long floor = acked.load();
+        auto v = Get(db, "counter");
+        if (!v || std::stol(v->data) < floor) bad = true;
+      }
+    });
+  }
+  for (long i = 1; i <= 3000; i++) {
+    ASSERT_EQ(Put(db, "counter", std::to_string(i)), NOKV_OK);
+    acked = i;
+  }
+  stop = true;
+  for (auto& r : readers) r.join();
+  EXPECT_FALSE(bad.load()) << "a read returned a value older than an acknowledged write";
+  EXPECT_EQ(Get(db, "counter")->data, "3000");
+  nokv_statistics s;
+  ASSERT_EQ(nokv_stats(db, &s), NOKV_OK);
+  EXPECT_GT(s.hot_cache_hits, 0u);
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 
 }  // namespace

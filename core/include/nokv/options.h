@@ -117,6 +117,11 @@ typedef struct nokv_options {
    * path. 0 (the default): no limit. With a limit every written key is
    * counted, not one in 8. Needs hot_key_tracking. */
   uint32_t hot_write_limit;
+  /* A cache of the newest values of hot keys (hot_key_min_rate), so their Gets
+   * skip the LSM; writes keep it exact (a read never sees a value the LSM would
+   * not give it). Values over 1/64 of it are not cached. Default 4 MiB; 0 turns
+   * it off; needs hot_key_tracking. */
+  size_t hot_read_cache_bytes;
 
   const struct nokv_env *env;  /* NULL: POSIX file layer */
 } nokv_options;

@@ -106,6 +106,9 @@ typedef struct nokv_statistics {
   uint64_t hot_write_candidates;
   uint64_t hot_tracker_bytes;    /* its memory */
   uint64_t hot_writes_throttled; /* writes refused by hot_write_limit (NOKV_EHOTKEY) */
+  uint64_t hot_cache_hits;       /* Gets served by the hot-read cache */
+  uint64_t hot_cache_fills;      /* hot values cached */
+  uint64_t hot_cache_bytes;      /* its memory in use */
 
   /* recovery (the last open) */
   uint64_t recovered_records;

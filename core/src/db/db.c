@@ -25,6 +25,7 @@
 #include "db/batch_internal.h"
 #include "db/db_impl.h"
 #include "hot/hot.h"
+#include "hot/row_cache.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "wal/wal_format.h"
@@ -69,6 +70,7 @@ void nokv_options_init(nokv_options *o) {
   o->hot_key_tracking = true;
   o->hot_key_tracker_bytes = 2u << 20;
   o->hot_key_min_rate = 100;
+  o->hot_read_cache_bytes = 4u << 20;
 }
 
 void nokv_write_options_init(nokv_write_options *wo) { memset(wo, 0, sizeof *wo); }
@@ -308,6 +310,7 @@ static void db_free(nokv_db *db) {
   nk_reaper_stop(db->reaper);  /* its jobs use the value log and the version set */
   nk_arena_pool_free(db->arena_pool);
   nk_hot_free(db->hot);
+  nk_row_cache_free(db->row_cache);
   nk_vlog_close(db->vlog);
   nk_vset_close(db->vset);
   nk_table_cache_free(db->tc);
@@ -450,7 +453,9 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
       (db->epoch = nk_epoch_new(db)) == NULL ||
       (opts->hot_key_tracking &&
        (db->hot = nk_hot_new(&(nk_hot_options){.budget_bytes = opts->hot_key_tracker_bytes})) ==
-           NULL)) {
+           NULL) ||
+      (opts->hot_key_tracking && opts->hot_read_cache_bytes > 0 &&
+       (db->row_cache = nk_row_cache_new(opts->hot_read_cache_bytes)) == NULL)) {
     NK_ERR(nk_err(NOKV_ENOMEM, "out of memory opening %s", path));
   }
   nk_recovery_times *rt = &db->stats.recovery;
@@ -720,6 +725,13 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->write_stall_micros = nk_counter_get(&db->stats.stall_micros);
   s->write_slowdowns = nk_counter_get(&db->stats.slowdowns);
   s->hot_writes_throttled = nk_counter_get(&db->stats.hot_writes_throttled);
+  if (db->row_cache != NULL) {
+    nk_row_cache_stats rs;
+    nk_row_cache_get_stats(db->row_cache, &rs);
+    s->hot_cache_hits = rs.hits;
+    s->hot_cache_fills = rs.fills;
+    s->hot_cache_bytes = rs.usage;
+  }
   s->flushes = nk_counter_get(&db->stats.flushes);
   s->flush_bytes_written = nk_counter_get(&db->stats.flush_bytes);
   s->compactions = nk_counter_get(&db->stats.compactions);

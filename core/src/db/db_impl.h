@@ -79,6 +79,7 @@ struct nokv_db {
   char *path;
   nokv_options opts;
   struct nk_hot *hot;       /* the hot-key tracker; NULL when tracking is off */
+  struct nk_row_cache *row_cache;  /* hot values; NULL when off */
   const struct nokv_env *env;
   nk_file *lock;
   nk_oracle oracle;
@@ -223,9 +224,11 @@ typedef struct nk_lookup {
 int nk_db_lookup(nokv_db *db, nk_view *view, const char *key, size_t klen, uint64_t key_hash,
                  uint64_t read_ts, nk_lookup *out);
 void nk_lookup_release(nk_lookup *r);
-/* nokv_get of a checked key whose nk_hash64 the caller has already computed. */
+/* nokv_get of a checked key whose nk_hash64 the caller has already computed.
+ * may_fill: a value read at the latest timestamp may go to the hot-read cache
+ * if the tracker calls its key hot. */
 int nk_db_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t klen,
-              uint64_t key_hash, void **val, size_t *vlen, uint64_t *commit_ts);
+              uint64_t key_hash, bool may_fill, void **val, size_t *vlen, uint64_t *commit_ts);
 
 /* nokv_iter_new, plus: extra (may be NULL) is merged in as the newest source
  * (a transaction's pending writes, at versions no newer than the read ts), and

@@ -14,6 +14,7 @@
 
 #include "db/db_impl.h"
 #include "hot/hot.h"
+#include "hot/row_cache.h"
 #include "util/clock.h"
 #include "memtable/internal_key.h"
 #include "sst/block_builder.h"
@@ -128,21 +129,35 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
   nk_err_clear();
   NK_RET(nk_db_check_key(db, klen));
   uint64_t hash = nk_hash64(key, klen);
-  if (db->hot != NULL && nk_hot_sampled()) {
-    nk_hot_touch(db->hot, NOKV_HOT_READS, key, klen, hash, NK_HOT_SAMPLE);
-  }
-  return nk_db_get(db, ro, key, klen, hash, val, vlen, commit_ts);
+  bool sampled = db->hot != NULL && nk_hot_sampled();
+  if (sampled) nk_hot_touch(db->hot, NOKV_HOT_READS, key, klen, hash, NK_HOT_SAMPLE);
+  /* A sampled read may fill the hot-read cache (hot keys are sampled often). */
+  return nk_db_get(db, ro, key, klen, hash, sampled, val, vlen, commit_ts);
 }
 
 int nk_db_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t klen,
-              uint64_t key_hash, void **val, size_t *vlen, uint64_t *commit_ts) {
+              uint64_t key_hash, bool may_fill, void **val, size_t *vlen, uint64_t *commit_ts) {
   nk_count(&db->stats.gets, 1);
+  nk_row_cache *cache = db->row_cache;
+  /* Only a read at the latest timestamp may fill (its value is the newest),
+   * and its ticket is taken before that timestamp (row_cache.h). */
+  may_fill = may_fill && cache != NULL &&
+             (ro == NULL || (ro->snapshot == NULL && ro->read_ts == 0));
+  uint64_t ticket = may_fill ? nk_row_cache_ticket(cache, key_hash) : 0;
+  /* The view before the timestamp: no version the read needs is dropped. */
   nk_view *view = nk_db_acquire_view(db);
   uint64_t read_ts;
   int ret = nk_db_read_ts(db, ro, &read_ts);
   if (ret != NOKV_OK) {
     nk_view_unref(view);
     return ret;
+  }
+  uint64_t cached_ts;
+  if (cache != NULL && nk_row_cache_get(cache, key, klen, key_hash, read_ts, val, vlen, &cached_ts)) {
+    nk_view_unref(view);
+    if (commit_ts != NULL) *commit_ts = cached_ts;
+    nk_count(&db->stats.get_hits, 1);
+    return NOKV_OK;
   }
   nk_lookup r;
   ret = nk_db_lookup(db, view, key, klen, key_hash, read_ts, &r);
@@ -161,6 +176,11 @@ int nk_db_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t 
       ret = read_pointed(db, key, klen, r.val, r.vlen, val, vlen);
     }
     if (ret == NOKV_OK && commit_ts != NULL) *commit_ts = r.ts;
+    if (ret == NOKV_OK && may_fill &&
+        nk_hot_estimate(db->hot, NOKV_HOT_READS, key_hash) >=
+            (uint64_t)db->opts.hot_key_min_rate * NK_HOT_WINDOW_MS / 1000u) {
+      nk_row_cache_fill(cache, key, klen, key_hash, ticket, *val, *vlen, r.ts);
+    }
   }
   nk_lookup_release(&r);
   nk_view_unref(view);

@@ -29,6 +29,7 @@
 #include "db/batch_internal.h"
 #include "db/db_impl.h"
 #include "hot/hot.h"
+#include "hot/row_cache.h"
 #include "util/clock.h"
 #include "util/checksum.h"
 #include "util/error.h"
@@ -388,6 +389,40 @@ static void keep_why(nk_writer *w, const char *why) {
   w->why[n] = '\0';
 }
 
+/* Calls fn for the hash of every key the group writes. */
+static void for_group_keys(nk_writer *leader, nk_writer *last, void (*fn)(void *, uint64_t),
+                           void *arg) {
+  for (nk_writer *w = leader;; w = w->next) {
+    nk_batch_reader r;
+    nk_batch_op op;
+    uint64_t ts;
+    uint32_t count;
+    if (!w->conflicted && w->batch != NULL &&
+        nk_batch_reader_init(&r, w->batch->rep, w->batch->len, &ts, &count) == NOKV_OK) {
+      while (nk_batch_reader_next(&r, &op) == 1) fn(arg, nk_hash64(op.key, op.klen));
+    }
+    if (w == last) break;
+  }
+}
+
+static void add_guard(void *arg, uint64_t hash) { *(uint64_t *)arg |= nk_row_cache_guard_bit(hash); }
+static void drop_cached(void *arg, uint64_t hash) { nk_row_cache_drop(arg, hash); }
+
+/* Tells the hot-read cache that the group's keys are being written: before
+ * anything is published, their guards count a write in flight (so no read
+ * fills meanwhile) and any cached value of theirs is dropped (row_cache.h).
+ * Returns the guards, for cache_writes_done. */
+static uint64_t cache_writes_begin(nokv_db *db, nk_writer *leader, nk_writer *last) {
+  if (db->row_cache == NULL) return 0;
+  uint64_t guards = 0;
+  for_group_keys(leader, last, add_guard, &guards);
+  nk_row_cache_begin_write(db->row_cache, guards);
+  if (nk_row_cache_holds_any(db->row_cache)) {
+    for_group_keys(leader, last, drop_cached, db->row_cache);
+  }
+  return guards;
+}
+
 /* Runs one group as leader. REQUIRES: mu held, leader == queue_head. Returns with
  * mu held and the group's writers marked done; returns the group's last writer. */
 static nk_writer *lead_group(nokv_db *db, nk_writer *leader) {
@@ -471,6 +506,7 @@ static nk_writer *lead_group(nokv_db *db, nk_writer *leader) {
   }
 
   pthread_mutex_unlock(&db->mu);
+  uint64_t cache_guards = cache_writes_begin(db, leader, last);  /* before publishing */
   rc = frame_group(db, leader, last, first_ts, sync, &len, &vbytes);
   /* From here on a failure may leave the logs ahead of the memtable. Only a
    * failed append can be undone (cut back to where the group began); a failed
@@ -522,6 +558,7 @@ static nk_writer *lead_group(nokv_db *db, nk_writer *leader) {
     }
     nk_count(&db->stats.batches, n - refused);
   }
+  if (db->row_cache != NULL) nk_row_cache_end_write(db->row_cache, cache_guards);
   pthread_mutex_lock(&db->mu);
 
   if (rc != NOKV_OK && touched_log) {

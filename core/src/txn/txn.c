@@ -95,7 +95,7 @@ int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t
     nk_hot_touch(txn->db->hot, NOKV_HOT_READS, key, klen, hash, NK_HOT_SAMPLE);
   }
   nokv_read_options ro = {.snapshot = txn->snap};
-  return nk_db_get(txn->db, &ro, key, klen, hash, val, vlen, NULL);
+  return nk_db_get(txn->db, &ro, key, klen, hash, false, val, vlen, NULL);
 }
 
 static int buffer_write(nokv_txn *txn, nk_kind kind, const void *key, size_t klen,
