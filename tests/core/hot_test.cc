@@ -423,7 +423,7 @@ TEST(HotReadCache, ConcurrentReadsNeverGoBack) {
   nokv_db* db;
   ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
   ASSERT_EQ(Put(db, "counter", "0"), NOKV_OK);
-  std::atomic<long> acked{0};
+  std::atomic<long> acked{0}, reads{0};
   std::atomic<bool> stop{false}, bad{false};
   std::vector<std::thread> readers;
   for (int t = 0; t < 3; t++) {
@@ -432,12 +432,17 @@ TEST(HotReadCache, ConcurrentReadsNeverGoBack) {
         long floor = acked.load();
         auto v = Get(db, "counter");
         if (!v || std::stol(v->data) < floor) bad = true;
+        reads++;
       }
     });
   }
   for (long i = 1; i <= 3000; i++) {
     ASSERT_EQ(Put(db, "counter", std::to_string(i)), NOKV_OK);
     acked = i;
+    if (i % 100 == 0) {  // a pause in the writes: readers fill and hit meanwhile
+      long before = reads.load();
+      while (reads.load() < before + 200) std::this_thread::yield();
+    }
   }
   stop = true;
   for (auto& r : readers) r.join();

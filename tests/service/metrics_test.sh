@@ -40,6 +40,14 @@ assert value("nokv_puts_total") == stats["puts"] == 64, (value("nokv_puts_total"
 assert families["nokv_memtable_bytes"].type == "gauge"
 assert value("nokv_memtable_bytes") > 0
 assert value("nokv_level_files", level="0") == stats["level0_files"]
+# Every engine counter of Stats is on the page (the service's own are Stats-only).
+service_only = {"txns_open", "scans_open", "scans_waiting", "scan_buffered_bytes",
+                "txn_buffered_bytes", "streams_expired", "streams_refused"}
+for name in stats:
+    if name in service_only or name.startswith("level"):
+        continue
+    assert ("nokv_" + name) in families, "no metric for counter " + name
+    assert families["nokv_" + name].documentation, "no HELP for " + name
 # gRPC requests: every Get wire_load made (and the load's Puts) counted OK.
 gets = json.load(open(gets_path))
 handled = value("grpc_server_handled_total", grpc_service="nokv.v1.KV", grpc_method="Get",
