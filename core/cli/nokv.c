@@ -545,7 +545,8 @@ static int cmd_repair(const char *dir) {
 /* `nokv stats --addr ...` asks a running server over gRPC; that client is
  * nokv-remote (C++, service/nokv_remote.cc), installed next to this program,
  * which hands the call over as git does to its subcommands. Looked for: in
- * $NOKV_REMOTE, next to this program, in its Bazel runfiles, then on PATH. */
+ * $NOKV_REMOTE, next to this program, in its Bazel runfiles (its own, or a
+ * test's: $RUNFILES_DIR, $TEST_SRCDIR), then on PATH. */
 static int exec_remote(char **argv) {
   const char *env = getenv("NOKV_REMOTE");
   if (env != NULL && *env != '\0') {
@@ -564,6 +565,15 @@ static int exec_remote(char **argv) {
       execv(path, argv);
     }
     snprintf(path, sizeof path, "%s.runfiles/nokv/service/nokv-remote", self);
+    execv(path, argv);
+  }
+  /* Under `bazel test`, the runfiles tree is the test's. */
+  for (const char *const *var = (const char *const[]){"RUNFILES_DIR", "TEST_SRCDIR", NULL};
+       *var != NULL; var++) {
+    const char *dir = getenv(*var);
+    if (dir == NULL || *dir == '\0') continue;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/nokv/service/nokv-remote", dir);
     execv(path, argv);
   }
   execvp("nokv-remote", argv);
