@@ -98,11 +98,14 @@ void nk_row_cache_fill(nk_row_cache *c, const void *key, size_t klen, uint64_t h
   memcpy(e->data + klen, val, vlen);
   guard *g = guard_of(c, hash);
   pthread_mutex_lock(&g->mu);
-  /* Counted first, checked after (both sequentially consistent): a writer
+  /* Counted first, checked after (all sequentially consistent): a writer
    * counting itself pending meanwhile either is seen here, or sees an entry
-   * may exist and removes it under the lock (begin_write). */
+   * may exist and removes it under the lock (drop). Pending is read before the
+   * generation: a write that ends (generation, then pending) between the two
+   * reads would otherwise pass both. */
   atomic_fetch_add(&c->entries, 1);
-  if (atomic_load(&g->gen) != ticket || atomic_load(&g->pending) != 0) {
+  bool pending = atomic_load(&g->pending) != 0;
+  if (pending || atomic_load(&g->gen) != ticket) {
     atomic_fetch_sub(&c->entries, 1);
     pthread_mutex_unlock(&g->mu);
     free(e);

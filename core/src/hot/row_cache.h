@@ -11,8 +11,9 @@
  *   the key's entry), and end_write after (it bumps the generation again and
  *   stops counting);
  * - a reader that wants to fill takes a ticket (the shard's generation) before
- *   taking its read timestamp, reads the LSM, and fills only if the generation
- *   is unchanged and no writer is pending: then no write of a key of the shard
+ *   taking its read timestamp, reads the LSM, and fills only if no writer is
+ *   pending and then the generation is unchanged (in that order: a write ends
+ *   by bumping the generation, then leaving): then no write of a key of the shard
  *   published after its read timestamp, or in flight, could make the value old.
  * An entry present is the key's newest version: any write since removed it.
  */
