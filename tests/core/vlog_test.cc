@@ -745,38 +745,52 @@ TEST(VlogDurability, SyncedWriteMakesSealedSegmentsDurable) {
 // segments are empty or torn, and later ones exist. The open keeps every
 // synced write and a prefix of the rest, cuts the damage, and writes go on
 // and survive the next reopen.
+// Options with 16 KiB value-log segments over env (a FaultEnv's, or NULL).
+nokv_options SmallSegments(const nokv_env* env) {
+  nokv_options o = VlogOptions();
+  o.env = env;
+  o.value_log_segment_bytes = 16 << 10;
+  return o;
+}
+
+// Leaves dir as a power loss can after unsynced writes across segment
+// switches: keys 0..20 synced, 21..59 not; the WAL's pages on disk, the value
+// log's not, the new segments' names durable (some directory sync), so the
+// sealed segments are empty or (torn) the first of them half there.
+void LoseSealedSegments(const TempDir& dir, bool torn) {
+  FaultEnv fault;
+  nokv_options o = SmallSegments(fault.env());
+  nokv_db* db;
+  ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 0, 20, 3000), NOKV_OK);
+  ASSERT_EQ(Put(db, Key(20), BigValue(20, 3000), /*sync=*/true), NOKV_OK);
+  ASSERT_EQ(PutRange(db, 21, 60, 3000), NOKV_OK);  // about eight more segments
+  fault.PowerOff();
+  nokv_close(db);
+  std::map<std::string, std::string> before;
+  for (const auto& name : FilesWithSuffix(dir.path(), ".wal")) before[name] = ReadFile(dir.file(name));
+  for (const auto& name : FilesWithSuffix(dir.path(), ".vlog")) before[name] = ReadFile(dir.file(name));
+  fault.DropUnsynced();
+  bool first = true;
+  for (const auto& [name, data] : before) {
+    bool wal = name.size() > 4 && name.compare(name.size() - 4, 4, ".wal") == 0;
+    if (wal) {
+      WriteFile(dir.file(name), data);
+    } else if (!std::filesystem::exists(dir.file(name))) {
+      WriteFile(dir.file(name), torn && first ? data.substr(0, data.size() / 2) : "");
+      first = false;
+    }
+  }
+  ASSERT_FALSE(first) << "no segment was lost: the test shows nothing";
+}
+
 TEST(VlogDurability, PowerLossAcrossUnsyncedSwitchesKeepsAPrefix) {
   for (bool torn : {false, true}) {
     SCOPED_TRACE(torn ? "first lost segment torn" : "lost segments empty");
     TempDir dir;
-    FaultEnv fault;
-    nokv_options o = VlogOptions();
-    o.env = fault.env();
-    o.value_log_segment_bytes = 16 << 10;
+    LoseSealedSegments(dir, torn);
+    nokv_options o = SmallSegments(nullptr);
     nokv_db* db;
-    ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
-    ASSERT_EQ(PutRange(db, 0, 20, 3000), NOKV_OK);
-    ASSERT_EQ(Put(db, Key(20), BigValue(20, 3000), /*sync=*/true), NOKV_OK);
-    ASSERT_EQ(PutRange(db, 21, 60, 3000), NOKV_OK);  // about eight more segments
-    fault.PowerOff();
-    nokv_close(db);
-    std::map<std::string, std::string> before;
-    for (const auto& name : FilesWithSuffix(dir.path(), ".wal")) before[name] = ReadFile(dir.file(name));
-    for (const auto& name : FilesWithSuffix(dir.path(), ".vlog")) before[name] = ReadFile(dir.file(name));
-    fault.DropUnsynced();
-    bool first = true;
-    for (const auto& [name, data] : before) {
-      bool wal = name.size() > 4 && name.compare(name.size() - 4, 4, ".wal") == 0;
-      if (wal) {
-        WriteFile(dir.file(name), data);
-      } else if (!std::filesystem::exists(dir.file(name))) {
-        WriteFile(dir.file(name), torn && first ? data.substr(0, data.size() / 2) : "");
-        first = false;
-      }
-    }
-    ASSERT_FALSE(first) << "no segment was lost: the test shows nothing";
-    FaultEnv fresh;
-    o.env = fresh.env();
     ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
     ExpectAll(db, 21, 3000);
     EXPECT_GT(Stats(db).wal_records_dangling, 0u);
@@ -796,6 +810,74 @@ TEST(VlogDurability, PowerLossAcrossUnsyncedSwitchesKeepsAPrefix) {
     for (int i = 60; i < 80; i++) EXPECT_EQ(Get(db, Key(i))->data, BigValue(i, 3000, 1));
     ASSERT_EQ(nokv_close(db), NOKV_OK);
   }
+}
+
+// The open that ends the value log at a lost sealed segment (cuts a torn
+// tail, removes headerless segments), with each of its value-log file calls
+// failing (open, read, truncate, sync, remove; EIO and ENOSPC; six call sites
+// each) and the power going off at each of its syncs: the next clean open
+// recovers the same writes.
+TEST(VlogDurability, EndingTheValueLogSurvivesFailedCallsAndPowerLoss) {
+  auto kept = [](const TempDir& dir, const std::string& what) {
+    nokv_options o = SmallSegments(nullptr);
+    nokv_db* db;
+    EXPECT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK) << what << ": " << nokv_errmsg();
+    if (::testing::Test::HasFailure()) return -1;
+    int n = 0;
+    while (n < 60 && Get(db, Key(n))) n++;
+    for (int i = n; i < 60; i++) EXPECT_FALSE(Get(db, Key(i)).has_value()) << what << ", " << Key(i);
+    EXPECT_EQ(nokv_close(db), NOKV_OK);
+    return n;
+  };
+  int expect;
+  {
+    TempDir dir;
+    LoseSealedSegments(dir, true);
+    expect = kept(dir, "clean");
+  }
+  ASSERT_GE(expect, 21);
+  ASSERT_LT(expect, 60);
+  int failed_opens = 0;
+  for (auto op : {FaultEnv::kOpen, FaultEnv::kRead, FaultEnv::kTruncate, FaultEnv::kSync,
+                  FaultEnv::kRemove}) {
+    for (int err : {EIO, ENOSPC}) {
+      for (int skip = 0; skip < 6; skip++) {
+        TempDir dir;
+        LoseSealedSegments(dir, true);
+        FaultEnv fault;
+        nokv_options o = SmallSegments(fault.env());
+        fault.FailCalls(op, err, ".vlog", 1, skip);
+        nokv_db* db = nullptr;
+        std::string what = "op " + std::to_string(op) + " errno " + std::to_string(err) +
+                           " skip " + std::to_string(skip);
+        if (nokv_open(dir.path().c_str(), &o, &db) == NOKV_OK) {
+          nokv_close(db);
+        } else {
+          failed_opens++;
+          EXPECT_NE(std::string(nokv_errmsg()).find("injected"), std::string::npos)
+              << what << ": " << nokv_errmsg();
+        }
+        ASSERT_EQ(kept(dir, what), expect) << what;
+      }
+    }
+  }
+  EXPECT_GT(failed_opens, 0);
+  int cuts = 0;
+  for (int k = 1;; k++) {
+    TempDir dir;
+    LoseSealedSegments(dir, true);
+    FaultEnv fault;
+    nokv_options o = SmallSegments(fault.env());
+    fault.PowerOffAtSync(k);
+    nokv_db* db = nullptr;
+    if (nokv_open(dir.path().c_str(), &o, &db) == NOKV_OK) nokv_close(db);
+    bool reached = fault.powered_off();
+    fault.DropUnsynced();
+    if (!reached) break;
+    cuts++;
+    ASSERT_EQ(kept(dir, "power off at sync " + std::to_string(k)), expect);
+  }
+  EXPECT_GT(cuts, 2);
 }
 
 }  // namespace
