@@ -682,9 +682,7 @@ int nokv_hot_keys(nokv_db *db, nokv_hot_kind kind, size_t n, nokv_hot_key *out, 
     return nk_err(NOKV_EINVAL, "unknown hot-key kind %d", (int)kind);
   }
   if (db->hot == NULL || n == 0) return NOKV_OK;
-  /* Counts are over one window: a rate per second is count * 1000 / window. */
-  uint64_t min_count = (uint64_t)db->opts.hot_key_min_rate * NK_HOT_WINDOW_MS / 1000u;
-  return nk_hot_top(db->hot, kind, n, min_count, out, count);
+  return nk_hot_top(db->hot, kind, n, nk_hot_count_at(db->opts.hot_key_min_rate), out, count);
 }
 
 int nokv_stats(nokv_db *db, nokv_statistics *s) {

@@ -178,7 +178,7 @@ int nk_db_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t 
     if (ret == NOKV_OK && commit_ts != NULL) *commit_ts = r.ts;
     if (ret == NOKV_OK && may_fill &&
         nk_hot_estimate(db->hot, NOKV_HOT_READS, key_hash) >=
-            (uint64_t)db->opts.hot_key_min_rate * NK_HOT_WINDOW_MS / 1000u) {
+            nk_hot_count_at(db->opts.hot_key_min_rate)) {
       nk_row_cache_fill(cache, key, klen, key_hash, ticket, *val, *vlen, r.ts);
     }
   }

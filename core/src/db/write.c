@@ -704,7 +704,7 @@ static int hot_writes(nokv_db *db, const nokv_batch *b) {
   uint32_t count;
   if (limit > 0) {
     if (nk_batch_reader_init(&r, b->rep, b->len, &ts, &count) != NOKV_OK) return NOKV_OK;
-    uint64_t max_count = (uint64_t)limit * NK_HOT_WINDOW_MS / 1000u;
+    uint64_t max_count = nk_hot_count_at(limit);
     while (nk_batch_reader_next(&r, &op) == 1) {
       uint64_t n = nk_hot_estimate(db->hot, NOKV_HOT_WRITES, nk_hash64(op.key, op.klen));
       if (n >= max_count) {

@@ -36,6 +36,11 @@ extern "C" {
 
 typedef struct nk_hot nk_hot;
 
+/* The count over one window that a rate of per_sec accesses a second makes. */
+static inline uint64_t nk_hot_count_at(uint32_t per_sec) {
+  return (uint64_t)per_sec * NK_HOT_WINDOW_MS / 1000u;
+}
+
 typedef struct nk_hot_options {
   size_t budget_bytes;         /* sketches and candidates of both kinds, together */
   uint64_t (*now_ms)(void);    /* NULL: the monotonic clock (tests pass their own) */
