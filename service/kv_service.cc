@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "grpc/health/v1/health.pb.h"
 #include "service/scan_wire.h"
 #include "service/status.h"
 
@@ -566,6 +567,9 @@ bool KvService::ReserveTxnBytes(size_t n) {
 std::unique_ptr<grpc::Server> StartServer(const ServerConfig& config, KvService* service,
                                           int* bound_port) {
   grpc::EnableDefaultHealthCheckService(true);
+  // Reflection resolves a service's descriptor in the generated pool; taking
+  // one from the health messages links them in (proto/grpc/health/v1).
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), bound_port);
