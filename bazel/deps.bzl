@@ -79,7 +79,7 @@ def _system_repo_impl(rctx):
             fail("NoKV-C: %s is missing (Debian package %s); %s" % (tool, deb, _SETUP_HINT))
         rctx.symlink(path, "bin/" + tool)
 
-    grpc = _libs(rctx, "grpc++", "protobuf") + ["-lgrpc++_reflection"]
+    grpc = _libs(rctx, "grpc++", "protobuf")
     libs = {
         "grpcpp": grpc,
         "protobuf": _libs(rctx, "protobuf"),

@@ -1,7 +1,8 @@
 #include "service/kv_service.h"
 #include "service/metrics.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include <sys/stat.h>
@@ -9,11 +10,13 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 #include <vector>
 
 #include "grpc/health/v1/health.pb.h"
+#include "service/reflection.h"
 #include "service/scan_wire.h"
 #include "service/status.h"
 
@@ -135,6 +138,7 @@ struct PendingWrite {
 grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
                                          const nokv::v1::GetRequest* req,
                                          nokv::v1::GetResponse* resp) {
+  if (auto s = Authorize(ctx); !s.ok()) return Finished(ctx, s);
   if (auto s = RequireKey(req->key()); !s.ok()) return Finished(ctx, s);
   nokv_read_options ro;
   nokv_read_options_init(&ro);
@@ -185,6 +189,7 @@ grpc::ServerUnaryReactor* KvService::WriteAsync(grpc::CallbackServerContext* ctx
 grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
                                          const nokv::v1::PutRequest* req,
                                          nokv::v1::PutResponse* resp) {
+  if (auto s = Authorize(ctx); !s.ok()) return Finished(ctx, s);
   if (auto s = RequireKey(req->key()); !s.ok()) return Finished(ctx, s);
   nokv_batch* b = nullptr;
   int rc = nokv_batch_new(&b);
@@ -198,6 +203,7 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
                                             const nokv::v1::DeleteRequest* req,
                                             nokv::v1::DeleteResponse* resp) {
+  if (auto s = Authorize(ctx); !s.ok()) return Finished(ctx, s);
   if (auto s = RequireKey(req->key()); !s.ok()) return Finished(ctx, s);
   nokv_batch* b = nullptr;
   int rc = nokv_batch_new(&b);
@@ -205,8 +211,9 @@ grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
   return WriteAsync(ctx, b, rc, req->sync(), resp);
 }
 
-grpc::Status KvService::Stats(grpc::ServerContext*, const nokv::v1::StatsRequest* req,
+grpc::Status KvService::Stats(grpc::ServerContext* ctx, const nokv::v1::StatsRequest* req,
                               nokv::v1::StatsResponse* resp) {
+  if (auto s = Authorize(ctx); !s.ok()) return s;
   nokv_statistics s;
   int rc = nokv_stats(db_, &s);
   if (rc != NOKV_OK) return EngineError(rc);
@@ -261,8 +268,9 @@ int64_t Nanos(Clock::time_point t) {
 
 }  // namespace
 
-grpc::Status KvService::Checkpoint(grpc::ServerContext*, const nokv::v1::CheckpointRequest* req,
+grpc::Status KvService::Checkpoint(grpc::ServerContext* ctx, const nokv::v1::CheckpointRequest* req,
                                    nokv::v1::CheckpointResponse* resp) {
+  if (auto s = Authorize(ctx); !s.ok()) return s;
   if (options_.backup_dir.empty()) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "checkpoints are off: start the server with --backup_dir");
@@ -296,8 +304,9 @@ grpc::Status KvService::Checkpoint(grpc::ServerContext*, const nokv::v1::Checkpo
   return grpc::Status::OK;
 }
 
-grpc::Status KvService::Compact(grpc::ServerContext*, const nokv::v1::CompactRequest* req,
+grpc::Status KvService::Compact(grpc::ServerContext* ctx, const nokv::v1::CompactRequest* req,
                                 nokv::v1::CompactResponse* resp) {
+  if (auto s = Authorize(ctx); !s.ok()) return s;
   if (req->gc_ratio() < 0 || req->gc_ratio() >= 1) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "gc_ratio must be in [0, 1)");
   }
@@ -475,6 +484,7 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<grpc::ByteB
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* KvService::Scan(grpc::CallbackServerContext* ctx,
                                                             const grpc::ByteBuffer* raw) {
+  if (auto s = Authorize(ctx); !s.ok()) return new RefusedScan(s);
   nokv::v1::ScanRequest parsed;
   const nokv::v1::ScanRequest* req = &parsed;
   grpc::ByteBuffer copy(*raw);  // Deserialize consumes its buffer; slices are shared, not copied
@@ -564,18 +574,69 @@ bool KvService::ReserveTxnBytes(size_t n) {
   return false;
 }
 
-std::unique_ptr<grpc::Server> StartServer(const ServerConfig& config, KvService* service,
-                                          int* bound_port) {
+namespace {
+
+// Why path cannot serve as a PEM file of `what`, or empty.
+std::string CheckPemFile(const std::string& path, const char* what) {
+  FILE* f = fopen(path.c_str(), "r");
+  if (f == nullptr) return what + (": " + path + ": " + strerror(errno));
+  char buf[4096];
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  if (strstr(buf, "-----BEGIN ") == nullptr) return what + (": " + path + ": not PEM");
+  return "";
+}
+
+std::shared_ptr<grpc::ServerCredentials> Credentials(const ServerConfig& c) {
+  if (c.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  namespace ex = grpc::experimental;
+  auto provider = std::make_shared<ex::FileWatcherCertificateProvider>(
+      c.tls_key_file, c.tls_cert_file, c.tls_client_ca_file, c.tls_reload_seconds);
+  ex::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  if (!c.tls_client_ca_file.empty()) {
+    options.watch_root_certs();
+    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return ex::TlsServerCredentials(options);
+}
+
+}  // namespace
+
+std::string CheckServerConfig(const ServerConfig& c) {
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+    return "TLS needs both a certificate and a key file";
+  }
+  if (!c.tls_client_ca_file.empty() && c.tls_cert_file.empty()) {
+    return "client certificates (mTLS) need the server's TLS certificate and key";
+  }
+  if (c.tls_cert_file.empty()) return "";
+  if (c.tls_reload_seconds == 0) return "the TLS reload interval must be at least 1 s";
+  std::string e = CheckPemFile(c.tls_cert_file, "TLS certificate");
+  if (e.empty()) e = CheckPemFile(c.tls_key_file, "TLS key");
+  if (e.empty() && !c.tls_client_ca_file.empty()) {
+    e = CheckPemFile(c.tls_client_ca_file, "client CA");
+  }
+  return e;
+}
+
+std::unique_ptr<Server> StartServer(const ServerConfig& config, KvService* service,
+                                    int* bound_port) {
+  if (!CheckServerConfig(config).empty()) return nullptr;
   grpc::EnableDefaultHealthCheckService(true);
   // Reflection resolves a service's descriptor in the generated pool; taking
   // one from the health messages links them in (proto/grpc/health/v1).
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  std::vector<std::unique_ptr<grpc::Service>> own = NewReflectionServices(
+      {nokv::v1::KV::service_full_name(), "grpc.health.v1.Health"},
+      config.auth_reflection ? config.service.auth : nullptr);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), bound_port);
+  builder.AddListeningPort(config.listen, Credentials(config), bound_port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
   builder.RegisterService(service);
+  for (auto& s : own) builder.RegisterService(s.get());
   if (config.rpc_metrics != nullptr) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
     creators.push_back(NewMetricsInterceptorFactory(config.rpc_metrics));
@@ -585,7 +646,7 @@ std::unique_ptr<grpc::Server> StartServer(const ServerConfig& config, KvService*
   if (server == nullptr || *bound_port == 0) return nullptr;
   server->GetHealthCheckService()->SetServingStatus("nokv.v1.KV", true);
   server->GetHealthCheckService()->SetServingStatus(true);
-  return server;
+  return std::make_unique<Server>(std::move(server), std::move(own));
 }
 
 }  // namespace nokv::service

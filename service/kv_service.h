@@ -39,11 +39,13 @@
 #include <string>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
 #include "nokv/nokv.h"
 #include "nokv/v1/kv.grpc.pb.h"
+#include "service/auth.h"
 #include "service/work_queue.h"
 
 namespace nokv::service {
@@ -67,6 +69,7 @@ struct ServiceOptions {
   size_t txn_buffer_bytes = size_t{1} << 30;  // keys+values all open transactions buffer;
                                               // a write past it ends its Txn RESOURCE_EXHAUSTED
   std::string backup_dir;  // where Checkpoint writes ("": Checkpoint is refused)
+  TokenAuth* auth = nullptr;  // borrowed; if set, every call needs a bearer token
 };
 
 class KvService final
@@ -114,6 +117,11 @@ class KvService final
   void EndTxnsAt(std::chrono::steady_clock::time_point when);
 
  private:
+  // OK, or UNAUTHENTICATED if options_.auth is set and the call has no token.
+  grpc::Status Authorize(const grpc::ServerContextBase* ctx) {
+    return options_.auth == nullptr ? grpc::Status::OK : options_.auth->Check(ctx);
+  }
+
   class ScanReactor;
   class TxnReactor;
 
@@ -188,19 +196,54 @@ size_t NextChunkBytes(nokv_iter* iter, size_t chunk_bytes);
 class RpcMetrics;
 
 struct ServerConfig {
+  // host:port, or unix:PATH for a Unix domain socket (e.g. for a sidecar).
   std::string listen = "127.0.0.1:50051";
   size_t max_message_bytes = 80 << 20;
   ServiceOptions service;
   // If set, every call's method, status and duration are recorded there (a
   // server interceptor; metrics.h).
   RpcMetrics* rpc_metrics = nullptr;
+  // TLS: the server's certificate chain and key (PEM). With client_ca_file too,
+  // clients must present a certificate that CA signed (mTLS). The files are
+  // watched and reloaded every tls_reload_seconds, so certificates rotated in
+  // place (cert-manager) take effect for new connections without a restart.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  unsigned tls_reload_seconds = 10;
+  // With service.auth set, reflection needs the token too (health checking
+  // stays open for probes either way).
+  bool auth_reflection = false;
 };
+
+// A started server and the services it serves besides the KV service (which
+// the caller owns).
+class Server {
+ public:
+  Server(std::unique_ptr<grpc::Server> server, std::vector<std::unique_ptr<grpc::Service>> own)
+      : own_(std::move(own)), server_(std::move(server)) {}
+  grpc::Server* grpc() { return server_.get(); }
+  void Shutdown() { server_->Shutdown(); }
+  void Shutdown(std::chrono::system_clock::time_point deadline) { server_->Shutdown(deadline); }
+  void Wait() { server_->Wait(); }
+  // Health checking's answer for every service (NOT_SERVING while shutting down).
+  void SetServing(bool serving) { server_->GetHealthCheckService()->SetServingStatus(serving); }
+
+ private:
+  std::vector<std::unique_ptr<grpc::Service>> own_;  // destroyed after the server
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// Checks what config names (readable certificate files) before any listening:
+// empty if fine, else what is wrong.
+std::string CheckServerConfig(const ServerConfig& config);
 
 // Builds and starts a server with the KV service, gRPC health checking (service
 // "nokv.v1.KV" and "" report SERVING) and server reflection. *bound_port gets
-// the port actually bound (useful with port 0). Returns null if it cannot listen.
-std::unique_ptr<grpc::Server> StartServer(const ServerConfig& config, KvService* service,
-                                          int* bound_port);
+// the port actually bound (useful with port 0; 1 for a Unix socket). Returns
+// null if it cannot listen.
+std::unique_ptr<Server> StartServer(const ServerConfig& config, KvService* service,
+                                    int* bound_port);
 
 }  // namespace nokv::service
 

@@ -18,10 +18,12 @@
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
 #include "nokv/nokv.h"
+#include "service/auth.h"
 #include "service/kv_service.h"
 #include "service/metrics.h"
 
-ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "address to serve on (port 0: pick a free one)");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "address to serve on: HOST:PORT (port 0: pick a free one) or unix:PATH");
 ABSL_FLAG(std::string, data_dir, "./nokv-data", "database directory (created if missing)");
 ABSL_FLAG(bool, sync, false, "fsync the log before acknowledging every write");
 ABSL_FLAG(uint64_t, max_key_bytes, 65536, "largest key accepted (at most 65536)");
@@ -65,6 +67,16 @@ ABSL_FLAG(uint32_t, scan_idle_timeout_ms, 30000,
           "a Scan whose client has not taken its next message for this long is cancelled");
 ABSL_FLAG(uint32_t, max_stream_lifetime_ms, 600000,
           "Scan and Txn streams end after this long (0: no limit); each pins a snapshot");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "serve TLS with this certificate chain (PEM; with --tls_key_file; reloaded on change)");
+ABSL_FLAG(std::string, tls_key_file, "", "the TLS certificate's private key (PEM)");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "require client certificates signed by these CAs (PEM): mTLS");
+ABSL_FLAG(uint32_t, tls_reload_seconds, 10, "how often the TLS files are checked for changes");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "KV calls need `authorization: Bearer <token>` with a token from this file, one per "
+          "line (reloaded on change); else UNAUTHENTICATED. Health checking stays open");
+ABSL_FLAG(bool, auth_reflection, false, "server reflection needs the token too");
 ABSL_FLAG(uint64_t, txn_buffer_bytes, uint64_t{1} << 30,
           "keys+values all open transactions may buffer; a write past it ends its Txn "
           "RESOURCE_EXHAUSTED");
@@ -141,6 +153,27 @@ int main(int argc, char** argv) {
 
   nokv::service::ServerConfig config;
   config.listen = absl::GetFlag(FLAGS_listen);
+  config.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  config.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  config.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  config.tls_reload_seconds = absl::GetFlag(FLAGS_tls_reload_seconds);
+  config.auth_reflection = absl::GetFlag(FLAGS_auth_reflection);
+  std::unique_ptr<nokv::service::TokenAuth> auth;
+  if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
+    std::string error;
+    auth = nokv::service::TokenAuth::Load(path, &error);
+    if (auth == nullptr) {
+      fprintf(stderr, "nokv-server: --auth_token_file: %s\n", error.c_str());
+      nokv_close(db);
+      return 1;
+    }
+    config.service.auth = auth.get();
+  }
+  if (std::string e = nokv::service::CheckServerConfig(config); !e.empty()) {
+    fprintf(stderr, "nokv-server: %s\n", e.c_str());
+    nokv_close(db);
+    return 1;
+  }
   config.max_message_bytes = opts.max_value_size + opts.max_key_size + (1 << 20);
   config.service.force_sync = absl::GetFlag(FLAGS_sync);
   config.service.scan_chunk_bytes = absl::GetFlag(FLAGS_scan_chunk_bytes);
@@ -160,7 +193,8 @@ int main(int argc, char** argv) {
   if (!metrics_listen.empty()) config.rpc_metrics = &rpc_metrics;
   nokv::service::KvService service(db, config.service);
   int port = 0;
-  std::unique_ptr<grpc::Server> server = nokv::service::StartServer(config, &service, &port);
+  std::unique_ptr<nokv::service::Server> server =
+      nokv::service::StartServer(config, &service, &port);
   if (server == nullptr) {
     fprintf(stderr, "nokv-server: cannot listen on %s\n", config.listen.c_str());
     nokv_close(db);
@@ -178,15 +212,22 @@ int main(int argc, char** argv) {
     }
     printf("nokv-server metrics on http://%s/metrics\n", bound.c_str());
   }
-  std::string host = config.listen.substr(0, config.listen.rfind(':'));
-  printf("nokv-server listening on %s:%d, data in %s (%llu records recovered)\n", host.c_str(),
-         port, data_dir.c_str(), static_cast<unsigned long long>(st.recovered_records));
+  std::string where = config.listen;
+  if (where.rfind("unix:", 0) != 0) {
+    where = where.substr(0, where.rfind(':')) + ":" + std::to_string(port);
+  }
+  const char* security = config.tls_cert_file.empty()        ? ""
+                         : config.tls_client_ca_file.empty() ? ", TLS"
+                                                             : ", mTLS";
+  printf("nokv-server listening on %s, data in %s (%llu records recovered)%s%s\n", where.c_str(),
+         data_dir.c_str(), static_cast<unsigned long long>(st.recovered_records), security,
+         auth == nullptr ? "" : ", bearer tokens required");
   fflush(stdout);
 
   std::thread waiter([&] {
     int sig = WaitForSignal();
     fprintf(stderr, "nokv-server: %s, shutting down\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    server->GetHealthCheckService()->SetServingStatus(false);
+    server->SetServing(false);
     auto grace = std::chrono::seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
     // Open transactions get the grace period to commit; then the service ends
     // them itself (UNAVAILABLE, rolled back), and the server cancels whatever

@@ -300,7 +300,7 @@ int main(int argc, char** argv) {
   config.listen = "127.0.0.1:0";
   nokv::service::KvService service(db, config.service);
   int port = 0;
-  std::unique_ptr<grpc::Server> server = nokv::service::StartServer(config, &service, &port);
+  std::unique_ptr<nokv::service::Server> server = nokv::service::StartServer(config, &service, &port);
   if (server == nullptr) return 1;
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
                                      grpc::InsecureChannelCredentials());

@@ -86,7 +86,7 @@ class ServiceTest : public ::testing::Test {
   nokv_test::TempDir dir_;
   nokv_db* db_ = nullptr;
   std::unique_ptr<nokv::service::KvService> service_;
-  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<nokv::service::Server> server_;
   std::unique_ptr<KV::Stub> stub_;
 };
 
