@@ -54,7 +54,7 @@ run_all_tests() {
   # libraries), so only the engine's concurrent tests run under it.
   run_tests "asan+ubsan" --config=asan --test_tag_filters=-heavy //tests/core/... //tests/crash/... \
     //tests/recovery/... //tests/service:service_test //tests/service:txn_stream_test \
-    //tests/service:scan_wire_test \
+    //tests/service:scan_wire_test //tests/service:security_test \
     //tests/service:adversarial_test
   run_tests "tsan" --config=tsan --test_tag_filters=concurrent //tests/core/...
   echo "$passed passed, $failed failed"

@@ -4,8 +4,12 @@ has no .proto files).
 
 The commands are taken from README.md, docs/*.md and deploy/**/*.md in the order
 they appear (a heredoc after `-d @` is the call's input); only the documented
-address localhost:50051 is replaced by the test server's. Each must exit 0 and,
-for a call, print JSON; a few results are checked beyond that.
+address localhost:50051 (and socket /run/nokv/nokv.sock) is replaced by the test
+server's. Each must exit 0 and, for a call, print JSON; a few results are checked
+beyond that. A command is run against a server set up the way its flags say:
+`-plaintext` a plaintext one, `-unix` one on a Unix socket, `-cacert` one with mTLS
+and bearer tokens, the command run where certs/ holds make_certs.sh's
+certificates and with $NOKV_TOKEN set to a token the server accepts.
 """
 
 import glob
@@ -20,6 +24,8 @@ import unittest
 
 RUNFILES = None
 DOC_ADDRESS = "localhost:50051"
+DOC_SOCKET = "/run/nokv/nokv.sock"
+TOKEN = "docs-test-token"
 
 
 def documented_commands(root):
@@ -49,21 +55,24 @@ def documented_commands(root):
                     i += 1
                 i += 1
                 stdin = "\n".join(body) + "\n"
-            argv = shlex.split(text, comments=True)
+            argv = shlex.split(os.path.expandvars(text), comments=True)
             out.append((os.path.relpath(path, root), start + 1, argv[1:], stdin))
     return out
 
 
 class Server:
-    def __init__(self, data_dir, *flags):
+    def __init__(self, data_dir, *flags, listen="127.0.0.1:0"):
         self.proc = subprocess.Popen(
-            [os.path.join(RUNFILES, "service/nokv_server"), "--listen=127.0.0.1:0",
+            [os.path.join(RUNFILES, "service/nokv_server"), "--listen=" + listen,
              "--data_dir=" + data_dir, *flags],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if "listening on" not in line:
             raise RuntimeError("server did not start: %r %s" % (line, self.proc.stderr.read()))
-        self.address = line.split("listening on ")[1].split(",")[0]
+        self.address = line.split("listening on ")[1].split(",")[0].replace("127.0.0.1",
+                                                                             "localhost")
+        if self.address.startswith("unix:"):
+            self.address = self.address[len("unix:"):]
 
     def stop(self):
         self.proc.terminate()
@@ -74,7 +83,7 @@ class Server:
 
 
 def run(argv, address, stdin=None, cwd=None):
-    argv = [address if a == DOC_ADDRESS else a for a in argv]
+    argv = [address if a in (DOC_ADDRESS, DOC_SOCKET) else a for a in argv]
     return subprocess.run(
         [sys.executable, os.path.join(RUNFILES, "tests/service/reflect_call.py"), *argv],
         input=stdin, capture_output=True, text=True, timeout=60, cwd=cwd)
@@ -88,16 +97,11 @@ class DocumentedGrpcurlTest(unittest.TestCase):
     def tearDown(self):
         self.tmp.cleanup()
 
-    def test_plaintext_commands_work_as_printed(self):
-        plain = [c for c in self.commands if "-plaintext" in c[2]]
-        # The README alone prints list, describe, Put, Get, Scan, Stats, Compact,
-        # the health check and a Txn: a broken extraction must not pass as "none".
-        self.assertGreaterEqual(len(plain), 9, plain)
-        server = Server(os.path.join(self.tmp.name, "db"))
+    def check_commands(self, commands, server, cwd=None):
         try:
-            for where, line, argv, stdin in plain:
+            for where, line, argv, stdin in commands:
                 with self.subTest(f"{where}:{line}"):
-                    r = run(argv, server.address, stdin)
+                    r = run(argv, server.address, stdin, cwd)
                     self.assertEqual(r.returncode, 0, f"{where}:{line} {argv}\n{r.stderr}")
                     verb = [a for a in argv if not a.startswith("-")]
                     if "list" in argv or "describe" in argv:
@@ -121,6 +125,35 @@ class DocumentedGrpcurlTest(unittest.TestCase):
         finally:
             self.assertEqual(server.stop(), 0)
 
+    def test_plaintext_commands_work_as_printed(self):
+        plain = [c for c in self.commands if "-plaintext" in c[2] and "-unix" not in c[2]]
+        # The README alone prints list, describe, Put, Get, Scan, Stats, Compact,
+        # the health check and a Txn: a broken extraction must not pass as "none".
+        self.assertGreaterEqual(len(plain), 9, plain)
+        self.check_commands(plain, Server(os.path.join(self.tmp.name, "db")))
+
+    def test_unix_socket_commands_work_as_printed(self):
+        unix = [c for c in self.commands if "-unix" in c[2]]
+        self.assertGreaterEqual(len(unix), 1)
+        sock = os.path.join(self.tmp.name, "nokv.sock")
+        self.check_commands(unix, Server(os.path.join(self.tmp.name, "db"), listen="unix:" + sock))
+
+    def test_tls_commands_work_as_printed(self):
+        tls = [c for c in self.commands if "-cacert" in c[2]]
+        self.assertGreaterEqual(len(tls), 4)
+        certs = os.path.join(self.tmp.name, "certs")
+        subprocess.run(["bash", os.path.join(RUNFILES, "tests/service/make_certs.sh"), certs],
+                       check=True)
+        tokens = os.path.join(self.tmp.name, "tokens")
+        with open(tokens, "w") as f:
+            f.write(TOKEN + "\n")
+        server = Server(os.path.join(self.tmp.name, "db"),
+                        "--tls_cert_file=" + os.path.join(certs, "server.crt"),
+                        "--tls_key_file=" + os.path.join(certs, "server.key"),
+                        "--tls_client_ca_file=" + os.path.join(certs, "ca.crt"),
+                        "--auth_token_file=" + tokens)
+        self.check_commands(tls, server, cwd=self.tmp.name)
+
     def test_health_is_described_by_reflection(self):
         server = Server(os.path.join(self.tmp.name, "db"))
         try:
@@ -135,4 +168,5 @@ class DocumentedGrpcurlTest(unittest.TestCase):
 
 if __name__ == "__main__":
     RUNFILES = sys.argv.pop(1)
+    os.environ["NOKV_TOKEN"] = TOKEN  # before the docs are read: commands print $NOKV_TOKEN
     unittest.main(verbosity=2)

@@ -41,12 +41,17 @@ class ServiceTest : public ::testing::Test {
     config.service.scan_chunk_bytes = chunk;
     config.service.data_dir = dir_.path();
     if (tweak) tweak(&config.service);
+    if (config_tweak_) config_tweak_(&config);
     service_ = std::make_unique<nokv::service::KvService>(db_, config.service);
-    int port = 0;
-    server_ = nokv::service::StartServer(config, service_.get(), &port);
+    port_ = 0;
+    server_ = nokv::service::StartServer(config, service_.get(), &port_);
     ASSERT_NE(server_, nullptr);
-    stub_ = KV::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                            grpc::InsecureChannelCredentials()));
+    stub_ = KV::NewStub(Channel(channel_creds_));
+  }
+  // A new channel to the server (test certificates carry its address, 127.0.0.1).
+  std::shared_ptr<grpc::Channel> Channel(std::shared_ptr<grpc::ChannelCredentials> creds) {
+    return grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                               creds ? creds : grpc::InsecureChannelCredentials());
   }
   void Stop() {
     server_->Shutdown();
@@ -84,6 +89,11 @@ class ServiceTest : public ::testing::Test {
   }
 
   nokv_test::TempDir dir_;
+  // Set before Start: the server's configuration beyond the service options,
+  // and the stub's credentials (null: plaintext).
+  std::function<void(nokv::service::ServerConfig*)> config_tweak_;
+  std::shared_ptr<grpc::ChannelCredentials> channel_creds_;
+  int port_ = 0;
   nokv_db* db_ = nullptr;
   std::unique_ptr<nokv::service::KvService> service_;
   std::unique_ptr<nokv::service::Server> server_;
