@@ -33,6 +33,8 @@ libleveldb-dev           1.23
 golang-go                1.19
 golang-github-dgraph-io-badger-dev 2.2007.
 etcd-server              3.4.
+podman                   4.3.
+skopeo                   1.9.
 "
 
 upstream_version() {  # installed version of $1 without epoch and Debian revision

@@ -2,6 +2,7 @@
 # The two things a newcomer does, each installing what it needs first:
 #   bazel/workflow.sh serve [server flags]   build and start the server
 #   bazel/workflow.sh test                   run every test, ending "N passed, N failed"
+#   bazel/workflow.sh image                  build the container image (artifacts/image/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash bazel/setup.sh
@@ -9,6 +10,21 @@ bash bazel/setup.sh
 serve() {
   bazel build --config=opt //service:nokv_server
   exec bazel-bin/service/nokv_server "$@"
+}
+
+# The container image (deploy/image/build_image.py): nokv-c:$(cat VERSION) as an
+# OCI layout and a docker-archive under artifacts/image/. Timestamps come from
+# the last commit (or SOURCE_DATE_EPOCH), so a rebuild of the same commit on the
+# same packages gives the same digests.
+image() {
+  bazel build --config=opt //service:nokv_server //service:nokv-remote //core/cli:nokv
+  local epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+  /usr/bin/python3 deploy/image/build_image.py --out artifacts/image \
+    --version "$(cat VERSION)" --revision "$(git rev-parse HEAD 2>/dev/null || true)" \
+    --epoch "$epoch" \
+    --binary nokv_server=bazel-bin/service/nokv_server \
+    --binary nokv=bazel-bin/core/cli/nokv \
+    --binary nokv-remote=bazel-bin/service/nokv-remote
 }
 
 # Runs one `bazel test` invocation and adds its per-target results to the
@@ -79,7 +95,8 @@ run_soak() {
 
 case "${1:-}" in
   serve) shift; serve "$@" ;;
+  image) image ;;
   test) run_all_tests ;;
   soak) run_soak ;;
-  *) echo "usage: bazel/workflow.sh serve [flags] | test | soak" >&2; exit 2 ;;
+  *) echo "usage: bazel/workflow.sh serve [flags] | test | image | soak" >&2; exit 2 ;;
 esac
