@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "grpc/health/v1/health.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "service/reflection.h"
 #include "service/scan_wire.h"
 #include "service/status.h"
@@ -602,6 +602,28 @@ std::shared_ptr<grpc::ServerCredentials> Credentials(const ServerConfig& c) {
   return ex::TlsServerCredentials(options);
 }
 
+// grpc.health.v1 Check for the plaintext health port: SERVING or NOT_SERVING
+// as the main server says, for "" and nokv.v1.KV; Watch is left unimplemented
+// (probes only Check).
+class HealthMirror final : public grpc::health::v1::Health::CallbackService {
+ public:
+  explicit HealthMirror(std::shared_ptr<std::atomic<bool>> serving)
+      : serving_(std::move(serving)) {}
+  grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* ctx,
+                                  const grpc::health::v1::HealthCheckRequest* req,
+                                  grpc::health::v1::HealthCheckResponse* resp) override {
+    if (!req->service().empty() && req->service() != nokv::v1::KV::service_full_name()) {
+      return Finished(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service"));
+    }
+    resp->set_status(*serving_ ? grpc::health::v1::HealthCheckResponse::SERVING
+                               : grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+    return Finished(ctx, grpc::Status::OK);
+  }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> serving_;
+};
+
 }  // namespace
 
 std::string CheckServerConfig(const ServerConfig& c) {
@@ -644,9 +666,24 @@ std::unique_ptr<Server> StartServer(const ServerConfig& config, KvService* servi
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *bound_port == 0) return nullptr;
+  auto serving = std::make_shared<std::atomic<bool>>(true);
+  std::unique_ptr<grpc::Server> health_server;
+  if (!config.health_listen.empty()) {
+    own.push_back(std::make_unique<HealthMirror>(serving));
+    grpc::ServerBuilder hb;
+    int health_port = 0;
+    hb.AddListeningPort(config.health_listen, grpc::InsecureServerCredentials(), &health_port);
+    hb.RegisterService(own.back().get());
+    health_server = hb.BuildAndStart();
+    if (health_server == nullptr || health_port == 0) {
+      server->Shutdown();
+      return nullptr;
+    }
+  }
   server->GetHealthCheckService()->SetServingStatus("nokv.v1.KV", true);
   server->GetHealthCheckService()->SetServingStatus(true);
-  return std::make_unique<Server>(std::move(server), std::move(own));
+  return std::make_unique<Server>(std::move(server), std::move(own), std::move(health_server),
+                                  std::move(serving));
 }
 
 }  // namespace nokv::service

@@ -211,27 +211,43 @@ struct ServerConfig {
   std::string tls_key_file;
   std::string tls_client_ca_file;
   unsigned tls_reload_seconds = 10;
+  // If set, a second, plaintext listener that serves grpc.health.v1 Check
+  // alone, with the main server's answer: Kubernetes' gRPC probes speak no TLS.
+  std::string health_listen;
   // With service.auth set, reflection needs the token too (health checking
   // stays open for probes either way).
   bool auth_reflection = false;
 };
 
 // A started server and the services it serves besides the KV service (which
-// the caller owns).
+// the caller owns); with ServerConfig::health_listen, also the plaintext
+// server that answers health checks alone.
 class Server {
  public:
-  Server(std::unique_ptr<grpc::Server> server, std::vector<std::unique_ptr<grpc::Service>> own)
-      : own_(std::move(own)), server_(std::move(server)) {}
+  Server(std::unique_ptr<grpc::Server> server, std::vector<std::unique_ptr<grpc::Service>> own,
+         std::unique_ptr<grpc::Server> health_server, std::shared_ptr<std::atomic<bool>> serving)
+      : own_(std::move(own)),
+        server_(std::move(server)),
+        health_server_(std::move(health_server)),
+        serving_(std::move(serving)) {}
+  ~Server() {
+    if (health_server_ != nullptr) health_server_->Shutdown();
+  }
   grpc::Server* grpc() { return server_.get(); }
   void Shutdown() { server_->Shutdown(); }
   void Shutdown(std::chrono::system_clock::time_point deadline) { server_->Shutdown(deadline); }
   void Wait() { server_->Wait(); }
   // Health checking's answer for every service (NOT_SERVING while shutting down).
-  void SetServing(bool serving) { server_->GetHealthCheckService()->SetServingStatus(serving); }
+  void SetServing(bool serving) {
+    *serving_ = serving;
+    server_->GetHealthCheckService()->SetServingStatus(serving);
+  }
 
  private:
-  std::vector<std::unique_ptr<grpc::Service>> own_;  // destroyed after the server
+  std::vector<std::unique_ptr<grpc::Service>> own_;  // destroyed after the servers
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;
+  std::shared_ptr<std::atomic<bool>> serving_;
 };
 
 // Checks what config names (readable certificate files) before any listening:

@@ -73,6 +73,9 @@ ABSL_FLAG(std::string, tls_key_file, "", "the TLS certificate's private key (PEM
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "require client certificates signed by these CAs (PEM): mTLS");
 ABSL_FLAG(uint32_t, tls_reload_seconds, 10, "how often the TLS files are checked for changes");
+ABSL_FLAG(std::string, health_listen, "",
+          "also answer grpc.health.v1 Check, alone and in plaintext, on this address (for "
+          "Kubernetes gRPC probes, which speak no TLS), e.g. 0.0.0.0:50052");
 ABSL_FLAG(std::string, auth_token_file, "",
           "KV calls need `authorization: Bearer <token>` with a token from this file, one per "
           "line (reloaded on change); else UNAUTHENTICATED. Health checking stays open");
@@ -157,6 +160,7 @@ int main(int argc, char** argv) {
   config.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   config.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   config.tls_reload_seconds = absl::GetFlag(FLAGS_tls_reload_seconds);
+  config.health_listen = absl::GetFlag(FLAGS_health_listen);
   config.auth_reflection = absl::GetFlag(FLAGS_auth_reflection);
   std::unique_ptr<nokv::service::TokenAuth> auth;
   if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {

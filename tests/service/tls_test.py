@@ -59,6 +59,13 @@ class Server:
         return rc, err
 
 
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def put(channel, key, metadata=(), timeout=10):
     kv = kv_pb2_grpc.KVStub(channel)
     return kv.Put(kv_pb2.PutRequest(key=key, value=b"v"), metadata=metadata, timeout=timeout)
@@ -139,6 +146,26 @@ class TlsTest(unittest.TestCase):
             self.assertEqual(health.Check(health_pb2.HealthCheckRequest(service="nokv.v1.KV"),
                                           timeout=10).status,
                              health_pb2.HealthCheckResponse.SERVING)
+
+    def test_plaintext_health_port_for_probes(self):
+        health_port = free_port()
+        s = self.start(*self.tls_flags(), f"--health_listen=127.0.0.1:{health_port}")
+        with grpc.insecure_channel(f"127.0.0.1:{health_port}") as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            for service in ("", "nokv.v1.KV"):
+                self.assertEqual(health.Check(health_pb2.HealthCheckRequest(service=service),
+                                              timeout=10).status,
+                                 health_pb2.HealthCheckResponse.SERVING)
+            self.assertEqual(code_of(lambda: health.Check(
+                health_pb2.HealthCheckRequest(service="other"), timeout=10)),
+                grpc.StatusCode.NOT_FOUND)
+            # It answers health checks alone: no KV, no reflection.
+            self.assertEqual(code_of(lambda: put(ch, b"k", timeout=10)),
+                             grpc.StatusCode.UNIMPLEMENTED)
+        # The TLS port still refuses plaintext.
+        with grpc.insecure_channel(s.address) as ch:
+            self.assertEqual(code_of(lambda: put(ch, b"k", timeout=5)),
+                             grpc.StatusCode.UNAVAILABLE)
 
     def test_rotated_certificates_serve_new_connections_old_ones_keep_working(self):
         live = os.path.join(self.tmp.name, "live")
