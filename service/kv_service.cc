@@ -3,6 +3,7 @@
 
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include <sys/stat.h>
@@ -668,10 +669,12 @@ std::unique_ptr<Server> StartServer(const ServerConfig& config, KvService* servi
   if (server == nullptr || *bound_port == 0) return nullptr;
   auto serving = std::make_shared<std::atomic<bool>>(true);
   std::unique_ptr<grpc::Server> health_server;
+  int health_port = 0;
   if (!config.health_listen.empty()) {
     own.push_back(std::make_unique<HealthMirror>(serving));
     grpc::ServerBuilder hb;
-    int health_port = 0;
+    // Not gRPC's default health service as well: the mirror is the health service.
+    hb.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
     hb.AddListeningPort(config.health_listen, grpc::InsecureServerCredentials(), &health_port);
     hb.RegisterService(own.back().get());
     health_server = hb.BuildAndStart();
@@ -683,7 +686,7 @@ std::unique_ptr<Server> StartServer(const ServerConfig& config, KvService* servi
   server->GetHealthCheckService()->SetServingStatus("nokv.v1.KV", true);
   server->GetHealthCheckService()->SetServingStatus(true);
   return std::make_unique<Server>(std::move(server), std::move(own), std::move(health_server),
-                                  std::move(serving));
+                                  health_port, std::move(serving));
 }
 
 }  // namespace nokv::service

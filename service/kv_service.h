@@ -225,15 +225,18 @@ struct ServerConfig {
 class Server {
  public:
   Server(std::unique_ptr<grpc::Server> server, std::vector<std::unique_ptr<grpc::Service>> own,
-         std::unique_ptr<grpc::Server> health_server, std::shared_ptr<std::atomic<bool>> serving)
+         std::unique_ptr<grpc::Server> health_server, int health_port,
+         std::shared_ptr<std::atomic<bool>> serving)
       : own_(std::move(own)),
         server_(std::move(server)),
         health_server_(std::move(health_server)),
+        health_port_(health_port),
         serving_(std::move(serving)) {}
   ~Server() {
     if (health_server_ != nullptr) health_server_->Shutdown();
   }
   grpc::Server* grpc() { return server_.get(); }
+  int health_port() const { return health_port_; }  // 0: no health_listen
   void Shutdown() { server_->Shutdown(); }
   void Shutdown(std::chrono::system_clock::time_point deadline) { server_->Shutdown(deadline); }
   void Wait() { server_->Wait(); }
@@ -247,6 +250,7 @@ class Server {
   std::vector<std::unique_ptr<grpc::Service>> own_;  // destroyed after the servers
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;
+  int health_port_;
   std::shared_ptr<std::atomic<bool>> serving_;
 };
 

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "service/auth.h"
 #include "tests/service/service_fixture.h"
@@ -185,6 +186,35 @@ TEST_F(SecurityTest, ReflectionV1DescribesEveryService) {
   req.set_file_by_filename("nokv/v1/kv.proto");
   ASSERT_TRUE(Reflect(req, &resp).ok());
   EXPECT_GE(resp.file_descriptor_response().file_descriptor_proto_size(), 1);
+}
+
+TEST_F(SecurityTest, HealthPortMirrorsTheServersStatus) {
+  Stop();
+  config_tweak_ = [](nokv::service::ServerConfig* c) {
+    c->tls_cert_file = certs_->file("server.crt");
+    c->tls_key_file = certs_->file("server.key");
+    c->health_listen = "127.0.0.1:0";
+  };
+  channel_creds_ = Tls("ca.crt");
+  Start(256 << 20);
+  ASSERT_NE(server_->health_port(), 0);
+  auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(server_->health_port()), grpc::InsecureChannelCredentials()));
+  auto check = [&](const std::string& service, grpc::health::v1::HealthCheckResponse* resp) {
+    ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    return health->Check(&ctx, req, resp);
+  };
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(check("nokv.v1.KV", &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  server_->SetServing(false);  // what SIGTERM does first
+  for (const char* service : {"", "nokv.v1.KV"}) {
+    ASSERT_TRUE(check(service, &resp).ok());
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING) << service;
+  }
+  EXPECT_EQ(check("other", &resp).error_code(), StatusCode::NOT_FOUND);
 }
 
 }  // namespace
