@@ -147,8 +147,44 @@ def _coverage_tools_impl(rctx):
 
 _coverage_tools_repository = repository_rule(implementation = _coverage_tools_impl)
 
+def _npm_impl(rctx):
+    # The npm packages the manifest checks use (tests/deploy/package.json, exact
+    # versions, integrity-checked by tests/deploy/package-lock.json), installed
+    # by bazel/setup.sh with `npm ci`; and the tools those checks run.
+    root = rctx.path(Label("//tests/deploy:package.json")).dirname
+    modules = root.get_child("node_modules")
+    manifest = json.decode(rctx.read(root.get_child("package.json")))
+    for pkg, want in manifest["dependencies"].items():
+        installed = modules
+        for part in pkg.split("/") + ["package.json"]:
+            installed = installed.get_child(part)
+        if not installed.exists:
+            fail("NoKV-C: npm package %s is not installed in %s; %s" % (pkg, root, _SETUP_HINT))
+        have = json.decode(rctx.read(installed))["version"]
+        if have != want:
+            fail("NoKV-C: npm package %s is %s, pinned to %s; %s" % (pkg, have, want, _SETUP_HINT))
+    rctx.symlink(modules, "node_modules")
+    for tool, hint in {"node": "Node.js", "kubectl": "kubectl with kustomize"}.items():
+        path = rctx.which(tool)
+        if path == None:
+            fail("NoKV-C: %s is missing (%s); the manifest checks need it" % (tool, hint))
+        rctx.symlink(path, "bin/" + tool)
+    rctx.file("WORKSPACE", 'workspace(name = "%s")\n' % rctx.name)
+    rctx.file("BUILD.bazel", "\n".join([
+        'package(default_visibility = ["//visibility:public"])',
+        "# A directory: Bazel tracks it as one file, which is what a test needs.",
+        'exports_files(["node_modules", "bin/node", "bin/kubectl"])',
+    ]) + "\n")
+
+_npm_repository = repository_rule(
+    implementation = _npm_impl,
+    local = True,
+    environ = ["PATH"],
+)
+
 def nokv_dependencies():
     _rules_cc_repository(name = "rules_cc")
     _rules_java_repository(name = "rules_java")
     _coverage_tools_repository(name = "remote_coverage_tools")
     nokv_system_repository(name = "nokv_system")
+    _npm_repository(name = "nokv_npm")

@@ -71,4 +71,16 @@ while read -r pkg want; do
        bad=1 ;;
   esac
 done <<<"$PINNED"
+# The npm packages of the manifest checks, at the versions and hashes
+# tests/deploy/package-lock.json pins (Node.js and npm come with the machine).
+npm_dir=$(cd "$(dirname "$0")/../tests/deploy" && pwd)
+if ! cmp -s "$npm_dir/package-lock.json" "$npm_dir/node_modules/.package-lock.json.installed" 2>/dev/null; then
+  if ! command -v npm >/dev/null; then
+    echo "setup: npm is missing (Node.js); the manifest checks need it" >&2
+    exit 1
+  fi
+  echo "setup: npm ci in $npm_dir" >&2
+  (cd "$npm_dir" && npm ci --no-audit --no-fund --loglevel=error) || exit 1
+  cp "$npm_dir/package-lock.json" "$npm_dir/node_modules/.package-lock.json.installed"
+fi
 exit $bad
