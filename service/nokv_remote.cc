@@ -4,6 +4,11 @@
 // installed next to it).
 //
 //   nokv-remote stats --addr HOST:PORT [--json] [--watch SECONDS] [--hot N]
+//                     [--tls_ca_file F [--tls_cert_file F --tls_key_file F]] [--token_file F]
+//
+// With --tls_ca_file the call goes over TLS, the server verified against that CA
+// bundle; --tls_cert_file and --tls_key_file add the client's certificate (mTLS).
+// --token_file (or $NOKV_TOKEN) sends `authorization: Bearer <its first token>`.
 //
 // Prints the server's Stats: grouped and aligned, or (--json) the StatsResponse
 // in protobuf's JSON mapping, one object per line. --watch refreshes every
@@ -12,6 +17,7 @@
 #include <grpcpp/grpcpp.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -26,8 +32,43 @@ namespace {
 
 int Usage() {
   std::fprintf(stderr,
-               "usage: nokv stats --addr HOST:PORT [--json] [--watch SECONDS] [--hot N]\n");
+               "usage: nokv stats --addr HOST:PORT [--json] [--watch SECONDS] [--hot N]\n"
+               "                  [--tls_ca_file F [--tls_cert_file F --tls_key_file F]]"
+               " [--token_file F]\n");
   return 2;
+}
+
+// The content of path, or false (and a message) if it cannot be read.
+bool ReadFile(const std::string& path, std::string* out) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    std::fprintf(stderr, "nokv: %s: %s\n", path.c_str(), std::strerror(errno));
+    return false;
+  }
+  char buf[4096];
+  size_t n;
+  out->clear();
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, n);
+  bool ok = !std::ferror(f);
+  std::fclose(f);
+  if (!ok) std::fprintf(stderr, "nokv: %s: read error\n", path.c_str());
+  return ok;
+}
+
+// The first token in a token file (the server's format: one per line, blank
+// lines and # comments skipped).
+std::string FirstToken(const std::string& text) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    size_t b = line.find_first_not_of(" \t\r");
+    size_t e = line.find_last_not_of(" \t\r");
+    if (b != std::string::npos && line[b] != '#') return line.substr(b, e - b + 1);
+  }
+  return "";
 }
 
 uint64_t Counter(const nokv::v1::StatsResponse& r, const std::string& name) {
@@ -123,10 +164,19 @@ int Stats(int argc, char** argv) {
   bool json = false;
   double watch = 0;
   long hot = 16;
+  std::string ca_file, cert_file, key_file, token_file;
   for (int i = 2; i < argc; i++) {
     std::string a = argv[i];
     if (a == "--addr" && i + 1 < argc) {
       addr = argv[++i];
+    } else if (a == "--tls_ca_file" && i + 1 < argc) {
+      ca_file = argv[++i];
+    } else if (a == "--tls_cert_file" && i + 1 < argc) {
+      cert_file = argv[++i];
+    } else if (a == "--tls_key_file" && i + 1 < argc) {
+      key_file = argv[++i];
+    } else if (a == "--token_file" && i + 1 < argc) {
+      token_file = argv[++i];
     } else if (a == "--json") {
       json = true;
     } else if (a == "--watch" && i + 1 < argc) {
@@ -139,10 +189,36 @@ int Stats(int argc, char** argv) {
       return Usage();
     }
   }
-  if (addr.empty()) return Usage();
-  auto stub = nokv::v1::KV::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  if (addr.empty() || cert_file.empty() != key_file.empty() ||
+      (!cert_file.empty() && ca_file.empty())) {
+    return Usage();
+  }
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (!ca_file.empty()) {
+    grpc::SslCredentialsOptions o;
+    if (!ReadFile(ca_file, &o.pem_root_certs)) return 1;
+    if (!cert_file.empty() &&
+        (!ReadFile(cert_file, &o.pem_cert_chain) || !ReadFile(key_file, &o.pem_private_key))) {
+      return 1;
+    }
+    creds = grpc::SslCredentials(o);
+  }
+  std::string token;
+  if (!token_file.empty()) {
+    std::string text;
+    if (!ReadFile(token_file, &text)) return 1;
+    token = FirstToken(text);
+    if (token.empty()) {
+      std::fprintf(stderr, "nokv: %s holds no token\n", token_file.c_str());
+      return 1;
+    }
+  } else if (const char* env = std::getenv("NOKV_TOKEN"); env != nullptr && *env != 0) {
+    token = env;
+  }
+  auto stub = nokv::v1::KV::NewStub(grpc::CreateChannel(addr, creds));
   for (;;) {
     grpc::ClientContext ctx;
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     nokv::v1::StatsRequest req;
     req.set_hot_keys(static_cast<uint32_t>(hot));

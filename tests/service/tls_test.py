@@ -243,6 +243,31 @@ class TlsTest(unittest.TestCase):
                          grpc.StatusCode.OK)
         ch.close()
 
+    def test_nokv_stats_over_mtls_with_a_token(self):
+        tokens = os.path.join(self.tmp.name, "tokens")
+        with open(tokens, "w") as f:
+            f.write("# operators\nops-token\n")
+        s = self.start(*self.tls_flags(), "--auth_token_file=" + tokens)
+        remote = os.path.join(RUNFILES, "service/nokv-remote")
+        tls = ["--tls_ca_file", os.path.join(CERTS, "ca.crt"),
+               "--tls_cert_file", os.path.join(CERTS, "client.crt"),
+               "--tls_key_file", os.path.join(CERTS, "client.key")]
+        base = [remote, "stats", "--addr", s.address, "--json"]
+        ok = subprocess.run(base + tls + ["--token_file", tokens], capture_output=True,
+                            text=True, timeout=60)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        self.assertIn("counters", ok.stdout)
+        env = dict(os.environ, NOKV_TOKEN="ops-token")
+        self.assertEqual(subprocess.run(base + tls, capture_output=True, env=env,
+                                        timeout=60).returncode, 0)
+        no_token = subprocess.run(base + tls, capture_output=True, text=True, timeout=60,
+                                  env={k: v for k, v in os.environ.items() if k != "NOKV_TOKEN"})
+        self.assertEqual(no_token.returncode, 1)
+        self.assertIn("missing `authorization", no_token.stderr)
+        no_cert = subprocess.run(base + tls[:2] + ["--token_file", tokens],
+                                 capture_output=True, text=True, timeout=60)
+        self.assertEqual(no_cert.returncode, 1)
+
     def list_services(self, ch, metadata=()):
         stub = reflection_pb2_grpc.ServerReflectionStub(ch)
         resps = list(stub.ServerReflectionInfo(
