@@ -22,6 +22,8 @@ import sys
 import tempfile
 import unittest
 
+from server_process import ServerProcess
+
 RUNFILES = None
 DOC_ADDRESS = "localhost:50051"
 DOC_SOCKET = "/run/nokv/nokv.sock"
@@ -60,26 +62,18 @@ def documented_commands(root):
     return out
 
 
-class Server:
+class Server(ServerProcess):
+    """The server, with its address as grpcurl takes it (a socket's path alone)."""
+
     def __init__(self, data_dir, *flags, listen="127.0.0.1:0"):
-        self.proc = subprocess.Popen(
-            [os.path.join(RUNFILES, "service/nokv_server"), "--listen=" + listen,
-             "--data_dir=" + data_dir, *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            raise RuntimeError("server did not start: %r %s" % (line, self.proc.stderr.read()))
-        self.address = line.split("listening on ")[1].split(",")[0].replace("127.0.0.1",
-                                                                             "localhost")
+        super().__init__(os.path.join(RUNFILES, "service/nokv_server"), data_dir, *flags,
+                         listen=listen)
+        self.address = self.address.replace("127.0.0.1", "localhost")
         if self.address.startswith("unix:"):
             self.address = self.address[len("unix:"):]
 
     def stop(self):
-        self.proc.terminate()
-        rc = self.proc.wait(timeout=60)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return rc
+        return super().stop()[0]
 
 
 def run(argv, address, stdin=None, cwd=None):

@@ -22,33 +22,23 @@ import health_pb2
 import health_pb2_grpc
 import reflection_pb2
 import reflection_pb2_grpc
+from server_process import ServerProcess
 
 SERVER = None  # path of nokv_server, from argv
 
 
-class Server:
-    """One nokv_server process on 127.0.0.1 with a free port."""
+class Server(ServerProcess):
+    """One nokv_server process on 127.0.0.1 with a free port, and a channel to it."""
 
     def __init__(self, data_dir, *flags):
-        self.proc = subprocess.Popen(
-            [SERVER, "--listen=127.0.0.1:0", "--data_dir=" + data_dir, *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            raise RuntimeError("server did not start: %r %s" % (line, self.proc.stderr.read()))
-        self.address = line.split("listening on ")[1].split(",")[0]
+        super().__init__(SERVER, data_dir, *flags)
         self.channel = grpc.insecure_channel(self.address)
         grpc.channel_ready_future(self.channel).result(timeout=30)
         self.kv = kv_pb2_grpc.KVStub(self.channel)
 
     def stop(self, sig=signal.SIGTERM):
         self.channel.close()
-        self.proc.send_signal(sig)
-        rc = self.proc.wait(timeout=60)
-        err = self.proc.stderr.read()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return rc, err
+        return super().stop(sig)
 
 
 class Txn:

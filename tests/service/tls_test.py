@@ -17,6 +17,7 @@ import grpc
 
 from nokv.v1 import kv_pb2, kv_pb2_grpc
 import health_pb2
+from server_process import ServerProcess
 import health_pb2_grpc
 import reflection_pb2
 import reflection_pb2_grpc
@@ -36,27 +37,12 @@ def tls_creds(root="ca.crt", client=None):
     return grpc.ssl_channel_credentials(cert(root), cert(client + ".key"), cert(client + ".crt"))
 
 
-class Server:
+class Server(ServerProcess):
     def __init__(self, data_dir, *flags, listen="127.0.0.1:0"):
-        self.proc = subprocess.Popen(
-            [os.path.join(RUNFILES, "service/nokv_server"), "--listen=" + listen,
-             "--data_dir=" + data_dir, *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            raise RuntimeError("server did not start: %r %s" % (line, self.proc.stderr.read()))
-        self.line = line
-        addr = line.split("listening on ")[1].split(",")[0]
+        super().__init__(os.path.join(RUNFILES, "service/nokv_server"), data_dir, *flags,
+                         listen=listen)
         # The certificates name localhost: connect by that name.
-        self.address = addr.replace("127.0.0.1", "localhost")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=60)
-        err = self.proc.stderr.read()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return rc, err
+        self.address = self.address.replace("127.0.0.1", "localhost")
 
 
 def free_port():

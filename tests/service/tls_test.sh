@@ -2,6 +2,6 @@
 # Runs tls_test.py with Debian's python3 (which has python3-grpcio).
 set -euo pipefail
 runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
-export PYTHONPATH="${runfiles}/proto:${runfiles}/tests/service/protos"
+export PYTHONPATH="${runfiles}/proto:${runfiles}/tests/service/protos:${runfiles}/tests/service"
 export PYTHONDONTWRITEBYTECODE=1
 exec /usr/bin/python3 "${runfiles}/tests/service/tls_test.py" "${runfiles}"
