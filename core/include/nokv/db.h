@@ -52,6 +52,43 @@ int nokv_delete(nokv_db *db, const nokv_write_options *wo, const void *key, size
 int nokv_write(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                uint64_t *commit_ts);
 
+/* A condition of nokv_write_if, on the newest version of one key. */
+typedef enum nokv_cond_op {
+  NOKV_COND_ABSENT = 1,        /* the key has no visible version */
+  NOKV_COND_PRESENT = 2,       /* the key has a visible version */
+  NOKV_COND_VALUE_EQUALS = 3,  /* it has one, holding exactly value */
+  NOKV_COND_TS_EQUALS = 4,     /* it has one, written at commit_ts (compare-and-set
+                                  on the version a reader saw) */
+  NOKV_COND_TS_BELOW = 5,      /* it has none, or one written before commit_ts */
+} nokv_cond_op;
+
+typedef struct nokv_condition {
+  nokv_cond_op op;
+  const void *key;
+  size_t klen;
+  const void *value;  /* NOKV_COND_VALUE_EQUALS */
+  size_t vlen;
+  uint64_t commit_ts; /* NOKV_COND_TS_EQUALS, NOKV_COND_TS_BELOW */
+} nokv_condition;
+
+/* What nokv_write_if found. */
+typedef struct nokv_cond_result {
+  uint64_t read_ts;   /* the timestamp the conditions were judged at */
+  size_t failed;      /* NOKV_ECONDITION: the index of the first that failed */
+  bool found;         /* ... whether its key had a version at read_ts */
+  uint64_t found_ts;  /* ... and that version's commit timestamp (0 if none) */
+} nokv_cond_result;
+
+/* Applies b atomically, as nokv_write does, if and only if every condition
+ * holds: the conditions are judged at one timestamp (read_ts) and b commits
+ * with no write to any of their keys in between, so they hold at its commit
+ * timestamp too (a write that lands in between makes it judge them again, at a
+ * newer timestamp). NOKV_ECONDITION: some condition failed and nothing was
+ * written; *result names the first. n may be 0 (a plain nokv_write); b may
+ * be empty (a pure check). result may be NULL. */
+int nokv_write_if(nokv_db *db, const nokv_write_options *wo, const nokv_condition *conds,
+                  size_t n, const nokv_batch *b, uint64_t *commit_ts, nokv_cond_result *result);
+
 /* The completion of nokv_write_async: rc is what nokv_write would have
  * returned, commit_ts the write's timestamp (0 unless rc is NOKV_OK), msg the
  * error message ("" on success; valid only during the call). */

@@ -26,6 +26,10 @@ typedef struct nokv_statistics {
   uint64_t txn_conflicts;       /* commits refused with NOKV_ECONFLICT */
   uint64_t txn_tracked_keys;    /* keys whose last commit is kept for conflict checks */
   uint64_t txn_tracking_overflows;  /* times they outgrew max_txn_conflict_bytes (or memory) */
+  uint64_t cond_writes;         /* nokv_write_if calls that wrote (all conditions held) */
+  uint64_t cond_failures;       /* nokv_write_if calls refused: a condition did not hold */
+  uint64_t cond_rejudged;       /* times a write to a condition's key, landing between the
+                                   judgement and the commit, made them be judged again */
 
   /* memtable */
   uint64_t memtable_entries;

@@ -29,6 +29,8 @@ enum {
                            kept (versions it needs may have been compacted) */
   NOKV_EHOTKEY = -11,   /* a key of the write was written hot_write_limit times
                            in the last second: nothing written, retry later */
+  NOKV_ECONDITION = -12, /* a condition of nokv_write_if did not hold: nothing
+                            written */
 };
 
 /* A short static description of rc ("not found", "corruption", ...). Never NULL. */

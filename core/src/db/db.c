@@ -694,6 +694,9 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->txns_active = (uint64_t)atomic_load(&db->active_txns);
   s->txn_commits = nk_counter_get(&db->stats.txn_commits);
   s->txn_conflicts = nk_counter_get(&db->stats.txn_conflicts);
+  s->cond_writes = nk_counter_get(&db->stats.cond_writes);
+  s->cond_failures = nk_counter_get(&db->stats.cond_failures);
+  s->cond_rejudged = nk_counter_get(&db->stats.cond_rejudged);
   s->txn_tracked_keys = nk_oracle_tracked_keys(&db->oracle, &s->txn_tracking_overflows);
   if (db->hot != NULL) {
     nk_hot_stats hs;

@@ -171,6 +171,7 @@ struct nokv_db {
     nk_counter hot_writes_throttled;
     nk_counter gets, get_hits, iterators, table_probes;
     nk_counter txn_commits, txn_conflicts;
+    nk_counter cond_writes, cond_failures, cond_rejudged;
     nk_counter flushes, flush_bytes, compactions, trivial_moves, compact_read, compact_written;
     nk_counter subcompactions;
     nk_counter vlog_reads, gc_runs, gc_collected, gc_rewritten, gc_reclaimed;

@@ -81,6 +81,7 @@ const char *nokv_strerror(int rc) {
     case NOKV_ECONFLICT: return "transaction conflict";
     case NOKV_ESTALE: return "read timestamp too old";
     case NOKV_EHOTKEY: return "key written too often";
+    case NOKV_ECONDITION: return "condition not met";
     default: return "unknown error";
   }
 }

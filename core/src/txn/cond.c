@@ -1,0 +1,184 @@
+/*
+ * cond.c — nokv_write_if: a batch applied only if conditions on keys hold,
+ * atomically with them.
+ *
+ * It is an optimistic transaction with nothing to buffer: the conditions are
+ * judged against a snapshot (read_ts), the keys they read are handed to the
+ * write leader as the transaction's reads, and the leader refuses the commit if
+ * any of them was written after read_ts (the oracle records plain writes as
+ * well as transactions'). So when the batch commits, no write landed on a
+ * condition's key between the judgement and the commit: the conditions hold at
+ * the commit timestamp. A refused commit means the state of some condition's key
+ * changed: the conditions are judged again at a newer snapshot, which either
+ * fails them (the answer the caller wants) or commits. Each retry follows a
+ * commit that wrote one of those keys, so the loop makes progress; it is bounded
+ * all the same.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/batch_internal.h"
+#include "db/db_impl.h"
+#include "txn/cond.h"
+#include "util/checksum.h"
+#include "util/error.h"
+
+#define MAX_JUDGEMENTS 1000
+
+void (*nk_write_if_judged)(nokv_db *db, void *arg);
+void *nk_write_if_judged_arg;
+
+static int check_conditions(nokv_db *db, const nokv_condition *conds, size_t n) {
+  if (n > 0 && conds == NULL) return nk_err(NOKV_EINVAL, "nokv_write_if: NULL conditions");
+  for (size_t i = 0; i < n; i++) {
+    const nokv_condition *c = &conds[i];
+    if (c->op < NOKV_COND_ABSENT || c->op > NOKV_COND_TS_BELOW) {
+      return nk_err(NOKV_EINVAL, "nokv_write_if: condition %zu has no valid op (%d)", i,
+                    (int)c->op);
+    }
+    if (c->key == NULL && c->klen > 0) return nk_err(NOKV_EINVAL, "condition %zu: NULL key", i);
+    NK_RET(nk_db_check_key(db, c->klen));
+    if (c->op == NOKV_COND_VALUE_EQUALS && c->value == NULL && c->vlen > 0) {
+      return nk_err(NOKV_EINVAL, "condition %zu: NULL value", i);
+    }
+  }
+  return NOKV_OK;
+}
+
+/* Whether condition c holds for a key found (or not) with value v at ts. */
+static bool holds(const nokv_condition *c, bool found, const void *v, size_t vlen,
+                  uint64_t ts) {
+  switch (c->op) {
+    case NOKV_COND_ABSENT: return !found;
+    case NOKV_COND_PRESENT: return found;
+    case NOKV_COND_VALUE_EQUALS:
+      return found && vlen == c->vlen && (vlen == 0 || memcmp(v, c->value, vlen) == 0);
+    case NOKV_COND_TS_EQUALS: return found && ts == c->commit_ts;
+    case NOKV_COND_TS_BELOW: return !found || ts < c->commit_ts;
+  }
+  return false;
+}
+
+/* Judges every condition at snap. NOKV_OK: all hold; NOKV_ECONDITION: result
+ * names the first that failed; else a read error. */
+static int judge(nokv_db *db, nokv_snapshot *snap, const nokv_condition *conds, size_t n,
+                 const uint64_t *hashes, nokv_cond_result *result) {
+  nokv_read_options ro;
+  nokv_read_options_init(&ro);
+  ro.snapshot = snap;
+  for (size_t i = 0; i < n; i++) {
+    const nokv_condition *c = &conds[i];
+    void *v = NULL;
+    size_t vlen = 0;
+    uint64_t ts = 0;
+    int rc = nk_db_get(db, &ro, c->key, c->klen, hashes[i], false, &v, &vlen, &ts);
+    if (rc != NOKV_OK && rc != NOKV_ENOTFOUND) return rc;
+    bool found = rc == NOKV_OK;
+    bool ok = holds(c, found, v, vlen, ts);
+    free(v);
+    if (!ok) {
+      result->failed = i;
+      result->found = found;
+      result->found_ts = found ? ts : 0;
+      return NOKV_ECONDITION;
+    }
+  }
+  return NOKV_OK;
+}
+
+/* The fingerprints of the keys b writes (what the oracle records). */
+static int write_fingerprints(const nokv_batch *b, uint64_t **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  if (b == NULL || b->count == 0) return NOKV_OK;
+  uint64_t *fps = malloc(b->count * sizeof *fps);
+  if (fps == NULL) return nk_err(NOKV_ENOMEM, "out of memory for a conditional write");
+  nk_batch_reader r;
+  uint64_t ts;
+  uint32_t count;
+  int rc = nk_batch_reader_init(&r, b->rep, b->len, &ts, &count);
+  nk_batch_op op;
+  size_t k = 0;
+  while (rc == NOKV_OK && (rc = nk_batch_reader_next(&r, &op)) == 1) {
+    fps[k++] = nk_hash64(op.key, op.klen);
+    rc = NOKV_OK;
+  }
+  if (rc < 0) {
+    free(fps);
+    return rc;
+  }
+  *out = fps;
+  *n = k;
+  return NOKV_OK;
+}
+
+int nokv_write_if(nokv_db *db, const nokv_write_options *wo, const nokv_condition *conds,
+                  size_t n, const nokv_batch *b, uint64_t *commit_ts, nokv_cond_result *result) {
+  nk_err_clear();
+  nokv_cond_result scratch;
+  if (result == NULL) result = &scratch;
+  memset(result, 0, sizeof *result);
+  if (b == NULL) return nk_err(NOKV_EINVAL, "nokv_write_if needs a batch (it may be empty)");
+  NK_RET(check_conditions(db, conds, n));
+  if (n == 0) {
+    int rc = nokv_write(db, wo, b, commit_ts);
+    if (rc == NOKV_OK) {
+      result->read_ts = commit_ts != NULL ? *commit_ts : 0;
+      nk_count(&db->stats.cond_writes, 1);
+    }
+    return rc;
+  }
+  uint64_t *hashes = malloc(n * sizeof *hashes);
+  if (hashes == NULL) return nk_err(NOKV_ENOMEM, "out of memory for a conditional write");
+  for (size_t i = 0; i < n; i++) hashes[i] = nk_hash64(conds[i].key, conds[i].klen);
+  uint64_t *writes = NULL;
+  size_t nwrites = 0;
+  int rc = write_fingerprints(b, &writes, &nwrites);
+  for (int judged = 0; rc == NOKV_OK; judged++) {
+    if (judged == MAX_JUDGEMENTS) {
+      rc = nk_err(NOKV_ECONFLICT,
+                  "nokv_write_if: its keys were written %d times between judgement and "
+                  "commit; retry",
+                  MAX_JUDGEMENTS);
+      break;
+    }
+    /* Counted as a transaction before the snapshot, as nokv_txn_begin does:
+     * plain writes published after it record their keys for the conflict
+     * check (write.c), so one landing between judgement and commit is seen. */
+    atomic_fetch_add(&db->active_txns, 1);
+    nokv_snapshot *snap = NULL;
+    rc = nokv_snapshot_create(db, &snap);
+    if (rc != NOKV_OK) {
+      atomic_fetch_sub(&db->active_txns, 1);
+      break;
+    }
+    result->read_ts = nokv_snapshot_ts(snap);
+    rc = judge(db, snap, conds, n, hashes, result);
+    if (rc == NOKV_OK && b->count == 0) {
+      if (commit_ts != NULL) *commit_ts = result->read_ts;  /* a pure check */
+    } else if (rc == NOKV_OK) {
+      if (nk_write_if_judged != NULL) nk_write_if_judged(db, nk_write_if_judged_arg);
+      nk_txn_commit c = {.read_ts = result->read_ts,
+                         .reads = hashes,
+                         .nreads = n,
+                         .writes = writes,
+                         .nwrites = nwrites};
+      rc = nk_db_write_txn(db, wo, b, &c, commit_ts);
+    }
+    nokv_snapshot_release(db, snap);
+    atomic_fetch_sub(&db->active_txns, 1);
+    if (rc != NOKV_ECONFLICT) break;
+    nk_count(&db->stats.cond_rejudged, 1);
+    nk_err_clear();
+    rc = NOKV_OK;
+  }
+  free(hashes);
+  free(writes);
+  if (rc == NOKV_OK) nk_count(&db->stats.cond_writes, 1);
+  if (rc == NOKV_ECONDITION) {
+    nk_count(&db->stats.cond_failures, 1);
+    nk_err(NOKV_ECONDITION, "condition %zu did not hold", result->failed);
+  }
+  return rc;
+}
