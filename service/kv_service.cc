@@ -213,6 +213,100 @@ grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
   return WriteAsync(ctx, b, rc, req->sync(), resp);
 }
 
+grpc::ServerUnaryReactor* KvService::Write(grpc::CallbackServerContext* ctx,
+                                           const nokv::v1::WriteRequest* req,
+                                           nokv::v1::WriteResponse* resp) {
+  if (auto s = Authorize(ctx); !s.ok()) return Finished(ctx, s);
+  std::vector<nokv_condition> conds(req->conditions_size());
+  for (int i = 0; i < req->conditions_size(); i++) {
+    const nokv::v1::Condition& c = req->conditions(i);
+    nokv_condition& out = conds[i];
+    if (auto s = RequireKey(c.key()); !s.ok()) {
+      return Finished(ctx, grpc::Status(s.error_code(),
+                                        "condition " + std::to_string(i) + ": empty key"));
+    }
+    out.key = c.key().data();
+    out.klen = c.key().size();
+    switch (c.check_case()) {
+      case nokv::v1::Condition::kAbsent: out.op = NOKV_COND_ABSENT; break;
+      case nokv::v1::Condition::kPresent: out.op = NOKV_COND_PRESENT; break;
+      case nokv::v1::Condition::kValueEquals:
+        out.op = NOKV_COND_VALUE_EQUALS;
+        out.value = c.value_equals().data();
+        out.vlen = c.value_equals().size();
+        break;
+      case nokv::v1::Condition::kCommitTsEquals:
+        out.op = NOKV_COND_TS_EQUALS;
+        out.commit_ts = c.commit_ts_equals();
+        break;
+      case nokv::v1::Condition::kCommitTsBelow:
+        out.op = NOKV_COND_TS_BELOW;
+        out.commit_ts = c.commit_ts_below();
+        break;
+      default:
+        return Finished(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                          "condition " + std::to_string(i) + " checks nothing"));
+    }
+    // absent: false and present: false are set oneofs that assert nothing.
+    if ((c.check_case() == nokv::v1::Condition::kAbsent && !c.absent()) ||
+        (c.check_case() == nokv::v1::Condition::kPresent && !c.present())) {
+      return Finished(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                        "condition " + std::to_string(i) + " is set to false"));
+    }
+  }
+  nokv_batch* b = nullptr;
+  int rc = nokv_batch_new(&b);
+  for (int i = 0; rc == NOKV_OK && i < req->mutations_size(); i++) {
+    const nokv::v1::Mutation& m = req->mutations(i);
+    grpc::Status bad;
+    if (m.key().empty()) {
+      bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         "mutation " + std::to_string(i) + ": empty key");
+    } else if (m.op_case() == nokv::v1::Mutation::kPut) {
+      rc = nokv_batch_put(b, m.key().data(), m.key().size(), m.put().data(), m.put().size());
+    } else if (m.op_case() == nokv::v1::Mutation::kDelete && m.delete_()) {
+      rc = nokv_batch_delete(b, m.key().data(), m.key().size());
+    } else {
+      bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         "mutation " + std::to_string(i) + " is neither a put nor a delete");
+    }
+    if (!bad.ok()) {
+      nokv_batch_free(b);
+      return Finished(ctx, bad);
+    }
+  }
+  if (rc != NOKV_OK) {
+    nokv_batch_free(b);
+    return Finished(ctx, EngineError(rc));
+  }
+  // The engine waits for the commit (and its fsync, if asked): not in gRPC's
+  // reaction. The request outlives the call's Finish, which comes last.
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  bool sync = options_.force_sync || req->sync();
+  workers_.Submit([this, reactor, conds = std::move(conds), b, sync, resp] {
+    nokv_write_options wo;
+    nokv_write_options_init(&wo);
+    wo.sync = sync;
+    uint64_t ts = 0;
+    nokv_cond_result r;
+    int rc = nokv_write_if(db_, &wo, conds.data(), conds.size(), b, &ts, &r);
+    nokv_batch_free(b);
+    resp->set_read_ts(r.read_ts);
+    if (rc == NOKV_OK) {
+      resp->set_succeeded(true);
+      resp->set_commit_ts(ts);
+    } else if (rc == NOKV_ECONDITION) {
+      resp->set_succeeded(false);
+      resp->set_failed_condition(static_cast<uint32_t>(r.failed));
+      resp->set_found(r.found);
+      resp->set_found_commit_ts(r.found_ts);
+      rc = NOKV_OK;
+    }
+    reactor->Finish(rc == NOKV_OK ? grpc::Status::OK : EngineError(rc));
+  });
+  return reactor;
+}
+
 grpc::Status KvService::Stats(grpc::ServerContext* ctx, const nokv::v1::StatsRequest* req,
                               nokv::v1::StatsResponse* resp) {
   if (auto s = Authorize(ctx); !s.ok()) return s;

@@ -75,7 +75,8 @@ struct ServiceOptions {
 class KvService final
     : public nokv::v1::KV::WithCallbackMethod_Get<nokv::v1::KV::WithCallbackMethod_Put<
           nokv::v1::KV::WithCallbackMethod_Delete<nokv::v1::KV::WithCallbackMethod_Txn<
-              nokv::v1::KV::WithRawCallbackMethod_Scan<nokv::v1::KV::Service>>>>> {
+              nokv::v1::KV::WithCallbackMethod_Write<
+                  nokv::v1::KV::WithRawCallbackMethod_Scan<nokv::v1::KV::Service>>>>>> {
  public:
   // db is borrowed and must outlive the server. Destroy the service only after
   // the server has shut down (every stream has ended).
@@ -88,6 +89,9 @@ class KvService final
                                 nokv::v1::PutResponse*) override;
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext*, const nokv::v1::DeleteRequest*,
                                    nokv::v1::DeleteResponse*) override;
+  // Judged and committed on a stream worker (it waits for its commit).
+  grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext*, const nokv::v1::WriteRequest*,
+                                  nokv::v1::WriteResponse*) override;
   grpc::Status Stats(grpc::ServerContext*, const nokv::v1::StatsRequest*,
                      nokv::v1::StatsResponse*) override;
   grpc::Status Checkpoint(grpc::ServerContext*, const nokv::v1::CheckpointRequest*,

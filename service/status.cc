@@ -25,6 +25,7 @@ grpc::Status ToGrpcStatus(int rc, const char* message) {
     case NOKV_ECLOSED:
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, msg);
     case NOKV_ESTALE:
+    case NOKV_ECONDITION:  // Write answers it as succeeded = false instead
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, msg);
     case NOKV_ECONFLICT:
       // The engine's message says to retry; make sure the client hears it.

@@ -116,6 +116,8 @@ class DocumentedGrpcurlTest(unittest.TestCase):
                         self.assertTrue(results[0].get("found"), results)
                     if method == "nokv.v1.KV/Txn":
                         self.assertIn("committed", results[-1])
+                    if method == "nokv.v1.KV/Write":  # the examples show writes that apply
+                        self.assertTrue(results[0].get("succeeded"), results)
         finally:
             self.assertEqual(server.stop(), 0)
 

@@ -143,6 +143,31 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(kv.Get(kv_pb2.GetRequest(key=b"alpha", read_ts=put.commit_ts)).value, b"1")
         self.assertEqual(kv.Get(kv_pb2.GetRequest(key=b"alpha", read_ts=put2.commit_ts)).value, b"2")
 
+    def test_write_with_conditions(self):
+        kv = self.server.kv
+        ts = kv.Put(kv_pb2.PutRequest(key=b"cfg", value=b"v1")).commit_ts
+        # Compare-and-set by value, plus a second key, in one batch.
+        resp = kv.Write(kv_pb2.WriteRequest(
+            conditions=[kv_pb2.Condition(key=b"cfg", value_equals=b"v1")],
+            mutations=[kv_pb2.Mutation(key=b"cfg", put=b"v2"),
+                       kv_pb2.Mutation(key=b"audit", put=b"")]))
+        self.assertTrue(resp.succeeded)
+        self.assertGreater(resp.commit_ts, ts)
+        self.assertEqual(kv.Get(kv_pb2.GetRequest(key=b"audit")).commit_ts, resp.commit_ts)
+        # The same condition fails now: nothing written, the key's state named.
+        resp = kv.Write(kv_pb2.WriteRequest(
+            conditions=[kv_pb2.Condition(key=b"other", absent=True),
+                        kv_pb2.Condition(key=b"cfg", commit_ts_equals=ts)],
+            mutations=[kv_pb2.Mutation(key=b"cfg", delete=True)]))
+        self.assertFalse(resp.succeeded)
+        self.assertEqual(resp.failed_condition, 1)
+        self.assertTrue(resp.found)
+        self.assertGreater(resp.found_commit_ts, ts)
+        self.assertEqual(kv.Get(kv_pb2.GetRequest(key=b"cfg")).value, b"v2")
+        with self.assertRaises(grpc.RpcError) as e:
+            kv.Write(kv_pb2.WriteRequest(conditions=[kv_pb2.Condition(key=b"cfg")]))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
     def test_scan_streams_in_bounded_chunks(self):
         kv = self.server.kv
         for i in range(300):
@@ -196,7 +221,8 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(fd.package, "nokv.v1")
         methods = {m.name for m in fd.service[0].method}
         self.assertEqual(methods,
-                         {"Get", "Put", "Delete", "Scan", "Stats", "Txn", "Checkpoint", "Compact"})
+                         {"Get", "Put", "Delete", "Scan", "Stats", "Txn", "Checkpoint", "Compact",
+                          "Write"})
 
     def test_txn_is_isolated_until_commit(self):
         kv = self.server.kv
