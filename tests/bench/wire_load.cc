@@ -4,7 +4,8 @@
 //   wire_load --target nokv|etcd --addr HOST:PORT --op OP [--concurrency 16]
 //             [--channels 4] [--seconds 5] [--warmup 1] [--keys 5000]
 //             [--value_bytes 100] [--dist uniform|zipfian] [--sync]
-//             [--serializable] [--scan_limit 100] [--scans 3] [--server_pid PID]
+//             [--serializable] [--scan_limit 100] [--scans 3] [--batch 100]
+//             [--server_pid PID]
 //             [--label L]
 //
 // OP: load (every key once, in order; --seconds is ignored), put, get, scan
@@ -13,7 +14,11 @@
 // pipelined in one round trip; ABORTED counts as a conflict, not an error),
 // stream (nokv only: --scans Scans of the whole key space, from the first key
 // with no limit, --concurrency at a time; --seconds is ignored; reports the
-// key and value bytes received per second). etcd's get is a Range of one key:
+// key and value bytes received per second), write (an atomic batch of --batch
+// puts, of the key with suffixes /0, /1, ...: nokv's Write, etcd's Txn with no
+// compare; items count the keys written), cas (a put of an existing key under a
+// condition the server must judge, that it exists: nokv's Write with a present
+// condition, etcd's Txn comparing mod_revision > 0). etcd's get is a Range of one key:
 // linearizable unless --serializable.
 //
 // --concurrency calls are kept in flight over --channels connections (each
@@ -67,15 +72,16 @@ struct Options {
   bool serializable = false;
   int scan_limit = 100;
   uint64_t scans = 3;
+  int batch = 100;
   int server_pid = 0;
 };
 
 [[noreturn]] void Usage(const char* why) {
   fprintf(stderr,
           "wire_load: %s\nusage: wire_load --target nokv|etcd --addr HOST:PORT --op "
-          "load|put|get|scan|txn|stream [--concurrency N] [--channels M] [--seconds S] [--warmup S] "
+          "load|put|get|scan|txn|stream|write|cas [--concurrency N] [--channels M] [--seconds S] [--warmup S] "
           "[--keys K] [--value_bytes B] [--dist uniform|zipfian] [--sync] [--serializable] "
-          "[--scan_limit L] [--scans N] [--server_pid PID] [--label L]\n",
+          "[--scan_limit L] [--scans N] [--batch N] [--server_pid PID] [--label L]\n",
           why);
   exit(2);
 }
@@ -103,19 +109,20 @@ Options Parse(int argc, char** argv) {
     else if (a == "--serializable") o.serializable = true;
     else if (a == "--scan_limit") o.scan_limit = std::atoi(val().c_str());
     else if (a == "--scans") o.scans = std::strtoull(val().c_str(), nullptr, 10);
+    else if (a == "--batch") o.batch = std::atoi(val().c_str());
     else if (a == "--server_pid") o.server_pid = std::atoi(val().c_str());
     else Usage(("unknown flag " + a).c_str());
   }
   if (o.addr.empty()) Usage("--addr is required");
   if (o.target != "nokv" && o.target != "etcd") Usage("--target is nokv or etcd");
   if (o.op != "load" && o.op != "put" && o.op != "get" && o.op != "scan" && o.op != "txn" &&
-      o.op != "stream") {
-    Usage("--op is load, put, get, scan, txn or stream");
+      o.op != "stream" && o.op != "write" && o.op != "cas") {
+    Usage("--op is load, put, get, scan, txn, stream, write or cas");
   }
   if ((o.op == "txn" || o.op == "stream") && o.target != "nokv") {
     Usage("--op txn and --op stream are for --target nokv");
   }
-  if (o.concurrency < 1 || o.channels < 1 || o.keys == 0) Usage("bad sizes");
+  if (o.concurrency < 1 || o.channels < 1 || o.keys == 0 || o.batch < 1) Usage("bad sizes");
   return o;
 }
 
@@ -288,6 +295,26 @@ class NokvUnary final : public Slot {
       stub_->async()->Get(ctx_.get(), &get_, &got_, [this](grpc::Status s) {
         Done(s, got_.found() ? 1 : 0);
       });
+    } else if (o.op == "write" || o.op == "cas") {
+      write_.Clear();
+      write_.set_sync(o.sync);
+      int n = o.op == "write" ? o.batch : 1;
+      for (int i = 0; i < n; i++) {
+        nokv::v1::Mutation* m = write_.add_mutations();
+        m->set_key(o.op == "write" ? key + "/" + std::to_string(i) : key);
+        m->set_put(load_->value());
+      }
+      if (o.op == "cas") {
+        nokv::v1::Condition* c = write_.add_conditions();
+        c->set_key(key);
+        c->set_present(true);
+      }
+      stub_->async()->Write(ctx_.get(), &write_, &write_resp_, [this, n](grpc::Status s) {
+        if (s.ok() && !write_resp_.succeeded()) {
+          s = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "condition failed");
+        }
+        Done(s, static_cast<uint64_t>(n));
+      });
     } else {
       put_.set_key(key);
       put_.set_value(load_->value());
@@ -302,6 +329,8 @@ class NokvUnary final : public Slot {
   nokv::v1::GetResponse got_;
   nokv::v1::PutRequest put_;
   nokv::v1::PutResponse put_resp_;
+  nokv::v1::WriteRequest write_;
+  nokv::v1::WriteResponse write_resp_;
 };
 
 // A Scan: reads every message of the stream.
@@ -415,6 +444,27 @@ class EtcdUnary final : public Slot {
       stub_->async()->Range(ctx_.get(), &range_, &range_resp_, [this](grpc::Status s) {
         Done(s, static_cast<uint64_t>(range_resp_.kvs_size()));
       });
+    } else if (o.op == "write" || o.op == "cas") {
+      txn_.Clear();
+      int n = o.op == "write" ? o.batch : 1;
+      for (int i = 0; i < n; i++) {
+        etcdserverpb::PutRequest* p = txn_.add_success()->mutable_request_put();
+        p->set_key(o.op == "write" ? key + "/" + std::to_string(i) : key);
+        p->set_value(load_->value());
+      }
+      if (o.op == "cas") {
+        etcdserverpb::Compare* c = txn_.add_compare();
+        c->set_key(key);
+        c->set_target(etcdserverpb::Compare::MOD);
+        c->set_result(etcdserverpb::Compare::GREATER);
+        c->set_mod_revision(0);
+      }
+      stub_->async()->Txn(ctx_.get(), &txn_, &txn_resp_, [this, n](grpc::Status s) {
+        if (s.ok() && !txn_resp_.succeeded()) {
+          s = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "compare failed");
+        }
+        Done(s, static_cast<uint64_t>(n));
+      });
     } else {
       put_.set_key(key);
       put_.set_value(load_->value());
@@ -428,6 +478,8 @@ class EtcdUnary final : public Slot {
   etcdserverpb::RangeResponse range_resp_;
   etcdserverpb::PutRequest put_;
   etcdserverpb::PutResponse put_resp_;
+  etcdserverpb::TxnRequest txn_;
+  etcdserverpb::TxnResponse txn_resp_;
 };
 
 double Pct(const std::vector<float>& v, double p) {

@@ -7,19 +7,22 @@ runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
 export WIRE_SERVER="$runfiles/service/nokv_server" WIRE_LOAD="$runfiles/tests/bench/wire_load"
 export BENCH_OUT="$TEST_TMPDIR/wire"
 bash "$runfiles/tests/bench/wire_bench.sh" --seconds 0.3 --repeat 1 --concurrency 4 --keys 500 \
-  > "$TEST_TMPDIR/out.txt"
+  --ops "put get scan txn write cas" > "$TEST_TMPDIR/out.txt"
 cat "$TEST_TMPDIR/out.txt"
 for row in "put | 4 | nokv-sync" "put | 4 | etcd" "get | 4 | etcd-serializable" \
-           "get | 4 | nokv-async" "scan | 4 | nokv-async" "txn | 4 | nokv-sync"; do
+           "get | 4 | nokv-async" "scan | 4 | nokv-async" "txn | 4 | nokv-sync" \
+           "write | 4 | nokv-sync" "write | 4 | etcd" "cas | 4 | nokv-async" "cas | 4 | etcd"; do
   grep -q "^| $row | 1 | [0-9]" "$TEST_TMPDIR/out.txt" || { echo "no row: $row"; exit 1; }
 done
-grep -q "^| put | 4 | nokv-sync vs etcd | [0-9.]*× | [0-9.]*× |" "$TEST_TMPDIR/out.txt" ||
-  { echo "no ratio of sync puts to etcd"; exit 1; }
+for op in put write cas; do
+  grep -q "^| $op | 4 | nokv-sync vs etcd | [0-9.]*× | [0-9.]*× |" "$TEST_TMPDIR/out.txt" ||
+    { echo "no ratio of sync ${op}s to etcd"; exit 1; }
+done
 # Every run: no errors, and the server's CPU was read.
 /usr/bin/python3 - "$BENCH_OUT/wire.jsonl" <<'PY'
 import json, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
-assert len(runs) >= 12, len(runs)
+assert len(runs) >= 18, len(runs)
 for r in runs:
     assert r["errors"] == 0, r
     assert r["ok"] > 0, r

@@ -40,7 +40,9 @@ def main(path):
     # Ratios: throughput (higher is better) and server CPU per call (lower).
     pairs = [("put", "nokv-sync", "etcd"), ("put", "nokv-async", "etcd"),
              ("get", "nokv-async", "etcd-serializable"), ("get", "nokv-async", "etcd"),
-             ("scan", "nokv-async", "etcd-serializable"), ("scan", "nokv-async", "etcd")]
+             ("scan", "nokv-async", "etcd-serializable"), ("scan", "nokv-async", "etcd"),
+             ("write", "nokv-sync", "etcd"), ("write", "nokv-async", "etcd"),
+             ("cas", "nokv-sync", "etcd"), ("cas", "nokv-async", "etcd")]
     rows = []
     for op, a, b in pairs:
         for c in sorted({k[1] for k in runs if k[0] == op}):
