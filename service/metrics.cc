@@ -163,6 +163,7 @@ const EngineMetric kEngine[] = {
     NOKV_COUNTER(txn_conflicts, "Commits refused for a conflict."),
     NOKV_COUNTER(cond_writes, "Conditional writes applied (every condition held)."),
     NOKV_COUNTER(cond_failures, "Conditional writes refused: a condition did not hold."),
+    NOKV_COUNTER(ttl_expired, "Expired versions (TTL) that flushes and compactions dropped."),
     NOKV_COUNTER(cond_rejudged,
                  "Conditional writes judged again after a write to one of their keys."),
     NOKV_GAUGE(txn_tracked_keys, "Keys whose last commit is kept for conflict checks."),

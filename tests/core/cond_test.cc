@@ -180,7 +180,9 @@ TEST_F(CondTest, AWriteBetweenJudgementAndCommitIsSeen) {
   static int calls;
   calls = 0;
   nk_write_if_judged = [](nokv_db* db, void*) {
-    if (calls++ == 0) ASSERT_EQ(Put(db, "k", "new"), NOKV_OK);
+    if (calls++ == 0) {
+      ASSERT_EQ(Put(db, "k", "new"), NOKV_OK);
+    }
   };
   nokv_cond_result r;
   EXPECT_EQ(PutIf({Cond(NOKV_COND_VALUE_EQUALS, "k", "old")}, "k", "mine", nullptr, &r),
@@ -191,7 +193,9 @@ TEST_F(CondTest, AWriteBetweenJudgementAndCommitIsSeen) {
   // A write to another key in between commits nothing the conditions read.
   calls = 0;
   nk_write_if_judged = [](nokv_db* db, void*) {
-    if (calls++ == 0) ASSERT_EQ(Put(db, "unrelated", "x"), NOKV_OK);
+    if (calls++ == 0) {
+      ASSERT_EQ(Put(db, "unrelated", "x"), NOKV_OK);
+    }
   };
   EXPECT_EQ(PutIf({Cond(NOKV_COND_VALUE_EQUALS, "k", "new")}, "k", "mine", nullptr, &r),
             NOKV_OK);

@@ -372,7 +372,9 @@ TEST(HotReadCache, NeverReturnsWhatTheLsmWouldNot) {
       int rc = nokv_get(db, &ro, k.data(), k.size(), &v, &n, nullptr);
       auto want = visible(k, ts);
       ASSERT_EQ(rc == NOKV_OK, want.has_value()) << k << " at snapshot " << ts << " step " << step;
-      if (rc == NOKV_OK) ASSERT_EQ(std::string(static_cast<char*>(v), n), *want) << k;
+      if (rc == NOKV_OK) {
+        ASSERT_EQ(std::string(static_cast<char*>(v), n), *want) << k;
+      }
       nokv_free(v);
     } else if (dice < 28) {
       nokv_txn* t;
@@ -382,7 +384,9 @@ TEST(HotReadCache, NeverReturnsWhatTheLsmWouldNot) {
       int rc = nokv_txn_get(t, k.data(), k.size(), &v, &n);
       auto want = visible(k, nokv_txn_read_ts(t));
       ASSERT_EQ(rc == NOKV_OK, want.has_value()) << k << " in a transaction, step " << step;
-      if (rc == NOKV_OK) ASSERT_EQ(std::string(static_cast<char*>(v), n), *want) << k;
+      if (rc == NOKV_OK) {
+        ASSERT_EQ(std::string(static_cast<char*>(v), n), *want) << k;
+      }
       nokv_free(v);
       nokv_txn_discard(t);
     } else {
@@ -398,7 +402,9 @@ TEST(HotReadCache, NeverReturnsWhatTheLsmWouldNot) {
       }
       nokv_free(v);
     }
-    if (step % 5000 == 4999) ASSERT_EQ(nokv_flush(db), NOKV_OK);  // values move to tables
+    if (step % 5000 == 4999) {
+      ASSERT_EQ(nokv_flush(db), NOKV_OK);
+    }  // values move to tables
     if (step % 7 == 0 && !snaps.empty() && Zipf::Mix(&rng) % 4 == 0) {
       nokv_snapshot_release(db, snaps.back().first);
       snaps.pop_back();

@@ -24,6 +24,12 @@ void nokv_batch_free(nokv_batch *b);  /* NULL is allowed */
 /* Append an operation; key and value are copied. Limits are checked by nokv_write. */
 int nokv_batch_put(nokv_batch *b, const void *key, size_t klen, const void *val, size_t vlen);
 int nokv_batch_delete(nokv_batch *b, const void *key, size_t klen);
+/* A put that expires ttl_ms milliseconds from now (the wall clock, read here):
+ * from then on every read that judges expiry at a later time finds the key
+ * absent, as if deleted (nokv_read_options says which time a read judges by),
+ * and compaction drops it. 0: it never expires (nokv_batch_put). */
+int nokv_batch_put_ttl(nokv_batch *b, const void *key, size_t klen, const void *val, size_t vlen,
+                       uint64_t ttl_ms);
 
 void nokv_batch_clear(nokv_batch *b);
 uint32_t nokv_batch_count(const nokv_batch *b);

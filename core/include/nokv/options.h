@@ -146,6 +146,13 @@ typedef struct nokv_read_options {
    * (with read_ts 0: the latest committed timestamp as the read began). A read
    * with read_ts 0 never fails with NOKV_ESTALE. */
   uint64_t *served_ts;
+  /* If non-NULL, receives the expiry of the version a Get returned
+   * (milliseconds since the Unix epoch; 0: it never expires). A version written
+   * with a TTL (nokv_batch_put_ttl) is invisible to every read once expired,
+   * judged against the wall-clock time its snapshot was taken, or, with no
+   * snapshot, the time the read (or the iterator) began: one snapshot sees one
+   * state, whatever time passes while it is held. */
+  uint64_t *expires_at_ms;
 } nokv_read_options;
 
 void nokv_options_init(nokv_options *opts);

@@ -30,6 +30,7 @@ typedef struct nokv_statistics {
   uint64_t cond_failures;       /* nokv_write_if calls refused: a condition did not hold */
   uint64_t cond_rejudged;       /* times a write to a condition's key, landing between the
                                    judgement and the commit, made them be judged again */
+  uint64_t ttl_expired;         /* expired versions (TTL) flushes and compactions dropped */
 
   /* memtable */
   uint64_t memtable_entries;

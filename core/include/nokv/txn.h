@@ -45,6 +45,9 @@ int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t
  * value, or a transaction past max_txn_ops / max_txn_bytes. */
 int nokv_txn_put(nokv_txn *txn, const void *key, size_t klen, const void *val, size_t vlen);
 int nokv_txn_delete(nokv_txn *txn, const void *key, size_t klen);
+/* A put that expires ttl_ms milliseconds from now (nokv_batch_put_ttl). */
+int nokv_txn_put_ttl(nokv_txn *txn, const void *key, size_t klen, const void *val, size_t vlen,
+                     uint64_t ttl_ms);
 
 /* Commits and frees txn. NOKV_ECONFLICT: nothing was written; retry.
  * NOKV_EHOTKEY: one of its keys is past hot_write_limit, nothing was written;

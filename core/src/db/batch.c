@@ -5,6 +5,7 @@
 #include "db/batch_internal.h"
 #include "memtable/memtable.h"
 #include "util/coding.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 static void reset(struct nokv_batch *b) {
@@ -102,8 +103,10 @@ char *nk_batch_encode_op(char *p, const nk_batch_op *op) {
   return p;
 }
 
-static int add(nokv_batch *b, nk_kind kind, const void *key, size_t klen, const void *val,
-               size_t vlen, uint64_t ts) {
+/* Appends an operation. meta: bytes at the start of val that are the engine's
+ * (an expiry), not the user's value, which limits and accounting judge. */
+static int add_op(nokv_batch *b, nk_kind kind, const void *key, size_t klen, const void *val,
+                  size_t vlen, uint64_t ts, size_t meta) {
   if (klen > UINT32_MAX || vlen > UINT32_MAX) {
     return nk_err(NOKV_EINVAL, "key or value longer than 4 GiB");
   }
@@ -114,11 +117,16 @@ static int add(nokv_batch *b, nk_kind kind, const void *key, size_t klen, const 
   b->deletes += kind == NK_KIND_DELETE;
   nk_put_u32(b->rep + 8, b->count);
   b->mem_cost += nk_memtable_cost(klen, vlen);
-  b->user_bytes += klen + vlen;
+  b->user_bytes += klen + vlen - meta;
   if (klen > b->max_klen) b->max_klen = klen;
   if (klen < b->min_klen) b->min_klen = klen;
-  if (vlen > b->max_vlen) b->max_vlen = vlen;
+  if (vlen - meta > b->max_vlen) b->max_vlen = vlen - meta;
   return NOKV_OK;
+}
+
+static int add(nokv_batch *b, nk_kind kind, const void *key, size_t klen, const void *val,
+               size_t vlen, uint64_t ts) {
+  return add_op(b, kind, key, klen, val, vlen, ts, 0);
 }
 
 int nk_batch_put_ref(nokv_batch *b, const void *key, size_t klen, const void *val, size_t vlen) {
@@ -152,6 +160,29 @@ int nk_batch_put_at(nokv_batch *b, const void *key, size_t klen, const void *val
 int nokv_batch_put(nokv_batch *b, const void *key, size_t klen, const void *val, size_t vlen) {
   nk_err_clear();
   return add(b, NK_KIND_VALUE, key, klen, val, vlen, 0);
+}
+
+int nk_batch_put_kind(nokv_batch *b, nk_kind kind, const void *key, size_t klen,
+                      const void *val, size_t vlen, uint64_t ts) {
+  return add_op(b, kind, key, klen, val, vlen, ts, nk_kind_expires(kind) ? NK_TTL_PREFIX : 0);
+}
+
+int nokv_batch_put_ttl(nokv_batch *b, const void *key, size_t klen, const void *val, size_t vlen,
+                       uint64_t ttl_ms) {
+  nk_err_clear();
+  if (ttl_ms == 0) return add(b, NK_KIND_VALUE, key, klen, val, vlen, 0);
+  uint64_t now = nk_wall_ms();
+  if (ttl_ms > UINT64_MAX - now) return nk_err(NOKV_EINVAL, "ttl_ms %llu overflows the clock",
+                                               (unsigned long long)ttl_ms);
+  if (vlen > UINT32_MAX - NK_TTL_PREFIX) return nk_err(NOKV_EINVAL, "value longer than 4 GiB");
+  char stack[256];
+  char *buf = vlen + NK_TTL_PREFIX <= sizeof stack ? stack : malloc(vlen + NK_TTL_PREFIX);
+  if (buf == NULL) return nk_err(NOKV_ENOMEM, "out of memory adding to a batch");
+  nk_put_u64(buf, now + ttl_ms);
+  if (vlen > 0) memcpy(buf + NK_TTL_PREFIX, val, vlen);
+  int rc = add_op(b, NK_KIND_VALUE_TTL, key, klen, buf, vlen + NK_TTL_PREFIX, 0, NK_TTL_PREFIX);
+  if (buf != stack) free(buf);
+  return rc;
 }
 
 int nokv_batch_delete(nokv_batch *b, const void *key, size_t klen) {
@@ -192,7 +223,7 @@ int nk_batch_reader_next(nk_batch_reader *r, nk_batch_op *op) {
     if (op->ts == 0) return nk_err(NOKV_ECORRUPT, "batch operation with timestamp 0");
   }
   if (kind != NK_KIND_VALUE && kind != NK_KIND_DELETE && kind != NK_KIND_VPTR &&
-      kind != NK_KIND_VALUE_REF) {
+      kind != NK_KIND_VALUE_REF && kind != NK_KIND_VALUE_TTL && kind != NK_KIND_VPTR_TTL) {
     return nk_err(NOKV_ECORRUPT, "batch operation of unknown kind %u", kind);
   }
   uint32_t n;

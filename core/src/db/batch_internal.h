@@ -67,6 +67,11 @@ int nk_batch_put_ref(struct nokv_batch *b, const void *key, size_t klen, const v
 /* The value a NK_KIND_VALUE_REF op refers to. */
 void nk_batch_op_deref(nk_batch_op *op);
 
+/* Adds an operation of any kind as is (a transaction's pending writes, value-log
+ * GC's rewrites of expiring values); ts 0: the batch's commit timestamp. */
+int nk_batch_put_kind(struct nokv_batch *b, nk_kind kind, const void *key, size_t klen,
+                      const void *val, size_t vlen, uint64_t ts);
+
 /* Adds a put that keeps timestamp ts (see NK_BATCH_OP_TS). */
 int nk_batch_put_at(struct nokv_batch *b, const void *key, size_t klen, const void *val,
                     size_t vlen, uint64_t ts);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "db/db_impl.h"
+#include "util/clock.h"
 #include "memtable/internal_key.h"
 #include "util/error.h"
 
@@ -24,6 +25,10 @@ uint64_t nk_db_watermark(nokv_db *db) {
   uint64_t w = live > 0 && oldest < visible ? oldest : visible;
   nk_db_raise_horizon(db, w);
   return w;
+}
+
+uint64_t nk_db_expiry_horizon(nokv_db *db) {
+  return nk_oracle_min_snapshot_time(&db->oracle, nk_wall_ms());
 }
 
 void nk_db_raise_horizon(nokv_db *db, uint64_t ts) {
@@ -111,7 +116,9 @@ static int finish_output(nokv_db *db, output *out, nk_build_job *job, nk_edit *e
 static int drop(nk_build_job *job, nk_edit *e, uint64_t trailer, const char *v, size_t vn) {
   job->entries_dropped++;
   nk_vptr p;
-  if (nk_trailer_kind(trailer) == NK_KIND_VPTR && nk_vptr_decode(v, vn, &p)) {
+  nk_value val;
+  if (nk_value_open(nk_trailer_kind(trailer), v, vn, &val) && val.kind == NK_KIND_VPTR &&
+      nk_vptr_decode(val.val, val.vlen, &p)) {
     return nk_edit_add_discard(e, p.fid, p.len);
   }
   return NOKV_OK;
@@ -120,6 +127,7 @@ static int drop(nk_build_job *job, nk_edit *e, uint64_t trailer, const char *v, 
 int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *e) {
   output out = {0};
   nk_buf cur = {0};          /* current user key */
+  nk_buf tomb = {0};         /* the tombstone an expired version becomes */
   bool have_key = false, below_kept = false;
   uint64_t last_ts = 0;      /* of the last version of cur seen */
   int ret = NOKV_OK;
@@ -161,6 +169,22 @@ int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *
         continue;
       }
       below_kept = true;
+      nk_value val;
+      if (job->expired_before_ms != 0 && nk_kind_expires(nk_trailer_kind(trailer)) &&
+          nk_value_open(nk_trailer_kind(trailer), v, vn, &val) &&
+          nk_expired(val.expires_ms, job->expired_before_ms)) {
+        /* Expired to every reader: its value goes (the value log learns it is
+         * dead), and a tombstone keeps hiding the older versions. */
+        NK_ERR(drop(job, e, trailer, v, vn));
+        job->entries_dropped--;  /* counted below if the tombstone goes too */
+        job->expired++;
+        if (!nk_buf_reserve(&tomb, kn)) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
+        nk_ikey_encode(tomb.data, k, ulen, nk_trailer_ts(trailer), NK_KIND_DELETE);
+        k = tomb.data;
+        trailer = nk_ikey_trailer(k, kn);
+        v = "";
+        vn = 0;
+      }
       if (nk_trailer_kind(trailer) == NK_KIND_DELETE && job->is_bottom != NULL &&
           job->is_bottom(job->arg, k, ulen)) {
         job->entries_dropped++;  /* nothing older anywhere for it to hide */
@@ -172,12 +196,15 @@ int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *
   }
   NK_ERR(nk_iter_status(input));
   if (out.b != NULL) NK_ERR(finish_output(db, &out, job, e));
+  nk_count(&db->stats.ttl_expired, job->expired);
   /* The new names must be durable before the manifest names them. */
   if (e->nadds > first_new) NK_ERR(db->env->sync_dir(db->env, db->path));
   nk_buf_release(&cur);
+  nk_buf_release(&tomb);
   return NOKV_OK;
 err:
   nk_buf_release(&cur);
+  nk_buf_release(&tomb);
   abandon_output(db, &out);
   nk_db_remove_added_tables(db, e, first_new);  /* the finished outputs too */
   return ret;

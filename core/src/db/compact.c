@@ -320,6 +320,7 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
   bool started[NK_MAX_SUBCOMPACTIONS] = {false};
   bottom_ctx bctx = {c->v, out_level};
   uint64_t watermark = nk_db_watermark(db);
+  uint64_t expired_before = nk_db_expiry_horizon(db);  /* after the watermark (build.c) */
   for (size_t i = 0; i < parts; i++) {
     sub[i] = (subcompaction){
         .ret = NOKV_OK,
@@ -328,6 +329,7 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
         .start = i > 0 ? &bounds[i - 1] : NULL,
         .job = {.level = out_level,
                 .watermark = watermark,
+                .expired_before_ms = expired_before,
                 .max_file_bytes = db->opts.target_file_bytes,
                 .is_bottom = is_bottom,
                 .arg = &bctx,

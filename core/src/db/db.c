@@ -167,8 +167,9 @@ static bool pointers_intact(nokv_db *db, const char *payload, size_t len, nk_vpt
   if (nk_batch_reader_init(&r, payload, len, &ts, &count) != NOKV_OK) return true;
   int rc;
   while ((rc = nk_batch_reader_next(&r, &op)) == 1) {
-    if (op.kind != NK_KIND_VPTR) continue;
-    if (!nk_vptr_decode(op.val, op.vlen, bad)) {
+    nk_value v;
+    if (!nk_kind_in_vlog(op.kind)) continue;
+    if (!nk_value_open(op.kind, op.val, op.vlen, &v) || !nk_vptr_decode(v.val, v.vlen, bad)) {
       memset(bad, 0, sizeof *bad);
       return false;
     }
@@ -697,6 +698,7 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->cond_writes = nk_counter_get(&db->stats.cond_writes);
   s->cond_failures = nk_counter_get(&db->stats.cond_failures);
   s->cond_rejudged = nk_counter_get(&db->stats.cond_rejudged);
+  s->ttl_expired = nk_counter_get(&db->stats.ttl_expired);
   s->txn_tracked_keys = nk_oracle_tracked_keys(&db->oracle, &s->txn_tracking_overflows);
   if (db->hot != NULL) {
     nk_hot_stats hs;

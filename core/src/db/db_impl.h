@@ -171,7 +171,7 @@ struct nokv_db {
     nk_counter hot_writes_throttled;
     nk_counter gets, get_hits, iterators, table_probes;
     nk_counter txn_commits, txn_conflicts;
-    nk_counter cond_writes, cond_failures, cond_rejudged;
+    nk_counter cond_writes, cond_failures, cond_rejudged, ttl_expired;
     nk_counter flushes, flush_bytes, compactions, trivial_moves, compact_read, compact_written;
     nk_counter subcompactions;
     nk_counter vlog_reads, gc_runs, gc_collected, gc_rewritten, gc_reclaimed;
@@ -292,12 +292,19 @@ int nk_db_refresh_view(nokv_db *db);
  * shadowed by a newer version (also below it) can be dropped. Raises
  * history_horizon to it, so call it once per job, before building. */
 uint64_t nk_db_watermark(nokv_db *db);
+/* The wall-clock time every reader now and later judges expiry at or after:
+ * the earliest live snapshot's time, or now. Versions expired before it are
+ * gone to all of them (compaction turns them into tombstones). */
+uint64_t nk_db_expiry_horizon(nokv_db *db);
 /* Explicit read timestamps below ts fail with NOKV_ESTALE from now on. */
 void nk_db_raise_horizon(nokv_db *db, uint64_t ts);
 
 typedef struct nk_build_job {
   int level;                    /* output level: chooses compression */
   uint64_t watermark;
+  /* The newest version below the watermark that expired before this wall-clock
+   * time (nk_db_expiry_horizon) becomes a tombstone. 0: expiry is not judged. */
+  uint64_t expired_before_ms;
   uint64_t max_file_bytes;      /* split outputs (at user-key boundaries) past this */
   /* true if no level deeper than the output holds user key k: a tombstone that
    * is the newest version below the watermark can then be dropped. NULL: never. */
@@ -310,6 +317,7 @@ typedef struct nk_build_job {
   /* results */
   uint64_t bytes_written;
   uint64_t entries_in, entries_dropped;
+  uint64_t expired;             /* expiring versions turned into tombstones (or dropped) */
 } nk_build_job;
 
 /* Writes input (from its current position to its end) into new tables, adding

@@ -17,6 +17,7 @@ int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number, nk_
   nk_build_job job = {
       .level = 0,
       .watermark = nk_db_watermark(db),
+      .expired_before_ms = nk_db_expiry_horizon(db),
       .max_file_bytes = UINT64_MAX,
       .abort = NULL,
   };

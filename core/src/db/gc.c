@@ -152,17 +152,36 @@ typedef struct gc_ctx {
   uint64_t rewritten;       /* bytes of entries written again */
 } gc_ctx;
 
-/* Is the newest version of e's key at read_ts exactly e? */
+/* Is the newest version of e's key at read_ts exactly e? If so, *expires_ms is
+ * its expiry (0: none), which its rewrite keeps. An expiring version is live
+ * until compaction turns it into a tombstone: GC does not judge expiry itself,
+ * so no reader can be left with a pointer to a collected value. */
 static int is_live(nokv_db *db, nk_view *view, uint64_t read_ts, const nk_vlog_entry *e,
-                   bool *live) {
+                   bool *live, uint64_t *expires_ms) {
   nk_lookup r;
   *live = false;
   NK_RET(nk_db_lookup(db, view, e->key, e->klen, nk_hash64(e->key, e->klen), read_ts, &r));
   nk_vptr p;
-  *live = r.found && r.kind == NK_KIND_VPTR && r.ts == e->ts && nk_vptr_decode(r.val, r.vlen, &p) &&
-          p.fid == e->fid && p.off == e->off;
+  nk_value v;
+  *live = r.found && r.ts == e->ts && nk_value_open(r.kind, r.val, r.vlen, &v) &&
+          v.kind == NK_KIND_VPTR && nk_vptr_decode(v.val, v.vlen, &p) && p.fid == e->fid &&
+          p.off == e->off;
+  *expires_ms = *live ? v.expires_ms : 0;
   nk_lookup_release(&r);
   return NOKV_OK;
+}
+
+/* Adds e's rewrite to b at its own timestamp, with its expiry if it has one. */
+static int add_rewrite(nokv_batch *b, const nk_vlog_entry *e, uint64_t expires_ms) {
+  if (expires_ms == 0) return nk_batch_put_at(b, e->key, e->klen, e->val, e->vlen, e->ts);
+  char *buf = malloc(e->vlen + NK_TTL_PREFIX);
+  if (buf == NULL) return nk_err(NOKV_ENOMEM, "out of memory in value log GC");
+  nk_put_u64(buf, expires_ms);
+  memcpy(buf + NK_TTL_PREFIX, e->val, e->vlen);
+  int rc = nk_batch_put_kind(b, NK_KIND_VALUE_TTL, e->key, e->klen, buf, e->vlen + NK_TTL_PREFIX,
+                             e->ts);
+  free(buf);
+  return rc;
 }
 
 /* Waits on gc_cv for at most micros; true if the time ran out. REQUIRES: mu held. */
@@ -211,9 +230,10 @@ static int flush_pending(gc_ctx *c) {
     for (size_t i = 0; ret == NOKV_OK && i < c->npending; i++) {
       const nk_vlog_entry *e = &c->pending[i];
       bool live = false;
-      ret = is_live(db, view, read_ts, e, &live);
+      uint64_t expires_ms = 0;
+      ret = is_live(db, view, read_ts, e, &live, &expires_ms);
       if (ret == NOKV_OK && live) {
-        ret = nk_batch_put_at(b, e->key, e->klen, e->val, e->vlen, e->ts);
+        ret = add_rewrite(b, e, expires_ms);
         bytes += e->len;
       }
     }
@@ -320,7 +340,8 @@ static int measure_entry(void *arg, const nk_vlog_entry *e) {
     return nk_err(NOKV_ECLOSED, "database is closing");
   }
   bool live = false;
-  NK_RET(is_live(m->db, m->view, m->read_ts, e, &live));
+  uint64_t expires_ms;
+  NK_RET(is_live(m->db, m->view, m->read_ts, e, &live, &expires_ms));
   m->total += e->len;
   if (live) m->live += e->len;
   return NOKV_OK;

@@ -135,6 +135,11 @@ int nokv_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t k
   return nk_db_get(db, ro, key, klen, hash, sampled, val, vlen, commit_ts);
 }
 
+/* The wall-clock time a read judges expiry against (options.h). */
+static uint64_t read_time(const nokv_read_options *ro) {
+  return ro != NULL && ro->snapshot != NULL ? ro->snapshot->time_ms : nk_wall_ms();
+}
+
 int nk_db_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t klen,
               uint64_t key_hash, bool may_fill, void **val, size_t *vlen, uint64_t *commit_ts) {
   nk_count(&db->stats.gets, 1);
@@ -156,27 +161,37 @@ int nk_db_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t 
   if (cache != NULL && nk_row_cache_get(cache, key, klen, key_hash, read_ts, val, vlen, &cached_ts)) {
     nk_view_unref(view);
     if (commit_ts != NULL) *commit_ts = cached_ts;
+    if (ro != NULL && ro->expires_at_ms != NULL) *ro->expires_at_ms = 0;  /* none cached */
     nk_count(&db->stats.get_hits, 1);
     return NOKV_OK;
   }
   nk_lookup r;
   ret = nk_db_lookup(db, view, key, klen, key_hash, read_ts, &r);
+  nk_value v = {0};
+  if (ret == NOKV_OK && r.found && !nk_value_open(r.kind, r.val, r.vlen, &v)) {
+    ret = nk_err(NOKV_ECORRUPT, "an expiring version too short for its expiry");
+  }
   if (ret == NOKV_OK) {
     ret = NOKV_ENOTFOUND;
-    if (r.found && r.kind == NK_KIND_VALUE) {
+    /* An expired version hides the key as a deletion does. */
+    bool live = r.found && !nk_expired(v.expires_ms, read_time(ro));
+    if (live && v.kind == NK_KIND_VALUE) {
       if (r.owned != NULL) {
+        if (v.val != r.owned) memmove(r.owned, v.val, v.vlen);  /* drop the expiry */
         *val = r.owned;  /* hand over the table's copy */
-        *vlen = r.vlen;
+        *vlen = v.vlen;
         r.owned = NULL;
         ret = NOKV_OK;
       } else {
-        ret = copy_out(r.val, r.vlen, val, vlen);
+        ret = copy_out(v.val, v.vlen, val, vlen);
       }
-    } else if (r.found && r.kind == NK_KIND_VPTR) {
-      ret = read_pointed(db, key, klen, r.val, r.vlen, val, vlen);
+    } else if (live && v.kind == NK_KIND_VPTR) {
+      ret = read_pointed(db, key, klen, v.val, v.vlen, val, vlen);
     }
     if (ret == NOKV_OK && commit_ts != NULL) *commit_ts = r.ts;
-    if (ret == NOKV_OK && may_fill &&
+    if (ret == NOKV_OK && ro != NULL && ro->expires_at_ms != NULL) *ro->expires_at_ms = v.expires_ms;
+    /* The hot-read cache keeps no expiry: expiring versions stay out of it. */
+    if (ret == NOKV_OK && may_fill && v.expires_ms == 0 &&
         nk_hot_estimate(db->hot, NOKV_HOT_READS, key_hash) >=
             nk_hot_count_at(db->opts.hot_key_min_rate)) {
       nk_row_cache_fill(cache, key, klen, key_hash, ticket, *val, *vlen, r.ts);
@@ -233,6 +248,7 @@ struct nokv_iter {
   nokv_db *db;
   nk_view *view;
   uint64_t read_ts;
+  uint64_t time_ms;   /* what expiry is judged against (read_time) */
   char *start, *end;  /* owned copies; end == NULL: unbounded */
   size_t start_len, end_len;
   nk_iter *merged;
@@ -250,6 +266,7 @@ struct nokv_iter {
   nk_memtable *extra;
   nk_iter *pend;
   bool pend_cur, pend_eq, out_valid;
+  nk_kind pend_kind;  /* of the pending write shown, when pend_cur */
   void (*on_key)(void *arg, const char *key, size_t klen);  /* each key returned */
   void *on_key_arg;
   /* Read-ahead of value-log values, once a read shows they are not in memory
@@ -345,6 +362,7 @@ int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
     iter_free(it);
     return ret;
   }
+  it->time_ms = read_time(ro);
   it->start_len = start_len;
   it->end_len = end_len;
   it->on_key = on_key;
@@ -444,8 +462,10 @@ static void run_ahead(nokv_iter *it) {
     it->ahead_key.len = 0;
     if (!nk_buf_append(&it->ahead_key, k, ulen)) break;
     nk_vptr p;
-    const char *v = nk_iter_value(it->ahead, &vn);
-    if (nk_trailer_kind(trailer) == NK_KIND_VPTR && nk_vptr_decode(v, vn, &p)) {
+    nk_value v;
+    const char *raw = nk_iter_value(it->ahead, &vn);
+    if (nk_value_open(nk_trailer_kind(trailer), raw, vn, &v) && v.kind == NK_KIND_VPTR &&
+        !nk_expired(v.expires_ms, it->time_ms) && nk_vptr_decode(v.val, v.vlen, &p)) {
       hint(it, &p);
       it->ahead_budget--;
     }
@@ -529,9 +549,21 @@ static void settle(nokv_iter *it) {
       skip_key(it);
       continue;
     }
-    it->val = nk_iter_value(it->merged, &it->vlen);
+    size_t vn;
+    const char *raw = nk_iter_value(it->merged, &vn);
+    nk_value v;
+    if (!nk_value_open(nk_trailer_kind(trailer), raw, vn, &v)) {
+      it->status = nk_err(NOKV_ECORRUPT, "an expiring version too short for its expiry");
+      return;
+    }
+    if (nk_expired(v.expires_ms, it->time_ms)) {  /* gone, as if deleted */
+      skip_key(it);
+      continue;
+    }
+    it->val = v.val;
+    it->vlen = v.vlen;
     it->ts = nk_trailer_ts(trailer);
-    if (nk_trailer_kind(trailer) == NK_KIND_VPTR) {
+    if (v.kind == NK_KIND_VPTR) {
       int rc = read_value(it);
       if (rc != NOKV_OK) {
         it->status = rc;
@@ -569,7 +601,15 @@ static void choose(nokv_iter *it) {
       it->out_valid = true;  /* the snapshot's key comes first */
       return;
     }
-    if (nk_trailer_kind(nk_ikey_trailer(k, n)) == NK_KIND_DELETE) {
+    nk_kind kind = nk_trailer_kind(nk_ikey_trailer(k, n));
+    size_t pvn;
+    nk_value pv;
+    bool gone = kind == NK_KIND_DELETE;
+    if (!gone) {  /* its own write, expired (or unreadable: none is) */
+      gone = !nk_value_open(kind, nk_iter_value(it->pend, &pvn), pvn, &pv) ||
+             nk_expired(pv.expires_ms, it->time_ms);
+    }
+    if (gone) {
       if (c == 0) {  /* deleted by the transaction: hide the snapshot's version */
         skip_key(it);
         settle(it);
@@ -578,6 +618,7 @@ static void choose(nokv_iter *it) {
       continue;
     }
     it->pend_cur = true;
+    it->pend_kind = kind;
     it->pend_eq = c == 0;
     it->out_valid = true;
     return;
@@ -635,7 +676,14 @@ const void *nokv_iter_key(const nokv_iter *it, size_t *klen) {
 }
 
 const void *nokv_iter_value(const nokv_iter *it, size_t *vlen) {
-  if (it->pend_cur) return nk_iter_value(it->pend, vlen);
+  if (it->pend_cur) {  /* a transaction's own write: inline, perhaps expiring */
+    size_t n;
+    const char *raw = nk_iter_value(it->pend, &n);
+    nk_value v;
+    nk_value_open(it->pend_kind, raw, n, &v);  /* choose checked it opens */
+    *vlen = v.vlen;
+    return v.val;
+  }
   *vlen = it->vlen;
   return it->val;
 }

@@ -135,8 +135,10 @@ static void lf_settle(lost_filter *f) {
   const char *v = nk_iter_value(f->in, &vn);
   uint64_t trailer = nk_ikey_trailer(k, kn);
   see_ts(f->rp, nk_trailer_ts(trailer));
-  if (nk_trailer_kind(trailer) != NK_KIND_VPTR ||
-      value_intact(f->rp, v, vn, k, nk_ikey_user_len(kn))) {
+  nk_value val;
+  if (!nk_kind_in_vlog(nk_trailer_kind(trailer)) ||
+      (nk_value_open(nk_trailer_kind(trailer), v, vn, &val) &&
+       value_intact(f->rp, val.val, val.vlen, k, nk_ikey_user_len(kn)))) {
     return;
   }
   f->rp->r->values_lost++;

@@ -71,7 +71,9 @@ static size_t memtable_cost(const nokv_db *db, const nokv_batch *b) {
   size_t cost = 0;
   while (nk_batch_reader_next(&r, &op) == 1) {
     if (op.kind == NK_KIND_VALUE_REF) nk_batch_op_deref(&op);
-    cost += nk_memtable_cost(op.klen, op.vlen >= threshold ? NK_VPTR_SIZE : op.vlen);
+    size_t meta = op.kind == NK_KIND_VALUE_TTL ? NK_TTL_PREFIX : 0;
+    bool moved = op.vlen - meta >= threshold && meta <= op.vlen;
+    cost += nk_memtable_cost(op.klen, moved ? meta + NK_VPTR_SIZE : op.vlen);
   }
   return cost;
 }
@@ -219,16 +221,22 @@ static int separate_values(nokv_db *db, const nokv_batch *b, uint64_t ts, char *
   memcpy(dst, b->rep, NK_BATCH_HEADER);
   char *p = dst + NK_BATCH_HEADER;
   while ((rc = nk_batch_reader_next(&r, &op)) == 1) {
-    char ptr[NK_VPTR_SIZE];
+    char ptr[NK_TTL_PREFIX + NK_VPTR_SIZE];
     if (op.kind == NK_KIND_VALUE_REF) nk_batch_op_deref(&op);
-    if (op.kind == NK_KIND_VALUE && op.vlen >= db->opts.value_threshold) {
+    /* An expiring value goes to the value log without its expiry, which stays
+     * in front of the pointer (internal_key.h). */
+    size_t meta = op.kind == NK_KIND_VALUE_TTL ? NK_TTL_PREFIX : 0;
+    if ((op.kind == NK_KIND_VALUE || op.kind == NK_KIND_VALUE_TTL) && op.vlen >= meta &&
+        op.vlen - meta >= db->opts.value_threshold) {
       nk_vptr vp;
-      NK_RET(nk_vlog_add(db->vlog, op.key, op.klen, op.ts ? op.ts : ts, op.val, op.vlen, &vp));
-      nk_vptr_encode(&vp, ptr);
+      NK_RET(nk_vlog_add(db->vlog, op.key, op.klen, op.ts ? op.ts : ts, op.val + meta,
+                         op.vlen - meta, &vp));
+      memcpy(ptr, op.val, meta);
+      nk_vptr_encode(&vp, ptr + meta);
       *vbytes += vp.len;
-      op.kind = NK_KIND_VPTR;
+      op.kind = meta ? NK_KIND_VPTR_TTL : NK_KIND_VPTR;
       op.val = ptr;
-      op.vlen = NK_VPTR_SIZE;
+      op.vlen = meta + NK_VPTR_SIZE;
     }
     p = nk_batch_encode_op(p, &op);
   }
@@ -327,7 +335,7 @@ static int filter_gc_batch(nokv_db *db, nk_writer *w) {
       found = nk_memtable_get(db->imm[i - 1], op.key, op.klen, hash, NK_MAX_TS, &e);
     }
     if (found && e.ts > op.ts) continue;  /* overwritten or deleted since */
-    NK_RET(nk_batch_put_at(w->filtered, op.key, op.klen, op.val, op.vlen, op.ts));
+    NK_RET(nk_batch_put_kind(w->filtered, op.kind, op.key, op.klen, op.val, op.vlen, op.ts));
   }
   NK_RET(rc);
   w->batch = w->filtered;

@@ -31,10 +31,56 @@ typedef enum nk_kind {
    * the caller's memory (address and length), which the leader copies straight
    * to the value log. Saves nokv_put a copy of every large value. */
   NK_KIND_VALUE_REF = 3,
+  /* VALUE and VPTR of a version that expires (nokv_batch_put_ttl): the value
+   * bytes start with NK_TTL_PREFIX bytes, the expiry time (fixed64
+   * milliseconds since the Unix epoch, wall clock), followed by what VALUE or
+   * VPTR would hold. The value log holds the value alone. */
+  NK_KIND_VALUE_TTL = 4,
+  NK_KIND_VPTR_TTL = 5,
 } nk_kind;
 
+#define NK_TTL_PREFIX 8
+
 /* A version that carries a value (inline or in the value log). */
-static inline int nk_kind_has_value(nk_kind k) { return k == NK_KIND_VALUE || k == NK_KIND_VPTR; }
+static inline int nk_kind_has_value(nk_kind k) {
+  return k == NK_KIND_VALUE || k == NK_KIND_VPTR || k == NK_KIND_VALUE_TTL ||
+         k == NK_KIND_VPTR_TTL;
+}
+/* A version whose value is in the value log. */
+static inline int nk_kind_in_vlog(nk_kind k) { return k == NK_KIND_VPTR || k == NK_KIND_VPTR_TTL; }
+static inline int nk_kind_expires(nk_kind k) {
+  return k == NK_KIND_VALUE_TTL || k == NK_KIND_VPTR_TTL;
+}
+
+/* A stored version's value, opened: kind is NK_KIND_VALUE or NK_KIND_VPTR (or
+ * NK_KIND_DELETE), expires_ms its expiry (0: never), val what that kind holds. */
+typedef struct nk_value {
+  nk_kind kind;
+  uint64_t expires_ms;
+  const char *val;
+  size_t vlen;
+} nk_value;
+
+/* Opens the value v of a version of kind k; false if an expiring one is too
+ * short to hold its expiry (corruption). */
+static inline int nk_value_open(nk_kind k, const char *v, size_t vn, nk_value *out) {
+  out->kind = k;
+  out->expires_ms = 0;
+  out->val = v;
+  out->vlen = vn;
+  if (!nk_kind_expires(k)) return 1;
+  if (vn < NK_TTL_PREFIX) return 0;
+  out->kind = k == NK_KIND_VALUE_TTL ? NK_KIND_VALUE : NK_KIND_VPTR;
+  out->expires_ms = nk_get_u64(v);
+  out->val = v + NK_TTL_PREFIX;
+  out->vlen = vn - NK_TTL_PREFIX;
+  return 1;
+}
+
+/* Whether a version expiring at expires_ms (0: never) is gone at now_ms. */
+static inline int nk_expired(uint64_t expires_ms, uint64_t now_ms) {
+  return expires_ms != 0 && expires_ms <= now_ms;
+}
 
 #define NK_MAX_TS ((UINT64_C(1) << 56) - 1)
 

@@ -14,7 +14,10 @@
  */
 #include "txn/oracle.h"
 
+#include "util/clock.h"
+
 #include <stdlib.h>
+
 #include <string.h>
 
 #define MIN_SLOTS 64u
@@ -175,6 +178,7 @@ nokv_snapshot *nk_oracle_snapshot(nk_oracle *o) {
   }
   pthread_mutex_lock(&o->mu);
   s->ts = nk_oracle_read_ts(o);
+  s->time_ms = nk_wall_ms();  /* under the lock: a compaction never sees it unset */
   s->prev = o->newest;
   if (o->newest != NULL) {
     o->newest->next = s;
@@ -215,6 +219,17 @@ void nk_oracle_snapshots(nk_oracle *o, uint64_t *oldest, uint64_t *live) {
   *oldest = o->oldest != NULL ? o->oldest->ts : 0;
   *live = o->live;
   pthread_mutex_unlock(&o->mu);
+}
+
+uint64_t nk_oracle_min_snapshot_time(nk_oracle *o, uint64_t dflt) {
+  pthread_mutex_lock(&o->mu);
+  uint64_t t = dflt;
+  /* Ordered by timestamp, not by time (the wall clock may step back): all of them. */
+  for (const nokv_snapshot *s = o->oldest; s != NULL; s = s->next) {
+    if (s->time_ms < t) t = s->time_ms;
+  }
+  pthread_mutex_unlock(&o->mu);
+  return t;
 }
 
 uint64_t nk_oracle_tracked_keys(nk_oracle *o, uint64_t *overflows) {

@@ -21,6 +21,7 @@
 
 struct nokv_snapshot {
   uint64_t ts;
+  uint64_t time_ms;  /* wall clock when taken: what TTL expiry is judged against */
   void *pin;  /* the value-log epoch it holds (db/gc.c) */
   struct nokv_snapshot *prev, *next;
 };
@@ -99,6 +100,9 @@ nokv_snapshot *nk_oracle_snapshot(nk_oracle *o);
 void nk_oracle_release(nk_oracle *o, nokv_snapshot *s);
 /* Oldest live snapshot's ts (0 if none) and the count of live snapshots. */
 void nk_oracle_snapshots(nk_oracle *o, uint64_t *oldest, uint64_t *live);
+/* The earliest wall-clock time of a live snapshot, or dflt if none is live: a
+ * version expired before it is expired to every reader (TTL). */
+uint64_t nk_oracle_min_snapshot_time(nk_oracle *o, uint64_t dflt);
 /* Keys whose last commit a live reader could conflict with; *overflows (if not
  * NULL): times the table reached its limit. */
 uint64_t nk_oracle_tracked_keys(nk_oracle *o, uint64_t *overflows);

@@ -16,6 +16,7 @@
 #include "hot/hot.h"
 #include "nokv/txn.h"
 #include "util/checksum.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/grow.h"
 
@@ -83,11 +84,14 @@ int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t
   nk_entry e;
   if (txn->pending != NULL && nk_memtable_get(txn->pending, key, klen, hash, NK_MAX_TS, &e)) {
     if (e.kind == NK_KIND_DELETE) return NOKV_ENOTFOUND;
-    char *copy = malloc(e.vlen ? e.vlen : 1);
+    nk_value v;
+    nk_value_open(e.kind, e.val, e.vlen, &v);  /* buffer_write made it: it opens */
+    if (nk_expired(v.expires_ms, txn->snap->time_ms)) return NOKV_ENOTFOUND;
+    char *copy = malloc(v.vlen ? v.vlen : 1);
     if (copy == NULL) return nk_err(NOKV_ENOMEM, "out of memory copying a value");
-    memcpy(copy, e.val, e.vlen);
+    memcpy(copy, v.val, v.vlen);
     *val = copy;
-    *vlen = e.vlen;
+    *vlen = v.vlen;
     return NOKV_OK;
   }
   record_read(txn, hash);
@@ -98,8 +102,10 @@ int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t
   return nk_db_get(txn->db, &ro, key, klen, hash, false, val, vlen, NULL);
 }
 
+/* Buffers a write; an expiring one (ttl_ms > 0) carries its expiry in front of
+ * the value, as it will in the engine (internal_key.h). */
 static int buffer_write(nokv_txn *txn, nk_kind kind, const void *key, size_t klen,
-                        const void *val, size_t vlen) {
+                        const void *val, size_t vlen, uint64_t ttl_ms) {
   nk_err_clear();
   nokv_db *db = txn->db;
   if (txn->read_only) return nk_err(NOKV_EINVAL, "write in a read-only transaction");
@@ -123,21 +129,38 @@ static int buffer_write(nokv_txn *txn, nk_kind kind, const void *key, size_t kle
   /* At the read timestamp: newer than nothing the snapshot sees, and the merge
    * puts the pending source first on an equal version. A second write of the
    * same key replaces the first. */
-  if (nk_memtable_add(txn->pending, nokv_txn_read_ts(txn), kind, key, klen, val, vlen) !=
-      NOKV_OK) {
-    return nk_err(NOKV_ENOMEM, "out of memory buffering a transaction's writes");
+  char stack[256];
+  char *buf = NULL;
+  if (ttl_ms > 0) {
+    uint64_t now = nk_wall_ms();
+    if (ttl_ms > UINT64_MAX - now) return nk_err(NOKV_EINVAL, "ttl_ms overflows the clock");
+    buf = vlen + NK_TTL_PREFIX <= sizeof stack ? stack : malloc(vlen + NK_TTL_PREFIX);
+    if (buf == NULL) return nk_err(NOKV_ENOMEM, "out of memory buffering a transaction's writes");
+    nk_put_u64(buf, now + ttl_ms);
+    if (vlen > 0) memcpy(buf + NK_TTL_PREFIX, val, vlen);
+    kind = NK_KIND_VALUE_TTL;
+    val = buf;
+    vlen += NK_TTL_PREFIX;
   }
+  int rc = nk_memtable_add(txn->pending, nokv_txn_read_ts(txn), kind, key, klen, val, vlen);
+  if (buf != NULL && buf != stack) free(buf);
+  if (rc != NOKV_OK) return nk_err(NOKV_ENOMEM, "out of memory buffering a transaction's writes");
   txn->ops++;
   txn->bytes += klen + vlen;
   return NOKV_OK;
 }
 
 int nokv_txn_put(nokv_txn *txn, const void *key, size_t klen, const void *val, size_t vlen) {
-  return buffer_write(txn, NK_KIND_VALUE, key, klen, val, vlen);
+  return buffer_write(txn, NK_KIND_VALUE, key, klen, val, vlen, 0);
+}
+
+int nokv_txn_put_ttl(nokv_txn *txn, const void *key, size_t klen, const void *val, size_t vlen,
+                     uint64_t ttl_ms) {
+  return buffer_write(txn, NK_KIND_VALUE, key, klen, val, vlen, ttl_ms);
 }
 
 int nokv_txn_delete(nokv_txn *txn, const void *key, size_t klen) {
-  return buffer_write(txn, NK_KIND_DELETE, key, klen, NULL, 0);
+  return buffer_write(txn, NK_KIND_DELETE, key, klen, NULL, 0, 0);
 }
 
 int nokv_txn_iter_new(nokv_txn *txn, const void *start, size_t start_len, const void *end,
@@ -175,9 +198,9 @@ int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commi
       const char *k = nk_iter_key(it, &kn);
       const char *v = nk_iter_value(it, &vn);
       size_t ulen = nk_ikey_user_len(kn);
-      ret = nk_trailer_kind(nk_ikey_trailer(k, kn)) == NK_KIND_DELETE
-                ? nokv_batch_delete(b, k, ulen)
-                : nokv_batch_put(b, k, ulen, v, vn);
+      nk_kind kind = nk_trailer_kind(nk_ikey_trailer(k, kn));
+      ret = kind == NK_KIND_DELETE ? nokv_batch_delete(b, k, ulen)
+                                   : nk_batch_put_kind(b, kind, k, ulen, v, vn, 0);
       writes[nwrites++] = nk_hash64(k, ulen);
     }
   }
