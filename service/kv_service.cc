@@ -147,8 +147,9 @@ grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
   // With no read_ts the engine reads at the latest timestamp it can serve (never
   // stale); it reports the timestamp either way.
   ro.read_ts = req->read_ts();
-  uint64_t served = 0;
+  uint64_t served = 0, expires = 0;
   ro.served_ts = &served;
+  ro.expires_at_ms = &expires;
   void* val = nullptr;
   size_t len = 0;
   uint64_t ts = 0;
@@ -162,6 +163,11 @@ grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
   resp->set_found(true);
   resp->set_value(static_cast<const char*>(val), len);
   resp->set_commit_ts(ts);
+  if (expires != 0) {
+    resp->set_expires_at_ms(expires);
+    uint64_t now = nokv_wall_clock_ms();
+    resp->set_ttl_remaining_ms(expires > now ? expires - now : 1);  // read alive: at least 1
+  }
   nokv_free(val);
   return Finished(ctx, grpc::Status::OK);
 }
@@ -196,8 +202,8 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
   nokv_batch* b = nullptr;
   int rc = nokv_batch_new(&b);
   if (rc == NOKV_OK) {
-    rc = nokv_batch_put(b, req->key().data(), req->key().size(), req->value().data(),
-                        req->value().size());
+    rc = nokv_batch_put_ttl(b, req->key().data(), req->key().size(), req->value().data(),
+                            req->value().size(), req->ttl_ms());
   }
   return WriteAsync(ctx, b, rc, req->sync(), resp);
 }
@@ -263,7 +269,8 @@ grpc::ServerUnaryReactor* KvService::Write(grpc::CallbackServerContext* ctx,
       bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                          "mutation " + std::to_string(i) + ": empty key");
     } else if (m.op_case() == nokv::v1::Mutation::kPut) {
-      rc = nokv_batch_put(b, m.key().data(), m.key().size(), m.put().data(), m.put().size());
+      rc = nokv_batch_put_ttl(b, m.key().data(), m.key().size(), m.put().data(), m.put().size(),
+                              m.ttl_ms());
     } else if (m.op_case() == nokv::v1::Mutation::kDelete && m.delete_()) {
       rc = nokv_batch_delete(b, m.key().data(), m.key().size());
     } else {

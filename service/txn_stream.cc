@@ -276,8 +276,9 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
                   std::to_string(service_->options_.txn_buffer_bytes) + "); retry later"));
         }
         buffered_ += bytes;
-        int rc = put ? nokv_txn_put(txn_, key.data(), key.size(), req_.put().value().data(),
-                                    req_.put().value().size())
+        int rc = put ? nokv_txn_put_ttl(txn_, key.data(), key.size(),
+                                        req_.put().value().data(), req_.put().value().size(),
+                                        req_.put().ttl_ms())
                      : nokv_txn_delete(txn_, key.data(), key.size());
         if (rc != NOKV_OK) return FailEngine(rc);
         resp_.mutable_written()->set_ops(++writes_);

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import grpc
@@ -167,6 +168,29 @@ class PythonClientTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as e:
             kv.Write(kv_pb2.WriteRequest(conditions=[kv_pb2.Condition(key=b"cfg")]))
         self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+    def test_ttl(self):
+        kv = self.server.kv
+        kv.Put(kv_pb2.PutRequest(key=b"session", value=b"s", ttl_ms=300))
+        kv.Write(kv_pb2.WriteRequest(mutations=[
+            kv_pb2.Mutation(key=b"w", put=b"x", ttl_ms=300),
+            kv_pb2.Mutation(key=b"forever", put=b"y")]))
+        txn = Txn(kv)
+        txn.call(put=kv_pb2.TxnPut(key=b"t", value=b"z", ttl_ms=300))
+        txn.commit()
+        got = kv.Get(kv_pb2.GetRequest(key=b"session"))
+        self.assertTrue(got.found)
+        self.assertGreater(got.expires_at_ms, 0)
+        self.assertTrue(0 < got.ttl_remaining_ms <= 300, got)
+        self.assertEqual(kv.Get(kv_pb2.GetRequest(key=b"forever")).expires_at_ms, 0)
+        # Expiry is a point in time: wait for it, then every read finds the keys gone.
+        deadline = time.monotonic() + 10
+        while kv.Get(kv_pb2.GetRequest(key=b"session")).found and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for key in (b"session", b"w", b"t"):
+            self.assertFalse(kv.Get(kv_pb2.GetRequest(key=key)).found, key)
+        keys = [p.key for r in kv.Scan(kv_pb2.ScanRequest()) for p in r.kvs]
+        self.assertEqual(keys, [b"forever"])
 
     def test_scan_streams_in_bounded_chunks(self):
         kv = self.server.kv

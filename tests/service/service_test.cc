@@ -12,6 +12,7 @@
 
 #include "nokv/nokv.h"
 #include "service/status.h"
+#include "util/clock.h"
 #include "tests/service/service_fixture.h"
 
 namespace {
@@ -589,6 +590,60 @@ TEST_F(WriteTest, ConcurrentIncrementsLoseNothing) {
   }
   for (auto& t : clients) t.join();
   EXPECT_EQ(Get("n").value(), std::to_string(kClients * kEach));
+}
+
+// TTL over the wire, on a fake clock: Put, a Write mutation and a Txn put
+// expire; Get reports the expiry and the time left.
+uint64_t fake_clock_ms = 1'700'000'000'000;
+uint64_t FakeClock() { return fake_clock_ms; }
+
+TEST_F(WriteTest, TtlOnEveryKindOfPut) {
+  nk_wall_clock_override = FakeClock;
+  uint64_t t0 = fake_clock_ms;
+  {
+    ClientContext ctx;
+    PutRequest req;
+    req.set_key("p");
+    req.set_value("v");
+    req.set_ttl_ms(1000);
+    PutResponse resp;
+    ASSERT_TRUE(stub_->Put(&ctx, req, &resp).ok());
+  }
+  Mutation m = PutOp("w", "v");
+  m.set_ttl_ms(2000);
+  WriteResponse wresp;
+  ASSERT_TRUE(Write({}, {m}, &wresp).ok());
+  {
+    ClientContext ctx;
+    auto stream = stub_->Txn(&ctx);
+    TxnRequest put;
+    put.mutable_put()->set_key("t");
+    put.mutable_put()->set_value("v");
+    put.mutable_put()->set_ttl_ms(3000);
+    TxnRequest commit;
+    commit.mutable_commit();
+    TxnResponse r;
+    ASSERT_TRUE(stream->Write(put) && stream->Read(&r));
+    ASSERT_TRUE(stream->Write(commit) && stream->Read(&r));
+    stream->WritesDone();
+    ASSERT_TRUE(stream->Finish().ok());
+  }
+  fake_clock_ms = t0 + 400;
+  GetResponse g = Get("p");
+  EXPECT_TRUE(g.found());
+  EXPECT_EQ(g.expires_at_ms(), t0 + 1000);
+  EXPECT_EQ(g.ttl_remaining_ms(), 600u);
+  EXPECT_EQ(Get("w").expires_at_ms(), t0 + 2000);
+  EXPECT_EQ(Get("t").expires_at_ms(), t0 + 3000);
+  Put("plain", "x");
+  EXPECT_EQ(Get("plain").expires_at_ms(), 0u);
+  fake_clock_ms = t0 + 2000;
+  EXPECT_FALSE(Get("p").found());
+  EXPECT_FALSE(Get("w").found());
+  EXPECT_TRUE(Get("t").found());
+  fake_clock_ms = t0 + 3000;
+  EXPECT_FALSE(Get("t").found());
+  nk_wall_clock_override = nullptr;
 }
 
 }  // namespace

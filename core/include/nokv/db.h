@@ -89,6 +89,10 @@ typedef struct nokv_cond_result {
 int nokv_write_if(nokv_db *db, const nokv_write_options *wo, const nokv_condition *conds,
                   size_t n, const nokv_batch *b, uint64_t *commit_ts, nokv_cond_result *result);
 
+/* The wall clock TTL expiry is stated in and judged by: milliseconds since the
+ * Unix epoch (docs/ttl.md). */
+uint64_t nokv_wall_clock_ms(void);
+
 /* The completion of nokv_write_async: rc is what nokv_write would have
  * returned, commit_ts the write's timestamp (0 unless rc is NOKV_OK), msg the
  * error message ("" on success; valid only during the call). */
