@@ -1,6 +1,9 @@
-// Randomized model check: the same random puts, deletes, batches, gets, scans
-// and snapshot reads run against the engine and against std::map, with reopens
-// in the middle. The seed is printed (replay with NOKV_TEST_SEED=<seed>).
+// Randomized model check: the same random puts (some with a TTL), deletes,
+// batches, gets, scans and snapshot reads run against the engine and against
+// std::map, with reopens in the middle. The wall clock is the test's: it moves
+// one millisecond per operation, so TTLs expire during the run, under live
+// snapshots and across flushes and compactions. The seed is printed (replay
+// with NOKV_TEST_SEED=<seed>).
 #include <gtest/gtest.h>
 
 #include <map>
@@ -11,17 +14,45 @@
 
 #include "nokv/nokv.h"
 #include "test_util.h"
+#include "util/clock.h"
 
 namespace {
 
 using nokv_test::Get;
 using nokv_test::TempDir;
 using Model = std::map<std::string, std::string>;
+// Every key's newest value and its expiry (0: never), whatever the time.
+using Versions = std::map<std::string, std::pair<std::string, uint64_t>>;
 
 struct Snap {
   nokv_snapshot* snap;
-  Model model;
+  Model model;  // what it sees: the versions alive when it was taken
 };
+
+uint64_t model_now_ms = 1'700'000'000'000;
+uint64_t ModelClock() { return model_now_ms; }
+
+// The keys in [start, end) (end empty: unbounded) alive at now_ms.
+Model VisibleRange(const Versions& versions, uint64_t now_ms, const std::string& start,
+                   const std::string& end) {
+  Model out;
+  for (auto it = versions.lower_bound(start);
+       it != versions.end() && (end.empty() || it->first < end); ++it) {
+    if (it->second.second == 0 || it->second.second > now_ms) {
+      out.emplace_hint(out.end(), it->first, it->second.first);
+    }
+  }
+  return out;
+}
+
+// The keys alive at now_ms.
+Model Visible(const Versions& versions, uint64_t now_ms) {
+  Model out;
+  for (const auto& [k, ve] : versions) {
+    if (ve.second == 0 || ve.second > now_ms) out.emplace_hint(out.end(), k, ve.first);
+  }
+  return out;
+}
 
 class ModelTest : public ::testing::Test {
  public:
@@ -122,11 +153,18 @@ void RunModel(ModelTest* t, const nokv_options* opts, int kOps, bool lsm) {
     return t->ScanAll(ro, a, b);
   };
   const std::string path = t->dir_.path();
+  nk_wall_clock_override = ModelClock;
+  struct Restore {
+    ~Restore() { nk_wall_clock_override = nullptr; }
+  } restore;
   ASSERT_EQ(nokv_open(path.c_str(), opts, &db_), NOKV_OK);
-  Model model;
+  Versions versions;
+  auto model = [&] { return Visible(versions, model_now_ms); };
   std::vector<Snap> snaps;
+  uint64_t ttl_puts = 0;
   uint64_t gc_collected = 0;
   for (int op = 0; op < kOps; op++) {
+    model_now_ms++;
     uint64_t dice = Uniform(100);
     if (lsm && Uniform(2000) == 0) {
       ASSERT_EQ(Uniform(4) == 0 ? nokv_compact(db_) : nokv_flush(db_), NOKV_OK) << nokv_errmsg();
@@ -144,12 +182,23 @@ void RunModel(ModelTest* t, const nokv_options* opts, int kOps, bool lsm) {
       std::string k = Key();
       std::string v = ValueOf(static_cast<int>(Uniform(100)) < t->large_pct_ ? Uniform(5000)
                                                                                : Uniform(40));
-      ASSERT_EQ(nokv_test::Put(db_, k, v, Uniform(50) == 0), NOKV_OK);
-      model[k] = v;
+      if (Uniform(8) == 0) {  // expires within a few thousand operations
+        uint64_t ttl = 1 + Uniform(3000);
+        nokv_batch* b;
+        ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+        ASSERT_EQ(nokv_batch_put_ttl(b, k.data(), k.size(), v.data(), v.size(), ttl), NOKV_OK);
+        ASSERT_EQ(nokv_write(db_, nullptr, b, nullptr), NOKV_OK);
+        nokv_batch_free(b);
+        versions[k] = {v, model_now_ms + ttl};
+        ttl_puts++;
+      } else {
+        ASSERT_EQ(nokv_test::Put(db_, k, v, Uniform(50) == 0), NOKV_OK);
+        versions[k] = {v, 0};
+      }
     } else if (dice < 50) {
       std::string k = Key();
       ASSERT_EQ(nokv_test::Delete(db_, k), NOKV_OK);
-      model.erase(k);
+      versions.erase(k);
     } else if (dice < 55) {
       nokv_batch* b;
       ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
@@ -169,30 +218,33 @@ void RunModel(ModelTest* t, const nokv_options* opts, int kOps, bool lsm) {
       nokv_batch_free(b);
       for (auto& [k, v] : staged) {
         if (v) {
-          model[k] = *v;
+          versions[k] = {*v, 0};
         } else {
-          model.erase(k);
+          versions.erase(k);
         }
       }
     } else if (dice < 80) {
       std::string k = Key();
       int rc = NOKV_OK;
       auto got = Get(db_, k, 0, &rc);
-      auto want = model.find(k);
-      ASSERT_EQ(got.has_value(), want != model.end())
+      auto ve = versions.find(k);
+      bool alive = ve != versions.end() &&
+                   (ve->second.second == 0 || ve->second.second > model_now_ms);
+      auto want = alive ? std::optional<std::string>(ve->second.first) : std::nullopt;
+      ASSERT_EQ(got.has_value(), want.has_value())
           << "op " << op << " key " << k << " rc " << rc << " " << nokv_errmsg();
       if (got) {
-        ASSERT_EQ(got->data, want->second) << "op " << op << " key " << k;
+        ASSERT_EQ(got->data, *want) << "op " << op << " key " << k;
       }
     } else if (dice < 88) {
       std::string a = Key(), b = Uniform(5) == 0 ? "" : Key();
       if (!b.empty() && b < a) std::swap(a, b);
       if (lsm && Uniform(1000) != 0) b = a + "0";  // a and a/sub only
-      ASSERT_EQ(ScanAll(nullptr, a, b), ModelTest::Range(model, a, b)) << "op " << op;
+      ASSERT_EQ(ScanAll(nullptr, a, b), VisibleRange(versions, model_now_ms, a, b)) << "op " << op;
     } else if (dice < 90 && snaps.size() < 4 && (!lsm || Uniform(200) == 0)) {
       Snap s;
       ASSERT_EQ(nokv_snapshot_create(db_, &s.snap), NOKV_OK);
-      s.model = model;
+      s.model = model();  // the snapshot judges expiry at this time, forever
       snaps.push_back(std::move(s));
     } else if (dice < 95 && !snaps.empty()) {
       Snap& s = snaps[Uniform(snaps.size())];
@@ -212,11 +264,19 @@ void RunModel(ModelTest* t, const nokv_options* opts, int kOps, bool lsm) {
       snaps.clear();
       ASSERT_EQ(nokv_close(db_), NOKV_OK);
       ASSERT_EQ(nokv_open(path.c_str(), opts, &db_), NOKV_OK) << nokv_errmsg();
-      ASSERT_EQ(ScanAll(nullptr, "", ""), model) << "after reopen at op " << op;
+      ASSERT_EQ(ScanAll(nullptr, "", ""), model()) << "after reopen at op " << op;
     }
   }
   for (auto& s : snaps) nokv_snapshot_release(db_, s.snap);
-  ASSERT_EQ(ScanAll(nullptr, "", ""), model);
+  ASSERT_EQ(ScanAll(nullptr, "", ""), model());
+  EXPECT_GT(ttl_puts, 0u);
+  if (lsm) {  // expired versions met flushes and compactions
+    ASSERT_EQ(nokv_compact(db_), NOKV_OK);
+    ASSERT_EQ(ScanAll(nullptr, "", ""), model());
+    printf("TTL puts: %llu; expired versions dropped: %llu\n",
+           static_cast<unsigned long long>(ttl_puts),
+           static_cast<unsigned long long>(nokv_test::Stats(db_).ttl_expired));
+  }
   if (t->gc_) {
     printf("value log segments collected on demand: %llu\n",
            static_cast<unsigned long long>(gc_collected));
@@ -224,7 +284,7 @@ void RunModel(ModelTest* t, const nokv_options* opts, int kOps, bool lsm) {
   }
   ASSERT_EQ(nokv_close(db_), NOKV_OK);
   ASSERT_EQ(nokv_open(path.c_str(), opts, &db_), NOKV_OK);
-  ASSERT_EQ(ScanAll(nullptr, "", ""), model);
+  ASSERT_EQ(ScanAll(nullptr, "", ""), model());
   ASSERT_EQ(nokv_close(db_), NOKV_OK);
 }
 
