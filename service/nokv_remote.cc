@@ -154,6 +154,8 @@ void PrintText(const std::string& addr, const nokv::v1::StatsResponse& r) {
   Line("open / commits / conflicts", N(c("txns_active")) + " / " + N(c("txn_commits")) + " / " +
                                          N(c("txn_conflicts")));
   Line("streams: scans / txns open", N(c("scans_open")) + " / " + N(c("txns_open")));
+  Line("conditional writes / failed", N(c("cond_writes")) + " / " + N(c("cond_failures")));
+  Line("expired versions dropped", N(c("ttl_expired")));
   std::printf("\n");
   PrintHot("hot keys, read", r.hot_read_keys());
   PrintHot("hot keys, written", r.hot_write_keys());

@@ -136,6 +136,29 @@ class Adversarial(ServerCase):
         self.assertEqual(self.code(self.kv.Delete, kv_pb2.DeleteRequest(key=b"")), C.INVALID_ARGUMENT)
         self.assertEqual(self.code(self.kv.Get, kv_pb2.GetRequest(key=b"")), C.INVALID_ARGUMENT)
 
+    def test_a_write_at_and_past_each_limit(self):
+        write = self.kv.Write
+        W, M, Cn = kv_pb2.WriteRequest, kv_pb2.Mutation, kv_pb2.Condition
+        # A batch past the memtable, a key past the limit, a TTL past the clock:
+        # refused up front, nothing written.
+        big = [M(key=b"w%d" % i, put=b"v" * 40000) for i in range(MEMTABLE // 40000 + 2)]
+        self.assertEqual(self.code(write, W(mutations=big)), C.INVALID_ARGUMENT)
+        self.assertEqual(self.code(write, W(mutations=[M(key=b"k" * 65537, put=b"v")])),
+                         C.INVALID_ARGUMENT)
+        self.assertEqual(self.code(write, W(mutations=[M(key=b"ttl", put=b"v",
+                                                          ttl_ms=(1 << 64) - 1)])),
+                         C.INVALID_ARGUMENT)
+        self.assertFalse(self.kv.Get(kv_pb2.GetRequest(key=b"w0"), timeout=10).found)
+        # Conditions on many keys, and a condition key past the limit.
+        many = [Cn(key=b"c%d" % i, absent=True) for i in range(20000)]
+        t = time.monotonic()
+        resp = write(W(conditions=many, mutations=[M(key=b"after-many", put=b"x")]), timeout=60)
+        self.assertTrue(resp.succeeded)
+        self.assertLess(time.monotonic() - t, 30)
+        self.assertEqual(self.code(write, W(conditions=[Cn(key=b"k" * 65537, present=True)])),
+                         C.INVALID_ARGUMENT)
+        self.assertEqual(self.code(self.kv.Put, kv_pb2.PutRequest(key=b"after", value=b"x")), C.OK)
+
     def test_b_read_timestamps_in_the_future_and_below_the_horizon(self):
         first = self.kv.Put(kv_pb2.PutRequest(key=b"ts", value=b"1"), timeout=10).commit_ts
         got = self.kv.Get(kv_pb2.GetRequest(key=b"ts", read_ts=1 << 62), timeout=10)
