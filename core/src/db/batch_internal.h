@@ -72,6 +72,11 @@ void nk_batch_op_deref(nk_batch_op *op);
 int nk_batch_put_kind(struct nokv_batch *b, nk_kind kind, const void *key, size_t klen,
                       const void *val, size_t vlen, uint64_t ts);
 
+/* Adds a put of a version expiring at expires_ms (the expiry goes in front of
+ * the value: NK_KIND_VALUE_TTL); ts 0: the batch's commit timestamp. */
+int nk_batch_put_expiring(struct nokv_batch *b, const void *key, size_t klen, const void *val,
+                          size_t vlen, uint64_t expires_ms, uint64_t ts);
+
 /* Adds a put that keeps timestamp ts (see NK_BATCH_OP_TS). */
 int nk_batch_put_at(struct nokv_batch *b, const void *key, size_t klen, const void *val,
                     size_t vlen, uint64_t ts);

@@ -174,14 +174,7 @@ static int is_live(nokv_db *db, nk_view *view, uint64_t read_ts, const nk_vlog_e
 /* Adds e's rewrite to b at its own timestamp, with its expiry if it has one. */
 static int add_rewrite(nokv_batch *b, const nk_vlog_entry *e, uint64_t expires_ms) {
   if (expires_ms == 0) return nk_batch_put_at(b, e->key, e->klen, e->val, e->vlen, e->ts);
-  char *buf = malloc(e->vlen + NK_TTL_PREFIX);
-  if (buf == NULL) return nk_err(NOKV_ENOMEM, "out of memory in value log GC");
-  nk_put_u64(buf, expires_ms);
-  memcpy(buf + NK_TTL_PREFIX, e->val, e->vlen);
-  int rc = nk_batch_put_kind(b, NK_KIND_VALUE_TTL, e->key, e->klen, buf, e->vlen + NK_TTL_PREFIX,
-                             e->ts);
-  free(buf);
-  return rc;
+  return nk_batch_put_expiring(b, e->key, e->klen, e->val, e->vlen, expires_ms, e->ts);
 }
 
 /* Waits on gc_cv for at most micros; true if the time ran out. REQUIRES: mu held. */
