@@ -320,7 +320,9 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
   bool started[NK_MAX_SUBCOMPACTIONS] = {false};
   bottom_ctx bctx = {c->v, out_level};
   uint64_t watermark = nk_db_watermark(db);
-  uint64_t expired_before = nk_db_expiry_horizon(db);  /* after the watermark (build.c) */
+  /* Either order works: a snapshot taken between the two has a time at or
+   * after the horizon (unless the wall clock steps back: docs/ttl.md). */
+  uint64_t expired_before = nk_db_expiry_horizon(db);
   for (size_t i = 0; i < parts; i++) {
     sub[i] = (subcompaction){
         .ret = NOKV_OK,
