@@ -286,32 +286,72 @@ grpc::ServerUnaryReactor* KvService::Write(grpc::CallbackServerContext* ctx,
     nokv_batch_free(b);
     return Finished(ctx, EngineError(rc));
   }
-  // The engine waits for the commit (and its fsync, if asked): not in gRPC's
-  // reaction. The request outlives the call's Finish, which comes last.
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  bool sync = options_.force_sync || req->sync();
-  workers_.Submit([this, reactor, conds = std::move(conds), b, sync, resp] {
+  // Judged here (reads, as Get's), committed by the engine's commit thread,
+  // whose completion finishes the call. Only if a write to a condition's key
+  // lands between the two is it judged again, by nokv_write_if on a stream
+  // worker (it waits, and retries itself). The request outlives the call's
+  // Finish, which comes last.
+  auto* w = new PendingCondWrite{this, ctx->DefaultReactor(), resp, b, std::move(conds),
+                                 options_.force_sync || req->sync()};
+  grpc::ServerUnaryReactor* reactor = w->reactor;  // w may be gone once the call returns
+  nokv_write_options wo;
+  nokv_write_options_init(&wo);
+  wo.sync = w->sync;
+  rc = nokv_write_if_async(db_, &wo, w->conds.data(), w->conds.size(), b,
+                           &PendingCondWrite::Done, w);
+  if (rc != NOKV_OK) {  // refused up front: done was not called
+    nokv_batch_free(b);
+    delete w;
+    reactor->Finish(EngineError(rc));
+  }
+  return reactor;
+}
+
+void KvService::PendingCondWrite::Answer(int rc, uint64_t ts, const nokv_cond_result& r) {
+  resp->set_read_ts(r.read_ts);
+  if (rc == NOKV_OK) {
+    resp->set_succeeded(true);
+    resp->set_commit_ts(ts);
+  } else if (rc == NOKV_ECONDITION) {
+    resp->set_succeeded(false);
+    resp->set_failed_condition(static_cast<uint32_t>(r.failed));
+    resp->set_found(r.found);
+    resp->set_found_commit_ts(r.found_ts);
+    rc = NOKV_OK;
+  }
+  grpc::Status status = rc == NOKV_OK ? grpc::Status::OK : EngineError(rc);
+  grpc::ServerUnaryReactor* r2 = reactor;
+  nokv_batch_free(batch);
+  delete this;
+  r2->Finish(std::move(status));
+}
+
+void KvService::PendingCondWrite::Done(void* arg, int rc, uint64_t ts, const nokv_cond_result* r,
+                                       const char* msg) {
+  auto* w = static_cast<PendingCondWrite*>(arg);
+  if (rc != NOKV_ECONFLICT) {
+    if (rc != NOKV_OK && rc != NOKV_ECONDITION) {
+      // The message is the completion's; the answer is made off this call.
+      grpc::ServerUnaryReactor* reactor = w->reactor;
+      grpc::Status status = ToGrpcStatus(rc, msg);
+      nokv_batch_free(w->batch);
+      delete w;
+      reactor->Finish(std::move(status));
+      return;
+    }
+    w->Answer(rc, ts, *r);
+    return;
+  }
+  w->service->workers_.Submit([w] {
     nokv_write_options wo;
     nokv_write_options_init(&wo);
-    wo.sync = sync;
-    uint64_t ts = 0;
-    nokv_cond_result r;
-    int rc = nokv_write_if(db_, &wo, conds.data(), conds.size(), b, &ts, &r);
-    nokv_batch_free(b);
-    resp->set_read_ts(r.read_ts);
-    if (rc == NOKV_OK) {
-      resp->set_succeeded(true);
-      resp->set_commit_ts(ts);
-    } else if (rc == NOKV_ECONDITION) {
-      resp->set_succeeded(false);
-      resp->set_failed_condition(static_cast<uint32_t>(r.failed));
-      resp->set_found(r.found);
-      resp->set_found_commit_ts(r.found_ts);
-      rc = NOKV_OK;
-    }
-    reactor->Finish(rc == NOKV_OK ? grpc::Status::OK : EngineError(rc));
+    wo.sync = w->sync;
+    uint64_t ts2 = 0;
+    nokv_cond_result r2;
+    int rc2 = nokv_write_if(w->service->db_, &wo, w->conds.data(), w->conds.size(), w->batch,
+                            &ts2, &r2);
+    w->Answer(rc2, ts2, r2);
   });
-  return reactor;
 }
 
 grpc::Status KvService::Stats(grpc::ServerContext* ctx, const nokv::v1::StatsRequest* req,

@@ -89,7 +89,7 @@ class KvService final
                                 nokv::v1::PutResponse*) override;
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext*, const nokv::v1::DeleteRequest*,
                                    nokv::v1::DeleteResponse*) override;
-  // Judged and committed on a stream worker (it waits for its commit).
+  // Judged in the reaction and committed asynchronously (PendingCondWrite).
   grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext*, const nokv::v1::WriteRequest*,
                                   nokv::v1::WriteResponse*) override;
   grpc::Status Stats(grpc::ServerContext*, const nokv::v1::StatsRequest*,
@@ -125,6 +125,18 @@ class KvService final
   grpc::Status Authorize(const grpc::ServerContextBase* ctx) {
     return options_.auth == nullptr ? grpc::Status::OK : options_.auth->Check(ctx);
   }
+
+  // A Write between its judgement and its answer.
+  struct PendingCondWrite {
+    KvService* service;
+    grpc::ServerUnaryReactor* reactor;
+    nokv::v1::WriteResponse* resp;
+    nokv_batch* batch;
+    std::vector<nokv_condition> conds;  // point into the request
+    bool sync;
+    static void Done(void* arg, int rc, uint64_t ts, const nokv_cond_result* r, const char* msg);
+    void Answer(int rc, uint64_t ts, const nokv_cond_result& r);  // and deletes this
+  };
 
   class ScanReactor;
   class TxnReactor;

@@ -3,6 +3,9 @@
 // between judgement and commit (judged again), and compare-and-set increments
 // from several threads losing no update.
 #include <atomic>
+#include <chrono>
+#include <future>
+#include <tuple>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -233,6 +236,57 @@ TEST_F(CondTest, ConcurrentCompareAndSetLosesNoUpdate) {
   nokv_statistics s = Stats(db_);
   EXPECT_EQ(s.cond_writes, static_cast<uint64_t>(kThreads * kIncrements));
   EXPECT_EQ(s.cond_failures, static_cast<uint64_t>(failures.load()));
+}
+
+// nokv_write_if_async: judged in the caller, committed by the commit thread;
+// a failed condition answers at once; a write landing in between is reported
+// as a conflict with nothing written.
+struct AsyncResult {
+  std::promise<std::tuple<int, uint64_t, nokv_cond_result>> p;
+  static void Done(void* arg, int rc, uint64_t ts, const nokv_cond_result* r, const char*) {
+    static_cast<AsyncResult*>(arg)->p.set_value({rc, ts, *r});
+  }
+};
+
+TEST_F(CondTest, AsyncJudgesHereAndCommitsLater) {
+  uint64_t ts_a = 0;
+  ASSERT_EQ(Put(db_, "a", "1", false, &ts_a), NOKV_OK);
+  nokv_batch* b;
+  ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+  ASSERT_EQ(nokv_batch_put(b, "a", 1, "2", 1), NOKV_OK);
+  nokv_condition same = Cond(NOKV_COND_TS_EQUALS, "a", "", ts_a);
+  AsyncResult ok;
+  auto got = ok.p.get_future();
+  ASSERT_EQ(nokv_write_if_async(db_, nullptr, &same, 1, b, &AsyncResult::Done, &ok), NOKV_OK);
+  auto [rc, ts, r] = got.get();
+  ASSERT_EQ(rc, NOKV_OK);
+  EXPECT_EQ(Get(db_, "a")->commit_ts, ts);
+  EXPECT_EQ(Get(db_, "a")->data, "2");
+  // The version moved on: answered before the call returns, nothing written.
+  AsyncResult failed;
+  auto got2 = failed.p.get_future();
+  ASSERT_EQ(nokv_write_if_async(db_, nullptr, &same, 1, b, &AsyncResult::Done, &failed), NOKV_OK);
+  ASSERT_EQ(got2.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  auto [rc2, ts2, r2] = got2.get();
+  EXPECT_EQ(rc2, NOKV_ECONDITION);
+  EXPECT_EQ(r2.found_ts, ts);
+  // A write landing between judgement and commit: a conflict, nothing written.
+  static int calls;
+  calls = 0;
+  nk_write_if_judged = [](nokv_db* db, void*) {
+    if (calls++ == 0) {
+      ASSERT_EQ(Put(db, "a", "3"), NOKV_OK);
+    }
+  };
+  nokv_condition now = Cond(NOKV_COND_VALUE_EQUALS, "a", "2");
+  AsyncResult raced;
+  auto got3 = raced.p.get_future();
+  ASSERT_EQ(nokv_write_if_async(db_, nullptr, &now, 1, b, &AsyncResult::Done, &raced), NOKV_OK);
+  EXPECT_EQ(std::get<0>(got3.get()), NOKV_ECONFLICT);
+  EXPECT_EQ(Get(db_, "a")->data, "3");
+  nk_write_if_judged = nullptr;
+  EXPECT_EQ(Stats(db_).txns_active, 0u);  // every judgement's snapshot released
+  nokv_batch_free(b);
 }
 
 }  // namespace

@@ -89,6 +89,25 @@ typedef struct nokv_cond_result {
 int nokv_write_if(nokv_db *db, const nokv_write_options *wo, const nokv_condition *conds,
                   size_t n, const nokv_batch *b, uint64_t *commit_ts, nokv_cond_result *result);
 
+/* The completion of nokv_write_if_async: rc is what nokv_write_if would have
+ * returned (NOKV_ECONFLICT aside, below), commit_ts the batch's timestamp,
+ * result what the judgement found and msg the error message ("" on success);
+ * result and msg are valid only during the call. */
+typedef void (*nokv_write_if_done)(void *arg, int rc, uint64_t commit_ts,
+                                   const nokv_cond_result *result, const char *msg);
+
+/* nokv_write_if without waiting for the commit, for servers: the conditions are
+ * judged here, in the caller's thread (reads, which may touch disk), and the
+ * batch is queued for commit; done runs on the engine's commit thread, or
+ * before this returns when a condition fails or there is nothing to commit. If
+ * a write to a condition's key lands between the judgement and the commit,
+ * nothing is written and done gets NOKV_ECONFLICT: judge again (nokv_write_if,
+ * which retries itself), off the commit thread. Returns an error without
+ * calling done only where nokv_write_if fails up front. conds and b must live
+ * until done. done must be quick, as nokv_write_async's. */
+int nokv_write_if_async(nokv_db *db, const nokv_write_options *wo, const nokv_condition *conds,
+                        size_t n, const nokv_batch *b, nokv_write_if_done done, void *arg);
+
 /* The wall clock TTL expiry is stated in and judged by: milliseconds since the
  * Unix epoch (docs/ttl.md). */
 uint64_t nokv_wall_clock_ms(void);

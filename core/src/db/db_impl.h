@@ -271,6 +271,10 @@ typedef struct nk_txn_commit {
  * read_ts wrote a key it read (NOKV_ECONFLICT) (write.c). */
 int nk_db_write_txn(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                     const nk_txn_commit *txn, uint64_t *commit_ts);
+/* The same without waiting, as nokv_write_async: txn and b must live until
+ * done runs (on the commit thread, or before this returns). */
+int nk_db_write_txn_async(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                          const nk_txn_commit *txn, nokv_write_done done, void *arg);
 /* Compaction found dead value-log bytes: wake the GC thread. REQUIRES: mu not held. */
 void nk_db_gc_wanted(nokv_db *db);
 void *nk_db_gc_main(void *arg);

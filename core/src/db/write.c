@@ -781,9 +781,10 @@ int nokv_write(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
   return write_batch(db, wo, b, commit_ts);
 }
 
-int nokv_write_async(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
-                     nokv_write_done done, void *arg) {
-  nk_err_clear();
+/* nokv_write_async, for a transaction's commit too (txn, which must live until
+ * done, may be NULL). */
+static int write_async(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                       const nk_txn_commit *txn, nokv_write_done done, void *arg) {
   if (b == NULL || done == NULL) {
     return nk_err(NOKV_EINVAL, "nokv_write_async needs a batch and a completion");
   }
@@ -797,6 +798,7 @@ int nokv_write_async(nokv_db *db, const nokv_write_options *wo, const nokv_batch
   nk_writer *w = calloc(1, sizeof *w);
   if (w == NULL) return nk_err(NOKV_ENOMEM, "out of memory queueing a write");
   w->batch = b;
+  w->txn = txn;
   w->sync = wo != NULL && wo->sync;
   w->mem_cost = cost;
   w->done_fn = done;
@@ -827,6 +829,17 @@ int nokv_write_async(nokv_db *db, const nokv_write_options *wo, const nokv_batch
   if (db->queue_head == w) pthread_cond_signal(&db->commit_cv);
   pthread_mutex_unlock(&db->mu);
   return NOKV_OK;
+}
+
+int nokv_write_async(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                     nokv_write_done done, void *arg) {
+  nk_err_clear();
+  return write_async(db, wo, b, NULL, done, arg);
+}
+
+int nk_db_write_txn_async(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                          const nk_txn_commit *txn, nokv_write_done done, void *arg) {
+  return write_async(db, wo, b, txn, done, arg);
 }
 
 int nokv_put(nokv_db *db, const nokv_write_options *wo, const void *key, size_t klen,

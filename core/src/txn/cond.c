@@ -182,3 +182,85 @@ int nokv_write_if(nokv_db *db, const nokv_write_options *wo, const nokv_conditio
   }
   return rc;
 }
+
+/* ---- without waiting: judged here, committed by the commit thread ---- */
+
+typedef struct cond_async {
+  nokv_db *db;
+  nokv_snapshot *snap;  /* the judgement's; held (with active_txns) until the commit */
+  uint64_t *hashes, *writes;
+  nk_txn_commit commit;
+  nokv_cond_result result;
+  nokv_write_if_done done;
+  void *arg;
+} cond_async;
+
+static void cond_async_free(cond_async *a) {
+  if (a->snap != NULL) {
+    nokv_snapshot_release(a->db, a->snap);
+    atomic_fetch_sub(&a->db->active_txns, 1);
+  }
+  free(a->hashes);
+  free(a->writes);
+  free(a);
+}
+
+static void cond_async_committed(void *arg, int rc, uint64_t ts, const char *msg) {
+  cond_async *a = arg;
+  if (rc == NOKV_OK) nk_count(&a->db->stats.cond_writes, 1);
+  if (rc == NOKV_ECONFLICT) nk_count(&a->db->stats.cond_rejudged, 1);  /* the caller judges again */
+  a->done(a->arg, rc, ts, &a->result, msg);
+  cond_async_free(a);
+}
+
+int nokv_write_if_async(nokv_db *db, const nokv_write_options *wo, const nokv_condition *conds,
+                        size_t n, const nokv_batch *b, nokv_write_if_done done, void *arg) {
+  nk_err_clear();
+  if (b == NULL || done == NULL) {
+    return nk_err(NOKV_EINVAL, "nokv_write_if_async needs a batch (it may be empty) and a completion");
+  }
+  NK_RET(check_conditions(db, conds, n));
+  cond_async *a = calloc(1, sizeof *a);
+  if (a == NULL) return nk_err(NOKV_ENOMEM, "out of memory for a conditional write");
+  a->db = db;
+  a->done = done;
+  a->arg = arg;
+  a->hashes = malloc((n ? n : 1) * sizeof *a->hashes);
+  size_t nwrites = 0;
+  int rc = a->hashes == NULL ? nk_err(NOKV_ENOMEM, "out of memory for a conditional write")
+                             : write_fingerprints(b, &a->writes, &nwrites);
+  for (size_t i = 0; rc == NOKV_OK && i < n; i++) {
+    a->hashes[i] = nk_hash64(conds[i].key, conds[i].klen);
+  }
+  if (rc == NOKV_OK) {
+    atomic_fetch_add(&db->active_txns, 1);  /* before the snapshot: see nokv_write_if */
+    rc = nokv_snapshot_create(db, &a->snap);
+    if (rc != NOKV_OK) atomic_fetch_sub(&db->active_txns, 1);
+  }
+  if (rc != NOKV_OK) {
+    cond_async_free(a);
+    return rc;
+  }
+  a->result.read_ts = nokv_snapshot_ts(a->snap);
+  rc = judge(db, a->snap, conds, n, a->hashes, &a->result);
+  if (rc != NOKV_OK || b->count == 0) {  /* answered here: failed, or a pure check */
+    if (rc == NOKV_OK) nk_count(&db->stats.cond_writes, 1);
+    if (rc == NOKV_ECONDITION) {
+      nk_count(&db->stats.cond_failures, 1);
+      nk_err(NOKV_ECONDITION, "condition %zu did not hold", a->result.failed);
+    }
+    done(arg, rc, rc == NOKV_OK ? a->result.read_ts : 0, &a->result,
+         rc == NOKV_OK ? "" : nokv_errmsg());
+    cond_async_free(a);
+    return NOKV_OK;
+  }
+  if (nk_write_if_judged != NULL) nk_write_if_judged(db, nk_write_if_judged_arg);
+  a->commit = (nk_txn_commit){.read_ts = a->result.read_ts,
+                              .reads = a->hashes,
+                              .nreads = n,
+                              .writes = a->writes,
+                              .nwrites = nwrites};
+  rc = nk_db_write_txn_async(db, wo, b, &a->commit, cond_async_committed, a);
+  if (rc != NOKV_OK) cond_async_free(a);  /* not queued: done was not called */
+  return rc;
+}
