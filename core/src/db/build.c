@@ -111,10 +111,9 @@ static int finish_output(nokv_db *db, output *out, nk_build_job *job, nk_edit *e
   return ret;
 }
 
-/* Counts a dropped version; one that pointed into the value log leaves that
- * many dead bytes in its segment (the discard statistics GC works from). */
-static int drop(nk_build_job *job, nk_edit *e, uint64_t trailer, const char *v, size_t vn) {
-  job->entries_dropped++;
+/* A version's value is dropped: one in the value log leaves that many dead
+ * bytes in its segment (the discard statistics GC works from). */
+static int drop_value(nk_edit *e, uint64_t trailer, const char *v, size_t vn) {
   nk_vptr p;
   nk_value val;
   if (nk_value_open(nk_trailer_kind(trailer), v, vn, &val) && val.kind == NK_KIND_VPTR &&
@@ -122,6 +121,12 @@ static int drop(nk_build_job *job, nk_edit *e, uint64_t trailer, const char *v, 
     return nk_edit_add_discard(e, p.fid, p.len);
   }
   return NOKV_OK;
+}
+
+/* Counts a dropped version and drops its value. */
+static int drop(nk_build_job *job, nk_edit *e, uint64_t trailer, const char *v, size_t vn) {
+  job->entries_dropped++;
+  return drop_value(e, trailer, v, vn);
 }
 
 int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *e) {
@@ -175,8 +180,7 @@ int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *
           nk_expired(val.expires_ms, job->expired_before_ms)) {
         /* Expired to every reader: its value goes (the value log learns it is
          * dead), and a tombstone keeps hiding the older versions. */
-        NK_ERR(drop(job, e, trailer, v, vn));
-        job->entries_dropped--;  /* counted below if the tombstone goes too */
+        NK_ERR(drop_value(e, trailer, v, vn));  /* the entry: as the tombstone fares */
         job->expired++;
         if (!nk_buf_reserve(&tomb, kn)) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
         nk_ikey_encode(tomb.data, k, ulen, nk_trailer_ts(trailer), NK_KIND_DELETE);

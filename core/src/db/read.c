@@ -173,8 +173,9 @@ int nk_db_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t 
   }
   if (ret == NOKV_OK) {
     ret = NOKV_ENOTFOUND;
-    /* An expired version hides the key as a deletion does. */
-    bool live = r.found && !nk_expired(v.expires_ms, read_time(ro));
+    /* An expired version hides the key as a deletion does. The clock is read
+     * only for a version that can expire. */
+    bool live = r.found && (v.expires_ms == 0 || !nk_expired(v.expires_ms, read_time(ro)));
     if (live && v.kind == NK_KIND_VALUE) {
       if (r.owned != NULL) {
         if (v.val != r.owned) memmove(r.owned, v.val, v.vlen);  /* drop the expiry */

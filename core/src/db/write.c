@@ -58,6 +58,14 @@ typedef struct nk_writer {
   struct nk_writer *done_next;  /* the completions one leader runs */
 } nk_writer;
 
+/* Whether op's value goes to the value log (at least threshold bytes, an
+ * expiry in front not counted); *meta: the bytes of that expiry. */
+static bool moves_to_vlog(const nk_batch_op *op, size_t threshold, size_t *meta) {
+  *meta = op->kind == NK_KIND_VALUE_TTL ? NK_TTL_PREFIX : 0;
+  return (op->kind == NK_KIND_VALUE || op->kind == NK_KIND_VALUE_TTL) && op->vlen >= *meta &&
+         op->vlen - *meta >= threshold;
+}
+
 /* Memtable bytes applying b takes: a value at or past value_threshold goes to
  * the value log, and the memtable keeps only a pointer to it. */
 static size_t memtable_cost(const nokv_db *db, const nokv_batch *b) {
@@ -71,8 +79,8 @@ static size_t memtable_cost(const nokv_db *db, const nokv_batch *b) {
   size_t cost = 0;
   while (nk_batch_reader_next(&r, &op) == 1) {
     if (op.kind == NK_KIND_VALUE_REF) nk_batch_op_deref(&op);
-    size_t meta = op.kind == NK_KIND_VALUE_TTL ? NK_TTL_PREFIX : 0;
-    bool moved = op.vlen - meta >= threshold && meta <= op.vlen;
+    size_t meta;
+    bool moved = moves_to_vlog(&op, threshold, &meta);
     cost += nk_memtable_cost(op.klen, moved ? meta + NK_VPTR_SIZE : op.vlen);
   }
   return cost;
@@ -225,9 +233,8 @@ static int separate_values(nokv_db *db, const nokv_batch *b, uint64_t ts, char *
     if (op.kind == NK_KIND_VALUE_REF) nk_batch_op_deref(&op);
     /* An expiring value goes to the value log without its expiry, which stays
      * in front of the pointer (internal_key.h). */
-    size_t meta = op.kind == NK_KIND_VALUE_TTL ? NK_TTL_PREFIX : 0;
-    if ((op.kind == NK_KIND_VALUE || op.kind == NK_KIND_VALUE_TTL) && op.vlen >= meta &&
-        op.vlen - meta >= db->opts.value_threshold) {
+    size_t meta;
+    if (moves_to_vlog(&op, db->opts.value_threshold, &meta)) {
       nk_vptr vp;
       NK_RET(nk_vlog_add(db->vlog, op.key, op.klen, op.ts ? op.ts : ts, op.val + meta,
                          op.vlen - meta, &vp));
