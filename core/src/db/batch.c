@@ -167,16 +167,32 @@ int nk_batch_put_kind(nokv_batch *b, nk_kind kind, const void *key, size_t klen,
   return add_op(b, kind, key, klen, val, vlen, ts, nk_kind_expires(kind) ? NK_TTL_PREFIX : 0);
 }
 
+int nk_ttl_expiry(uint64_t ttl_ms, uint64_t *expires_ms) {
+  uint64_t now = nk_wall_ms();
+  if (ttl_ms > UINT64_MAX - now) {
+    return nk_err(NOKV_EINVAL, "ttl_ms %llu overflows the clock", (unsigned long long)ttl_ms);
+  }
+  *expires_ms = now + ttl_ms;
+  return NOKV_OK;
+}
+
+char *nk_expiring_value(uint64_t expires_ms, const void *val, size_t vlen, char *stack,
+                        size_t stack_len) {
+  char *buf = vlen + NK_TTL_PREFIX <= stack_len ? stack : malloc(vlen + NK_TTL_PREFIX);
+  if (buf == NULL) return NULL;
+  nk_put_u64(buf, expires_ms);
+  if (vlen > 0) memcpy(buf + NK_TTL_PREFIX, val, vlen);
+  return buf;
+}
+
 int nk_batch_put_expiring(nokv_batch *b, const void *key, size_t klen, const void *val,
                           size_t vlen, uint64_t expires_ms, uint64_t ts) {
   if (vlen > UINT32_MAX - NK_TTL_PREFIX) return nk_err(NOKV_EINVAL, "value longer than 4 GiB");
   char stack[256];
-  char *buf = vlen + NK_TTL_PREFIX <= sizeof stack ? stack : malloc(vlen + NK_TTL_PREFIX);
+  char *buf = nk_expiring_value(expires_ms, val, vlen, stack, sizeof stack);
   if (buf == NULL) return nk_err(NOKV_ENOMEM, "out of memory adding to a batch");
-  nk_put_u64(buf, expires_ms);
-  if (vlen > 0) memcpy(buf + NK_TTL_PREFIX, val, vlen);
   int rc = add_op(b, NK_KIND_VALUE_TTL, key, klen, buf, vlen + NK_TTL_PREFIX, ts, NK_TTL_PREFIX);
-  if (buf != stack) free(buf);
+  nk_expiring_value_free(buf, stack);
   return rc;
 }
 
@@ -184,11 +200,9 @@ int nokv_batch_put_ttl(nokv_batch *b, const void *key, size_t klen, const void *
                        uint64_t ttl_ms) {
   nk_err_clear();
   if (ttl_ms == 0) return add(b, NK_KIND_VALUE, key, klen, val, vlen, 0);
-  uint64_t now = nk_wall_ms();
-  if (ttl_ms > UINT64_MAX - now) {
-    return nk_err(NOKV_EINVAL, "ttl_ms %llu overflows the clock", (unsigned long long)ttl_ms);
-  }
-  return nk_batch_put_expiring(b, key, klen, val, vlen, now + ttl_ms, 0);
+  uint64_t expires_ms;
+  NK_RET(nk_ttl_expiry(ttl_ms, &expires_ms));
+  return nk_batch_put_expiring(b, key, klen, val, vlen, expires_ms, 0);
 }
 
 int nokv_batch_delete(nokv_batch *b, const void *key, size_t klen) {

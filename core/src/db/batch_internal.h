@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "memtable/internal_key.h"
 #include "nokv/batch.h"
@@ -71,6 +72,18 @@ void nk_batch_op_deref(nk_batch_op *op);
  * GC's rewrites of expiring values); ts 0: the batch's commit timestamp. */
 int nk_batch_put_kind(struct nokv_batch *b, nk_kind kind, const void *key, size_t klen,
                       const void *val, size_t vlen, uint64_t ts);
+
+/* The expiry ttl_ms from now, or NOKV_EINVAL if it overflows the clock. */
+int nk_ttl_expiry(uint64_t ttl_ms, uint64_t *expires_ms);
+
+/* The stored value of a version expiring at expires_ms: the expiry, then val.
+ * Built in stack (of stack_len bytes) if it fits, else on the heap; NULL if
+ * out of memory. Free with nk_expiring_value_free. */
+char *nk_expiring_value(uint64_t expires_ms, const void *val, size_t vlen, char *stack,
+                        size_t stack_len);
+static inline void nk_expiring_value_free(char *v, const char *stack) {
+  if (v != stack) free(v);
+}
 
 /* Adds a put of a version expiring at expires_ms (the expiry goes in front of
  * the value: NK_KIND_VALUE_TTL); ts 0: the batch's commit timestamp. */

@@ -14,11 +14,10 @@
  */
 #include "txn/oracle.h"
 
-#include "util/clock.h"
-
 #include <stdlib.h>
-
 #include <string.h>
+
+#include "util/clock.h"
 
 #define MIN_SLOTS 64u
 

@@ -16,7 +16,6 @@
 #include "hot/hot.h"
 #include "nokv/txn.h"
 #include "util/checksum.h"
-#include "util/clock.h"
 #include "util/error.h"
 #include "util/grow.h"
 
@@ -132,18 +131,16 @@ static int buffer_write(nokv_txn *txn, nk_kind kind, const void *key, size_t kle
   char stack[256];
   char *buf = NULL;
   if (ttl_ms > 0) {
-    uint64_t now = nk_wall_ms();
-    if (ttl_ms > UINT64_MAX - now) return nk_err(NOKV_EINVAL, "ttl_ms overflows the clock");
-    buf = vlen + NK_TTL_PREFIX <= sizeof stack ? stack : malloc(vlen + NK_TTL_PREFIX);
+    uint64_t expires_ms;
+    NK_RET(nk_ttl_expiry(ttl_ms, &expires_ms));
+    buf = nk_expiring_value(expires_ms, val, vlen, stack, sizeof stack);
     if (buf == NULL) return nk_err(NOKV_ENOMEM, "out of memory buffering a transaction's writes");
-    nk_put_u64(buf, now + ttl_ms);
-    if (vlen > 0) memcpy(buf + NK_TTL_PREFIX, val, vlen);
     kind = NK_KIND_VALUE_TTL;
     val = buf;
     vlen += NK_TTL_PREFIX;
   }
   int rc = nk_memtable_add(txn->pending, nokv_txn_read_ts(txn), kind, key, klen, val, vlen);
-  if (buf != NULL && buf != stack) free(buf);
+  if (buf != NULL) nk_expiring_value_free(buf, stack);
   if (rc != NOKV_OK) return nk_err(NOKV_ENOMEM, "out of memory buffering a transaction's writes");
   txn->ops++;
   txn->bytes += klen + vlen;
