@@ -206,6 +206,24 @@ TEST_F(CondTest, AWriteBetweenJudgementAndCommitIsSeen) {
   EXPECT_EQ(Stats(db_).cond_rejudged, 1u);
 }
 
+// A key written between every judgement and its commit: after 1000
+// judgements the write gives up (NOKV_ECONFLICT), nothing written.
+TEST_F(CondTest, EndlessInterferenceEndsInAConflict) {
+  ASSERT_EQ(Put(db_, "k", "v"), NOKV_OK);
+  static int writes;
+  writes = 0;
+  nk_write_if_judged = [](nokv_db* db, void*) {
+    writes++;
+    ASSERT_EQ(Put(db, "k", "v"), NOKV_OK);  // same value, new version
+  };
+  EXPECT_EQ(PutIf({Cond(NOKV_COND_PRESENT, "k")}, "t", "mine"), NOKV_ECONFLICT);
+  nk_write_if_judged = nullptr;
+  EXPECT_EQ(writes, 1000);
+  EXPECT_FALSE(Get(db_, "t").has_value());
+  EXPECT_EQ(Stats(db_).cond_rejudged, 1000u);
+  EXPECT_EQ(Stats(db_).txns_active, 0u);
+}
+
 // Compare-and-set on a counter's version from several threads: every success
 // is one increment, none lost.
 TEST_F(CondTest, ConcurrentCompareAndSetLosesNoUpdate) {

@@ -91,7 +91,7 @@ static int judge(nokv_db *db, nokv_snapshot *snap, const nokv_condition *conds, 
 static int write_fingerprints(const nokv_batch *b, uint64_t **out, size_t *n) {
   *out = NULL;
   *n = 0;
-  if (b == NULL || b->count == 0) return NOKV_OK;
+  if (b->count == 0) return NOKV_OK;
   uint64_t *fps = malloc(b->count * sizeof *fps);
   if (fps == NULL) return nk_err(NOKV_ENOMEM, "out of memory for a conditional write");
   nk_batch_reader r;
@@ -113,28 +113,93 @@ static int write_fingerprints(const nokv_batch *b, uint64_t **out, size_t *n) {
   return NOKV_OK;
 }
 
+/* One conditional write: the keys it reads and writes (as the oracle knows
+ * them), and while it is judged and committed, its snapshot. */
+typedef struct judgement {
+  nokv_db *db;
+  const nokv_condition *conds;
+  size_t n;
+  const nokv_batch *b;
+  uint64_t *hashes, *writes;
+  size_t nwrites;
+  nokv_snapshot *snap;
+  nk_txn_commit commit;  /* what the leader checks, once judged true */
+  nokv_cond_result result;
+} judgement;
+
+static void judgement_release(judgement *j) {
+  if (j->snap != NULL) {
+    nokv_snapshot_release(j->db, j->snap);
+    atomic_fetch_sub(&j->db->active_txns, 1);
+    j->snap = NULL;
+  }
+}
+
+static void judgement_free(judgement *j) {
+  judgement_release(j);
+  free(j->hashes);
+  free(j->writes);
+}
+
+static int judgement_init(judgement *j, nokv_db *db, const nokv_condition *conds, size_t n,
+                          const nokv_batch *b) {
+  *j = (judgement){.db = db, .conds = conds, .n = n, .b = b};
+  j->hashes = malloc((n ? n : 1) * sizeof *j->hashes);
+  if (j->hashes == NULL) return nk_err(NOKV_ENOMEM, "out of memory for a conditional write");
+  for (size_t i = 0; i < n; i++) j->hashes[i] = nk_hash64(conds[i].key, conds[i].klen);
+  return write_fingerprints(b, &j->writes, &j->nwrites);
+}
+
+/* Takes a snapshot and judges the conditions at it. NOKV_OK: they hold, and
+ * j->commit is what the leader must check; NOKV_ECONDITION: j->result names the
+ * first that failed; else an error. The snapshot stays until judgement_release. */
+static int judge_now(judgement *j) {
+  nokv_db *db = j->db;
+  /* Counted as a transaction before the snapshot, as nokv_txn_begin does:
+   * plain writes published after it record their keys for the conflict
+   * check (write.c), so one landing between judgement and commit is seen. */
+  atomic_fetch_add(&db->active_txns, 1);
+  int rc = nokv_snapshot_create(db, &j->snap);
+  if (rc != NOKV_OK) {
+    atomic_fetch_sub(&db->active_txns, 1);
+    return rc;
+  }
+  j->result.read_ts = nokv_snapshot_ts(j->snap);
+  rc = judge(db, j->snap, j->conds, j->n, j->hashes, &j->result);
+  if (rc == NOKV_OK && j->b->count > 0 && nk_write_if_judged != NULL) {
+    nk_write_if_judged(db, nk_write_if_judged_arg);
+  }
+  j->commit = (nk_txn_commit){.read_ts = j->result.read_ts,
+                              .reads = j->hashes,
+                              .nreads = j->n,
+                              .writes = j->writes,
+                              .nwrites = j->nwrites};
+  return rc;
+}
+
+/* Counts how a conditional write ended (NOKV_ECONFLICT: judged again). */
+static void count_outcome(judgement *j, int rc) {
+  nokv_db *db = j->db;
+  if (rc == NOKV_OK) nk_count(&db->stats.cond_writes, 1);
+  if (rc == NOKV_ECONFLICT) nk_count(&db->stats.cond_rejudged, 1);
+  if (rc == NOKV_ECONDITION) {
+    nk_count(&db->stats.cond_failures, 1);
+    nk_err(NOKV_ECONDITION, "condition %zu did not hold", j->result.failed);
+  }
+}
+
+static int check_args(nokv_db *db, const nokv_condition *conds, size_t n, const nokv_batch *b) {
+  if (b == NULL) return nk_err(NOKV_EINVAL, "nokv_write_if needs a batch (it may be empty)");
+  return check_conditions(db, conds, n);
+}
+
 int nokv_write_if(nokv_db *db, const nokv_write_options *wo, const nokv_condition *conds,
                   size_t n, const nokv_batch *b, uint64_t *commit_ts, nokv_cond_result *result) {
   nk_err_clear();
-  nokv_cond_result scratch;
-  if (result == NULL) result = &scratch;
-  memset(result, 0, sizeof *result);
-  if (b == NULL) return nk_err(NOKV_EINVAL, "nokv_write_if needs a batch (it may be empty)");
-  NK_RET(check_conditions(db, conds, n));
-  if (n == 0) {
-    int rc = nokv_write(db, wo, b, commit_ts);
-    if (rc == NOKV_OK) {
-      result->read_ts = commit_ts != NULL ? *commit_ts : 0;
-      nk_count(&db->stats.cond_writes, 1);
-    }
-    return rc;
-  }
-  uint64_t *hashes = malloc(n * sizeof *hashes);
-  if (hashes == NULL) return nk_err(NOKV_ENOMEM, "out of memory for a conditional write");
-  for (size_t i = 0; i < n; i++) hashes[i] = nk_hash64(conds[i].key, conds[i].klen);
-  uint64_t *writes = NULL;
-  size_t nwrites = 0;
-  int rc = write_fingerprints(b, &writes, &nwrites);
+  if (result != NULL) memset(result, 0, sizeof *result);
+  NK_RET(check_args(db, conds, n, b));
+  judgement j;
+  int rc = judgement_init(&j, db, conds, n, b);
   for (int judged = 0; rc == NOKV_OK; judged++) {
     if (judged == MAX_JUDGEMENTS) {
       rc = nk_err(NOKV_ECONFLICT,
@@ -143,124 +208,66 @@ int nokv_write_if(nokv_db *db, const nokv_write_options *wo, const nokv_conditio
                   MAX_JUDGEMENTS);
       break;
     }
-    /* Counted as a transaction before the snapshot, as nokv_txn_begin does:
-     * plain writes published after it record their keys for the conflict
-     * check (write.c), so one landing between judgement and commit is seen. */
-    atomic_fetch_add(&db->active_txns, 1);
-    nokv_snapshot *snap = NULL;
-    rc = nokv_snapshot_create(db, &snap);
-    if (rc != NOKV_OK) {
-      atomic_fetch_sub(&db->active_txns, 1);
-      break;
-    }
-    result->read_ts = nokv_snapshot_ts(snap);
-    rc = judge(db, snap, conds, n, hashes, result);
+    rc = judge_now(&j);
     if (rc == NOKV_OK && b->count == 0) {
-      if (commit_ts != NULL) *commit_ts = result->read_ts;  /* a pure check */
+      if (commit_ts != NULL) *commit_ts = j.result.read_ts;  /* a pure check */
     } else if (rc == NOKV_OK) {
-      if (nk_write_if_judged != NULL) nk_write_if_judged(db, nk_write_if_judged_arg);
-      nk_txn_commit c = {.read_ts = result->read_ts,
-                         .reads = hashes,
-                         .nreads = n,
-                         .writes = writes,
-                         .nwrites = nwrites};
-      rc = nk_db_write_txn(db, wo, b, &c, commit_ts);
+      rc = nk_db_write_txn(db, wo, b, &j.commit, commit_ts);
     }
-    nokv_snapshot_release(db, snap);
-    atomic_fetch_sub(&db->active_txns, 1);
+    judgement_release(&j);
     if (rc != NOKV_ECONFLICT) break;
-    nk_count(&db->stats.cond_rejudged, 1);
+    count_outcome(&j, rc);
     nk_err_clear();
     rc = NOKV_OK;
   }
-  free(hashes);
-  free(writes);
-  if (rc == NOKV_OK) nk_count(&db->stats.cond_writes, 1);
-  if (rc == NOKV_ECONDITION) {
-    nk_count(&db->stats.cond_failures, 1);
-    nk_err(NOKV_ECONDITION, "condition %zu did not hold", result->failed);
-  }
+  if (rc != NOKV_ECONFLICT) count_outcome(&j, rc);
+  if (result != NULL) *result = j.result;
+  judgement_free(&j);
   return rc;
 }
 
 /* ---- without waiting: judged here, committed by the commit thread ---- */
 
 typedef struct cond_async {
-  nokv_db *db;
-  nokv_snapshot *snap;  /* the judgement's; held (with active_txns) until the commit */
-  uint64_t *hashes, *writes;
-  nk_txn_commit commit;
-  nokv_cond_result result;
+  judgement j;  /* its snapshot held until the commit */
   nokv_write_if_done done;
   void *arg;
 } cond_async;
 
-static void cond_async_free(cond_async *a) {
-  if (a->snap != NULL) {
-    nokv_snapshot_release(a->db, a->snap);
-    atomic_fetch_sub(&a->db->active_txns, 1);
-  }
-  free(a->hashes);
-  free(a->writes);
-  free(a);
-}
-
 static void cond_async_committed(void *arg, int rc, uint64_t ts, const char *msg) {
   cond_async *a = arg;
-  if (rc == NOKV_OK) nk_count(&a->db->stats.cond_writes, 1);
-  if (rc == NOKV_ECONFLICT) nk_count(&a->db->stats.cond_rejudged, 1);  /* the caller judges again */
-  a->done(a->arg, rc, ts, &a->result, msg);
-  cond_async_free(a);
+  count_outcome(&a->j, rc);  /* NOKV_ECONFLICT: the caller judges again */
+  a->done(a->arg, rc, ts, &a->j.result, msg);
+  judgement_free(&a->j);
+  free(a);
 }
 
 int nokv_write_if_async(nokv_db *db, const nokv_write_options *wo, const nokv_condition *conds,
                         size_t n, const nokv_batch *b, nokv_write_if_done done, void *arg) {
   nk_err_clear();
-  if (b == NULL || done == NULL) {
-    return nk_err(NOKV_EINVAL, "nokv_write_if_async needs a batch (it may be empty) and a completion");
-  }
-  NK_RET(check_conditions(db, conds, n));
+  if (done == NULL) return nk_err(NOKV_EINVAL, "nokv_write_if_async needs a completion");
+  NK_RET(check_args(db, conds, n, b));
   cond_async *a = calloc(1, sizeof *a);
   if (a == NULL) return nk_err(NOKV_ENOMEM, "out of memory for a conditional write");
-  a->db = db;
   a->done = done;
   a->arg = arg;
-  a->hashes = malloc((n ? n : 1) * sizeof *a->hashes);
-  size_t nwrites = 0;
-  int rc = a->hashes == NULL ? nk_err(NOKV_ENOMEM, "out of memory for a conditional write")
-                             : write_fingerprints(b, &a->writes, &nwrites);
-  for (size_t i = 0; rc == NOKV_OK && i < n; i++) {
-    a->hashes[i] = nk_hash64(conds[i].key, conds[i].klen);
+  int rc = judgement_init(&a->j, db, conds, n, b);
+  if (rc == NOKV_OK) rc = judge_now(&a->j);
+  if (rc == NOKV_OK && b->count > 0) {
+    rc = nk_db_write_txn_async(db, wo, b, &a->j.commit, cond_async_committed, a);
+    if (rc == NOKV_OK) return NOKV_OK;  /* done runs on the commit thread */
   }
-  if (rc == NOKV_OK) {
-    atomic_fetch_add(&db->active_txns, 1);  /* before the snapshot: see nokv_write_if */
-    rc = nokv_snapshot_create(db, &a->snap);
-    if (rc != NOKV_OK) atomic_fetch_sub(&db->active_txns, 1);
-  }
-  if (rc != NOKV_OK) {
-    cond_async_free(a);
+  if (rc != NOKV_OK && rc != NOKV_ECONDITION && a->j.snap == NULL) {
+    judgement_free(&a->j);  /* refused before any judgement: done is not called */
+    free(a);
     return rc;
   }
-  a->result.read_ts = nokv_snapshot_ts(a->snap);
-  rc = judge(db, a->snap, conds, n, a->hashes, &a->result);
-  if (rc != NOKV_OK || b->count == 0) {  /* answered here: failed, or a pure check */
-    if (rc == NOKV_OK) nk_count(&db->stats.cond_writes, 1);
-    if (rc == NOKV_ECONDITION) {
-      nk_count(&db->stats.cond_failures, 1);
-      nk_err(NOKV_ECONDITION, "condition %zu did not hold", a->result.failed);
-    }
-    done(arg, rc, rc == NOKV_OK ? a->result.read_ts : 0, &a->result,
-         rc == NOKV_OK ? "" : nokv_errmsg());
-    cond_async_free(a);
-    return NOKV_OK;
-  }
-  if (nk_write_if_judged != NULL) nk_write_if_judged(db, nk_write_if_judged_arg);
-  a->commit = (nk_txn_commit){.read_ts = a->result.read_ts,
-                              .reads = a->hashes,
-                              .nreads = n,
-                              .writes = a->writes,
-                              .nwrites = nwrites};
-  rc = nk_db_write_txn_async(db, wo, b, &a->commit, cond_async_committed, a);
-  if (rc != NOKV_OK) cond_async_free(a);  /* not queued: done was not called */
-  return rc;
+  /* Answered here: a condition failed, a read or the queueing failed, or a
+   * pure check. */
+  count_outcome(&a->j, rc);
+  done(arg, rc, rc == NOKV_OK ? a->j.result.read_ts : 0, &a->j.result,
+       rc == NOKV_OK ? "" : nokv_errmsg());
+  judgement_free(&a->j);
+  free(a);
+  return NOKV_OK;
 }
