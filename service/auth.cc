@@ -35,6 +35,15 @@ bool SameBytes(const std::string& a, std::string_view b) {
 
 }  // namespace
 
+TokenAuth::FileId TokenAuth::IdOf(const struct stat& st) {
+  FileId id;
+  id.dev = st.st_dev;
+  id.ino = st.st_ino;
+  id.size = static_cast<uint64_t>(st.st_size);
+  id.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+  return id;
+}
+
 bool TokenAuth::Read(std::shared_ptr<const Tokens>* out, FileId* id, std::string* error) {
   struct stat st;
   if (stat(path_.c_str(), &st) != 0) {
@@ -62,10 +71,7 @@ bool TokenAuth::Read(std::shared_ptr<const Tokens>* out, FileId* id, std::string
     *error = path_ + ": holds no token";
     return false;
   }
-  id->dev = st.st_dev;
-  id->ino = st.st_ino;
-  id->size = static_cast<uint64_t>(st.st_size);
-  id->mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+  *id = IdOf(st);
   *out = std::move(tokens);
   loads_.fetch_add(1, std::memory_order_relaxed);
   return true;
@@ -82,12 +88,7 @@ void TokenAuth::Look() {
   std::lock_guard<std::mutex> l(mu_);
   struct stat st;
   FileId seen;
-  if (stat(path_.c_str(), &st) == 0) {
-    seen.dev = st.st_dev;
-    seen.ino = st.st_ino;
-    seen.size = static_cast<uint64_t>(st.st_size);
-    seen.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
-  }
+  if (stat(path_.c_str(), &st) == 0) seen = IdOf(st);
   if (seen == id_) return;
   std::shared_ptr<const Tokens> fresh;
   FileId id;

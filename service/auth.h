@@ -12,6 +12,8 @@
 #ifndef NOKV_SERVICE_AUTH_H
 #define NOKV_SERVICE_AUTH_H
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -45,6 +47,7 @@ class TokenAuth {
   };
 
   explicit TokenAuth(std::string path) : path_(std::move(path)) {}
+  static FileId IdOf(const struct stat& st);
   bool Read(std::shared_ptr<const Tokens>* out, FileId* id, std::string* error);
   void Look();  // re-reads the file if it changed
   std::shared_ptr<const Tokens> Current();

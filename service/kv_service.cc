@@ -264,10 +264,9 @@ grpc::ServerUnaryReactor* KvService::Write(grpc::CallbackServerContext* ctx,
   int rc = nokv_batch_new(&b);
   for (int i = 0; rc == NOKV_OK && i < req->mutations_size(); i++) {
     const nokv::v1::Mutation& m = req->mutations(i);
-    grpc::Status bad;
-    if (m.key().empty()) {
-      bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                         "mutation " + std::to_string(i) + ": empty key");
+    grpc::Status bad = RequireKey(m.key());
+    if (!bad.ok()) {
+      bad = grpc::Status(bad.error_code(), "mutation " + std::to_string(i) + ": empty key");
     } else if (m.op_case() == nokv::v1::Mutation::kPut) {
       rc = nokv_batch_put_ttl(b, m.key().data(), m.key().size(), m.put().data(), m.put().size(),
                               m.ttl_ms());
@@ -307,7 +306,8 @@ grpc::ServerUnaryReactor* KvService::Write(grpc::CallbackServerContext* ctx,
   return reactor;
 }
 
-void KvService::PendingCondWrite::Answer(int rc, uint64_t ts, const nokv_cond_result& r) {
+void KvService::PendingCondWrite::Answer(int rc, uint64_t ts, const nokv_cond_result& r,
+                                         const char* msg) {
   resp->set_read_ts(r.read_ts);
   if (rc == NOKV_OK) {
     resp->set_succeeded(true);
@@ -319,7 +319,7 @@ void KvService::PendingCondWrite::Answer(int rc, uint64_t ts, const nokv_cond_re
     resp->set_found_commit_ts(r.found_ts);
     rc = NOKV_OK;
   }
-  grpc::Status status = rc == NOKV_OK ? grpc::Status::OK : EngineError(rc);
+  grpc::Status status = rc == NOKV_OK ? grpc::Status::OK : ToGrpcStatus(rc, msg);
   grpc::ServerUnaryReactor* r2 = reactor;
   nokv_batch_free(batch);
   delete this;
@@ -329,19 +329,7 @@ void KvService::PendingCondWrite::Answer(int rc, uint64_t ts, const nokv_cond_re
 void KvService::PendingCondWrite::Done(void* arg, int rc, uint64_t ts, const nokv_cond_result* r,
                                        const char* msg) {
   auto* w = static_cast<PendingCondWrite*>(arg);
-  if (rc != NOKV_ECONFLICT) {
-    if (rc != NOKV_OK && rc != NOKV_ECONDITION) {
-      // The message is the completion's; the answer is made off this call.
-      grpc::ServerUnaryReactor* reactor = w->reactor;
-      grpc::Status status = ToGrpcStatus(rc, msg);
-      nokv_batch_free(w->batch);
-      delete w;
-      reactor->Finish(std::move(status));
-      return;
-    }
-    w->Answer(rc, ts, *r);
-    return;
-  }
+  if (rc != NOKV_ECONFLICT) return w->Answer(rc, ts, *r, msg);
   w->service->workers_.Submit([w] {
     nokv_write_options wo;
     nokv_write_options_init(&wo);
@@ -350,7 +338,7 @@ void KvService::PendingCondWrite::Done(void* arg, int rc, uint64_t ts, const nok
     nokv_cond_result r2;
     int rc2 = nokv_write_if(w->service->db_, &wo, w->conds.data(), w->conds.size(), w->batch,
                             &ts2, &r2);
-    w->Answer(rc2, ts2, r2);
+    w->Answer(rc2, ts2, r2, nokv_errmsg());
   });
 }
 

@@ -135,7 +135,8 @@ class KvService final
     std::vector<nokv_condition> conds;  // point into the request
     bool sync;
     static void Done(void* arg, int rc, uint64_t ts, const nokv_cond_result* r, const char* msg);
-    void Answer(int rc, uint64_t ts, const nokv_cond_result& r);  // and deletes this
+    // Finishes the call (msg: the engine's message when rc fails) and deletes this.
+    void Answer(int rc, uint64_t ts, const nokv_cond_result& r, const char* msg);
   };
 
   class ScanReactor;
