@@ -7,7 +7,10 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <string_view>
+
+#include "service/token_file.h"
 
 namespace nokv::service {
 
@@ -55,18 +58,13 @@ bool TokenAuth::Read(std::shared_ptr<const Tokens>* out, FileId* id, std::string
     *error = path_ + ": cannot be read";
     return false;
   }
-  auto tokens = std::make_shared<Tokens>();
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t b = line.find_first_not_of(" \t\r");
-    size_t e = line.find_last_not_of(" \t\r");
-    if (b == std::string::npos || line[b] == '#') continue;
-    tokens->push_back(line.substr(b, e - b + 1));
-  }
+  std::stringstream text;
+  text << in.rdbuf();
   if (in.bad()) {
     *error = path_ + ": read error";
     return false;
   }
+  auto tokens = std::make_shared<Tokens>(ParseTokens(text.str()));
   if (tokens->empty()) {
     *error = path_ + ": holds no token";
     return false;

@@ -25,8 +25,10 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "nokv/v1/kv.grpc.pb.h"
+#include "service/token_file.h"
 
 namespace {
 
@@ -53,22 +55,6 @@ bool ReadFile(const std::string& path, std::string* out) {
   std::fclose(f);
   if (!ok) std::fprintf(stderr, "nokv: %s: read error\n", path.c_str());
   return ok;
-}
-
-// The first token in a token file (the server's format: one per line, blank
-// lines and # comments skipped).
-std::string FirstToken(const std::string& text) {
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(pos, end - pos);
-    pos = end + 1;
-    size_t b = line.find_first_not_of(" \t\r");
-    size_t e = line.find_last_not_of(" \t\r");
-    if (b != std::string::npos && line[b] != '#') return line.substr(b, e - b + 1);
-  }
-  return "";
 }
 
 uint64_t Counter(const nokv::v1::StatsResponse& r, const std::string& name) {
@@ -209,7 +195,8 @@ int Stats(int argc, char** argv) {
   if (!token_file.empty()) {
     std::string text;
     if (!ReadFile(token_file, &text)) return 1;
-    token = FirstToken(text);
+    std::vector<std::string> tokens = nokv::service::ParseTokens(text);
+    if (!tokens.empty()) token = tokens.front();
     if (token.empty()) {
       std::fprintf(stderr, "nokv: %s holds no token\n", token_file.c_str());
       return 1;
