@@ -152,8 +152,8 @@ typedef struct gc_ctx {
   uint64_t rewritten;       /* bytes of entries written again */
 } gc_ctx;
 
-/* Is the newest version of e's key at read_ts exactly e? If so, *expires_ms is
- * its expiry (0: none), which its rewrite keeps. An expiring version is live
+/* Is the newest version of e's key at read_ts exactly e? If so, *expires_ms
+ * (may be NULL) is its expiry (0: none), which its rewrite keeps. An expiring version is live
  * until compaction turns it into a tombstone: GC does not judge expiry itself,
  * so no reader can be left with a pointer to a collected value. */
 static int is_live(nokv_db *db, nk_view *view, uint64_t read_ts, const nk_vlog_entry *e,
@@ -166,7 +166,7 @@ static int is_live(nokv_db *db, nk_view *view, uint64_t read_ts, const nk_vlog_e
   *live = r.found && r.ts == e->ts && nk_value_open(r.kind, r.val, r.vlen, &v) &&
           v.kind == NK_KIND_VPTR && nk_vptr_decode(v.val, v.vlen, &p) && p.fid == e->fid &&
           p.off == e->off;
-  *expires_ms = *live ? v.expires_ms : 0;
+  if (expires_ms != NULL) *expires_ms = *live ? v.expires_ms : 0;
   nk_lookup_release(&r);
   return NOKV_OK;
 }
@@ -333,8 +333,7 @@ static int measure_entry(void *arg, const nk_vlog_entry *e) {
     return nk_err(NOKV_ECLOSED, "database is closing");
   }
   bool live = false;
-  uint64_t expires_ms;
-  NK_RET(is_live(m->db, m->view, m->read_ts, e, &live, &expires_ms));
+  NK_RET(is_live(m->db, m->view, m->read_ts, e, &live, NULL));
   m->total += e->len;
   if (live) m->live += e->len;
   return NOKV_OK;
