@@ -37,6 +37,7 @@ grpc::Status RequireKey(const std::string& key) {
   X(last_commit_ts) X(live_snapshots) X(oldest_snapshot_ts) X(history_horizon)              \
   X(txns_active) X(txn_commits) X(txn_conflicts) X(txn_tracked_keys)                        \
   X(txn_tracking_overflows) X(cond_writes) X(cond_failures) X(cond_rejudged) X(ttl_expired) \
+  X(range_deletes) X(range_tombstones) X(range_dropped)                                     \
   X(memtable_entries) X(memtable_bytes) X(memtable_limit_bytes)   \
   X(puts) X(deletes) X(batches) X(write_groups)                                             \
   X(wal_syncs) X(wal_bytes_written) X(wal_segments) X(wal_segment_bytes)                    \

@@ -142,6 +142,8 @@ void PrintText(const std::string& addr, const nokv::v1::StatsResponse& r) {
   Line("streams: scans / txns open", N(c("scans_open")) + " / " + N(c("txns_open")));
   Line("conditional writes / failed", N(c("cond_writes")) + " / " + N(c("cond_failures")));
   Line("expired versions dropped", N(c("ttl_expired")));
+  Line("range deletes / tombstones kept / versions dropped",
+       N(c("range_deletes")) + " / " + N(c("range_tombstones")) + " / " + N(c("range_dropped")));
   std::printf("\n");
   PrintHot("hot keys, read", r.hot_read_keys());
   PrintHot("hot keys, written", r.hot_write_keys());

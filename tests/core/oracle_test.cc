@@ -31,7 +31,7 @@ class OracleTest : public ::testing::Test {
     return ts;
   }
   bool Conflicts(uint64_t read_ts, std::vector<uint64_t> reads) {
-    return nk_oracle_conflicts(&o_, read_ts, false, reads.data(), reads.size()) !=
+    return nk_oracle_conflicts(&o_, read_ts, false, reads.data(), reads.size(), nullptr, 0, nullptr, 0) !=
            NK_NO_CONFLICT;
   }
   uint64_t Tracked() { return nk_oracle_tracked_keys(&o_, nullptr); }
@@ -149,12 +149,12 @@ TEST_F(OracleTest, AtItsLimitOpenReadersConflictAndTheTableEmpties) {
   EXPECT_EQ(overflows, 1u);
   EXPECT_GE(k, 1000u);  // it held a good share of its slots first
   EXPECT_LE(nk_oracle_table_slots(&o_), 4096u);
-  EXPECT_EQ(nk_oracle_conflicts(&o_, old->ts, false, nullptr, 0), NK_CONFLICT_TOO_OLD);
+  EXPECT_EQ(nk_oracle_conflicts(&o_, old->ts, false, nullptr, 0, nullptr, 0, nullptr, 0), NK_CONFLICT_TOO_OLD);
   EXPECT_EQ(Tracked(), 0u);
   nokv_snapshot* fresh = nk_oracle_snapshot(&o_);
   EXPECT_FALSE(Conflicts(fresh->ts, {1, 2, 3}));
   Commit({2});
-  EXPECT_EQ(nk_oracle_conflicts(&o_, fresh->ts, false, std::vector<uint64_t>{2}.data(), 1),
+  EXPECT_EQ(nk_oracle_conflicts(&o_, fresh->ts, false, std::vector<uint64_t>{2}.data(), 1, nullptr, 0, nullptr, 0),
             NK_CONFLICT_KEY);
   EXPECT_FALSE(Conflicts(fresh->ts, {3}));
   nk_oracle_release(&o_, old);

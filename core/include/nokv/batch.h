@@ -31,6 +31,15 @@ int nokv_batch_delete(nokv_batch *b, const void *key, size_t klen);
 int nokv_batch_put_ttl(nokv_batch *b, const void *key, size_t klen, const void *val, size_t vlen,
                        uint64_t ttl_ms);
 
+/* Deletes every key k with start <= k < end (bytewise order), whatever the
+ * range holds, at the cost of one operation: a range tombstone, which hides
+ * the versions written before it from every read at or after its commit (an
+ * older snapshot still sees them), until compaction drops them
+ * (docs/range_delete.md). Both bounds are keys (max_key_size applies);
+ * NOKV_EINVAL unless start sorts before end. */
+int nokv_batch_delete_range(nokv_batch *b, const void *start, size_t start_len, const void *end,
+                            size_t end_len);
+
 void nokv_batch_clear(nokv_batch *b);
 uint32_t nokv_batch_count(const nokv_batch *b);
 size_t nokv_batch_size(const nokv_batch *b);  /* encoded bytes */

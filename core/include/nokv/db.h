@@ -47,6 +47,10 @@ int nokv_put(nokv_db *db, const nokv_write_options *wo, const void *key, size_t 
              const void *val, size_t vlen, uint64_t *commit_ts);
 int nokv_delete(nokv_db *db, const nokv_write_options *wo, const void *key, size_t klen,
                 uint64_t *commit_ts);
+/* Deletes every key in [start, end) with one range tombstone
+ * (nokv_batch_delete_range). */
+int nokv_delete_range(nokv_db *db, const nokv_write_options *wo, const void *start,
+                      size_t start_len, const void *end, size_t end_len, uint64_t *commit_ts);
 /* Applies every operation of b atomically under one commit timestamp. b is not
  * modified and may be reused. */
 int nokv_write(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,

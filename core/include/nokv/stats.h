@@ -31,6 +31,9 @@ typedef struct nokv_statistics {
   uint64_t cond_rejudged;       /* times a write to a condition's key, landing between the
                                    judgement and the commit, made them be judged again */
   uint64_t ttl_expired;         /* expired versions (TTL) flushes and compactions dropped */
+  uint64_t range_deletes;       /* range deletions written (nokv_batch_delete_range) */
+  uint64_t range_tombstones;    /* range tombstones kept: in memtables and the manifest */
+  uint64_t range_dropped;       /* versions flushes and compactions dropped under one */
 
   /* memtable */
   uint64_t memtable_entries;

@@ -13,6 +13,7 @@ static void reset(struct nokv_batch *b) {
   b->len = NK_BATCH_HEADER;
   b->count = 0;
   b->deletes = 0;
+  b->range_deletes = 0;
   b->mem_cost = 0;
   b->user_bytes = 0;
   b->max_klen = b->max_vlen = 0;
@@ -84,7 +85,9 @@ static int reserve(nokv_batch *b, size_t extra) {
 }
 
 /* Does an op of this kind carry a value field? */
-static bool op_has_value(nk_kind k) { return nk_kind_has_value(k) || k == NK_KIND_VALUE_REF; }
+static bool op_has_value(nk_kind k) {
+  return nk_kind_has_value(k) || k == NK_KIND_VALUE_REF || k == NK_KIND_RANGE_DEL;
+}
 
 char *nk_batch_encode_op(char *p, const nk_batch_op *op) {
   *p++ = (char)(op->kind | (op->ts != 0 ? NK_BATCH_OP_TS : 0));
@@ -210,6 +213,20 @@ int nokv_batch_delete(nokv_batch *b, const void *key, size_t klen) {
   return add(b, NK_KIND_DELETE, key, klen, NULL, 0, 0);
 }
 
+int nokv_batch_delete_range(nokv_batch *b, const void *start, size_t start_len, const void *end,
+                            size_t end_len) {
+  nk_err_clear();
+  if (nk_user_key_cmp(start, start_len, end, end_len) >= 0) {
+    return nk_err(NOKV_EINVAL, "empty range: its start must sort before its end");
+  }
+  /* The end is a key, not a value: limits judge it as one. */
+  NK_RET(add_op(b, NK_KIND_RANGE_DEL, start, start_len, end, end_len, 0, end_len));
+  b->range_deletes++;
+  b->user_bytes += end_len;
+  if (end_len > b->max_klen) b->max_klen = end_len;
+  return NOKV_OK;
+}
+
 int nk_batch_reader_init(nk_batch_reader *r, const char *rep, size_t len, uint64_t *ts,
                          uint32_t *count) {
   if (len < NK_BATCH_HEADER) {
@@ -243,7 +260,8 @@ int nk_batch_reader_next(nk_batch_reader *r, nk_batch_op *op) {
     if (op->ts == 0) return nk_err(NOKV_ECORRUPT, "batch operation with timestamp 0");
   }
   if (kind != NK_KIND_VALUE && kind != NK_KIND_DELETE && kind != NK_KIND_VPTR &&
-      kind != NK_KIND_VALUE_REF && kind != NK_KIND_VALUE_TTL && kind != NK_KIND_VPTR_TTL) {
+      kind != NK_KIND_VALUE_REF && kind != NK_KIND_VALUE_TTL && kind != NK_KIND_VPTR_TTL &&
+      kind != NK_KIND_RANGE_DEL) {
     return nk_err(NOKV_ECORRUPT, "batch operation of unknown kind %u", kind);
   }
   uint32_t n;

@@ -5,8 +5,8 @@
  *   fixed64 commit_ts | fixed32 count | count × op
  *   op = u8 kind | [fixed64 ts] | varint32 key_len | key | [varint32 value_len | value]
  *
- * The kind's low 7 bits are an nk_kind; a value follows for puts and value
- * pointers. With the high bit (NK_BATCH_OP_TS) set, the op carries its own
+ * The kind's low 7 bits are an nk_kind; a value follows for puts, value
+ * pointers and range deletions (whose key is the range's start, value its end). With the high bit (NK_BATCH_OP_TS) set, the op carries its own
  * timestamp instead of the batch's: value-log GC rewrites a version in place
  * (same key and timestamp, new pointer), which only the engine itself does.
  *
@@ -36,6 +36,7 @@ struct nokv_batch {
   size_t len, cap;
   uint32_t count;
   uint32_t deletes;  /* of count */
+  uint32_t range_deletes;  /* of count */
   size_t mem_cost;   /* upper bound of memtable bytes to apply it */
   size_t user_bytes; /* key and value bytes of its operations */
   size_t max_klen, max_vlen, min_klen;  /* for limit checks without a pass */

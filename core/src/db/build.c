@@ -6,7 +6,8 @@
  * of those at or below it only the newest is kept, and a tombstone there is
  * dropped too when no deeper level can hold the key. A second copy of the same
  * version (value-log GC moved it; the newer source comes first) is dropped
- * always. Every dropped value pointer adds its entry's bytes to the segment's
+ * always, and so is a version a range tombstone at or below the watermark
+ * hides. Every dropped value pointer adds its entry's bytes to the segment's
  * discard count in the edit (docs/vlog_format.md). Used by flush (one L0 table,
  * never dropping tombstones) and compaction (tables of target size).
  */
@@ -18,11 +19,15 @@
 #include "memtable/internal_key.h"
 #include "util/error.h"
 
-uint64_t nk_db_watermark(nokv_db *db) {
+uint64_t nk_db_watermark_peek(nokv_db *db) {
   uint64_t oldest, live;
   nk_oracle_snapshots(&db->oracle, &oldest, &live);
   uint64_t visible = nk_oracle_read_ts(&db->oracle);
-  uint64_t w = live > 0 && oldest < visible ? oldest : visible;
+  return live > 0 && oldest < visible ? oldest : visible;
+}
+
+uint64_t nk_db_watermark(nokv_db *db) {
+  uint64_t w = nk_db_watermark_peek(db);
   nk_db_raise_horizon(db, w);
   return w;
 }
@@ -35,6 +40,33 @@ void nk_db_raise_horizon(nokv_db *db, uint64_t ts) {
   uint_fast64_t h = atomic_load(&db->history_horizon);
   while (h < ts && !atomic_compare_exchange_weak(&db->history_horizon, &h, ts)) {
   }
+}
+
+nk_rdel_set *nk_db_collect_rdels(const nk_version *v, nk_memtable *const *mems, size_t nmems,
+                                 uint64_t max_ts, int *rc) {
+  *rc = NOKV_OK;
+  size_t n = v->rdels != NULL ? v->rdels->n : 0, k = 0;
+  for (size_t m = 0; m < nmems; m++) {
+    for (const nk_mem_rdel *r = nk_memtable_rdels(mems[m]); r != NULL; r = r->next) n++;
+  }
+  if (n == 0) return NULL;
+  const nk_rdel **all = malloc(n * sizeof *all);
+  if (all == NULL) {
+    *rc = nk_err(NOKV_ENOMEM, "out of memory");
+    return NULL;
+  }
+  for (size_t i = 0; v->rdels != NULL && i < v->rdels->n; i++) all[k++] = &v->rdels->dels[i];
+  for (size_t m = 0; m < nmems; m++) {
+    /* A list read once: entries added after n was counted are left out. */
+    for (const nk_mem_rdel *r = nk_memtable_rdels(mems[m]); r != NULL && k < n; r = r->next) {
+      all[k++] = &r->del;
+    }
+  }
+  bool oom;
+  nk_rdel_set *s = nk_rdel_set_build(all, k, max_ts, &oom);
+  free(all);
+  if (oom) *rc = nk_err(NOKV_ENOMEM, "out of memory");
+  return s;
 }
 
 static nk_table_options table_options(const nokv_db *db, int level) {
@@ -98,6 +130,7 @@ static int finish_output(nokv_db *db, output *out, nk_build_job *job, nk_edit *e
     f->max_ts = props.max_ts;
     f->entries = props.entries;
     f->tombstones = props.tombstones;
+    f->range_clean_ts = job->range_clean_ts;
     ret = nk_edit_add_file(e, job->level, f);
     nk_file_meta_unref(f);
   }
@@ -135,6 +168,8 @@ int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *
   nk_buf tomb = {0};         /* the tombstone an expired version becomes */
   bool have_key = false, below_kept = false;
   uint64_t last_ts = 0;      /* of the last version of cur seen */
+  uint64_t hidden_below = 0; /* cur's versions below it are hidden by a range tombstone */
+  size_t rdel_hint = 0;
   int ret = NOKV_OK;
   size_t first_new = e->nadds;
   for (; nk_iter_valid(input); nk_iter_next(input)) {
@@ -161,12 +196,19 @@ int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *
       if (!nk_buf_append(&cur, k, ulen)) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
       have_key = true;
       below_kept = false;
+      hidden_below = nk_rdel_set_cover_seq(job->rdels, &rdel_hint, k, ulen, NK_MAX_TS);
     } else if (nk_trailer_ts(trailer) == last_ts) {
       /* The same version again, from an older source: value-log GC moved it. */
       NK_ERR(drop(job, e, trailer, v, vn));
       continue;
     }
     last_ts = nk_trailer_ts(trailer);
+    if (last_ts < hidden_below) {
+      /* A range tombstone at or below the watermark hides it from every reader. */
+      job->range_dropped++;
+      NK_ERR(drop(job, e, trailer, v, vn));
+      continue;
+    }
     if (nk_trailer_ts(trailer) <= job->watermark) {
       if (below_kept) {
         /* shadowed by a newer version below the watermark */
@@ -201,6 +243,7 @@ int nk_db_write_tables(nokv_db *db, nk_iter *input, nk_build_job *job, nk_edit *
   NK_ERR(nk_iter_status(input));
   if (out.b != NULL) NK_ERR(finish_output(db, &out, job, e));
   nk_count(&db->stats.ttl_expired, job->expired);
+  nk_count(&db->stats.range_dropped, job->range_dropped);
   /* The new names must be durable before the manifest names them. */
   if (e->nadds > first_new) NK_ERR(db->env->sync_dir(db->env, db->path));
   nk_buf_release(&cur);

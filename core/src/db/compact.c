@@ -66,6 +66,7 @@ static int levels_by_score(const nokv_db *db, const nk_version *v, int order[NK_
 typedef struct compaction {
   int level;                  /* inputs from level and level + 1 */
   int out_level;              /* level + 1, or level itself for a bottom rewrite */
+  bool rewrite;               /* never a trivial move (a range tombstone cleanup) */
   nk_file_meta **in[2];
   size_t nin[2];
   nk_version *v;              /* pinned input version */
@@ -292,6 +293,19 @@ static size_t split_points(const compaction *c, int max, bound *out) {
   return parts - 1;
 }
 
+/* The range_clean_ts of c's outputs: every range tombstone up to the
+ * version's last flushed timestamp is in it (or retired), and the job applies
+ * those at or below the watermark; and what was clean in every input stays so. */
+static uint64_t range_clean_ts(const compaction *c, uint64_t watermark) {
+  uint64_t clean = watermark < c->v->last_ts ? watermark : c->v->last_ts, inputs = UINT64_MAX;
+  for (int w = 0; w < 2; w++) {
+    for (size_t i = 0; i < c->nin[w]; i++) {
+      if (c->in[w][i]->range_clean_ts < inputs) inputs = c->in[w][i]->range_clean_ts;
+    }
+  }
+  return inputs != UINT64_MAX && inputs > clean ? inputs : clean;
+}
+
 /* Runs c without mu. Fills the edit; returns bytes read and written. A large
  * compaction is split by key range into subcompactions run in parallel, each
  * writing its own tables; the parts' edits are joined into e. */
@@ -299,7 +313,7 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
                           uint64_t *written, bool *trivial) {
   int out_level = c->out_level;
   *read = *written = 0;
-  *trivial = c->nin[1] == 0 && c->nin[0] == 1 && out_level != c->level;
+  *trivial = c->nin[1] == 0 && c->nin[0] == 1 && out_level != c->level && !c->rewrite;
   for (int w = 0; w < 2; w++) {
     for (size_t i = 0; i < c->nin[w]; i++) {
       NK_RET(nk_edit_remove_file(e, c->level + w, c->in[w][i]->number));
@@ -323,6 +337,10 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
   /* Either order works: a snapshot taken between the two has a time at or
    * after the horizon (unless the wall clock steps back: docs/ttl.md). */
   uint64_t expired_before = nk_db_expiry_horizon(db);
+  int ret = NOKV_OK;
+  nk_rdel_set *rdels = nk_db_collect_rdels(c->v, NULL, 0, watermark, &ret);
+  NK_RET(ret);
+  uint64_t clean = range_clean_ts(c, watermark);
   for (size_t i = 0; i < parts; i++) {
     sub[i] = (subcompaction){
         .ret = NOKV_OK,
@@ -336,6 +354,8 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
                 .is_bottom = is_bottom,
                 .arg = &bctx,
                 .abort = &db->stop_bg,
+                .rdels = rdels,
+                .range_clean_ts = clean,
                 .limit = i < nbounds ? bounds[i].data : NULL,
                 .limit_len = i < nbounds ? bounds[i].len : 0},
     };
@@ -353,7 +373,7 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
       run_subcompaction(&sub[i]);
     }
   }
-  int ret = NOKV_OK;
+  nk_rdel_set_unref(rdels);
   for (size_t i = 0; i < parts && ret == NOKV_OK; i++) {
     if (sub[i].ret != NOKV_OK) ret = nk_err(sub[i].ret, "%s", sub[i].why);
   }
@@ -377,6 +397,70 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
   for (size_t i = 0; i < parts; i++) nk_edit_release(&sub[i].edit);
   if (nbounds > 0) nk_count(&db->stats.subcompactions, parts);
   return ret;
+}
+
+/* Does any level below `level` hold a table overlapping f? */
+static bool deeper_overlaps(const nk_version *v, int level, const nk_file_meta *f) {
+  const char *lo = f->smallest, *hi = f->largest;
+  size_t lo_len = nk_ikey_user_len(f->smallest_len), hi_len = nk_ikey_user_len(f->largest_len);
+  for (int l = level + 1; l < NK_NUM_LEVELS; l++) {
+    for (size_t i = 0; i < v->nfiles[l]; i++) {
+      if (nk_file_overlaps(v->files[l][i], lo, lo_len, hi, hi_len)) return true;
+    }
+  }
+  return false;
+}
+
+/* A range tombstone every reader sees (at or below the watermark, and
+ * flushed) that a table may still hide versions from keeps its place in the
+ * manifest: with no level over its target, rewrite such a table, topmost
+ * first (merged down, or in place where nothing lies below), so the tombstone
+ * can retire (version.h). Its outputs are written with the tombstone applied.
+ * REQUIRES: mu held. */
+static bool setup_cleanup(nokv_db *db, nk_version *v, compaction *c, int *ret) {
+  *ret = NOKV_OK;
+  if (v->rdels == NULL) return false;
+  uint64_t w = nk_db_watermark_peek(db);
+  for (size_t d = 0; d < v->rdels->n; d++) {
+    const nk_rdel *del = &v->rdels->dels[d];
+    if (del->ts > w || del->ts > v->last_ts) continue;
+    for (int l = 0; l < NK_NUM_LEVELS; l++) {
+      for (size_t i = 0; i < v->nfiles[l]; i++) {
+        nk_file_meta *f = v->files[l][i];
+        if (f->being_compacted || !nk_rdel_may_hide(del, f)) continue;
+        int rc;
+        if (l == 0) {
+          rc = setup_compaction(db, v, 0, false, c);
+        } else {
+          memset(c, 0, sizeof *c);
+          c->level = l;
+          c->v = v;
+          nk_version_ref(v);
+          c->in[0] = malloc(sizeof *c->in[0]);
+          if (c->in[0] == NULL) {
+            rc = nk_err(NOKV_ENOMEM, "out of memory");
+          } else {
+            c->in[0][0] = f;
+            c->nin[0] = 1;
+            bool below = deeper_overlaps(v, l, f);
+            c->out_level = below ? l + 1 : l;
+            rc = below ? add_overlaps(v, c) : NOKV_OK;
+            if (rc == NOKV_OK && any_busy(c->in[1], c->nin[1])) rc = NOKV_EBUSY;
+          }
+        }
+        if (rc == NOKV_OK) {
+          c->rewrite = true;
+          return true;
+        }
+        compaction_free(c);
+        if (rc != NOKV_EBUSY) {
+          *ret = rc;
+          return false;
+        }
+      }
+    }
+  }
+  return false;
 }
 
 /* Picks one compaction that conflicts with no running one: the given level
@@ -406,6 +490,7 @@ static bool pick(nokv_db *db, int forced_level, bool in_place, compaction *c, in
       }
     }
   }
+  if (!found && forced_level < 0 && *ret == NOKV_OK) found = setup_cleanup(db, v, c, ret);
   nk_version_unref(v);
   if (!found) return false;
   if (in_place) {

@@ -699,6 +699,8 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->cond_failures = nk_counter_get(&db->stats.cond_failures);
   s->cond_rejudged = nk_counter_get(&db->stats.cond_rejudged);
   s->ttl_expired = nk_counter_get(&db->stats.ttl_expired);
+  s->range_deletes = nk_counter_get(&db->stats.range_deletes);
+  s->range_dropped = nk_counter_get(&db->stats.range_dropped);
   s->txn_tracked_keys = nk_oracle_tracked_keys(&db->oracle, &s->txn_tracking_overflows);
   if (db->hot != NULL) {
     nk_hot_stats hs;
@@ -715,6 +717,13 @@ int nokv_stats(nokv_db *db, nokv_statistics *s) {
   s->memtable_limit_bytes = db->opts.memtable_max_bytes;
   s->immutable_memtables = view->nimm;
   const nk_version *v = view->version;
+  s->range_tombstones = v->rdels != NULL ? v->rdels->n : 0;
+  for (size_t i = 0; i <= view->nimm; i++) {
+    const nk_memtable *m = i == 0 ? view->mem : view->imm[i - 1];
+    for (const nk_mem_rdel *r = nk_memtable_rdels(m); r != NULL; r = r->next) {
+      s->range_tombstones++;
+    }
+  }
   for (int l = 0; l < NK_NUM_LEVELS && l < NOKV_NUM_LEVELS; l++) {
     s->level_files[l] = v->nfiles[l];
     s->level_bytes[l] = v->level_bytes[l];

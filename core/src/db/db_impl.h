@@ -170,8 +170,8 @@ struct nokv_db {
     nk_counter user_bytes, stalls, stall_micros, slowdowns;
     nk_counter hot_writes_throttled;
     nk_counter gets, get_hits, iterators, table_probes;
-    nk_counter txn_commits, txn_conflicts;
-    nk_counter cond_writes, cond_failures, cond_rejudged, ttl_expired;
+    nk_counter txn_commits, txn_conflicts, range_deletes;
+    nk_counter cond_writes, cond_failures, cond_rejudged, ttl_expired, range_dropped;
     nk_counter flushes, flush_bytes, compactions, trivial_moves, compact_read, compact_written;
     nk_counter subcompactions;
     nk_counter vlog_reads, gc_runs, gc_collected, gc_rewritten, gc_reclaimed;
@@ -265,6 +265,10 @@ typedef struct nk_txn_commit {
   size_t nreads;
   const uint64_t *writes;
   size_t nwrites;
+  /* The smallest and largest key read (lo NULL: none), which range
+   * deletions committed after read_ts are checked against. */
+  const char *read_lo, *read_hi;
+  size_t read_lo_len, read_hi_len;
 } nk_txn_commit;
 
 /* Writes a transaction's batch unless a transaction that committed after its
@@ -296,6 +300,8 @@ int nk_db_refresh_view(nokv_db *db);
  * shadowed by a newer version (also below it) can be dropped. Raises
  * history_horizon to it, so call it once per job, before building. */
 uint64_t nk_db_watermark(nokv_db *db);
+/* The same without raising history_horizon (for planning, not building). */
+uint64_t nk_db_watermark_peek(nokv_db *db);
 /* The wall-clock time every reader now and later judges expiry at or after:
  * the earliest live snapshot's time, or now. Versions expired before it are
  * gone to all of them (compaction turns them into tombstones). */
@@ -315,6 +321,11 @@ typedef struct nk_build_job {
   bool (*is_bottom)(void *arg, const char *k, size_t n);
   void *arg;
   const bool *abort;            /* checked between entries (may be NULL) */
+  /* Range tombstones to apply (ts at or below the watermark; may be NULL):
+   * versions they hide are dropped. */
+  const nk_rdel_set *rdels;
+  /* Stamped on the outputs (nk_file_meta.range_clean_ts). */
+  uint64_t range_clean_ts;
   /* Stop before the first user key at or past limit (NULL: the input's end). */
   const char *limit;
   size_t limit_len;
@@ -322,7 +333,15 @@ typedef struct nk_build_job {
   uint64_t bytes_written;
   uint64_t entries_in, entries_dropped;
   uint64_t expired;             /* expiring versions turned into tombstones (or dropped) */
+  uint64_t range_dropped;       /* versions a range tombstone hid */
 } nk_build_job;
+
+/* The range tombstones of v and of the nmems memtables mems whose ts is at
+ * most max_ts, as one set: what a job writing tables at a watermark applies,
+ * or what an iterator at a read timestamp honours. NULL if none (or out of
+ * memory: NOKV_ENOMEM in *rc). */
+nk_rdel_set *nk_db_collect_rdels(const nk_version *v, nk_memtable *const *mems, size_t nmems,
+                                 uint64_t max_ts, int *rc);
 
 /* Writes input (from its current position to its end) into new tables, adding
  * each finished table to e at job->level. On error, files written so far are

@@ -14,18 +14,36 @@
 int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number, nk_vhead vhead) {
   nk_edit e;
   nk_edit_init(&e);
+  uint64_t watermark = nk_db_watermark(db), max_ts = nk_memtable_max_ts(mem);
+  /* Flushes run one at a time, in order: every range tombstone up to max_ts
+   * is in this version, retired, or in mem itself. */
+  nk_version *v = nk_vset_current(db->vset);
+  int ret;
+  nk_rdel_set *rdels = nk_db_collect_rdels(v, &mem, 1, watermark, &ret);
+  nk_version_unref(v);
+  NK_RET(ret);
   nk_build_job job = {
       .level = 0,
-      .watermark = nk_db_watermark(db),
+      .watermark = watermark,
       .expired_before_ms = nk_db_expiry_horizon(db),
       .max_file_bytes = UINT64_MAX,
       .abort = NULL,
+      .rdels = rdels,
+      .range_clean_ts = watermark < max_ts ? watermark : max_ts,
   };
   nk_iter *it = nk_memtable_iter_new(mem);
-  if (it == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  if (it == NULL) {
+    nk_rdel_set_unref(rdels);
+    return nk_err(NOKV_ENOMEM, "out of memory");
+  }
   nk_iter_seek_first(it);
-  int ret = nk_db_write_tables(db, it, &job, &e);
+  ret = nk_db_write_tables(db, it, &job, &e);
   nk_iter_destroy(it);
+  nk_rdel_set_unref(rdels);
+  /* Its range tombstones go to the version (the WAL held them so far). */
+  for (const nk_mem_rdel *r = nk_memtable_rdels(mem); ret == NOKV_OK && r != NULL; r = r->next) {
+    ret = nk_edit_add_rdel(&e, &r->del);
+  }
   /* The manifest may call the values before the head durable only once they are. */
   if (ret == NOKV_OK) ret = nk_vlog_sync_to(db->vlog, vhead.fid);
   if (ret == NOKV_OK) {
@@ -35,7 +53,7 @@ int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number, nk_
     e.has_log_number = true;
     e.log_number = log_number;
     e.has_last_ts = true;
-    e.last_ts = nk_memtable_max_ts(mem);
+    e.last_ts = max_ts;
     ret = nk_db_log_and_apply(db, &e, "flush");
   }
   bool discards = e.ndiscards > 0;

@@ -90,6 +90,30 @@ static int read_pointed(nokv_db *db, const char *key, size_t klen, const char *p
 }
 
 
+/* The newest range tombstone in view at or below read_ts covering key (0: none). */
+static uint64_t rdel_cover(const nk_view *view, const char *key, size_t klen, uint64_t read_ts) {
+  uint64_t t = nk_rdel_set_cover(view->version->rdels, key, klen, read_ts);
+  uint64_t m = nk_memtable_rdel_cover(view->mem, key, klen, read_ts);
+  if (m > t) t = m;
+  for (size_t i = 0; i < view->nimm; i++) {
+    m = nk_memtable_rdel_cover(view->imm[i], key, klen, read_ts);
+    if (m > t) t = m;
+  }
+  return t;
+}
+
+/* A version found that a range tombstone newer than it hides reads as that
+ * tombstone: a deletion at its timestamp. */
+static void apply_rdels(nk_view *view, const char *key, size_t klen, uint64_t read_ts,
+                        nk_lookup *out) {
+  if (!out->found) return;
+  uint64_t t = rdel_cover(view, key, klen, read_ts);
+  if (t > out->ts) {
+    nk_lookup_release(out);
+    *out = (nk_lookup){.found = true, .kind = NK_KIND_DELETE, .ts = t};
+  }
+}
+
 int nk_db_lookup(nokv_db *db, nk_view *view, const char *key, size_t klen, uint64_t hash,
                  uint64_t read_ts, nk_lookup *out) {
   memset(out, 0, sizeof *out);
@@ -100,6 +124,7 @@ int nk_db_lookup(nokv_db *db, nk_view *view, const char *key, size_t klen, uint6
   }
   if (found) {
     *out = (nk_lookup){.found = true, .kind = e.kind, .ts = e.ts, .val = e.val, .vlen = e.vlen};
+    apply_rdels(view, key, klen, read_ts, out);
     return NOKV_OK;
   }
   char stack[256];
@@ -115,6 +140,7 @@ int nk_db_lookup(nokv_db *db, nk_view *view, const char *key, size_t klen, uint6
   if (r.found) {
     *out = (nk_lookup){.found = true, .kind = r.kind, .ts = r.ts, .val = r.val, .vlen = r.vlen,
                        .owned = r.val};
+    apply_rdels(view, key, klen, read_ts, out);
   }
   return NOKV_OK;
 }
@@ -260,6 +286,10 @@ struct nokv_iter {
   uint64_t ts;
   bool valid;
   int status;
+  /* The range tombstones visible at read_ts (NULL: none), and where in them
+   * the last key was. */
+  nk_rdel_set *rdels;
+  size_t rdel_hint;
   /* A transaction's pending writes (one version per key), merged over the
    * snapshot by user key: on an equal key the pending write wins, and a pending
    * deletion hides the key. out_valid and pend_cur say what the public
@@ -332,6 +362,7 @@ static void iter_free(nokv_iter *it) {
   nk_iter_destroy(it->pend);
   nk_view_unref(it->view);
   nk_memtable_unref(it->extra);
+  nk_rdel_set_unref(it->rdels);
   nk_buf_release(&it->key);
   nk_buf_release(&it->vbuf);
   nk_buf_release(&it->ahead_key);
@@ -364,6 +395,14 @@ int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
     return ret;
   }
   it->time_ms = read_time(ro);
+  nk_view *v = it->view;
+  nk_memtable *mems[1 + NK_MAX_IMM] = {v->mem};
+  memcpy(mems + 1, v->imm, v->nimm * sizeof *mems);
+  it->rdels = nk_db_collect_rdels(v->version, mems, 1 + v->nimm, it->read_ts, &ret);
+  if (ret != NOKV_OK) {
+    iter_free(it);
+    return ret;
+  }
   it->start_len = start_len;
   it->end_len = end_len;
   it->on_key = on_key;
@@ -546,8 +585,10 @@ static void settle(nokv_iter *it) {
       seek_merged(it, it->key.data, it->key.len, it->read_ts, NK_KIND_SEEK);
       continue;
     }
-    if (nk_trailer_kind(trailer) == NK_KIND_DELETE) {
-      skip_key(it);
+    if (nk_trailer_kind(trailer) == NK_KIND_DELETE ||
+        (it->rdels != NULL && nk_rdel_set_cover_seq(it->rdels, &it->rdel_hint, k, ulen,
+                                                    NK_MAX_TS) > nk_trailer_ts(trailer))) {
+      skip_key(it);  /* deleted, or hidden by a range tombstone */
       continue;
     }
     size_t vn;

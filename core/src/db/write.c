@@ -342,6 +342,12 @@ static int filter_gc_batch(nokv_db *db, nk_writer *w) {
       found = nk_memtable_get(db->imm[i - 1], op.key, op.klen, hash, NK_MAX_TS, &e);
     }
     if (found && e.ts > op.ts) continue;  /* overwritten or deleted since */
+    /* Or deleted by a range: tombstones newer than gc_read_ts are here too. */
+    uint64_t cover = nk_memtable_rdel_cover(db->mem, op.key, op.klen, NK_MAX_TS);
+    for (size_t i = 0; i < db->nimm && cover <= op.ts; i++) {
+      cover = nk_memtable_rdel_cover(db->imm[i], op.key, op.klen, NK_MAX_TS);
+    }
+    if (cover > op.ts) continue;
     NK_RET(nk_batch_put_kind(w->filtered, op.kind, op.key, op.klen, op.val, op.vlen, op.ts));
   }
   NK_RET(rc);
@@ -367,9 +373,30 @@ static const char *refusal_message(nk_conflict c) {
   }
 }
 
+/* Records the range deletions of w's batch as committed at ts. REQUIRES: leader. */
+static void record_ranges(nokv_db *db, const nk_writer *w, uint64_t ts) {
+  nk_batch_reader r;
+  nk_batch_op op;
+  uint64_t unused_ts;
+  uint32_t count;
+  if (w->batch->range_deletes == 0 ||
+      nk_batch_reader_init(&r, w->batch->rep, w->batch->len, &unused_ts, &count) != NOKV_OK) {
+    return;
+  }
+  while (nk_batch_reader_next(&r, &op) == 1) {
+    if (op.kind == NK_KIND_RANGE_DEL) {
+      nk_oracle_record_range(&db->oracle, ts, op.key, op.klen, op.val, op.vlen);
+    }
+  }
+}
+
 /* Records the keys the group [first, last] wrote as committed at ts, for
  * transactions' conflict checks. REQUIRES: leader. */
 static void record_plain_writes(nokv_db *db, nk_writer *first, nk_writer *last, uint64_t ts) {
+  for (nk_writer *w = first;; w = w->next) {
+    if (!w->conflicted) record_ranges(db, w, ts);
+    if (w == last) break;
+  }
   size_t n = 0;
   for (nk_writer *w = first;; w = w->next) {
     if (!w->conflicted) n += w->batch->count;
@@ -430,6 +457,17 @@ static void drop_cached(void *arg, uint64_t hash) { nk_row_cache_drop(arg, hash)
 static uint64_t cache_writes_begin(nokv_db *db, nk_writer *leader, nk_writer *last) {
   if (db->row_cache == NULL) return 0;
   uint64_t guards = 0;
+  bool ranges = false;
+  for (nk_writer *w = leader;; w = w->next) {
+    ranges |= !w->conflicted && w->batch != NULL && w->batch->range_deletes > 0;
+    if (w == last) break;
+  }
+  if (ranges) {  /* keys not listed: every shard, and every entry goes */
+    guards = ~UINT64_C(0);
+    nk_row_cache_begin_write(db->row_cache, guards);
+    nk_row_cache_drop_all(db->row_cache);
+    return guards;
+  }
   for_group_keys(leader, last, add_guard, &guards);
   nk_row_cache_begin_write(db->row_cache, guards);
   if (nk_row_cache_holds_any(db->row_cache)) {
@@ -504,16 +542,18 @@ static nk_writer *lead_group(nokv_db *db, nk_writer *leader) {
   size_t refused = 0;
   uint64_t ts = first_ts;
   for (nk_writer *w = leader;; w = w->next, ts++) {
-    nk_conflict c = w->txn == NULL ? NK_NO_CONFLICT
-                                   : nk_oracle_conflicts(&db->oracle, w->txn->read_ts,
-                                                         w->txn->read_all, w->txn->reads,
-                                                         w->txn->nreads);
+    const nk_txn_commit *t = w->txn;
+    nk_conflict c = t == NULL ? NK_NO_CONFLICT
+                              : nk_oracle_conflicts(&db->oracle, t->read_ts, t->read_all,
+                                                    t->reads, t->nreads, t->read_lo,
+                                                    t->read_lo_len, t->read_hi, t->read_hi_len);
     if (c != NK_NO_CONFLICT) {
       w->conflicted = true;
       w->refusal = refusal_message(c);
       refused++;
     } else if (w->txn != NULL) {
       nk_oracle_record_commit(&db->oracle, ts, w->txn->writes, w->txn->nwrites);
+      record_ranges(db, w, ts);
     } else if (recorded && !gc) {
       record_plain_writes(db, w, w, ts);
     }
@@ -556,8 +596,10 @@ static nk_writer *lead_group(nokv_db *db, nk_writer *leader) {
       p += NK_WAL_HEADER + w->framed_len;
       if (w->gc_read_ts == 0) {  /* GC's rewrites are not the user's writes */
         nk_count(&db->stats.user_bytes, w->batch->user_bytes);
-        nk_count(&db->stats.puts, w->batch->count - w->batch->deletes);
+        nk_count(&db->stats.puts,
+                 w->batch->count - w->batch->deletes - w->batch->range_deletes);
         nk_count(&db->stats.deletes, w->batch->deletes);
+        nk_count(&db->stats.range_deletes, w->batch->range_deletes);
       }
       if (w == last) break;
     }
@@ -871,6 +913,18 @@ int nokv_delete(nokv_db *db, const nokv_write_options *wo, const void *key, size
   struct nokv_batch b;
   nk_batch_init_inline(&b, buf, sizeof buf);
   int rc = nokv_batch_delete(&b, key, klen);
+  if (rc == NOKV_OK) rc = write_batch(db, wo, &b, commit_ts);
+  nk_batch_release(&b);
+  return rc;
+}
+
+int nokv_delete_range(nokv_db *db, const nokv_write_options *wo, const void *start,
+                      size_t start_len, const void *end, size_t end_len, uint64_t *commit_ts) {
+  nk_err_clear();
+  char buf[512];
+  struct nokv_batch b;
+  nk_batch_init_inline(&b, buf, sizeof buf);
+  int rc = nokv_batch_delete_range(&b, start, start_len, end, end_len);
   if (rc == NOKV_OK) rc = write_batch(db, wo, &b, commit_ts);
   nk_batch_release(&b);
   return rc;

@@ -19,6 +19,7 @@ typedef struct guard {
 typedef struct entry {
   struct nk_row_cache *owner;
   uint64_t ts;
+  uint64_t era;  /* the cache's era when filled: an older one is stale */
   size_t klen, vlen;
   char data[];  /* key, then value */
 } entry;
@@ -28,6 +29,7 @@ struct nk_row_cache {
   size_t max_value;
   _Atomic uint64_t hits, misses, fills, refused;
   _Atomic uint64_t entries;  /* 0: a lookup is skipped (no hot key cached) */
+  _Atomic uint64_t era;      /* bumped by drop_all */
   guard guards[GUARDS];
 };
 
@@ -69,6 +71,7 @@ bool nk_row_cache_get(nk_row_cache *c, const void *key, size_t klen, uint64_t ha
   if (h != NULL) {
     const entry *e = nk_cache_value(h);
     if (e->klen == klen && memcmp(e->data, key, klen) == 0 && e->ts <= read_ts &&
+        e->era == atomic_load(&c->era) &&
         (*val = malloc(e->vlen ? e->vlen : 1)) != NULL) {
       memcpy(*val, e->data + klen, e->vlen);
       *vlen = e->vlen;
@@ -112,6 +115,7 @@ void nk_row_cache_fill(nk_row_cache *c, const void *key, size_t klen, uint64_t h
     atomic_fetch_add_explicit(&c->refused, 1, memory_order_relaxed);
     return;
   }
+  e->era = atomic_load(&c->era);
   nk_cache_handle *h =
       nk_cache_insert(c->lru, hash, second(hash), e, sizeof *e + klen + vlen, entry_free);
   pthread_mutex_unlock(&g->mu);
@@ -140,6 +144,8 @@ void nk_row_cache_drop(nk_row_cache *c, uint64_t hash) {
   nk_cache_erase(c->lru, hash, second(hash));
   pthread_mutex_unlock(&g->mu);
 }
+
+void nk_row_cache_drop_all(nk_row_cache *c) { atomic_fetch_add(&c->era, 1); }
 
 void nk_row_cache_end_write(nk_row_cache *c, uint64_t guards) {
   for (int i = 0; i < GUARDS; i++) {

@@ -54,6 +54,9 @@ uint64_t nk_row_cache_guard_bit(uint64_t hash);
 void nk_row_cache_begin_write(nk_row_cache *c, uint64_t guards);
 bool nk_row_cache_holds_any(nk_row_cache *c);
 void nk_row_cache_drop(nk_row_cache *c, uint64_t hash);
+/* Makes every entry stale, for a write whose keys are not listed (a range
+ * deletion): call it between begin_write and end_write of every guard. */
+void nk_row_cache_drop_all(nk_row_cache *c);
 void nk_row_cache_end_write(nk_row_cache *c, uint64_t guards);
 
 typedef struct nk_row_cache_stats {

@@ -37,6 +37,11 @@ typedef enum nk_kind {
    * VPTR would hold. The value log holds the value alone. */
   NK_KIND_VALUE_TTL = 4,
   NK_KIND_VPTR_TTL = 5,
+  /* A range tombstone (version/range_del.h) in a batch and the WAL: the key is
+   * the range's start, the value its end (exclusive). The memtable keeps these
+   * beside its skiplist and a flush hands them to the version: no table holds
+   * one. */
+  NK_KIND_RANGE_DEL = 6,
 } nk_kind;
 
 #define NK_TTL_PREFIX 8

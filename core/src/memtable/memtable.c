@@ -42,6 +42,7 @@ struct nk_memtable {
   atomic_uint_fast64_t entries;
   atomic_uint refs;
   uint64_t max_ts;  /* newest commit_ts added; written by the single writer */
+  const nk_mem_rdel *rdels;  /* newest first; published with a release store */
 };
 
 /* Zeroed, 64-byte aligned; whole 2 MiB pages (huge pages if the kernel grants
@@ -132,8 +133,43 @@ static bool bloom_may_contain(const nk_memtable *mt, uint64_t h) {
   return true;
 }
 
+/* Range tombstones go to their own list, in the arena like the entries. */
+static int add_rdel(nk_memtable *mt, uint64_t ts, const char *start, size_t slen,
+                    const char *end, size_t elen) {
+  nk_mem_rdel *r = nk_arena_alloc(mt->arena, sizeof *r + slen + elen);
+  if (r == NULL) return NOKV_ENOMEM;
+  char *p = (char *)(r + 1);
+  memcpy(p, start, slen);
+  memcpy(p + slen, end, elen);
+  r->del = (nk_rdel){.start = p, .slen = slen, .end = p + slen, .elen = elen, .ts = ts};
+  r->next = mt->rdels;
+  __atomic_store_n(&mt->rdels, r, __ATOMIC_RELEASE);
+  atomic_fetch_add_explicit(&mt->entries, 1, memory_order_relaxed);
+  if (ts > mt->max_ts) mt->max_ts = ts;
+  return NOKV_OK;
+}
+
+const nk_mem_rdel *nk_memtable_rdels(const nk_memtable *mt) {
+  return __atomic_load_n(&mt->rdels, __ATOMIC_ACQUIRE);
+}
+
+uint64_t nk_memtable_rdel_cover(const nk_memtable *mt, const char *key, size_t klen,
+                                uint64_t read_ts) {
+  uint64_t best = 0;
+  for (const nk_mem_rdel *r = nk_memtable_rdels(mt); r != NULL; r = r->next) {
+    const nk_rdel *d = &r->del;
+    if (d->ts <= read_ts && d->ts > best &&
+        nk_user_key_cmp(key, klen, d->start, d->slen) >= 0 &&
+        nk_user_key_cmp(key, klen, d->end, d->elen) < 0) {
+      best = d->ts;
+    }
+  }
+  return best;
+}
+
 int nk_memtable_add(nk_memtable *mt, uint64_t ts, nk_kind kind, const char *key, size_t klen,
                     const char *val, size_t vlen) {
+  if (kind == NK_KIND_RANGE_DEL) return add_rdel(mt, ts, key, klen, val, vlen);
   size_t len = nk_entry_encoded_len(klen, vlen);
   int height;
   char *entry = nk_skiplist_alloc(mt->index, len, &height);

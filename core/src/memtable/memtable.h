@@ -14,6 +14,7 @@
 #include "memtable/skiplist.h"
 #include "util/arena.h"
 #include "util/iterator.h"
+#include "version/range_del.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,8 +35,9 @@ void nk_memtable_unref(nk_memtable *mt);
 /* Upper bound of the arena bytes one add of this size costs. */
 size_t nk_memtable_cost(size_t klen, size_t vlen);
 
-/* Adds a version. REQUIRES: one writer at a time. NOKV_ENOMEM on allocation
- * failure (the memtable is unchanged). */
+/* Adds a version, or with kind NK_KIND_RANGE_DEL a range tombstone [key, val).
+ * REQUIRES: one writer at a time. NOKV_ENOMEM on allocation failure (the
+ * memtable is unchanged). */
 int nk_memtable_add(nk_memtable *mt, uint64_t ts, nk_kind kind, const char *key, size_t klen,
                     const char *val, size_t vlen);
 
@@ -46,7 +48,22 @@ int nk_memtable_add(nk_memtable *mt, uint64_t ts, nk_kind kind, const char *key,
 bool nk_memtable_get(const nk_memtable *mt, const char *key, size_t klen, uint64_t key_hash,
                      uint64_t read_ts, nk_entry *out);
 
+/* A range tombstone of a memtable; the list runs newest first. */
+typedef struct nk_mem_rdel {
+  const struct nk_mem_rdel *next;
+  nk_rdel del;
+} nk_mem_rdel;
+
+/* The range tombstones added so far, newest first (NULL: none). Readers need
+ * no lock: the list only grows at its head. */
+const nk_mem_rdel *nk_memtable_rdels(const nk_memtable *mt);
+/* The newest range tombstone at or below read_ts covering key (0: none). A
+ * walk of the list: a memtable holds few (each costs its bytes of budget). */
+uint64_t nk_memtable_rdel_cover(const nk_memtable *mt, const char *key, size_t klen,
+                                uint64_t read_ts);
+
 size_t nk_memtable_usage(const nk_memtable *mt);
+/* Versions and range tombstones added. */
 uint64_t nk_memtable_entries(const nk_memtable *mt);
 const nk_skiplist *nk_memtable_index(const nk_memtable *mt);
 /* Newest commit timestamp added. REQUIRES: no concurrent writer. */

@@ -122,6 +122,7 @@ typedef struct judgement {
   const nokv_batch *b;
   uint64_t *hashes, *writes;
   size_t nwrites;
+  size_t lo, hi;  /* the conditions on the smallest and largest key */
   nokv_snapshot *snap;
   nk_txn_commit commit;  /* what the leader checks, once judged true */
   nokv_cond_result result;
@@ -146,7 +147,15 @@ static int judgement_init(judgement *j, nokv_db *db, const nokv_condition *conds
   *j = (judgement){.db = db, .conds = conds, .n = n, .b = b};
   j->hashes = malloc((n ? n : 1) * sizeof *j->hashes);
   if (j->hashes == NULL) return nk_err(NOKV_ENOMEM, "out of memory for a conditional write");
-  for (size_t i = 0; i < n; i++) j->hashes[i] = nk_hash64(conds[i].key, conds[i].klen);
+  for (size_t i = 0; i < n; i++) {
+    j->hashes[i] = nk_hash64(conds[i].key, conds[i].klen);
+    if (nk_user_key_cmp(conds[i].key, conds[i].klen, conds[j->lo].key, conds[j->lo].klen) < 0) {
+      j->lo = i;
+    }
+    if (nk_user_key_cmp(conds[i].key, conds[i].klen, conds[j->hi].key, conds[j->hi].klen) > 0) {
+      j->hi = i;
+    }
+  }
   return write_fingerprints(b, &j->writes, &j->nwrites);
 }
 
@@ -173,7 +182,11 @@ static int judge_now(judgement *j) {
                               .reads = j->hashes,
                               .nreads = j->n,
                               .writes = j->writes,
-                              .nwrites = j->nwrites};
+                              .nwrites = j->nwrites,
+                              .read_lo = j->n > 0 ? j->conds[j->lo].key : NULL,
+                              .read_lo_len = j->n > 0 ? j->conds[j->lo].klen : 0,
+                              .read_hi = j->n > 0 ? j->conds[j->hi].key : NULL,
+                              .read_hi_len = j->n > 0 ? j->conds[j->hi].klen : 0};
   return rc;
 }
 

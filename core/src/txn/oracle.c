@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "memtable/internal_key.h"
 #include "util/clock.h"
 
 #define MIN_SLOTS 64u
@@ -34,10 +35,20 @@ void nk_oracle_init(nk_oracle *o, uint64_t last_ts, size_t max_bytes) {
   o->conflict_all_below = 0;
   o->overflows = 0;
   o->last_recorded = 0;
+  o->ranges = NULL;
+  o->nranges = 0;
 }
+
+struct nk_oracle_range {
+  char *start, *end;  /* one allocation: start, then end */
+  size_t slen, elen;
+  uint64_t ts;
+};
 
 void nk_oracle_destroy(nk_oracle *o) {
   free(o->keys);
+  for (size_t i = 0; i < o->nranges; i++) free(o->ranges[i].start);
+  free(o->ranges);
   pthread_mutex_destroy(&o->mu);
 }
 
@@ -121,8 +132,34 @@ static bool rebuild(nk_oracle *o, uint64_t dead_at) {
   return true;
 }
 
+/* Did a range deletion after read_ts cover a key in [lo, hi]? REQUIRES: mu. */
+static bool range_conflict(const nk_oracle *o, uint64_t read_ts, const char *lo, size_t lo_len,
+                           const char *hi, size_t hi_len) {
+  for (size_t i = 0; lo != NULL && i < o->nranges; i++) {
+    const struct nk_oracle_range *r = &o->ranges[i];
+    if (r->ts > read_ts && nk_user_key_cmp(hi, hi_len, r->start, r->slen) >= 0 &&
+        nk_user_key_cmp(lo, lo_len, r->end, r->elen) < 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+static void drop_ranges(nk_oracle *o, uint64_t dead_at) {
+  size_t k = 0;
+  for (size_t i = 0; i < o->nranges; i++) {
+    if (o->ranges[i].ts <= dead_at) {
+      free(o->ranges[i].start);
+    } else {
+      o->ranges[k++] = o->ranges[i];
+    }
+  }
+  o->nranges = k;
+}
+
 nk_conflict nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, bool read_all,
-                                const uint64_t *reads, size_t n) {
+                                const uint64_t *reads, size_t n, const char *lo, size_t lo_len,
+                                const char *hi, size_t hi_len) {
   pthread_mutex_lock(&o->mu);
   nk_conflict c = NK_NO_CONFLICT;
   if (read_ts < o->conflict_all_below) {
@@ -132,6 +169,9 @@ nk_conflict nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, bool read_all,
   } else {
     for (size_t i = 0; i < n && c == NK_NO_CONFLICT; i++) {
       if (last_commit(o, reads[i]) > read_ts) c = NK_CONFLICT_KEY;
+    }
+    if (c == NK_NO_CONFLICT && range_conflict(o, read_ts, lo, lo_len, hi, hi_len)) {
+      c = NK_CONFLICT_KEY;
     }
   }
   pthread_mutex_unlock(&o->mu);
@@ -146,6 +186,32 @@ static void forget_all(nk_oracle *o, uint64_t ts) {
   if (ts > o->conflict_all_below) o->conflict_all_below = ts;
   if (o->slots > 0) memset(o->keys, 0, o->slots * sizeof *o->keys);
   o->used = o->inserts = 0;
+  drop_ranges(o, ts);
+}
+
+void nk_oracle_record_range(nk_oracle *o, uint64_t ts, const char *start, size_t slen,
+                            const char *end, size_t elen) {
+  pthread_mutex_lock(&o->mu);
+  if (ts > o->last_recorded) o->last_recorded = ts;
+  uint64_t dead_at = horizon(o);
+  if (ts > dead_at) {
+    drop_ranges(o, dead_at);
+    char *copy = o->nranges < NK_ORACLE_MAX_RANGES ? malloc(slen + elen + 1) : NULL;
+    struct nk_oracle_range *grown =
+        copy != NULL ? realloc(o->ranges, (o->nranges + 1) * sizeof *o->ranges) : NULL;
+    if (grown == NULL) {
+      free(copy);
+      forget_all(o, ts);  /* too many, or out of memory */
+    } else {
+      o->ranges = grown;
+      memcpy(copy, start, slen);
+      memcpy(copy + slen, end, elen);
+      o->ranges[o->nranges++] =
+          (struct nk_oracle_range){.start = copy, .end = copy + slen, .slen = slen, .elen = elen,
+                                   .ts = ts};
+    }
+  }
+  pthread_mutex_unlock(&o->mu);
 }
 
 void nk_oracle_lose_record(nk_oracle *o, uint64_t ts) {

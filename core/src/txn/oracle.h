@@ -57,7 +57,14 @@ typedef struct nk_oracle {
   uint64_t conflict_all_below;
   uint64_t overflows;  /* times the table was full at max_slots (or out of memory) */
   uint64_t last_recorded;  /* the newest commit recorded */
+  /* Range deletions committed after the horizon: a reader that read a key in
+   * one conflicts with it. At most NK_ORACLE_MAX_RANGES; past that, as when
+   * the key table is full, every older reader conflicts. */
+  struct nk_oracle_range *ranges;
+  size_t nranges;
 } nk_oracle;
+
+#define NK_ORACLE_MAX_RANGES 4096
 
 /* What a commit's check found. */
 typedef enum nk_conflict {
@@ -110,14 +117,21 @@ uint64_t nk_oracle_tracked_keys(nk_oracle *o, uint64_t *overflows);
 size_t nk_oracle_table_slots(nk_oracle *o);
 
 /* Did a transaction that committed after read_ts write any of the n keys in
- * reads (fingerprints), or with read_all (a reader that read too much to track
- * key by key) anything at all? REQUIRES: the caller is the write leader, so no
- * commit is recorded meanwhile, and the reader's snapshot (at read_ts) is live. */
+ * reads (fingerprints), delete a range holding a key in [lo, hi] (the smallest
+ * and largest key read; lo NULL: none), or with read_all (a reader that read
+ * too much to track key by key) write anything at all? REQUIRES: the caller is
+ * the write leader, so no commit is recorded meanwhile, and the reader's
+ * snapshot (at read_ts) is live. */
 nk_conflict nk_oracle_conflicts(nk_oracle *o, uint64_t read_ts, bool read_all,
-                                const uint64_t *reads, size_t n);
+                                const uint64_t *reads, size_t n, const char *lo, size_t lo_len,
+                                const char *hi, size_t hi_len);
 /* Records the keys a write committed at ts wrote. REQUIRES: write leader. Out
  * of memory or room, every transaction older than ts will conflict instead. */
 void nk_oracle_record_commit(nk_oracle *o, uint64_t ts, const uint64_t *writes, size_t n);
+/* Records a range deletion [start, end) committed at ts. REQUIRES: write
+ * leader. */
+void nk_oracle_record_range(nk_oracle *o, uint64_t ts, const char *start, size_t slen,
+                            const char *end, size_t elen);
 /* A write at ts could not be recorded: without it a conflict could go unseen, so
  * every transaction that began before ts will conflict instead (counted as an
  * overflow). */

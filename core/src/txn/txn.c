@@ -31,6 +31,10 @@ struct nokv_txn {
   /* Read more than max_txn_reads keys (or out of memory recording one): the
    * fingerprints are freed and any write after read_ts conflicts. */
   bool read_all;
+  /* The smallest and largest key read: a range deletion committed after
+   * read_ts that covers part of [lo, hi] conflicts (coarse, never unsafe). */
+  nk_buf read_lo, read_hi;
+  bool any_read;
 };
 
 /* Small: most transactions write a few keys (the memtable grows past it). */
@@ -58,9 +62,19 @@ int nokv_txn_begin(nokv_db *db, unsigned flags, nokv_txn **out) {
 uint64_t nokv_txn_read_ts(const nokv_txn *txn) { return nokv_snapshot_ts(txn->snap); }
 
 /* Remembers a read key's fingerprint for the commit's conflict check. */
-static void record_read(nokv_txn *t, uint64_t fp) {
+static void record_read(nokv_txn *t, const char *key, size_t klen, uint64_t fp) {
   if (t->read_only || t->read_all) return;  /* never checked, or checked whole */
-  if (t->nreads >= t->db->opts.max_txn_reads ||
+  bool ok = true;
+  if (!t->any_read || nk_user_key_cmp(key, klen, t->read_lo.data, t->read_lo.len) < 0) {
+    t->read_lo.len = 0;
+    ok = nk_buf_append(&t->read_lo, key, klen);
+  }
+  if (ok && (!t->any_read || nk_user_key_cmp(key, klen, t->read_hi.data, t->read_hi.len) > 0)) {
+    t->read_hi.len = 0;
+    ok = nk_buf_append(&t->read_hi, key, klen);
+  }
+  t->any_read = true;
+  if (!ok || t->nreads >= t->db->opts.max_txn_reads ||
       !nk_grow((void **)&t->reads, &t->reads_cap, t->nreads, sizeof *t->reads)) {
     t->read_all = true;  /* coarser, never unsafe */
     free(t->reads);
@@ -73,7 +87,7 @@ static void record_read(nokv_txn *t, uint64_t fp) {
 
 /* An iterator's on_key callback. */
 static void note_read(void *arg, const char *key, size_t klen) {
-  record_read(arg, nk_hash64(key, klen));
+  record_read(arg, key, klen, nk_hash64(key, klen));
 }
 
 int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t *vlen) {
@@ -93,7 +107,7 @@ int nokv_txn_get(nokv_txn *txn, const void *key, size_t klen, void **val, size_t
     *vlen = v.vlen;
     return NOKV_OK;
   }
-  record_read(txn, hash);
+  record_read(txn, key, klen, hash);
   if (txn->db->hot != NULL && nk_hot_sampled()) {
     nk_hot_touch(txn->db->hot, NOKV_HOT_READS, key, klen, hash, NK_HOT_SAMPLE);
   }
@@ -208,7 +222,11 @@ int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commi
                        .reads = txn->reads,
                        .nreads = txn->nreads,
                        .writes = writes,
-                       .nwrites = nwrites};
+                       .nwrites = nwrites,
+                       .read_lo = txn->any_read ? txn->read_lo.data : NULL,
+                       .read_lo_len = txn->read_lo.len,
+                       .read_hi = txn->read_hi.data,
+                       .read_hi_len = txn->read_hi.len};
     ret = nk_db_write_txn(txn->db, wo, b, &c, commit_ts);
   }
   nokv_batch_free(b);
@@ -225,5 +243,7 @@ void nokv_txn_discard(nokv_txn *txn) {
   if (!txn->read_only) atomic_fetch_sub(&txn->db->active_txns, 1);
   nk_memtable_unref(txn->pending);
   free(txn->reads);
+  nk_buf_release(&txn->read_lo);
+  nk_buf_release(&txn->read_hi);
   free(txn);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "proto/manifest.pb-c.h"
+#include "memtable/internal_key.h"
 #include "util/error.h"
 #include "version/version.h"
 
@@ -17,9 +18,11 @@ int nk_edit_encode(const nk_edit *e, bool snapshot, nk_buf *out) {
   Nokv__Manifest__RemovedTable **rptrs = calloc(e->nremoves ? e->nremoves : 1, sizeof *rptrs);
   Nokv__Manifest__VlogDiscard *disc = calloc(e->ndiscards ? e->ndiscards : 1, sizeof *disc);
   Nokv__Manifest__VlogDiscard **dptrs = calloc(e->ndiscards ? e->ndiscards : 1, sizeof *dptrs);
+  Nokv__Manifest__RangeTombstone *rds = calloc(e->nrdels ? e->nrdels : 1, sizeof *rds);
+  Nokv__Manifest__RangeTombstone **rdptrs = calloc(e->nrdels ? e->nrdels : 1, sizeof *rdptrs);
   int ret = NOKV_OK;
   if (files == NULL || fptrs == NULL || rems == NULL || rptrs == NULL || disc == NULL ||
-      dptrs == NULL) {
+      dptrs == NULL || rds == NULL || rdptrs == NULL) {
     NK_ERR(nk_err(NOKV_ENOMEM, "out of memory encoding a version edit"));
   }
   for (size_t i = 0; i < e->nadds; i++) {
@@ -35,6 +38,8 @@ int nk_edit_encode(const nk_edit *e, bool snapshot, nk_buf *out) {
     t.max_ts = f->max_ts;
     t.entries = f->entries;
     t.tombstones = f->tombstones;
+    t.has_range_clean_ts = f->range_clean_ts != 0;
+    t.range_clean_ts = f->range_clean_ts;
     files[i] = t;
     fptrs[i] = &files[i];
   }
@@ -69,6 +74,16 @@ int nk_edit_encode(const nk_edit *e, bool snapshot, nk_buf *out) {
   m.has_vlog_head_segment = m.has_vlog_head_offset = e->has_vlog_head;
   m.vlog_head_segment = e->vlog_head_fid;
   m.vlog_head_offset = e->vlog_head_off;
+  for (size_t i = 0; i < e->nrdels; i++) {
+    Nokv__Manifest__RangeTombstone r = NOKV__MANIFEST__RANGE_TOMBSTONE__INIT;
+    r.start = (ProtobufCBinaryData){e->rdels[i].slen, (uint8_t *)e->rdels[i].start};
+    r.end = (ProtobufCBinaryData){e->rdels[i].elen, (uint8_t *)e->rdels[i].end};
+    r.ts = e->rdels[i].ts;
+    rds[i] = r;
+    rdptrs[i] = &rds[i];
+  }
+  m.n_range_del = e->nrdels;
+  m.range_del = rdptrs;
   m.has_snapshot = snapshot;
   m.snapshot = snapshot;
   size_t n = nokv__manifest__version_edit__get_packed_size(&m);
@@ -81,6 +96,8 @@ err:
   free(rptrs);
   free(disc);
   free(dptrs);
+  free(rds);
+  free(rdptrs);
   return ret;
 }
 
@@ -104,6 +121,7 @@ int nk_edit_decode(const char *data, size_t len, nk_edit *out) {
     f->max_ts = t->max_ts;
     f->entries = t->entries;
     f->tombstones = t->tombstones;
+    f->range_clean_ts = t->range_clean_ts;
     ret = nk_edit_add_file(out, (int)t->level, f);
     nk_file_meta_unref(f);
     NK_ERR(ret);
@@ -128,6 +146,17 @@ int nk_edit_decode(const char *data, size_t len, nk_edit *out) {
   }
   for (size_t i = 0; i < m->n_vlog_retired; i++) {
     NK_ERR(nk_edit_retire_segment(out, m->vlog_retired[i]));
+  }
+  for (size_t i = 0; i < m->n_range_del; i++) {
+    const Nokv__Manifest__RangeTombstone *r = m->range_del[i];
+    if (nk_user_key_cmp((const char *)r->start.data, r->start.len, (const char *)r->end.data,
+                        r->end.len) >= 0 ||
+        r->ts == 0 || r->ts > NK_MAX_TS) {
+      NK_ERR(nk_err(NOKV_ECORRUPT, "version edit has a malformed range tombstone"));
+    }
+    nk_rdel d = {.start = (const char *)r->start.data, .slen = r->start.len,
+                 .end = (const char *)r->end.data, .elen = r->end.len, .ts = r->ts};
+    NK_ERR(nk_edit_add_rdel(out, &d));
   }
   nokv__manifest__version_edit__free_unpacked(m, NULL);
   return NOKV_OK;

@@ -55,6 +55,8 @@ void nk_edit_release(nk_edit *e) {
   free(e->removes);
   free(e->discards);
   free(e->retired);
+  for (size_t i = 0; i < e->nrdels; i++) free((char *)e->rdels[i].start);
+  free(e->rdels);
   nk_edit_init(e);
 }
 
@@ -97,6 +99,20 @@ int nk_edit_retire_segment(nk_edit *e, uint32_t fid) {
   return NOKV_OK;
 }
 
+int nk_edit_add_rdel(nk_edit *e, const nk_rdel *d) {
+  char *copy = malloc(d->slen + d->elen + 1);
+  if (copy == NULL ||
+      !nk_grow((void **)&e->rdels, &e->rdels_cap, e->nrdels, sizeof *e->rdels)) {
+    free(copy);
+    return nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  memcpy(copy, d->start, d->slen);
+  memcpy(copy + d->slen, d->end, d->elen);
+  e->rdels[e->nrdels++] = (nk_rdel){.start = copy, .slen = d->slen, .end = copy + d->slen,
+                                    .elen = d->elen, .ts = d->ts};
+  return NOKV_OK;
+}
+
 /* ---- versions ---- */
 
 nk_version *nk_version_new_empty(void (*obsolete)(void *, nk_file_meta *), void *arg) {
@@ -122,6 +138,7 @@ void nk_version_unref(nk_version *v) {
     }
     free(v->files[l]);
   }
+  nk_rdel_set_unref(v->rdels);
   free(v);
 }
 
@@ -143,6 +160,44 @@ static bool removed(const nk_edit *e, int level, uint64_t number) {
     if (e->removes[i].level == level && e->removes[i].number == number) return true;
   }
   return false;
+}
+
+bool nk_rdel_may_hide(const nk_rdel *d, const nk_file_meta *f) {
+  return f->range_clean_ts < d->ts &&
+         nk_user_key_cmp(f->smallest, nk_ikey_user_len(f->smallest_len), d->end, d->elen) < 0 &&
+         nk_user_key_cmp(f->largest, nk_ikey_user_len(f->largest_len), d->start, d->slen) >= 0;
+}
+
+static bool still_needed(const nk_version *v, const nk_rdel *d) {
+  for (int l = 0; l < NK_NUM_LEVELS; l++) {
+    for (size_t i = 0; i < v->nfiles[l]; i++) {
+      if (nk_rdel_may_hide(d, v->files[l][i])) return true;
+    }
+  }
+  return false;
+}
+
+/* v's range tombstones: base's and e's, less those no table needs any more. */
+static int apply_rdels(const nk_version *base, const nk_edit *e, nk_version *v) {
+  size_t nbase = base->rdels != NULL ? base->rdels->n : 0, n = nbase + e->nrdels, k = 0;
+  if (n == 0) return NOKV_OK;
+  const nk_rdel **keep = malloc(n * sizeof *keep);
+  if (keep == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    const nk_rdel *d = i < nbase ? &base->rdels->dels[i] : &e->rdels[i - nbase];
+    if (still_needed(v, d)) keep[k++] = d;
+  }
+  int ret = NOKV_OK;
+  if (k == nbase && e->nrdels == 0) {
+    v->rdels = base->rdels;  /* unchanged: shared */
+    nk_rdel_set_ref(v->rdels);
+  } else if (k > 0) {
+    bool oom;
+    v->rdels = nk_rdel_set_build(keep, k, NK_MAX_TS, &oom);
+    if (v->rdels == NULL) ret = nk_err(NOKV_ENOMEM, "out of memory");
+  }
+  free(keep);
+  return ret;
 }
 
 int nk_version_apply(const nk_version *base, const nk_edit *e, nk_version **out) {
@@ -195,6 +250,9 @@ int nk_version_apply(const nk_version *base, const nk_edit *e, nk_version **out)
       NK_ERR(nk_err(NOKV_ECORRUPT, "version edit names level %d", e->adds[i].level));
     }
   }
+  v->last_ts = base->last_ts;
+  if (e->has_last_ts && e->last_ts > v->last_ts) v->last_ts = e->last_ts;
+  NK_ERR(apply_rdels(base, e, v));
   *out = v;
   return NOKV_OK;
 err:

@@ -28,6 +28,7 @@
 #include "sst/table.h"
 #include "sst/table_cache.h"
 #include "util/iterator.h"
+#include "version/range_del.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,6 +41,9 @@ typedef struct nk_file_meta {
   char *smallest, *largest;  /* internal keys */
   size_t smallest_len, largest_len;
   uint64_t min_ts, max_ts, entries, tombstones;
+  /* Every range tombstone at or below it was applied when the table was
+   * written: it holds nothing one of them hides (0 for tables from before). */
+  uint64_t range_clean_ts;
   uint32_t refs;             /* edits and versions holding it (atomic) */
   bool being_compacted;      /* REQUIRES: the database mutex */
 } nk_file_meta;
@@ -82,6 +86,9 @@ typedef struct nk_edit {
   size_t ndiscards, discards_cap;
   uint32_t *retired;
   size_t nretired, retired_cap;
+  /* Range tombstones a flush hands to the version (owned copies). */
+  nk_rdel *rdels;
+  size_t nrdels, rdels_cap;
 } nk_edit;
 
 void nk_edit_init(nk_edit *e);
@@ -92,6 +99,8 @@ int nk_edit_remove_file(nk_edit *e, int level, uint64_t number);
 /* Adds bytes to fid's discard entry (one entry per segment). */
 int nk_edit_add_discard(nk_edit *e, uint32_t fid, uint64_t bytes);
 int nk_edit_retire_segment(nk_edit *e, uint32_t fid);
+/* Copies d into e. */
+int nk_edit_add_rdel(nk_edit *e, const nk_rdel *d);
 
 /* protobuf-c encoding (core/proto/manifest.proto). */
 int nk_edit_encode(const nk_edit *e, bool snapshot, nk_buf *out);
@@ -102,6 +111,13 @@ typedef struct nk_version {
   nk_file_meta **files[NK_NUM_LEVELS];
   size_t nfiles[NK_NUM_LEVELS];
   uint64_t level_bytes[NK_NUM_LEVELS];
+  /* Range tombstones flushed and not yet retired (NULL: none). One is retired
+   * by the edit after which no table overlapping its range has a
+   * range_clean_ts below its timestamp: no version it hides is left. */
+  nk_rdel_set *rdels;
+  /* The newest commit timestamp flushed: every range tombstone at or below
+   * it is in rdels or retired. */
+  uint64_t last_ts;
   /* Called for each file whose last version is released (may be NULL). */
   void (*obsolete)(void *arg, nk_file_meta *f);
   void *obsolete_arg;
@@ -125,6 +141,10 @@ int nk_version_get(const nk_version *v, nk_table_cache *tc, const char *target, 
 nk_iter *nk_level_iter_new(const nk_version *v, int level, nk_table_cache *tc);
 /* The same over an explicit sorted, disjoint list of files (borrowed). */
 nk_iter *nk_files_iter_new(nk_file_meta *const *files, size_t n, nk_table_cache *tc);
+
+/* May f hold a version range tombstone d hides (d's range meets f's and f was
+ * written before d was applied)? */
+bool nk_rdel_may_hide(const nk_rdel *d, const nk_file_meta *f);
 
 /* Does f's user-key range intersect [lo, hi] (user keys; NULL = unbounded)? */
 bool nk_file_overlaps(const nk_file_meta *f, const char *lo, size_t lo_len, const char *hi,

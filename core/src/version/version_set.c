@@ -479,6 +479,9 @@ static int write_manifest(const struct nokv_env *env, const char *dir, uint64_t 
   for (int l = 0; l < NK_NUM_LEVELS; l++) {
     for (size_t i = 0; i < v->nfiles[l]; i++) NK_ERR(nk_edit_add_file(snap, l, v->files[l][i]));
   }
+  for (size_t i = 0; v->rdels != NULL && i < v->rdels->n; i++) {
+    NK_ERR(nk_edit_add_rdel(snap, &v->rdels->dels[i]));
+  }
   NK_ERR(nk_edit_encode(snap, true, &buf));
   nk_manifest_file_name(number, name);
   if ((path = nk_path_join(dir, name)) == NULL) NK_ERR(nk_err(NOKV_ENOMEM, "out of memory"));
