@@ -220,6 +220,23 @@ grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
   return WriteAsync(ctx, b, rc, req->sync(), resp);
 }
 
+grpc::ServerUnaryReactor* KvService::DeleteRange(grpc::CallbackServerContext* ctx,
+                                                 const nokv::v1::DeleteRangeRequest* req,
+                                                 nokv::v1::DeleteRangeResponse* resp) {
+  if (auto s = Authorize(ctx); !s.ok()) return Finished(ctx, s);
+  if (req->start() >= req->end()) {
+    return Finished(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                      "empty range: start must sort before end"));
+  }
+  nokv_batch* b = nullptr;
+  int rc = nokv_batch_new(&b);
+  if (rc == NOKV_OK) {
+    rc = nokv_batch_delete_range(b, req->start().data(), req->start().size(), req->end().data(),
+                                 req->end().size());
+  }
+  return WriteAsync(ctx, b, rc, req->sync(), resp);
+}
+
 grpc::ServerUnaryReactor* KvService::Write(grpc::CallbackServerContext* ctx,
                                            const nokv::v1::WriteRequest* req,
                                            nokv::v1::WriteResponse* resp) {
@@ -265,9 +282,19 @@ grpc::ServerUnaryReactor* KvService::Write(grpc::CallbackServerContext* ctx,
   int rc = nokv_batch_new(&b);
   for (int i = 0; rc == NOKV_OK && i < req->mutations_size(); i++) {
     const nokv::v1::Mutation& m = req->mutations(i);
-    grpc::Status bad = RequireKey(m.key());
+    bool range = m.op_case() == nokv::v1::Mutation::kDeleteRangeEnd;
+    grpc::Status bad = range ? grpc::Status::OK : RequireKey(m.key());
     if (!bad.ok()) {
       bad = grpc::Status(bad.error_code(), "mutation " + std::to_string(i) + ": empty key");
+    } else if (range) {
+      if (m.key() >= m.delete_range_end()) {
+        bad = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                           "mutation " + std::to_string(i) +
+                               ": empty range: key must sort before delete_range_end");
+      } else {
+        rc = nokv_batch_delete_range(b, m.key().data(), m.key().size(),
+                                     m.delete_range_end().data(), m.delete_range_end().size());
+      }
     } else if (m.op_case() == nokv::v1::Mutation::kPut) {
       rc = nokv_batch_put_ttl(b, m.key().data(), m.key().size(), m.put().data(), m.put().size(),
                               m.ttl_ms());

@@ -75,8 +75,8 @@ struct ServiceOptions {
 class KvService final
     : public nokv::v1::KV::WithCallbackMethod_Get<nokv::v1::KV::WithCallbackMethod_Put<
           nokv::v1::KV::WithCallbackMethod_Delete<nokv::v1::KV::WithCallbackMethod_Txn<
-              nokv::v1::KV::WithCallbackMethod_Write<
-                  nokv::v1::KV::WithRawCallbackMethod_Scan<nokv::v1::KV::Service>>>>>> {
+              nokv::v1::KV::WithCallbackMethod_Write<nokv::v1::KV::WithCallbackMethod_DeleteRange<
+                  nokv::v1::KV::WithRawCallbackMethod_Scan<nokv::v1::KV::Service>>>>>>> {
  public:
   // db is borrowed and must outlive the server. Destroy the service only after
   // the server has shut down (every stream has ended).
@@ -89,6 +89,9 @@ class KvService final
                                 nokv::v1::PutResponse*) override;
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext*, const nokv::v1::DeleteRequest*,
                                    nokv::v1::DeleteResponse*) override;
+  grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext*,
+                                        const nokv::v1::DeleteRangeRequest*,
+                                        nokv::v1::DeleteRangeResponse*) override;
   // Judged in the reaction and committed asynchronously (PendingCondWrite).
   grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext*, const nokv::v1::WriteRequest*,
                                   nokv::v1::WriteResponse*) override;

@@ -35,6 +35,11 @@ typedef struct bench_engine {
   bool (*get)(void *db, const char *k, size_t kl, bool *found);
   /* Seeks to k and reads up to n entries (keys and values); *got counts them. */
   bool (*scan)(void *db, const char *k, size_t kl, int n, int *got);
+  bool (*del)(void *db, const char *k, size_t kl);
+  /* Deletes [a, b) with the engine's range deletion; NULL if it has none. */
+  bool (*delete_range)(void *db, const char *a, size_t al, const char *b, size_t bl);
+  /* Compacts everything, waiting until done. */
+  bool (*compact)(void *db);
 } bench_engine;
 
 extern const bench_engine bench_nokv, bench_rocksdb, bench_leveldb;

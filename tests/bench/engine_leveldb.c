@@ -94,4 +94,20 @@ static bool l_scan(void *h, const char *k, size_t kl, int n, int *got) {
   return bytes > 0 || *got == 0;
 }
 
-const bench_engine bench_leveldb = {"leveldb", l_open, l_close, l_put, l_get, l_scan};
+static bool l_del(void *h, const char *k, size_t kl) {
+  ldb *l = h;
+  char *err = NULL;
+  leveldb_delete(l->db, l->wo, k, kl, &err);
+  free(err);
+  return err == NULL;
+}
+
+static bool l_compact(void *h) {
+  ldb *l = h;
+  leveldb_compact_range(l->db, NULL, 0, NULL, 0);
+  return true;
+}
+
+/* LevelDB has no range deletion. */
+const bench_engine bench_leveldb = {"leveldb", l_open, l_close, l_put, l_get,
+                                    l_scan,    l_del,  NULL,    l_compact};

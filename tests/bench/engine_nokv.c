@@ -75,4 +75,17 @@ static bool nk_scan(void *db, const char *k, size_t kl, int n, int *got) {
   return ok || *got == 0;
 }
 
-const bench_engine bench_nokv = {"nokv", nk_open, nk_close, nk_put, nk_get, nk_scan};
+static bool nk_del(void *db, const char *k, size_t kl) {
+  nokv_write_options wo = {.sync = sync_writes};
+  return nokv_delete(db, &wo, k, kl, NULL) == NOKV_OK;
+}
+
+static bool nk_delete_range(void *db, const char *a, size_t al, const char *b, size_t bl) {
+  nokv_write_options wo = {.sync = sync_writes};
+  return nokv_delete_range(db, &wo, a, al, b, bl, NULL) == NOKV_OK;
+}
+
+static bool nk_compact(void *db) { return nokv_compact(db) == NOKV_OK; }
+
+const bench_engine bench_nokv = {"nokv",  nk_open, nk_close,        nk_put,    nk_get,
+                                 nk_scan, nk_del,  nk_delete_range, nk_compact};

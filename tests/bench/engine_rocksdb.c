@@ -97,4 +97,30 @@ static bool r_scan(void *h, const char *k, size_t kl, int n, int *got) {
   return bytes > 0 || *got == 0;
 }
 
-const bench_engine bench_rocksdb = {"rocksdb", r_open, r_close, r_put, r_get, r_scan};
+static bool r_del(void *h, const char *k, size_t kl) {
+  rdb *r = h;
+  char *err = NULL;
+  rocksdb_delete(r->db, r->wo, k, kl, &err);
+  free(err);
+  return err == NULL;
+}
+
+static bool r_delete_range(void *h, const char *a, size_t al, const char *b, size_t bl) {
+  rdb *r = h;
+  char *err = NULL;
+  rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+  rocksdb_writebatch_delete_range(wb, a, al, b, bl);
+  rocksdb_write(r->db, r->wo, wb, &err);
+  rocksdb_writebatch_destroy(wb);
+  free(err);
+  return err == NULL;
+}
+
+static bool r_compact(void *h) {
+  rdb *r = h;
+  rocksdb_compact_range(r->db, NULL, 0, NULL, 0);
+  return true;
+}
+
+const bench_engine bench_rocksdb = {"rocksdb", r_open, r_close,        r_put,    r_get,
+                                    r_scan,    r_del,  r_delete_range, r_compact};

@@ -192,6 +192,35 @@ class PythonClientTest(unittest.TestCase):
         keys = [p.key for r in kv.Scan(kv_pb2.ScanRequest()) for p in r.kvs]
         self.assertEqual(keys, [b"forever"])
 
+    def test_delete_range(self):
+        kv = self.server.kv
+        for i in range(100):
+            kv.Put(kv_pb2.PutRequest(key=b"r%03d" % i, value=b"v" * (i % 3 * 600)))
+        before = kv.Get(kv_pb2.GetRequest(key=b"r050")).read_ts
+        ts = kv.DeleteRange(kv_pb2.DeleteRangeRequest(start=b"r010", end=b"r090")).commit_ts
+        self.assertGreater(ts, before)
+        keys = [p.key for r in kv.Scan(kv_pb2.ScanRequest(start=b"r", end=b"s")) for p in r.kvs]
+        self.assertEqual(keys, [b"r%03d" % i for i in list(range(10)) + list(range(90, 100))])
+        self.assertFalse(kv.Get(kv_pb2.GetRequest(key=b"r010")).found)
+        # A read at a timestamp before the deletion still finds the keys.
+        self.assertTrue(kv.Get(kv_pb2.GetRequest(key=b"r050", read_ts=before)).found)
+        # In a Write, atomically with a put: the range [key, delete_range_end).
+        resp = kv.Write(kv_pb2.WriteRequest(mutations=[
+            kv_pb2.Mutation(key=b"r000", delete_range_end=b"r005"),
+            kv_pb2.Mutation(key=b"marker", put=b"m")]))
+        self.assertTrue(resp.succeeded)
+        self.assertFalse(kv.Get(kv_pb2.GetRequest(key=b"r004")).found)
+        self.assertTrue(kv.Get(kv_pb2.GetRequest(key=b"r005")).found)
+        self.assertEqual(kv.Get(kv_pb2.GetRequest(key=b"marker")).commit_ts, resp.commit_ts)
+        stats = kv.Stats(kv_pb2.StatsRequest())
+        self.assertEqual(stats.counters["range_deletes"], 2)
+        for bad in (kv_pb2.DeleteRangeRequest(start=b"b", end=b"a"),
+                    kv_pb2.DeleteRangeRequest(start=b"a", end=b"a"),
+                    kv_pb2.DeleteRangeRequest(start=b"a")):
+            with self.assertRaises(grpc.RpcError) as e:
+                kv.DeleteRange(bad)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
     def test_scan_streams_in_bounded_chunks(self):
         kv = self.server.kv
         for i in range(300):
@@ -246,7 +275,7 @@ class PythonClientTest(unittest.TestCase):
         methods = {m.name for m in fd.service[0].method}
         self.assertEqual(methods,
                          {"Get", "Put", "Delete", "Scan", "Stats", "Txn", "Checkpoint", "Compact",
-                          "Write"})
+                          "Write", "DeleteRange"})
 
     def test_txn_is_isolated_until_commit(self):
         kv = self.server.kv

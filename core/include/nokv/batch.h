@@ -35,8 +35,10 @@ int nokv_batch_put_ttl(nokv_batch *b, const void *key, size_t klen, const void *
  * range holds, at the cost of one operation: a range tombstone, which hides
  * the versions written before it from every read at or after its commit (an
  * older snapshot still sees them), until compaction drops them
- * (docs/range_delete.md). Both bounds are keys (max_key_size applies);
- * NOKV_EINVAL unless start sorts before end. */
+ * (docs/range_delete.md). Both bounds are keys (max_key_size applies); an
+ * empty start deletes from the first key. NOKV_EINVAL unless start sorts
+ * before end. In one batch, the range deletion hides none of the batch's own
+ * puts (they share its timestamp), whatever their order. */
 int nokv_batch_delete_range(nokv_batch *b, const void *start, size_t start_len, const void *end,
                             size_t end_len);
 

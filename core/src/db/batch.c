@@ -219,8 +219,11 @@ int nokv_batch_delete_range(nokv_batch *b, const void *start, size_t start_len, 
   if (nk_user_key_cmp(start, start_len, end, end_len) >= 0) {
     return nk_err(NOKV_EINVAL, "empty range: its start must sort before its end");
   }
-  /* The end is a key, not a value: limits judge it as one. */
+  /* The end is a key, not a value: limits judge it as one. An empty start
+   * (from the first key) is no empty key. */
+  size_t min_klen = b->min_klen;
   NK_RET(add_op(b, NK_KIND_RANGE_DEL, start, start_len, end, end_len, 0, end_len));
+  if (start_len == 0) b->min_klen = min_klen < end_len ? min_klen : end_len;
   b->range_deletes++;
   b->user_bytes += end_len;
   if (end_len > b->max_klen) b->max_klen = end_len;

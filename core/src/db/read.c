@@ -102,45 +102,44 @@ static uint64_t rdel_cover(const nk_view *view, const char *key, size_t klen, ui
   return t;
 }
 
-/* A version found that a range tombstone newer than it hides reads as that
- * tombstone: a deletion at its timestamp. */
-static void apply_rdels(nk_view *view, const char *key, size_t klen, uint64_t read_ts,
-                        nk_lookup *out) {
-  if (!out->found) return;
-  uint64_t t = rdel_cover(view, key, klen, read_ts);
-  if (t > out->ts) {
-    nk_lookup_release(out);
-    *out = (nk_lookup){.found = true, .kind = NK_KIND_DELETE, .ts = t};
-  }
-}
-
 int nk_db_lookup(nokv_db *db, nk_view *view, const char *key, size_t klen, uint64_t hash,
                  uint64_t read_ts, nk_lookup *out) {
   memset(out, 0, sizeof *out);
+  /* The newest range tombstone covering the key first (memory only): a
+   * version below it is hidden, so a source holding nothing newer is skipped,
+   * and a hidden key reads as a deletion at the tombstone's timestamp. */
+  uint64_t hidden_below = rdel_cover(view, key, klen, read_ts);
   nk_entry e;
   bool found = nk_memtable_get(view->mem, key, klen, hash, read_ts, &e);
   for (size_t i = 0; !found && i < view->nimm; i++) {
     found = nk_memtable_get(view->imm[i], key, klen, hash, read_ts, &e);
   }
-  if (found) {
+  if (found && e.ts >= hidden_below) {
     *out = (nk_lookup){.found = true, .kind = e.kind, .ts = e.ts, .val = e.val, .vlen = e.vlen};
-    apply_rdels(view, key, klen, read_ts, out);
     return NOKV_OK;
   }
-  char stack[256];
-  char *target = klen + NK_IKEY_TRAILER <= sizeof stack ? stack : malloc(klen + NK_IKEY_TRAILER);
-  if (target == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
-  nk_ikey_encode(target, key, klen, read_ts, NK_KIND_SEEK);
-  nk_get_result r;
-  uint64_t probes = 0;
-  int rc = nk_version_get(view->version, db->tc, target, klen + NK_IKEY_TRAILER, hash, &r, &probes);
-  nk_count(&db->stats.table_probes, probes);
-  if (target != stack) free(target);
-  NK_RET(rc);
-  if (r.found) {
-    *out = (nk_lookup){.found = true, .kind = r.kind, .ts = r.ts, .val = r.val, .vlen = r.vlen,
-                       .owned = r.val};
-    apply_rdels(view, key, klen, read_ts, out);
+  if (!found) {
+    char stack[256];
+    char *target =
+        klen + NK_IKEY_TRAILER <= sizeof stack ? stack : malloc(klen + NK_IKEY_TRAILER);
+    if (target == NULL) return nk_err(NOKV_ENOMEM, "out of memory");
+    nk_ikey_encode(target, key, klen, read_ts, NK_KIND_SEEK);
+    nk_get_result r;
+    uint64_t probes = 0;
+    int rc = nk_version_get(view->version, db->tc, target, klen + NK_IKEY_TRAILER, hash,
+                            hidden_below, &r, &probes);
+    nk_count(&db->stats.table_probes, probes);
+    if (target != stack) free(target);
+    NK_RET(rc);
+    if (r.found && r.ts >= hidden_below) {
+      *out = (nk_lookup){.found = true, .kind = r.kind, .ts = r.ts, .val = r.val,
+                         .vlen = r.vlen, .owned = r.val};
+      return NOKV_OK;
+    }
+    free(r.found ? r.val : NULL);
+  }
+  if (hidden_below > 0) {
+    *out = (nk_lookup){.found = true, .kind = NK_KIND_DELETE, .ts = hidden_below};
   }
   return NOKV_OK;
 }
@@ -290,6 +289,8 @@ struct nokv_iter {
    * the last key was. */
   nk_rdel_set *rdels;
   size_t rdel_hint;
+  size_t rdel_judged;  /* 1 + the fragment rdel_skips is about (0: none) */
+  bool rdel_skips;
   /* A transaction's pending writes (one version per key), merged over the
    * snapshot by user key: on an equal key the pending write wins, and a pending
    * deletion hides the key. out_valid and pend_cur say what the public
@@ -558,6 +559,45 @@ static int read_value(nokv_iter *it) {
   return rc;
 }
 
+/* Could a source of the view hold a version of a key in [lo, hi] at or after
+ * min_ts that the iterator sees? Conservative: true when unsure. */
+static bool may_hold_newer(const nokv_iter *it, const char *lo, size_t lo_len, const char *hi,
+                           size_t hi_len, uint64_t min_ts) {
+  const nk_view *v = it->view;
+  for (size_t i = 0; i <= v->nimm; i++) {
+    const nk_memtable *m = i == 0 ? v->mem : v->imm[i - 1];
+    if (nk_memtable_has_version(m, lo, lo_len, hi, hi_len, min_ts, it->read_ts, 64) != 0) {
+      return true;
+    }
+  }
+  for (int l = 0; l < NK_NUM_LEVELS; l++) {
+    for (size_t i = 0; i < v->version->nfiles[l]; i++) {
+      const nk_file_meta *f = v->version->files[l][i];
+      if (f->max_ts >= min_ts && f->min_ts <= it->read_ts &&
+          nk_file_overlaps(f, lo, lo_len, hi, hi_len)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+/* The current key is hidden by the range tombstone at t of the fragment
+ * rdel_hint names. If no source holds a version it does not hide in the rest
+ * of the fragment (a range deleted and not written since: the usual case),
+ * seeks past the fragment instead of stepping over every hidden key, as
+ * RocksDB's iterators do; false (nothing moved) if one may. */
+static bool skip_fragment(nokv_iter *it, uint64_t t) {
+  const nk_rdel_frag *f = &it->rdels->frags[it->rdel_hint];
+  if (it->rdel_judged != it->rdel_hint + 1) {
+    it->rdel_judged = it->rdel_hint + 1;
+    it->rdel_skips = !may_hold_newer(it, it->key.data, it->key.len, f->hi, f->hi_len, t);
+  }
+  if (!it->rdel_skips) return false;
+  seek_merged(it, f->hi, f->hi_len, NK_MAX_TS, NK_KIND_SEEK);
+  return true;
+}
+
 /* From the current position, settles on the newest visible version of the first
  * user key that has a live (non-deleted) one, or becomes invalid. */
 static void settle(nokv_iter *it) {
@@ -585,11 +625,16 @@ static void settle(nokv_iter *it) {
       seek_merged(it, it->key.data, it->key.len, it->read_ts, NK_KIND_SEEK);
       continue;
     }
-    if (nk_trailer_kind(trailer) == NK_KIND_DELETE ||
-        (it->rdels != NULL && nk_rdel_set_cover_seq(it->rdels, &it->rdel_hint, k, ulen,
-                                                    NK_MAX_TS) > nk_trailer_ts(trailer))) {
-      skip_key(it);  /* deleted, or hidden by a range tombstone */
+    if (nk_trailer_kind(trailer) == NK_KIND_DELETE) {
+      skip_key(it);
       continue;
+    }
+    if (it->rdels != NULL) {
+      uint64_t t = nk_rdel_set_cover_seq(it->rdels, &it->rdel_hint, k, ulen, NK_MAX_TS);
+      if (t > nk_trailer_ts(trailer)) {  /* hidden by a range tombstone */
+        if (!skip_fragment(it, t)) skip_key(it);
+        continue;
+      }
     }
     size_t vn;
     const char *raw = nk_iter_value(it->merged, &vn);

@@ -42,6 +42,7 @@ struct nk_memtable {
   atomic_uint_fast64_t entries;
   atomic_uint refs;
   uint64_t max_ts;  /* newest commit_ts added; written by the single writer */
+  uint64_t max_point_ts;  /* the same of versions (range tombstones left out); atomic */
   const nk_mem_rdel *rdels;  /* newest first; published with a release store */
 };
 
@@ -183,7 +184,28 @@ int nk_memtable_add(nk_memtable *mt, uint64_t ts, nk_kind kind, const char *key,
   bloom_add(mt, h);
   atomic_fetch_add_explicit(&mt->entries, 1, memory_order_relaxed);
   if (ts > mt->max_ts) mt->max_ts = ts;
+  if (ts > __atomic_load_n(&mt->max_point_ts, __ATOMIC_RELAXED)) {
+    __atomic_store_n(&mt->max_point_ts, ts, __ATOMIC_RELAXED);
+  }
   return NOKV_OK;
+}
+
+int nk_memtable_has_version(const nk_memtable *mt, const char *lo, size_t lo_len, const char *hi,
+                            size_t hi_len, uint64_t min_ts, uint64_t max_ts, int limit) {
+  /* Read after the versions a reader may see were published (the oracle's
+   * order): a newer one only raises it. */
+  if (__atomic_load_n(&mt->max_point_ts, __ATOMIC_RELAXED) < min_ts) return 0;
+  nk_sl_iter it;
+  nk_sl_iter_init(&it, mt->index);
+  nk_sl_iter_seek(&it, lo, lo_len, NK_MAX_TS);
+  for (int n = 0; nk_sl_iter_valid(&it); n++, nk_sl_iter_next(&it)) {
+    nk_entry e;
+    nk_entry_decode(nk_sl_iter_entry(&it), &e);
+    if (nk_user_key_cmp(e.key, e.klen, hi, hi_len) >= 0) return 0;
+    if (e.ts >= min_ts && e.ts <= max_ts) return 1;
+    if (n == limit) return -1;
+  }
+  return 0;
 }
 
 bool nk_memtable_get(const nk_memtable *mt, const char *key, size_t klen, uint64_t key_hash,

@@ -62,6 +62,12 @@ const nk_mem_rdel *nk_memtable_rdels(const nk_memtable *mt);
 uint64_t nk_memtable_rdel_cover(const nk_memtable *mt, const char *key, size_t klen,
                                 uint64_t read_ts);
 
+/* Does mt hold a version of a key in [lo, hi) with a timestamp in
+ * [min_ts, max_ts]? 1: yes; 0: no; -1: more than `limit` entries of the range
+ * looked at without an answer. */
+int nk_memtable_has_version(const nk_memtable *mt, const char *lo, size_t lo_len, const char *hi,
+                            size_t hi_len, uint64_t min_ts, uint64_t max_ts, int limit);
+
 size_t nk_memtable_usage(const nk_memtable *mt);
 /* Versions and range tombstones added. */
 uint64_t nk_memtable_entries(const nk_memtable *mt);

@@ -298,14 +298,14 @@ static size_t find_file(nk_file_meta *const *files, size_t n, const char *ikey, 
 }
 
 int nk_version_get(const nk_version *v, nk_table_cache *tc, const char *target, size_t n,
-                   uint64_t key_hash, nk_get_result *r, uint64_t *probed) {
+                   uint64_t key_hash, uint64_t min_ts, nk_get_result *r, uint64_t *probed) {
   const char *ukey = target;
   size_t ulen = nk_ikey_user_len(n);
   r->found = false;
   r->val = NULL;
   for (size_t i = 0; i < v->nfiles[0]; i++) {
     const nk_file_meta *f = v->files[0][i];
-    if (!nk_file_overlaps(f, ukey, ulen, ukey, ulen)) continue;
+    if (f->max_ts < min_ts || !nk_file_overlaps(f, ukey, ulen, ukey, ulen)) continue;
     NK_RET(probe(tc, f, target, n, key_hash, r, probed));
     if (r->found) return NOKV_OK;
   }
@@ -313,7 +313,7 @@ int nk_version_get(const nk_version *v, nk_table_cache *tc, const char *target, 
     size_t i = find_file(v->files[l], v->nfiles[l], target, n);
     if (i == v->nfiles[l]) continue;
     const nk_file_meta *f = v->files[l][i];
-    if (ucmp_ikey(ukey, ulen, f->smallest, f->smallest_len) < 0) continue;
+    if (f->max_ts < min_ts || ucmp_ikey(ukey, ulen, f->smallest, f->smallest_len) < 0) continue;
     NK_RET(probe(tc, f, target, n, key_hash, r, probed));
     if (r->found) return NOKV_OK;
   }

@@ -132,9 +132,10 @@ void nk_version_ref(nk_version *v);
 void nk_version_unref(nk_version *v);
 
 /* Point read through the version's tables (see nk_table_get). *probed counts
- * the tables consulted. */
+ * the tables consulted. Tables whose newest version is below min_ts are
+ * skipped (a range tombstone at min_ts hides anything they could give). */
 int nk_version_get(const nk_version *v, nk_table_cache *tc, const char *target, size_t n,
-                   uint64_t key_hash, nk_get_result *r, uint64_t *probed);
+                   uint64_t key_hash, uint64_t min_ts, nk_get_result *r, uint64_t *probed);
 
 /* An iterator over a level >= 1 (disjoint tables, opened lazily). The version
  * must outlive it. NULL on ENOMEM. */
