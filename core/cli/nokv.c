@@ -104,8 +104,7 @@ static void unload(state *st) {
   nk_table_cache_free(st->tc);
 }
 
-static void print_key(const char *ikey, size_t n) {
-  size_t ulen = n >= 8 ? n - 8 : n;
+static void print_user_key(const char *ikey, size_t ulen) {
   for (size_t i = 0; i < ulen && i < 24; i++) {
     unsigned char c = (unsigned char)ikey[i];
     if (c >= 0x20 && c < 0x7f) {
@@ -116,6 +115,8 @@ static void print_key(const char *ikey, size_t n) {
   }
   if (ulen > 24) printf("...");
 }
+
+static void print_key(const char *ikey, size_t n) { print_user_key(ikey, n >= 8 ? n - 8 : n); }
 
 static int cmd_manifest(const char *dir) {
   state st;
@@ -147,8 +148,22 @@ static int cmd_manifest(const char *dir) {
       print_key(f->smallest, f->smallest_len);
       printf(" .. ");
       print_key(f->largest, f->largest_len);
-      printf("]\n");
+      printf("]");
+      if (f->range_clean_ts != 0) {
+        printf("  range-clean %llu", (unsigned long long)f->range_clean_ts);
+      }
+      printf("\n");
     }
+  }
+  size_t nr = v->rdels != NULL ? v->rdels->n : 0;
+  if (nr > 0) printf("range tombstones: %zu\n", nr);
+  for (size_t i = 0; i < nr; i++) {
+    const nk_rdel *d = &v->rdels->dels[i];
+    printf("  ts %llu  [", (unsigned long long)d->ts);
+    print_user_key(d->start, d->slen);
+    printf(" .. ");
+    print_user_key(d->end, d->elen);
+    printf(")\n");
   }
   nk_vset_vlog_release(&vl);
   nk_version_unref(v);

@@ -160,6 +160,27 @@ TEST(Cli, ManifestListsTables) {
   EXPECT_NE(r.out.find("[key0 .. key9]"), std::string::npos) << r.out;
 }
 
+TEST(Cli, ManifestListsRangeTombstones) {
+  TempDir dir;
+  {
+    nokv_options o;
+    nokv_options_init(&o);
+    o.disable_auto_compaction = true;  // the tombstone stays until compacted
+    nokv_db* db;
+    ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK);
+    ASSERT_EQ(nokv_put(db, nullptr, "key5", 4, "v", 1, nullptr), NOKV_OK);
+    ASSERT_EQ(nokv_flush(db), NOKV_OK);
+    uint64_t ts;
+    ASSERT_EQ(nokv_delete_range(db, nullptr, "key0", 4, "key9", 4, &ts), NOKV_OK);
+    ASSERT_EQ(nokv_flush(db), NOKV_OK);
+    ASSERT_EQ(nokv_close(db), NOKV_OK);
+  }
+  Result r = RunCli("manifest " + dir.path());
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("range tombstones: 1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[key0 .. key9)"), std::string::npos) << r.out;
+}
+
 TEST(Cli, UsageAndMissingDirectory) {
   EXPECT_EQ(RunCli("").status, 2);
   EXPECT_EQ(RunCli("vlog").status, 2);

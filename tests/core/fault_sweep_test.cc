@@ -53,10 +53,30 @@ nokv_options Options(const nokv_env* env) {
 }
 
 // One operation's writes: key -> value (nullopt: delete). Values name the op.
+// Some also delete a range of keys [first, second) (the batch's own writes
+// survive it: they share its timestamp).
+using Writes = std::vector<std::pair<std::string, std::optional<std::string>>>;
 struct Op {
-  std::vector<std::pair<std::string, std::optional<std::string>>> writes;
+  Writes writes;
+  std::vector<std::pair<std::string, std::string>> ranges;
   bool sync;
 };
+
+constexpr int kKeys = 60;
+
+// What op leaves in each key it touches: the keys of the workload's universe
+// its ranges delete, unless its own writes (the last to a key wins) set them.
+Writes Effects(const Op& op) {
+  std::map<std::string, std::optional<std::string>> last;
+  for (const auto& [a, b] : op.ranges) {
+    for (int j = 0; j < kKeys; j++) {
+      std::string key = "k" + std::to_string(j);
+      if (key >= a && key < b) last[key] = std::nullopt;
+    }
+  }
+  for (const auto& [k, v] : op.writes) last[k] = v;
+  return Writes(last.begin(), last.end());
+}
 
 std::vector<Op> Workload(uint64_t seed, int n) {
   std::mt19937_64 rng(seed);
@@ -65,8 +85,13 @@ std::vector<Op> Workload(uint64_t seed, int n) {
     Op op;
     op.sync = rng() % 5 == 0;
     int keys = rng() % 6 == 0 ? 2 + rng() % 4 : 1;
+    if (rng() % 12 == 0) {
+      std::string a = "k" + std::to_string(rng() % kKeys), b = "k" + std::to_string(rng() % kKeys);
+      if (b < a) std::swap(a, b);
+      if (a != b) op.ranges.emplace_back(a, b);
+    }
     for (int k = 0; k < keys; k++) {
-      std::string key = "k" + std::to_string(rng() % 60);
+      std::string key = "k" + std::to_string(rng() % kKeys);
       if (rng() % 8 == 0) {
         op.writes.emplace_back(key, std::nullopt);
       } else {
@@ -83,6 +108,9 @@ std::vector<Op> Workload(uint64_t seed, int n) {
 nokv_batch* Batch(const Op& op) {
   nokv_batch* b;
   if (nokv_batch_new(&b) != NOKV_OK) return nullptr;
+  for (const auto& [first, end] : op.ranges) {
+    nokv_batch_delete_range(b, first.data(), first.size(), end.data(), end.size());
+  }
   for (const auto& [k, v] : op.writes) {
     if (v && v->size() % 4 == 0) {  // expiring, but not within the test
       nokv_batch_put_ttl(b, k.data(), k.size(), v->data(), v->size(), 24 * 3600 * 1000);
@@ -215,7 +243,7 @@ Outcome RunWorkload(nokv_db* db, const std::vector<Op>& ops, FaultEnv* fault, Pa
                                  int upto) {
   std::map<std::string, std::vector<std::pair<int, std::optional<std::string>>>> hist;
   for (int i = 0; i < upto && i < static_cast<int>(ops.size()); i++) {
-    for (const auto& [k, v] : ops[i].writes) hist[k].emplace_back(i, v);
+    for (const auto& [k, v] : Effects(ops[i])) hist[k].emplace_back(i, v);
   }
   for (const auto& [k, h] : hist) {
     int rc = NOKV_OK;
@@ -256,7 +284,7 @@ Outcome RunWorkload(nokv_db* db, const std::vector<Op>& ops, FaultEnv* fault, Pa
   upto = std::min(upto, static_cast<int>(ops.size()));
   std::map<std::string, std::optional<std::string>> actual;
   for (int i = 0; i < upto; i++) {
-    for (const auto& [k, v] : ops[i].writes) {
+    for (const auto& [k, v] : Effects(ops[i])) {
       if (actual.count(k)) continue;
       int rc = NOKV_OK;
       auto got = nokv_test::Get(db, k, 0, &rc);
@@ -271,7 +299,7 @@ Outcome RunWorkload(nokv_db* db, const std::vector<Op>& ops, FaultEnv* fault, Pa
   for (int k = 0; k <= upto; k++) {
     if (k >= durable && state == actual) return ::testing::AssertionSuccess();
     if (k < upto) {
-      for (const auto& [key, v] : ops[k].writes) state[key] = v;
+      for (const auto& [key, v] : Effects(ops[k])) state[key] = v;
     }
   }
   return ::testing::AssertionFailure()
