@@ -55,4 +55,11 @@ done
 for e in nokv rocksdb leveldb badger; do
   grep -q "^| L | 4 | $e | [0-9]" "$tmp/ycsb_all.md" || { echo "no load row for $e"; exit 1; }
 done
+# Range deletion: exits non-zero if a deleted key is found or the iterator
+# misses the key after the range.
+"$runfiles/tests/bench/range_delete_bench" "$tmp/r" --keys 5000 --gets 1000 > "$tmp/range.md"
+cat "$tmp/range.md"
+for row in "nokv | range" "nokv | by key" "rocksdb | range" "rocksdb | by key" "leveldb | by key"; do
+  grep -q "^| $row | [0-9]" "$tmp/range.md" || { echo "no range deletion row: $row"; exit 1; }
+done
 echo "benchmark pipeline ok"

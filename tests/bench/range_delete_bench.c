@@ -141,6 +141,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--value") == 0) vlen = strtoull(argv[i + 1], NULL, 10);
     if (strcmp(argv[i], "--gets") == 0) gets = strtoull(argv[i + 1], NULL, 10);
   }
+  mkdir(argv[1], 0755);  /* may exist */
   printf("%llu keys of 16 bytes, %zu-byte values, then deleted; %llu Gets of deleted keys\n\n",
          (unsigned long long)n, vlen, (unsigned long long)gets);
   printf("| engine | method | load s | delete ms | gets/s (deleted) | next key ms | "
