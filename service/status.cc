@@ -24,6 +24,10 @@ grpc::Status ToGrpcStatus(int rc, const char* message) {
     case NOKV_EBUSY:
     case NOKV_ECLOSED:
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, msg);
+    case NOKV_ETIMEDOUT:
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, msg);
+    case NOKV_ECANCELED:
+      return grpc::Status(grpc::StatusCode::CANCELLED, msg);
     case NOKV_ESTALE:
     case NOKV_ECONDITION:  // Write answers it as succeeded = false instead
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, msg);

@@ -8,5 +8,6 @@
 #include "nokv/stats.h"
 #include "nokv/status.h"
 #include "nokv/txn.h"
+#include "nokv/watch.h"
 
 #endif /* NOKV_NOKV_H */

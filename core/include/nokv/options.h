@@ -123,6 +123,17 @@ typedef struct nokv_options {
    * it off; needs hot_key_tracking. */
   size_t hot_read_cache_bytes;
 
+  /* History: flushes and compactions keep every version of the last
+   * history_retention_commits commits (the watermark stays that far below the
+   * newest), so reads at an explicit read_ts and watches (watch.h) can reach
+   * that far back, across restarts too. 0 (the default): only what snapshots
+   * hold. Costs the space of the versions kept. */
+  uint64_t history_retention_commits;
+  /* The change ring watches read recent commits from (watch.h), filled from
+   * the first nokv_watch_open on; the oldest commits leave it past this size.
+   * Default 16 MiB; at least 64 KiB. */
+  size_t watch_ring_bytes;
+
   const struct nokv_env *env;  /* NULL: POSIX file layer */
 } nokv_options;
 

@@ -31,6 +31,8 @@ enum {
                            in the last second: nothing written, retry later */
   NOKV_ECONDITION = -12, /* a condition of nokv_write_if did not hold: nothing
                             written */
+  NOKV_ETIMEDOUT = -13, /* nothing came within the time asked (nokv_watch_next) */
+  NOKV_ECANCELED = -14, /* interrupted (nokv_watch_interrupt) */
 };
 
 /* A short static description of rc ("not found", "corruption", ...). Never NULL. */

@@ -23,7 +23,10 @@ uint64_t nk_db_watermark_peek(nokv_db *db) {
   uint64_t oldest, live;
   nk_oracle_snapshots(&db->oracle, &oldest, &live);
   uint64_t visible = nk_oracle_read_ts(&db->oracle);
-  return live > 0 && oldest < visible ? oldest : visible;
+  uint64_t w = live > 0 && oldest < visible ? oldest : visible;
+  uint64_t keep = db->opts.history_retention_commits;  /* the last this many commits */
+  uint64_t cap = visible > keep ? visible - keep : 0;
+  return w < cap ? w : cap;
 }
 
 uint64_t nk_db_watermark(nokv_db *db) {

@@ -374,6 +374,8 @@ static int run_compaction(nokv_db *db, compaction *c, nk_edit *e, uint64_t *read
     }
   }
   nk_rdel_set_unref(rdels);
+  e->has_horizon = true;
+  e->horizon = watermark;
   for (size_t i = 0; i < parts && ret == NOKV_OK; i++) {
     if (sub[i].ret != NOKV_OK) ret = nk_err(sub[i].ret, "%s", sub[i].why);
   }

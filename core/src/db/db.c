@@ -71,12 +71,17 @@ void nokv_options_init(nokv_options *o) {
   o->hot_key_tracker_bytes = 2u << 20;
   o->hot_key_min_rate = 100;
   o->hot_read_cache_bytes = 4u << 20;
+  o->watch_ring_bytes = 16u << 20;
 }
 
 void nokv_write_options_init(nokv_write_options *wo) { memset(wo, 0, sizeof *wo); }
 void nokv_read_options_init(nokv_read_options *ro) { memset(ro, 0, sizeof *ro); }
 
 static int check_options(const nokv_options *o) {
+  if (o->watch_ring_bytes < (64u << 10)) {
+    return nk_err(NOKV_EINVAL, "watch_ring_bytes must be at least 64 KiB, not %zu",
+                  o->watch_ring_bytes);
+  }
   if (o->max_key_size == 0 || o->max_key_size > NOKV_MAX_KEY_SIZE_LIMIT) {
     return nk_err(NOKV_EINVAL, "max_key_size must be in [1, %u], not %zu",
                   NOKV_MAX_KEY_SIZE_LIMIT, o->max_key_size);
@@ -299,7 +304,13 @@ static int replay_wal(nokv_db *db) {
   NK_RET(ret);
   uint64_t last = c.last_ts > db->vset->last_ts ? c.last_ts : db->vset->last_ts;
   nk_oracle_init(&db->oracle, last, db->opts.max_txn_conflict_bytes);
-  atomic_init(&db->history_horizon, last);
+  /* Tables hold every version above the newest watermark they were built
+   * with; a manifest from before that was recorded: assume the newest. */
+  if (!db->vset->has_horizon) {  /* from now on recorded (the next manifest snapshot) */
+    db->vset->has_horizon = true;
+    db->vset->horizon = last;
+  }
+  atomic_init(&db->history_horizon, db->vset->horizon);
   return NOKV_OK;
 }
 
@@ -312,6 +323,7 @@ static void db_free(nokv_db *db) {
   nk_arena_pool_free(db->arena_pool);
   nk_hot_free(db->hot);
   nk_row_cache_free(db->row_cache);
+  nk_watch_ring_free(db->watch);
   nk_vlog_close(db->vlog);
   nk_vset_close(db->vset);
   nk_table_cache_free(db->tc);
@@ -456,7 +468,8 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out) {
        (db->hot = nk_hot_new(&(nk_hot_options){.budget_bytes = opts->hot_key_tracker_bytes})) ==
            NULL) ||
       (opts->hot_key_tracking && opts->hot_read_cache_bytes > 0 &&
-       (db->row_cache = nk_row_cache_new(opts->hot_read_cache_bytes)) == NULL)) {
+       (db->row_cache = nk_row_cache_new(opts->hot_read_cache_bytes)) == NULL) ||
+      (db->watch = nk_watch_ring_new(opts->watch_ring_bytes)) == NULL) {
     NK_ERR(nk_err(NOKV_ENOMEM, "out of memory opening %s", path));
   }
   nk_recovery_times *rt = &db->stats.recovery;

@@ -51,6 +51,8 @@ static inline uint64_t nk_counter_get(const nk_counter *c) {
  * the table → freed when the last view holding it is released. */
 typedef struct nk_epoch nk_epoch;  /* gc.c */
 
+typedef struct nk_watch_ring nk_watch_ring;  /* watch.c */
+
 typedef struct nk_view {
   uint32_t refs;  /* atomic */
   nk_epoch *epoch;  /* pinned: value-log segments retired after it stay readable */
@@ -80,6 +82,7 @@ struct nokv_db {
   nokv_options opts;
   struct nk_hot *hot;       /* the hot-key tracker; NULL when tracking is off */
   struct nk_row_cache *row_cache;  /* hot values; NULL when off */
+  nk_watch_ring *watch;     /* recent commits, for watches */
   const struct nokv_env *env;
   nk_file *lock;
   nk_oracle oracle;
@@ -241,6 +244,23 @@ int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
 int nk_db_iter_new_prefix(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
                           void (*on_key)(void *, const char *, size_t), void *arg,
                           const void *prefix, size_t len, nokv_iter **out);
+
+/* The merge of every source of view v, newest first (raw versions). NULL on
+ * ENOMEM. */
+nk_iter *nk_db_merge_iter(nokv_db *db, nk_view *v);
+/* Reads the value a value pointer names into a malloc'ed block. */
+int nk_db_read_vptr(nokv_db *db, const char *key, size_t klen, const char *ptr, size_t n,
+                    void **val, size_t *vlen);
+
+/* ---- the change ring (watch.c) ---- */
+
+nk_watch_ring *nk_watch_ring_new(size_t max_bytes);
+void nk_watch_ring_free(nk_watch_ring *r);
+/* Has a watch started it (it then records every commit)? */
+bool nk_watch_ring_active(nk_watch_ring *r);
+/* Records the user batch b committed at ts. REQUIRES: the write leader, after
+ * publishing ts, in timestamp order. */
+void nk_watch_record(nk_watch_ring *r, uint64_t ts, const nokv_batch *b);
 
 /* ---- value-log GC and epochs (gc.c) ---- */
 

@@ -54,6 +54,8 @@ int nk_db_flush_memtable(nokv_db *db, nk_memtable *mem, uint64_t log_number, nk_
     e.log_number = log_number;
     e.has_last_ts = true;
     e.last_ts = max_ts;
+    e.has_horizon = true;
+    e.horizon = watermark;
     ret = nk_db_log_and_apply(db, &e, "flush");
   }
   bool discards = e.ndiscards > 0;

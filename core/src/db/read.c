@@ -63,7 +63,7 @@ static int copy_out(const char *v, size_t n, void **val, size_t *vlen) {
 }
 
 /* Reads the value a pointer version (key, ptr) names into a malloc'ed block. */
-static int read_pointed(nokv_db *db, const char *key, size_t klen, const char *ptr, size_t n,
+int nk_db_read_vptr(nokv_db *db, const char *key, size_t klen, const char *ptr, size_t n,
                         void **val, size_t *vlen) {
   nk_vptr p;
   if (!nk_vptr_decode(ptr, n, &p)) {
@@ -212,7 +212,7 @@ int nk_db_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t 
         ret = copy_out(v.val, v.vlen, val, vlen);
       }
     } else if (live && v.kind == NK_KIND_VPTR) {
-      ret = read_pointed(db, key, klen, v.val, v.vlen, val, vlen);
+      ret = nk_db_read_vptr(db, key, klen, v.val, v.vlen, val, vlen);
     }
     if (ret == NOKV_OK && commit_ts != NULL) *commit_ts = r.ts;
     if (ret == NOKV_OK && ro != NULL && ro->expires_at_ms != NULL) *ro->expires_at_ms = v.expires_ms;
@@ -329,8 +329,7 @@ static char *dup_bytes(const void *p, size_t n) {
   return c;
 }
 
-/* A merge of every source of v, newest first. */
-static nk_iter *build_merge(nokv_db *db, nk_view *v) {
+nk_iter *nk_db_merge_iter(nokv_db *db, nk_view *v) {
   size_t n = 1 + v->nimm + v->version->nfiles[0] + (NK_NUM_LEVELS - 1);
   nk_iter **kids = calloc(n, sizeof *kids);
   if (kids == NULL) return NULL;
@@ -412,7 +411,7 @@ int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
     it->extra = extra;
     nk_memtable_ref(extra);
   }
-  if ((extra != NULL && it->pend == NULL) || (it->merged = build_merge(db, it->view)) == NULL) {
+  if ((extra != NULL && it->pend == NULL) || (it->merged = nk_db_merge_iter(db, it->view)) == NULL) {
     iter_free(it);
     return nk_err(NOKV_ENOMEM, "out of memory creating an iterator");
   }
@@ -515,7 +514,7 @@ static void run_ahead(nokv_iter *it) {
 
 /* Starts reading ahead from the current key. */
 static void start_ahead(nokv_iter *it) {
-  if ((it->ahead = build_merge(it->db, it->view)) == NULL) return;  /* only a hint */
+  if ((it->ahead = nk_db_merge_iter(it->db, it->view)) == NULL) return;  /* only a hint */
   if (!seek_ikey(it->ahead, it->key.data, it->key.len, NK_MAX_TS, NK_KIND_SEEK)) return;
   it->ahead_key.len = 0;
   nk_buf_append(&it->ahead_key, it->key.data, it->key.len);  /* the current key is read */
@@ -693,7 +692,8 @@ static void choose(nokv_iter *it) {
     nk_value pv;
     bool gone = kind == NK_KIND_DELETE;
     if (!gone) {  /* its own write, expired (or unreadable: none is) */
-      gone = !nk_value_open(kind, nk_iter_value(it->pend, &pvn), pvn, &pv) ||
+      const char *raw = nk_iter_value(it->pend, &pvn);  /* sets pvn first */
+      gone = !nk_value_open(kind, raw, pvn, &pv) ||
              nk_expired(pv.expires_ms, it->time_ms);
     }
     if (gone) {

@@ -451,6 +451,8 @@ int nokv_repair(const char *path, const nokv_options *opts, nokv_repair_report *
   /* The originals aside, then the new manifest. */
   NK_ERR(move_to_lost(&rp, lost));
   uint64_t log = nk_vset_new_file_number(rp.db.vset);
+  /* The tables' watermarks are unknown: the history is exact from the newest
+   * commit on only (the edit records no horizon, so the open assumes that). */
   e.has_log_number = e.has_last_ts = e.has_vlog_head = true;
   e.log_number = log;
   e.last_ts = report->last_commit_ts;

@@ -613,6 +613,13 @@ static nk_writer *lead_group(nokv_db *db, nk_writer *leader) {
     if (!recorded && !gc && atomic_load(&db->active_txns) > 0) {
       record_plain_writes(db, leader, last, first_ts + n - 1);
     }
+    /* Watches: after publishing, in timestamp order (one leader at a time). */
+    if (!gc && nk_watch_ring_active(db->watch)) {
+      for (nk_writer *w = leader;; w = w->next) {
+        if (!w->conflicted) nk_watch_record(db->watch, w->ts, w->batch);
+        if (w == last) break;
+      }
+    }
     nk_count(&db->stats.batches, n - refused);
   }
   if (db->row_cache != NULL) nk_row_cache_end_write(db->row_cache, cache_guards);

@@ -82,6 +82,8 @@ const char *nokv_strerror(int rc) {
     case NOKV_ESTALE: return "read timestamp too old";
     case NOKV_EHOTKEY: return "key written too often";
     case NOKV_ECONDITION: return "condition not met";
+    case NOKV_ETIMEDOUT: return "timed out";
+    case NOKV_ECANCELED: return "canceled";
     default: return "unknown error";
   }
 }

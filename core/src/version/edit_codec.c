@@ -82,6 +82,8 @@ int nk_edit_encode(const nk_edit *e, bool snapshot, nk_buf *out) {
     rds[i] = r;
     rdptrs[i] = &rds[i];
   }
+  m.has_history_horizon = e->has_horizon;
+  m.history_horizon = e->horizon;
   m.n_range_del = e->nrdels;
   m.range_del = rdptrs;
   m.has_snapshot = snapshot;
@@ -133,6 +135,8 @@ int nk_edit_decode(const char *data, size_t len, nk_edit *out) {
   out->log_number = m->log_number;
   out->has_next_file = m->has_next_file_number;
   out->next_file = m->next_file_number;
+  out->has_horizon = m->has_history_horizon;
+  out->horizon = m->history_horizon;
   out->has_last_ts = m->has_last_commit_ts;
   out->last_ts = m->last_commit_ts;
   if (m->has_vlog_head_segment != m->has_vlog_head_offset) {

@@ -89,6 +89,9 @@ typedef struct nk_edit {
   /* Range tombstones a flush hands to the version (owned copies). */
   nk_rdel *rdels;
   size_t nrdels, rdels_cap;
+  /* The watermark the flush or compaction used (version_set.h's horizon). */
+  bool has_horizon;
+  uint64_t horizon;
 } nk_edit;
 
 void nk_edit_init(nk_edit *e);

@@ -207,6 +207,10 @@ static void absorb_counters(nk_vset *vs, const nk_edit *e) {
   if (e->has_log_number && e->log_number > vs->log_number) vs->log_number = e->log_number;
   if (e->has_next_file) nk_vset_mark_file_used(vs, e->next_file - (e->next_file > 0));
   if (e->has_last_ts && e->last_ts > vs->last_ts) vs->last_ts = e->last_ts;
+  if (e->has_horizon) {
+    if (!vs->has_horizon || e->horizon > vs->horizon) vs->horizon = e->horizon;
+    vs->has_horizon = true;
+  }
 }
 
 typedef struct replay_ctx {
@@ -516,6 +520,8 @@ static int write_snapshot(nk_vset *vs, const nk_version *v) {
   snap.log_number = vs->log_number;
   snap.next_file = __atomic_load_n(&vs->next_file, __ATOMIC_RELAXED);
   snap.last_ts = vs->last_ts;
+  snap.has_horizon = vs->has_horizon;
+  snap.horizon = vs->horizon;
   int ret = snapshot_vlog(vs, &snap);
   if (ret == NOKV_OK) ret = write_manifest(vs->env, vs->dir, number, v, &snap, &f, &size);
   nk_edit_release(&snap);
@@ -560,6 +566,9 @@ int nk_vset_export(nk_vset *vs, const nk_version *v, const nk_vset_vlog *vl, uin
 
 int nk_vset_create(nk_vset *vs) {
   pthread_mutex_lock(&vs->install_mu);
+  /* A new database: no version was ever dropped. */
+  vs->has_horizon = true;
+  vs->horizon = 0;
   int ret = write_snapshot(vs, vs->current);
   pthread_mutex_unlock(&vs->install_mu);
   return ret;
@@ -569,7 +578,8 @@ int nk_vset_log_and_apply(nk_vset *vs, nk_edit *e) {
   pthread_mutex_lock(&vs->install_mu);
   nk_version *base = nk_vset_current(vs), *v = NULL;
   nk_buf buf = {0};
-  uint64_t saved_log = vs->log_number, saved_ts = vs->last_ts;
+  uint64_t saved_log = vs->log_number, saved_ts = vs->last_ts, saved_horizon = vs->horizon;
+  bool saved_has_horizon = vs->has_horizon;
   /* The value log state is small: keep a copy to put back if logging fails. */
   nk_vset_vlog saved_vlog;
   int ret = nk_vset_vlog_state(vs, &saved_vlog);
@@ -611,6 +621,8 @@ int nk_vset_log_and_apply(nk_vset *vs, nk_edit *e) {
   } else {
     vs->log_number = saved_log;
     vs->last_ts = saved_ts;
+    vs->horizon = saved_horizon;
+    vs->has_horizon = saved_has_horizon;
     pthread_mutex_lock(&vs->mu);
     restore_vlog(vs, &saved_vlog);
     pthread_mutex_unlock(&vs->mu);

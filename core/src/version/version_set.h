@@ -36,6 +36,10 @@ typedef struct nk_vset {
   uint64_t next_file;     /* file number counter (atomic) */
   uint64_t log_number;    /* WAL segments below it are flushed */
   uint64_t last_ts;       /* newest commit timestamp in a table */
+  /* The newest watermark a table was built with (0 and !has_horizon: not
+   * recorded, as in manifests from before it was). */
+  bool has_horizon;
+  uint64_t horizon;
 
   /* One installer at a time (flush or compaction); it owns the manifest. */
   pthread_mutex_t install_mu;
