@@ -97,7 +97,10 @@ size_t NextChunkBytes(nokv_iter* iter, size_t chunk_bytes) {
 }
 
 KvService::KvService(nokv_db* db, ServiceOptions options)
-    : db_(db), options_(std::move(options)), workers_(std::max(1, options_.stream_workers)) {
+    : db_(db),
+      options_(std::move(options)),
+      workers_(std::max(1, options_.stream_workers)),
+      watches_(db, options_.watch) {
   reaper_ = std::thread([this] { ReapStreams(); });
 }
 
@@ -218,6 +221,24 @@ grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
   int rc = nokv_batch_new(&b);
   if (rc == NOKV_OK) rc = nokv_batch_delete(b, req->key().data(), req->key().size());
   return WriteAsync(ctx, b, rc, req->sync(), resp);
+}
+
+grpc::ServerWriteReactor<nokv::v1::WatchResponse>* KvService::Watch(
+    grpc::CallbackServerContext* ctx, const nokv::v1::WatchRequest* req) {
+  if (auto s = Authorize(ctx); !s.ok()) {
+    struct Refused final : grpc::ServerWriteReactor<nokv::v1::WatchResponse> {
+      explicit Refused(grpc::Status st) { Finish(std::move(st)); }
+      void OnDone() override { delete this; }
+    };
+    return new Refused(s);
+  }
+  return watches_.Start(ctx, req);
+}
+
+void KvService::EndWatches() {
+  watches_.EndAll(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                               "the server is shutting down; watch again from the last "
+                               "commit_ts received + 1"));
 }
 
 grpc::ServerUnaryReactor* KvService::DeleteRange(grpc::CallbackServerContext* ctx,

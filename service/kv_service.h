@@ -46,6 +46,7 @@
 #include "nokv/nokv.h"
 #include "nokv/v1/kv.grpc.pb.h"
 #include "service/auth.h"
+#include "service/watch_stream.h"
 #include "service/work_queue.h"
 
 namespace nokv::service {
@@ -70,13 +71,15 @@ struct ServiceOptions {
                                               // a write past it ends its Txn RESOURCE_EXHAUSTED
   std::string backup_dir;  // where Checkpoint writes ("": Checkpoint is refused)
   TokenAuth* auth = nullptr;  // borrowed; if set, every call needs a bearer token
+  WatchOptions watch;
 };
 
 class KvService final
     : public nokv::v1::KV::WithCallbackMethod_Get<nokv::v1::KV::WithCallbackMethod_Put<
           nokv::v1::KV::WithCallbackMethod_Delete<nokv::v1::KV::WithCallbackMethod_Txn<
               nokv::v1::KV::WithCallbackMethod_Write<nokv::v1::KV::WithCallbackMethod_DeleteRange<
-                  nokv::v1::KV::WithRawCallbackMethod_Scan<nokv::v1::KV::Service>>>>>>> {
+                  nokv::v1::KV::WithCallbackMethod_Watch<
+                      nokv::v1::KV::WithRawCallbackMethod_Scan<nokv::v1::KV::Service>>>>>>>> {
  public:
   // db is borrowed and must outlive the server. Destroy the service only after
   // the server has shut down (every stream has ended).
@@ -89,6 +92,16 @@ class KvService final
                                 nokv::v1::PutResponse*) override;
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext*, const nokv::v1::DeleteRequest*,
                                    nokv::v1::DeleteResponse*) override;
+  // One dispatcher thread serves every watch (watch_stream.h).
+  grpc::ServerWriteReactor<nokv::v1::WatchResponse>* Watch(
+      grpc::CallbackServerContext* ctx, const nokv::v1::WatchRequest* req) override;
+  // Ends every watch with UNAVAILABLE (a graceful shutdown: clients resume
+  // elsewhere from their last commit_ts + 1).
+  void EndWatches();
+  size_t open_watches() { return watches_.open(); }
+  // Stops serving watches for good: call once the server is down, before the
+  // database closes (the destructor does it too).
+  void StopWatches() { watches_.Stop(); }
   grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext*,
                                         const nokv::v1::DeleteRangeRequest*,
                                         nokv::v1::DeleteRangeResponse*) override;
@@ -195,6 +208,7 @@ class KvService final
   std::chrono::steady_clock::time_point end_txns_at_ = std::chrono::steady_clock::time_point::max();
   WorkQueue workers_;
   std::thread reaper_;
+  WatchHub watches_;
 };
 
 // INVALID_ARGUMENT unless the bounds name a range [start, end) (empty end: no

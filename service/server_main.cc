@@ -80,6 +80,14 @@ ABSL_FLAG(std::string, auth_token_file, "",
           "KV calls need `authorization: Bearer <token>` with a token from this file, one per "
           "line (reloaded on change); else UNAUTHENTICATED. Health checking stays open");
 ABSL_FLAG(bool, auth_reflection, false, "server reflection needs the token too");
+ABSL_FLAG(uint64_t, history_retention_commits, 100000,
+          "versions of the last this many commits are kept, so Watch (and reads at a "
+          "read_ts) can reach that far back, across restarts too");
+ABSL_FLAG(uint64_t, watch_ring_bytes, 16 << 20,
+          "memory for recent commits that watches read (older ones are replayed from disk)");
+ABSL_FLAG(uint64_t, max_watches, 4096, "open Watch streams allowed (more: RESOURCE_EXHAUSTED)");
+ABSL_FLAG(uint32_t, watch_send_timeout_ms, 30000,
+          "a Watch whose client takes no message for this long is ended");
 ABSL_FLAG(uint64_t, txn_buffer_bytes, uint64_t{1} << 30,
           "keys+values all open transactions may buffer; a write past it ends its Txn "
           "RESOURCE_EXHAUSTED");
@@ -136,6 +144,8 @@ int main(int argc, char** argv) {
   opts.value_log_gc_ratio = absl::GetFlag(FLAGS_vlog_gc_ratio);
   opts.value_log_gc_idle_ms = absl::GetFlag(FLAGS_vlog_gc_idle_ms);
   opts.max_txn_conflict_bytes = absl::GetFlag(FLAGS_txn_conflict_bytes);
+  opts.history_retention_commits = absl::GetFlag(FLAGS_history_retention_commits);
+  opts.watch_ring_bytes = absl::GetFlag(FLAGS_watch_ring_bytes);
   opts.max_txn_reads = absl::GetFlag(FLAGS_txn_max_reads);
   opts.hot_key_tracking = absl::GetFlag(FLAGS_hot_key_tracking);
   opts.hot_key_min_rate = absl::GetFlag(FLAGS_hot_key_min_rate);
@@ -191,6 +201,8 @@ int main(int argc, char** argv) {
   config.service.scan_idle_timeout_ms = absl::GetFlag(FLAGS_scan_idle_timeout_ms);
   config.service.max_stream_lifetime_ms = absl::GetFlag(FLAGS_max_stream_lifetime_ms);
   config.service.txn_buffer_bytes = absl::GetFlag(FLAGS_txn_buffer_bytes);
+  config.service.watch.max_watches = absl::GetFlag(FLAGS_max_watches);
+  config.service.watch.send_timeout_ms = absl::GetFlag(FLAGS_watch_send_timeout_ms);
   config.service.backup_dir = absl::GetFlag(FLAGS_backup_dir);
   nokv::service::RpcMetrics rpc_metrics;
   const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
@@ -201,6 +213,7 @@ int main(int argc, char** argv) {
       nokv::service::StartServer(config, &service, &port);
   if (server == nullptr) {
     fprintf(stderr, "nokv-server: cannot listen on %s\n", config.listen.c_str());
+    service.StopWatches();
     nokv_close(db);
     return 1;
   }
@@ -211,6 +224,7 @@ int main(int argc, char** argv) {
     if (metrics == nullptr) {
       server->Shutdown();
       server.reset();
+      service.StopWatches();
       nokv_close(db);
       return 1;
     }
@@ -237,11 +251,13 @@ int main(int argc, char** argv) {
     // them itself (UNAVAILABLE, rolled back), and the server cancels whatever
     // else is left a moment later.
     service.EndTxnsAt(std::chrono::steady_clock::now() + grace);
+    service.EndWatches();  // they never end by themselves
     server->Shutdown(std::chrono::system_clock::now() + grace + std::chrono::seconds(1));
   });
   server->Wait();
   waiter.join();
   server.reset();
+  service.StopWatches();
   metrics.reset();  /* it reads the engine's counters */
   int rc = nokv_close(db);
   if (rc != NOKV_OK) {

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -115,6 +116,43 @@ def increment(kv, key):
             if e.code() != grpc.StatusCode.ABORTED:
                 raise
             txn.close()
+
+
+class Watcher:
+    """One Watch stream read by a thread into a queue of (commit_ts, events);
+    the stream's end (status code, details, trailing metadata) last."""
+
+    def __init__(self, kv, **request):
+        self.call = kv.Watch(kv_pb2.WatchRequest(**request))
+        self.groups = queue.Queue()
+        first = next(self.call)
+        assert first.created, first
+        self.oldest_ts = first.oldest_ts
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        try:
+            for msg in self.call:
+                for g in msg.groups:
+                    self.groups.put((g.commit_ts, list(g.events)))
+            self.groups.put(("end", grpc.StatusCode.OK, "", ()))
+        except grpc.RpcError as e:
+            self.groups.put(("end", e.code(), e.details(), e.trailing_metadata()))
+
+    def next(self, timeout=10):
+        return self.groups.get(timeout=timeout)
+
+    def cancel(self):
+        self.call.cancel()
+
+
+def event_text(e):
+    if e.type == kv_pb2.WatchEvent.PUT:
+        return "P %s=%s" % (e.key.decode(), e.value.decode())
+    if e.type == kv_pb2.WatchEvent.DELETE:
+        return "D %s" % e.key.decode()
+    return "R %s..%s" % (e.key.decode(), e.range_end.decode())
 
 
 class PythonClientTest(unittest.TestCase):
@@ -221,6 +259,64 @@ class PythonClientTest(unittest.TestCase):
                 kv.DeleteRange(bad)
             self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
 
+    def test_watch(self):
+        kv = self.server.kv
+        kv.Put(kv_pb2.PutRequest(key=b"w/before", value=b"0"))
+        w = Watcher(kv, prefix=b"w/", prev_values=True)
+        one = Watcher(kv, key=b"w/a")
+        t1 = kv.Put(kv_pb2.PutRequest(key=b"w/a", value=b"1")).commit_ts
+        kv.Put(kv_pb2.PutRequest(key=b"x", value=b"outside"))
+        t2 = kv.Write(kv_pb2.WriteRequest(mutations=[
+            kv_pb2.Mutation(key=b"w/b", put=b"2"),
+            kv_pb2.Mutation(key=b"w/a", delete=True)])).commit_ts
+        t3 = kv.DeleteRange(kv_pb2.DeleteRangeRequest(start=b"a", end=b"w/b")).commit_ts
+        ts, ev = w.next()
+        self.assertEqual((ts, [event_text(e) for e in ev]), (t1, ["P w/a=1"]))
+        self.assertFalse(ev[0].has_prev)
+        ts, ev = w.next()  # a batch is one group, in key order
+        self.assertEqual((ts, [event_text(e) for e in ev]), (t2, ["D w/a", "P w/b=2"]))
+        self.assertEqual(ev[0].prev_value, b"1")
+        ts, ev = w.next()  # the range, clipped to the prefix
+        self.assertEqual((ts, [event_text(e) for e in ev]), (t3, ["R w/..w/b"]))
+        self.assertEqual([one.next()[0], one.next()[0]], [t1, t2])
+        # Resuming from a commit_ts replays from there.
+        again = Watcher(kv, prefix=b"w/", start_ts=t2)
+        self.assertEqual([again.next()[0], again.next()[0]], [t2, t3])
+        for x in (w, one, again):
+            x.cancel()
+        for bad in (kv_pb2.WatchRequest(), kv_pb2.WatchRequest(key=b""),
+                    kv_pb2.WatchRequest(range=kv_pb2.KeyRange(start=b"b", end=b"a"))):
+            with self.assertRaises(grpc.RpcError) as e:
+                next(kv.Watch(bad))
+            self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+    def test_watch_resumes_after_sigkill_and_refuses_a_start_below_history(self):
+        kv = self.server.kv
+        w = Watcher(kv, range=kv_pb2.KeyRange(start=b"r/", end=b"r0"))
+        want = [kv.Put(kv_pb2.PutRequest(key=b"r/%d" % i, value=b"v", sync=True)).commit_ts
+                for i in range(40)]
+        seen = [w.next()[0] for _ in range(15)]
+        self.assertEqual(seen, want[:15])
+        self.server.stop(signal.SIGKILL)
+        self.server = Server(self.dir)
+        kv = self.server.kv
+        w = Watcher(kv, range=kv_pb2.KeyRange(start=b"r/", end=b"r0"), start_ts=seen[-1] + 1)
+        self.assertEqual([w.next()[0] for _ in range(25)], want[15:])
+        w.cancel()
+        # Without retention, a compaction moves the history up: an older start
+        # is OUT_OF_RANGE, naming the oldest possible.
+        self.server.stop(signal.SIGTERM)
+        self.server = Server(self.dir, "--history_retention_commits=0")
+        kv = self.server.kv
+        kv.Put(kv_pb2.PutRequest(key=b"r/x", value=b"1"))
+        kv.Compact(kv_pb2.CompactRequest(skip_gc=True))
+        with self.assertRaises(grpc.RpcError) as e:
+            next(kv.Watch(kv_pb2.WatchRequest(prefix=b"r/", start_ts=want[0])))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.OUT_OF_RANGE)
+        oldest = dict(e.exception.trailing_metadata())["nokv-oldest-ts"]
+        self.assertGreater(int(oldest), want[-1])
+        self.assertIn("oldest start: " + oldest, e.exception.details())
+
     def test_scan_streams_in_bounded_chunks(self):
         kv = self.server.kv
         for i in range(300):
@@ -275,7 +371,7 @@ class PythonClientTest(unittest.TestCase):
         methods = {m.name for m in fd.service[0].method}
         self.assertEqual(methods,
                          {"Get", "Put", "Delete", "Scan", "Stats", "Txn", "Checkpoint", "Compact",
-                          "Write", "DeleteRange"})
+                          "Write", "DeleteRange", "Watch"})
 
     def test_txn_is_isolated_until_commit(self):
         kv = self.server.kv

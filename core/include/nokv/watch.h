@@ -83,6 +83,13 @@ int nokv_watch_open(nokv_db *db, const nokv_watch_options *o, nokv_watch **out);
 int nokv_watch_next(nokv_watch *w, int timeout_ms, uint64_t *commit_ts,
                     const nokv_event **events, size_t *n);
 
+/* Waits up to timeout_ms (negative: without limit) until a commit newer than
+ * after_ts has reached the change ring, and sets *newest_ts to the newest one
+ * there: for a server that serves many watches from one thread, which then
+ * asks each with nokv_watch_next(timeout 0). NOKV_OK or NOKV_ETIMEDOUT. Only
+ * commits after the first nokv_watch_open reach the ring. */
+int nokv_watch_wait(nokv_db *db, uint64_t after_ts, int timeout_ms, uint64_t *newest_ts);
+
 /* The oldest start_ts a watch may start from now. */
 uint64_t nokv_watch_oldest_ts(nokv_db *db);
 

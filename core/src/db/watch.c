@@ -44,6 +44,7 @@ struct nk_watch_ring {
   nk_change **recs;   /* circular: recs[(head + i) % cap] for i < n, oldest first */
   size_t cap, head, n, bytes, max_bytes;
   uint64_t base;      /* every user commit after it is in the ring */
+  uint64_t newest;    /* the newest commit recorded (or skipped: base) */
   uint64_t evicted;   /* records dropped for room */
 };
 
@@ -144,6 +145,7 @@ void nk_watch_record(nk_watch_ring *r, uint64_t ts, const nokv_batch *b) {
       c = NULL;
     }
   }
+  r->newest = ts;
   if (c == NULL) {
     /* Out of memory, or too big to keep: the ring starts over after ts, and
      * watches replay the commits up to it from the LSM. */
@@ -574,7 +576,7 @@ int nokv_watch_open(nokv_db *db, const nokv_watch_options *o, nokv_watch **out) 
     /* From here on the leader records every commit it publishes after base
      * (both sequentially consistent: a leader that publishes after this read
      * sees the ring active). */
-    r->base = nk_oracle_read_ts(&db->oracle);
+    r->base = r->newest = nk_oracle_read_ts(&db->oracle);
     atomic_store(&r->active, true);
   }
   pthread_mutex_unlock(&r->mu);
@@ -655,6 +657,27 @@ int nokv_watch_next(nokv_watch *w, int timeout_ms, uint64_t *commit_ts,
     *n = w->ngroup;
     return NOKV_OK;
   }
+}
+
+int nokv_watch_wait(nokv_db *db, uint64_t after_ts, int timeout_ms, uint64_t *newest_ts) {
+  nk_err_clear();
+  nk_watch_ring *r = db->watch;
+  struct timespec until = deadline_in(timeout_ms > 0 ? timeout_ms : 0);
+  int wrc = 0;
+  pthread_mutex_lock(&r->mu);
+  while (r->newest <= after_ts && wrc != ETIMEDOUT) {
+    if (timeout_ms == 0) {
+      wrc = ETIMEDOUT;
+    } else if (timeout_ms < 0) {
+      pthread_cond_wait(&r->cv, &r->mu);
+    } else {
+      wrc = pthread_cond_timedwait(&r->cv, &r->mu, &until);
+    }
+  }
+  *newest_ts = r->newest;
+  bool newer = r->newest > after_ts;
+  pthread_mutex_unlock(&r->mu);
+  return newer ? NOKV_OK : nk_err(NOKV_ETIMEDOUT, "no newer commit yet");
 }
 
 void nokv_watch_interrupt(nokv_watch *w) {
