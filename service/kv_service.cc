@@ -421,6 +421,10 @@ grpc::Status KvService::Stats(grpc::ServerContext* ctx, const nokv::v1::StatsReq
   }
   counters["txns_open"] = open_txns();
   counters["scans_open"] = open_scans();
+  counters["watches_open"] = watches_.open();
+  counters["watch_groups_sent"] = watches_.groups_sent();
+  counters["watch_events_sent"] = watches_.events_sent();
+  counters["watches_stalled"] = watches_.stalled();
   counters["scans_waiting"] = scans_waiting();
   counters["scan_buffered_bytes"] = scan_buffered_bytes();
   counters["txn_buffered_bytes"] = txn_buffered_bytes_.load();

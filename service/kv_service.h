@@ -99,6 +99,7 @@ class KvService final
   // elsewhere from their last commit_ts + 1).
   void EndWatches();
   size_t open_watches() { return watches_.open(); }
+  const WatchHub& watches() const { return watches_; }
   // Stops serving watches for good: call once the server is down, before the
   // database closes (the destructor does it too).
   void StopWatches() { watches_.Stop(); }

@@ -139,7 +139,9 @@ void PrintText(const std::string& addr, const nokv::v1::StatsResponse& r) {
   std::printf("transactions\n");
   Line("open / commits / conflicts", N(c("txns_active")) + " / " + N(c("txn_commits")) + " / " +
                                          N(c("txn_conflicts")));
-  Line("streams: scans / txns open", N(c("scans_open")) + " / " + N(c("txns_open")));
+  Line("streams: scans / txns / watches open",
+       N(c("scans_open")) + " / " + N(c("txns_open")) + " / " + N(c("watches_open")));
+  Line("watch events sent", N(c("watch_events_sent")));
   Line("conditional writes / failed", N(c("cond_writes")) + " / " + N(c("cond_failures")));
   Line("expired versions dropped", N(c("ttl_expired")));
   Line("range deletes / tombstones kept / versions dropped",

@@ -110,10 +110,11 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<nokv::v1::WatchRe
         now - sent_at_ < std::chrono::milliseconds(hub_->options_.send_timeout_ms)) {
       return;
     }
-    done_ = true;  // the write completes, failed, and OnWriteDone finishes
-    finish_after_write_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                       "the watcher did not take a message for " +
-                                           std::to_string(hub_->options_.send_timeout_ms) + " ms");
+    // The stuck write then fails, and OnWriteDone finishes: a client that
+    // reads again finds the stream cancelled.
+    done_ = true;
+    finish_after_write_ = grpc::Status::CANCELLED;
+    hub_->stalled_++;
     ctx_->TryCancel();
   }
 

@@ -50,6 +50,7 @@ class WatchHub {
   size_t open();
   uint64_t groups_sent() const { return groups_sent_.load(); }
   uint64_t events_sent() const { return events_sent_.load(); }
+  uint64_t stalled() const { return stalled_.load(); }  // cancelled for not reading
 
  private:
   class Stream;
@@ -61,7 +62,7 @@ class WatchHub {
   std::mutex mu_;
   std::unordered_set<std::shared_ptr<Stream>> streams_;
   bool stop_ = false;
-  std::atomic<uint64_t> groups_sent_{0}, events_sent_{0};
+  std::atomic<uint64_t> groups_sent_{0}, events_sent_{0}, stalled_{0};
   std::thread dispatcher_;
 };
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# wire_bench.sh and stream_bench.sh on tiny runs: every target and operation
+# wire_bench.sh, stream_bench.sh and watch_bench.sh on tiny runs: every target and operation
 # once, at one concurrency, with the binaries Bazel built. Checks that the pipeline runs,
 # no call fails, and the table has every row and ratio; not how fast.
 set -euo pipefail
@@ -40,5 +40,16 @@ grep -q "^| engine iterator, in process | 1 | [0-9,]* | 1.00x |" "$TEST_TMPDIR/s
 for c in 1 2; do
   grep -q "^| Scan over gRPC | $c | [0-9,]* | [0-9.]*x |" "$TEST_TMPDIR/stream.txt" ||
     { echo "no gRPC row at concurrency $c"; exit 1; }
+done
+# watch_bench.sh: Watch fan-out, every target; watch_load exits non-zero (and
+# the run fails) unless every watcher received every put.
+export WATCH_SERVER="$WIRE_SERVER" WATCH_LOAD="$runfiles/tests/bench/watch_load"
+export BENCH_OUT="$TEST_TMPDIR/watch"
+bash "$runfiles/tests/bench/watch_bench.sh" --seconds 1 --repeat 1 --watchers 3 --writers 2 \
+  > "$TEST_TMPDIR/watch.txt"
+cat "$TEST_TMPDIR/watch.txt"
+for t in nokv-async nokv-sync etcd; do
+  grep -q "^| $t | 3 | [0-9,]* | [0-9,]* | .* | True |" "$TEST_TMPDIR/watch.txt" ||
+    { echo "no complete watch row for $t"; exit 1; }
 done
 echo "wire benchmark pipeline ok"

@@ -153,6 +153,30 @@ TEST_F(WatchTest, DeliversEachCommitInTheRangeAsOneGroup) {
   EXPECT_EQ(rc, NOKV_ETIMEDOUT);
 }
 
+TEST_F(WatchTest, KeysOnlyAndExpiry) {
+  nokv_watch_options o;
+  nokv_watch_options_init(&o);
+  o.keys_only = true;  // the whole key space
+  nokv_watch* w;
+  ASSERT_EQ(nokv_watch_open(db_, &o, &w), NOKV_OK);
+  watches_.push_back(w);
+  nokv_batch* b;
+  ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+  ASSERT_EQ(nokv_batch_put_ttl(b, "t", 1, "value", 5, 60000), NOKV_OK);
+  uint64_t ts;
+  ASSERT_EQ(nokv_write(db_, nullptr, b, &ts), NOKV_OK);
+  nokv_batch_free(b);
+  uint64_t got;
+  const nokv_event* ev;
+  size_t n;
+  ASSERT_EQ(nokv_watch_next(w, 2000, &got, &ev, &n), NOKV_OK);
+  ASSERT_EQ(n, 1u);
+  EXPECT_EQ(got, ts);
+  EXPECT_EQ(ev[0].type, NOKV_EVENT_PUT);
+  EXPECT_EQ(ev[0].value, nullptr);
+  EXPECT_GT(ev[0].expires_at_ms, nokv_wall_clock_ms());
+}
+
 TEST_F(WatchTest, InterruptWakesAWaitingWatch) {
   nokv_watch* w = Watch("a", "b");
   std::atomic<int> rc{0};

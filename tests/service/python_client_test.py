@@ -282,6 +282,9 @@ class PythonClientTest(unittest.TestCase):
         # Resuming from a commit_ts replays from there.
         again = Watcher(kv, prefix=b"w/", start_ts=t2)
         self.assertEqual([again.next()[0], again.next()[0]], [t2, t3])
+        stats = kv.Stats(kv_pb2.StatsRequest()).counters
+        self.assertEqual(stats["watches_open"], 3)
+        self.assertGreaterEqual(stats["watch_events_sent"], 9)
         for x in (w, one, again):
             x.cancel()
         for bad in (kv_pb2.WatchRequest(), kv_pb2.WatchRequest(key=b""),

@@ -119,17 +119,19 @@ def json_objects(text):
 
 def parse_args(argv):
     opts = {"plaintext": False, "data": None, "headers": [], "cacert": None, "cert": None,
-            "key": None, "unix": False, "authority": None}
+            "key": None, "unix": False, "authority": None, "max_time": None}
     args = []
     i = 0
     while i < len(argv):
         a = argv[i]
         if a in ("-plaintext", "-unix"):
             opts[a[1:]] = True
-        elif a in ("-d", "-H", "-cacert", "-cert", "-key", "-authority"):
+        elif a in ("-d", "-H", "-cacert", "-cert", "-key", "-authority", "-max-time"):
             i += 1
             if a == "-H":
                 opts["headers"].append(argv[i])
+            elif a == "-max-time":
+                opts["max_time"] = float(argv[i])
             else:
                 opts[{"-d": "data"}.get(a, a[1:])] = argv[i]
         elif a.startswith("-"):
@@ -195,15 +197,16 @@ def main(argv):
                ("stream" if method.server_streaming else "unary")
         call = getattr(channel, kind)(path, request_serializer=lambda m: m.SerializeToString(),
                                       response_deserializer=resp_cls.FromString)
+        timeout = opts["max_time"]
         if method.client_streaming:
-            result = call(iter(requests), metadata=metadata)
+            result = call(iter(requests), metadata=metadata, timeout=timeout)
         else:
             if len(requests) != 1:
                 raise SystemExit(f"reflect_call: {path} takes one request, got {len(requests)}")
-            result = call(requests[0], metadata=metadata)
+            result = call(requests[0], metadata=metadata, timeout=timeout)
         responses = result if method.server_streaming else [result]
         for r in responses:
-            print(json_format.MessageToJson(r, preserving_proto_field_name=False))
+            print(json_format.MessageToJson(r, preserving_proto_field_name=False), flush=True)
         return 0
     except grpc.RpcError as e:
         print(f"ERROR:\n  Code: {e.code().name}\n  Message: {e.details()}", file=sys.stderr)

@@ -647,3 +647,61 @@ TEST_F(WriteTest, TtlOnEveryKindOfPut) {
 }
 
 }  // namespace
+
+namespace nokv_service_test {
+
+class WatchServiceTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    Start(1 << 20, 4096, [](nokv::service::ServiceOptions* o) { o->watch.send_timeout_ms = 300; },
+          [](nokv_options* o) { o->watch_ring_bytes = 256 << 10; });
+  }
+};
+
+// A watcher that stops reading costs the server one message and the engine
+// its bounded ring: writes go on at full speed, and the watch is cancelled
+// once a message has waited send_timeout_ms. A watcher that reads meanwhile
+// sees every commit.
+TEST_F(WatchServiceTest, AWatcherThatStopsReadingIsCancelledAndWritersNeverWait) {
+  WatchRequest req;
+  req.set_prefix("s/");
+  ClientContext stuck_ctx, live_ctx;
+  auto stuck = stub_->Watch(&stuck_ctx, req);
+  auto live = stub_->Watch(&live_ctx, req);
+  WatchResponse first;
+  ASSERT_TRUE(stuck->Read(&first));
+  ASSERT_TRUE(first.created());
+  ASSERT_TRUE(live->Read(&first));
+  std::atomic<uint64_t> live_groups{0}, last_ts{0};
+  std::thread reader([&] {
+    WatchResponse m;
+    while (live->Read(&m)) {
+      for (const WatchGroup& g : m.groups()) {
+        live_groups++;
+        last_ts = g.commit_ts();
+      }
+    }
+  });
+  std::string big(64 << 10, 'x');  // 64 KiB a commit: 12.8 MB in all
+  uint64_t ts = 0;
+  for (int i = 0; i < 200; i++) ts = Put("s/" + std::to_string(i % 20), big);
+  // The stuck watch is cancelled (its message waited past the timeout) while
+  // the other one keeps up.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while ((service_->watches().stalled() == 0 || last_ts.load() < ts) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(service_->watches().stalled(), 1u);
+  EXPECT_EQ(last_ts.load(), ts);
+  EXPECT_EQ(live_groups.load(), 200u);
+  WatchResponse m;
+  while (stuck->Read(&m)) {
+  }
+  EXPECT_EQ(stuck->Finish().error_code(), StatusCode::CANCELLED);
+  live_ctx.TryCancel();
+  reader.join();
+  EXPECT_EQ(live->Finish().error_code(), StatusCode::CANCELLED);
+}
+
+}  // namespace nokv_service_test
