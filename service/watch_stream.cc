@@ -216,16 +216,16 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<nokv::v1::WatchRe
   nokv::v1::WatchResponse msg_;
 };
 
-WatchHub::WatchHub(nokv_db* db, WatchOptions options) : db_(db), options_(options) {
-  dispatcher_ = std::thread([this] { Dispatch(); });
-}
+WatchHub::WatchHub(nokv_db* db, WatchOptions options) : db_(db), options_(options) {}
 
 void WatchHub::Stop() {
+  std::thread t;
   {
     std::lock_guard<std::mutex> l(mu_);
     stop_ = true;
+    t = std::move(dispatcher_);
   }
-  if (dispatcher_.joinable()) dispatcher_.join();
+  if (t.joinable()) t.join();
 }
 
 grpc::ServerWriteReactor<nokv::v1::WatchResponse>* WatchHub::Start(
@@ -234,11 +234,18 @@ grpc::ServerWriteReactor<nokv::v1::WatchResponse>* WatchHub::Start(
   if (grpc::Status s = RangeOf(*req, &start, &end); !s.ok()) return new RefusedWatch(s);
   {
     std::lock_guard<std::mutex> l(mu_);
+    if (stop_) {
+      return new RefusedWatch(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+    }
     if (streams_.size() >= options_.max_watches) {
       return new RefusedWatch(grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
           "too many open watches (" + std::to_string(options_.max_watches) + "); retry later"));
     }
+    // The dispatcher starts with the first watch: a service that serves none
+    // never calls the engine from another thread.
+    if (!dispatcher_.joinable()) dispatcher_ = std::thread([this] { Dispatch(); });
   }
   nokv_watch_options o;
   nokv_watch_options_init(&o);

@@ -1,7 +1,7 @@
 // watch_stream.h — the Watch RPC: server-streaming watches over the engine's
 // nokv_watch (core/include/nokv/watch.h).
 //
-// One dispatcher thread serves every watch: it waits for the engine's next
+// One dispatcher thread (started by the first watch) serves every watch: it waits for the engine's next
 // commit (nokv_watch_wait) and then asks each watch without a message in
 // flight for what it has (nokv_watch_next with no wait), packing groups into
 // one message up to message_bytes. A watch whose message is in flight is not

@@ -335,6 +335,7 @@ int main(int argc, char** argv) {
 
   server->Shutdown();
   server.reset();
+  service.StopWatches();
   nokv_close(db);
   remove_dir(dir);
   return 0;
