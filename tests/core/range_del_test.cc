@@ -124,6 +124,10 @@ TEST_F(RangeDelTest, RefusesAnEmptyRangeAndKeysPastTheLimit) {
   DeleteRange("", "b");
   EXPECT_FALSE(GetAt("a").has_value());
   EXPECT_TRUE(GetAt("b").has_value());
+  ASSERT_EQ(nokv_flush(db_), NOKV_OK);
+  Reopen();  // the empty start through the manifest
+  EXPECT_FALSE(GetAt("a").has_value());
+  EXPECT_TRUE(GetAt("b").has_value());
 }
 
 TEST_F(RangeDelTest, HidesTheRangeFromReadsAtOrAfterIt) {

@@ -562,7 +562,7 @@ int nokv_watch_open(nokv_db *db, const nokv_watch_options *o, nokv_watch **out) 
     free(w);
     return nk_err(NOKV_ENOMEM, "out of memory opening a watch");
   }
-  memcpy(w->start, o->start, o->start_len);
+  if (o->start_len > 0) memcpy(w->start, o->start, o->start_len);
   if (o->end_len > 0) memcpy(w->end, o->end, o->end_len);
   w->start_len = o->start_len;
   w->end_len = o->end_len;

@@ -140,7 +140,7 @@ static int add_rdel(nk_memtable *mt, uint64_t ts, const char *start, size_t slen
   nk_mem_rdel *r = nk_arena_alloc(mt->arena, sizeof *r + slen + elen);
   if (r == NULL) return NOKV_ENOMEM;
   char *p = (char *)(r + 1);
-  memcpy(p, start, slen);
+  if (slen > 0) memcpy(p, start, slen);
   memcpy(p + slen, end, elen);
   r->del = (nk_rdel){.start = p, .slen = slen, .end = p + slen, .elen = elen, .ts = ts};
   r->next = mt->rdels;

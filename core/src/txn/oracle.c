@@ -204,7 +204,7 @@ void nk_oracle_record_range(nk_oracle *o, uint64_t ts, const char *start, size_t
       forget_all(o, ts);  /* too many, or out of memory */
     } else {
       o->ranges = grown;
-      memcpy(copy, start, slen);
+      if (slen > 0) memcpy(copy, start, slen);
       memcpy(copy + slen, end, elen);
       o->ranges[o->nranges++] =
           (struct nk_oracle_range){.start = copy, .end = copy + slen, .slen = slen, .elen = elen,

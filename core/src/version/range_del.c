@@ -147,7 +147,7 @@ nk_rdel_set *nk_rdel_set_build(const nk_rdel *const *dels, size_t n, uint64_t ma
     if (d->ts > max_ts) continue;
     nk_rdel *c = &s->dels[s->n++];
     *c = (nk_rdel){.start = p, .slen = d->slen, .ts = d->ts};
-    memcpy(p, d->start, d->slen);
+    if (d->slen > 0) memcpy(p, d->start, d->slen);  /* an empty start may be NULL */
     p += d->slen;
     c->end = p;
     c->elen = d->elen;

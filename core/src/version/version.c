@@ -106,7 +106,7 @@ int nk_edit_add_rdel(nk_edit *e, const nk_rdel *d) {
     free(copy);
     return nk_err(NOKV_ENOMEM, "out of memory");
   }
-  memcpy(copy, d->start, d->slen);
+  if (d->slen > 0) memcpy(copy, d->start, d->slen);  /* an empty start may be NULL */
   memcpy(copy + d->slen, d->end, d->elen);
   e->rdels[e->nrdels++] = (nk_rdel){.start = copy, .slen = d->slen, .end = copy + d->slen,
                                     .elen = d->elen, .ts = d->ts};
