@@ -20,6 +20,8 @@ _PINNED_LIBS = {
     "gmock": ("1.12.", "libgmock-dev"),
     "absl_flags_parse": ("20220623", "libabsl-dev"),
     "rocksdb": ("7.8.", "librocksdb-dev"),  # benchmark peer
+    "raft": ("0.15.", "libraft-dev"),  # replication (libraft, with its libuv I/O)
+    "libuv": ("1.44.", "libuv1-dev"),
 }
 
 # Libraries without a pkg-config module: Debian package -> (pinned version
@@ -90,6 +92,7 @@ def _system_repo_impl(rctx):
         "gtest_main": _libs(rctx, "gtest_main", "gmock", "gtest") + ["-lpthread"],
         "absl_flags": _libs(rctx, "absl_flags_parse"),
         "rocksdb": _libs(rctx, "rocksdb"),
+        "raft": _libs(rctx, "raft", "libuv"),
         "leveldb": _deb(rctx, "libleveldb-dev"),
     }
     build = [

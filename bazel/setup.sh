@@ -35,6 +35,8 @@ golang-github-dgraph-io-badger-dev 2.2007.
 etcd-server              3.4.
 podman                   4.3.
 skopeo                   1.9.
+libraft-dev              0.15.
+libuv1-dev               1.44.
 "
 
 upstream_version() {  # installed version of $1 without epoch and Debian revision

@@ -63,11 +63,11 @@ collect_recovery_artifacts() {
   grep -h '^RECOVERY_METRIC' artifacts/recovery/*.log 2>/dev/null | cut -c1-300 || true
 }
 
-# The engine's, crash, recovery and service C++ tests run under ASan+UBSan
+# The engine's, replication, crash, recovery and service C++ tests run under ASan+UBSan
 # (they gain its checks, and run once: a plain build of them too would cost the
 # two-core machine minutes for nothing ASan does not catch); everything else,
 # and the tests too heavy for the sanitizers, in the plain build.
-SANITIZED="//tests/core/... //tests/crash/... //tests/recovery/... //tests/service:service_test
+SANITIZED="//tests/core/... //repl/... //tests/crash/... //tests/recovery/... //tests/service:service_test
   //tests/service:txn_stream_test //tests/service:scan_wire_test //tests/service:security_test
   //tests/service:adversarial_test"
 HEAVY="//tests/core:vlog_space_test"

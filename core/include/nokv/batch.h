@@ -42,6 +42,13 @@ int nokv_batch_put_ttl(nokv_batch *b, const void *key, size_t klen, const void *
 int nokv_batch_delete_range(nokv_batch *b, const void *start, size_t start_len, const void *end,
                             size_t end_len);
 
+/* The batch's encoding (its bytes stay b's): to ship it elsewhere, e.g. as a
+ * replicated log entry, and rebuild it with nokv_batch_from_data. */
+const void *nokv_batch_data(const nokv_batch *b, size_t *len);
+/* A new batch from an encoding nokv_batch_data gave; NOKV_ECORRUPT if the bytes
+ * are not one. */
+int nokv_batch_from_data(const void *data, size_t len, nokv_batch **out);
+
 void nokv_batch_clear(nokv_batch *b);
 uint32_t nokv_batch_count(const nokv_batch *b);
 size_t nokv_batch_size(const nokv_batch *b);  /* encoded bytes */

@@ -47,6 +47,14 @@ int nokv_put(nokv_db *db, const nokv_write_options *wo, const void *key, size_t 
              const void *val, size_t vlen, uint64_t *commit_ts);
 int nokv_delete(nokv_db *db, const nokv_write_options *wo, const void *key, size_t klen,
                 uint64_t *commit_ts);
+/* Applies b at the given commit timestamp instead of the next one: for a
+ * replicated state machine, where every replica applies the same log and must
+ * hold the same versions at the same timestamps (e.g. commit_ts = the log
+ * index << 16). commit_ts must be above every timestamp the engine has used;
+ * the engine's own work (value-log GC rewrites) takes the ones after it, so
+ * leave room between entries. NOKV_EINVAL otherwise, or for an empty batch. */
+int nokv_write_at(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                  uint64_t commit_ts);
 /* Deletes every key in [start, end) with one range tombstone
  * (nokv_batch_delete_range). */
 int nokv_delete_range(nokv_db *db, const nokv_write_options *wo, const void *start,

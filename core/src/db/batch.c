@@ -230,6 +230,48 @@ int nokv_batch_delete_range(nokv_batch *b, const void *start, size_t start_len, 
   return NOKV_OK;
 }
 
+const void *nokv_batch_data(const nokv_batch *b, size_t *len) {
+  *len = b->len;
+  return b->rep;
+}
+
+int nokv_batch_from_data(const void *data, size_t len, nokv_batch **out) {
+  nk_err_clear();
+  nk_batch_reader r;
+  nk_batch_op op;
+  uint64_t ts;
+  uint32_t count;
+  NK_RET(nk_batch_reader_init(&r, data, len, &ts, &count));
+  nokv_batch *b;
+  NK_RET(nokv_batch_new(&b));
+  int rc;
+  while ((rc = nk_batch_reader_next(&r, &op)) == 1) {
+    /* Only what a caller's batch holds: no value-log pointers, no memory
+     * references, no per-op timestamps. */
+    if (op.ts != 0 || op.kind == NK_KIND_VPTR || op.kind == NK_KIND_VPTR_TTL ||
+        op.kind == NK_KIND_VALUE_REF ||
+        (op.kind == NK_KIND_VALUE_TTL && op.vlen < NK_TTL_PREFIX)) {
+      rc = nk_err(NOKV_ECORRUPT, "batch data holds an operation of the engine's own (kind %d)",
+                  (int)op.kind);
+      break;
+    }
+    if (op.kind == NK_KIND_RANGE_DEL) {
+      rc = nokv_batch_delete_range(b, op.key, op.klen, op.val, op.vlen);
+    } else if (op.kind == NK_KIND_VALUE_TTL) {
+      rc = add_op(b, op.kind, op.key, op.klen, op.val, op.vlen, 0, NK_TTL_PREFIX);
+    } else {
+      rc = add(b, op.kind, op.key, op.klen, op.val, op.vlen, 0);
+    }
+    if (rc != NOKV_OK) break;
+  }
+  if (rc < 0) {
+    nokv_batch_free(b);
+    return rc == NOKV_ECORRUPT ? rc : nk_err(NOKV_ECORRUPT, "malformed batch data: %s", nokv_errmsg());
+  }
+  *out = b;
+  return NOKV_OK;
+}
+
 int nk_batch_reader_init(nk_batch_reader *r, const char *rep, size_t len, uint64_t *ts,
                          uint32_t *count) {
   if (len < NK_BATCH_HEADER) {

@@ -40,6 +40,7 @@ typedef struct nk_writer {
   uint64_t gc_read_ts;      /* value-log GC rewrite checked at this timestamp (gc.c) */
   nokv_batch *filtered;     /* its live part, made by the leader */
   const nk_txn_commit *txn; /* a transaction's commit: checked for conflicts first */
+  uint64_t at_ts;           /* nokv_write_at: its commit timestamp (leads alone); 0: next */
   size_t mem_cost;          /* memtable bytes it takes (check_limits) */
   bool conflicted;          /* a transaction the leader refused: not written */
   const char *refusal;      /* why, when conflicted */
@@ -503,6 +504,11 @@ static nk_writer *lead_group(nokv_db *db, nk_writer *leader) {
     rc = make_room(db, leader->mem_cost, leader->batch == NULL);
   }
   if (rc == NOKV_OK && leader->gc_read_ts != 0) rc = filter_gc_batch(db, leader);
+  if (rc == NOKV_OK && leader->at_ts != 0 && leader->at_ts < db->oracle.next_ts) {
+    rc = nk_err(NOKV_EINVAL, "commit timestamp %llu is not above the last one used (%llu)",
+                (unsigned long long)leader->at_ts,
+                (unsigned long long)(db->oracle.next_ts - 1));
+  }
   if (rc != NOKV_OK || leader->batch == NULL || leader->batch->count == 0) {
     db->queue_head = leader->next;
     if (db->queue_head == NULL) db->queue_tail = NULL;
@@ -517,9 +523,11 @@ static nk_writer *lead_group(nokv_db *db, nk_writer *leader) {
   nk_writer *last = leader;
   size_t bytes = leader->batch->len, n = 1;
   bool sync = leader->sync;
-  /* GC rewrites lead alone (their check needs the memtables as of the leader). */
-  bool alone = leader->gc_read_ts != 0;
-  for (nk_writer *w = leader->next; w != NULL && w->batch != NULL && !alone && w->gc_read_ts == 0;
+  /* GC rewrites lead alone (their check needs the memtables as of the leader),
+   * and so do writes at a given timestamp. */
+  bool alone = leader->gc_read_ts != 0 || leader->at_ts != 0;
+  for (nk_writer *w = leader->next; w != NULL && w->batch != NULL && !alone &&
+                                    w->gc_read_ts == 0 && w->at_ts == 0;
        w = w->next) {
     if ((w->sync && !leader->sync) || bytes + w->batch->len > db->opts.max_group_commit_bytes) {
       break;
@@ -528,6 +536,7 @@ static nk_writer *lead_group(nokv_db *db, nk_writer *leader) {
     last = w;
     n++;
   }
+  if (leader->at_ts != 0) db->oracle.next_ts = leader->at_ts;  /* checked above */
   uint64_t first_ts = nk_oracle_reserve(&db->oracle, n);
   size_t len = 0;
   uint64_t vbytes = 0;
@@ -793,8 +802,27 @@ static int hot_writes(nokv_db *db, const nokv_batch *b) {
   return NOKV_OK;
 }
 
+static int write_batch_at(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                          uint64_t at_ts, uint64_t *commit_ts);
+
 static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                        uint64_t *commit_ts) {
+  return write_batch_at(db, wo, b, 0, commit_ts);
+}
+
+int nokv_write_at(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                  uint64_t commit_ts) {
+  nk_err_clear();
+  if (commit_ts == 0 || commit_ts > NK_MAX_TS) {
+    return nk_err(NOKV_EINVAL, "commit timestamp %llu is outside [1, 2^56)",
+                  (unsigned long long)commit_ts);
+  }
+  if (b == NULL || b->count == 0) return nk_err(NOKV_EINVAL, "an empty batch takes no timestamp");
+  return write_batch_at(db, wo, b, commit_ts, NULL);
+}
+
+static int write_batch_at(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                          uint64_t at_ts, uint64_t *commit_ts) {
   size_t cost = 0;
   if (b != NULL) NK_RET(check_limits(db, b, &cost));
   if (b != NULL && b->count == 0) {
@@ -802,7 +830,7 @@ static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_bat
     return NOKV_OK;
   }
   if (b != NULL) NK_RET(hot_writes(db, b));
-  nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .mem_cost = cost};
+  nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .mem_cost = cost, .at_ts = at_ts};
   int rc = enqueue_and_wait(db, &w);
   if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
   return rc;
