@@ -106,9 +106,12 @@ class FsmTest : public ::testing::Test {
   }
 
   void ExpectSameEverywhere() {
+    ExpectSameEverywhere2();
+    for (unsigned i = 0; i < kNodes; i++) EXPECT_EQ(fsms_[i].last_rc, NOKV_OK) << i;
+  }
+  void ExpectSameEverywhere2() {
     auto want = Dump(dbs_[0]);
     for (unsigned i = 1; i < kNodes; i++) EXPECT_EQ(Dump(dbs_[i]), want) << "replica " << i;
-    for (unsigned i = 0; i < kNodes; i++) EXPECT_EQ(fsms_[i].last_rc, NOKV_OK) << i;
   }
 
   struct raft_fixture f_;
@@ -168,6 +171,85 @@ TEST_F(FsmTest, APartitionedLeaderIsReplacedAndItsUncommittedEntriesDiscarded) {
   ASSERT_TRUE(raft_fixture_step_until_applied(&f_, kNodes, last, 20000));
   ExpectSameEverywhere();
   for (unsigned i = 0; i < kNodes; i++) EXPECT_EQ(fsms_[i].commands, 40u) << i;
+}
+
+// Proposes a write of key=value under conds on server i; the result lands in
+// *out once applied (the callback runs on the leader).
+struct Outcome {
+  bool done = false;
+  int status = -1;
+  void* result = nullptr;
+};
+
+void OnApplied(struct raft_apply* req, int status, void* result) {
+  auto* o = static_cast<Outcome*>(req->data);
+  o->done = true;
+  o->status = status;
+  o->result = result;
+}
+
+TEST_F(FsmTest, ConditionalWritesReachTheSameVerdictOnEveryReplica) {
+  raft_fixture_elect(&f_, 0);
+  struct raft* leader = raft_fixture_get(&f_, 0);
+  auto propose = [&](const std::vector<nokv_condition>& conds, const std::string& value,
+                     Outcome* out) {
+    nokv_batch* b;
+    EXPECT_EQ(nokv_batch_new(&b), NOKV_OK);
+    EXPECT_EQ(nokv_batch_put(b, "counter", 7, value.data(), value.size()), NOKV_OK);
+    struct raft_buffer buf;
+    EXPECT_EQ(nokv_repl_cond_entry(conds.data(), conds.size(), b, &buf), NOKV_OK);
+    nokv_batch_free(b);
+    auto* req = new struct raft_apply;
+    reqs_.emplace_back(req);
+    req->data = out;
+    EXPECT_EQ(raft_apply(leader, req, &buf, 1, OnApplied), 0);
+    return raft_last_index(leader);
+  };
+  Outcome first;
+  raft_index last = propose({nokv_condition{NOKV_COND_ABSENT, "counter", 7, nullptr, 0, 0}},
+                            "0", &first);
+  ASSERT_TRUE(raft_fixture_step_until_applied(&f_, kNodes, last, 10000));
+  ASSERT_TRUE(first.done);
+  EXPECT_EQ(nokv_repl_result_rc(first.result), NOKV_OK);
+  uint64_t c0 = Dump(dbs_[0]).at("counter").second;
+  EXPECT_EQ(c0, nokv_repl_ts(1));
+  // Three compare-and-sets against the same version, in one round: the log
+  // orders them, the first wins everywhere, the others fail everywhere.
+  Outcome o[3];
+  for (int i = 0; i < 3; i++) {
+    last = propose({nokv_condition{NOKV_COND_TS_EQUALS, "counter", 7, nullptr, 0, c0}},
+                   "1" + std::string(1, static_cast<char>('a' + i)), &o[i]);
+  }
+  ASSERT_TRUE(raft_fixture_step_until_applied(&f_, kNodes, last, 10000));
+  EXPECT_EQ(nokv_repl_result_rc(o[0].result), NOKV_OK);
+  for (int i = 1; i < 3; i++) {
+    EXPECT_TRUE(o[i].done);
+    EXPECT_EQ(nokv_repl_result_rc(o[i].result), NOKV_ECONDITION) << i;
+    EXPECT_EQ(nokv_repl_result_failed(o[i].result), 0u) << i;
+  }
+  for (unsigned i = 0; i < kNodes; i++) {
+    auto state = Dump(dbs_[i]);
+    EXPECT_EQ(state.at("counter").first, "1a") << i;
+    EXPECT_EQ(state.at("counter").second, nokv_repl_ts(2)) << i;
+    EXPECT_EQ(fsms_[i].commands, 4u) << i;
+  }
+  // A malformed condition list is refused alike everywhere, and the group goes on.
+  nokv_batch* b;
+  ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+  ASSERT_EQ(nokv_batch_put(b, "x", 1, "y", 1), NOKV_OK);
+  struct raft_buffer buf;
+  ASSERT_EQ(nokv_repl_cond_entry(nullptr, 0, b, &buf), NOKV_OK);
+  nokv_batch_free(b);
+  reinterpret_cast<unsigned char*>(buf.base)[1] = 0xff;  // an absurd condition count
+  Outcome bad;
+  auto* req = new struct raft_apply;
+  reqs_.emplace_back(req);
+  req->data = &bad;
+  ASSERT_EQ(raft_apply(leader, req, &buf, 1, OnApplied), 0);
+  last = raft_last_index(leader);
+  ASSERT_TRUE(raft_fixture_step_until_applied(&f_, kNodes, last, 10000));
+  EXPECT_EQ(nokv_repl_result_rc(bad.result), NOKV_ECORRUPT);
+  ExpectSameEverywhere2();
 }
 
 }  // namespace

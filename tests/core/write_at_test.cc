@@ -1,6 +1,9 @@
 // nokv_write_at (a batch at a given commit timestamp, for a replicated log) and
 // nokv_batch_data / nokv_batch_from_data (a batch as bytes and back).
+#include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "nokv/nokv.h"
@@ -53,6 +56,50 @@ TEST_F(WriteAtTest, CommitsAtTheTimestampGivenAndOnlyAboveTheLastOne) {
   EXPECT_EQ(nokv_last_commit_ts(db_), 5000u);
   EXPECT_EQ(Get(db_, "c")->commit_ts, 5000u);
   EXPECT_EQ(Get(db_, "a")->commit_ts, 1000u);
+}
+
+TEST_F(WriteAtTest, ConditionalAndAsyncWritesTakeTheTimestampAsked) {
+  nokv_batch* b;
+  ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+  ASSERT_EQ(nokv_batch_put(b, "k", 1, "1", 1), NOKV_OK);
+  nokv_write_options wo;
+  nokv_write_options_init(&wo);
+  wo.commit_ts = 7000;
+  nokv_condition c = {};
+  c.op = NOKV_COND_ABSENT;
+  c.key = "k";
+  c.klen = 1;
+  uint64_t ts = 0;
+  nokv_cond_result r;
+  ASSERT_EQ(nokv_write_if(db_, &wo, &c, 1, b, &ts, &r), NOKV_OK) << nokv_errmsg();
+  EXPECT_EQ(ts, 7000u);
+  EXPECT_EQ(nokv_write_if(db_, &wo, &c, 1, b, &ts, &r), NOKV_ECONDITION);  // judged first
+  c.op = NOKV_COND_PRESENT;
+  EXPECT_EQ(nokv_write_if(db_, &wo, &c, 1, b, &ts, &r), NOKV_EINVAL);  // 7000 is taken
+  struct Done {
+    std::atomic<bool> done{false};
+    int rc = -1;
+    uint64_t ts = 0;
+  } d;
+  wo.commit_ts = 9000;
+  ASSERT_EQ(nokv_write_async(
+                db_, &wo, b,
+                [](void* arg, int rc, uint64_t ts, const char*) {
+                  auto* x = static_cast<Done*>(arg);
+                  x->rc = rc;
+                  x->ts = ts;
+                  x->done = true;
+                },
+                &d),
+            NOKV_OK);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!d.done.load() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();  // the completion runs on the commit thread
+  }
+  ASSERT_TRUE(d.done.load());
+  EXPECT_EQ(d.rc, NOKV_OK);
+  EXPECT_EQ(d.ts, 9000u);
+  nokv_batch_free(b);
 }
 
 TEST_F(WriteAtTest, ABatchAsBytesAndBack) {

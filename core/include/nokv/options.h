@@ -141,6 +141,10 @@ typedef struct nokv_write_options {
   /* true: the WAL is fsync'ed before the write is acknowledged, so it survives
    * power loss. false: it survives a process crash once acknowledged. */
   bool sync;
+  /* Non-zero: commit at this timestamp instead of the next one (nokv_write_at
+   * says when that is allowed). For a replicated log; works with nokv_write,
+   * nokv_write_async and nokv_write_if. */
+  uint64_t commit_ts;
 } nokv_write_options;
 
 typedef struct nokv_read_options {

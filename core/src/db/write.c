@@ -806,19 +806,36 @@ static int write_batch_at(nokv_db *db, const nokv_write_options *wo, const nokv_
                           uint64_t at_ts, uint64_t *commit_ts);
 
 static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
-                       uint64_t *commit_ts) {
-  return write_batch_at(db, wo, b, 0, commit_ts);
+                       uint64_t *commit_ts);
+
+/* The timestamp wo asks to commit at (0: the next one). */
+static uint64_t asked_ts(const nokv_write_options *wo) { return wo != NULL ? wo->commit_ts : 0; }
+
+/* NOKV_EINVAL for a timestamp the write path cannot take (the leader checks it
+ * against the last one used), or an empty batch with one. */
+static int check_asked_ts(const nokv_write_options *wo, const nokv_batch *b) {
+  uint64_t ts = asked_ts(wo);
+  if (ts == 0) return NOKV_OK;
+  if (ts > NK_MAX_TS) {
+    return nk_err(NOKV_EINVAL, "commit timestamp %llu is past 2^56 - 1", (unsigned long long)ts);
+  }
+  if (b == NULL || b->count == 0) return nk_err(NOKV_EINVAL, "an empty batch takes no timestamp");
+  return NOKV_OK;
 }
 
 int nokv_write_at(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                   uint64_t commit_ts) {
   nk_err_clear();
-  if (commit_ts == 0 || commit_ts > NK_MAX_TS) {
-    return nk_err(NOKV_EINVAL, "commit timestamp %llu is outside [1, 2^56)",
-                  (unsigned long long)commit_ts);
-  }
-  if (b == NULL || b->count == 0) return nk_err(NOKV_EINVAL, "an empty batch takes no timestamp");
-  return write_batch_at(db, wo, b, commit_ts, NULL);
+  if (commit_ts == 0) return nk_err(NOKV_EINVAL, "commit timestamp 0");
+  nokv_write_options o = {.sync = wo != NULL && wo->sync, .commit_ts = commit_ts};
+  NK_RET(check_asked_ts(&o, b));
+  return write_batch_at(db, &o, b, commit_ts, NULL);
+}
+
+static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                       uint64_t *commit_ts) {
+  NK_RET(check_asked_ts(wo, b));
+  return write_batch_at(db, wo, b, asked_ts(wo), commit_ts);
 }
 
 static int write_batch_at(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
@@ -840,8 +857,10 @@ int nk_db_write_txn(nokv_db *db, const nokv_write_options *wo, const nokv_batch 
                     const nk_txn_commit *txn, uint64_t *commit_ts) {
   size_t cost;
   NK_RET(check_limits(db, b, &cost));
+  NK_RET(check_asked_ts(wo, b));
   NK_RET(hot_writes(db, b));
-  nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .txn = txn, .mem_cost = cost};
+  nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .txn = txn, .mem_cost = cost,
+                 .at_ts = asked_ts(wo)};
   int rc = enqueue_and_wait(db, &w);
   if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
   return rc;
@@ -878,11 +897,13 @@ static int write_async(nokv_db *db, const nokv_write_options *wo, const nokv_bat
     done(arg, NOKV_OK, nk_oracle_read_ts(&db->oracle), "");
     return NOKV_OK;
   }
+  NK_RET(check_asked_ts(wo, b));
   NK_RET(hot_writes(db, b));
   nk_writer *w = calloc(1, sizeof *w);
   if (w == NULL) return nk_err(NOKV_ENOMEM, "out of memory queueing a write");
   w->batch = b;
   w->txn = txn;
+  w->at_ts = asked_ts(wo);
   w->sync = wo != NULL && wo->sync;
   w->mem_cost = cost;
   w->done_fn = done;
