@@ -103,17 +103,21 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<nokv::v1::WatchRe
     StartWrite(&msg_);
   }
 
-  // Cancels the stream if its message has waited past the send timeout.
+  // Cancels the stream if its message has waited past the send timeout, also
+  // one already ending (its Finish waits for that write).
   void CheckStalled(Clock::time_point now) {
     std::lock_guard<std::mutex> l(mu_);
-    if (done_ || !in_flight_ ||
+    if (cancelled_ || !in_flight_ ||
         now - sent_at_ < std::chrono::milliseconds(hub_->options_.send_timeout_ms)) {
       return;
     }
     // The stuck write then fails, and OnWriteDone finishes: a client that
     // reads again finds the stream cancelled.
-    done_ = true;
-    finish_after_write_ = grpc::Status::CANCELLED;
+    cancelled_ = true;
+    if (!done_) {
+      done_ = true;
+      finish_after_write_ = grpc::Status::CANCELLED;
+    }
     hub_->stalled_++;
     ctx_->TryCancel();
   }
@@ -210,7 +214,7 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<nokv::v1::WatchRe
   grpc::CallbackServerContext* ctx_;
   std::mutex mu_;
   nokv_watch* w_;
-  bool in_flight_ = false, done_ = false;
+  bool in_flight_ = false, done_ = false, cancelled_ = false;
   std::optional<grpc::Status> finish_after_write_;
   Clock::time_point sent_at_;
   nokv::v1::WatchResponse msg_;
