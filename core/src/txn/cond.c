@@ -250,6 +250,9 @@ typedef struct cond_async {
 static void cond_async_committed(void *arg, int rc, uint64_t ts, const char *msg) {
   cond_async *a = arg;
   count_outcome(&a->j, rc);  /* NOKV_ECONFLICT: the caller judges again */
+  /* The snapshot goes before the caller hears: one who counts open
+   * transactions after the answer must not find this one. */
+  judgement_release(&a->j);
   a->done(a->arg, rc, ts, &a->j.result, msg);
   judgement_free(&a->j);
   free(a);
@@ -278,6 +281,7 @@ int nokv_write_if_async(nokv_db *db, const nokv_write_options *wo, const nokv_co
   /* Answered here: a condition failed, a read or the queueing failed, or a
    * pure check. */
   count_outcome(&a->j, rc);
+  judgement_release(&a->j);  /* as in cond_async_committed */
   done(arg, rc, rc == NOKV_OK ? a->j.result.read_ts : 0, &a->j.result,
        rc == NOKV_OK ? "" : nokv_errmsg());
   judgement_free(&a->j);
