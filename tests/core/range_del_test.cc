@@ -61,41 +61,13 @@ class RangeDelTest : public ::testing::Test {
     return ts;
   }
   std::optional<std::string> GetAt(const std::string& k, const nokv_snapshot* snap = nullptr) {
-    nokv_read_options ro;
-    nokv_read_options_init(&ro);
-    ro.snapshot = snap;
-    void* v;
-    size_t n;
-    int rc = nokv_get(db_, &ro, k.data(), k.size(), &v, &n, nullptr);
-    if (rc == NOKV_ENOTFOUND) return std::nullopt;
-    EXPECT_EQ(rc, NOKV_OK) << nokv_errmsg();
-    if (rc != NOKV_OK) return std::nullopt;
-    std::string s(static_cast<char*>(v), n);
-    nokv_free(v);
-    return s;
+    return nokv_test::GetAt(db_, k, snap);
   }
   std::map<std::string, std::string> Scan(const nokv_snapshot* snap = nullptr) {
-    nokv_read_options ro;
-    nokv_read_options_init(&ro);
-    ro.snapshot = snap;
-    nokv_iter* it;
-    EXPECT_EQ(nokv_iter_new(db_, &ro, "", 0, nullptr, 0, &it), NOKV_OK);
-    std::map<std::string, std::string> out;
-    for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) {
-      size_t kn, vn;
-      const char* k = static_cast<const char*>(nokv_iter_key(it, &kn));
-      const char* v = static_cast<const char*>(nokv_iter_value(it, &vn));
-      out[std::string(k, kn)] = std::string(v, vn);
-    }
-    EXPECT_EQ(nokv_iter_status(it), NOKV_OK);
-    nokv_iter_close(it);
-    return out;
+    auto all = ScanAt(db_, snap);
+    return {all.begin(), all.end()};
   }
-  nokv_statistics Stats() {
-    nokv_statistics s;
-    EXPECT_EQ(nokv_stats(db_, &s), NOKV_OK);
-    return s;
-  }
+  nokv_statistics Stats() { return nokv_test::Stats(db_); }
   // Fills k00000..k(n-1), values alternating small and value-log sized.
   void Fill(int n, const std::string& tag = "v") {
     for (int i = 0; i < n; i++) {
@@ -247,11 +219,7 @@ TEST_F(RangeDelTest, BackgroundCompactionRetiresATombstone) {
   ASSERT_EQ(nokv_flush(db_), NOKV_OK);
   DeleteRange(Key(0), Key(60));
   ASSERT_EQ(nokv_flush(db_), NOKV_OK);  // wakes the compactor
-  for (int i = 0; i < 2000 && Stats().range_tombstones != 0; i++) {
-    // Waits on the engine's own progress, bounded: 20 s at most.
-    struct timespec ts = {0, 10 * 1000 * 1000};
-    nanosleep(&ts, nullptr);
-  }
+  PollStats(db_, [](const nokv_statistics& s) { return s.range_tombstones == 0; });
   EXPECT_EQ(Stats().range_tombstones, 0u);
   EXPECT_EQ(Stats().range_dropped, 60u);
   EXPECT_EQ(Scan().size(), 40u);
@@ -355,10 +323,6 @@ class Model {
   std::vector<RangeTomb> ranges_;
 };
 
-size_t EnvSize(const char* name, size_t dflt) {
-  const char* v = getenv(name);
-  return v != nullptr && *v != '\0' ? strtoull(v, nullptr, 10) : dflt;
-}
 
 class RangeDelModelTest : public RangeDelTest {
  protected:

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "gtest/gtest.h"
 #include "nokv/nokv.h"
 
 namespace nokv_test {
@@ -60,6 +61,48 @@ inline std::optional<Value> Get(nokv_db* db, const std::string& key, uint64_t re
   if (rc != NOKV_OK) return std::nullopt;
   Value out{std::string(static_cast<char*>(v), n), ts};
   nokv_free(v);
+  return out;
+}
+
+// The value of key at snap (nullptr: now); with expires, also its expiry (0:
+// none). Aborts the test on errors other than not-found.
+inline std::optional<std::string> GetAt(nokv_db* db, const std::string& key,
+                                        const nokv_snapshot* snap = nullptr,
+                                        uint64_t* expires = nullptr) {
+  nokv_read_options ro;
+  nokv_read_options_init(&ro);
+  ro.snapshot = snap;
+  uint64_t e = 99;
+  ro.expires_at_ms = &e;
+  void* v;
+  size_t n;
+  int rc = nokv_get(db, &ro, key.data(), key.size(), &v, &n, nullptr);
+  if (rc == NOKV_ENOTFOUND) return std::nullopt;
+  EXPECT_EQ(rc, NOKV_OK) << nokv_errmsg();
+  if (rc != NOKV_OK) return std::nullopt;
+  std::string s(static_cast<char*>(v), n);
+  nokv_free(v);
+  if (expires != nullptr) *expires = e;
+  return s;
+}
+
+// Every key an iterator at snap (nullptr: now) shows, with its value, in order.
+inline std::vector<std::pair<std::string, std::string>> ScanAt(nokv_db* db,
+                                                               const nokv_snapshot* snap = nullptr) {
+  nokv_read_options ro;
+  nokv_read_options_init(&ro);
+  ro.snapshot = snap;
+  nokv_iter* it;
+  EXPECT_EQ(nokv_iter_new(db, &ro, "", 0, nullptr, 0, &it), NOKV_OK);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) {
+    size_t kn, vn;
+    const char* k = static_cast<const char*>(nokv_iter_key(it, &kn));
+    const char* v = static_cast<const char*>(nokv_iter_value(it, &vn));
+    out.emplace_back(std::string(k, kn), std::string(v, vn));
+  }
+  EXPECT_EQ(nokv_iter_status(it), NOKV_OK);
+  nokv_iter_close(it);
   return out;
 }
 
@@ -126,6 +169,12 @@ inline std::vector<std::string> FilesWithSuffix(const std::string& dir, const st
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// A randomized or soak test's size: $name if set, else dflt.
+inline size_t EnvSize(const char* name, size_t dflt) {
+  const char* v = getenv(name);
+  return v != nullptr && *v != '\0' ? strtoull(v, nullptr, 10) : dflt;
 }
 
 // The seed of a randomized test: $NOKV_TEST_SEED if set, else random. Printed so

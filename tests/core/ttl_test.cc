@@ -48,42 +48,12 @@ class TtlTest : public ::testing::Test {
     nokv_batch_free(b);
     return rc;
   }
-  // The value of k and its expiry, at snap (or now).
   std::optional<std::string> GetAt(const std::string& k, const nokv_snapshot* snap = nullptr,
                                    uint64_t* expires = nullptr) {
-    nokv_read_options ro;
-    nokv_read_options_init(&ro);
-    ro.snapshot = snap;
-    uint64_t e = 99;
-    ro.expires_at_ms = &e;
-    void* v;
-    size_t n;
-    int rc = nokv_get(db_, &ro, k.data(), k.size(), &v, &n, nullptr);
-    if (rc == NOKV_ENOTFOUND) return std::nullopt;
-    EXPECT_EQ(rc, NOKV_OK) << nokv_errmsg();
-    if (rc != NOKV_OK) return std::nullopt;
-    std::string s(static_cast<char*>(v), n);
-    nokv_free(v);
-    if (expires != nullptr) *expires = e;
-    return s;
+    return nokv_test::GetAt(db_, k, snap, expires);
   }
-  // Every key an iterator at snap (or now) shows, with its value.
   std::vector<std::pair<std::string, std::string>> Scan(const nokv_snapshot* snap = nullptr) {
-    nokv_read_options ro;
-    nokv_read_options_init(&ro);
-    ro.snapshot = snap;
-    nokv_iter* it;
-    EXPECT_EQ(nokv_iter_new(db_, &ro, "", 0, nullptr, 0, &it), NOKV_OK);
-    std::vector<std::pair<std::string, std::string>> out;
-    for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) {
-      size_t kn, vn;
-      const char* k = static_cast<const char*>(nokv_iter_key(it, &kn));
-      const char* v = static_cast<const char*>(nokv_iter_value(it, &vn));
-      out.emplace_back(std::string(k, kn), std::string(v, vn));
-    }
-    EXPECT_EQ(nokv_iter_status(it), NOKV_OK);
-    nokv_iter_close(it);
-    return out;
+    return ScanAt(db_, snap);
   }
   TempDir dir_;
   nokv_options o_;

@@ -275,10 +275,6 @@ TEST_F(WatchTest, ResumesAfterAReopenFromTheLastCommitSeen) {
   EXPECT_EQ(rc, NOKV_ETIMEDOUT);
 }
 
-size_t EnvSize(const char* name, size_t dflt) {
-  const char* v = getenv(name);
-  return v != nullptr && *v != '\0' ? strtoull(v, nullptr, 10) : dflt;
-}
 
 // NOKV_WATCH_COMMITS commits (default 2000) from 4 writers, 100 watches.
 TEST_F(WatchTest, HundredWatchesSeeExactlyTheCommittedSequence) {
