@@ -362,6 +362,8 @@ typedef struct nk_build_job {
  * memory: NOKV_ENOMEM in *rc). */
 nk_rdel_set *nk_db_collect_rdels(const nk_version *v, nk_memtable *const *mems, size_t nmems,
                                  uint64_t max_ts, int *rc);
+/* The same over every source of view v (read.c). */
+nk_rdel_set *nk_view_rdels(const nk_view *v, uint64_t max_ts, int *rc);
 
 /* Writes input (from its current position to its end) into new tables, adding
  * each finished table to e at job->level. On error, files written so far are

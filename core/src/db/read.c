@@ -93,13 +93,14 @@ int nk_db_read_vptr(nokv_db *db, const char *key, size_t klen, const char *ptr, 
 /* The newest range tombstone in view at or below read_ts covering key (0: none). */
 static uint64_t rdel_cover(const nk_view *view, const char *key, size_t klen, uint64_t read_ts) {
   uint64_t t = nk_rdel_set_cover(view->version->rdels, key, klen, read_ts);
-  uint64_t m = nk_memtable_rdel_cover(view->mem, key, klen, read_ts);
-  if (m > t) t = m;
-  for (size_t i = 0; i < view->nimm; i++) {
-    m = nk_memtable_rdel_cover(view->imm[i], key, klen, read_ts);
-    if (m > t) t = m;
-  }
-  return t;
+  uint64_t m = nk_memtables_rdel_cover(view->mem, view->imm, view->nimm, key, klen, read_ts);
+  return m > t ? m : t;
+}
+
+nk_rdel_set *nk_view_rdels(const nk_view *v, uint64_t max_ts, int *rc) {
+  nk_memtable *mems[1 + NK_MAX_IMM] = {v->mem};
+  memcpy(mems + 1, v->imm, v->nimm * sizeof *mems);
+  return nk_db_collect_rdels(v->version, mems, 1 + v->nimm, max_ts, rc);
 }
 
 int nk_db_lookup(nokv_db *db, nk_view *view, const char *key, size_t klen, uint64_t hash,
@@ -395,10 +396,7 @@ int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
     return ret;
   }
   it->time_ms = read_time(ro);
-  nk_view *v = it->view;
-  nk_memtable *mems[1 + NK_MAX_IMM] = {v->mem};
-  memcpy(mems + 1, v->imm, v->nimm * sizeof *mems);
-  it->rdels = nk_db_collect_rdels(v->version, mems, 1 + v->nimm, it->read_ts, &ret);
+  it->rdels = nk_view_rdels(it->view, it->read_ts, &ret);
   if (ret != NOKV_OK) {
     iter_free(it);
     return ret;

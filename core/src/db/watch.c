@@ -480,29 +480,21 @@ static int replay(nokv_watch *w, uint64_t base) {
     if (w->replay_bytes.len > REPLAY_BYTES) upto = cut_replay(w);
   }
   if ((rc = nk_iter_status(m)) != NOKV_OK) goto out;
-  /* Range deletions of the interval: the version's and the memtables'. */
-  for (size_t s = 0; s <= view->nimm + 1; s++) {
-    const nk_mem_rdel *mr = NULL;
-    const nk_rdel *d = NULL;
-    size_t nd = 0;
-    if (s == 0) {
-      d = view->version->rdels != NULL ? view->version->rdels->dels : NULL;
-      nd = view->version->rdels != NULL ? view->version->rdels->n : 0;
-    } else {
-      mr = nk_memtable_rdels(s == 1 ? view->mem : view->imm[s - 2]);
-    }
-    for (size_t i = 0; i < nd || mr != NULL; i++) {
-      const nk_rdel *x = mr != NULL ? &mr->del : &d[i];
-      if (mr != NULL) mr = mr->next;
-      if (x->ts < w->cursor || x->ts > upto) continue;
-      wentry e = {.ts = x->ts};
-      if (!add_range(w, &w->replay_bytes, &e, x->start, x->slen, x->end, x->elen) ||
-          (e.klen > 0 && !push_entry(&w->replayed, &w->nreplayed, &w->replayed_cap, &e))) {
-        rc = nk_err(NOKV_ENOMEM, "out of memory in a watch");
-        goto out;
-      }
+  /* Range deletions of the interval, from every source of the view. */
+  nk_rdel_set *rdels = nk_view_rdels(view, upto, &rc);
+  if (rc != NOKV_OK) goto out;
+  for (size_t i = 0; rdels != NULL && i < rdels->n; i++) {
+    const nk_rdel *x = &rdels->dels[i];
+    if (x->ts < w->cursor) continue;
+    wentry e = {.ts = x->ts};
+    if (!add_range(w, &w->replay_bytes, &e, x->start, x->slen, x->end, x->elen) ||
+        (e.klen > 0 && !push_entry(&w->replayed, &w->nreplayed, &w->replayed_cap, &e))) {
+      rc = nk_err(NOKV_ENOMEM, "out of memory in a watch");
+      break;
     }
   }
+  nk_rdel_set_unref(rdels);
+  if (rc != NOKV_OK) goto out;
   qsort(w->replayed, w->nreplayed, sizeof *w->replayed, cmp_entries);
   w->cursor = upto + 1;
 out:

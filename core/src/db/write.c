@@ -344,11 +344,9 @@ static int filter_gc_batch(nokv_db *db, nk_writer *w) {
     }
     if (found && e.ts > op.ts) continue;  /* overwritten or deleted since */
     /* Or deleted by a range: tombstones newer than gc_read_ts are here too. */
-    uint64_t cover = nk_memtable_rdel_cover(db->mem, op.key, op.klen, NK_MAX_TS);
-    for (size_t i = 0; i < db->nimm && cover <= op.ts; i++) {
-      cover = nk_memtable_rdel_cover(db->imm[i], op.key, op.klen, NK_MAX_TS);
+    if (nk_memtables_rdel_cover(db->mem, db->imm, db->nimm, op.key, op.klen, NK_MAX_TS) > op.ts) {
+      continue;
     }
-    if (cover > op.ts) continue;
     NK_RET(nk_batch_put_kind(w->filtered, op.kind, op.key, op.klen, op.val, op.vlen, op.ts));
   }
   NK_RET(rc);
@@ -802,12 +800,6 @@ static int hot_writes(nokv_db *db, const nokv_batch *b) {
   return NOKV_OK;
 }
 
-static int write_batch_at(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
-                          uint64_t at_ts, uint64_t *commit_ts);
-
-static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
-                       uint64_t *commit_ts);
-
 /* The timestamp wo asks to commit at (0: the next one). */
 static uint64_t asked_ts(const nokv_write_options *wo) { return wo != NULL ? wo->commit_ts : 0; }
 
@@ -823,23 +815,9 @@ static int check_asked_ts(const nokv_write_options *wo, const nokv_batch *b) {
   return NOKV_OK;
 }
 
-int nokv_write_at(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
-                  uint64_t commit_ts) {
-  nk_err_clear();
-  if (commit_ts == 0) return nk_err(NOKV_EINVAL, "commit timestamp 0");
-  nokv_write_options o = {.sync = wo != NULL && wo->sync, .commit_ts = commit_ts};
-  NK_RET(check_asked_ts(&o, b));
-  return write_batch_at(db, &o, b, commit_ts, NULL);
-}
-
 static int write_batch(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
                        uint64_t *commit_ts) {
   NK_RET(check_asked_ts(wo, b));
-  return write_batch_at(db, wo, b, asked_ts(wo), commit_ts);
-}
-
-static int write_batch_at(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
-                          uint64_t at_ts, uint64_t *commit_ts) {
   size_t cost = 0;
   if (b != NULL) NK_RET(check_limits(db, b, &cost));
   if (b != NULL && b->count == 0) {
@@ -847,7 +825,8 @@ static int write_batch_at(nokv_db *db, const nokv_write_options *wo, const nokv_
     return NOKV_OK;
   }
   if (b != NULL) NK_RET(hot_writes(db, b));
-  nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .mem_cost = cost, .at_ts = at_ts};
+  nk_writer w = {.batch = b, .sync = wo != NULL && wo->sync, .mem_cost = cost,
+                 .at_ts = asked_ts(wo)};
   int rc = enqueue_and_wait(db, &w);
   if (rc == NOKV_OK && commit_ts != NULL) *commit_ts = w.ts;
   return rc;
@@ -876,6 +855,14 @@ int nk_db_write_gc(nokv_db *db, const nokv_batch *b, uint64_t read_ts) {
   int rc = enqueue_and_wait(db, &w);
   nokv_batch_free(w.filtered);
   return rc;
+}
+
+int nokv_write_at(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,
+                  uint64_t commit_ts) {
+  nk_err_clear();
+  if (commit_ts == 0) return nk_err(NOKV_EINVAL, "commit timestamp 0");
+  nokv_write_options o = {.sync = wo != NULL && wo->sync, .commit_ts = commit_ts};
+  return write_batch(db, &o, b, NULL);
 }
 
 int nokv_write(nokv_db *db, const nokv_write_options *wo, const nokv_batch *b,

@@ -168,6 +168,16 @@ uint64_t nk_memtable_rdel_cover(const nk_memtable *mt, const char *key, size_t k
   return best;
 }
 
+uint64_t nk_memtables_rdel_cover(const nk_memtable *mem, nk_memtable *const *imm, size_t n,
+                                 const char *key, size_t klen, uint64_t read_ts) {
+  uint64_t best = nk_memtable_rdel_cover(mem, key, klen, read_ts);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t t = nk_memtable_rdel_cover(imm[i], key, klen, read_ts);
+    if (t > best) best = t;
+  }
+  return best;
+}
+
 int nk_memtable_add(nk_memtable *mt, uint64_t ts, nk_kind kind, const char *key, size_t klen,
                     const char *val, size_t vlen) {
   if (kind == NK_KIND_RANGE_DEL) return add_rdel(mt, ts, key, klen, val, vlen);

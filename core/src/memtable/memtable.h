@@ -68,6 +68,10 @@ uint64_t nk_memtable_rdel_cover(const nk_memtable *mt, const char *key, size_t k
 int nk_memtable_has_version(const nk_memtable *mt, const char *lo, size_t lo_len, const char *hi,
                             size_t hi_len, uint64_t min_ts, uint64_t max_ts, int limit);
 
+/* The same over mem and the n memtables imm. */
+uint64_t nk_memtables_rdel_cover(const nk_memtable *mem, nk_memtable *const *imm, size_t n,
+                                 const char *key, size_t klen, uint64_t read_ts);
+
 size_t nk_memtable_usage(const nk_memtable *mt);
 /* Versions and range tombstones added. */
 uint64_t nk_memtable_entries(const nk_memtable *mt);
