@@ -27,7 +27,21 @@ typedef struct conds {
   size_t n;
 } conds;
 
-/* [u32 n] n x ([u8 op] [u64 klen] key [u64 vlen] value [u64 commit_ts]), then
+/* A u64 length and that many bytes at *q, moved past; false if they overrun
+ * end. */
+static bool take_bytes(const unsigned char **q, const unsigned char *end, const void **out,
+                       size_t *len) {
+  if (end - *q < 8) return false;
+  uint64_t n = get_u64(*q);
+  *q += 8;
+  if ((uint64_t)(end - *q) < n) return false;
+  *out = *q;
+  *len = (size_t)n;
+  *q += n;
+  return true;
+}
+
+/* [u64 n] n x ([u8 op] [u64 klen] key [u64 vlen] value [u64 commit_ts]), then
  * the batch; false if malformed. */
 static bool decode_conds(const unsigned char *p, size_t len, conds *out, size_t *used) {
   const unsigned char *q = p, *end = p + len;
@@ -40,20 +54,12 @@ static bool decode_conds(const unsigned char *p, size_t len, conds *out, size_t 
   if (out->c == NULL) return false;
   for (uint64_t i = 0; i < n; i++) {
     nokv_condition *c = &out->c[i];
-    if (end - q < 1 + 8) return false;
+    if (end - q < 1) return false;
     c->op = (nokv_cond_op)*q++;
-    uint64_t kl = get_u64(q);
-    q += 8;
-    if ((uint64_t)(end - q) < kl + 8) return false;
-    c->key = q;
-    c->klen = kl;
-    q += kl;
-    uint64_t vl = get_u64(q);
-    q += 8;
-    if ((uint64_t)(end - q) < vl + 8) return false;
-    c->value = q;
-    c->vlen = vl;
-    q += vl;
+    if (!take_bytes(&q, end, &c->key, &c->klen) || !take_bytes(&q, end, &c->value, &c->vlen) ||
+        end - q < 8) {
+      return false;
+    }
     c->commit_ts = get_u64(q);
     q += 8;
   }

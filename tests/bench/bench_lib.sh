@@ -21,6 +21,25 @@ start_nokv_server() {
   addr=$(sed -E 's/.*listening on ([^ ,]+).*/\1/' <<<"$line")
 }
 
+# A free loopback TCP port.
+free_port() {
+  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts a single-node etcd (Debian's etcd-server) named $1 with data directory
+# $2, logging to $3; sets pid and addr. Callers wait for it to answer.
+start_etcd() {
+  local name=$1 dir=$2 log=$3 cport pport
+  cport=$(free_port) pport=$(free_port)
+  etcd --name "$name" --data-dir "$dir" \
+    --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+    --initial-cluster "$name=http://127.0.0.1:$pport" --log-level error --logger zap \
+    > "$log" 2>&1 &
+  pid=$!
+  addr="127.0.0.1:$cport"
+}
+
 # Stops the server started last (SIGTERM, then waits for it).
 stop_server() {
   if [ -n "$pid" ]; then

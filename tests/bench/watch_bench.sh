@@ -43,10 +43,6 @@ if [[ " $targets " == *" etcd "* ]] && ! command -v etcd >/dev/null; then
   exit 1
 fi
 
-free_port() {
-  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 source tests/bench/bench_lib.sh
 trap stop_server EXIT
 
@@ -61,14 +57,7 @@ for target in $targets; do
         nokv-sync) start_nokv_server "$server" "$dir" "$out/$target.log" --sync=true ;;
         etcd)
           kind=etcd
-          cport=$(free_port) pport=$(free_port)
-          etcd --name watch --data-dir "$dir" \
-            --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
-            --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-            --initial-cluster "watch=http://127.0.0.1:$pport" --log-level error --logger zap \
-            > "$out/etcd.log" 2>&1 &
-          pid=$!
-          addr="127.0.0.1:$cport"
+          start_etcd watch "$dir" "$out/etcd.log"
           ;;
       esac
       "$load" --target "$kind" --addr "$addr" --watchers "$w" --writers "$writers" \
