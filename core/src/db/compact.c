@@ -413,6 +413,32 @@ static bool deeper_overlaps(const nk_version *v, int level, const nk_file_meta *
   return false;
 }
 
+/* Sets c up to rewrite table f of level l (all of L0, as L0 compactions do):
+ * into the next level, or in place where nothing lies below it; never a
+ * trivial move. NOKV_EBUSY if an input is taken. */
+static int setup_rewrite(nokv_db *db, nk_version *v, int l, nk_file_meta *f, compaction *c) {
+  int rc;
+  if (l == 0) {
+    rc = setup_compaction(db, v, 0, false, c);
+  } else {
+    memset(c, 0, sizeof *c);
+    c->level = l;
+    c->v = v;
+    nk_version_ref(v);
+    if ((c->in[0] = malloc(sizeof *c->in[0])) == NULL) {
+      return nk_err(NOKV_ENOMEM, "out of memory");
+    }
+    c->in[0][0] = f;
+    c->nin[0] = 1;
+    bool below = deeper_overlaps(v, l, f);
+    c->out_level = below ? l + 1 : l;
+    rc = below ? add_overlaps(v, c) : NOKV_OK;
+    if (rc == NOKV_OK && any_busy(c->in[1], c->nin[1])) rc = NOKV_EBUSY;
+  }
+  c->rewrite = rc == NOKV_OK;
+  return rc;
+}
+
 /* A range tombstone every reader sees (at or below the watermark, and
  * flushed) that a table may still hide versions from keeps its place in the
  * manifest: with no level over its target, rewrite such a table, topmost
@@ -430,30 +456,8 @@ static bool setup_cleanup(nokv_db *db, nk_version *v, compaction *c, int *ret) {
       for (size_t i = 0; i < v->nfiles[l]; i++) {
         nk_file_meta *f = v->files[l][i];
         if (f->being_compacted || !nk_rdel_may_hide(del, f)) continue;
-        int rc;
-        if (l == 0) {
-          rc = setup_compaction(db, v, 0, false, c);
-        } else {
-          memset(c, 0, sizeof *c);
-          c->level = l;
-          c->v = v;
-          nk_version_ref(v);
-          c->in[0] = malloc(sizeof *c->in[0]);
-          if (c->in[0] == NULL) {
-            rc = nk_err(NOKV_ENOMEM, "out of memory");
-          } else {
-            c->in[0][0] = f;
-            c->nin[0] = 1;
-            bool below = deeper_overlaps(v, l, f);
-            c->out_level = below ? l + 1 : l;
-            rc = below ? add_overlaps(v, c) : NOKV_OK;
-            if (rc == NOKV_OK && any_busy(c->in[1], c->nin[1])) rc = NOKV_EBUSY;
-          }
-        }
-        if (rc == NOKV_OK) {
-          c->rewrite = true;
-          return true;
-        }
+        int rc = setup_rewrite(db, v, l, f, c);
+        if (rc == NOKV_OK) return true;
         compaction_free(c);
         if (rc != NOKV_EBUSY) {
           *ret = rc;

@@ -45,7 +45,6 @@ struct nk_watch_ring {
   size_t cap, head, n, bytes, max_bytes;
   uint64_t base;      /* every user commit after it is in the ring */
   uint64_t newest;    /* the newest commit recorded (or skipped: base) */
-  uint64_t evicted;   /* records dropped for room */
 };
 
 static void change_unref(nk_change *c) {
@@ -80,7 +79,6 @@ static void evict_oldest(nk_watch_ring *r) {
   r->n--;
   r->bytes -= c->len;
   r->base = c->ts;
-  r->evicted++;
   change_unref(c);
 }
 
