@@ -266,7 +266,8 @@ int nokv_batch_from_data(const void *data, size_t len, nokv_batch **out) {
   }
   if (rc < 0) {
     nokv_batch_free(b);
-    return rc == NOKV_ECORRUPT ? rc : nk_err(NOKV_ECORRUPT, "malformed batch data: %s", nokv_errmsg());
+    if (rc == NOKV_ECORRUPT) return rc;
+    return nk_err(NOKV_ECORRUPT, "malformed batch data: %s", nokv_errmsg());
   }
   *out = b;
   return NOKV_OK;

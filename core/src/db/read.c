@@ -216,7 +216,9 @@ int nk_db_get(nokv_db *db, const nokv_read_options *ro, const void *key, size_t 
       ret = nk_db_read_vptr(db, key, klen, v.val, v.vlen, val, vlen);
     }
     if (ret == NOKV_OK && commit_ts != NULL) *commit_ts = r.ts;
-    if (ret == NOKV_OK && ro != NULL && ro->expires_at_ms != NULL) *ro->expires_at_ms = v.expires_ms;
+    if (ret == NOKV_OK && ro != NULL && ro->expires_at_ms != NULL) {
+      *ro->expires_at_ms = v.expires_ms;
+    }
     /* The hot-read cache keeps no expiry: expiring versions stay out of it. */
     if (ret == NOKV_OK && may_fill && v.expires_ms == 0 &&
         nk_hot_estimate(db->hot, NOKV_HOT_READS, key_hash) >=
@@ -409,7 +411,8 @@ int nk_db_iter_new(nokv_db *db, const nokv_read_options *ro, nk_memtable *extra,
     it->extra = extra;
     nk_memtable_ref(extra);
   }
-  if ((extra != NULL && it->pend == NULL) || (it->merged = nk_db_merge_iter(db, it->view)) == NULL) {
+  if ((extra != NULL && it->pend == NULL) ||
+      (it->merged = nk_db_merge_iter(db, it->view)) == NULL) {
     iter_free(it);
     return nk_err(NOKV_ENOMEM, "out of memory creating an iterator");
   }

@@ -439,7 +439,9 @@ static int replay(nokv_watch *w, uint64_t base) {
     if (w->end != NULL && nk_user_key_cmp(k, ulen, w->end, w->end_len) >= 0) break;
     uint64_t trailer = nk_ikey_trailer(k, kn), ts = nk_trailer_ts(trailer);
     if (ts < w->cursor || ts > upto) continue;
-    if (ts == last_ts && nk_user_key_cmp(k, ulen, last.data, last.len) == 0) continue;  /* GC's copy */
+    if (ts == last_ts && nk_user_key_cmp(k, ulen, last.data, last.len) == 0) {
+      continue;  /* the same version again: value-log GC's copy */
+    }
     last_ts = ts;
     last.len = 0;
     wentry e = {.ts = ts, .klen = ulen};
@@ -515,7 +517,8 @@ static int take_replayed(nokv_watch *w, uint64_t *ts) {
     wentry e = w->replayed[w->replayed_pos];
     bool ok = put_bytes(&w->bytes, b + e.key, e.klen, &e.key) &&
               (!e.has_val || put_bytes(&w->bytes, b + e.val, e.vlen, &e.val)) &&
-              (e.type != NOKV_EVENT_DELETE_RANGE || put_bytes(&w->bytes, b + e.end, e.elen, &e.end));
+              (e.type != NOKV_EVENT_DELETE_RANGE ||
+               put_bytes(&w->bytes, b + e.end, e.elen, &e.end));
     if (!ok || !push_entry(&w->group, &w->ngroup, &w->group_cap, &e)) {
       return nk_err(NOKV_ENOMEM, "out of memory in a watch");
     }
