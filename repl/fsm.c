@@ -1,14 +1,9 @@
 /* fsm.c — applying log entries to the engine (fsm.h). */
 #include "repl/fsm.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The result for the proposer, in the pointer itself: no allocation that a
- * follower (which has no callback) would leak. */
-static void *result_of(int rc, size_t failed) {
-  return (void *)(((uintptr_t)failed << 32) | (uint32_t)rc);
-}
 
 static unsigned char *put_u64(unsigned char *p, uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
@@ -19,6 +14,36 @@ static uint64_t get_u64(const unsigned char *p) {
   uint64_t v = 0;
   for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
   return v;
+}
+
+/* Every entry is framed as [u8 kind] [u8 padding] [6 zero bytes] body, then
+ * `padding` zero bytes up to a multiple of 8: libraft's on-disk log reads
+ * back only entries whose length is a multiple of 8. */
+#define FRAME 8
+
+/* A raft_malloc'd entry of the given kind with room for len body bytes; the
+ * body's address, or NULL. */
+static unsigned char *frame_new(int kind, size_t len, struct raft_buffer *out) {
+  size_t total = (FRAME + len + 7) & ~(size_t)7;
+  unsigned char *p = raft_malloc(total);
+  if (p == NULL) return NULL;
+  memset(p, 0, FRAME);
+  memset(p + total - 8, 0, 8);  /* the padding */
+  p[0] = (unsigned char)kind;
+  p[1] = (unsigned char)(total - FRAME - len);
+  out->base = p;
+  out->len = total;
+  return p + FRAME;
+}
+
+/* The kind of a well-framed entry (0 if not), its body and the body's length. */
+static int frame_open(const struct raft_buffer *buf, const unsigned char **body, size_t *len) {
+  const unsigned char *p = buf->base;
+  if (buf->len < FRAME || buf->len % 8 != 0 || p[1] > 7 || buf->len - FRAME < p[1]) return 0;
+  if (p[0] < NOKV_REPL_ENTRY_V1 || p[0] > NOKV_REPL_ENTRY_ANNOUNCE) return 0;
+  *body = p + FRAME;
+  *len = buf->len - FRAME - p[1];
+  return p[0];
 }
 
 /* Conditions decoded from an entry; their keys and values point into it. */
@@ -48,7 +73,7 @@ static bool decode_conds(const unsigned char *p, size_t len, conds *out, size_t 
   if (end - q < 8) return false;
   uint64_t n = get_u64(q);
   q += 8;
-  if (n > len) return false;
+  if (n > len || n > NOKV_REPL_MAX_CONDS) return false;
   out->c = calloc(n ? n : 1, sizeof *out->c);
   out->n = n;
   if (out->c == NULL) return false;
@@ -67,33 +92,53 @@ static bool decode_conds(const unsigned char *p, size_t len, conds *out, size_t 
   return true;
 }
 
+/* [u64 id] address: the leader of a new term, for followers to redirect
+ * clients to. It writes nothing to the engine; its timestamp stays unused. */
+static int announced(nokv_repl_fsm *f, const unsigned char *p, size_t len, void **result) {
+  f->last_rc = NOKV_OK;
+  *result = nokv_repl_result(NOKV_OK, 0, f->commands);
+  if (len < 8) return 0;
+  size_t alen = len - 8 < NOKV_REPL_ADDR_MAX - 1 ? len - 8 : NOKV_REPL_ADDR_MAX - 1;
+  pthread_mutex_lock(f->mu);
+  f->leader_id = get_u64(p);
+  memcpy(f->leader_client, p + 8, alen);
+  f->leader_client[alen] = '\0';
+  pthread_mutex_unlock(f->mu);
+  return 0;
+}
+
 static int apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result) {
   nokv_repl_fsm *f = (nokv_repl_fsm *)fsm;
   *result = NULL;
-  const unsigned char *p = buf->base;
-  if (buf->len < 1 || (p[0] != NOKV_REPL_ENTRY_V1 && p[0] != NOKV_REPL_ENTRY_COND)) {
+  const unsigned char *p;
+  size_t len;
+  int kind = frame_open(buf, &p, &len);
+  uint64_t n = ++f->commands, ts = nokv_repl_ts(n);
+  if (kind == 0) {  /* refused alike everywhere: nothing written */
     f->last_rc = NOKV_ECORRUPT;
-    return RAFT_MALFORMED;
+    *result = nokv_repl_result(NOKV_ECORRUPT, 0, n);
+    return 0;
   }
-  uint64_t ts = nokv_repl_ts(++f->commands);
+  if (kind == NOKV_REPL_ENTRY_ANNOUNCE) return announced(f, p, len, result);
   if (ts <= nokv_last_commit_ts(f->db)) {  /* applied before a restart */
     f->last_rc = NOKV_OK;
+    *result = nokv_repl_result(NOKV_OK, 0, n);
     return 0;
   }
   conds cs = {NULL, 0};
-  size_t skip = 1, failed = 0;
+  size_t skip = 0, failed = 0;
   int rc = NOKV_OK;
-  if (p[0] == NOKV_REPL_ENTRY_COND) {
+  if (kind == NOKV_REPL_ENTRY_COND) {
     size_t used;
-    if (!decode_conds(p + 1, buf->len - 1, &cs, &used)) rc = NOKV_ECORRUPT;
+    if (!decode_conds(p, len, &cs, &used)) rc = NOKV_ECORRUPT;
     skip += rc == NOKV_OK ? used : 0;
   }
   nokv_batch *b = NULL;
-  if (rc == NOKV_OK) rc = nokv_batch_from_data(p + skip, buf->len - skip, &b);
+  if (rc == NOKV_OK) rc = nokv_batch_from_data(p + skip, len - skip, &b);
   if (rc == NOKV_OK) {
     /* The log is durable: the engine's WAL need not be synced for it. */
     nokv_write_options wo = {.commit_ts = ts};
-    if (p[0] == NOKV_REPL_ENTRY_COND) {
+    if (kind == NOKV_REPL_ENTRY_COND) {
       /* This thread alone writes: the conditions are judged against the state
        * after every earlier entry, as on every replica. */
       nokv_cond_result r;
@@ -106,7 +151,7 @@ static int apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **res
   nokv_batch_free(b);
   free(cs.c);
   f->last_rc = rc;
-  *result = result_of(rc, failed);
+  *result = nokv_repl_result(rc, failed, n);
   /* An entry the engine refuses (malformed, or a condition that does not
    * hold) fails on every replica alike; one
    * it cannot apply for a local reason (disk, memory) must stop this replica:
@@ -115,36 +160,69 @@ static int apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **res
   return rc == NOKV_OK ? 0 : RAFT_IOERR;
 }
 
-void nokv_repl_fsm_init(nokv_repl_fsm *f, nokv_db *db) {
+int nokv_repl_fsm_init(nokv_repl_fsm *f, nokv_db *db) {
   memset(f, 0, sizeof *f);
   f->fsm.version = 1;
   f->fsm.data = f;
   f->fsm.apply = apply;
   f->db = db;
+  f->mu = malloc(sizeof(pthread_mutex_t));
+  if (f->mu == NULL) return NOKV_ENOMEM;
+  pthread_mutex_init(f->mu, NULL);
+  return NOKV_OK;
+}
+
+void nokv_repl_fsm_destroy(nokv_repl_fsm *f) {
+  if (f->mu == NULL) return;
+  pthread_mutex_destroy(f->mu);
+  free(f->mu);
+  f->mu = NULL;
+}
+
+uint64_t nokv_repl_fsm_announced(nokv_repl_fsm *f, char *buf, size_t n) {
+  pthread_mutex_lock(f->mu);
+  uint64_t id = f->leader_id;
+  if (n > 0) {
+    size_t len = strlen(f->leader_client);
+    if (len >= n) len = n - 1;
+    memcpy(buf, f->leader_client, len);
+    buf[len] = '\0';
+  }
+  pthread_mutex_unlock(f->mu);
+  return id;
+}
+
+int nokv_repl_announce_entry(uint64_t id, const char *client_address, struct raft_buffer *out) {
+  size_t alen = strlen(client_address);
+  if (alen >= NOKV_REPL_ADDR_MAX) return NOKV_EINVAL;
+  unsigned char *p = frame_new(NOKV_REPL_ENTRY_ANNOUNCE, 8 + alen, out);
+  if (p == NULL) return NOKV_ENOMEM;
+  put_u64(p, id);
+  memcpy(p + 8, client_address, alen);
+  return NOKV_OK;
 }
 
 int nokv_repl_entry(const nokv_batch *b, struct raft_buffer *out) {
   size_t n;
   const void *data = nokv_batch_data(b, &n);
-  out->base = raft_malloc(n + 1);
-  if (out->base == NULL) return NOKV_ENOMEM;
-  out->len = n + 1;
-  ((unsigned char *)out->base)[0] = NOKV_REPL_ENTRY_V1;
-  memcpy((unsigned char *)out->base + 1, data, n);
+  unsigned char *p = frame_new(NOKV_REPL_ENTRY_V1, n, out);
+  if (p == NULL) return NOKV_ENOMEM;
+  memcpy(p, data, n);
   return NOKV_OK;
 }
 
 int nokv_repl_cond_entry(const nokv_condition *conds, size_t n, const nokv_batch *b,
                          struct raft_buffer *out) {
+  if (n > NOKV_REPL_MAX_CONDS) return NOKV_EINVAL;
   size_t blen;
   const void *data = nokv_batch_data(b, &blen);
-  size_t len = 1 + 8 + blen;
-  for (size_t i = 0; i < n; i++) len += 1 + 8 + conds[i].klen + 8 + conds[i].vlen + 8;
-  unsigned char *p = raft_malloc(len);
+  size_t len = 8 + blen;
+  for (size_t i = 0; i < n; i++) {
+    size_t vlen = conds[i].op == NOKV_COND_VALUE_EQUALS ? conds[i].vlen : 0;
+    len += 1 + 8 + conds[i].klen + 8 + vlen + 8;
+  }
+  unsigned char *p = frame_new(NOKV_REPL_ENTRY_COND, len, out);
   if (p == NULL) return NOKV_ENOMEM;
-  out->base = p;
-  out->len = len;
-  *p++ = NOKV_REPL_ENTRY_COND;
   p = put_u64(p, n);
   for (size_t i = 0; i < n; i++) {
     const nokv_condition *c = &conds[i];
@@ -158,6 +236,5 @@ int nokv_repl_cond_entry(const nokv_condition *conds, size_t n, const nokv_batch
     p = put_u64(p, c->commit_ts);
   }
   memcpy(p, data, blen);
-  out->len = (size_t)(p + blen - (unsigned char *)out->base);
   return NOKV_OK;
 }

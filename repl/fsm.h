@@ -26,16 +26,32 @@ extern "C" {
 #define NOKV_REPL_TS_SHIFT 16
 #define NOKV_REPL_ENTRY_V1 1       /* a batch */
 #define NOKV_REPL_ENTRY_COND 2     /* conditions, then a batch (nokv_write_if) */
+#define NOKV_REPL_ENTRY_ANNOUNCE 3 /* a new leader's id and client address */
+#define NOKV_REPL_MAX_CONDS 65535  /* conditions an entry may carry */
+#define NOKV_REPL_ADDR_MAX 256     /* bytes of an address, with its NUL */
 
 typedef struct nokv_repl_fsm {
   struct raft_fsm fsm;  /* first: libraft calls back with its address */
   nokv_db *db;
   uint64_t commands;    /* command entries applied (or skipped as applied) */
   int last_rc;          /* the engine's answer to the last entry */
+  /* The last leader announced in the log, for redirecting clients. Written by
+   * the applying thread, read by any under mu (fsm.c). */
+  uint64_t leader_id;
+  char leader_client[NOKV_REPL_ADDR_MAX];
+  void *mu;
 } nokv_repl_fsm;
 
 /* Binds f to db; commands restart from 0 (no snapshot yet). */
-void nokv_repl_fsm_init(nokv_repl_fsm *f, nokv_db *db);
+int nokv_repl_fsm_init(nokv_repl_fsm *f, nokv_db *db);
+void nokv_repl_fsm_destroy(nokv_repl_fsm *f);
+
+/* The entry a new leader appends first: its id and the address clients dial. */
+int nokv_repl_announce_entry(uint64_t id, const char *client_address, struct raft_buffer *out);
+
+/* The last announced leader's id (0: none yet) and client address, copied
+ * into buf (NUL-terminated, cut to n bytes). */
+uint64_t nokv_repl_fsm_announced(nokv_repl_fsm *f, char *buf, size_t n);
 
 /* The log entry for b: a buffer from raft_malloc, for raft_apply. */
 int nokv_repl_entry(const nokv_batch *b, struct raft_buffer *out);
@@ -47,14 +63,27 @@ int nokv_repl_cond_entry(const nokv_condition *conds, size_t n, const nokv_batch
                          struct raft_buffer *out);
 
 /* What an entry's application told the proposer (the result libraft hands to
- * raft_apply's callback on the leader): the engine's rc (NOKV_ECONDITION: a
- * condition failed, nothing written) and for that case the failed condition. */
+ * raft_apply's callback on the leader), packed in the pointer itself so that
+ * a follower, which has no callback, has nothing to free: the engine's rc
+ * (NOKV_ECONDITION: a condition failed, nothing written; low 8 bits, negated),
+ * for that case the failed condition (16 bits), and the entry's rank among
+ * the commands (the upper 40), which names its commit timestamp. */
+#ifdef __cplusplus
+static_assert(sizeof(void *) == 8, "results are packed in 64-bit pointers");
+#else
+_Static_assert(sizeof(void *) == 8, "results are packed in 64-bit pointers");
+#endif
+static inline void *nokv_repl_result(int rc, size_t failed, uint64_t n) {
+  return (void *)(uintptr_t)((n << 24) | ((uint64_t)(failed & 0xffff) << 8) |
+                             (uint64_t)(uint8_t)-rc);
+}
 static inline int nokv_repl_result_rc(void *result) {
-  return (int)(int32_t)(uint32_t)((uintptr_t)result & 0xffffffffu);
+  return -(int)((uintptr_t)result & 0xff);
 }
 static inline size_t nokv_repl_result_failed(void *result) {
-  return (size_t)((uintptr_t)result >> 32);
+  return (size_t)(((uintptr_t)result >> 8) & 0xffff);
 }
+static inline uint64_t nokv_repl_result_n(void *result) { return (uintptr_t)result >> 24; }
 
 /* The commit timestamp of the n-th command entry. */
 static inline uint64_t nokv_repl_ts(uint64_t n) { return n << NOKV_REPL_TS_SHIFT; }

@@ -50,7 +50,7 @@ class FsmTest : public ::testing::Test {
       nokv_options_init(&o);
       o.value_threshold = 64;  // some values in the value log
       ASSERT_EQ(nokv_open(dirs_[i].path().c_str(), &o, &dbs_[i]), NOKV_OK) << nokv_errmsg();
-      nokv_repl_fsm_init(&fsms_[i], dbs_[i]);
+      ASSERT_EQ(nokv_repl_fsm_init(&fsms_[i], dbs_[i]), NOKV_OK);
       ASSERT_EQ(raft_fixture_grow(&f_, &fsms_[i].fsm), 0);
       raft_set_snapshot_threshold(raft_fixture_get(&f_, i), 1u << 30);  // snapshots: not yet
     }
@@ -62,8 +62,11 @@ class FsmTest : public ::testing::Test {
   }
   void TearDown() override {
     raft_fixture_close(&f_);
+    for (nokv_repl_fsm& f : fsms_) nokv_repl_fsm_destroy(&f);
     for (nokv_db* db : dbs_) {
-      if (db != nullptr) EXPECT_EQ(nokv_close(db), NOKV_OK) << nokv_errmsg();
+      if (db != nullptr) {
+        EXPECT_EQ(nokv_close(db), NOKV_OK) << nokv_errmsg();
+      }
     }
   }
 
@@ -117,7 +120,7 @@ class FsmTest : public ::testing::Test {
   struct raft_fixture f_;
   nokv_test::TempDir dirs_[kNodes];
   nokv_db* dbs_[kNodes] = {};
-  nokv_repl_fsm fsms_[kNodes];
+  nokv_repl_fsm fsms_[kNodes] = {};
   std::vector<std::unique_ptr<struct raft_apply>> reqs_;
   std::mt19937_64 rng_{1};
 };
@@ -240,7 +243,7 @@ TEST_F(FsmTest, ConditionalWritesReachTheSameVerdictOnEveryReplica) {
   struct raft_buffer buf;
   ASSERT_EQ(nokv_repl_cond_entry(nullptr, 0, b, &buf), NOKV_OK);
   nokv_batch_free(b);
-  reinterpret_cast<unsigned char*>(buf.base)[1] = 0xff;  // an absurd condition count
+  reinterpret_cast<unsigned char*>(buf.base)[8] = 0xff;  // an absurd condition count
   Outcome bad;
   auto* req = new struct raft_apply;
   reqs_.emplace_back(req);

@@ -1,0 +1,552 @@
+/* node.c — a replica's event loop, and the calls other threads make into it
+ * (node.h). libraft is single-threaded: every call into it happens on the
+ * loop's thread. Other threads queue an op and wake the loop. */
+#include "repl/node.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <raft/uv.h>
+
+typedef struct nokv_repl_node nokv_repl_node;
+typedef enum { OP_PROPOSE, OP_READ, OP_STATUS, OP_STOP } op_kind;
+
+typedef struct op {
+  struct op *next;
+  op_kind kind;
+  nokv_repl_cb cb; /* PROPOSE, READ; NULL: an entry of the node's own */
+  void *arg;
+  struct raft_buffer entry;  /* PROPOSE */
+  struct raft_apply req;     /* PROPOSE, in flight */
+  nokv_repl_node *node;      /* PROPOSE, in flight */
+  nokv_repl_status *status;  /* STATUS: filled, then done set under mu */
+  bool done;
+} op;
+
+struct nokv_repl_node {
+  uv_loop_t loop;
+  struct raft_uv_transport transport;
+  struct raft_io io;
+  struct raft raft;
+  nokv_repl_fsm fsm;
+  uv_async_t wake;
+  uv_timer_t tick;
+  pthread_t thread;
+  char client_address[NOKV_REPL_ADDR_MAX];
+  unsigned tick_ms;
+
+  /* Loop thread only. */
+  uint64_t announced_term; /* the term this node last announced itself in */
+  op *reads_waiting;       /* reads queued since the barrier in flight began */
+  op *reads_barrier;       /* reads the barrier in flight will answer */
+  bool barrier_busy;
+  struct raft_barrier barrier;
+  bool closing;
+  bool draining;            /* stop asked: closing once nothing is in flight */
+  uint64_t drain_deadline;  /* uv_now() past which it closes regardless */
+  size_t applies;           /* proposals libraft holds */
+  bool handles; /* wake and tick are initialized */
+  op stop;      /* queued by nokv_repl_node_stop */
+
+  /* Under mu. */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  op *head, *tail; /* queued for the loop */
+  bool stopping;   /* no more ops are queued */
+  int state;       /* cache, refreshed every tick */
+  uint64_t leader_id;
+};
+
+static void set_err(char *buf, size_t n, const char *fmt, ...) {
+  if (buf == NULL || n == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, n, fmt, ap);
+  va_end(ap);
+}
+
+static void answer(op *o, int rc, uint64_t ts, size_t failed) {
+  if (o->cb != NULL) {
+    nokv_repl_outcome out = {.rc = rc, .commit_ts = ts, .failed = failed};
+    o->cb(o->arg, &out);
+  }
+  free(o);
+}
+
+static void answer_all(op *list, int rc) {
+  while (list != NULL) {
+    op *next = list->next;
+    answer(list, rc, 0, 0);
+    list = next;
+  }
+}
+
+/* ---- proposals ---- */
+
+static void on_applied(struct raft_apply *req, int status, void *result) {
+  op *o = req->data;
+  nokv_repl_node *n = o->node;
+  n->applies--;
+  if (status == 0 || result != NULL) {
+    answer(o, nokv_repl_result_rc(result), nokv_repl_ts(nokv_repl_result_n(result)),
+           nokv_repl_result_failed(result));
+  } else {
+    /* Not applied here: lost leadership (it may commit under the next leader,
+     * or be overwritten), or the node is closing. */
+    answer(o, status == RAFT_NOTLEADER ? NOKV_REPL_ENOTLEADER : NOKV_REPL_EUNKNOWN, 0, 0);
+  }
+}
+
+static void propose_now(nokv_repl_node *n, op *o) {
+  if (n->closing || n->draining) {
+    raft_free(o->entry.base);
+    answer(o, NOKV_REPL_ESTOPPED, 0, 0);
+    return;
+  }
+  if (raft_state(&n->raft) != RAFT_LEADER) {
+    raft_free(o->entry.base);
+    answer(o, NOKV_REPL_ENOTLEADER, 0, 0);
+    return;
+  }
+  o->req.data = o;
+  o->node = n;
+  int rv = raft_apply(&n->raft, &o->req, &o->entry, 1, on_applied);
+  if (rv == 0) n->applies++;
+  if (rv != 0) {
+    raft_free(o->entry.base);
+    answer(o, rv == RAFT_NOTLEADER ? NOKV_REPL_ENOTLEADER : NOKV_EIO, 0, 0);
+  }
+}
+
+/* ---- linearizable reads: one barrier for every read waiting ---- */
+
+static void start_barrier(nokv_repl_node *n);
+static void begin_close(nokv_repl_node *n);
+
+static void on_barrier(struct raft_barrier *req, int status) {
+  nokv_repl_node *n = req->data;
+  op *list = n->reads_barrier;
+  n->reads_barrier = NULL;
+  n->barrier_busy = false;
+  uint64_t ts = nokv_repl_ts(n->fsm.commands);
+  while (list != NULL) {
+    op *next = list->next;
+    answer(list, status == 0 ? NOKV_OK : NOKV_REPL_ENOTLEADER, status == 0 ? ts : 0, 0);
+    list = next;
+  }
+  start_barrier(n);
+}
+
+static void start_barrier(nokv_repl_node *n) {
+  if (n->barrier_busy || n->reads_waiting == NULL) return;
+  op *list = n->reads_waiting;
+  n->reads_waiting = NULL;
+  if (n->closing || n->draining) {
+    answer_all(list, NOKV_REPL_ESTOPPED);
+    return;
+  }
+  if (raft_state(&n->raft) != RAFT_LEADER) {
+    answer_all(list, NOKV_REPL_ENOTLEADER);
+    return;
+  }
+  n->barrier.data = n;
+  int rv = raft_barrier(&n->raft, &n->barrier, on_barrier);
+  if (rv != 0) {
+    answer_all(list, rv == RAFT_NOTLEADER ? NOKV_REPL_ENOTLEADER : NOKV_EIO);
+    return;
+  }
+  n->reads_barrier = list;
+  n->barrier_busy = true;
+}
+
+/* ---- status ---- */
+
+static void fill_status(nokv_repl_node *n, nokv_repl_status *st) {
+  struct raft *r = &n->raft;
+  memset(st, 0, sizeof *st);
+  st->id = r->id;
+  st->state = raft_state(r);
+  st->term = r->current_term;
+  st->commit_index = r->commit_index;
+  st->applied_index = raft_last_applied(r);
+  st->last_index = raft_last_index(r);
+  const char *addr = NULL;
+  raft_id leader = 0;
+  raft_leader(r, &leader, &addr);
+  st->leader_id = leader;
+  char client[NOKV_REPL_ADDR_MAX];
+  if (leader != 0 && nokv_repl_fsm_announced(&n->fsm, client, sizeof client) == leader) {
+    memcpy(st->leader_client_address, client, sizeof client);
+  }
+  for (unsigned i = 0; i < r->configuration.n && i < NOKV_REPL_MAX_MEMBERS; i++) {
+    const struct raft_server *s = &r->configuration.servers[i];
+    nokv_repl_member *m = &st->members[st->n_members++];
+    m->id = s->id;
+    snprintf(m->address, sizeof m->address, "%s", s->address);
+    m->role = s->role;
+    if (st->state == RAFT_LEADER && r->leader_state.progress != NULL) {
+      m->match_index = s->id == r->id ? raft_last_index(r) : r->leader_state.progress[i].match_index;
+    }
+  }
+}
+
+/* ---- the loop ---- */
+
+/* libraft 0.15 crashes if closed while its log holds entries in flight (a
+ * reference it releases twice): a node stops once what it proposed has been
+ * answered and its log is on disk, or after two election timeouts. */
+static void maybe_close(nokv_repl_node *n) {
+  if (!n->draining || n->closing) return;
+  struct raft *r = &n->raft;
+  bool idle = n->applies == 0 && !n->barrier_busy && r->last_stored == raft_last_index(r);
+  if (idle || uv_now(&n->loop) >= n->drain_deadline) begin_close(n);
+}
+
+static void on_closed_handle(uv_handle_t *h) { (void)h; }
+
+static void on_raft_closed(struct raft *r) {
+  nokv_repl_node *n = r->data;
+  raft_uv_close(&n->io);
+  raft_uv_tcp_close(&n->transport);
+  if (n->handles) {
+    uv_close((uv_handle_t *)&n->wake, on_closed_handle);
+    uv_close((uv_handle_t *)&n->tick, on_closed_handle);
+  }
+}
+
+static void begin_close(nokv_repl_node *n) {
+  if (n->closing) return;
+  n->closing = true;
+  answer_all(n->reads_waiting, NOKV_REPL_ESTOPPED);
+  n->reads_waiting = NULL;
+  uv_timer_stop(&n->tick);
+  raft_close(&n->raft, on_raft_closed);
+}
+
+/* Refreshes the cache other threads read, and has a new leader announce
+ * itself: its client address reaches every follower through the log. */
+static void on_tick(uv_timer_t *t) {
+  nokv_repl_node *n = t->data;
+  if (n->draining) {
+    maybe_close(n);
+    return;
+  }
+  struct raft *r = &n->raft;
+  const char *addr = NULL;
+  raft_id leader = 0;
+  raft_leader(r, &leader, &addr);
+  pthread_mutex_lock(&n->mu);
+  n->state = raft_state(r);
+  n->leader_id = leader;
+  pthread_mutex_unlock(&n->mu);
+  if (raft_state(r) == RAFT_LEADER && n->announced_term != r->current_term) {
+    op *o = calloc(1, sizeof *o);
+    if (o == NULL) return;
+    o->kind = OP_PROPOSE;
+    if (nokv_repl_announce_entry(r->id, n->client_address, &o->entry) != NOKV_OK) {
+      free(o);
+      return;
+    }
+    n->announced_term = r->current_term;
+    propose_now(n, o);
+  }
+}
+
+static void on_wake(uv_async_t *a) {
+  nokv_repl_node *n = a->data;
+  pthread_mutex_lock(&n->mu);
+  op *list = n->head;
+  n->head = n->tail = NULL;
+  pthread_mutex_unlock(&n->mu);
+  while (list != NULL) {
+    op *o = list;
+    list = o->next;
+    o->next = NULL;
+    switch (o->kind) {
+      case OP_PROPOSE:
+        propose_now(n, o);
+        break;
+      case OP_READ:
+        o->next = n->reads_waiting;
+        n->reads_waiting = o;
+        break;
+      case OP_STATUS:
+        fill_status(n, o->status);
+        pthread_mutex_lock(&n->mu);
+        o->done = true;
+        pthread_cond_broadcast(&n->cv);
+        pthread_mutex_unlock(&n->mu);
+        break;
+      case OP_STOP:  /* the next tick closes, once the node is idle */
+        n->draining = true;
+        n->drain_deadline = uv_now(&n->loop) + 2 * n->raft.election_timeout;
+        break;
+    }
+  }
+  start_barrier(n);
+}
+
+static void *run_loop(void *arg) {
+  nokv_repl_node *n = arg;
+  /* A peer that hung up must fail the write (EPIPE), not kill the process:
+   * SIGPIPE goes to the thread that wrote, this one. */
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+  uv_run(&n->loop, UV_RUN_DEFAULT);
+  return NULL;
+}
+
+/* Queues o for the loop; false (o not queued) if the node is stopping. */
+static bool enqueue(nokv_repl_node *n, op *o) {
+  pthread_mutex_lock(&n->mu);
+  if (n->stopping && o->kind != OP_STOP) {
+    pthread_mutex_unlock(&n->mu);
+    return false;
+  }
+  if (o->kind == OP_STOP) n->stopping = true;
+  if (n->tail != NULL) {
+    n->tail->next = o;
+  } else {
+    n->head = o;
+  }
+  n->tail = o;
+  pthread_mutex_unlock(&n->mu);
+  uv_async_send(&n->wake);
+  return true;
+}
+
+void nokv_repl_propose(nokv_repl_node *n, struct raft_buffer entry, nokv_repl_cb cb, void *arg) {
+  op *o = calloc(1, sizeof *o);
+  if (o == NULL) {
+    raft_free(entry.base);
+    nokv_repl_outcome out = {.rc = NOKV_ENOMEM};
+    cb(arg, &out);
+    return;
+  }
+  o->kind = OP_PROPOSE;
+  o->entry = entry;
+  o->cb = cb;
+  o->arg = arg;
+  if (!enqueue(n, o)) {
+    raft_free(entry.base);
+    answer(o, NOKV_REPL_ESTOPPED, 0, 0);
+  }
+}
+
+void nokv_repl_read_index(nokv_repl_node *n, nokv_repl_cb cb, void *arg) {
+  op *o = calloc(1, sizeof *o);
+  if (o == NULL) {
+    nokv_repl_outcome out = {.rc = NOKV_ENOMEM};
+    cb(arg, &out);
+    return;
+  }
+  o->kind = OP_READ;
+  o->cb = cb;
+  o->arg = arg;
+  if (!enqueue(n, o)) answer(o, NOKV_REPL_ESTOPPED, 0, 0);
+}
+
+int nokv_repl_node_status(nokv_repl_node *n, nokv_repl_status *st) {
+  op o = {.kind = OP_STATUS, .status = st};
+  op *heap = malloc(sizeof *heap);
+  if (heap == NULL) return NOKV_ENOMEM;
+  /* The op is on the heap only so that on_wake may treat all ops alike; this
+   * thread frees it once answered. */
+  *heap = o;
+  if (!enqueue(n, heap)) {
+    free(heap);
+    return NOKV_REPL_ESTOPPED;
+  }
+  pthread_mutex_lock(&n->mu);
+  while (!heap->done) pthread_cond_wait(&n->cv, &n->mu);
+  pthread_mutex_unlock(&n->mu);
+  free(heap);
+  return NOKV_OK;
+}
+
+uint64_t nokv_repl_leader(nokv_repl_node *n, char *client_address, size_t len) {
+  pthread_mutex_lock(&n->mu);
+  uint64_t leader = n->leader_id;
+  pthread_mutex_unlock(&n->mu);
+  char buf[NOKV_REPL_ADDR_MAX];
+  uint64_t announced = nokv_repl_fsm_announced(&n->fsm, buf, sizeof buf);
+  if (len > 0) {
+    client_address[0] = '\0';
+    if (leader != 0 && announced == leader) snprintf(client_address, len, "%s", buf);
+  }
+  return leader;
+}
+
+bool nokv_repl_is_leader(nokv_repl_node *n) {
+  pthread_mutex_lock(&n->mu);
+  bool leader = n->state == RAFT_LEADER;
+  pthread_mutex_unlock(&n->mu);
+  return leader;
+}
+
+const char *nokv_repl_state_name(int state) {
+  switch (state) {
+    case RAFT_FOLLOWER: return "follower";
+    case RAFT_CANDIDATE: return "candidate";
+    case RAFT_LEADER: return "leader";
+    default: return "unavailable";
+  }
+}
+
+const char *nokv_repl_role_name(int role) {
+  switch (role) {
+    case RAFT_VOTER: return "voter";
+    case RAFT_STANDBY: return "standby";
+    default: return "spare";
+  }
+}
+
+/* ---- start and stop ---- */
+
+static int mkdir_p(const char *dir) {
+  char path[4096];
+  if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) return ENAMETOOLONG;
+  for (char *p = path + 1; *p != '\0'; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) return errno;
+    *p = '/';
+  }
+  if (mkdir(path, 0755) != 0 && errno != EEXIST) return errno;
+  return 0;
+}
+
+static void free_node(nokv_repl_node *n) {
+  nokv_repl_fsm_destroy(&n->fsm);
+  pthread_mutex_destroy(&n->mu);
+  pthread_cond_destroy(&n->cv);
+  free(n);
+}
+
+/* Closes what start opened, after raft_init, on the caller's thread. */
+static void abandon(nokv_repl_node *n) {
+  raft_close(&n->raft, on_raft_closed);
+  uv_run(&n->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&n->loop);
+  free_node(n);
+}
+
+int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node **out,
+                         char *errbuf, size_t errlen) {
+  *out = NULL;
+  if (o->id == 0 || o->address == NULL || o->dir == NULL) {
+    set_err(errbuf, errlen, "a node needs an id (not 0), an address and a directory");
+    return NOKV_EINVAL;
+  }
+  const char *client = o->client_address != NULL ? o->client_address : "";
+  if (strlen(client) >= NOKV_REPL_ADDR_MAX || strlen(o->address) >= NOKV_REPL_ADDR_MAX) {
+    set_err(errbuf, errlen, "address longer than %d bytes", NOKV_REPL_ADDR_MAX - 1);
+    return NOKV_EINVAL;
+  }
+  if (mkdir_p(o->dir) != 0) {
+    set_err(errbuf, errlen, "cannot create %s: %s", o->dir, strerror(errno));
+    return NOKV_EIO;
+  }
+  nokv_repl_node *n = calloc(1, sizeof *n);
+  if (n == NULL) return NOKV_ENOMEM;
+  pthread_mutex_init(&n->mu, NULL);
+  pthread_cond_init(&n->cv, NULL);
+  snprintf(n->client_address, sizeof n->client_address, "%s", client);
+  n->state = RAFT_UNAVAILABLE;
+  if (nokv_repl_fsm_init(&n->fsm, db) != NOKV_OK) {
+    free_node(n);
+    return NOKV_ENOMEM;
+  }
+  int rv = uv_loop_init(&n->loop);
+  if (rv != 0) {
+    set_err(errbuf, errlen, "event loop: %s", uv_strerror(rv));
+    free_node(n);
+    return NOKV_EIO;
+  }
+  rv = raft_uv_tcp_init(&n->transport, &n->loop);
+  if (rv == 0 && o->bind_address != NULL) {
+    rv = raft_uv_tcp_set_bind_address(&n->transport, o->bind_address);
+  }
+  if (rv == 0) rv = raft_uv_init(&n->io, &n->loop, o->dir, &n->transport);
+  if (rv != 0) {
+    set_err(errbuf, errlen, "raft I/O in %s: %s (%s)", o->dir, raft_strerror(rv),
+            n->io.errmsg);
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&n->loop);
+    free_node(n);
+    return NOKV_EIO;
+  }
+  rv = raft_init(&n->raft, &n->io, &n->fsm.fsm, o->id, o->address);
+  if (rv != 0) {
+    set_err(errbuf, errlen, "raft: %s", raft_errmsg(&n->raft));
+    raft_uv_close(&n->io);
+    raft_uv_tcp_close(&n->transport);
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&n->loop);
+    free_node(n);
+    return NOKV_EIO;
+  }
+  n->raft.data = n;
+  raft_set_election_timeout(&n->raft, o->election_timeout_ms ? o->election_timeout_ms : 1000);
+  raft_set_heartbeat_timeout(&n->raft, o->heartbeat_ms ? o->heartbeat_ms : 100);
+  raft_set_pre_vote(&n->raft, true);
+  /* Log compaction needs snapshots of the engine, which are not built yet:
+   * the whole log is kept. */
+  raft_set_snapshot_threshold(&n->raft, UINT32_MAX);
+  n->tick_ms = (o->heartbeat_ms ? o->heartbeat_ms : 100) / 2;
+  if (n->tick_ms == 0) n->tick_ms = 1;
+  if (o->n_peers > 0) {
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    rv = 0;
+    for (size_t i = 0; i < o->n_peers && rv == 0; i++) {
+      rv = raft_configuration_add(&conf, o->peers[i].id, o->peers[i].address, RAFT_VOTER);
+    }
+    if (rv == 0) rv = raft_bootstrap(&n->raft, &conf);
+    raft_configuration_close(&conf);
+    if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {  /* CANTBOOTSTRAP: it has state already */
+      set_err(errbuf, errlen, "bootstrap: %s (%s)", raft_strerror(rv), raft_errmsg(&n->raft));
+      abandon(n);
+      return NOKV_EIO;
+    }
+  }
+  rv = raft_start(&n->raft);
+  if (rv != 0) {
+    set_err(errbuf, errlen, "start: %s (%s)", raft_strerror(rv), raft_errmsg(&n->raft));
+    abandon(n);
+    return NOKV_EIO;
+  }
+  uv_async_init(&n->loop, &n->wake, on_wake);
+  n->wake.data = n;
+  uv_timer_init(&n->loop, &n->tick);
+  n->tick.data = n;
+  uv_timer_start(&n->tick, on_tick, 0, n->tick_ms);
+  n->handles = true;
+  if (pthread_create(&n->thread, NULL, run_loop, n) != 0) {
+    begin_close(n);
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&n->loop);
+    free_node(n);
+    set_err(errbuf, errlen, "cannot start the node's thread");
+    return NOKV_EIO;
+  }
+  *out = n;
+  return NOKV_OK;
+}
+
+void nokv_repl_node_stop(nokv_repl_node *n) {
+  if (n == NULL) return;
+  n->stop.kind = OP_STOP;
+  enqueue(n, &n->stop);
+  pthread_join(n->thread, NULL);
+  uv_loop_close(&n->loop);
+  free_node(n);
+}

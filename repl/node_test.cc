@@ -1,0 +1,279 @@
+// Three replicas in one process on libraft's real libuv I/O (TCP on loopback,
+// logs on disk): entries proposed on the leader are applied by all three at
+// the same timestamps; a follower refuses proposals and reads; the leader's
+// announced client address reaches the followers; after the leader stops, the
+// other two elect a new one and go on; the old one, restarted on its own log
+// and engine, catches up.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "nokv/nokv.h"
+#include "repl/node.h"
+#include "tests/core/test_util.h"
+
+namespace {
+
+using nokv_test::GetAt;
+using nokv_test::TempDir;
+using std::chrono::steady_clock;
+
+// A TCP port on loopback nobody listens on now.
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(fd);
+    return -1;
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Polls cond (a replica's state, which its own thread moves) until it holds
+// or 30 s pass.
+bool WaitFor(const std::function<bool()>& cond) {
+  auto deadline = steady_clock::now() + std::chrono::seconds(30);
+  while (!cond()) {
+    if (steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+// One call's outcome, waited for.
+struct Waiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  nokv_repl_outcome out{};
+  static void Cb(void* arg, const nokv_repl_outcome* o) {
+    auto* w = static_cast<Waiter*>(arg);
+    std::lock_guard<std::mutex> l(w->mu);
+    w->out = *o;
+    w->done = true;
+    w->cv.notify_all();
+  }
+  // The outcome; rc 1 (no answer at all) after 30 s.
+  nokv_repl_outcome Wait() {
+    std::unique_lock<std::mutex> l(mu);
+    if (!cv.wait_for(l, std::chrono::seconds(30), [&] { return done; })) return {1, 0, 0};
+    return out;
+  }
+};
+
+class NodeTest : public ::testing::Test {
+ protected:
+  static constexpr int kNodes = 3;
+
+  void SetUp() override {
+    for (int i = 0; i < kNodes; i++) {
+      int port = FreePort();
+      ASSERT_GT(port, 0);
+      addrs_[i] = "127.0.0.1:" + std::to_string(port);
+      clients_[i] = "client-" + std::to_string(i + 1) + ":50051";
+      peers_[i] = {static_cast<uint64_t>(i + 1), addrs_[i].c_str()};
+    }
+    for (int i = 0; i < kNodes; i++) Start(i);
+  }
+  void TearDown() override {
+    for (int i = 0; i < kNodes; i++) Stop(i);
+  }
+
+  void Start(int i) {
+    nokv_options o;
+    nokv_options_init(&o);
+    o.value_threshold = 64;
+    ASSERT_EQ(nokv_open((dirs_[i].path() + "/db").c_str(), &o, &dbs_[i]), NOKV_OK)
+        << nokv_errmsg();
+    nokv_repl_options ro = {};
+    ro.id = i + 1;
+    ro.address = addrs_[i].c_str();
+    ro.client_address = clients_[i].c_str();
+    std::string dir = dirs_[i].path() + "/raft";
+    ro.dir = dir.c_str();
+    ro.peers = peers_;
+    ro.n_peers = kNodes;
+    ro.election_timeout_ms = 300;
+    ro.heartbeat_ms = 30;
+    char err[256] = "";
+    ASSERT_EQ(nokv_repl_node_start(dbs_[i], &ro, &nodes_[i], err, sizeof err), NOKV_OK) << err;
+  }
+  void Stop(int i) {
+    if (nodes_[i] != nullptr) nokv_repl_node_stop(nodes_[i]);
+    nodes_[i] = nullptr;
+    if (dbs_[i] != nullptr) {
+      EXPECT_EQ(nokv_close(dbs_[i]), NOKV_OK) << nokv_errmsg();
+    }
+    dbs_[i] = nullptr;
+  }
+
+  // The replica that leads, once one does and every running one agrees.
+  int Leader() {
+    int leader = -1;
+    bool ok = WaitFor([&] {
+      leader = -1;
+      for (int i = 0; i < kNodes; i++) {
+        if (nodes_[i] != nullptr && nokv_repl_is_leader(nodes_[i])) leader = i;
+      }
+      if (leader < 0) return false;
+      for (int i = 0; i < kNodes; i++) {
+        if (nodes_[i] == nullptr) continue;
+        if (nokv_repl_leader(nodes_[i], nullptr, 0) != static_cast<uint64_t>(leader + 1)) {
+          return false;
+        }
+      }
+      return true;
+    });
+    EXPECT_TRUE(ok) << "no leader elected";
+    return leader;
+  }
+
+  nokv_repl_outcome Put(int i, const std::string& k, const std::string& v) {
+    nokv_batch* b;
+    EXPECT_EQ(nokv_batch_new(&b), NOKV_OK);
+    nokv_batch_put(b, k.data(), k.size(), v.data(), v.size());
+    raft_buffer e;
+    EXPECT_EQ(nokv_repl_entry(b, &e), NOKV_OK);
+    nokv_batch_free(b);
+    Waiter w;
+    nokv_repl_propose(nodes_[i], e, &Waiter::Cb, &w);
+    return w.Wait();
+  }
+
+  TempDir dirs_[kNodes];
+  std::string addrs_[kNodes], clients_[kNodes];
+  nokv_repl_peer peers_[kNodes];
+  nokv_db* dbs_[kNodes] = {};
+  nokv_repl_node* nodes_[kNodes] = {};
+};
+
+TEST_F(NodeTest, ReplicatesThroughElectionsAndRestarts) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  uint64_t last_ts = 0;
+  for (int k = 0; k < 50; k++) {
+    std::string v = k % 5 == 0 ? std::string(200, 'v') : "v" + std::to_string(k);  // some in vlog
+    nokv_repl_outcome o = Put(leader, "k" + std::to_string(k), v);
+    ASSERT_EQ(o.rc, NOKV_OK) << k;
+    EXPECT_GT(o.commit_ts, last_ts);
+    EXPECT_EQ(o.commit_ts % (1u << NOKV_REPL_TS_SHIFT), 0u);
+    last_ts = o.commit_ts;
+  }
+  // Every replica applies them, at the leader's timestamps; the followers
+  // learned the leader's client address from the log.
+  for (int i = 0; i < kNodes; i++) {
+    ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[i]) == last_ts; })) << i;
+    EXPECT_EQ(GetAt(dbs_[i], "k49"), "v49");
+    char client[NOKV_REPL_ADDR_MAX];
+    EXPECT_EQ(nokv_repl_leader(nodes_[i], client, sizeof client),
+              static_cast<uint64_t>(leader + 1));
+    EXPECT_EQ(std::string(client), clients_[leader]) << i;
+  }
+
+  // A follower proposes nothing and serves no linearizable read.
+  int follower = (leader + 1) % kNodes;
+  EXPECT_EQ(Put(follower, "x", "y").rc, NOKV_REPL_ENOTLEADER);
+  Waiter r1;
+  nokv_repl_read_index(nodes_[follower], &Waiter::Cb, &r1);
+  EXPECT_EQ(r1.Wait().rc, NOKV_REPL_ENOTLEADER);
+  Waiter r2;
+  nokv_repl_read_index(nodes_[leader], &Waiter::Cb, &r2);
+  nokv_repl_outcome ro = r2.Wait();
+  EXPECT_EQ(ro.rc, NOKV_OK);
+  EXPECT_GE(ro.commit_ts, last_ts);
+
+  nokv_repl_status st;
+  ASSERT_EQ(nokv_repl_node_status(nodes_[leader], &st), NOKV_OK);
+  EXPECT_EQ(st.state, RAFT_LEADER);
+  EXPECT_EQ(st.n_members, 3u);
+  EXPECT_GE(st.commit_index, 50u);
+  for (size_t m = 0; m < st.n_members; m++) EXPECT_GT(st.members[m].match_index, 0u) << m;
+
+  // The leader stops; the other two elect one of themselves and go on.
+  Stop(leader);
+  int next = Leader();
+  ASSERT_GE(next, 0);
+  ASSERT_NE(next, leader);
+  for (int k = 50; k < 80; k++) {
+    nokv_repl_outcome o = Put(next, "k" + std::to_string(k), "w" + std::to_string(k));
+    ASSERT_EQ(o.rc, NOKV_OK) << k;
+    EXPECT_GT(o.commit_ts, last_ts);
+    last_ts = o.commit_ts;
+  }
+  // The old leader comes back on its own log and engine, and catches up.
+  Start(leader);
+  ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[leader]) == last_ts; }));
+  for (int i = 0; i < kNodes; i++) {
+    EXPECT_EQ(GetAt(dbs_[i], "k79"), "w79") << i;
+    EXPECT_EQ(GetAt(dbs_[i], "k0"), std::string(200, 'v')) << i;
+  }
+}
+
+TEST_F(NodeTest, StoppingAnswersWhatIsPending) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  // Proposals racing the stop are each answered once: applied, or not.
+  std::vector<std::unique_ptr<Waiter>> ws;
+  for (int k = 0; k < 20; k++) {
+    ws.push_back(std::make_unique<Waiter>());
+    nokv_batch* b;
+    ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+    nokv_batch_put(b, "k", 1, "v", 1);
+    raft_buffer e;
+    ASSERT_EQ(nokv_repl_entry(b, &e), NOKV_OK);
+    nokv_batch_free(b);
+    nokv_repl_propose(nodes_[leader], e, &Waiter::Cb, ws.back().get());
+  }
+  nokv_repl_node_stop(nodes_[leader]);
+  nodes_[leader] = nullptr;
+  for (auto& w : ws) {
+    int rc = w->Wait().rc;
+    EXPECT_TRUE(rc == NOKV_OK || rc == NOKV_REPL_EUNKNOWN || rc == NOKV_REPL_ESTOPPED) << rc;
+  }
+}
+
+
+
+TEST_F(NodeTest, StopsWhileItCannotCommit) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  ASSERT_EQ(Put(leader, "a", "1").rc, NOKV_OK);
+  for (int i = 0; i < kNodes; i++) {
+    if (i != leader) Stop(i);
+  }
+  // With no majority, these are stored but never committed: stopping answers
+  // them as of unknown outcome (a later leader could still commit them).
+  std::vector<std::unique_ptr<Waiter>> ws;
+  for (int k = 0; k < 5; k++) {
+    ws.push_back(std::make_unique<Waiter>());
+    nokv_batch* b;
+    ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+    nokv_batch_put(b, "b", 1, "2", 1);
+    raft_buffer e;
+    ASSERT_EQ(nokv_repl_entry(b, &e), NOKV_OK);
+    nokv_batch_free(b);
+    nokv_repl_propose(nodes_[leader], e, &Waiter::Cb, ws.back().get());
+  }
+  Stop(leader);
+  for (auto& w : ws) {
+    int rc = w->Wait().rc;
+    EXPECT_TRUE(rc == NOKV_REPL_EUNKNOWN || rc == NOKV_REPL_ENOTLEADER) << rc;
+  }
+}
+}  // namespace
