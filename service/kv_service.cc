@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "service/cluster.h"
 #include "service/reflection.h"
 #include "service/scan_wire.h"
 #include "service/status.h"
@@ -121,6 +122,28 @@ grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* ctx, grpc::Statu
   return r;
 }
 
+// A write proposed to the Raft group, until it is applied here (or fails).
+template <typename Response>
+struct ReplWrite {
+  nokv_repl_node* node;
+  grpc::CallbackServerContext* ctx;
+  grpc::ServerUnaryReactor* reactor;
+  Response* resp;
+
+  static void Done(void* arg, const nokv_repl_outcome* o) {
+    auto* w = static_cast<ReplWrite*>(arg);
+    grpc::Status s = grpc::Status::OK;
+    if (o->rc == NOKV_OK) {
+      w->resp->set_commit_ts(o->commit_ts);
+    } else {
+      s = ReplicationStatus(w->node, w->ctx, o->rc);
+    }
+    grpc::ServerUnaryReactor* r = w->reactor;
+    delete w;
+    r->Finish(std::move(s));
+  }
+};
+
 // A write queued with nokv_write_async, until its completion.
 template <typename Response>
 struct PendingWrite {
@@ -141,11 +164,44 @@ struct PendingWrite {
 
 }  // namespace
 
+// A linearizable Get in a cluster, waiting for its read point.
+struct KvService::ReplRead {
+  KvService* service;
+  grpc::CallbackServerContext* ctx;
+  grpc::ServerUnaryReactor* reactor;
+  const nokv::v1::GetRequest* req;
+  nokv::v1::GetResponse* resp;
+
+  // On the node's thread, which must not block: the read runs on a worker.
+  static void Done(void* arg, const nokv_repl_outcome* o) {
+    auto* g = static_cast<ReplRead*>(arg);
+    if (o->rc != NOKV_OK) {
+      g->reactor->Finish(ReplicationStatus(g->service->options_.repl, g->ctx, o->rc));
+      delete g;
+      return;
+    }
+    g->service->workers_.Submit([g] {
+      g->reactor->Finish(g->service->GetLocal(g->req, g->resp));
+      delete g;
+    });
+  }
+};
+
 grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
                                          const nokv::v1::GetRequest* req,
                                          nokv::v1::GetResponse* resp) {
   if (auto s = Authorize(ctx); !s.ok()) return Finished(ctx, s);
   if (auto s = RequireKey(req->key()); !s.ok()) return Finished(ctx, s);
+  if (options_.repl != nullptr && req->read_ts() == 0 && !req->serializable()) {
+    auto* g = new ReplRead{this, ctx, ctx->DefaultReactor(), req, resp};
+    grpc::ServerUnaryReactor* reactor = g->reactor;  // g may be gone once the call returns
+    nokv_repl_read_index(options_.repl, &ReplRead::Done, g);
+    return reactor;
+  }
+  return Finished(ctx, GetLocal(req, resp));
+}
+
+grpc::Status KvService::GetLocal(const nokv::v1::GetRequest* req, nokv::v1::GetResponse* resp) {
   nokv_read_options ro;
   nokv_read_options_init(&ro);
   // With no read_ts the engine reads at the latest timestamp it can serve (never
@@ -161,9 +217,9 @@ grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
   resp->set_read_ts(served);
   if (rc == NOKV_ENOTFOUND) {
     resp->set_found(false);
-    return Finished(ctx, grpc::Status::OK);
+    return grpc::Status::OK;
   }
-  if (rc != NOKV_OK) return Finished(ctx, EngineError(rc));
+  if (rc != NOKV_OK) return EngineError(rc);
   resp->set_found(true);
   resp->set_value(static_cast<const char*>(val), len);
   resp->set_commit_ts(ts);
@@ -173,7 +229,7 @@ grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
     resp->set_ttl_remaining_ms(expires > now ? expires - now : 1);  // read alive: at least 1
   }
   nokv_free(val);
-  return Finished(ctx, grpc::Status::OK);
+  return grpc::Status::OK;
 }
 
 template <typename Response>
@@ -182,7 +238,18 @@ grpc::ServerUnaryReactor* KvService::WriteAsync(grpc::CallbackServerContext* ctx
                                                 Response* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   int rc = built;
-  if (rc == NOKV_OK) {
+  if (rc == NOKV_OK && options_.repl != nullptr) {
+    // Through the group's log (durable there: sync changes nothing).
+    raft_buffer entry;
+    rc = nokv_repl_entry(batch, &entry);
+    nokv_batch_free(batch);
+    batch = nullptr;
+    if (rc == NOKV_OK) {
+      auto* w = new ReplWrite<Response>{options_.repl, ctx, reactor, resp};
+      nokv_repl_propose(options_.repl, entry, &ReplWrite<Response>::Done, w);
+      return reactor;
+    }
+  } else if (rc == NOKV_OK) {
     auto* w = new PendingWrite<Response>{reactor, batch, resp};
     nokv_write_options wo;
     nokv_write_options_init(&wo);
@@ -257,6 +324,63 @@ grpc::ServerUnaryReactor* KvService::DeleteRange(grpc::CallbackServerContext* ct
   }
   return WriteAsync(ctx, b, rc, req->sync(), resp);
 }
+
+// A conditional Write proposed to the Raft group, until it is applied here.
+struct KvService::ReplCondWrite {
+  KvService* service;
+  grpc::CallbackServerContext* ctx;
+  grpc::ServerUnaryReactor* reactor;
+  const nokv::v1::WriteRequest* req;
+  nokv::v1::WriteResponse* resp;
+
+  // On the node's thread; a failed condition's key is read on a worker.
+  static void Done(void* arg, const nokv_repl_outcome* o) {
+    auto* w = static_cast<ReplCondWrite*>(arg);
+    if (o->rc == NOKV_ECONDITION) {
+      uint64_t ts = o->commit_ts;
+      size_t failed = o->failed;
+      w->service->workers_.Submit([w, ts, failed] { w->Failed(ts, failed); });
+      return;
+    }
+    grpc::Status s = grpc::Status::OK;
+    if (o->rc == NOKV_OK) {
+      w->resp->set_succeeded(true);
+      w->resp->set_commit_ts(o->commit_ts);
+      w->resp->set_read_ts(o->commit_ts - 1);
+    } else {
+      s = ReplicationStatus(w->service->options_.repl, w->ctx, o->rc);
+    }
+    grpc::ServerUnaryReactor* r = w->reactor;
+    delete w;
+    r->Finish(std::move(s));
+  }
+
+  // The conditions were judged against the state just below the entry's
+  // timestamp, on every replica alike: what the failed one found is read
+  // back from there.
+  void Failed(uint64_t ts, size_t failed) {
+    resp->set_succeeded(false);
+    resp->set_failed_condition(static_cast<uint32_t>(failed));
+    resp->set_read_ts(ts - 1);
+    if (failed < static_cast<size_t>(req->conditions_size())) {
+      const std::string& key = req->conditions(static_cast<int>(failed)).key();
+      nokv_read_options ro;
+      nokv_read_options_init(&ro);
+      ro.read_ts = ts - 1;
+      void* v = nullptr;
+      size_t n = 0;
+      uint64_t found_ts = 0;
+      if (nokv_get(service->db_, &ro, key.data(), key.size(), &v, &n, &found_ts) == NOKV_OK) {
+        resp->set_found(true);
+        resp->set_found_commit_ts(found_ts);
+        nokv_free(v);
+      }
+    }
+    grpc::ServerUnaryReactor* r = reactor;
+    delete this;
+    r->Finish(grpc::Status::OK);
+  }
+};
 
 grpc::ServerUnaryReactor* KvService::Write(grpc::CallbackServerContext* ctx,
                                            const nokv::v1::WriteRequest* req,
@@ -333,6 +457,22 @@ grpc::ServerUnaryReactor* KvService::Write(grpc::CallbackServerContext* ctx,
   if (rc != NOKV_OK) {
     nokv_batch_free(b);
     return Finished(ctx, EngineError(rc));
+  }
+  if (options_.repl != nullptr) {
+    // Judged by every replica as it applies the entry (repl/fsm.h).
+    raft_buffer entry;
+    rc = nokv_repl_cond_entry(conds.data(), conds.size(), b, &entry);
+    nokv_batch_free(b);
+    if (rc == NOKV_EINVAL) {
+      return Finished(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                        "a replicated Write takes at most " +
+                                            std::to_string(NOKV_REPL_MAX_CONDS) + " conditions"));
+    }
+    if (rc != NOKV_OK) return Finished(ctx, EngineError(rc));
+    auto* w = new ReplCondWrite{this, ctx, ctx->DefaultReactor(), req, resp};
+    grpc::ServerUnaryReactor* reactor = w->reactor;  // w may be gone once the call returns
+    nokv_repl_propose(options_.repl, entry, &ReplCondWrite::Done, w);
+    return reactor;
   }
   // Judged here (reads, as Get's), committed by the engine's commit thread,
   // whose completion finishes the call. Only if a write to a condition's key
@@ -432,6 +572,12 @@ grpc::Status KvService::Stats(grpc::ServerContext* ctx, const nokv::v1::StatsReq
   counters["streams_refused"] = streams_refused_.load();
   resp->set_last_commit_ts(s.last_commit_ts);
   resp->set_data_dir(options_.data_dir);
+  if (options_.repl != nullptr) {
+    nokv_repl_status st;
+    if (nokv_repl_node_status(options_.repl, &st) == NOKV_OK) {
+      FillClusterStatus(st, resp->mutable_cluster());
+    }
+  }
   return grpc::Status::OK;
 }
 
@@ -528,7 +674,22 @@ class KvService::ScanReactor final : public grpc::ServerWriteReactor<grpc::ByteB
         limit_(req->limit()),
         chunk_bytes_(std::max<size_t>(1, std::min(service->options_.scan_first_chunk_bytes,
                                                   service->options_.scan_chunk_bytes))) {
-    service_->workers_.Submit([this] { Start(); });
+    if (service->options_.repl != nullptr && asked_ts_ == 0 && !req->serializable()) {
+      nokv_repl_read_index(service->options_.repl, &ScanReactor::ReadPoint, this);
+    } else {
+      service_->workers_.Submit([this] { Start(); });
+    }
+  }
+
+  // In a cluster, on the node's thread: the scan starts once the leader has
+  // applied everything committed before it arrived.
+  static void ReadPoint(void* arg, const nokv_repl_outcome* o) {
+    auto* scan = static_cast<ScanReactor*>(arg);
+    if (o->rc != NOKV_OK) {
+      scan->Finish(ReplicationStatus(scan->service_->options_.repl, scan->ctx_, o->rc));
+      return;
+    }
+    scan->service_->workers_.Submit([scan] { scan->Start(); });
   }
 
   void OnWriteDone(bool ok) override {

@@ -45,6 +45,7 @@
 
 #include "nokv/nokv.h"
 #include "nokv/v1/kv.grpc.pb.h"
+#include "repl/node.h"
 #include "service/auth.h"
 #include "service/watch_stream.h"
 #include "service/work_queue.h"
@@ -72,6 +73,9 @@ struct ServiceOptions {
   std::string backup_dir;  // where Checkpoint writes ("": Checkpoint is refused)
   TokenAuth* auth = nullptr;  // borrowed; if set, every call needs a bearer token
   WatchOptions watch;
+  // Cluster mode (borrowed; cluster.h): writes go through the Raft group's
+  // log, and linearizable reads wait for a read point from the leader.
+  nokv_repl_node* repl = nullptr;
 };
 
 class KvService final
@@ -158,6 +162,11 @@ class KvService final
 
   class ScanReactor;
   class TxnReactor;
+  struct ReplCondWrite;
+  struct ReplRead;
+
+  // Get's read of the engine, at req's read_ts or the newest.
+  grpc::Status GetLocal(const nokv::v1::GetRequest* req, nokv::v1::GetResponse* resp);
 
   // Queues batch (owned, freed once written) with nokv_write_async; the
   // completion sets resp's commit_ts and finishes the call. built is the result

@@ -12,12 +12,15 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
 #include "nokv/nokv.h"
+#include "repl/node.h"
 #include "service/auth.h"
 #include "service/kv_service.h"
 #include "service/metrics.h"
@@ -88,6 +91,25 @@ ABSL_FLAG(uint64_t, watch_ring_bytes, 16 << 20,
 ABSL_FLAG(uint64_t, max_watches, 4096, "open Watch streams allowed (more: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(uint32_t, watch_send_timeout_ms, 30000,
           "a Watch whose client takes no message for this long is ended");
+ABSL_FLAG(uint64_t, node_id, 0,
+          "cluster mode: this node's id in its Raft group (docs/replication.md); 0: a single "
+          "server");
+ABSL_FLAG(std::string, raft_listen, "",
+          "cluster mode: this node's Raft address HOST:PORT, as its peers dial it");
+ABSL_FLAG(std::string, raft_bind, "",
+          "cluster mode: where to listen for Raft traffic, if not --raft_listen (e.g. "
+          "0.0.0.0:7001)");
+ABSL_FLAG(std::string, peers, "",
+          "cluster mode: the group's first members, ID=HOST:PORT,... (Raft addresses, this "
+          "node among them); a node whose DATA_DIR/raft is empty starts the group with them");
+ABSL_FLAG(bool, join, false,
+          "cluster mode: start with no members and wait to be added to a running group");
+ABSL_FLAG(std::string, advertise, "",
+          "cluster mode: the address clients dial for this node, which it announces when it "
+          "leads (default: --listen, with the port bound)");
+ABSL_FLAG(uint32_t, election_timeout_ms, 1000,
+          "cluster mode: a follower that hears from no leader for 1-2x this starts an election");
+ABSL_FLAG(uint32_t, heartbeat_ms, 100, "cluster mode: how often a leader sends heartbeats");
 ABSL_FLAG(uint64_t, txn_buffer_bytes, uint64_t{1} << 30,
           "keys+values all open transactions may buffer; a write past it ends its Txn "
           "RESOURCE_EXHAUSTED");
@@ -103,6 +125,96 @@ void OnSignal(int sig) {
   unsigned char b = static_cast<unsigned char>(sig);
   ssize_t ignored = write(signal_pipe[1], &b, 1);
   (void)ignored;
+}
+
+// Parses --peers: ID=HOST:PORT,... into out; empty if fine, else what is wrong.
+std::string ParsePeers(const std::string& spec, std::vector<std::pair<uint64_t, std::string>>* out) {
+  size_t pos = 0;
+  while (pos < spec.size()) {
+    size_t comma = spec.find(',', pos);
+    std::string item = spec.substr(pos, comma == std::string::npos ? std::string::npos
+                                                                     : comma - pos);
+    pos = comma == std::string::npos ? spec.size() : comma + 1;
+    size_t eq = item.find('=');
+    char* end = nullptr;
+    uint64_t id = eq == std::string::npos ? 0 : strtoull(item.c_str(), &end, 10);
+    if (id == 0 || end != item.c_str() + eq || eq + 1 >= item.size()) {
+      return "--peers: '" + item + "' is not ID=HOST:PORT (ID a positive number)";
+    }
+    for (const auto& p : *out) {
+      if (p.first == id) return "--peers: id " + std::to_string(id) + " appears twice";
+    }
+    out->emplace_back(id, item.substr(eq + 1));
+  }
+  return "";
+}
+
+// Starts this server's replica of its Raft group, from the cluster flags; null
+// (and *error says why) if they are wrong or it cannot start.
+nokv_repl_node* StartNode(nokv_db* db, const std::string& data_dir, const std::string& listen,
+                          std::string* note, std::string* error) {
+  const uint64_t id = absl::GetFlag(FLAGS_node_id);
+  const std::string raft_listen = absl::GetFlag(FLAGS_raft_listen);
+  const bool join = absl::GetFlag(FLAGS_join);
+  std::vector<std::pair<uint64_t, std::string>> peers;
+  if (raft_listen.empty()) {
+    *error = "--node_id needs --raft_listen (this node's Raft address)";
+    return nullptr;
+  }
+  if (std::string e = ParsePeers(absl::GetFlag(FLAGS_peers), &peers); !e.empty()) {
+    *error = e;
+    return nullptr;
+  }
+  if (join != peers.empty()) {
+    *error = "--node_id needs either --peers (the group's first members) or --join";
+    return nullptr;
+  }
+  bool listed = false;
+  for (const auto& p : peers) {
+    if (p.first != id) continue;
+    if (p.second != raft_listen) {
+      *error = "--peers gives node " + std::to_string(id) + " the address " + p.second +
+               ", not its --raft_listen " + raft_listen;
+      return nullptr;
+    }
+    listed = true;
+  }
+  if (!join && !listed) {
+    *error = "--peers must list this node (" + std::to_string(id) + "=" + raft_listen + ")";
+    return nullptr;
+  }
+  std::string advertise = absl::GetFlag(FLAGS_advertise);
+  if (advertise.empty()) {
+    if (listen.rfind("unix:", 0) == 0 || listen.substr(listen.rfind(':') + 1) == "0") {
+      *error = "cluster mode needs --advertise (the address clients dial for this node) when "
+               "--listen has no fixed TCP port";
+      return nullptr;
+    }
+    advertise = listen;
+  }
+  std::vector<nokv_repl_peer> cpeers;
+  for (const auto& p : peers) cpeers.push_back({p.first, p.second.c_str()});
+  const std::string dir = data_dir + "/raft";
+  const std::string bind = absl::GetFlag(FLAGS_raft_bind);
+  nokv_repl_options o = {};
+  o.id = id;
+  o.address = raft_listen.c_str();
+  o.bind_address = bind.empty() ? nullptr : bind.c_str();
+  o.client_address = advertise.c_str();
+  o.dir = dir.c_str();
+  o.peers = cpeers.data();
+  o.n_peers = cpeers.size();
+  o.election_timeout_ms = absl::GetFlag(FLAGS_election_timeout_ms);
+  o.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
+  char err[512] = "";
+  nokv_repl_node* node = nullptr;
+  if (nokv_repl_node_start(db, &o, &node, err, sizeof err) != NOKV_OK) {
+    *error = std::string("cannot start the Raft node: ") + err;
+    return nullptr;
+  }
+  *note = ", node " + std::to_string(id) + " of a Raft group (raft on " + raft_listen +
+          ", state in " + dir + ")";
+  return node;
 }
 
 int WaitForSignal() {
@@ -207,6 +319,20 @@ int main(int argc, char** argv) {
   nokv::service::RpcMetrics rpc_metrics;
   const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   if (!metrics_listen.empty()) config.rpc_metrics = &rpc_metrics;
+  // Cluster mode: the node starts before the service, so that no call ever
+  // reaches the engine around the group's log.
+  nokv_repl_node* node = nullptr;
+  std::string cluster_note;
+  if (const uint64_t id = absl::GetFlag(FLAGS_node_id); id != 0) {
+    std::string error;
+    node = StartNode(db, data_dir, config.listen, &cluster_note, &error);
+    if (node == nullptr) {
+      fprintf(stderr, "nokv-server: %s\n", error.c_str());
+      nokv_close(db);
+      return 1;
+    }
+    config.service.repl = node;
+  }
   nokv::service::KvService service(db, config.service);
   int port = 0;
   std::unique_ptr<nokv::service::Server> server =
@@ -214,6 +340,7 @@ int main(int argc, char** argv) {
   if (server == nullptr) {
     fprintf(stderr, "nokv-server: cannot listen on %s\n", config.listen.c_str());
     service.StopWatches();
+    nokv_repl_node_stop(node);
     nokv_close(db);
     return 1;
   }
@@ -225,6 +352,7 @@ int main(int argc, char** argv) {
       server->Shutdown();
       server.reset();
       service.StopWatches();
+      nokv_repl_node_stop(node);
       nokv_close(db);
       return 1;
     }
@@ -237,9 +365,9 @@ int main(int argc, char** argv) {
   const char* security = config.tls_cert_file.empty()        ? ""
                          : config.tls_client_ca_file.empty() ? ", TLS"
                                                              : ", mTLS";
-  printf("nokv-server listening on %s, data in %s (%llu records recovered)%s%s\n", where.c_str(),
-         data_dir.c_str(), static_cast<unsigned long long>(st.recovered_records), security,
-         auth == nullptr ? "" : ", bearer tokens required");
+  printf("nokv-server listening on %s, data in %s (%llu records recovered)%s%s%s\n",
+         where.c_str(), data_dir.c_str(), static_cast<unsigned long long>(st.recovered_records),
+         security, auth == nullptr ? "" : ", bearer tokens required", cluster_note.c_str());
   fflush(stdout);
 
   std::thread waiter([&] {
@@ -258,6 +386,7 @@ int main(int argc, char** argv) {
   waiter.join();
   server.reset();
   service.StopWatches();
+  nokv_repl_node_stop(node);  // every call that waited on it has ended
   metrics.reset();  /* it reads the engine's counters */
   int rc = nokv_close(db);
   if (rc != NOKV_OK) {

@@ -378,6 +378,11 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
 grpc::ServerBidiReactor<TxnRequest, TxnResponse>* KvService::Txn(
     grpc::CallbackServerContext* ctx) {
   if (auto s = Authorize(ctx); !s.ok()) return new RefusedTxn(s);
+  if (options_.repl != nullptr) {
+    return new RefusedTxn(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                       "transactions are not replicated yet: in a cluster, "
+                                       "use Write with conditions"));
+  }
   std::lock_guard<std::mutex> l(streams_mu_);
   if (end_txns_at_ != Clock::time_point::max()) {
     return new RefusedTxn(grpc::Status(grpc::StatusCode::UNAVAILABLE,
