@@ -129,9 +129,14 @@ struct ReplWrite {
   grpc::CallbackServerContext* ctx;
   grpc::ServerUnaryReactor* reactor;
   Response* resp;
+  std::function<bool(grpc::CallbackServerContext*, grpc::ServerUnaryReactor*)> forward;
 
   static void Done(void* arg, const nokv_repl_outcome* o) {
     auto* w = static_cast<ReplWrite*>(arg);
+    if (o->rc == NOKV_REPL_ENOTLEADER && w->forward(w->ctx, w->reactor)) {
+      delete w;
+      return;
+    }
     grpc::Status s = grpc::Status::OK;
     if (o->rc == NOKV_OK) {
       w->resp->set_commit_ts(o->commit_ts);
@@ -175,6 +180,15 @@ struct KvService::ReplRead {
   // On the node's thread, which must not block: the read runs on a worker.
   static void Done(void* arg, const nokv_repl_outcome* o) {
     auto* g = static_cast<ReplRead*>(arg);
+    if (o->rc == NOKV_REPL_ENOTLEADER &&
+        g->service->Forward(g->ctx, g->reactor,
+                            [req = g->req, resp = g->resp](Forwarder::Async* a,
+                                                           grpc::ClientContext* c, auto done) {
+                              a->Get(c, req, resp, std::move(done));
+                            })) {
+      delete g;
+      return;
+    }
     if (o->rc != NOKV_OK) {
       g->reactor->Finish(ReplicationStatus(g->service->options_.repl, g->ctx, o->rc));
       delete g;
@@ -199,6 +213,15 @@ grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
     return reactor;
   }
   return Finished(ctx, GetLocal(req, resp));
+}
+
+bool KvService::Forward(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
+                        const Forwarder::Invoke& invoke) {
+  if (!options_.forward || Forwarder::Forwarded(ctx)) return false;
+  char addr[NOKV_REPL_ADDR_MAX];
+  if (nokv_repl_leader(options_.repl, addr, sizeof addr) == 0 || addr[0] == '\0') return false;
+  forwarder_.Call(addr, ctx, invoke, [reactor](grpc::Status s) { reactor->Finish(std::move(s)); });
+  return true;
 }
 
 grpc::Status KvService::GetLocal(const nokv::v1::GetRequest* req, nokv::v1::GetResponse* resp) {
@@ -235,7 +258,7 @@ grpc::Status KvService::GetLocal(const nokv::v1::GetRequest* req, nokv::v1::GetR
 template <typename Response>
 grpc::ServerUnaryReactor* KvService::WriteAsync(grpc::CallbackServerContext* ctx,
                                                 nokv_batch* batch, int built, bool sync,
-                                                Response* resp) {
+                                                Response* resp, Forwarder::Invoke forward) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   int rc = built;
   if (rc == NOKV_OK && options_.repl != nullptr) {
@@ -245,7 +268,12 @@ grpc::ServerUnaryReactor* KvService::WriteAsync(grpc::CallbackServerContext* ctx
     nokv_batch_free(batch);
     batch = nullptr;
     if (rc == NOKV_OK) {
-      auto* w = new ReplWrite<Response>{options_.repl, ctx, reactor, resp};
+      auto* w = new ReplWrite<Response>{
+          options_.repl, ctx, reactor, resp,
+          [this, forward = std::move(forward)](grpc::CallbackServerContext* c,
+                                                grpc::ServerUnaryReactor* r) {
+            return Forward(c, r, forward);
+          }};
       nokv_repl_propose(options_.repl, entry, &ReplWrite<Response>::Done, w);
       return reactor;
     }
@@ -276,7 +304,10 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
     rc = nokv_batch_put_ttl(b, req->key().data(), req->key().size(), req->value().data(),
                             req->value().size(), req->ttl_ms());
   }
-  return WriteAsync(ctx, b, rc, req->sync(), resp);
+  return WriteAsync(ctx, b, rc, req->sync(), resp,
+                    [req, resp](Forwarder::Async* a, grpc::ClientContext* c, auto done) {
+                      a->Put(c, req, resp, std::move(done));
+                    });
 }
 
 grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
@@ -287,7 +318,10 @@ grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
   nokv_batch* b = nullptr;
   int rc = nokv_batch_new(&b);
   if (rc == NOKV_OK) rc = nokv_batch_delete(b, req->key().data(), req->key().size());
-  return WriteAsync(ctx, b, rc, req->sync(), resp);
+  return WriteAsync(ctx, b, rc, req->sync(), resp,
+                    [req, resp](Forwarder::Async* a, grpc::ClientContext* c, auto done) {
+                      a->Delete(c, req, resp, std::move(done));
+                    });
 }
 
 grpc::ServerWriteReactor<nokv::v1::WatchResponse>* KvService::Watch(
@@ -322,7 +356,10 @@ grpc::ServerUnaryReactor* KvService::DeleteRange(grpc::CallbackServerContext* ct
     rc = nokv_batch_delete_range(b, req->start().data(), req->start().size(), req->end().data(),
                                  req->end().size());
   }
-  return WriteAsync(ctx, b, rc, req->sync(), resp);
+  return WriteAsync(ctx, b, rc, req->sync(), resp,
+                    [req, resp](Forwarder::Async* a, grpc::ClientContext* c, auto done) {
+                      a->DeleteRange(c, req, resp, std::move(done));
+                    });
 }
 
 // A conditional Write proposed to the Raft group, until it is applied here.
@@ -336,6 +373,15 @@ struct KvService::ReplCondWrite {
   // On the node's thread; a failed condition's key is read on a worker.
   static void Done(void* arg, const nokv_repl_outcome* o) {
     auto* w = static_cast<ReplCondWrite*>(arg);
+    if (o->rc == NOKV_REPL_ENOTLEADER &&
+        w->service->Forward(w->ctx, w->reactor,
+                            [req = w->req, resp = w->resp](Forwarder::Async* a,
+                                                           grpc::ClientContext* c, auto done) {
+                              a->Write(c, req, resp, std::move(done));
+                            })) {
+      delete w;
+      return;
+    }
     if (o->rc == NOKV_ECONDITION) {
       uint64_t ts = o->commit_ts;
       size_t failed = o->failed;

@@ -47,6 +47,7 @@
 #include "nokv/v1/kv.grpc.pb.h"
 #include "repl/node.h"
 #include "service/auth.h"
+#include "service/forward.h"
 #include "service/watch_stream.h"
 #include "service/work_queue.h"
 
@@ -76,6 +77,9 @@ struct ServiceOptions {
   // Cluster mode (borrowed; cluster.h): writes go through the Raft group's
   // log, and linearizable reads wait for a read point from the leader.
   nokv_repl_node* repl = nullptr;
+  // In a cluster, a node that does not lead forwards unary calls to the one
+  // that does (forward.h); off: it answers UNAVAILABLE naming the leader.
+  bool forward = true;
 };
 
 class KvService final
@@ -165,15 +169,24 @@ class KvService final
   struct ReplCondWrite;
   struct ReplRead;
 
+  // In a cluster, on a node that does not lead: forwards the call to the
+  // leader, whose answer finishes it; false (the caller answers) if this node
+  // may not (forwarding off, the call forwarded already, no leader known).
+  bool Forward(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
+               const Forwarder::Invoke& invoke);
+
   // Get's read of the engine, at req's read_ts or the newest.
   grpc::Status GetLocal(const nokv::v1::GetRequest* req, nokv::v1::GetResponse* resp);
 
   // Queues batch (owned, freed once written) with nokv_write_async; the
   // completion sets resp's commit_ts and finishes the call. built is the result
   // of making the batch: an error finishes the call with it at once.
+  // In a cluster, the batch goes through the group's log instead, and a
+  // node that does not lead forwards the call with `forward`.
   template <typename Response>
   grpc::ServerUnaryReactor* WriteAsync(grpc::CallbackServerContext* ctx, nokv_batch* batch,
-                                       int built, bool sync, Response* resp);
+                                       int built, bool sync, Response* resp,
+                                       Forwarder::Invoke forward);
 
   // The reaper: ends transactions left idle, scans whose client stopped reading,
   // and streams past their lifetime.
@@ -219,6 +232,7 @@ class KvService final
   WorkQueue workers_;
   std::thread reaper_;
   WatchHub watches_;
+  Forwarder forwarder_;
 };
 
 // INVALID_ARGUMENT unless the bounds name a range [start, end) (empty end: no

@@ -109,6 +109,10 @@ ABSL_FLAG(std::string, advertise, "",
           "leads (default: --listen, with the port bound)");
 ABSL_FLAG(uint32_t, election_timeout_ms, 1000,
           "cluster mode: a follower that hears from no leader for 1-2x this starts an election");
+ABSL_FLAG(bool, forward, true,
+          "cluster mode: a node that does not lead forwards Get, Put, Delete, DeleteRange and "
+          "Write to the leader; off (and always with TLS): it answers UNAVAILABLE naming the "
+          "leader in trailing metadata nokv-leader");
 ABSL_FLAG(uint32_t, heartbeat_ms, 100, "cluster mode: how often a leader sends heartbeats");
 ABSL_FLAG(uint64_t, txn_buffer_bytes, uint64_t{1} << 30,
           "keys+values all open transactions may buffer; a write past it ends its Txn "
@@ -332,6 +336,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     config.service.repl = node;
+    // Forwarding dials the leader in plaintext: with TLS, clients are redirected.
+    config.service.forward = absl::GetFlag(FLAGS_forward) && config.tls_cert_file.empty();
   }
   nokv::service::KvService service(db, config.service);
   int port = 0;
