@@ -78,11 +78,11 @@ run_all_tests() {
   # shellcheck disable=SC2086
   run_tests "default" -- //... "${excluded[@]}" $HEAVY
   # gRPC and abseil are not built with TSan (Debian's libraries), so only the
-  # engine's concurrent tests run under it.
+  # engine's and the replica's concurrent tests run under it.
   # shellcheck disable=SC2086
   run_tests "asan+ubsan" --config=asan --test_tag_filters=-heavy -- $SANITIZED
   collect_recovery_artifacts
-  run_tests "tsan" --config=tsan --test_tag_filters=concurrent //tests/core/...
+  run_tests "tsan" --config=tsan --test_tag_filters=concurrent //tests/core/... //repl/...
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
 }

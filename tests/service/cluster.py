@@ -1,0 +1,221 @@
+"""A NoKV-C Raft group of real nokv_server processes on loopback, for tests.
+
+Cluster(binary, root, n) starts n nodes (free ports for gRPC and Raft, data in
+root/nI) that bootstrap one group. Each node can be killed (SIGKILL), paused
+(SIGSTOP) and resumed, stopped (SIGTERM) and started again on its data.
+Client(cluster) calls any node and retries what a failover makes fail.
+"""
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import grpc
+
+from nokv.v1 import kv_pb2, kv_pb2_grpc
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(cond, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.02)
+
+
+class Node:
+    def __init__(self, cluster, node_id):
+        self.cluster = cluster
+        self.id = node_id
+        self.port = free_port()
+        self.raft_port = free_port()
+        self.address = "127.0.0.1:%d" % self.port
+        self.raft_address = "127.0.0.1:%d" % self.raft_port
+        self.data_dir = os.path.join(cluster.root, "n%d" % node_id)
+        self.proc = None
+        self.log = None
+        self.channel = None
+        self.stub = None
+
+    def start(self):
+        self.log = open(self.data_dir + ".log", "a")
+        self.proc = subprocess.Popen(
+            [self.cluster.binary, "--listen=" + self.address, "--data_dir=" + self.data_dir,
+             "--node_id=%d" % self.id, "--raft_listen=" + self.raft_address,
+             "--peers=" + self.cluster.peers, *self.cluster.flags],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.wait()
+            raise RuntimeError("node %d did not start: %r" % (self.id, line))
+        self.channel = grpc.insecure_channel(self.address)
+        self.stub = kv_pb2_grpc.KVStub(self.channel)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._closed()
+
+    def stop(self):
+        # A server's graceful stop waits (up to its grace) for clients that
+        # made a call to hang up: this one does first.
+        self.channel.close()
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=60)
+        self._closed()
+        return rc
+
+    def _closed(self):
+        self.proc.stdout.close()
+        self.log.close()
+        self.channel.close()  # (again: no harm)
+        self.proc = None
+
+    def stats(self, timeout=2.0):
+        return self.stub.Stats(kv_pb2.StatsRequest(), timeout=timeout)
+
+
+class Cluster:
+    def __init__(self, binary, root, n=3, flags=()):
+        self.binary = binary
+        self.root = root
+        self.flags = ["--election_timeout_ms=500", "--heartbeat_ms=50",
+                      "--shutdown_grace_seconds=2", *flags]
+        self.nodes = [Node(self, i + 1) for i in range(n)]
+        self.peers = ",".join("%d=%s" % (m.id, m.raft_address) for m in self.nodes)
+        for m in self.nodes:
+            m.start()
+
+    def close(self):
+        for m in self.nodes:
+            if m.running():
+                m.stop()
+
+    def leader(self, timeout=30.0, among=None):
+        """The node every running node (or those in among) agrees leads."""
+        def agreed():
+            nodes = among if among is not None else [m for m in self.nodes if m.running()]
+            ids = set()
+            for m in nodes:
+                try:
+                    c = m.stats(timeout=1.0).cluster
+                except grpc.RpcError:
+                    return None
+                # Known, and announced (so that followers can forward to it).
+                ids.add((c.leader_id, c.leader_address) if c.state != "candidate" else None)
+            if len(ids) != 1 or None in ids:
+                return None
+            leader_id, address = ids.pop()
+            if leader_id == 0 or address != self.nodes[leader_id - 1].address:
+                return None
+            leader = self.nodes[leader_id - 1]
+            if leader not in nodes:
+                return None
+            return leader if leader.stats(timeout=1.0).cluster.state == "leader" else None
+        return wait_until(agreed, timeout, "a leader")
+
+    def wait_applied(self, ts, nodes=None, timeout=30.0):
+        """Waits until every (running) node has applied the commit at ts."""
+        for m in nodes or [m for m in self.nodes if m.running()]:
+            wait_until(lambda: m.stats().last_commit_ts >= ts, timeout,
+                       "node %d to apply ts %d" % (m.id, ts))
+
+
+# Errors a failover or restart causes, which a client retries. UNKNOWN: the
+# write may or may not have been committed (leadership changed after it was
+# proposed); retrying an idempotent write is safe.
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN,
+             grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+
+
+class Client:
+    """Calls a random running node; retries RETRYABLE errors until deadline."""
+
+    def __init__(self, cluster, seed=0):
+        self.cluster = cluster
+        self.rng = random.Random(seed)
+        self.retries = 0
+
+    def node(self):
+        nodes = [m for m in self.cluster.nodes if m.proc is not None]
+        return self.rng.choice(nodes)
+
+    def call_once(self, method, req, timeout=2.0, node=None):
+        m = node or self.node()
+        return getattr(m.stub, method)(req, timeout=timeout)
+
+    def call(self, method, req, deadline=20.0):
+        end = time.monotonic() + deadline
+        while True:
+            try:
+                return self.call_once(method, req)
+            except Exception as e:  # pylint: disable=broad-except
+                # (an RPC error, or a node's channel closed by a restart)
+                code = e.code() if isinstance(e, grpc.RpcError) else grpc.StatusCode.UNAVAILABLE
+                if code not in RETRYABLE or time.monotonic() > end:
+                    raise
+                self.retries += 1
+                time.sleep(0.02)
+
+
+class Writers:
+    """Threads putting unique keys through random nodes, retrying; records
+    every acknowledged key with its commit_ts."""
+
+    def __init__(self, cluster, n=4, prefix="w"):
+        self.cluster = cluster
+        self.acked = {}
+        self.errors = []
+        self.lock = threading.Lock()
+        self.stop_flag = threading.Event()
+        self.first_ack_after = {}
+        self.threads = [threading.Thread(target=self._run, args=(i, prefix), daemon=True)
+                        for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, i, prefix):
+        client = Client(self.cluster, seed=i)
+        k = 0
+        while not self.stop_flag.is_set():
+            key = ("%s%d-%06d" % (prefix, i, k)).encode()
+            try:
+                r = client.call("Put", kv_pb2.PutRequest(key=key, value=b"v" + key), deadline=30)
+            except grpc.RpcError as e:
+                with self.lock:
+                    self.errors.append((key, e.code(), e.details()))
+                k += 1
+                continue
+            with self.lock:
+                self.acked[key] = r.commit_ts
+            k += 1
+
+    def count(self):
+        with self.lock:
+            return len(self.acked)
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(timeout=60)
+        return dict(self.acked)

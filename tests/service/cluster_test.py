@@ -1,0 +1,281 @@
+"""A 3-node NoKV-C Raft group of real processes on loopback, through failures.
+
+Writes through any node; the leader SIGKILLed under load (a new leader within
+seconds, every acknowledged write on every replica); the leader SIGSTOPped (a
+partition from its side) and resumed (it steps down, and nothing it accepted
+alone is acknowledged); a rolling restart under load, invisible to a retrying
+client; and a linearizability check of reads, writes and compare-and-sets on a
+few registers through random nodes while nodes are killed, paused and
+restarted (its length from NOKV_LINEAR_SECONDS, short by default).
+
+Usage: cluster_test.py NOKV_SERVER_BINARY
+"""
+
+import math
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import grpc
+
+from nokv.v1 import kv_pb2
+from cluster import Client, Cluster, Writers, wait_until
+from linearizability import Op, check_register
+
+BINARY = None
+
+
+def refused(e):
+    """Whether a failed call was refused before anything was proposed."""
+    return (isinstance(e, grpc.RpcError) and e.code() == grpc.StatusCode.UNAVAILABLE and
+            ("does not lead" in e.details() or "shutting down" in e.details()))
+
+
+def serializable_get(node, key):
+    return node.stub.Get(kv_pb2.GetRequest(key=key, serializable=True), timeout=5)
+
+
+class ClusterTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="nokv-cluster-")
+        self.cluster = Cluster(BINARY, self.tmp.name)
+
+    def tearDown(self):
+        self.cluster.close()
+        self.tmp.cleanup()
+
+    def assert_everywhere(self, acked):
+        """Every acknowledged key is on every replica, at its commit_ts."""
+        if not acked:
+            return
+        self.cluster.wait_applied(max(acked.values()))
+        for m in self.cluster.nodes:
+            for key, ts in acked.items():
+                r = serializable_get(m, key)
+                self.assertTrue(r.found, "node %d lost %r" % (m.id, key))
+                self.assertEqual(r.value, b"v" + key)
+                self.assertEqual(r.commit_ts, ts)
+
+    def test_a_writes_and_reads_through_any_node(self):
+        leader = self.cluster.leader()
+        acked = {}
+        for m in self.cluster.nodes:
+            for i in range(10):
+                key = b"n%d-%d" % (m.id, i)
+                acked[key] = m.stub.Put(kv_pb2.PutRequest(key=key, value=b"v" + key),
+                                        timeout=5).commit_ts
+        self.assertEqual(len(set(acked.values())), len(acked))
+        # A linearizable Get through a follower (forwarded) sees the newest write.
+        follower = next(m for m in self.cluster.nodes if m is not leader)
+        last = max(acked, key=acked.get)
+        r = follower.stub.Get(kv_pb2.GetRequest(key=last), timeout=5)
+        self.assertEqual((r.found, r.commit_ts), (True, acked[last]))
+        self.assert_everywhere(acked)
+        # A conditional write is judged once, in the log, and answered with
+        # what its failed condition found.
+        k = b"n1-0"
+        ok = follower.stub.Write(kv_pb2.WriteRequest(
+            conditions=[kv_pb2.Condition(key=k, commit_ts_equals=acked[k])],
+            mutations=[kv_pb2.Mutation(key=k, put=b"cas")]), timeout=5)
+        self.assertTrue(ok.succeeded)
+        bad = leader.stub.Write(kv_pb2.WriteRequest(
+            conditions=[kv_pb2.Condition(key=k, commit_ts_equals=acked[k])],
+            mutations=[kv_pb2.Mutation(key=k, put=b"lost")]), timeout=5)
+        self.assertFalse(bad.succeeded)
+        self.assertEqual((bad.found, bad.found_commit_ts), (True, ok.commit_ts))
+        # Stats: role, term, indexes, and each member's match index on the leader.
+        c = leader.stats().cluster
+        self.assertEqual(c.state, "leader")
+        self.assertEqual(c.leader_address, leader.address)
+        self.assertEqual(len(c.members), 3)
+        self.assertTrue(all(mm.match_index > 0 for mm in c.members))
+        self.assertGreaterEqual(c.applied_index, c.commit_index - 1)
+        # Transactions are not replicated yet: refused plainly.
+        with self.assertRaises(grpc.RpcError) as e:
+            list(leader.stub.Txn(iter([kv_pb2.TxnRequest()]), timeout=5))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+
+    def test_b_leader_killed_under_load(self):
+        leader = self.cluster.leader()
+        writers = Writers(self.cluster)
+        wait_until(lambda: writers.count() >= 200, what="writes before the kill")
+        before = writers.count()
+        killed_at = time.monotonic()
+        leader.kill()
+        others = [m for m in self.cluster.nodes if m is not leader]
+        new_leader = self.cluster.leader(among=others)
+        wait_until(lambda: writers.count() > before + 50, what="writes after the kill")
+        failover = time.monotonic() - killed_at
+        print("failover: %.2f s to %d more acknowledged writes; new leader node %d"
+              % (failover, writers.count() - before, new_leader.id), file=sys.stderr)
+        self.assertLess(failover, 10.0)
+        leader.start()  # back on its own log and engine
+        acked = writers.stop()
+        self.assertEqual(writers.errors, [])
+        self.assert_everywhere(acked)
+
+    def test_c_paused_leader_steps_down(self):
+        old = self.cluster.leader()
+        old.signal(signal.SIGSTOP)
+        others = [m for m in self.cluster.nodes if m is not old]
+        new = self.cluster.leader(among=others)
+        client = Client(self.cluster)
+        acked = {}
+        for i in range(20):
+            key = b"p-%d" % i
+            acked[key] = new.stub.Put(kv_pb2.PutRequest(key=key, value=b"v" + key),
+                                      timeout=5).commit_ts
+        old.signal(signal.SIGCONT)
+        # Straight to the old leader, as it wakes up believing it leads: what
+        # it acknowledges must be committed by the group, and nothing it
+        # accepted alone may be.
+        for i in range(10):
+            key = b"q-%d" % i
+            try:
+                r = old.stub.Put(kv_pb2.PutRequest(key=key, value=b"v" + key), timeout=5)
+                acked[key] = r.commit_ts
+            except grpc.RpcError as e:
+                self.assertIn(e.code(), (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN))
+        wait_until(lambda: old.stats().cluster.state == "follower", what="the old leader to step down")
+        self.assertEqual(old.stats().cluster.leader_id, new.id)
+        self.assertGreater(old.stats().cluster.term, 0)
+        del client
+        self.assert_everywhere(acked)
+
+    def test_d_rolling_restart_under_load(self):
+        self.cluster.leader()
+        writers = Writers(self.cluster)
+        for m in self.cluster.nodes:
+            n = writers.count()
+            self.assertEqual(m.stop(), 0)
+            m.start()
+            wait_until(lambda: writers.count() >= n + 30, what="writes after restarting %d" % m.id)
+            self.cluster.leader()
+        acked = writers.stop()
+        self.assertEqual(writers.errors, [])  # a retrying client saw no error
+        self.assert_everywhere(acked)
+
+    def test_f_linearizable_through_failures(self):
+        seconds = float(os.environ.get("NOKV_LINEAR_SECONDS", "6"))
+        keys = [b"r%d" % i for i in range(8)]
+        history = {k: [] for k in keys}
+        lock = threading.Lock()
+        stop = threading.Event()
+        t0 = time.monotonic()
+
+        def clock():
+            return time.monotonic() - t0
+
+        def worker(i):
+            client = Client(self.cluster, seed=100 + i)
+            rng = random.Random(i)
+            seq = 0
+            while not stop.is_set():
+                key = rng.choice(keys)
+                what = rng.random()
+                start = clock()
+                try:
+                    if what < 0.45:
+                        r = client.call_once("Get", kv_pb2.GetRequest(key=key))
+                        op = Op(start, clock(), "read", None, r.value if r.found else None)
+                    elif what < 0.75:
+                        seq += 1
+                        v = b"%d-%d" % (i, seq)
+                        client.call_once("Put", kv_pb2.PutRequest(key=key, value=v))
+                        op = Op(start, clock(), "write", v, None)
+                    else:
+                        seq += 1
+                        with lock:  # expect a value that was written, or absence
+                            seen = [o.args for o in history[key] if o.kind == "write"]
+                        expected = rng.choice(seen) if seen else None
+                        v = b"%d-%d" % (i, seq)
+                        cond = (kv_pb2.Condition(key=key, absent=True) if expected is None
+                                else kv_pb2.Condition(key=key, value_equals=expected))
+                        r = client.call_once("Write", kv_pb2.WriteRequest(
+                            conditions=[cond], mutations=[kv_pb2.Mutation(key=key, put=v)]))
+                        op = Op(start, clock(), "cas", (expected, v), r.succeeded)
+                except Exception as e:  # pylint: disable=broad-except
+                    # (an RPC error, or a node's channel closed by a restart)
+                    # A failed read had no effect, nor had a write refused
+                    # before it was proposed; any other failed write may have
+                    # been committed, or not: its outcome is unknown.
+                    time.sleep(0.02)
+                    if what < 0.45 or refused(e):
+                        continue
+                    if what < 0.75:
+                        op = Op(start, math.inf, "write", v, None)
+                    else:
+                        op = Op(start, math.inf, "cas", (expected, v), None)
+                with lock:
+                    history[key].append(op)
+                time.sleep(0.01)  # a history the checker can search
+
+        def nemesis():
+            rng = random.Random(7)
+            while not stop.is_set():
+                time.sleep(1.0)
+                try:
+                    leader = self.cluster.leader(timeout=10)
+                except AssertionError:
+                    continue
+                action = rng.choice(["kill", "pause", "restart"])
+                if action == "kill":
+                    leader.kill()
+                    time.sleep(0.8)
+                    leader.start()
+                elif action == "pause":
+                    leader.signal(signal.SIGSTOP)
+                    time.sleep(1.2)
+                    leader.signal(signal.SIGCONT)
+                else:
+                    m = rng.choice([m for m in self.cluster.nodes if m is not leader])
+                    m.stop()
+                    m.start()
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        threads.append(threading.Thread(target=nemesis))
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+        total = sum(len(ops) for ops in history.values())
+        unknown = sum(1 for ops in history.values() for o in ops if o.complete == math.inf)
+        ok = sum(1 for ops in history.values() for o in ops if o.kind == "read")
+        print("linearizability: %d operations (%d reads, %d of unknown outcome) on %d registers"
+              % (total, ok, unknown, len(keys)), file=sys.stderr)
+        self.assertGreater(total - unknown, 50)
+        for key, ops in history.items():
+            self.assertTrue(check_register(ops), "register %r: history not linearizable" % key)
+
+
+class CheckerTest(unittest.TestCase):
+    """The checker itself, on histories known to be (or not be) linearizable."""
+
+    def test_finds_a_stale_read(self):
+        # The checker itself: a read of an overwritten value after the
+        # overwrite completed is not linearizable; concurrent, it is.
+        w1 = Op(0, 1, "write", b"a", None)
+        w2 = Op(2, 3, "write", b"b", None)
+        self.assertFalse(check_register([w1, w2, Op(4, 5, "read", None, b"a")]))
+        self.assertTrue(check_register([w1, w2, Op(2.5, 5, "read", None, b"a")]))
+        # An unknown-outcome write may or may not have happened.
+        u = Op(0, math.inf, "write", b"x", None)
+        self.assertTrue(check_register([u, Op(1, 2, "read", None, None)]))
+        self.assertTrue(check_register([u, Op(1, 2, "read", None, b"x")]))
+        self.assertFalse(check_register([Op(1, 2, "read", None, b"x")]))
+        # A failed CAS saw another value; a successful one, its expected value.
+        self.assertFalse(check_register([w1, Op(2, 3, "cas", (b"a", b"c"), False)]))
+        self.assertTrue(check_register([w1, Op(2, 3, "cas", (b"a", b"c"), True),
+                                        Op(4, 5, "read", None, b"c")]))
+
+
+if __name__ == "__main__":
+    BINARY = sys.argv.pop(1)
+    unittest.main(verbosity=2)
