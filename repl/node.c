@@ -15,7 +15,7 @@
 #include <raft/uv.h>
 
 typedef struct nokv_repl_node nokv_repl_node;
-typedef enum { OP_PROPOSE, OP_READ, OP_STATUS, OP_STOP } op_kind;
+typedef enum { OP_PROPOSE, OP_READ, OP_STATUS, OP_CHANGE, OP_STOP } op_kind;
 
 typedef struct op {
   struct op *next;
@@ -27,6 +27,12 @@ typedef struct op {
   nokv_repl_node *node;      /* PROPOSE, in flight */
   nokv_repl_status *status;  /* STATUS: filled, then done set under mu */
   bool done;
+  void *arg2;                         /* CHANGE: the node */
+  nokv_repl_change_kind change;       /* CHANGE */
+  uint64_t id;
+  char address[NOKV_REPL_ADDR_MAX];
+  struct raft_change change_req;
+  struct raft_transfer transfer_req;
 } op;
 
 struct nokv_repl_node {
@@ -51,6 +57,7 @@ struct nokv_repl_node {
   bool draining;            /* stop asked: closing once nothing is in flight */
   uint64_t drain_deadline;  /* uv_now() past which it closes regardless */
   size_t applies;           /* proposals libraft holds */
+  size_t changes;           /* membership changes libraft holds */
   bool handles; /* wake and tick are initialized */
   op stop;      /* queued by nokv_repl_node_stop */
 
@@ -71,12 +78,16 @@ static void set_err(char *buf, size_t n, const char *fmt, ...) {
   va_end(ap);
 }
 
-static void answer(op *o, int rc, uint64_t ts, size_t failed) {
+static void answer_msg(op *o, int rc, uint64_t ts, size_t failed, const char *msg) {
   if (o->cb != NULL) {
-    nokv_repl_outcome out = {.rc = rc, .commit_ts = ts, .failed = failed};
+    nokv_repl_outcome out = {.rc = rc, .msg = msg, .commit_ts = ts, .failed = failed};
     o->cb(o->arg, &out);
   }
   free(o);
+}
+
+static void answer(op *o, int rc, uint64_t ts, size_t failed) {
+  answer_msg(o, rc, ts, failed, NULL);
 }
 
 static void answer_all(op *list, int rc) {
@@ -165,6 +176,114 @@ static void start_barrier(nokv_repl_node *n) {
   n->barrier_busy = true;
 }
 
+/* ---- membership ---- */
+
+/* libraft's answer to a change, as the engine's codes and a message. */
+static void answer_raft(op *o, int rv, struct raft *r) {
+  char msg[256];
+  switch (rv) {
+    case 0:
+      answer(o, NOKV_OK, 0, 0);
+      return;
+    case RAFT_NOTLEADER:
+    case RAFT_LEADERSHIPLOST:
+      answer(o, rv == RAFT_NOTLEADER ? NOKV_REPL_ENOTLEADER : NOKV_REPL_EUNKNOWN, 0, 0);
+      return;
+    case RAFT_SHUTDOWN:
+      answer(o, NOKV_REPL_ESTOPPED, 0, 0);
+      return;
+    case RAFT_CANTCHANGE:
+    case RAFT_BUSY:
+      answer_msg(o, NOKV_EBUSY, 0, 0, "another membership change is in progress; retry");
+      return;
+    case RAFT_NOCONNECTION:
+      answer_msg(o, NOKV_ETIMEDOUT, 0, 0,
+                 "the node did not catch up with the log in time (is it running, with --join, "
+                 "and reachable at its Raft address?)");
+      return;
+    default:
+      snprintf(msg, sizeof msg, "%s (%s)", raft_strerror(rv), raft_errmsg(r));
+      answer_msg(o, rv == RAFT_BADID || rv == RAFT_DUPLICATEID || rv == RAFT_DUPLICATEADDRESS ||
+                            rv == RAFT_BADROLE || rv == RAFT_NOTFOUND
+                        ? NOKV_EINVAL
+                        : NOKV_EIO,
+                 0, 0, msg);
+  }
+}
+
+/* A change's callback has run: it no longer holds the node open. */
+static nokv_repl_node *change_done(op *o) {
+  nokv_repl_node *n = o->arg2;
+  n->changes--;
+  return n;
+}
+
+static void on_assigned(struct raft_change *req, int status) {
+  op *o = req->data;
+  answer_raft(o, status, &change_done(o)->raft);
+}
+
+static void on_added(struct raft_change *req, int status) {
+  op *o = req->data;
+  nokv_repl_node *n = change_done(o);
+  if (status != 0) {
+    answer_raft(o, status, &n->raft);
+    return;
+  }
+  /* A spare now: libraft replicates the log to it, and makes it a voter once
+   * it has caught up. */
+  int rv = n->draining ? RAFT_SHUTDOWN
+                       : raft_assign(&n->raft, &o->change_req, o->id, RAFT_VOTER, on_assigned);
+  if (rv == 0) n->changes++;
+  if (rv != 0) answer_raft(o, rv, &n->raft);
+}
+
+static void on_removed(struct raft_change *req, int status) {
+  op *o = req->data;
+  answer_raft(o, status, &change_done(o)->raft);
+}
+
+static void on_transferred(struct raft_transfer *req) {
+  op *o = req->data;
+  nokv_repl_node *n = change_done(o);
+  const char *addr = NULL;
+  raft_id leader = 0;
+  raft_leader(&n->raft, &leader, &addr);
+  if (leader != 0 && (o->id == 0 ? leader != n->raft.id : leader == o->id)) {
+    answer(o, NOKV_OK, 0, 0);
+  } else {
+    answer_msg(o, NOKV_ETIMEDOUT, 0, 0, "the target did not take over within an election timeout");
+  }
+}
+
+static void change_now(nokv_repl_node *n, op *o) {
+  if (n->closing || n->draining) {
+    answer(o, NOKV_REPL_ESTOPPED, 0, 0);
+    return;
+  }
+  if (raft_state(&n->raft) != RAFT_LEADER) {
+    answer(o, NOKV_REPL_ENOTLEADER, 0, 0);
+    return;
+  }
+  o->arg2 = n;
+  o->change_req.data = o;
+  o->transfer_req.data = o;
+  int rv;
+  switch (o->change) {
+    case NOKV_REPL_ADD:
+      rv = raft_add(&n->raft, &o->change_req, o->id, o->address, on_added);
+      break;
+    case NOKV_REPL_REMOVE:
+      rv = raft_remove(&n->raft, &o->change_req, o->id, on_removed);
+      break;
+    default:
+      rv = raft_transfer(&n->raft, &o->transfer_req, o->id, on_transferred);
+      break;
+  }
+  if (rv == 0) n->changes++;
+  if (rv != 0) answer_raft(o, rv, &n->raft);
+}
+
 /* ---- status ---- */
 
 static void fill_status(nokv_repl_node *n, nokv_repl_status *st) {
@@ -204,7 +323,8 @@ static void fill_status(nokv_repl_node *n, nokv_repl_status *st) {
 static void maybe_close(nokv_repl_node *n) {
   if (!n->draining || n->closing) return;
   struct raft *r = &n->raft;
-  bool idle = n->applies == 0 && !n->barrier_busy && r->last_stored == raft_last_index(r);
+  bool idle = n->applies == 0 && n->changes == 0 && !n->barrier_busy &&
+              r->last_stored == raft_last_index(r);
   if (idle || uv_now(&n->loop) >= n->drain_deadline) begin_close(n);
 }
 
@@ -283,6 +403,9 @@ static void on_wake(uv_async_t *a) {
         pthread_cond_broadcast(&n->cv);
         pthread_mutex_unlock(&n->mu);
         break;
+      case OP_CHANGE:
+        change_now(n, o);
+        break;
       case OP_STOP:  /* the next tick closes, once the node is idle */
         n->draining = true;
         n->drain_deadline = uv_now(&n->loop) + 2 * n->raft.election_timeout;
@@ -351,6 +474,28 @@ void nokv_repl_read_index(nokv_repl_node *n, nokv_repl_cb cb, void *arg) {
   o->kind = OP_READ;
   o->cb = cb;
   o->arg = arg;
+  if (!enqueue(n, o)) answer(o, NOKV_REPL_ESTOPPED, 0, 0);
+}
+
+void nokv_repl_change(nokv_repl_node *n, nokv_repl_change_kind kind, uint64_t id,
+                      const char *address, nokv_repl_cb cb, void *arg) {
+  op *o = calloc(1, sizeof *o);
+  if (o == NULL) {
+    nokv_repl_outcome out = {.rc = NOKV_ENOMEM};
+    cb(arg, &out);
+    return;
+  }
+  o->kind = OP_CHANGE;
+  o->change = kind;
+  o->id = id;
+  o->cb = cb;
+  o->arg = arg;
+  if (kind == NOKV_REPL_ADD &&
+      (address == NULL || address[0] == '\0' || strlen(address) >= sizeof o->address || id == 0)) {
+    answer_msg(o, NOKV_EINVAL, 0, 0, "adding a node takes its id (not 0) and Raft address");
+    return;
+  }
+  if (address != NULL) snprintf(o->address, sizeof o->address, "%s", address);
   if (!enqueue(n, o)) answer(o, NOKV_REPL_ESTOPPED, 0, 0);
 }
 

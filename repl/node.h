@@ -53,6 +53,7 @@ typedef struct nokv_repl_options {
 
 typedef struct nokv_repl_outcome {
   int rc;             /* NOKV_OK, the engine's error, or NOKV_REPL_E* */
+  const char *msg;    /* why not, if rc says so (NULL: nothing to add) */
   uint64_t commit_ts; /* a write's commit timestamp (also when a condition
                        * failed); a read's: the newest it can see */
   size_t failed;      /* NOKV_ECONDITION: the condition that failed */
@@ -78,6 +79,19 @@ void nokv_repl_propose(nokv_repl_node *n, struct raft_buffer entry, nokv_repl_cb
  * call is applied here, with this node still the leader (a Raft barrier; the
  * reads waiting together share one). Then read the engine at its newest. */
 void nokv_repl_read_index(nokv_repl_node *n, nokv_repl_cb cb, void *arg);
+
+typedef enum {
+  NOKV_REPL_ADD,      /* a node started with no peers: it catches up, then votes */
+  NOKV_REPL_REMOVE,   /* a member, the leader itself included */
+  NOKV_REPL_TRANSFER  /* leadership, to a voter (0: the most caught-up one) */
+} nokv_repl_change_kind;
+
+/* Changes the group, on its leader; one change at a time. ADD takes the new
+ * node's id and Raft address, and answers once it votes: libraft first lets it
+ * catch up with the log (as a spare), then makes it a voter. TRANSFER answers
+ * once the target leads, or NOKV_ETIMEDOUT after an election timeout. */
+void nokv_repl_change(nokv_repl_node *n, nokv_repl_change_kind kind, uint64_t id,
+                      const char *address, nokv_repl_cb cb, void *arg);
 
 /* The leader as last seen (at most a tick old): its id (0: none known) and,
  * if it announced one, the address clients dial for it ("" if not). */

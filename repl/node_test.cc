@@ -79,10 +79,11 @@ struct Waiter {
 
 class NodeTest : public ::testing::Test {
  protected:
-  static constexpr int kNodes = 3;
+  static constexpr int kNodes = 3;  // the first members; one more may join
+  static constexpr int kMax = 4;
 
   void SetUp() override {
-    for (int i = 0; i < kNodes; i++) {
+    for (int i = 0; i < kMax; i++) {
       int port = FreePort();
       ASSERT_GT(port, 0);
       addrs_[i] = "127.0.0.1:" + std::to_string(port);
@@ -92,10 +93,11 @@ class NodeTest : public ::testing::Test {
     for (int i = 0; i < kNodes; i++) Start(i);
   }
   void TearDown() override {
-    for (int i = 0; i < kNodes; i++) Stop(i);
+    for (int i = 0; i < kMax; i++) Stop(i);
   }
 
-  void Start(int i) {
+  // join: start with no peers, to be added to the running group.
+  void Start(int i, bool join = false) {
     nokv_options o;
     nokv_options_init(&o);
     o.value_threshold = 64;
@@ -108,7 +110,7 @@ class NodeTest : public ::testing::Test {
     std::string dir = dirs_[i].path() + "/raft";
     ro.dir = dir.c_str();
     ro.peers = peers_;
-    ro.n_peers = kNodes;
+    ro.n_peers = join ? 0 : kNodes;
     ro.election_timeout_ms = 300;
     ro.heartbeat_ms = 30;
     char err[256] = "";
@@ -128,11 +130,11 @@ class NodeTest : public ::testing::Test {
     int leader = -1;
     bool ok = WaitFor([&] {
       leader = -1;
-      for (int i = 0; i < kNodes; i++) {
+      for (int i = 0; i < kMax; i++) {
         if (nodes_[i] != nullptr && nokv_repl_is_leader(nodes_[i])) leader = i;
       }
       if (leader < 0) return false;
-      for (int i = 0; i < kNodes; i++) {
+      for (int i = 0; i < kMax; i++) {
         if (nodes_[i] == nullptr) continue;
         if (nokv_repl_leader(nodes_[i], nullptr, 0) != static_cast<uint64_t>(leader + 1)) {
           return false;
@@ -156,11 +158,18 @@ class NodeTest : public ::testing::Test {
     return w.Wait();
   }
 
-  TempDir dirs_[kNodes];
-  std::string addrs_[kNodes], clients_[kNodes];
-  nokv_repl_peer peers_[kNodes];
-  nokv_db* dbs_[kNodes] = {};
-  nokv_repl_node* nodes_[kNodes] = {};
+  nokv_repl_outcome Change(int on, nokv_repl_change_kind kind, int target) {
+    Waiter w;
+    nokv_repl_change(nodes_[on], kind, target < 0 ? 0 : target + 1,
+                     target < 0 ? nullptr : addrs_[target].c_str(), &Waiter::Cb, &w);
+    return w.Wait();
+  }
+
+  TempDir dirs_[kMax];
+  std::string addrs_[kMax], clients_[kMax];
+  nokv_repl_peer peers_[kMax];
+  nokv_db* dbs_[kMax] = {};
+  nokv_repl_node* nodes_[kMax] = {};
 };
 
 TEST_F(NodeTest, ReplicatesThroughElectionsAndRestarts) {
@@ -276,4 +285,41 @@ TEST_F(NodeTest, StopsWhileItCannotCommit) {
     EXPECT_TRUE(rc == NOKV_REPL_EUNKNOWN || rc == NOKV_REPL_ENOTLEADER) << rc;
   }
 }
+TEST_F(NodeTest, AddsRemovesAndTransfers) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  uint64_t last_ts = 0;
+  for (int k = 0; k < 20; k++) last_ts = Put(leader, "k" + std::to_string(k), "v").commit_ts;
+  // A fourth node, started with no peers, is added: it catches up and votes.
+  Start(3, /*join=*/true);
+  nokv_repl_outcome o = Change(leader, NOKV_REPL_ADD, 3);
+  ASSERT_EQ(o.rc, NOKV_OK) << (o.msg ? o.msg : "");
+  ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[3]) >= last_ts; }));
+  EXPECT_EQ(GetAt(dbs_[3], "k19"), "v");
+  nokv_repl_status st;
+  ASSERT_EQ(nokv_repl_node_status(nodes_[leader], &st), NOKV_OK);
+  ASSERT_EQ(st.n_members, 4u);
+  for (size_t m = 0; m < st.n_members; m++) EXPECT_EQ(st.members[m].role, RAFT_VOTER) << m;
+  // Adding it twice, or changing on a follower, is refused plainly.
+  EXPECT_EQ(Change(leader, NOKV_REPL_ADD, 3).rc, NOKV_EINVAL);
+  EXPECT_EQ(Change((leader + 1) % kNodes, NOKV_REPL_REMOVE, 3).rc, NOKV_REPL_ENOTLEADER);
+
+  // Leadership moves to the new node, which then removes a first member.
+  ASSERT_EQ(Change(leader, NOKV_REPL_TRANSFER, 3).rc, NOKV_OK);
+  ASSERT_TRUE(WaitFor([&] { return !nokv_repl_is_leader(nodes_[leader]); }));
+  ASSERT_EQ(Leader(), 3);
+  int gone = leader == 0 ? 1 : 0;
+  ASSERT_EQ(Change(3, NOKV_REPL_REMOVE, gone).rc, NOKV_OK);
+  Stop(gone);
+  ASSERT_EQ(nokv_repl_node_status(nodes_[3], &st), NOKV_OK);
+  EXPECT_EQ(st.n_members, 3u);
+  // The three left commit without it.
+  nokv_repl_outcome p = Put(3, "after", "removal");
+  ASSERT_EQ(p.rc, NOKV_OK);
+  for (int i = 0; i < kMax; i++) {
+    if (nodes_[i] == nullptr) continue;
+    ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[i]) >= p.commit_ts; })) << i;
+  }
+}
+
 }  // namespace

@@ -577,6 +577,91 @@ void KvService::PendingCondWrite::Done(void* arg, int rc, uint64_t ts, const nok
   });
 }
 
+// A membership change, until the leader's node answers it.
+struct KvService::ReplChange {
+  KvService* service;
+  grpc::CallbackServerContext* ctx;
+  grpc::ServerUnaryReactor* reactor;
+  const nokv::v1::ClusterRequest* req;
+  nokv::v1::ClusterResponse* resp;
+
+  static void Done(void* arg, const nokv_repl_outcome* o) {
+    auto* c = static_cast<ReplChange*>(arg);
+    nokv_repl_node* node = c->service->options_.repl;
+    if (o->rc == NOKV_REPL_ENOTLEADER &&
+        c->service->Forward(c->ctx, c->reactor,
+                            [req = c->req, resp = c->resp](Forwarder::Async* a,
+                                                           grpc::ClientContext* cc, auto done) {
+                              a->Cluster(cc, req, resp, std::move(done));
+                            })) {
+      delete c;
+      return;
+    }
+    grpc::Status s = grpc::Status::OK;
+    if (o->rc == NOKV_OK) {
+      // The status is asked of the node's own thread: not from this callback,
+      // which runs there.
+      c->service->workers_.Submit([c] {
+        nokv_repl_status st;
+        if (nokv_repl_node_status(c->service->options_.repl, &st) == NOKV_OK) {
+          FillClusterStatus(st, c->resp->mutable_status());
+        }
+        c->reactor->Finish(grpc::Status::OK);
+        delete c;
+      });
+      return;
+    }
+    if (o->msg != nullptr && o->rc != NOKV_REPL_ENOTLEADER) {
+      s = ToGrpcStatus(o->rc, o->msg);
+    } else {
+      s = ReplicationStatus(node, c->ctx, o->rc);
+    }
+    grpc::ServerUnaryReactor* r = c->reactor;
+    delete c;
+    r->Finish(std::move(s));
+  }
+};
+
+grpc::ServerUnaryReactor* KvService::Cluster(grpc::CallbackServerContext* ctx,
+                                             const nokv::v1::ClusterRequest* req,
+                                             nokv::v1::ClusterResponse* resp) {
+  if (auto s = Authorize(ctx); !s.ok()) return Finished(ctx, s);
+  if (options_.repl == nullptr) {
+    return Finished(ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                      "this server is not in a cluster (no --node_id)"));
+  }
+  nokv_repl_change_kind kind;
+  uint64_t id = 0;
+  std::string address;
+  switch (req->change_case()) {
+    case nokv::v1::ClusterRequest::kAdd:
+      kind = NOKV_REPL_ADD;
+      id = req->add().id();
+      address = req->add().raft_address();
+      if (id == 0 || address.empty()) {
+        return Finished(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                          "add takes the node's id (not 0) and raft_address"));
+      }
+      break;
+    case nokv::v1::ClusterRequest::kRemove:
+      kind = NOKV_REPL_REMOVE;
+      id = req->remove();
+      break;
+    case nokv::v1::ClusterRequest::kTransfer:
+      kind = NOKV_REPL_TRANSFER;
+      id = req->transfer();
+      break;
+    default:
+      return Finished(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                        "a ClusterRequest names add, remove or transfer"));
+  }
+  auto* c = new ReplChange{this, ctx, ctx->DefaultReactor(), req, resp};
+  grpc::ServerUnaryReactor* reactor = c->reactor;  // c may be gone once the call returns
+  nokv_repl_change(options_.repl, kind, id, address.empty() ? nullptr : address.c_str(),
+                   &ReplChange::Done, c);
+  return reactor;
+}
+
 grpc::Status KvService::Stats(grpc::ServerContext* ctx, const nokv::v1::StatsRequest* req,
                               nokv::v1::StatsResponse* resp) {
   if (auto s = Authorize(ctx); !s.ok()) return s;

@@ -86,8 +86,8 @@ class KvService final
     : public nokv::v1::KV::WithCallbackMethod_Get<nokv::v1::KV::WithCallbackMethod_Put<
           nokv::v1::KV::WithCallbackMethod_Delete<nokv::v1::KV::WithCallbackMethod_Txn<
               nokv::v1::KV::WithCallbackMethod_Write<nokv::v1::KV::WithCallbackMethod_DeleteRange<
-                  nokv::v1::KV::WithCallbackMethod_Watch<
-                      nokv::v1::KV::WithRawCallbackMethod_Scan<nokv::v1::KV::Service>>>>>>>> {
+                  nokv::v1::KV::WithCallbackMethod_Watch<nokv::v1::KV::WithCallbackMethod_Cluster<
+                      nokv::v1::KV::WithRawCallbackMethod_Scan<nokv::v1::KV::Service>>>>>>>>> {
  public:
   // db is borrowed and must outlive the server. Destroy the service only after
   // the server has shut down (every stream has ended).
@@ -117,6 +117,9 @@ class KvService final
   // Judged in the reaction and committed asynchronously (PendingCondWrite).
   grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext*, const nokv::v1::WriteRequest*,
                                   nokv::v1::WriteResponse*) override;
+  // A membership change through the node (cluster.h); forwarded by a follower.
+  grpc::ServerUnaryReactor* Cluster(grpc::CallbackServerContext*, const nokv::v1::ClusterRequest*,
+                                    nokv::v1::ClusterResponse*) override;
   grpc::Status Stats(grpc::ServerContext*, const nokv::v1::StatsRequest*,
                      nokv::v1::StatsResponse*) override;
   grpc::Status Checkpoint(grpc::ServerContext*, const nokv::v1::CheckpointRequest*,
@@ -168,6 +171,7 @@ class KvService final
   class TxnReactor;
   struct ReplCondWrite;
   struct ReplRead;
+  struct ReplChange;
 
   // In a cluster, on a node that does not lead: forwards the call to the
   // leader, whose answer finishes it; false (the caller answers) if this node

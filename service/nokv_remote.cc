@@ -5,10 +5,15 @@
 //
 //   nokv-remote stats --addr HOST:PORT [--json] [--watch SECONDS] [--hot N]
 //                     [--tls_ca_file F [--tls_cert_file F --tls_key_file F]] [--token_file F]
+//   nokv-remote cluster status|add|remove|transfer --addr HOST:PORT [--id N]
+//                     [--raft_address HOST:PORT] [--json] (and the same TLS and token options)
 //
 // With --tls_ca_file the call goes over TLS, the server verified against that CA
 // bundle; --tls_cert_file and --tls_key_file add the client's certificate (mTLS).
 // --token_file (or $NOKV_TOKEN) sends `authorization: Bearer <its first token>`.
+//
+// cluster: a cluster's members and Raft state (status, from Stats), or a
+// membership change through the Cluster RPC, then the group after it.
 //
 // Prints the server's Stats: grouped and aligned, or (--json) the StatsResponse
 // in protobuf's JSON mapping, one object per line. --watch refreshes every
@@ -151,24 +156,82 @@ void PrintText(const std::string& addr, const nokv::v1::StatsResponse& r) {
   PrintHot("hot keys, written", r.hot_write_keys());
 }
 
+// What every subcommand needs to reach a server.
+struct Conn {
+  std::string addr, ca_file, cert_file, key_file, token_file;
+};
+
+// Takes the connection option at argv[*i] (and its value); false if it is not one.
+bool ConnOption(int argc, char** argv, int* i, Conn* c) {
+  std::string a = argv[*i];
+  std::string* dst = a == "--addr"            ? &c->addr
+                     : a == "--tls_ca_file"   ? &c->ca_file
+                     : a == "--tls_cert_file" ? &c->cert_file
+                     : a == "--tls_key_file"  ? &c->key_file
+                     : a == "--token_file"    ? &c->token_file
+                                              : nullptr;
+  if (dst == nullptr || *i + 1 >= argc) return false;
+  *dst = argv[++*i];
+  return true;
+}
+
+bool ConnComplete(const Conn& c) {
+  return !c.addr.empty() && c.cert_file.empty() == c.key_file.empty() &&
+         (c.cert_file.empty() || !c.ca_file.empty());
+}
+
+// A stub for c.addr and the bearer token to send (empty: none); null if the
+// credentials cannot be read (a message is printed).
+std::unique_ptr<nokv::v1::KV::Stub> Connect(const Conn& c, std::string* token) {
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (!c.ca_file.empty()) {
+    grpc::SslCredentialsOptions o;
+    if (!ReadFile(c.ca_file, &o.pem_root_certs)) return nullptr;
+    if (!c.cert_file.empty() &&
+        (!ReadFile(c.cert_file, &o.pem_cert_chain) || !ReadFile(c.key_file, &o.pem_private_key))) {
+      return nullptr;
+    }
+    creds = grpc::SslCredentials(o);
+  }
+  token->clear();
+  if (!c.token_file.empty()) {
+    std::string text;
+    if (!ReadFile(c.token_file, &text)) return nullptr;
+    std::vector<std::string> tokens = nokv::service::ParseTokens(text);
+    if (!tokens.empty()) *token = tokens.front();
+    if (token->empty()) {
+      std::fprintf(stderr, "nokv: %s holds no token\n", c.token_file.c_str());
+      return nullptr;
+    }
+  } else if (const char* env = std::getenv("NOKV_TOKEN"); env != nullptr && *env != 0) {
+    *token = env;
+  }
+  return nokv::v1::KV::NewStub(grpc::CreateChannel(c.addr, creds));
+}
+
+void Prepare(grpc::ClientContext* ctx, const std::string& token, int seconds) {
+  if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+}
+
+bool PrintJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(m, &out, o).ok()) return false;
+  std::printf("%s\n", out.c_str());
+  return true;
+}
+
 int Stats(int argc, char** argv) {
-  std::string addr;
+  Conn conn;
   bool json = false;
   double watch = 0;
   long hot = 16;
-  std::string ca_file, cert_file, key_file, token_file;
   for (int i = 2; i < argc; i++) {
     std::string a = argv[i];
-    if (a == "--addr" && i + 1 < argc) {
-      addr = argv[++i];
-    } else if (a == "--tls_ca_file" && i + 1 < argc) {
-      ca_file = argv[++i];
-    } else if (a == "--tls_cert_file" && i + 1 < argc) {
-      cert_file = argv[++i];
-    } else if (a == "--tls_key_file" && i + 1 < argc) {
-      key_file = argv[++i];
-    } else if (a == "--token_file" && i + 1 < argc) {
-      token_file = argv[++i];
+    if (ConnOption(argc, argv, &i, &conn)) {
+      continue;
     } else if (a == "--json") {
       json = true;
     } else if (a == "--watch" && i + 1 < argc) {
@@ -181,56 +244,27 @@ int Stats(int argc, char** argv) {
       return Usage();
     }
   }
-  if (addr.empty() || cert_file.empty() != key_file.empty() ||
-      (!cert_file.empty() && ca_file.empty())) {
-    return Usage();
-  }
-  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-  if (!ca_file.empty()) {
-    grpc::SslCredentialsOptions o;
-    if (!ReadFile(ca_file, &o.pem_root_certs)) return 1;
-    if (!cert_file.empty() &&
-        (!ReadFile(cert_file, &o.pem_cert_chain) || !ReadFile(key_file, &o.pem_private_key))) {
-      return 1;
-    }
-    creds = grpc::SslCredentials(o);
-  }
+  if (!ConnComplete(conn)) return Usage();
   std::string token;
-  if (!token_file.empty()) {
-    std::string text;
-    if (!ReadFile(token_file, &text)) return 1;
-    std::vector<std::string> tokens = nokv::service::ParseTokens(text);
-    if (!tokens.empty()) token = tokens.front();
-    if (token.empty()) {
-      std::fprintf(stderr, "nokv: %s holds no token\n", token_file.c_str());
-      return 1;
-    }
-  } else if (const char* env = std::getenv("NOKV_TOKEN"); env != nullptr && *env != 0) {
-    token = env;
-  }
-  auto stub = nokv::v1::KV::NewStub(grpc::CreateChannel(addr, creds));
+  auto stub = Connect(conn, &token);
+  if (stub == nullptr) return 1;
   for (;;) {
     grpc::ClientContext ctx;
-    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    Prepare(&ctx, token, 10);
     nokv::v1::StatsRequest req;
     req.set_hot_keys(static_cast<uint32_t>(hot));
     nokv::v1::StatsResponse resp;
     grpc::Status s = stub->Stats(&ctx, req, &resp);
     if (!s.ok()) {
-      std::fprintf(stderr, "nokv: Stats from %s failed: %s (%d)\n", addr.c_str(),
+      std::fprintf(stderr, "nokv: Stats from %s failed: %s (%d)\n", conn.addr.c_str(),
                    s.error_message().c_str(), static_cast<int>(s.error_code()));
       return 1;
     }
     if (json) {
-      std::string out;
-      google::protobuf::util::JsonPrintOptions o;
-      o.preserve_proto_field_names = true;
-      if (!google::protobuf::util::MessageToJsonString(resp, &out, o).ok()) return 1;
-      std::printf("%s\n", out.c_str());
+      if (!PrintJson(resp)) return 1;
     } else {
       if (watch > 0) std::printf("\x1b[H\x1b[2J");  // like top: redraw in place
-      PrintText(addr, resp);
+      PrintText(conn.addr, resp);
     }
     std::fflush(stdout);
     if (watch <= 0) return 0;
@@ -238,9 +272,108 @@ int Stats(int argc, char** argv) {
   }
 }
 
+void PrintCluster(const nokv::v1::ClusterStatus& c) {
+  std::printf("node %llu: %s, term %llu\n", static_cast<unsigned long long>(c.node_id()),
+              c.state().c_str(), static_cast<unsigned long long>(c.term()));
+  if (c.leader_id() != 0) {
+    std::printf("leader: node %llu%s%s\n", static_cast<unsigned long long>(c.leader_id()),
+                c.leader_address().empty() ? "" : " at ", c.leader_address().c_str());
+  } else {
+    std::printf("leader: none known\n");
+  }
+  std::printf("log: commit %llu, applied %llu, last %llu\n",
+              static_cast<unsigned long long>(c.commit_index()),
+              static_cast<unsigned long long>(c.applied_index()),
+              static_cast<unsigned long long>(c.last_index()));
+  std::printf("members:\n  %-6s %-28s %-8s %s\n", "id", "raft address", "role",
+              c.state() == "leader" ? "match index" : "");
+  for (const auto& m : c.members()) {
+    std::string match = c.state() == "leader" ? std::to_string(m.match_index()) : "";
+    std::printf("  %-6llu %-28s %-8s %s\n", static_cast<unsigned long long>(m.id()),
+                m.raft_address().c_str(), m.role().c_str(), match.c_str());
+  }
+}
+
+int ClusterUsage() {
+  std::fprintf(stderr,
+               "usage: nokv cluster status --addr HOST:PORT [--json]\n"
+               "       nokv cluster add --id N --raft_address HOST:PORT --addr HOST:PORT\n"
+               "       nokv cluster remove --id N --addr HOST:PORT\n"
+               "       nokv cluster transfer [--id N] --addr HOST:PORT\n"
+               "  (and the connection options of nokv stats)\n");
+  return 2;
+}
+
+int Cluster(int argc, char** argv) {
+  if (argc < 3) return ClusterUsage();
+  const std::string what = argv[2];
+  Conn conn;
+  bool json = false;
+  uint64_t id = 0;
+  std::string raft_address;
+  for (int i = 3; i < argc; i++) {
+    std::string a = argv[i];
+    if (ConnOption(argc, argv, &i, &conn)) {
+      continue;
+    } else if (a == "--json") {
+      json = true;
+    } else if (a == "--id" && i + 1 < argc) {
+      char* end = nullptr;
+      id = std::strtoull(argv[++i], &end, 10);
+      if (*end != '\0') return ClusterUsage();
+    } else if (a == "--raft_address" && i + 1 < argc) {
+      raft_address = argv[++i];
+    } else {
+      return ClusterUsage();
+    }
+  }
+  nokv::v1::ClusterRequest req;
+  if (what == "add" && id != 0 && !raft_address.empty()) {
+    req.mutable_add()->set_id(id);
+    req.mutable_add()->set_raft_address(raft_address);
+  } else if (what == "remove" && id != 0) {
+    req.set_remove(id);
+  } else if (what == "transfer") {
+    req.set_transfer(id);
+  } else if (what != "status") {
+    return ClusterUsage();
+  }
+  if (!ConnComplete(conn)) return ClusterUsage();
+  std::string token;
+  auto stub = Connect(conn, &token);
+  if (stub == nullptr) return 1;
+  grpc::ClientContext ctx;
+  nokv::v1::ClusterStatus status;
+  grpc::Status s;
+  if (what == "status") {
+    Prepare(&ctx, token, 10);
+    nokv::v1::StatsResponse resp;
+    s = stub->Stats(&ctx, nokv::v1::StatsRequest(), &resp);
+    if (s.ok() && !resp.has_cluster()) {
+      std::fprintf(stderr, "nokv: %s is a single server, not in a cluster\n", conn.addr.c_str());
+      return 1;
+    }
+    status = resp.cluster();
+  } else {
+    Prepare(&ctx, token, 120);  // adding waits for the node to catch up
+    nokv::v1::ClusterResponse resp;
+    s = stub->Cluster(&ctx, req, &resp);
+    status = resp.status();
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "nokv: cluster %s through %s failed: %s (%d)\n", what.c_str(),
+                 conn.addr.c_str(), s.error_message().c_str(), static_cast<int>(s.error_code()));
+    return 1;
+  }
+  if (json) return PrintJson(status) ? 0 : 1;
+  PrintCluster(status);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "stats") == 0) return Stats(argc, argv);
+  if (argc >= 2 && std::strcmp(argv[1], "cluster") == 0) return Cluster(argc, argv);
   return Usage();
 }

@@ -7,6 +7,9 @@
  *                            (segments, live/garbage, head), manifest, last commit
  *   nokv stats --addr HOST:PORT [--json] [--watch SECONDS] [--hot N]
  *                            a running server's Stats (runs nokv-remote)
+ *   nokv cluster status|add|remove|transfer --addr HOST:PORT ...
+ *                            a cluster's members, or a membership change (runs
+ *                            nokv-remote)
  *   nokv manifest DIR        the tables of each level, WAL log number, value log head
  *   nokv vlog DIR [--verify] value log segments: size, live/garbage estimate, head;
  *                            --verify reads every entry and checks its checksum
@@ -592,7 +595,7 @@ static int exec_remote(char **argv) {
     execv(path, argv);
   }
   execvp("nokv-remote", argv);
-  fprintf(stderr, "nokv: stats --addr needs nokv-remote (next to nokv or on PATH): %s\n",
+  fprintf(stderr, "nokv: stats --addr and cluster need nokv-remote (next to nokv or on PATH): %s\n",
           strerror(errno));
   return 1;
 }
@@ -602,6 +605,8 @@ static int usage(void) {
           "usage: nokv stats DIR [--json]  levels, WAL to replay, value log (offline)\n"
           "       nokv stats --addr HOST:PORT [--json] [--watch SECONDS] [--hot N]\n"
           "                                  a running server's counters and hot keys\n"
+          "       nokv cluster status|add|remove|transfer --addr HOST:PORT [--id N]\n"
+          "                    [--raft_address HOST:PORT]  a cluster's members, or a change\n"
           "       nokv manifest DIR\n"
           "       nokv vlog DIR [--verify]\n"
           "       nokv checkpoint DIR DEST   (opens DIR: not while a server uses it; use\n"
@@ -614,6 +619,7 @@ static int usage(void) {
 
 int main(int argc, char **argv) {
   if (argc < 3) return usage();
+  if (strcmp(argv[1], "cluster") == 0) return exec_remote(argv);
   for (int i = 2; strcmp(argv[1], "stats") == 0 && i < argc; i++) {
     if (strcmp(argv[i], "--addr") == 0) return exec_remote(argv);
   }

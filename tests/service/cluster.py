@@ -37,9 +37,10 @@ def wait_until(cond, timeout=30.0, what="condition"):
 
 
 class Node:
-    def __init__(self, cluster, node_id):
+    def __init__(self, cluster, node_id, join=False):
         self.cluster = cluster
         self.id = node_id
+        self.join = join  # starts with no peers, to be added to the running group
         self.port = free_port()
         self.raft_port = free_port()
         self.address = "127.0.0.1:%d" % self.port
@@ -55,7 +56,7 @@ class Node:
         self.proc = subprocess.Popen(
             [self.cluster.binary, "--listen=" + self.address, "--data_dir=" + self.data_dir,
              "--node_id=%d" % self.id, "--raft_listen=" + self.raft_address,
-             "--peers=" + self.cluster.peers, *self.cluster.flags],
+             "--join" if self.join else "--peers=" + self.cluster.peers, *self.cluster.flags],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
         if "listening on" not in line:
@@ -106,6 +107,13 @@ class Cluster:
         for m in self.nodes:
             m.start()
 
+    def add_node(self):
+        """A new node, started with --join (not yet a member)."""
+        m = Node(self, len(self.nodes) + 1, join=True)
+        self.nodes.append(m)
+        m.start()
+        return m
+
     def close(self):
         for m in self.nodes:
             if m.running():
@@ -126,9 +134,9 @@ class Cluster:
             if len(ids) != 1 or None in ids:
                 return None
             leader_id, address = ids.pop()
-            if leader_id == 0 or address != self.nodes[leader_id - 1].address:
+            leader = next((m for m in self.nodes if m.id == leader_id), None)
+            if leader is None or address != leader.address:
                 return None
-            leader = self.nodes[leader_id - 1]
             if leader not in nodes:
                 return None
             return leader if leader.stats(timeout=1.0).cluster.state == "leader" else None

@@ -8,13 +8,15 @@ client; and a linearizability check of reads, writes and compare-and-sets on a
 few registers through random nodes while nodes are killed, paused and
 restarted (its length from NOKV_LINEAR_SECONDS, short by default).
 
-Usage: cluster_test.py NOKV_SERVER_BINARY
+Usage: cluster_test.py NOKV_SERVER_BINARY NOKV_CLI
 """
 
 import math
 import os
 import random
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +30,13 @@ from cluster import Client, Cluster, Writers, wait_until
 from linearizability import Op, check_register
 
 BINARY = None
+CLI = None
+
+
+def nokv(*args):
+    """Runs the nokv CLI; its exit status and output."""
+    p = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=180)
+    return p.returncode, p.stdout + p.stderr
 
 
 def refused(e):
@@ -160,6 +169,43 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(writers.errors, [])  # a retrying client saw no error
         self.assert_everywhere(acked)
 
+    def test_e_wiped_follower_replaced_and_leading(self):
+        leader = self.cluster.leader()
+        writers = Writers(self.cluster)
+        wait_until(lambda: writers.count() >= 300, what="writes")
+        # A follower's disk is lost: it is removed, and a new node on a fresh
+        # directory is added in its place (through any node: a follower
+        # forwards the change), catches up and votes.
+        gone = next(m for m in self.cluster.nodes if m is not leader)
+        rc, out = nokv("cluster", "remove", "--id", str(gone.id), "--addr", leader.address)
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("\n  %-6d " % gone.id, out)
+        gone.kill()
+        shutil.rmtree(gone.data_dir)
+        fresh = self.cluster.add_node()
+        other = next(m for m in self.cluster.nodes if m not in (leader, gone, fresh))
+        rc, out = nokv("cluster", "add", "--id", str(fresh.id), "--raft_address",
+                       fresh.raft_address, "--addr", other.address)
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"\n  %d\s+%s\s+voter" % (fresh.id, fresh.raft_address))
+        # Adding it again, or a malformed change, is refused plainly.
+        rc, out = nokv("cluster", "add", "--id", str(fresh.id), "--raft_address",
+                       fresh.raft_address, "--addr", leader.address)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("(3)", out)  # INVALID_ARGUMENT: already a member
+        acked = writers.stop()
+        self.assertEqual(writers.errors, [])
+        self.cluster.nodes.remove(gone)
+        self.assert_everywhere(acked)
+        # Leadership moves to the new node.
+        rc, out = nokv("cluster", "transfer", "--id", str(fresh.id), "--addr", leader.address)
+        self.assertEqual(rc, 0, out)
+        self.assertIs(self.cluster.leader(), fresh)
+        rc, out = nokv("cluster", "status", "--addr", fresh.address)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("node %d: leader" % fresh.id, out)
+        self.assertEqual(out.count(" voter"), 3, out)
+
     def test_f_linearizable_through_failures(self):
         seconds = float(os.environ.get("NOKV_LINEAR_SECONDS", "6"))
         keys = [b"r%d" % i for i in range(8)]
@@ -278,4 +324,5 @@ class CheckerTest(unittest.TestCase):
 
 if __name__ == "__main__":
     BINARY = sys.argv.pop(1)
+    CLI = sys.argv.pop(1)
     unittest.main(verbosity=2)

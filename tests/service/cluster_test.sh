@@ -4,4 +4,5 @@ set -euo pipefail
 runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
 export PYTHONPATH="${runfiles}/proto:${runfiles}/tests/service"
 export PYTHONDONTWRITEBYTECODE=1
-exec /usr/bin/python3 "${runfiles}/tests/service/cluster_test.py" "${runfiles}/service/nokv_server" "$@"
+exec /usr/bin/python3 "${runfiles}/tests/service/cluster_test.py" "${runfiles}/service/nokv_server" \
+  "${runfiles}/core/cli/nokv" "$@"
