@@ -49,10 +49,8 @@ struct nokv_repl_node {
 
   /* Loop thread only. */
   uint64_t announced_term; /* the term this node last announced itself in */
-  op *reads_waiting;       /* reads queued since the barrier in flight began */
-  op *reads_barrier;       /* reads the barrier in flight will answer */
-  bool barrier_busy;
-  struct raft_barrier barrier;
+  op *reads_waiting;       /* reads no barrier answers yet */
+  unsigned barriers;       /* in flight */
   bool closing;
   bool draining;            /* stop asked: closing once nothing is in flight */
   uint64_t drain_deadline;  /* uv_now() past which it closes regardless */
@@ -137,25 +135,35 @@ static void propose_now(nokv_repl_node *n, op *o) {
 
 /* ---- linearizable reads: one barrier for every read waiting ---- */
 
+/* Barriers in flight at once: reads that arrive while one is under way get the
+ * next, at once, so that a read waits for one barrier, not for the end of the
+ * one before it too. libraft writes entries appended together in one batch. */
+#define MAX_BARRIERS 4
+
+typedef struct read_batch {
+  struct raft_barrier req;
+  nokv_repl_node *node;
+  op *reads;
+} read_batch;
+
 static void start_barrier(nokv_repl_node *n);
 static void begin_close(nokv_repl_node *n);
 
 static void on_barrier(struct raft_barrier *req, int status) {
-  nokv_repl_node *n = req->data;
-  op *list = n->reads_barrier;
-  n->reads_barrier = NULL;
-  n->barrier_busy = false;
+  read_batch *b = req->data;
+  nokv_repl_node *n = b->node;
+  n->barriers--;
   uint64_t ts = nokv_repl_ts(n->fsm.commands);
-  while (list != NULL) {
-    op *next = list->next;
-    answer(list, status == 0 ? NOKV_OK : NOKV_REPL_ENOTLEADER, status == 0 ? ts : 0, 0);
-    list = next;
+  for (op *o = b->reads, *next; o != NULL; o = next) {
+    next = o->next;
+    answer(o, status == 0 ? NOKV_OK : NOKV_REPL_ENOTLEADER, status == 0 ? ts : 0, 0);
   }
+  free(b);
   start_barrier(n);
 }
 
 static void start_barrier(nokv_repl_node *n) {
-  if (n->barrier_busy || n->reads_waiting == NULL) return;
+  if (n->barriers >= MAX_BARRIERS || n->reads_waiting == NULL) return;
   op *list = n->reads_waiting;
   n->reads_waiting = NULL;
   if (n->closing || n->draining) {
@@ -166,14 +174,21 @@ static void start_barrier(nokv_repl_node *n) {
     answer_all(list, NOKV_REPL_ENOTLEADER);
     return;
   }
-  n->barrier.data = n;
-  int rv = raft_barrier(&n->raft, &n->barrier, on_barrier);
+  read_batch *b = malloc(sizeof *b);
+  if (b == NULL) {
+    answer_all(list, NOKV_ENOMEM);
+    return;
+  }
+  b->req.data = b;
+  b->node = n;
+  b->reads = list;
+  int rv = raft_barrier(&n->raft, &b->req, on_barrier);
   if (rv != 0) {
+    free(b);
     answer_all(list, rv == RAFT_NOTLEADER ? NOKV_REPL_ENOTLEADER : NOKV_EIO);
     return;
   }
-  n->reads_barrier = list;
-  n->barrier_busy = true;
+  n->barriers++;
 }
 
 /* ---- membership ---- */
@@ -323,7 +338,7 @@ static void fill_status(nokv_repl_node *n, nokv_repl_status *st) {
 static void maybe_close(nokv_repl_node *n) {
   if (!n->draining || n->closing) return;
   struct raft *r = &n->raft;
-  bool idle = n->applies == 0 && n->changes == 0 && !n->barrier_busy &&
+  bool idle = n->applies == 0 && n->changes == 0 && n->barriers == 0 &&
               r->last_stored == raft_last_index(r);
   if (idle || uv_now(&n->loop) >= n->drain_deadline) begin_close(n);
 }

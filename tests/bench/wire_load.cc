@@ -19,7 +19,7 @@
 // compare; items count the keys written), cas (a put of an existing key under a
 // condition the server must judge, that it exists: nokv's Write with a present
 // condition, etcd's Txn comparing mod_revision > 0). etcd's get is a Range of one key:
-// linearizable unless --serializable.
+// linearizable unless --serializable (so is nokv's in a cluster; a single server's always is).
 //
 // --concurrency calls are kept in flight over --channels connections (each
 // its own HTTP/2 connection) with gRPC's callback API: a call's completion
@@ -292,6 +292,7 @@ class NokvUnary final : public Slot {
     const Options& o = load_->options();
     if (o.op == "get") {
       get_.set_key(key);
+      get_.set_serializable(o.serializable);
       stub_->async()->Get(ctx_.get(), &get_, &got_, [this](grpc::Status s) {
         Done(s, got_.found() ? 1 : 0);
       });

@@ -42,7 +42,9 @@ def main(path):
              ("get", "nokv-async", "etcd-serializable"), ("get", "nokv-async", "etcd"),
              ("scan", "nokv-async", "etcd-serializable"), ("scan", "nokv-async", "etcd"),
              ("write", "nokv-sync", "etcd"), ("write", "nokv-async", "etcd"),
-             ("cas", "nokv-sync", "etcd"), ("cas", "nokv-async", "etcd")]
+             ("cas", "nokv-sync", "etcd"), ("cas", "nokv-async", "etcd"),
+             ("put", "nokv-cluster", "etcd-cluster"), ("get", "nokv-cluster", "etcd-cluster"),
+             ("get", "nokv-cluster-serializable", "etcd-cluster-serializable")]
     rows = []
     for op, a, b in pairs:
         for c in sorted({k[1] for k in runs if k[0] == op}):
