@@ -78,6 +78,26 @@ TEST_F(DurabilityTest, SyncMakesEarlierLargeValuesDurable) {
   ASSERT_EQ(nokv_close(db), NOKV_OK);
 }
 
+// nokv_sync makes every earlier unsynced write durable, in both logs: what a
+// replica relies on before its Raft log may drop the entries it applied.
+TEST_F(DurabilityTest, SyncCallMakesEarlierWritesDurable) {
+  nokv_options o = Options(fault_.env());
+  nokv_db* db = Open(o);
+  ASSERT_EQ(Put(db, "big", Big("big", 4096), /*sync=*/false), NOKV_OK);
+  ASSERT_EQ(Put(db, "small", "v", /*sync=*/false), NOKV_OK);
+  ASSERT_EQ(nokv_sync(db), NOKV_OK);
+  ASSERT_EQ(Put(db, "after", "lost", /*sync=*/false), NOKV_OK);
+  fault_.PowerOff();
+  nokv_close(db);
+  fault_.DropUnsynced();
+  db = Open(o);
+  ASSERT_TRUE(Get(db, "small"));
+  ASSERT_TRUE(Get(db, "big"));
+  EXPECT_EQ(Get(db, "big")->data, Big("big", 4096));
+  EXPECT_FALSE(Get(db, "after"));  // the cut had teeth: the unsynced write after it is gone
+  ASSERT_EQ(nokv_close(db), NOKV_OK);
+}
+
 // Defect 1: a clean close syncs the value log as well as the WAL.
 TEST_F(DurabilityTest, CloseMakesLargeValuesDurable) {
   nokv_options o = Options(fault_.env());

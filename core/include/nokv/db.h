@@ -41,6 +41,10 @@ int nokv_open(const char *path, const nokv_options *opts, nokv_db **out);
  * (and leaves db open) while iterators or snapshots are still alive. */
 int nokv_close(nokv_db *db);
 
+/* Makes every write acknowledged so far durable (the value log, then the log
+ * synced), as if each had asked for sync. */
+int nokv_sync(nokv_db *db);
+
 /* wo may be NULL (no sync). If commit_ts is non-NULL it receives the write's
  * commit timestamp. */
 int nokv_put(nokv_db *db, const nokv_write_options *wo, const void *key, size_t klen,

@@ -850,6 +850,11 @@ int nk_db_sync_logs(nokv_db *db) {
   return enqueue_and_wait(db, &w);
 }
 
+int nokv_sync(nokv_db *db) {
+  nk_err_clear();
+  return nk_db_sync_logs(db);
+}
+
 int nk_db_write_gc(nokv_db *db, const nokv_batch *b, uint64_t read_ts) {
   nk_writer w = {.batch = b, .sync = true, .gc_read_ts = read_ts, .mem_cost = memtable_cost(db, b)};
   int rc = enqueue_and_wait(db, &w);
