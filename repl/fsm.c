@@ -122,6 +122,7 @@ static int apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **res
   if (kind == NOKV_REPL_ENTRY_ANNOUNCE) return announced(f, p, len, result);
   if (ts <= nokv_last_commit_ts(f->db)) {  /* applied before a restart */
     f->last_rc = NOKV_OK;
+    f->written_ts = ts;
     *result = nokv_repl_result(NOKV_OK, 0, n);
     return 0;
   }
@@ -150,6 +151,7 @@ static int apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **res
   }
   nokv_batch_free(b);
   free(cs.c);
+  if (rc == NOKV_OK) f->written_ts = ts;
   f->last_rc = rc;
   *result = nokv_repl_result(rc, failed, n);
   /* An entry the engine refuses (malformed, or a condition that does not
@@ -160,11 +162,100 @@ static int apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **res
   return rc == NOKV_OK ? 0 : RAFT_IOERR;
 }
 
+/* ---- snapshots ---- */
+
+#define SNAP_MAGIC "NKSNAP01"
+
+/* "NKSNAP01" [u64 commands] [u64 written_ts] [u64 origin id] [u64 len] origin
+ * client address, [u64 leader id] [u64 len] leader client address. */
+static int snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs) {
+  nokv_repl_fsm *f = (nokv_repl_fsm *)fsm;
+  /* The log before this point may go once the snapshot is stored: everything
+   * applied from it must survive a crash in the engine first. */
+  if (nokv_sync(f->db) != NOKV_OK) return RAFT_IOERR;
+  char leader[NOKV_REPL_ADDR_MAX];
+  uint64_t leader_id = nokv_repl_fsm_announced(f, leader, sizeof leader);
+  size_t clen = strlen(f->client), llen = strlen(leader);
+  size_t len = 8 + 8 * 4 + clen + 8 + 8 + llen;
+  struct raft_buffer *b = raft_malloc(sizeof *b);
+  unsigned char *p = raft_malloc(len);
+  if (b == NULL || p == NULL) {
+    raft_free(b);
+    raft_free(p);
+    return RAFT_NOMEM;
+  }
+  b->base = p;
+  b->len = len;
+  memcpy(p, SNAP_MAGIC, 8);
+  p = put_u64(p + 8, f->commands);
+  p = put_u64(p, f->written_ts);
+  p = put_u64(p, f->id);
+  p = put_u64(p, clen);
+  memcpy(p, f->client, clen);
+  p = put_u64(p + clen, leader_id);
+  p = put_u64(p, llen);
+  memcpy(p, leader, llen);
+  *bufs = b;
+  *n_bufs = 1;
+  return 0;
+}
+
+bool nokv_repl_snapshot_decode(const void *data, size_t len, nokv_repl_snapshot_info *out) {
+  const unsigned char *q = data, *end = q + len;
+  memset(out, 0, sizeof *out);
+  if (len < 8 + 8 * 3 || memcmp(q, SNAP_MAGIC, 8) != 0) return false;
+  q += 8;
+  out->commands = get_u64(q);
+  out->written_ts = get_u64(q + 8);
+  out->origin_id = get_u64(q + 16);
+  q += 24;
+  const void *client;
+  size_t clen;
+  if (!take_bytes(&q, end, &client, &clen) || clen >= NOKV_REPL_ADDR_MAX) return false;
+  memcpy(out->origin_client, client, clen);
+  return true;
+}
+
+/* The leader a snapshot names, as announced when it was taken. */
+static void restore_leader(nokv_repl_fsm *f, const unsigned char *data, size_t len) {
+  const unsigned char *q = data + 8 + 24, *end = data + len;
+  const void *s;
+  size_t n;
+  if (!take_bytes(&q, end, &s, &n) || end - q < 8) return;
+  uint64_t id = get_u64(q);
+  q += 8;
+  if (!take_bytes(&q, end, &s, &n) || n >= NOKV_REPL_ADDR_MAX) return;
+  pthread_mutex_lock(f->mu);
+  f->leader_id = id;
+  memcpy(f->leader_client, s, n);
+  f->leader_client[n] = '\0';
+  pthread_mutex_unlock(f->mu);
+}
+
+static int restore(struct raft_fsm *fsm, struct raft_buffer *buf) {
+  nokv_repl_fsm *f = (nokv_repl_fsm *)fsm;
+  nokv_repl_snapshot_info info;
+  if (!nokv_repl_snapshot_decode(buf->base, buf->len, &info)) return RAFT_MALFORMED;
+  /* GC rewrites raise the engine's timestamp only between two entries' own:
+   * holding written_ts means holding every entry up to the snapshot. */
+  if (nokv_last_commit_ts(f->db) < info.written_ts) {
+    if (f->fetch != NULL) f->fetch(f->fetch_ctx, &info);
+    return RAFT_BUSY;
+  }
+  f->commands = info.commands;
+  f->written_ts = info.written_ts;
+  restore_leader(f, buf->base, buf->len);
+  raft_free(buf->base);  /* ours once restored */
+  return 0;
+}
+
 int nokv_repl_fsm_init(nokv_repl_fsm *f, nokv_db *db) {
   memset(f, 0, sizeof *f);
   f->fsm.version = 1;
   f->fsm.data = f;
   f->fsm.apply = apply;
+  f->fsm.snapshot = snapshot;
+  f->fsm.restore = restore;
   f->db = db;
   f->mu = malloc(sizeof(pthread_mutex_t));
   if (f->mu == NULL) return NOKV_ENOMEM;

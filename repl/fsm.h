@@ -13,6 +13,7 @@
 #ifndef NOKV_REPL_FSM_H
 #define NOKV_REPL_FSM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "nokv/nokv.h"
@@ -30,11 +31,30 @@ extern "C" {
 #define NOKV_REPL_MAX_CONDS 65535  /* conditions an entry may carry */
 #define NOKV_REPL_ADDR_MAX 256     /* bytes of an address, with its NUL */
 
+/* What a snapshot records (its only content: the data stays in the engine,
+ * which is synced when the snapshot is taken). */
+typedef struct nokv_repl_snapshot_info {
+  uint64_t commands;   /* command entries applied */
+  uint64_t written_ts; /* the timestamp of the last one that wrote (0: none) */
+  uint64_t origin_id;  /* the node that took it */
+  char origin_client[NOKV_REPL_ADDR_MAX]; /* where to fetch its engine's state */
+} nokv_repl_snapshot_info;
+
+/* Called (on the node's thread) when a snapshot to install is ahead of the
+ * engine: the engine's state must be fetched from info->origin_client and
+ * installed. It must not block; the installation is retried by the leader. */
+typedef void (*nokv_repl_fetch_fn)(void *ctx, const nokv_repl_snapshot_info *info);
+
 typedef struct nokv_repl_fsm {
   struct raft_fsm fsm;  /* first: libraft calls back with its address */
   nokv_db *db;
   uint64_t commands;    /* command entries applied (or skipped as applied) */
+  uint64_t written_ts;  /* the timestamp of the last of them that wrote */
   int last_rc;          /* the engine's answer to the last entry */
+  uint64_t id;          /* this node, and the address clients dial for it */
+  char client[NOKV_REPL_ADDR_MAX];
+  nokv_repl_fetch_fn fetch; /* NULL: a snapshot ahead of the engine is refused */
+  void *fetch_ctx;
   /* The last leader announced in the log, for redirecting clients. Written by
    * the applying thread, read by any under mu (fsm.c). */
   uint64_t leader_id;
@@ -42,8 +62,16 @@ typedef struct nokv_repl_fsm {
   void *mu;
 } nokv_repl_fsm;
 
-/* Binds f to db; commands restart from 0 (no snapshot yet). */
+/* Binds f to db; commands restart from 0, until libraft restores the latest
+ * snapshot. Snapshots record the state applied, after syncing the engine so
+ * the Raft log may drop what it applied; restoring one the engine already
+ * holds (a restart) only sets the counts; one ahead of the engine (a replica
+ * that fell behind the log the leader kept) goes to f->fetch and fails until
+ * the engine holds it. */
 int nokv_repl_fsm_init(nokv_repl_fsm *f, nokv_db *db);
+
+/* A snapshot's record, decoded; false if it is not one. */
+bool nokv_repl_snapshot_decode(const void *data, size_t len, nokv_repl_snapshot_info *out);
 void nokv_repl_fsm_destroy(nokv_repl_fsm *f);
 
 /* The entry a new leader appends first: its id and the address clients dial. */

@@ -310,6 +310,7 @@ static void fill_status(nokv_repl_node *n, nokv_repl_status *st) {
   st->commit_index = r->commit_index;
   st->applied_index = raft_last_applied(r);
   st->last_index = raft_last_index(r);
+  st->snapshot_index = r->log.snapshot.last_index;
   const char *addr = NULL;
   raft_id leader = 0;
   raft_leader(r, &leader, &addr);
@@ -625,6 +626,10 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
     free_node(n);
     return NOKV_ENOMEM;
   }
+  n->fsm.id = o->id;
+  snprintf(n->fsm.client, sizeof n->fsm.client, "%s", client);
+  n->fsm.fetch = o->fetch;
+  n->fsm.fetch_ctx = o->fetch_ctx;
   int rv = uv_loop_init(&n->loop);
   if (rv != 0) {
     set_err(errbuf, errlen, "event loop: %s", uv_strerror(rv));
@@ -658,9 +663,13 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
   raft_set_election_timeout(&n->raft, o->election_timeout_ms ? o->election_timeout_ms : 1000);
   raft_set_heartbeat_timeout(&n->raft, o->heartbeat_ms ? o->heartbeat_ms : 100);
   raft_set_pre_vote(&n->raft, true);
-  /* Log compaction needs snapshots of the engine, which are not built yet:
-   * the whole log is kept. */
-  raft_set_snapshot_threshold(&n->raft, UINT32_MAX);
+  /* A snapshot is a small record (the data moves apart, fsm.h): one not
+   * answered within an election timeout (its replica was down, or is still
+   * fetching the data) is sent again then, not after libraft's 30 s. */
+  raft_set_install_snapshot_timeout(&n->raft,
+                                    o->election_timeout_ms ? o->election_timeout_ms : 1000);
+  raft_set_snapshot_threshold(&n->raft, o->snapshot_entries ? o->snapshot_entries : 8192);
+  raft_set_snapshot_trailing(&n->raft, o->snapshot_trailing ? o->snapshot_trailing : 4096);
   n->tick_ms = (o->heartbeat_ms ? o->heartbeat_ms : 100) / 2;
   if (n->tick_ms == 0) n->tick_ms = 1;
   if (o->n_peers > 0) {

@@ -49,6 +49,16 @@ typedef struct nokv_repl_options {
   size_t n_peers;
   unsigned election_timeout_ms; /* 0: 1000 */
   unsigned heartbeat_ms;        /* 0: 100 */
+  /* Log compaction: a snapshot every this many entries (0: 8192), keeping the
+   * last snapshot_trailing of them (0: 4096), so that a replica that far
+   * behind still catches up from the log. */
+  unsigned snapshot_entries;
+  unsigned snapshot_trailing;
+  /* A replica further behind than the log kept gets a snapshot ahead of its
+   * engine: fetch (fsm.h) is asked to bring the engine's state over. NULL:
+   * such a snapshot is refused, and the replica stays behind. */
+  nokv_repl_fetch_fn fetch;
+  void *fetch_ctx;
 } nokv_repl_options;
 
 typedef struct nokv_repl_outcome {
@@ -109,6 +119,7 @@ typedef struct nokv_repl_status {
   uint64_t id;
   int state; /* RAFT_FOLLOWER, RAFT_CANDIDATE, RAFT_LEADER, RAFT_UNAVAILABLE */
   uint64_t term, leader_id, commit_index, applied_index, last_index;
+  uint64_t snapshot_index; /* the last snapshot's (the log before it is gone) */
   char leader_client_address[NOKV_REPL_ADDR_MAX];
   size_t n_members;
   nokv_repl_member members[NOKV_REPL_MAX_MEMBERS];
