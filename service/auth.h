@@ -33,6 +33,13 @@ class TokenAuth {
   // OK, or UNAUTHENTICATED when the call carries no accepted token.
   grpc::Status Check(const grpc::ServerContextBase* ctx);
 
+  // One accepted token (the file's first), for this server's own calls to the
+  // other nodes of its cluster, which share the file.
+  std::string AnyToken() {
+    std::shared_ptr<const Tokens> t = Current();
+    return t == nullptr || t->empty() ? "" : t->front();
+  }
+
   // The number of times the file was read (the first load included).
   uint64_t loads() const { return loads_.load(std::memory_order_relaxed); }
 

@@ -12,7 +12,14 @@ nokv::v1::KV::Stub* Forwarder::StubFor(const std::string& addr) {
   std::lock_guard<std::mutex> l(mu_);
   auto& stub = stubs_[addr];
   if (stub == nullptr) {
-    stub = nokv::v1::KV::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+    // A leader that restarts is back in a second or so: reconnect soon, not
+    // after gRPC's default backoff (at least 20 s).
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    stub = nokv::v1::KV::NewStub(
+        grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args));
   }
   return stub.get();
 }

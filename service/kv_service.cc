@@ -20,6 +20,7 @@
 #include "service/cluster.h"
 #include "service/reflection.h"
 #include "service/scan_wire.h"
+#include "service/state_transfer.h"
 #include "service/status.h"
 
 namespace nokv::service {
@@ -729,6 +730,16 @@ int64_t Nanos(Clock::time_point t) {
 }
 
 }  // namespace
+
+grpc::Status KvService::FetchState(grpc::ServerContext* ctx, const nokv::v1::FetchStateRequest*,
+                                   grpc::ServerWriter<nokv::v1::StateChunk>* out) {
+  if (auto s = Authorize(ctx); !s.ok()) return s;
+  if (options_.repl == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "this server is not in a cluster (no --node_id)");
+  }
+  return ServeState(db_, options_.raft_dir, ctx, out);
+}
 
 grpc::Status KvService::Checkpoint(grpc::ServerContext* ctx, const nokv::v1::CheckpointRequest* req,
                                    nokv::v1::CheckpointResponse* resp) {

@@ -77,6 +77,7 @@ struct ServiceOptions {
   // Cluster mode (borrowed; cluster.h): writes go through the Raft group's
   // log, and linearizable reads wait for a read point from the leader.
   nokv_repl_node* repl = nullptr;
+  std::string raft_dir;  // cluster mode: where FetchState makes its checkpoints
   // In a cluster, a node that does not lead forwards unary calls to the one
   // that does (forward.h); off: it answers UNAVAILABLE naming the leader.
   bool forward = true;
@@ -120,6 +121,9 @@ class KvService final
   // A membership change through the node (cluster.h); forwarded by a follower.
   grpc::ServerUnaryReactor* Cluster(grpc::CallbackServerContext*, const nokv::v1::ClusterRequest*,
                                     nokv::v1::ClusterResponse*) override;
+  // Between cluster nodes: a checkpoint of the engine, streamed (state_transfer.h).
+  grpc::Status FetchState(grpc::ServerContext*, const nokv::v1::FetchStateRequest*,
+                          grpc::ServerWriter<nokv::v1::StateChunk>*) override;
   grpc::Status Stats(grpc::ServerContext*, const nokv::v1::StatsRequest*,
                      nokv::v1::StatsResponse*) override;
   grpc::Status Checkpoint(grpc::ServerContext*, const nokv::v1::CheckpointRequest*,

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <utility>
@@ -24,6 +25,7 @@
 #include "service/auth.h"
 #include "service/kv_service.h"
 #include "service/metrics.h"
+#include "service/state_transfer.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "address to serve on: HOST:PORT (port 0: pick a free one) or unix:PATH");
@@ -114,6 +116,12 @@ ABSL_FLAG(bool, forward, true,
           "Write to the leader; off (and always with TLS): it answers UNAVAILABLE naming the "
           "leader in trailing metadata nokv-leader");
 ABSL_FLAG(uint32_t, heartbeat_ms, 100, "cluster mode: how often a leader sends heartbeats");
+ABSL_FLAG(uint32_t, snapshot_entries, 8192,
+          "cluster mode: take a snapshot (the engine synced; the Raft log before it dropped) "
+          "every this many log entries");
+ABSL_FLAG(uint32_t, snapshot_trailing, 4096,
+          "cluster mode: log entries kept behind a snapshot, so that a replica this far behind "
+          "catches up from the log rather than by fetching the whole state");
 ABSL_FLAG(uint64_t, txn_buffer_bytes, uint64_t{1} << 30,
           "keys+values all open transactions may buffer; a write past it ends its Txn "
           "RESOURCE_EXHAUSTED");
@@ -156,7 +164,8 @@ std::string ParsePeers(const std::string& spec, std::vector<std::pair<uint64_t, 
 // Starts this server's replica of its Raft group, from the cluster flags; null
 // (and *error says why) if they are wrong or it cannot start.
 nokv_repl_node* StartNode(nokv_db* db, const std::string& data_dir, const std::string& listen,
-                          std::string* note, std::string* error) {
+                          nokv::service::StateFetcher* fetcher, std::string* note,
+                          std::string* error) {
   const uint64_t id = absl::GetFlag(FLAGS_node_id);
   const std::string raft_listen = absl::GetFlag(FLAGS_raft_listen);
   const bool join = absl::GetFlag(FLAGS_join);
@@ -199,6 +208,13 @@ nokv_repl_node* StartNode(nokv_db* db, const std::string& data_dir, const std::s
   std::vector<nokv_repl_peer> cpeers;
   for (const auto& p : peers) cpeers.push_back({p.first, p.second.c_str()});
   const std::string dir = data_dir + "/raft";
+  if (!std::filesystem::exists(dir + "/metadata1") && !std::filesystem::exists(dir + "/metadata2") &&
+      nokv_last_commit_ts(db) != 0) {
+    // Its writes are in no replica's log: serving them would diverge.
+    *error = data_dir + "/engine holds data but this node has no Raft state: a node joins a "
+             "group empty, and gets the group's data from it";
+    return nullptr;
+  }
   const std::string bind = absl::GetFlag(FLAGS_raft_bind);
   nokv_repl_options o = {};
   o.id = id;
@@ -210,6 +226,10 @@ nokv_repl_node* StartNode(nokv_db* db, const std::string& data_dir, const std::s
   o.n_peers = cpeers.size();
   o.election_timeout_ms = absl::GetFlag(FLAGS_election_timeout_ms);
   o.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
+  o.snapshot_entries = absl::GetFlag(FLAGS_snapshot_entries);
+  o.snapshot_trailing = absl::GetFlag(FLAGS_snapshot_trailing);
+  o.fetch = &nokv::service::StateFetcher::Hook;
+  o.fetch_ctx = fetcher;
   char err[512] = "";
   nokv_repl_node* node = nullptr;
   if (nokv_repl_node_start(db, &o, &node, err, sizeof err) != NOKV_OK) {
@@ -221,6 +241,17 @@ nokv_repl_node* StartNode(nokv_db* db, const std::string& data_dir, const std::s
   return node;
 }
 
+// Written to the signal pipe when a fetched state waits to be installed: the
+// server stops and starts again on it (state_transfer.h).
+constexpr unsigned char kRestart = 'R';
+constexpr int kServeAgain = -1;
+
+void RequestRestart() {
+  unsigned char b = kRestart;
+  ssize_t ignored = write(signal_pipe[1], &b, 1);
+  (void)ignored;
+}
+
 int WaitForSignal() {
   unsigned char b = 0;
   while (read(signal_pipe[0], &b, 1) < 0) {
@@ -228,27 +259,29 @@ int WaitForSignal() {
   return b;
 }
 
-}  // namespace
 
-int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Serves a NoKV-C database over gRPC (nokv.v1.KV).");
-  absl::ParseCommandLine(argc, argv);
-  // gRPC locks with absl::Mutex, whose deadlock detection (on in Debian's
-  // build) tracks every lock order in a graph: about 3% of the server's CPU
-  // per call, for a debugging aid.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-
-  if (pipe(signal_pipe) != 0) {
-    perror("nokv-server: pipe");
-    return 1;
-  }
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-
+// Opens the engine and serves it until a signal (0: stopped cleanly, 1: an
+// error), or until a state fetched from the cluster waits to replace the
+// engine (kServeAgain: installed first thing by the next call).
+int Serve() {
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  const bool cluster = absl::GetFlag(FLAGS_node_id) != 0;
+  // In a cluster the engine has a directory of its own beside the Raft
+  // state, so that a state fetched from the group can replace it whole.
+  const std::string raft_dir = data_dir + "/raft";
+  const std::string engine_dir = cluster ? data_dir + "/engine" : data_dir;
+  if (cluster) {
+    bool installed = false;
+    std::error_code ec;
+    std::filesystem::create_directories(raft_dir, ec);
+    if (std::string e = nokv::service::InstallFetchedState(raft_dir, engine_dir, &installed);
+        !e.empty()) {
+      fprintf(stderr, "nokv-server: installing the state fetched from the cluster: %s\n",
+              e.c_str());
+      return 1;
+    }
+    if (installed) fprintf(stderr, "nokv-server: installed the state fetched from the cluster\n");
+  }
   nokv_options opts;
   nokv_options_init(&opts);
   opts.max_key_size = absl::GetFlag(FLAGS_max_key_bytes);
@@ -268,8 +301,8 @@ int main(int argc, char** argv) {
   opts.hot_write_limit = absl::GetFlag(FLAGS_hot_write_limit);
   opts.hot_read_cache_bytes = absl::GetFlag(FLAGS_hot_read_cache_bytes);
   nokv_db* db = nullptr;
-  if (int rc = nokv_open(data_dir.c_str(), &opts, &db); rc != NOKV_OK) {
-    fprintf(stderr, "nokv-server: cannot open %s: %s (%s)\n", data_dir.c_str(), nokv_errmsg(),
+  if (int rc = nokv_open(engine_dir.c_str(), &opts, &db); rc != NOKV_OK) {
+    fprintf(stderr, "nokv-server: cannot open %s: %s (%s)\n", engine_dir.c_str(), nokv_errmsg(),
             nokv_strerror(rc));
     return 1;
   }
@@ -327,15 +360,26 @@ int main(int argc, char** argv) {
   // reaches the engine around the group's log.
   nokv_repl_node* node = nullptr;
   std::string cluster_note;
-  if (const uint64_t id = absl::GetFlag(FLAGS_node_id); id != 0) {
+  std::string token = auth == nullptr ? "" : auth->AnyToken();
+  // Declared before the node, which calls it: destroyed after the node stops.
+  nokv::service::StateFetcher fetcher(raft_dir, token, RequestRestart);
+  if (cluster) {
     std::string error;
-    node = StartNode(db, data_dir, config.listen, &cluster_note, &error);
+    node = StartNode(db, data_dir, config.listen, &fetcher, &cluster_note, &error);
+    if (node == nullptr && fetcher.WaitIdle()) {
+      // The snapshot libraft stored last is ahead of the engine (a newer one
+      // arrived while the state was being fetched): starting fetched the state
+      // anew, which holds it; start again on that.
+      nokv_close(db);
+      return WaitForSignal() == kRestart ? kServeAgain : 0;
+    }
     if (node == nullptr) {
       fprintf(stderr, "nokv-server: %s\n", error.c_str());
       nokv_close(db);
       return 1;
     }
     config.service.repl = node;
+    config.service.raft_dir = raft_dir;
     // Forwarding dials the leader in plaintext: with TLS, clients are redirected.
     config.service.forward = absl::GetFlag(FLAGS_forward) && config.tls_cert_file.empty();
   }
@@ -376,11 +420,14 @@ int main(int argc, char** argv) {
          security, auth == nullptr ? "" : ", bearer tokens required", cluster_note.c_str());
   fflush(stdout);
 
+  bool restart = false;
   std::thread waiter([&] {
     int sig = WaitForSignal();
-    fprintf(stderr, "nokv-server: %s, shutting down\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    restart = sig == kRestart;
+    fprintf(stderr, "nokv-server: %s, shutting down\n",
+            restart ? "restarting on the state fetched" : sig == SIGTERM ? "SIGTERM" : "SIGINT");
     server->SetServing(false);
-    auto grace = std::chrono::seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+    auto grace = std::chrono::seconds(restart ? 1 : absl::GetFlag(FLAGS_shutdown_grace_seconds));
     // Open transactions get the grace period to commit; then the service ends
     // them itself (UNAVAILABLE, rolled back), and the server cancels whatever
     // else is left a moment later.
@@ -399,6 +446,32 @@ int main(int argc, char** argv) {
     fprintf(stderr, "nokv-server: close: %s\n", nokv_errmsg());
     return 1;
   }
+  if (restart) return kServeAgain;
   fprintf(stderr, "nokv-server: stopped cleanly\n");
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Serves a NoKV-C database over gRPC (nokv.v1.KV).");
+  absl::ParseCommandLine(argc, argv);
+  // gRPC locks with absl::Mutex, whose deadlock detection (on in Debian's
+  // build) tracks every lock order in a graph: about 3% of the server's CPU
+  // per call, for a debugging aid.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+
+  if (pipe(signal_pipe) != 0) {
+    perror("nokv-server: pipe");
+    return 1;
+  }
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  int rc;
+  while ((rc = Serve()) == kServeAgain) {
+  }
+  return rc;
 }

@@ -61,8 +61,12 @@ class Node:
         line = self.proc.stdout.readline()
         if "listening on" not in line:
             self.proc.wait()
-            raise RuntimeError("node %d did not start: %r" % (self.id, line))
-        self.channel = grpc.insecure_channel(self.address)
+            self.log.close()
+            raise RuntimeError("node %d did not start: %r %s" % (self.id, line, self.log_text()))
+        # Reconnects soon after a restart (gRPC's default backoff grows to 2 min).
+        self.channel = grpc.insecure_channel(self.address, options=[
+            ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 500)])
         self.stub = kv_pb2_grpc.KVStub(self.channel)
 
     def running(self):
@@ -92,6 +96,10 @@ class Node:
         self.channel.close()  # (again: no harm)
         self.proc = None
 
+    def log_text(self):
+        with open(self.data_dir + ".log") as f:
+            return f.read()
+
     def stats(self, timeout=2.0):
         return self.stub.Stats(kv_pb2.StatsRequest(), timeout=timeout)
 
@@ -100,8 +108,11 @@ class Cluster:
     def __init__(self, binary, root, n=3, flags=()):
         self.binary = binary
         self.root = root
+        # Snapshots every 128 entries, keeping 32: a replica down for a few
+        # hundred writes fetches the state instead of replaying the log.
         self.flags = ["--election_timeout_ms=500", "--heartbeat_ms=50",
-                      "--shutdown_grace_seconds=2", *flags]
+                      "--shutdown_grace_seconds=2", "--snapshot_entries=128",
+                      "--snapshot_trailing=32", *flags]
         self.nodes = [Node(self, i + 1) for i in range(n)]
         self.peers = ",".join("%d=%s" % (m.id, m.raft_address) for m in self.nodes)
         for m in self.nodes:
@@ -143,10 +154,15 @@ class Cluster:
         return wait_until(agreed, timeout, "a leader")
 
     def wait_applied(self, ts, nodes=None, timeout=30.0):
-        """Waits until every (running) node has applied the commit at ts."""
+        """Waits until every (running) node has applied the commit at ts (a
+        node restarting on a state it fetched is briefly unreachable)."""
+        def applied(m):
+            try:
+                return m.stats().last_commit_ts >= ts
+            except grpc.RpcError:
+                return False
         for m in nodes or [m for m in self.nodes if m.running()]:
-            wait_until(lambda: m.stats().last_commit_ts >= ts, timeout,
-                       "node %d to apply ts %d" % (m.id, ts))
+            wait_until(lambda: applied(m), timeout, "node %d to apply ts %d" % (m.id, ts))
 
 
 # Errors a failover or restart causes, which a client retries. UNKNOWN: the

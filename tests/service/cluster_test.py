@@ -206,6 +206,26 @@ class ClusterTest(unittest.TestCase):
         self.assertIn("node %d: leader" % fresh.id, out)
         self.assertEqual(out.count(" voter"), 3, out)
 
+    def test_g_replica_behind_the_compacted_log_fetches_the_state(self):
+        leader = self.cluster.leader()
+        behind = next(m for m in self.cluster.nodes if m is not leader)
+        behind.kill()
+        writers = Writers(self.cluster)
+        wait_until(lambda: writers.count() >= 600, what="writes while a replica is down")
+        c = leader.stats().cluster
+        self.assertGreater(c.commit_index, 500)
+        # The leader kept only the log since its last snapshot: the replica
+        # fetches the state (in checksummed chunks), restarts on it, and
+        # catches up from the log, under load.
+        behind.start()
+        acked = writers.stop()
+        self.assertEqual(writers.errors, [])
+        self.assert_everywhere(acked)
+        log = behind.log_text()
+        self.assertIn("fetched node %d's state" % leader.id, log)
+        self.assertIn("installed the state fetched from the cluster", log)
+        self.assertEqual(behind.stats().cluster.state, "follower")
+
     def test_f_linearizable_through_failures(self):
         seconds = float(os.environ.get("NOKV_LINEAR_SECONDS", "6"))
         keys = [b"r%d" % i for i in range(8)]
