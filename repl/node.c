@@ -14,6 +14,8 @@
 
 #include <raft/uv.h>
 
+#include "repl/transport.h"
+
 typedef struct nokv_repl_node nokv_repl_node;
 typedef enum { OP_PROPOSE, OP_READ, OP_STATUS, OP_CHANGE, OP_STOP } op_kind;
 
@@ -37,7 +39,7 @@ typedef struct op {
 
 struct nokv_repl_node {
   uv_loop_t loop;
-  struct raft_uv_transport transport;
+  nokv_dns_transport *transport;
   struct raft_io io;
   struct raft raft;
   nokv_repl_fsm fsm;
@@ -349,7 +351,8 @@ static void on_closed_handle(uv_handle_t *h) { (void)h; }
 static void on_raft_closed(struct raft *r) {
   nokv_repl_node *n = r->data;
   raft_uv_close(&n->io);
-  raft_uv_tcp_close(&n->transport);
+  nokv_dns_transport_free(n->transport);
+  n->transport = NULL;
   if (n->handles) {
     uv_close((uv_handle_t *)&n->wake, on_closed_handle);
     uv_close((uv_handle_t *)&n->tick, on_closed_handle);
@@ -636,12 +639,22 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
     free_node(n);
     return NOKV_EIO;
   }
-  rv = raft_uv_tcp_init(&n->transport, &n->loop);
-  if (rv == 0 && o->bind_address != NULL) {
-    rv = raft_uv_tcp_set_bind_address(&n->transport, o->bind_address);
+  n->transport = nokv_dns_transport_new(&n->loop, &rv);
+  /* A host name for this node's own address: listen on every interface, at
+   * its port, unless told where. */
+  char any[32];
+  const char *bind = o->bind_address;
+  const char *colon = strrchr(o->address, ':');
+  if (bind == NULL && !nokv_is_ipv4_address(o->address) && colon != NULL) {
+    snprintf(any, sizeof any, "0.0.0.0%s", colon);
+    bind = any;
   }
-  if (rv == 0) rv = raft_uv_init(&n->io, &n->loop, o->dir, &n->transport);
+  if (rv == 0 && bind != NULL) rv = nokv_dns_transport_set_bind_address(n->transport, bind);
+  if (rv == 0) {
+    rv = raft_uv_init(&n->io, &n->loop, o->dir, nokv_dns_transport_raft(n->transport));
+  }
   if (rv != 0) {
+    nokv_dns_transport_free(n->transport);
     set_err(errbuf, errlen, "raft I/O in %s: %s (%s)", o->dir, raft_strerror(rv),
             n->io.errmsg);
     uv_run(&n->loop, UV_RUN_DEFAULT);
@@ -653,7 +666,7 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
   if (rv != 0) {
     set_err(errbuf, errlen, "raft: %s", raft_errmsg(&n->raft));
     raft_uv_close(&n->io);
-    raft_uv_tcp_close(&n->transport);
+    nokv_dns_transport_free(n->transport);
     uv_run(&n->loop, UV_RUN_DEFAULT);
     uv_loop_close(&n->loop);
     free_node(n);

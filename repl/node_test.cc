@@ -87,7 +87,7 @@ class NodeTest : public ::testing::Test {
     for (int i = 0; i < kMax; i++) {
       int port = FreePort();
       ASSERT_GT(port, 0);
-      addrs_[i] = "127.0.0.1:" + std::to_string(port);
+      addrs_[i] = (host_names_ ? "localhost:" : "127.0.0.1:") + std::to_string(port);
       clients_[i] = "client-" + std::to_string(i + 1) + ":50051";
       peers_[i] = {static_cast<uint64_t>(i + 1), addrs_[i].c_str()};
     }
@@ -182,6 +182,7 @@ class NodeTest : public ::testing::Test {
   }
 
   unsigned snapshot_entries_ = 0, snapshot_trailing_ = 0;  // 0: the node's defaults
+  bool host_names_ = false;  // peers by name (localhost), not IPv4 literals
   std::mutex fetch_mu_;
   std::vector<nokv_repl_snapshot_info> fetches_;
   TempDir dirs_[kMax];
@@ -410,6 +411,35 @@ TEST_F(SnapshotTest, CompactsTheLogAndCatchesUpFromASnapshot) {
     EXPECT_EQ(GetAt(dbs_[i], "after"), "restarts") << i;
     EXPECT_EQ(GetAt(dbs_[i], "first"), "1") << i;
   }
+}
+
+// Peers named by host name (as a StatefulSet's are), which libraft's own TCP
+// transport cannot dial: resolved before each connection.
+class HostNameTest : public NodeTest {
+ protected:
+  void SetUp() override {
+    host_names_ = true;
+    NodeTest::SetUp();
+  }
+};
+
+TEST_F(HostNameTest, ReplicatesBetweenNamedPeers) {
+  ASSERT_EQ(addrs_[0].rfind("localhost:", 0), 0u);
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  nokv_repl_outcome o = Put(leader, "named", "peers");
+  ASSERT_EQ(o.rc, NOKV_OK);
+  for (int i = 0; i < kNodes; i++) {
+    ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[i]) >= o.commit_ts; })) << i;
+  }
+  // A peer down, then back: found again by name.
+  int other = (leader + 1) % kNodes;
+  Stop(other);
+  o = Put(leader, "while", "down");
+  ASSERT_EQ(o.rc, NOKV_OK);
+  Start(other);
+  ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[other]) >= o.commit_ts; }));
+  EXPECT_EQ(GetAt(dbs_[other], "while"), "down");
 }
 
 }  // namespace
