@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -96,6 +97,9 @@ ABSL_FLAG(uint32_t, watch_send_timeout_ms, 30000,
 ABSL_FLAG(uint64_t, node_id, 0,
           "cluster mode: this node's id in its Raft group (docs/replication.md); 0: a single "
           "server");
+ABSL_FLAG(bool, node_id_from_hostname, false,
+          "cluster mode: this node's id is the ordinal its host name ends with, plus 1 (a "
+          "StatefulSet's pod nokv-0 is node 1), instead of --node_id");
 ABSL_FLAG(std::string, raft_listen, "",
           "cluster mode: this node's Raft address HOST:PORT, as its peers dial it");
 ABSL_FLAG(std::string, raft_bind, "",
@@ -139,6 +143,24 @@ void OnSignal(int sig) {
   (void)ignored;
 }
 
+// This node's id: --node_id, or with --node_id_from_hostname the ordinal its
+// host name ends with, plus 1 (0: a single server; *error set if the host name
+// has no ordinal).
+uint64_t NodeId(std::string* error) {
+  if (!absl::GetFlag(FLAGS_node_id_from_hostname)) return absl::GetFlag(FLAGS_node_id);
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  const char* dash = strrchr(host, '-');
+  char* end = nullptr;
+  unsigned long long ordinal = dash == nullptr ? 0 : strtoull(dash + 1, &end, 10);
+  if (dash == nullptr || end == dash + 1 || *end != '\0') {
+    *error = std::string("--node_id_from_hostname: host name '") + host +
+             "' does not end with -ORDINAL";
+    return 0;
+  }
+  return ordinal + 1;
+}
+
 // Parses --peers: ID=HOST:PORT,... into out; empty if fine, else what is wrong.
 std::string ParsePeers(const std::string& spec, std::vector<std::pair<uint64_t, std::string>>* out) {
   size_t pos = 0;
@@ -166,7 +188,7 @@ std::string ParsePeers(const std::string& spec, std::vector<std::pair<uint64_t, 
 nokv_repl_node* StartNode(nokv_db* db, const std::string& data_dir, const std::string& listen,
                           nokv::service::StateFetcher* fetcher, std::string* note,
                           std::string* error) {
-  const uint64_t id = absl::GetFlag(FLAGS_node_id);
+  const uint64_t id = NodeId(error);
   const std::string raft_listen = absl::GetFlag(FLAGS_raft_listen);
   const bool join = absl::GetFlag(FLAGS_join);
   std::vector<std::pair<uint64_t, std::string>> peers;
@@ -265,7 +287,12 @@ int WaitForSignal() {
 // engine (kServeAgain: installed first thing by the next call).
 int Serve() {
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
-  const bool cluster = absl::GetFlag(FLAGS_node_id) != 0;
+  std::string id_error;
+  const bool cluster = NodeId(&id_error) != 0;
+  if (!id_error.empty()) {
+    fprintf(stderr, "nokv-server: %s\n", id_error.c_str());
+    return 1;
+  }
   // In a cluster the engine has a directory of its own beside the Raft
   // state, so that a state fetched from the group can replace it whole.
   const std::string raft_dir = data_dir + "/raft";

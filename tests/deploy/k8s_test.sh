@@ -22,7 +22,7 @@ validate() { "$node" "$tmp/validate/validate_manifests.mjs" "$@"; }
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-overlays=(base overlays/dev overlays/tls)
+overlays=(base overlays/dev overlays/tls overlays/cluster)
 for o in "${overlays[@]}"; do
   out="$tmp/$(echo "$o" | tr / -).yaml"
   if ! "$kubectl" kustomize "$tmp/k8s/$o" >"$out" 2>"$out.err"; then
@@ -69,6 +69,20 @@ broken wrong-api-version base 's|^apiVersion: policy/v1$|apiVersion: policy/v1be
   "policy/v1beta2/PodDisruptionBudget is not a kind"
 broken certificate-field overlays-tls 's/^  dnsNames:/  dnsName:/' "\"dnsName\"' does not exist in type 'ICertificateSpec'"
 broken bad-quantity base 's/storage: 20Gi/storage: twenty/' "must match"
+
+# The cluster overlay: 3 pods started together, a majority kept through
+# disruptions, and a peer list naming exactly those pods at the Raft port the
+# pods expose.
+c="$tmp/overlays-cluster.yaml"
+grep -q '^  replicas: 3$' "$c" || fail "cluster overlay: not 3 replicas"
+grep -q '^  podManagementPolicy: Parallel$' "$c" || fail "cluster overlay: pods not started together"
+grep -q '^  minAvailable: 2$' "$c" || fail "cluster overlay: the disruption budget does not keep 2"
+grep -q 'maxUnavailable' "$c" && fail "cluster overlay: the budget keeps base's maxUnavailable too"
+grep -q -- '--peers=1=nokv-0.nokv-headless:7001,2=nokv-1.nokv-headless:7001,3=nokv-2.nokv-headless:7001$' "$c" ||
+  fail "cluster overlay: --peers does not name nokv-0..2 at port 7001"
+grep -q -- '- --raft_listen=$(POD_NAME).nokv-headless:7001' "$c" || fail "cluster overlay: no --raft_listen by pod name"
+grep -q 'containerPort: 7001' "$c" || fail "cluster overlay: the pods do not expose the Raft port"
+[ "$failures" -eq 0 ] && echo "cluster overlay: 3 pods in parallel, minAvailable 2, peers nokv-0..2:7001"
 
 # The server accepts the flags each overlay gives it (absl parses every
 # --flagfile before --helpfull prints; an unknown flag or a bad value is an ERROR).
