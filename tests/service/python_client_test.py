@@ -374,7 +374,7 @@ class PythonClientTest(unittest.TestCase):
         methods = {m.name for m in fd.service[0].method}
         self.assertEqual(methods,
                          {"Get", "Put", "Delete", "Scan", "Stats", "Txn", "Checkpoint", "Compact",
-                          "Write", "DeleteRange", "Watch"})
+                          "Write", "DeleteRange", "Watch", "Cluster", "FetchState"})
 
     def test_txn_is_isolated_until_commit(self):
         kv = self.server.kv
