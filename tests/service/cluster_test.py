@@ -169,6 +169,96 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(writers.errors, [])  # a retrying client saw no error
         self.assert_everywhere(acked)
 
+    def test_h_bank_invariant_through_failures(self):
+        # Transfers between accounts, each one Write conditioned on both
+        # balances' commit timestamps (the multi-key atomic operation a cluster
+        # offers), through random nodes while the leader is killed and paused:
+        # every linearizable Scan, and every replica at the end, sums to the
+        # same total.
+        seconds = float(os.environ.get("NOKV_BANK_SECONDS", "4"))
+        accounts = [b"acct/%d" % i for i in range(5)]
+        total = 100 * len(accounts)
+        client = Client(self.cluster)
+        for a in accounts:
+            client.call("Put", kv_pb2.PutRequest(key=a, value=b"100"))
+        stop = threading.Event()
+        stats = {"transfers": 0, "refused": 0, "scans": 0, "unknown": 0}
+        lock = threading.Lock()
+        bad = []
+
+        def transfer(i):
+            c = Client(self.cluster, seed=200 + i)
+            rng = random.Random(i)
+            while not stop.is_set():
+                src, dst = rng.sample(accounts, 2)
+                try:
+                    a = c.call_once("Get", kv_pb2.GetRequest(key=src))
+                    b = c.call_once("Get", kv_pb2.GetRequest(key=dst))
+                    amount = rng.randint(1, 20)
+                    r = c.call_once("Write", kv_pb2.WriteRequest(
+                        conditions=[kv_pb2.Condition(key=src, commit_ts_equals=a.commit_ts),
+                                    kv_pb2.Condition(key=dst, commit_ts_equals=b.commit_ts)],
+                        mutations=[
+                            kv_pb2.Mutation(key=src, put=b"%d" % (int(a.value) - amount)),
+                            kv_pb2.Mutation(key=dst, put=b"%d" % (int(b.value) + amount))]))
+                    with lock:
+                        stats["transfers" if r.succeeded else "refused"] += 1
+                except Exception:  # pylint: disable=broad-except
+                    with lock:
+                        stats["unknown"] += 1
+                    time.sleep(0.02)
+
+        def audit():
+            c = Client(self.cluster, seed=300)
+            while not stop.is_set():
+                try:
+                    got = list(c.call_once("Scan", kv_pb2.ScanRequest(prefix=b"acct/")))
+                except Exception:  # pylint: disable=broad-except
+                    time.sleep(0.02)
+                    continue
+                pairs = [kv for r in got for kv in r.kvs]
+                s = sum(int(kv.value) for kv in pairs)
+                with lock:
+                    stats["scans"] += 1
+                    if len(pairs) != len(accounts) or s != total:
+                        bad.append((len(pairs), s))
+
+        def nemesis():
+            rng = random.Random(11)
+            while not stop.is_set():
+                time.sleep(0.8)
+                try:
+                    leader = self.cluster.leader(timeout=10)
+                except AssertionError:
+                    continue
+                if rng.random() < 0.5:
+                    leader.kill()
+                    time.sleep(0.5)
+                    leader.start()
+                else:
+                    leader.signal(signal.SIGSTOP)
+                    time.sleep(0.8)
+                    leader.signal(signal.SIGCONT)
+
+        threads = [threading.Thread(target=transfer, args=(i,)) for i in range(3)]
+        threads += [threading.Thread(target=audit), threading.Thread(target=nemesis)]
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+        print("bank: %(transfers)d transfers, %(refused)d refused, %(unknown)d failed calls, "
+              "%(scans)d audits" % stats, file=sys.stderr)
+        self.assertEqual(bad, [])
+        self.assertGreater(stats["transfers"], 20)
+        self.assertGreater(stats["scans"], 5)
+        last = client.call("Get", kv_pb2.GetRequest(key=accounts[0])).read_ts
+        self.cluster.wait_applied(last)
+        for m in self.cluster.nodes:
+            balances = [int(serializable_get(m, a).value) for a in accounts]
+            self.assertEqual(sum(balances), total, "node %d: %s" % (m.id, balances))
+
     def test_e_wiped_follower_replaced_and_leading(self):
         leader = self.cluster.leader()
         writers = Writers(self.cluster)
