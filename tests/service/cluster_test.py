@@ -79,8 +79,19 @@ class ClusterTest(unittest.TestCase):
                 acked[key] = m.stub.Put(kv_pb2.PutRequest(key=key, value=b"v" + key),
                                         timeout=5).commit_ts
         self.assertEqual(len(set(acked.values())), len(acked))
-        # A linearizable Get through a follower (forwarded) sees the newest write.
+        # A Watch on a follower sees the commits it applies, in order, each only
+        # once the group committed it.
         follower = next(m for m in self.cluster.nodes if m is not leader)
+        watch = follower.stub.Watch(kv_pb2.WatchRequest(prefix=b"w/"), timeout=10)
+        self.assertTrue(next(watch).created)
+        wts = [leader.stub.Put(kv_pb2.PutRequest(key=b"w/%d" % i, value=b"v"), timeout=5).commit_ts
+               for i in range(3)]
+        seen = []
+        while len(seen) < 3:
+            seen += [g.commit_ts for g in next(watch).groups]
+        self.assertEqual(seen, wts)
+        watch.cancel()
+        # A linearizable Get through a follower (forwarded) sees the newest write.
         last = max(acked, key=acked.get)
         r = follower.stub.Get(kv_pb2.GetRequest(key=last), timeout=5)
         self.assertEqual((r.found, r.commit_ts), (True, acked[last]))
