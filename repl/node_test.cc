@@ -325,7 +325,14 @@ TEST_F(NodeTest, AddsRemovesAndTransfers) {
   EXPECT_EQ(Change((leader + 1) % kNodes, NOKV_REPL_REMOVE, 3).rc, NOKV_REPL_ENOTLEADER);
 
   // Leadership moves to the new node, which then removes a first member.
-  ASSERT_EQ(Change(leader, NOKV_REPL_TRANSFER, 3).rc, NOKV_OK);
+  // (A transfer that the target does not complete within an election timeout
+  // is answered NOKV_ETIMEDOUT, honestly; on a loaded machine, it is retried.)
+  int rc = NOKV_ETIMEDOUT;
+  for (int tries = 0; tries < 10 && rc == NOKV_ETIMEDOUT; tries++) {
+    rc = Change(leader, NOKV_REPL_TRANSFER, 3).rc;
+    if (rc == NOKV_REPL_ENOTLEADER && nokv_repl_is_leader(nodes_[3])) rc = NOKV_OK;  // it did
+  }
+  ASSERT_EQ(rc, NOKV_OK);
   ASSERT_TRUE(WaitFor([&] { return !nokv_repl_is_leader(nodes_[leader]); }));
   ASSERT_EQ(Leader(), 3);
   int gone = leader == 0 ? 1 : 0;
