@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <raft/uv.h>
 
@@ -60,6 +61,13 @@ struct nokv_repl_node {
   size_t changes;           /* membership changes libraft holds */
   bool handles; /* wake and tick are initialized */
   op stop;      /* queued by nokv_repl_node_stop */
+
+  /* The syncer: keeps the engine's log synced in the background (every
+   * SYNC_MS), so that the sync a snapshot needs, on the loop's thread, finds
+   * little left to write. */
+  pthread_t syncer;
+  bool syncer_started;
+  bool syncer_stop; /* under mu */
 
   /* Under mu. */
   pthread_mutex_t mu;
@@ -573,6 +581,37 @@ const char *nokv_repl_role_name(int role) {
   }
 }
 
+/* ---- the syncer ---- */
+
+/* A snapshot syncs the engine on the loop's thread, and every write waits
+ * behind it: with 65,536 entries between snapshots the fsync of all they left
+ * unsynced took tens of milliseconds (p99.9 of replicated puts 60 ms). Synced
+ * in the background every SYNC_MS, what is left is one interval's worth. */
+#define SYNC_MS 100
+
+static void *run_syncer(void *arg) {
+  nokv_repl_node *n = arg;
+  uint64_t synced_ts = 0;
+  pthread_mutex_lock(&n->mu);
+  while (!n->syncer_stop) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += SYNC_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&n->cv, &n->mu, &until);  /* the interval, or the stop */
+    if (n->syncer_stop) break;
+    pthread_mutex_unlock(&n->mu);
+    uint64_t ts = nokv_last_commit_ts(n->fsm.db);
+    if (ts != synced_ts && nokv_sync(n->fsm.db) == NOKV_OK) synced_ts = ts;
+    pthread_mutex_lock(&n->mu);
+  }
+  pthread_mutex_unlock(&n->mu);
+  return NULL;
+}
+
 /* ---- start and stop ---- */
 
 static int mkdir_p(const char *dir) {
@@ -681,8 +720,8 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
    * fetching the data) is sent again then, not after libraft's 30 s. */
   raft_set_install_snapshot_timeout(&n->raft,
                                     o->election_timeout_ms ? o->election_timeout_ms : 1000);
-  raft_set_snapshot_threshold(&n->raft, o->snapshot_entries ? o->snapshot_entries : 8192);
-  raft_set_snapshot_trailing(&n->raft, o->snapshot_trailing ? o->snapshot_trailing : 4096);
+  raft_set_snapshot_threshold(&n->raft, o->snapshot_entries ? o->snapshot_entries : 65536);
+  raft_set_snapshot_trailing(&n->raft, o->snapshot_trailing ? o->snapshot_trailing : 8192);
   n->tick_ms = (o->heartbeat_ms ? o->heartbeat_ms : 100) / 2;
   if (n->tick_ms == 0) n->tick_ms = 1;
   if (o->n_peers > 0) {
@@ -720,6 +759,7 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
     set_err(errbuf, errlen, "cannot start the node's thread");
     return NOKV_EIO;
   }
+  n->syncer_started = pthread_create(&n->syncer, NULL, run_syncer, n) == 0;
   *out = n;
   return NOKV_OK;
 }
@@ -729,6 +769,13 @@ void nokv_repl_node_stop(nokv_repl_node *n) {
   n->stop.kind = OP_STOP;
   enqueue(n, &n->stop);
   pthread_join(n->thread, NULL);
+  if (n->syncer_started) {
+    pthread_mutex_lock(&n->mu);
+    n->syncer_stop = true;
+    pthread_cond_broadcast(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+    pthread_join(n->syncer, NULL);
+  }
   uv_loop_close(&n->loop);
   free_node(n);
 }

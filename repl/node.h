@@ -49,8 +49,8 @@ typedef struct nokv_repl_options {
   size_t n_peers;
   unsigned election_timeout_ms; /* 0: 1000 */
   unsigned heartbeat_ms;        /* 0: 100 */
-  /* Log compaction: a snapshot every this many entries (0: 8192), keeping the
-   * last snapshot_trailing of them (0: 4096), so that a replica that far
+  /* Log compaction: a snapshot every this many entries (0: 65536), keeping
+   * the last snapshot_trailing of them (0: 8192), so that a replica that far
    * behind still catches up from the log. */
   unsigned snapshot_entries;
   unsigned snapshot_trailing;

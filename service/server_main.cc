@@ -120,10 +120,10 @@ ABSL_FLAG(bool, forward, true,
           "Write to the leader; off (and always with TLS): it answers UNAVAILABLE naming the "
           "leader in trailing metadata nokv-leader");
 ABSL_FLAG(uint32_t, heartbeat_ms, 100, "cluster mode: how often a leader sends heartbeats");
-ABSL_FLAG(uint32_t, snapshot_entries, 8192,
+ABSL_FLAG(uint32_t, snapshot_entries, 65536,
           "cluster mode: take a snapshot (the engine synced; the Raft log before it dropped) "
           "every this many log entries");
-ABSL_FLAG(uint32_t, snapshot_trailing, 4096,
+ABSL_FLAG(uint32_t, snapshot_trailing, 8192,
           "cluster mode: log entries kept behind a snapshot, so that a replica this far behind "
           "catches up from the log rather than by fetching the whole state");
 ABSL_FLAG(uint64_t, txn_buffer_bytes, uint64_t{1} << 30,
