@@ -11,8 +11,8 @@
 # Rows: put, get (linearizable: NoKV-C's leader read point, etcd's ReadIndex)
 # and get --serializable (the leader's own state). Server CPU is the leader's.
 # Results (JSON lines) and the servers' logs go to $BENCH_OUT (default: a new
-# /tmp directory). CLUSTER_SERVER, WIRE_LOAD and NOKV_CLI name prebuilt
-# binaries; otherwise they are built with --config=opt.
+# /tmp directory). CLUSTER_SERVER, WIRE_LOAD, NOKV_CLI and NOKV_REMOTE name
+# prebuilt binaries; otherwise they are built with --config=opt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -38,12 +38,13 @@ results="$out/wire.jsonl"
 
 if [ -n "${CLUSTER_SERVER:-}" ] && [ -n "${WIRE_LOAD:-}" ] && [ -n "${NOKV_CLI:-}" ]; then
   server=$CLUSTER_SERVER load=$WIRE_LOAD cli=$NOKV_CLI
+  remote=${NOKV_REMOTE:-$(dirname "$cli")/nokv-remote}
 else
   bazel build --config=opt //service:nokv_server //service:nokv-remote //core/cli:nokv \
     //tests/bench:wire_load
   cp -f bazel-bin/service/nokv_server bazel-bin/service/nokv-remote bazel-bin/core/cli/nokv \
     bazel-bin/tests/bench/wire_load "$out/"
-  server="$out/nokv_server" load="$out/wire_load" cli="$out/nokv"
+  server="$out/nokv_server" load="$out/wire_load" cli="$out/nokv" remote="$out/nokv-remote"
 fi
 if [[ " $targets " == *" etcd "* ]] && ! command -v etcd >/dev/null; then
   echo "cluster_bench.sh: etcd not found (Debian's etcd-server; bash bazel/setup.sh installs it)" >&2
@@ -85,7 +86,7 @@ start_nokv_cluster() {
   nokv_leader() {
     local j
     for j in 1 2 3; do
-      if NOKV_REMOTE="$(dirname "$cli")/nokv-remote" "$cli" cluster status \
+      if NOKV_REMOTE="$remote" "$cli" cluster status \
           --addr "127.0.0.1:${ports[$((j - 1))]}" 2>/dev/null | grep -q "^node $j: leader"; then
         echo "$j"
       fi
