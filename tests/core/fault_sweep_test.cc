@@ -143,7 +143,7 @@ void Maintain(nokv_db* db, size_t i, Path path) {
   if (i % 40 == 39) nokv_flush(db);
   if (i % 90 == 89) nokv_compact(db);
   if (i % 70 == 69) nokv_vlog_gc(db, 0.2, nullptr);
-  if (path == Path::kAsyncIdle && i % 50 == 49) nk_db_idle_check(db);
+  if (path == Path::kAsyncIdle && i % 25 == 24) nk_db_idle_check(db);
 }
 
 Outcome RunOneByOne(nokv_db* db, const std::vector<Op>& ops, FaultEnv* fault, Path path) {

@@ -7,6 +7,7 @@ Client(cluster) calls any node and retries what a failover makes fail.
 """
 
 import os
+import sys
 import random
 import signal
 import socket
@@ -124,6 +125,34 @@ class Cluster:
         self.nodes.append(m)
         m.start()
         return m
+
+    def nemesis(self, stop, seed, period, actions, down, paused):
+        """Until stop is set, every period seconds: SIGKILL the leader and start
+        it again after down seconds, SIGSTOP it for paused seconds, or restart
+        (SIGTERM) a follower; actions taken in turn."""
+        rng = random.Random(seed)
+        turn = 0
+        while not stop.is_set():
+            time.sleep(period)
+            try:
+                leader = self.leader(timeout=10)
+            except AssertionError:
+                continue
+            action = actions[turn % len(actions)]
+            turn += 1
+            print("nemesis: %s (leader node %d)" % (action, leader.id), file=sys.stderr)
+            if action == "kill":
+                leader.kill()
+                time.sleep(down)
+                leader.start()
+            elif action == "pause":
+                leader.signal(signal.SIGSTOP)
+                time.sleep(paused)
+                leader.signal(signal.SIGCONT)
+            else:
+                m = rng.choice([m for m in self.nodes if m is not leader and m.running()])
+                m.stop()
+                m.start()
 
     def close(self):
         for m in self.nodes:

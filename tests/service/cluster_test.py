@@ -234,25 +234,10 @@ class ClusterTest(unittest.TestCase):
                     if len(pairs) != len(accounts) or s != total:
                         bad.append((len(pairs), s))
 
-        def nemesis():
-            rng = random.Random(11)
-            while not stop.is_set():
-                time.sleep(0.8)
-                try:
-                    leader = self.cluster.leader(timeout=10)
-                except AssertionError:
-                    continue
-                if rng.random() < 0.5:
-                    leader.kill()
-                    time.sleep(0.5)
-                    leader.start()
-                else:
-                    leader.signal(signal.SIGSTOP)
-                    time.sleep(0.8)
-                    leader.signal(signal.SIGCONT)
-
         threads = [threading.Thread(target=transfer, args=(i,)) for i in range(3)]
-        threads += [threading.Thread(target=audit), threading.Thread(target=nemesis)]
+        threads += [threading.Thread(target=audit),
+                    threading.Thread(target=self.cluster.nemesis,
+                                     args=(stop, 11, 0.8, ("kill", "pause"), 0.5, 0.8))]
         for t in threads:
             t.start()
         time.sleep(seconds)
@@ -382,30 +367,9 @@ class ClusterTest(unittest.TestCase):
                     history[key].append(op)
                 time.sleep(0.01)  # a history the checker can search
 
-        def nemesis():
-            rng = random.Random(7)
-            while not stop.is_set():
-                time.sleep(1.0)
-                try:
-                    leader = self.cluster.leader(timeout=10)
-                except AssertionError:
-                    continue
-                action = rng.choice(["kill", "pause", "restart"])
-                if action == "kill":
-                    leader.kill()
-                    time.sleep(0.8)
-                    leader.start()
-                elif action == "pause":
-                    leader.signal(signal.SIGSTOP)
-                    time.sleep(1.2)
-                    leader.signal(signal.SIGCONT)
-                else:
-                    m = rng.choice([m for m in self.cluster.nodes if m is not leader])
-                    m.stop()
-                    m.start()
-
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-        threads.append(threading.Thread(target=nemesis))
+        threads.append(threading.Thread(
+            target=self.cluster.nemesis, args=(stop, 7, 1.0, ("kill", "pause", "restart"), 0.8, 1.2)))
         for t in threads:
             t.start()
         time.sleep(seconds)
