@@ -283,6 +283,43 @@ void RenderEngine(nokv_db* db, std::string* out) {
   }
 }
 
+// A replica's Raft state (docs/replication.md), from its own thread.
+void RenderRaft(nokv_repl_node* node, std::string* out) {
+  nokv_repl_status st;
+  if (nokv_repl_node_status(node, &st) != NOKV_OK) return;
+  out->append("# HELP nokv_raft_state 1 for this node's Raft state.\n"
+              "# TYPE nokv_raft_state gauge\n");
+  for (int state : {RAFT_FOLLOWER, RAFT_CANDIDATE, RAFT_LEADER, RAFT_UNAVAILABLE}) {
+    Append(out, "nokv_raft_state{state=\"%s\"} %d\n", nokv_repl_state_name(state),
+           st.state == state ? 1 : 0);
+  }
+  const struct {
+    const char* name;
+    uint64_t value;
+    const char* help;
+  } gauges[] = {
+      {"term", st.term, "Current Raft term."},
+      {"leader_id", st.leader_id, "The leader's node id as this node knows it (0: none)."},
+      {"commit_index", st.commit_index, "Highest log index known committed."},
+      {"applied_index", st.applied_index, "Highest log index applied to the engine."},
+      {"last_index", st.last_index, "Highest log index stored."},
+      {"snapshot_index", st.snapshot_index, "Log index of the last snapshot."},
+      {"members", st.n_members, "Members of the group's configuration."},
+  };
+  for (const auto& g : gauges) {
+    Append(out, "# HELP nokv_raft_%s %s\n# TYPE nokv_raft_%s gauge\nnokv_raft_%s %llu\n", g.name,
+           g.help, g.name, g.name, static_cast<unsigned long long>(g.value));
+  }
+  if (st.state != RAFT_LEADER) return;
+  out->append("# HELP nokv_raft_match_index On the leader: the last log index each member holds.\n"
+              "# TYPE nokv_raft_match_index gauge\n");
+  for (size_t i = 0; i < st.n_members; i++) {
+    Append(out, "nokv_raft_match_index{member=\"%llu\"} %llu\n",
+           static_cast<unsigned long long>(st.members[i].id),
+           static_cast<unsigned long long>(st.members[i].match_index));
+  }
+}
+
 void RenderProcess(std::string* out) {
   long page = sysconf(_SC_PAGESIZE);
   unsigned long long size = 0, resident = 0;
@@ -320,7 +357,8 @@ MHD_Result Handle(void* cls, MHD_Connection* conn, const char* url, const char* 
 }  // namespace
 
 std::unique_ptr<MetricsServer> MetricsServer::Start(const std::string& listen, nokv_db* db,
-                                                    RpcMetrics* rpc, std::string* bound) {
+                                                    RpcMetrics* rpc, std::string* bound,
+                                                    nokv_repl_node* node) {
   size_t colon = listen.rfind(':');
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -335,7 +373,7 @@ std::unique_ptr<MetricsServer> MetricsServer::Start(const std::string& listen, n
     return nullptr;
   }
   addr.sin_port = htons(static_cast<uint16_t>(port));
-  std::unique_ptr<MetricsServer> s(new MetricsServer(db, rpc));
+  std::unique_ptr<MetricsServer> s(new MetricsServer(db, rpc, node));
   s->daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, nullptr,
                                 nullptr, &Handle, s.get(), MHD_OPTION_SOCK_ADDR, &addr,
                                 MHD_OPTION_END);
@@ -355,6 +393,7 @@ MetricsServer::~MetricsServer() {
 std::string MetricsServer::Render() {
   std::string out;
   RenderEngine(db_, &out);
+  if (node_ != nullptr) RenderRaft(node_, &out);
   rpc_->Render(&out);
   RenderProcess(&out);
   return out;

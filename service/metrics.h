@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "nokv/nokv.h"
+#include "repl/node.h"
 
 struct MHD_Daemon;
 
@@ -52,14 +53,19 @@ std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> NewMetric
 // cannot listen.
 class MetricsServer {
  public:
+  // node: in cluster mode, this server's replica (its Raft state is exported
+  // too); borrowed, and the metrics server must go before it stops.
   static std::unique_ptr<MetricsServer> Start(const std::string& listen, nokv_db* db,
-                                              RpcMetrics* rpc, std::string* bound);
+                                              RpcMetrics* rpc, std::string* bound,
+                                              nokv_repl_node* node = nullptr);
   ~MetricsServer();
   std::string Render();  // the page, also for tests
 
  private:
-  MetricsServer(nokv_db* db, RpcMetrics* rpc) : db_(db), rpc_(rpc) {}
+  MetricsServer(nokv_db* db, RpcMetrics* rpc, nokv_repl_node* node)
+      : db_(db), rpc_(rpc), node_(node) {}
   nokv_db* db_;
+  nokv_repl_node* node_;
   RpcMetrics* rpc_;
   MHD_Daemon* daemon_ = nullptr;
 };

@@ -424,7 +424,7 @@ int Serve() {
   std::unique_ptr<nokv::service::MetricsServer> metrics;
   if (!metrics_listen.empty()) {
     std::string bound;
-    metrics = nokv::service::MetricsServer::Start(metrics_listen, db, &rpc_metrics, &bound);
+    metrics = nokv::service::MetricsServer::Start(metrics_listen, db, &rpc_metrics, &bound, node);
     if (metrics == nullptr) {
       server->Shutdown();
       server.reset();
@@ -466,8 +466,8 @@ int Serve() {
   waiter.join();
   server.reset();
   service.StopWatches();
+  metrics.reset();  /* it reads the engine's counters, and the node's state */
   nokv_repl_node_stop(node);  // every call that waited on it has ended
-  metrics.reset();  /* it reads the engine's counters */
   int rc = nokv_close(db);
   if (rc != NOKV_OK) {
     fprintf(stderr, "nokv-server: close: %s\n", nokv_errmsg());

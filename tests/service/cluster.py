@@ -44,6 +44,7 @@ class Node:
         self.join = join  # starts with no peers, to be added to the running group
         self.port = free_port()
         self.raft_port = free_port()
+        self.metrics_port = free_port()
         self.address = "127.0.0.1:%d" % self.port
         self.raft_address = "127.0.0.1:%d" % self.raft_port
         self.data_dir = os.path.join(cluster.root, "n%d" % node_id)
@@ -57,9 +58,12 @@ class Node:
         self.proc = subprocess.Popen(
             [self.cluster.binary, "--listen=" + self.address, "--data_dir=" + self.data_dir,
              "--node_id=%d" % self.id, "--raft_listen=" + self.raft_address,
-             "--join" if self.join else "--peers=" + self.cluster.peers, *self.cluster.flags],
+             "--join" if self.join else "--peers=" + self.cluster.peers,
+             "--metrics_listen=127.0.0.1:%d" % self.metrics_port, *self.cluster.flags],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
+        if "metrics on" in line:  # printed first
+            line = self.proc.stdout.readline()
         if "listening on" not in line:
             self.proc.wait()
             self.log.close()
@@ -96,6 +100,14 @@ class Node:
         self.log.close()
         self.channel.close()  # (again: no harm)
         self.proc = None
+
+    def metrics(self):
+        """The Prometheus page, as {name{labels}: value}."""
+        import urllib.request
+        page = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
+                                      timeout=5).read().decode()
+        return {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1])
+                for l in page.splitlines() if l and not l.startswith("#")}
 
     def log_text(self):
         with open(self.data_dir + ".log") as f:

@@ -115,6 +115,14 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(len(c.members), 3)
         self.assertTrue(all(mm.match_index > 0 for mm in c.members))
         self.assertGreaterEqual(c.applied_index, c.commit_index - 1)
+        # The same, as Prometheus metrics.
+        pm = leader.metrics()
+        self.assertEqual(pm['nokv_raft_state{state="leader"}'], 1)
+        self.assertEqual(pm["nokv_raft_members"], 3)
+        self.assertGreater(pm["nokv_raft_applied_index"], 0)
+        self.assertTrue(all(pm['nokv_raft_match_index{member="%d"}' % mm.id] > 0
+                            for mm in c.members))
+        self.assertEqual(follower.metrics()['nokv_raft_state{state="follower"}'], 1)
         # Transactions are not replicated yet: refused plainly.
         with self.assertRaises(grpc.RpcError) as e:
             list(leader.stub.Txn(iter([kv_pb2.TxnRequest()]), timeout=5))
