@@ -1,8 +1,10 @@
 /*
  * fsm.h — NoKV-C as the state machine of a Raft group (Debian's libraft).
  *
- * A log entry is one write batch (nokv_batch_data), tagged with a format
- * version. Every replica applies the same entries in log order, and each at
+ * A log entry is one write batch (nokv_batch_data), a conditional write (its
+ * conditions, then its batch), or a new leader's announcement, in an 8-byte
+ * frame naming its kind and padded to a multiple of 8 bytes (what libraft's
+ * on-disk segments can read back). Every replica applies the same entries in log order, and each at
  * the same commit timestamp: the entry's rank among the group's commands,
  * shifted left by NOKV_REPL_TS_SHIFT (nokv_write_at). Timestamps, and so
  * versions and snapshot reads, are then identical on every replica; the
