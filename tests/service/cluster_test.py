@@ -91,6 +91,16 @@ class ClusterTest(unittest.TestCase):
             seen += [g.commit_ts for g in next(watch).groups]
         self.assertEqual(seen, wts)
         watch.cancel()
+        # A Scan is not forwarded: a follower names the leader in trailing
+        # metadata; a serializable one it serves itself.
+        with self.assertRaises(grpc.RpcError) as e:
+            list(follower.stub.Scan(kv_pb2.ScanRequest(prefix=b"n"), timeout=5))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(dict(e.exception.trailing_metadata())["nokv-leader"], leader.address)
+        self.cluster.wait_applied(max(acked.values()), nodes=[follower])
+        got = list(follower.stub.Scan(kv_pb2.ScanRequest(prefix=b"n", serializable=True),
+                                      timeout=5))
+        self.assertEqual(sum(len(r.kvs) for r in got), len(acked))
         # A linearizable Get through a follower (forwarded) sees the newest write.
         last = max(acked, key=acked.get)
         r = follower.stub.Get(kv_pb2.GetRequest(key=last), timeout=5)
