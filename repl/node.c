@@ -527,20 +527,13 @@ void nokv_repl_change(nokv_repl_node *n, nokv_repl_change_kind kind, uint64_t id
 }
 
 int nokv_repl_node_status(nokv_repl_node *n, nokv_repl_status *st) {
+  /* On this thread's stack: it waits until the loop has answered, and the
+   * loop frees no STATUS op. */
   op o = {.kind = OP_STATUS, .status = st};
-  op *heap = malloc(sizeof *heap);
-  if (heap == NULL) return NOKV_ENOMEM;
-  /* The op is on the heap only so that on_wake may treat all ops alike; this
-   * thread frees it once answered. */
-  *heap = o;
-  if (!enqueue(n, heap)) {
-    free(heap);
-    return NOKV_REPL_ESTOPPED;
-  }
+  if (!enqueue(n, &o)) return NOKV_REPL_ESTOPPED;
   pthread_mutex_lock(&n->mu);
-  while (!heap->done) pthread_cond_wait(&n->cv, &n->mu);
+  while (!o.done) pthread_cond_wait(&n->cv, &n->mu);
   pthread_mutex_unlock(&n->mu);
-  free(heap);
   return NOKV_OK;
 }
 
