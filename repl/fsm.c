@@ -87,6 +87,7 @@ static bool decode_conds(const unsigned char *p, size_t len, conds *out, size_t 
     }
     c->commit_ts = get_u64(q);
     q += 8;
+    if (c->klen == 0) c->key = NULL;  /* NOKV_COND_UNWRITTEN_SINCE: on every key */
   }
   *used = (size_t)(q - p);
   return true;
@@ -105,6 +106,19 @@ static int announced(nokv_repl_fsm *f, const unsigned char *p, size_t len, void 
   f->leader_client[alen] = '\0';
   pthread_mutex_unlock(f->mu);
   return 0;
+}
+
+/* Whether a NOKV_COND_UNWRITTEN_SINCE condition of the n-th command reaches
+ * further back than f->txn_window commands (fsm.h); *failed names the first. */
+static bool too_old(const nokv_repl_fsm *f, const conds *cs, uint64_t n, size_t *failed) {
+  uint64_t oldest = n > f->txn_window ? nokv_repl_ts(n - f->txn_window) : 0;
+  for (size_t i = 0; i < cs->n; i++) {
+    if (cs->c[i].op == NOKV_COND_UNWRITTEN_SINCE && cs->c[i].commit_ts < oldest) {
+      *failed = i;
+      return true;
+    }
+  }
+  return false;
 }
 
 static int apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result) {
@@ -139,7 +153,9 @@ static int apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **res
   if (rc == NOKV_OK) {
     /* The log is durable: the engine's WAL need not be synced for it. */
     nokv_write_options wo = {.commit_ts = ts};
-    if (kind == NOKV_REPL_ENTRY_COND) {
+    if (kind == NOKV_REPL_ENTRY_COND && too_old(f, &cs, n, &failed)) {
+      rc = NOKV_ECONDITION;
+    } else if (kind == NOKV_REPL_ENTRY_COND) {
       /* This thread alone writes: the conditions are judged against the state
        * after every earlier entry, as on every replica. */
       nokv_cond_result r;
@@ -257,6 +273,7 @@ int nokv_repl_fsm_init(nokv_repl_fsm *f, nokv_db *db) {
   f->fsm.snapshot = snapshot;
   f->fsm.restore = restore;
   f->db = db;
+  f->txn_window = NOKV_REPL_TXN_WINDOW;
   f->mu = malloc(sizeof(pthread_mutex_t));
   if (f->mu == NULL) return NOKV_ENOMEM;
   pthread_mutex_init(f->mu, NULL);

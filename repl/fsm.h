@@ -32,6 +32,15 @@ extern "C" {
 #define NOKV_REPL_ENTRY_ANNOUNCE 3 /* a new leader's id and client address */
 #define NOKV_REPL_MAX_CONDS 65535  /* conditions an entry may carry */
 #define NOKV_REPL_ADDR_MAX 256     /* bytes of an address, with its NUL */
+/* A transaction travels as a conditional write (nokv_txn_export): one
+ * NOKV_COND_UNWRITTEN_SINCE per key it read, at its read timestamp. Whether
+ * the engine still holds the history to judge one depends on each replica's
+ * compactions, so the verdict is made independent of them: a condition older
+ * than this many commands before its entry fails on every replica, and every
+ * replica's engine keeps at least that much history
+ * (history_retention_commits >= nokv_repl_ts(NOKV_REPL_TXN_WINDOW)), so any
+ * younger one is judged exactly, alike everywhere. */
+#define NOKV_REPL_TXN_WINDOW 65536
 
 /* What a snapshot records (its only content: the data stays in the engine,
  * which is synced when the snapshot is taken). */
@@ -52,6 +61,7 @@ typedef struct nokv_repl_fsm {
   nokv_db *db;
   uint64_t commands;    /* command entries applied (or skipped as applied) */
   uint64_t written_ts;  /* the timestamp of the last of them that wrote */
+  uint64_t txn_window;  /* NOKV_REPL_TXN_WINDOW (tests lower it): alike everywhere */
   int last_rc;          /* the engine's answer to the last entry */
   uint64_t id;          /* this node, and the address clients dial for it */
   char client[NOKV_REPL_ADDR_MAX];

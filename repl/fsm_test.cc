@@ -49,6 +49,7 @@ class FsmTest : public ::testing::Test {
       nokv_options o;
       nokv_options_init(&o);
       o.value_threshold = 64;  // some values in the value log
+      o.history_retention_commits = nokv_repl_ts(NOKV_REPL_TXN_WINDOW);  // as fsm.h asks
       ASSERT_EQ(nokv_open(dirs_[i].path().c_str(), &o, &dbs_[i]), NOKV_OK) << nokv_errmsg();
       ASSERT_EQ(nokv_repl_fsm_init(&fsms_[i], dbs_[i]), NOKV_OK);
       ASSERT_EQ(raft_fixture_grow(&f_, &fsms_[i].fsm), 0);
@@ -252,6 +253,110 @@ TEST_F(FsmTest, ConditionalWritesReachTheSameVerdictOnEveryReplica) {
   last = raft_last_index(leader);
   ASSERT_TRUE(raft_fixture_step_until_applied(&f_, kNodes, last, 10000));
   EXPECT_EQ(nokv_repl_result_rc(bad.result), NOKV_ECORRUPT);
+  ExpectSameEverywhere2();
+}
+
+// Transactions travel as their exported conditional writes (fsm.h): wherever
+// they read, the log orders their commits and every replica judges each
+// against the same state, so all reach the same verdicts: of two transfers
+// from one snapshot the first commits and the second conflicts; a read key
+// deleted meanwhile conflicts even on a replica that compacted the deletion
+// away into its last level; and a transaction older than the window conflicts
+// everywhere, however much history a replica happens to hold.
+TEST_F(FsmTest, TransactionsReachTheSameVerdictOnEveryReplica) {
+  for (nokv_repl_fsm& f : fsms_) f.txn_window = 8;
+  raft_fixture_elect(&f_, 0);
+  struct raft* leader = raft_fixture_get(&f_, 0);
+  auto propose = [&](nokv_batch* b, const nokv_condition* c, size_t n, Outcome* out) {
+    struct raft_buffer buf;
+    EXPECT_EQ(nokv_repl_cond_entry(c, n, b, &buf), NOKV_OK);
+    auto* req = new struct raft_apply;
+    reqs_.emplace_back(req);
+    req->data = out;
+    EXPECT_EQ(raft_apply(leader, req, &buf, 1, OnApplied), 0);
+    raft_index last = raft_last_index(leader);
+    EXPECT_TRUE(raft_fixture_step_until_applied(&f_, kNodes, last, 10000));
+    EXPECT_TRUE(out->done);
+  };
+  auto write = [&](const std::string& k, const std::string* v) {
+    nokv_batch* b;
+    EXPECT_EQ(nokv_batch_new(&b), NOKV_OK);
+    if (v != nullptr) {
+      EXPECT_EQ(nokv_batch_put(b, k.data(), k.size(), v->data(), v->size()), NOKV_OK);
+    } else {
+      EXPECT_EQ(nokv_batch_delete(b, k.data(), k.size()), NOKV_OK);
+    }
+    Outcome o;
+    propose(b, nullptr, 0, &o);
+    nokv_batch_free(b);
+    EXPECT_EQ(nokv_repl_result_rc(o.result), NOKV_OK);
+  };
+  // A transfer of amount from a to b, read on replica r; exported, not committed.
+  struct Exported {
+    nokv_txn* txn = nullptr;
+    nokv_batch* writes = nullptr;
+    nokv_condition* conds = nullptr;
+    size_t n = 0;
+  };
+  auto transfer = [&](unsigned r, int amount) {
+    Exported e;
+    EXPECT_EQ(nokv_txn_begin(dbs_[r], NOKV_TXN_EXPORTABLE, &e.txn), NOKV_OK);
+    int a = 0, b = 0;
+    for (auto [key, out] : {std::pair{"a", &a}, std::pair{"b", &b}}) {
+      void* v;
+      size_t n;
+      EXPECT_EQ(nokv_txn_get(e.txn, key, 1, &v, &n), NOKV_OK);
+      *out = std::stoi(std::string(static_cast<char*>(v), n));
+      nokv_free(v);
+    }
+    std::string na = std::to_string(a - amount), nb = std::to_string(b + amount);
+    EXPECT_EQ(nokv_txn_put(e.txn, "a", 1, na.data(), na.size()), NOKV_OK);
+    EXPECT_EQ(nokv_txn_put(e.txn, "b", 1, nb.data(), nb.size()), NOKV_OK);
+    EXPECT_EQ(nokv_txn_export(e.txn, NOKV_REPL_MAX_CONDS, &e.writes, &e.conds, &e.n), NOKV_OK);
+    return e;
+  };
+  size_t failed = 0;  // the last commit's failed condition
+  auto commit = [&](Exported& e) {
+    Outcome o;
+    propose(e.writes, e.conds, e.n, &o);
+    failed = nokv_repl_result_failed(o.result);
+    nokv_free(e.conds);
+    nokv_batch_free(e.writes);
+    nokv_txn_discard(e.txn);
+    return nokv_repl_result_rc(o.result);
+  };
+  std::string hundred = "100", zero = "0";
+  write("a", &hundred);
+  write("b", &zero);
+  // Both read the same snapshot, one on the leader and one on a follower.
+  Exported first = transfer(0, 10), second = transfer(2, 5);
+  EXPECT_EQ(commit(first), NOKV_OK);
+  EXPECT_EQ(commit(second), NOKV_ECONDITION);
+  Exported third = transfer(1, 30);
+  EXPECT_EQ(commit(third), NOKV_OK);
+  for (unsigned i = 0; i < kNodes; i++) {
+    auto state = Dump(dbs_[i]);
+    EXPECT_EQ(state.at("a").first, "60") << i;
+    EXPECT_EQ(state.at("b").first, "40") << i;
+  }
+  // A deletion after the read, compacted into replica 1's last level.
+  Exported stale = transfer(0, 1);
+  write("b", nullptr);
+  ASSERT_EQ(nokv_compact(dbs_[1]), NOKV_OK);
+  EXPECT_EQ(commit(stale), NOKV_ECONDITION);
+  EXPECT_EQ(failed, 1u);  // "b" (conditions are sorted by key)
+  // Older than the window (8 commands): refused everywhere, unread keys or not.
+  write("b", &zero);
+  Exported old = transfer(2, 1);
+  for (int i = 0; i < 8; i++) write("filler" + std::to_string(i), &zero);
+  Outcome o;
+  propose(old.writes, old.conds, old.n, &o);
+  EXPECT_EQ(nokv_repl_result_rc(o.result), NOKV_ECONDITION);
+  EXPECT_EQ(nokv_repl_result_failed(o.result), 0u);
+  nokv_free(old.conds);
+  nokv_batch_free(old.writes);
+  nokv_txn_discard(old.txn);
+  for (unsigned i = 0; i < kNodes; i++) EXPECT_EQ(Dump(dbs_[i]).at("a").first, "60") << i;
   ExpectSameEverywhere2();
 }
 

@@ -175,6 +175,86 @@ TEST_F(CondTest, BadArgumentsAreRefused) {
   nokv_batch_free(b);
 }
 
+// NOKV_COND_UNWRITTEN_SINCE (a transaction's read, checked at its commit)
+// fails for a put, a deletion or a range deletion of its key after commit_ts,
+// and holds for writes at or before it and for other keys; on no key, it
+// fails for any write after commit_ts.
+TEST_F(CondTest, UnwrittenSinceSeesPutsDeletionsAndRangeDeletions) {
+  nokv_snapshot* snap;  // keeps the history after its timestamp exact
+  ASSERT_EQ(nokv_snapshot_create(db_, &snap), NOKV_OK);
+  uint64_t t0 = nokv_snapshot_ts(snap), t_put = 0, t_del = 0, t_range = 0, t_other = 0;
+  ASSERT_EQ(Put(db_, "put", "1", false, &t_put), NOKV_OK);
+  ASSERT_EQ(Put(db_, "del", "1"), NOKV_OK);
+  ASSERT_EQ(nokv_delete(db_, nullptr, "del", 3, &t_del), NOKV_OK);
+  ASSERT_EQ(Put(db_, "r2", "1"), NOKV_OK);
+  ASSERT_EQ(nokv_delete_range(db_, nullptr, "r1", 2, "r9", 2, &t_range), NOKV_OK);
+  ASSERT_EQ(Put(db_, "other", "1", false, &t_other), NOKV_OK);
+  struct Case {
+    nokv_condition cond;
+    bool holds;
+    uint64_t found_ts;
+  } cases[] = {
+      {Cond(NOKV_COND_UNWRITTEN_SINCE, "put", "", t0), false, t_put},
+      {Cond(NOKV_COND_UNWRITTEN_SINCE, "put", "", t_put), true, 0},  // at it: not after
+      {Cond(NOKV_COND_UNWRITTEN_SINCE, "del", "", t_put), false, t_del},
+      {Cond(NOKV_COND_UNWRITTEN_SINCE, "r5", "", t0), false, t_range},  // never put, range-deleted
+      {Cond(NOKV_COND_UNWRITTEN_SINCE, "r2", "", t_range - 1), false, t_range},
+      {Cond(NOKV_COND_UNWRITTEN_SINCE, "missing", "", t0), true, 0},
+      {Cond(NOKV_COND_UNWRITTEN_SINCE, "", "", t_other - 1), false, t_other},
+      {Cond(NOKV_COND_UNWRITTEN_SINCE, "", "", t_other), true, 0},
+  };
+  cases[6].cond.key = nullptr;  // on no key: on every key
+  cases[7].cond.key = nullptr;
+  int i = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(i++);
+    nokv_batch* b;
+    ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);  // a pure check: the state stays as it is
+    nokv_cond_result r;
+    int rc = nokv_write_if(db_, nullptr, &c.cond, 1, b, nullptr, &r);
+    nokv_batch_free(b);
+    if (c.holds) {
+      EXPECT_EQ(rc, NOKV_OK) << nokv_errmsg();
+    } else {
+      ASSERT_EQ(rc, NOKV_ECONDITION);
+      EXPECT_TRUE(r.found);
+      EXPECT_EQ(r.found_ts, c.found_ts);
+    }
+  }
+  nokv_snapshot_release(db_, snap);
+}
+
+// Exact only while the history after commit_ts is kept: with no snapshot and
+// no retention the watermark passes it, and the condition fails rather than
+// trust versions compaction may have dropped; within history_retention_commits
+// a deletion stays visible to it through flushes and compactions.
+TEST_F(CondTest, UnwrittenSinceIsExactWithinTheHistoryKept) {
+  uint64_t t0 = 0, t1 = 0;
+  ASSERT_EQ(Put(db_, "k", "1", false, &t0), NOKV_OK);
+  ASSERT_EQ(Put(db_, "other", "1", false, &t1), NOKV_OK);
+  nokv_batch* b;
+  ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
+  nokv_condition c = Cond(NOKV_COND_UNWRITTEN_SINCE, "k", "", t0);
+  nokv_cond_result r;
+  EXPECT_EQ(nokv_write_if(db_, nullptr, &c, 1, b, nullptr, &r), NOKV_ECONDITION)
+      << "judged exact below the watermark";
+  EXPECT_FALSE(r.found);
+
+  ASSERT_EQ(nokv_close(db_), NOKV_OK);
+  o_.history_retention_commits = 1000;
+  ASSERT_EQ(nokv_open(dir_.path().c_str(), &o_, &db_), NOKV_OK);
+  c.commit_ts = nokv_last_commit_ts(db_);
+  EXPECT_EQ(nokv_write_if(db_, nullptr, &c, 1, b, nullptr, nullptr), NOKV_OK) << nokv_errmsg();
+  uint64_t t_del = 0;
+  ASSERT_EQ(nokv_delete(db_, nullptr, "k", 1, &t_del), NOKV_OK);
+  for (int i = 0; i < 20; i++) ASSERT_EQ(Put(db_, "x" + std::to_string(i), "v"), NOKV_OK);
+  ASSERT_EQ(nokv_compact(db_), NOKV_OK);  // every version into the last level
+  EXPECT_EQ(nokv_write_if(db_, nullptr, &c, 1, b, nullptr, &r), NOKV_ECONDITION);
+  EXPECT_TRUE(r.found);
+  EXPECT_EQ(r.found_ts, t_del) << "the tombstone was dropped within the retention";
+  nokv_batch_free(b);
+}
+
 // A write to a condition's key that lands after the conditions were judged and
 // before the batch commits makes them be judged again: here they then fail,
 // where a check-then-write would have overwritten it.

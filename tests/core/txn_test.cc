@@ -363,4 +363,86 @@ TEST_F(TxnTest, CommittedTransactionsSurviveReopenAndLargeValuesGoToTheLog) {
   EXPECT_EQ(Get(db_, "big")->data, big);
 }
 
+// A transaction exported as a conditional write (what a replicated log
+// carries): one condition per distinct key read, sorted, and its writes; the
+// write commits exactly when nothing it read was written since read_ts.
+TEST_F(TxnTest, AnExportedTransactionCommitsAsAConditionalWrite) {
+  ASSERT_EQ(Put(db_, "a", "1"), NOKV_OK);
+  ASSERT_EQ(Put(db_, "k1", "1"), NOKV_OK);
+  ASSERT_EQ(Put(db_, "k2", "2"), NOKV_OK);
+  nokv_txn* t = Begin(NOKV_TXN_EXPORTABLE);
+  EXPECT_EQ(TGet(t, "b"), "<none>");  // an absent key read counts
+  EXPECT_EQ(TGet(t, "a"), "1");
+  EXPECT_EQ(TGet(t, "a"), "1");
+  nokv_iter* it;
+  ASSERT_EQ(nokv_txn_iter_new(t, "k", 1, "l", 1, &it), NOKV_OK);
+  for (nokv_iter_seek_first(it); nokv_iter_valid(it); nokv_iter_next(it)) {
+  }
+  nokv_iter_close(it);
+  ASSERT_EQ(TPut(t, "sum", "3"), NOKV_OK);
+  ASSERT_EQ(nokv_txn_delete(t, "a", 1), NOKV_OK);
+  ASSERT_EQ(Put(db_, "unrelated", "x"), NOKV_OK);
+
+  nokv_batch* w = nullptr;
+  nokv_condition* c = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(nokv_txn_export(t, 100, &w, &c, &n), NOKV_OK) << nokv_errmsg();
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < n; i++) {
+    EXPECT_EQ(c[i].op, NOKV_COND_UNWRITTEN_SINCE);
+    EXPECT_EQ(c[i].commit_ts, nokv_txn_read_ts(t));
+    keys.emplace_back(static_cast<const char*>(c[i].key), c[i].klen);
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "b", "k1", "k2"}));
+  EXPECT_EQ(nokv_batch_count(w), 2u);
+  // Exported twice: once conflicting (k2 rewritten), once as it stands.
+  nokv_batch* w2 = nullptr;
+  nokv_condition* c2 = nullptr;
+  size_t n2 = 0;
+  ASSERT_EQ(nokv_txn_export(t, 100, &w2, &c2, &n2), NOKV_OK);
+  uint64_t ts = 0;
+  EXPECT_EQ(nokv_write_if(db_, nullptr, c, n, w, &ts, nullptr), NOKV_OK) << nokv_errmsg();
+  EXPECT_EQ(Get(db_, "sum")->data, "3");
+  EXPECT_FALSE(Get(db_, "a").has_value());
+  nokv_cond_result r;
+  EXPECT_EQ(nokv_write_if(db_, nullptr, c2, n2, w2, nullptr, &r), NOKV_ECONDITION)
+      << "its own first commit wrote keys it read";
+  EXPECT_EQ(r.failed, 0u);  // "a", deleted by that commit
+  EXPECT_EQ(r.found_ts, ts);
+  nokv_free(c);
+  nokv_free(c2);
+  nokv_batch_free(w);
+  nokv_batch_free(w2);
+  nokv_txn_discard(t);
+}
+
+// Past max_conds keys, the export checks the whole database: any write since
+// read_ts refuses it. A transaction not begun exportable cannot export.
+TEST_F(TxnTest, AnExportPastItsConditionLimitChecksEveryKey) {
+  nokv_txn* t = Begin(NOKV_TXN_EXPORTABLE);
+  EXPECT_EQ(TGet(t, "a"), "<none>");
+  EXPECT_EQ(TGet(t, "b"), "<none>");
+  ASSERT_EQ(TPut(t, "c", "1"), NOKV_OK);
+  nokv_batch* w = nullptr;
+  nokv_condition* c = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(nokv_txn_export(t, 1, &w, &c, &n), NOKV_OK);
+  ASSERT_EQ(n, 1u);
+  EXPECT_EQ(c[0].key, nullptr);
+  EXPECT_EQ(c[0].klen, 0u);
+  nokv_snapshot* hold;  // keeps the history after read_ts exact
+  ASSERT_EQ(nokv_snapshot_create(db_, &hold), NOKV_OK);
+  ASSERT_EQ(Put(db_, "z", "unrelated"), NOKV_OK);
+  EXPECT_EQ(nokv_write_if(db_, nullptr, c, n, w, nullptr, nullptr), NOKV_ECONDITION);
+  EXPECT_FALSE(Get(db_, "c").has_value());
+  nokv_snapshot_release(db_, hold);
+  nokv_free(c);
+  nokv_batch_free(w);
+  nokv_txn_discard(t);
+
+  nokv_txn* plain = Begin();
+  EXPECT_EQ(nokv_txn_export(plain, 10, &w, &c, &n), NOKV_EINVAL);
+  nokv_txn_discard(plain);
+}
+
 }  // namespace

@@ -76,6 +76,13 @@ typedef enum nokv_cond_op {
   NOKV_COND_TS_EQUALS = 4,     /* it has one, written at commit_ts (compare-and-set
                                   on the version a reader saw) */
   NOKV_COND_TS_BELOW = 5,      /* it has none, or one written before commit_ts */
+  /* Nothing was written to the key after commit_ts: no put, no deletion and no
+   * range deletion covering it (a transaction's read, checked at its commit:
+   * nokv_txn_export). Exact while the history after commit_ts is kept (a
+   * snapshot at or below it is open, or history_retention_commits reaches
+   * it); once it may not be, the condition fails, as a conflict would. With
+   * key NULL and klen 0: nothing was written at all after commit_ts. */
+  NOKV_COND_UNWRITTEN_SINCE = 6,
 } nokv_cond_op;
 
 typedef struct nokv_condition {
@@ -91,7 +98,8 @@ typedef struct nokv_condition {
 typedef struct nokv_cond_result {
   uint64_t read_ts;   /* the timestamp the conditions were judged at */
   size_t failed;      /* NOKV_ECONDITION: the index of the first that failed */
-  bool found;         /* ... whether its key had a version at read_ts */
+  bool found;         /* ... whether its key had a version at read_ts (for
+                         NOKV_COND_UNWRITTEN_SINCE: a write, deletions too) */
   uint64_t found_ts;  /* ... and that version's commit timestamp (0 if none) */
 } nokv_cond_result;
 

@@ -32,8 +32,10 @@ extern "C" {
 typedef struct nokv_txn nokv_txn;
 
 #define NOKV_TXN_READ_ONLY 1u
+/* Keeps the keys it reads, not only their fingerprints, for nokv_txn_export. */
+#define NOKV_TXN_EXPORTABLE 2u
 
-/* Begins a transaction (flags: 0 or NOKV_TXN_READ_ONLY). */
+/* Begins a transaction (flags: NOKV_TXN_READ_ONLY, NOKV_TXN_EXPORTABLE). */
 int nokv_txn_begin(nokv_db *db, unsigned flags, nokv_txn **out);
 /* The snapshot timestamp it reads at. */
 uint64_t nokv_txn_read_ts(const nokv_txn *txn);
@@ -55,6 +57,19 @@ int nokv_txn_put_ttl(nokv_txn *txn, const void *key, size_t klen, const void *va
  * *commit_ts (may be NULL) is the timestamp its writes carry (its read_ts if it
  * wrote nothing). wo may be NULL. */
 int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commit_ts);
+/* The transaction as a conditional write, for a commit decided elsewhere (a
+ * replicated log applies it with nokv_write_if on every replica): *writes, a
+ * new batch of its writes, and *conds, one NOKV_COND_UNWRITTEN_SINCE condition
+ * at its read_ts per distinct key it read, sorted. nokv_write_if(conds,
+ * writes) commits it by the rule nokv_txn_commit applies, judged key by key
+ * (no fingerprint collisions, range deletions checked per key). Past max_conds
+ * keys read, or past max_txn_reads, *conds is the one condition that nothing
+ * at all was written since read_ts. Needs NOKV_TXN_EXPORTABLE; the transaction
+ * stays open, and the conditions' keys point into it: use them before it
+ * ends. Free *writes with nokv_batch_free and *conds with nokv_free. */
+int nokv_txn_export(nokv_txn *txn, size_t max_conds, nokv_batch **writes, nokv_condition **conds,
+                    size_t *n);
+
 /* Abandons and frees txn (NULL is fine). */
 void nokv_txn_discard(nokv_txn *txn);
 

@@ -29,15 +29,21 @@
 void (*nk_write_if_judged)(nokv_db *db, void *arg);
 void *nk_write_if_judged_arg;
 
+/* NOKV_COND_UNWRITTEN_SINCE on no key: on every key. */
+static bool whole_database(const nokv_condition *c) {
+  return c->op == NOKV_COND_UNWRITTEN_SINCE && c->key == NULL && c->klen == 0;
+}
+
 static int check_conditions(nokv_db *db, const nokv_condition *conds, size_t n) {
   if (n > 0 && conds == NULL) return nk_err(NOKV_EINVAL, "nokv_write_if: NULL conditions");
   for (size_t i = 0; i < n; i++) {
     const nokv_condition *c = &conds[i];
-    if (c->op < NOKV_COND_ABSENT || c->op > NOKV_COND_TS_BELOW) {
+    if (c->op < NOKV_COND_ABSENT || c->op > NOKV_COND_UNWRITTEN_SINCE) {
       return nk_err(NOKV_EINVAL, "nokv_write_if: condition %zu has no valid op (%d)", i,
                     (int)c->op);
     }
     if (c->key == NULL && c->klen > 0) return nk_err(NOKV_EINVAL, "condition %zu: NULL key", i);
+    if (whole_database(c)) continue;
     NK_RET(nk_db_check_key(db, c->klen));
     if (c->op == NOKV_COND_VALUE_EQUALS && c->value == NULL && c->vlen > 0) {
       return nk_err(NOKV_EINVAL, "condition %zu: NULL value", i);
@@ -56,8 +62,42 @@ static bool holds(const nokv_condition *c, bool found, const void *v, size_t vle
       return found && vlen == c->vlen && (vlen == 0 || memcmp(v, c->value, vlen) == 0);
     case NOKV_COND_TS_EQUALS: return found && ts == c->commit_ts;
     case NOKV_COND_TS_BELOW: return !found || ts < c->commit_ts;
+    case NOKV_COND_UNWRITTEN_SINCE: break;  /* judged on writes, not values: unwritten() */
   }
   return false;
+}
+
+/* Judges NOKV_COND_UNWRITTEN_SINCE at snap: whether anything newer than
+ * c->commit_ts was written to c's key (*found, at *ts: the newest version,
+ * deletions included, or the range deletion hiding it). Versions above the
+ * watermark are never dropped and it only rises, so while commit_ts is at or
+ * above it every such write is still there to find; below it, one may have
+ * been dropped, and the condition fails. */
+static int unwritten(nokv_db *db, nokv_snapshot *snap, const nokv_condition *c, uint64_t hash,
+                     bool *holds_, bool *found, uint64_t *ts) {
+  *found = false;
+  *ts = 0;
+  if (whole_database(c)) {
+    *found = snap->ts > c->commit_ts;
+    *ts = *found ? snap->ts : 0;
+    *holds_ = !*found;
+    return NOKV_OK;
+  }
+  if (c->commit_ts < nk_db_watermark_peek(db)) {
+    *holds_ = false;
+    return NOKV_OK;
+  }
+  nk_view *view = nk_db_acquire_view(db);
+  nk_lookup r;
+  int rc = nk_db_lookup(db, view, c->key, c->klen, hash, snap->ts, &r);
+  if (rc == NOKV_OK && r.found) {
+    *found = true;
+    *ts = r.ts;
+  }
+  nk_lookup_release(&r);
+  nk_view_unref(view);
+  *holds_ = !*found || *ts <= c->commit_ts;
+  return rc;
 }
 
 /* Judges every condition at snap. NOKV_OK: all hold; NOKV_ECONDITION: result
@@ -69,14 +109,19 @@ static int judge(nokv_db *db, nokv_snapshot *snap, const nokv_condition *conds, 
   ro.snapshot = snap;
   for (size_t i = 0; i < n; i++) {
     const nokv_condition *c = &conds[i];
-    void *v = NULL;
-    size_t vlen = 0;
+    bool found, ok;
     uint64_t ts = 0;
-    int rc = nk_db_get(db, &ro, c->key, c->klen, hashes[i], false, &v, &vlen, &ts);
-    if (rc != NOKV_OK && rc != NOKV_ENOTFOUND) return rc;
-    bool found = rc == NOKV_OK;
-    bool ok = holds(c, found, v, vlen, ts);
-    free(v);
+    if (c->op == NOKV_COND_UNWRITTEN_SINCE) {
+      NK_RET(unwritten(db, snap, c, hashes[i], &ok, &found, &ts));
+    } else {
+      void *v = NULL;
+      size_t vlen = 0;
+      int rc = nk_db_get(db, &ro, c->key, c->klen, hashes[i], false, &v, &vlen, &ts);
+      if (rc != NOKV_OK && rc != NOKV_ENOTFOUND) return rc;
+      found = rc == NOKV_OK;
+      ok = holds(c, found, v, vlen, ts);
+      free(v);
+    }
     if (!ok) {
       result->failed = i;
       result->found = found;
@@ -122,7 +167,9 @@ typedef struct judgement {
   const nokv_batch *b;
   uint64_t *hashes, *writes;
   size_t nwrites;
-  size_t lo, hi;  /* the conditions on the smallest and largest key */
+  size_t lo, hi;  /* the conditions on the smallest and largest key, if keyed */
+  bool keyed;
+  bool read_all;  /* a condition on every key: any write since conflicts */
   nokv_snapshot *snap;
   nk_txn_commit commit;  /* what the leader checks, once judged true */
   nokv_cond_result result;
@@ -147,15 +194,25 @@ static int judgement_init(judgement *j, nokv_db *db, const nokv_condition *conds
   *j = (judgement){.db = db, .conds = conds, .n = n, .b = b};
   j->hashes = malloc((n ? n : 1) * sizeof *j->hashes);
   if (j->hashes == NULL) return nk_err(NOKV_ENOMEM, "out of memory for a conditional write");
+  bool keyed = false;  /* lo and hi name a condition on a key */
   for (size_t i = 0; i < n; i++) {
+    if (whole_database(&conds[i])) {
+      j->hashes[i] = 0;
+      j->read_all = true;
+      continue;
+    }
     j->hashes[i] = nk_hash64(conds[i].key, conds[i].klen);
-    if (nk_user_key_cmp(conds[i].key, conds[i].klen, conds[j->lo].key, conds[j->lo].klen) < 0) {
+    if (!keyed ||
+        nk_user_key_cmp(conds[i].key, conds[i].klen, conds[j->lo].key, conds[j->lo].klen) < 0) {
       j->lo = i;
     }
-    if (nk_user_key_cmp(conds[i].key, conds[i].klen, conds[j->hi].key, conds[j->hi].klen) > 0) {
+    if (!keyed ||
+        nk_user_key_cmp(conds[i].key, conds[i].klen, conds[j->hi].key, conds[j->hi].klen) > 0) {
       j->hi = i;
     }
+    keyed = true;
   }
+  j->keyed = keyed;
   return write_fingerprints(b, &j->writes, &j->nwrites);
 }
 
@@ -179,14 +236,15 @@ static int judge_now(judgement *j) {
     nk_write_if_judged(db, nk_write_if_judged_arg);
   }
   j->commit = (nk_txn_commit){.read_ts = j->result.read_ts,
+                              .read_all = j->read_all,
                               .reads = j->hashes,
                               .nreads = j->n,
                               .writes = j->writes,
                               .nwrites = j->nwrites,
-                              .read_lo = j->n > 0 ? j->conds[j->lo].key : NULL,
-                              .read_lo_len = j->n > 0 ? j->conds[j->lo].klen : 0,
-                              .read_hi = j->n > 0 ? j->conds[j->hi].key : NULL,
-                              .read_hi_len = j->n > 0 ? j->conds[j->hi].klen : 0};
+                              .read_lo = j->keyed ? j->conds[j->lo].key : NULL,
+                              .read_lo_len = j->keyed ? j->conds[j->lo].klen : 0,
+                              .read_hi = j->keyed ? j->conds[j->hi].key : NULL,
+                              .read_hi_len = j->keyed ? j->conds[j->hi].klen : 0};
   return rc;
 }
 

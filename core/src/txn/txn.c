@@ -35,6 +35,9 @@ struct nokv_txn {
    * read_ts that covers part of [lo, hi] conflicts (coarse, never unsafe). */
   nk_buf read_lo, read_hi;
   bool any_read;
+  /* NOKV_TXN_EXPORTABLE: the keys read, each as [u32 length] bytes. */
+  bool exportable;
+  nk_buf read_keys;
 };
 
 /* Small: most transactions write a few keys (the memtable grows past it). */
@@ -46,6 +49,7 @@ int nokv_txn_begin(nokv_db *db, unsigned flags, nokv_txn **out) {
   if (t == NULL) return nk_err(NOKV_ENOMEM, "out of memory beginning a transaction");
   t->db = db;
   t->read_only = (flags & NOKV_TXN_READ_ONLY) != 0;
+  t->exportable = (flags & NOKV_TXN_EXPORTABLE) != 0;
   /* Counted before the snapshot: plain writes published after this record
    * their keys for the conflict check (write.c). */
   if (!t->read_only) atomic_fetch_add(&db->active_txns, 1);
@@ -74,12 +78,17 @@ static void record_read(nokv_txn *t, const char *key, size_t klen, uint64_t fp) 
     ok = nk_buf_append(&t->read_hi, key, klen);
   }
   t->any_read = true;
+  if (ok && t->exportable) {
+    uint32_t len = (uint32_t)klen;  /* keys are far below 4 GiB (max_key_size) */
+    ok = nk_buf_append(&t->read_keys, &len, sizeof len) && nk_buf_append(&t->read_keys, key, klen);
+  }
   if (!ok || t->nreads >= t->db->opts.max_txn_reads ||
       !nk_grow((void **)&t->reads, &t->reads_cap, t->nreads, sizeof *t->reads)) {
     t->read_all = true;  /* coarser, never unsafe */
     free(t->reads);
     t->reads = NULL;
     t->nreads = t->reads_cap = 0;
+    nk_buf_release(&t->read_keys);
     return;
   }
   t->reads[t->nreads++] = fp;
@@ -188,6 +197,39 @@ int nokv_txn_iter_new_prefix(nokv_txn *txn, const void *prefix, size_t len, nokv
   return nk_db_iter_new_prefix(txn->db, &ro, txn->pending, note_read, txn, prefix, len, out);
 }
 
+/* The pending writes as a new batch, and if writes is not NULL (room for
+ * txn->ops) their keys' fingerprints, *nwrites of them. */
+static int pending_batch(nokv_txn *txn, nokv_batch **out, uint64_t *writes, size_t *nwrites) {
+  nokv_batch *b = NULL;
+  NK_RET(nokv_batch_new(&b));
+  size_t n = 0;
+  int ret = NOKV_OK;
+  nk_iter *it = NULL;
+  if (txn->pending != NULL) {
+    it = nk_memtable_iter_new(txn->pending);
+    if (it == NULL) ret = nk_err(NOKV_ENOMEM, "out of memory committing");
+    if (it != NULL) nk_iter_seek_first(it);
+  }
+  for (; ret == NOKV_OK && it != NULL && nk_iter_valid(it); nk_iter_next(it)) {
+    size_t kn, vn;
+    const char *k = nk_iter_key(it, &kn);
+    const char *v = nk_iter_value(it, &vn);
+    size_t ulen = nk_ikey_user_len(kn);
+    nk_kind kind = nk_trailer_kind(nk_ikey_trailer(k, kn));
+    ret = kind == NK_KIND_DELETE ? nokv_batch_delete(b, k, ulen)
+                                 : nk_batch_put_kind(b, kind, k, ulen, v, vn, 0);
+    if (writes != NULL) writes[n++] = nk_hash64(k, ulen);
+  }
+  nk_iter_destroy(it);
+  if (ret != NOKV_OK) {
+    nokv_batch_free(b);
+    return ret;
+  }
+  *out = b;
+  if (nwrites != NULL) *nwrites = n;
+  return NOKV_OK;
+}
+
 int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commit_ts) {
   nk_err_clear();
   nokv_db *db = txn->db;
@@ -200,22 +242,8 @@ int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commi
   nokv_batch *b = NULL;
   uint64_t *writes = malloc(txn->ops * sizeof *writes);
   size_t nwrites = 0;
-  int ret = writes == NULL ? nk_err(NOKV_ENOMEM, "out of memory committing") : nokv_batch_new(&b);
-  nk_iter *it = ret == NOKV_OK ? nk_memtable_iter_new(txn->pending) : NULL;
-  if (ret == NOKV_OK && it == NULL) ret = nk_err(NOKV_ENOMEM, "out of memory committing");
-  if (ret == NOKV_OK) {
-    for (nk_iter_seek_first(it); ret == NOKV_OK && nk_iter_valid(it); nk_iter_next(it)) {
-      size_t kn, vn;
-      const char *k = nk_iter_key(it, &kn);
-      const char *v = nk_iter_value(it, &vn);
-      size_t ulen = nk_ikey_user_len(kn);
-      nk_kind kind = nk_trailer_kind(nk_ikey_trailer(k, kn));
-      ret = kind == NK_KIND_DELETE ? nokv_batch_delete(b, k, ulen)
-                                   : nk_batch_put_kind(b, kind, k, ulen, v, vn, 0);
-      writes[nwrites++] = nk_hash64(k, ulen);
-    }
-  }
-  nk_iter_destroy(it);
+  int ret = writes == NULL ? nk_err(NOKV_ENOMEM, "out of memory committing")
+                           : pending_batch(txn, &b, writes, &nwrites);
   if (ret == NOKV_OK) {
     nk_txn_commit c = {.read_ts = nokv_txn_read_ts(txn),
                        .read_all = txn->read_all,
@@ -237,6 +265,61 @@ int nokv_txn_commit(nokv_txn *txn, const nokv_write_options *wo, uint64_t *commi
   return ret;
 }
 
+static int cond_key_cmp(const void *a, const void *b) {
+  const nokv_condition *x = a, *y = b;
+  return nk_user_key_cmp(x->key, x->klen, y->key, y->klen);
+}
+
+/* The distinct keys read, as conditions pointing into t->read_keys. */
+static int read_conditions(nokv_txn *t, size_t max_conds, nokv_condition **out, size_t *n) {
+  size_t count = 0;
+  for (size_t off = 0; off < t->read_keys.len; count++) {
+    uint32_t len;
+    memcpy(&len, t->read_keys.data + off, sizeof len);
+    off += sizeof len + len;
+  }
+  nokv_condition *c = malloc((count ? count : 1) * sizeof *c);
+  if (c == NULL) return nk_err(NOKV_ENOMEM, "out of memory exporting a transaction");
+  uint64_t read_ts = nokv_txn_read_ts(t);
+  size_t k = 0;
+  for (size_t off = 0; off < t->read_keys.len; k++) {
+    uint32_t len;
+    memcpy(&len, t->read_keys.data + off, sizeof len);
+    off += sizeof len;
+    c[k] = (nokv_condition){.op = NOKV_COND_UNWRITTEN_SINCE, .key = t->read_keys.data + off,
+                            .klen = len, .commit_ts = read_ts};
+    off += len;
+  }
+  qsort(c, count, sizeof *c, cond_key_cmp);
+  size_t distinct = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (distinct == 0 || cond_key_cmp(&c[distinct - 1], &c[i]) != 0) c[distinct++] = c[i];
+  }
+  if (t->read_all || distinct > max_conds) {  /* one condition on every key */
+    c[0] = (nokv_condition){.op = NOKV_COND_UNWRITTEN_SINCE, .commit_ts = read_ts};
+    distinct = 1;
+  }
+  *out = c;
+  *n = distinct;
+  return NOKV_OK;
+}
+
+int nokv_txn_export(nokv_txn *txn, size_t max_conds, nokv_batch **writes, nokv_condition **conds,
+                    size_t *n) {
+  nk_err_clear();
+  if (!txn->exportable) {
+    return nk_err(NOKV_EINVAL, "nokv_txn_export: begin the transaction with NOKV_TXN_EXPORTABLE");
+  }
+  if (max_conds == 0) return nk_err(NOKV_EINVAL, "nokv_txn_export: max_conds is 0");
+  NK_RET(read_conditions(txn, max_conds, conds, n));
+  int rc = pending_batch(txn, writes, NULL, NULL);
+  if (rc != NOKV_OK) {
+    free(*conds);
+    *conds = NULL;
+  }
+  return rc;
+}
+
 void nokv_txn_discard(nokv_txn *txn) {
   if (txn == NULL) return;
   nokv_snapshot_release(txn->db, txn->snap);
@@ -245,5 +328,6 @@ void nokv_txn_discard(nokv_txn *txn) {
   free(txn->reads);
   nk_buf_release(&txn->read_lo);
   nk_buf_release(&txn->read_hi);
+  nk_buf_release(&txn->read_keys);
   free(txn);
 }
