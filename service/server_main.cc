@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -88,7 +89,8 @@ ABSL_FLAG(std::string, auth_token_file, "",
 ABSL_FLAG(bool, auth_reflection, false, "server reflection needs the token too");
 ABSL_FLAG(uint64_t, history_retention_commits, 100000,
           "versions of the last this many commits are kept, so Watch (and reads at a "
-          "read_ts) can reach that far back, across restarts too");
+          "read_ts) can reach that far back, across restarts too (in a cluster: log "
+          "entries, at least the 65536 transactions are judged within)");
 ABSL_FLAG(uint64_t, watch_ring_bytes, 16 << 20,
           "memory for recent commits that watches read (older ones are replayed from disk)");
 ABSL_FLAG(uint64_t, max_watches, 4096, "open Watch streams allowed (more: RESOURCE_EXHAUSTED)");
@@ -321,6 +323,13 @@ int Serve() {
   opts.value_log_gc_idle_ms = absl::GetFlag(FLAGS_vlog_gc_idle_ms);
   opts.max_txn_conflict_bytes = absl::GetFlag(FLAGS_txn_conflict_bytes);
   opts.history_retention_commits = absl::GetFlag(FLAGS_history_retention_commits);
+  if (cluster) {
+    // A commit is a log entry, NOKV_REPL_TS_SHIFT timestamps wide, and the
+    // history must cover the window transactions are judged in (repl/fsm.h).
+    uint64_t commits = std::max<uint64_t>(opts.history_retention_commits, NOKV_REPL_TXN_WINDOW);
+    opts.history_retention_commits = std::min<uint64_t>(commits, UINT64_MAX >> NOKV_REPL_TS_SHIFT)
+                                     << NOKV_REPL_TS_SHIFT;
+  }
   opts.watch_ring_bytes = absl::GetFlag(FLAGS_watch_ring_bytes);
   opts.max_txn_reads = absl::GetFlag(FLAGS_txn_max_reads);
   opts.hot_key_tracking = absl::GetFlag(FLAGS_hot_key_tracking);

@@ -15,6 +15,7 @@
 #include <string>
 #include <utility>
 
+#include "service/cluster.h"
 #include "service/kv_service.h"
 #include "service/status.h"
 
@@ -230,23 +231,62 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
     const TxnRequest::OpCase op = req_.op_case();
     if (txn_ == nullptr) {
       const nokv::v1::TxnBegin& begin = req_.begin();  // defaults unless op is begin
-      uint32_t asked = begin.idle_timeout_ms();
-      unsigned flags = begin.read_only() ? NOKV_TXN_READ_ONLY : 0;
-      int rc = nokv_txn_begin(service_->db_, flags, &txn_);
-      if (rc != NOKV_OK) return FailEngine(rc);
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        if (asked != 0 && asked < idle_timeout_ms_) idle_timeout_ms_ = asked;
+      nokv_repl_node* node = service_->options_.repl;
+      if (node != nullptr && !(begin.read_only() && begin.serializable())) {
+        // In a cluster the snapshot must hold every write acknowledged before
+        // the transaction began: it is taken at a read point from the leader
+        // (the stream stays busy meanwhile).
+        refs_.fetch_add(1, std::memory_order_relaxed);
+        nokv_repl_read_index(node, &TxnReactor::ReadPointReached, this);
+        return;
       }
-      if (op == TxnRequest::kBegin) {
-        resp_.set_read_ts(nokv_txn_read_ts(txn_));
-        resp_.mutable_begun()->set_read_only(begin.read_only());
-        resp_.mutable_begun()->set_idle_timeout_ms(idle_timeout_ms_);
-        return Resume(Next::kWrite);
-      }
-    } else if (op == TxnRequest::kBegin) {
+      return Begin(NOKV_OK);
+    }
+    if (op == TxnRequest::kBegin) {
       return Fail(Invalid("begin must be the first message of a Txn stream"));
     }
+    HandleOp();
+  }
+
+  // On the node's thread: the read point is reached here (or not).
+  static void ReadPointReached(void* arg, const nokv_repl_outcome* o) {
+    auto* self = static_cast<TxnReactor*>(arg);
+    int rc = o->rc;
+    self->service_->workers_.Submit([self, rc] {
+      self->Begin(rc);
+      self->Unref();
+    });
+  }
+
+  // Begins the transaction (in a cluster once rc says the read point is
+  // reached), then handles the request, begin or the first operation.
+  void Begin(int rc) {
+    if (rc != NOKV_OK) {
+      return Fail(ReplicationStatus(service_->options_.repl, ctx_, rc));
+    }
+    const nokv::v1::TxnBegin& begin = req_.begin();
+    uint32_t asked = begin.idle_timeout_ms();
+    unsigned flags = begin.read_only() ? NOKV_TXN_READ_ONLY : 0;
+    // A replicated commit carries the keys read (nokv_txn_export).
+    if (service_->options_.repl != nullptr) flags |= NOKV_TXN_EXPORTABLE;
+    rc = nokv_txn_begin(service_->db_, flags, &txn_);
+    if (rc != NOKV_OK) return FailEngine(rc);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (asked != 0 && asked < idle_timeout_ms_) idle_timeout_ms_ = asked;
+    }
+    if (req_.op_case() == TxnRequest::kBegin) {
+      resp_.set_read_ts(nokv_txn_read_ts(txn_));
+      resp_.mutable_begun()->set_read_only(begin.read_only());
+      resp_.mutable_begun()->set_idle_timeout_ms(idle_timeout_ms_);
+      return Resume(Next::kWrite);
+    }
+    HandleOp();
+  }
+
+  // One operation on the open transaction.
+  void HandleOp() {
+    const TxnRequest::OpCase op = req_.op_case();
     resp_.set_read_ts(nokv_txn_read_ts(txn_));
     switch (op) {
       case TxnRequest::kGet: {
@@ -287,6 +327,7 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
       case TxnRequest::kScan:
         return StartScan();
       case TxnRequest::kCommit: {
+        if (service_->options_.repl != nullptr && writes_ > 0) return CommitReplicated();
         nokv_write_options wo{};
         wo.sync = service_->options_.force_sync || req_.commit().sync();
         uint64_t ts = 0;
@@ -308,6 +349,47 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
         return Fail(Invalid("empty Txn request: set one of begin, get, put, delete, scan, "
                             "commit, rollback"));
     }
+  }
+
+  // A transaction that wrote, in a cluster: proposed as the conditional write
+  // it exports (repl/fsm.h), which every replica judges alike as it applies it.
+  void CommitReplicated() {
+    nokv_txn* txn = txn_;
+    txn_ = nullptr;
+    nokv_batch* writes = nullptr;
+    nokv_condition* conds = nullptr;
+    size_t n = 0;
+    raft_buffer entry;
+    int rc = nokv_txn_export(txn, NOKV_REPL_MAX_CONDS, &writes, &conds, &n);
+    if (rc == NOKV_OK) rc = nokv_repl_cond_entry(conds, n, writes, &entry);
+    read_ts_ = nokv_txn_read_ts(txn);
+    nokv_free(conds);
+    nokv_batch_free(writes);
+    nokv_txn_discard(txn);
+    ReleaseBuffered();
+    if (rc != NOKV_OK) return FailEngine(rc);
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    nokv_repl_propose(service_->options_.repl, entry, &TxnReactor::Committed, this);
+  }
+
+  // On the node's thread: the commit's outcome. Not rolled back when UNKNOWN:
+  // the entry may yet commit.
+  static void Committed(void* arg, const nokv_repl_outcome* o) {
+    auto* self = static_cast<TxnReactor*>(arg);
+    self->resp_.set_read_ts(self->read_ts_);
+    if (o->rc == NOKV_OK) {
+      self->resp_.mutable_committed()->set_commit_ts(o->commit_ts);
+      self->Resume(Next::kWriteLast);
+    } else if (o->rc == NOKV_ECONDITION) {
+      std::string why = "transaction conflict: a key it read was written after it began (read_ts " +
+                        std::to_string(self->read_ts_) + "), or it began more than " +
+                        std::to_string(NOKV_REPL_TXN_WINDOW) + " commits before; retry";
+      self->Fail(ToGrpcStatus(NOKV_ECONFLICT, why.c_str()));
+    } else {
+      self->Resume(Next::kFail, ReplicationStatus(self->service_->options_.repl, self->ctx_,
+                                                   o->rc));
+    }
+    self->Unref();
   }
 
   void StartScan() {
@@ -371,6 +453,7 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
   nokv_txn* txn_ = nullptr;
   nokv_iter* iter_ = nullptr;  // an unfinished scan
   uint32_t writes_ = 0;
+  uint64_t read_ts_ = 0;  // a replicated commit's, while it is proposed
   uint32_t scan_limit_ = 0, scan_sent_ = 0;
   size_t scan_chunk_bytes_ = 0;  // key+value bytes the scan's next chunk may carry
 };
@@ -378,11 +461,6 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
 grpc::ServerBidiReactor<TxnRequest, TxnResponse>* KvService::Txn(
     grpc::CallbackServerContext* ctx) {
   if (auto s = Authorize(ctx); !s.ok()) return new RefusedTxn(s);
-  if (options_.repl != nullptr) {
-    return new RefusedTxn(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                                       "transactions are not replicated yet: in a cluster, "
-                                       "use Write with conditions"));
-  }
   std::lock_guard<std::mutex> l(streams_mu_);
   if (end_txns_at_ != Clock::time_point::max()) {
     return new RefusedTxn(grpc::Status(grpc::StatusCode::UNAVAILABLE,

@@ -28,6 +28,7 @@ import grpc
 from nokv.v1 import kv_pb2
 from cluster import Client, Cluster, Writers, wait_until
 from linearizability import Op, check_register
+from txn_client import Txn
 
 BINARY = None
 CLI = None
@@ -43,6 +44,32 @@ def refused(e):
     """Whether a failed call was refused before anything was proposed."""
     return (isinstance(e, grpc.RpcError) and e.code() == grpc.StatusCode.UNAVAILABLE and
             ("does not lead" in e.details() or "shutting down" in e.details()))
+
+
+def txn_transfer(client, src, dst, amount):
+    """Moves amount from src to dst in one transaction, through a random node
+    and on to the leader it names. Whether it committed (False: a conflict);
+    raises on any other failure."""
+    node = client.node()
+    for _ in range(2):
+        txn = Txn(node.stub, timeout=2)
+        try:
+            a, b = int(txn.get(src)), int(txn.get(dst))
+            txn.put(src, b"%d" % (a - amount))
+            txn.put(dst, b"%d" % (b + amount))
+            txn.commit()
+            return True
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.ABORTED:
+                return False
+            leader = dict(e.trailing_metadata() or ()).get("nokv-leader")
+            node = next((m for m in client.cluster.nodes
+                         if m.address == leader and m.proc is not None), None)
+            if e.code() != grpc.StatusCode.UNAVAILABLE or node is None:
+                raise
+        finally:
+            txn.close()
+    raise RuntimeError("the leader a follower named did not lead")
 
 
 def serializable_get(node, key):
@@ -133,10 +160,35 @@ class ClusterTest(unittest.TestCase):
         self.assertTrue(all(pm['nokv_raft_match_index{member="%d"}' % mm.id] > 0
                             for mm in c.members))
         self.assertEqual(follower.metrics()['nokv_raft_state{state="follower"}'], 1)
-        # Transactions are not replicated yet: refused plainly.
+        # Transactions: begun at a read point on the leader, committed through
+        # the log; of two reading the same key, the second to commit conflicts.
+        t1, t2 = Txn(leader.stub, timeout=5), Txn(leader.stub, timeout=5)
+        self.assertEqual(t1.get(k), b"cas")
+        self.assertEqual(t2.get(k), b"cas")
+        t1.put(k, b"t1")
+        t1.put(b"t/new", b"t1")
+        t2.put(k, b"t2")
+        t1_ts = t1.commit()
         with self.assertRaises(grpc.RpcError) as e:
-            list(leader.stub.Txn(iter([kv_pb2.TxnRequest()]), timeout=5))
-        self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+            t2.commit()
+        self.assertEqual(e.exception.code(), grpc.StatusCode.ABORTED)
+        self.assertIn("conflict", e.exception.details())
+        self.cluster.wait_applied(t1_ts)
+        for m in self.cluster.nodes:
+            for key in (k, b"t/new"):
+                r = serializable_get(m, key)
+                self.assertEqual((r.value, r.commit_ts), (b"t1", t1_ts), "node %d" % m.id)
+        # A follower names the leader; a serializable read-only one it serves.
+        t3 = Txn(follower.stub, timeout=5)
+        with self.assertRaises(grpc.RpcError) as e:
+            t3.get(k)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(dict(e.exception.trailing_metadata())["nokv-leader"], leader.address)
+        t3.close()
+        t4 = Txn(follower.stub, timeout=5)
+        t4.begin(read_only=True, serializable=True)
+        self.assertEqual(t4.get(k), b"t1")
+        self.assertGreaterEqual(t4.commit(), t1_ts)  # its read_ts
 
     def test_b_leader_killed_under_load(self):
         leader = self.cluster.leader()
@@ -199,11 +251,11 @@ class ClusterTest(unittest.TestCase):
         self.assert_everywhere(acked)
 
     def test_h_bank_invariant_through_failures(self):
-        # Transfers between accounts, each one Write conditioned on both
-        # balances' commit timestamps (the multi-key atomic operation a cluster
-        # offers), through random nodes while the leader is killed and paused:
-        # every linearizable Scan, and every replica at the end, sums to the
-        # same total.
+        # Transfers between accounts, half of them transactions (read both
+        # balances, write both) and half Writes conditioned on both balances'
+        # commit timestamps, through random nodes while the leader is killed
+        # and paused: every linearizable Scan, and every replica at the end,
+        # sums to the same total.
         seconds = float(os.environ.get("NOKV_BANK_SECONDS", "4"))
         accounts = [b"acct/%d" % i for i in range(5)]
         total = 100 * len(accounts)
@@ -211,9 +263,11 @@ class ClusterTest(unittest.TestCase):
         for a in accounts:
             client.call("Put", kv_pb2.PutRequest(key=a, value=b"100"))
         stop = threading.Event()
-        stats = {"transfers": 0, "refused": 0, "scans": 0, "unknown": 0}
+        stats = {"transfers": 0, "refused": 0, "txns": 0, "conflicts": 0, "scans": 0,
+                 "unknown": 0}
         lock = threading.Lock()
         bad = []
+        failures = {}  # failed calls by status
 
         def transfer(i):
             c = Client(self.cluster, seed=200 + i)
@@ -221,6 +275,11 @@ class ClusterTest(unittest.TestCase):
             while not stop.is_set():
                 src, dst = rng.sample(accounts, 2)
                 try:
+                    if rng.random() < 0.5:
+                        ok = txn_transfer(c, src, dst, rng.randint(1, 20))
+                        with lock:
+                            stats["txns" if ok else "conflicts"] += 1
+                        continue
                     a = c.call_once("Get", kv_pb2.GetRequest(key=src))
                     b = c.call_once("Get", kv_pb2.GetRequest(key=dst))
                     amount = rng.randint(1, 20)
@@ -232,9 +291,11 @@ class ClusterTest(unittest.TestCase):
                             kv_pb2.Mutation(key=dst, put=b"%d" % (int(b.value) + amount))]))
                     with lock:
                         stats["transfers" if r.succeeded else "refused"] += 1
-                except Exception:  # pylint: disable=broad-except
+                except Exception as e:  # pylint: disable=broad-except
+                    code = e.code().name if isinstance(e, grpc.RpcError) else type(e).__name__
                     with lock:
                         stats["unknown"] += 1
+                        failures[code] = failures.get(code, 0) + 1
                     time.sleep(0.02)
 
         def audit():
@@ -262,10 +323,12 @@ class ClusterTest(unittest.TestCase):
         stop.set()
         for t in threads:
             t.join(timeout=120)
-        print("bank: %(transfers)d transfers, %(refused)d refused, %(unknown)d failed calls, "
-              "%(scans)d audits" % stats, file=sys.stderr)
+        print("bank: %(txns)d transactions, %(conflicts)d conflicted; %(transfers)d conditional "
+              "writes, %(refused)d refused; %(unknown)d failed calls; %(scans)d audits" % stats,
+              sorted(failures.items()), file=sys.stderr)
         self.assertEqual(bad, [])
         self.assertGreater(stats["transfers"], 20)
+        self.assertGreater(stats["txns"], 20)
         self.assertGreater(stats["scans"], 5)
         last = client.call("Get", kv_pb2.GetRequest(key=accounts[0])).read_ts
         self.cluster.wait_applied(last)

@@ -25,6 +25,7 @@ import health_pb2_grpc
 import reflection_pb2
 import reflection_pb2_grpc
 from server_process import ServerProcess
+from txn_client import Txn
 
 SERVER = None  # path of nokv_server, from argv
 
@@ -41,64 +42,6 @@ class Server(ServerProcess):
     def stop(self, sig=signal.SIGTERM):
         self.channel.close()
         return super().stop(sig)
-
-
-class Txn:
-    """One transaction on one Txn stream: each call sends a request and waits for
-    its answer. A stream the server ended raises grpc.RpcError."""
-
-    def __init__(self, kv, timeout=None):
-        self._requests = queue.Queue()
-        self._responses = kv.Txn(iter(self._requests.get, None), timeout=timeout)
-
-    def call(self, **op):
-        self._requests.put(kv_pb2.TxnRequest(**op))
-        return next(self._responses)
-
-    def begin(self, **options):
-        return self.call(begin=kv_pb2.TxnBegin(**options))
-
-    def get(self, key):
-        r = self.call(get=kv_pb2.TxnGet(key=key))
-        return r.get.value if r.get.found else None
-
-    def put(self, key, value):
-        return self.call(put=kv_pb2.TxnPut(key=key, value=value))
-
-    def delete(self, key):
-        return self.call(delete=kv_pb2.TxnDelete(key=key))
-
-    def scan(self, **bounds):
-        """(key, value, commit_ts) of every chunk of one scan."""
-        self._requests.put(kv_pb2.TxnRequest(scan=kv_pb2.TxnScan(**bounds)))
-        out = []
-        for r in self._responses:
-            out += [(p.key, p.value, p.commit_ts) for p in r.scan.kvs]
-            if r.scan.done:
-                return out
-        raise AssertionError("the stream ended inside a scan")
-
-    def commit(self, sync=False):
-        r = self.call(commit=kv_pb2.TxnCommit(sync=sync))
-        self.close()
-        return r.committed.commit_ts
-
-    def rollback(self):
-        self.call(rollback=kv_pb2.TxnRollback())
-        self.close()
-
-    def close(self):
-        self._requests.put(None)
-
-    def wait_end(self):
-        """Blocks until the server ends the stream; returns its status code and
-        details."""
-        try:
-            for _ in self._responses:
-                raise AssertionError("unexpected message")
-        except grpc.RpcError as e:
-            return e.code(), e.details()
-        return grpc.StatusCode.OK, ""
 
 
 def increment(kv, key):
