@@ -1,31 +1,37 @@
 #include "service/forward.h"
 
+#include <atomic>
+#include <optional>
 #include <utility>
 
 namespace nokv::service {
+
+using nokv::v1::TxnRequest;
+using nokv::v1::TxnResponse;
 
 bool Forwarder::Forwarded(const grpc::CallbackServerContext* ctx) {
   return ctx->client_metadata().count(kForwardedHeader) != 0;
 }
 
-nokv::v1::KV::Stub* Forwarder::StubFor(const std::string& addr) {
+Forwarder::Peer* Forwarder::PeerFor(const std::string& addr) {
   std::lock_guard<std::mutex> l(mu_);
-  auto& stub = stubs_[addr];
-  if (stub == nullptr) {
+  std::unique_ptr<Peer>& peer = peers_[addr];
+  if (peer == nullptr) {
     // A leader that restarts is back in a second or so: reconnect soon, not
     // after gRPC's default backoff (at least 20 s).
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    stub = nokv::v1::KV::NewStub(
-        grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args));
+    peer = std::make_unique<Peer>();
+    peer->channel = grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
+    peer->stub = nokv::v1::KV::NewStub(peer->channel);
+    peer->generic = std::make_unique<grpc::GenericStub>(peer->channel);
   }
-  return stub.get();
+  return peer.get();
 }
 
-void Forwarder::Call(const std::string& addr, grpc::CallbackServerContext* in,
-                     const Invoke& invoke, std::function<void(grpc::Status)> done) {
+std::shared_ptr<grpc::ClientContext> Forwarder::ContextFor(grpc::CallbackServerContext* in) {
   // The client's deadline and cancellation carry over.
   std::shared_ptr<grpc::ClientContext> ctx = grpc::ClientContext::FromCallbackServerContext(*in);
   ctx->AddMetadata(kForwardedHeader, "1");
@@ -33,8 +39,193 @@ void Forwarder::Call(const std::string& addr, grpc::CallbackServerContext* in,
   if (token != in->client_metadata().end()) {
     ctx->AddMetadata("authorization", std::string(token->second.data(), token->second.size()));
   }
-  invoke(StubFor(addr)->async(), ctx.get(),
+  return ctx;
+}
+
+void Forwarder::Call(const std::string& addr, grpc::CallbackServerContext* in,
+                     const Invoke& invoke, std::function<void(grpc::Status)> done) {
+  std::shared_ptr<grpc::ClientContext> ctx = ContextFor(in);
+  invoke(PeerFor(addr)->stub->async(), ctx.get(),
          [ctx, done = std::move(done)](grpc::Status s) { done(std::move(s)); });
+}
+
+namespace {
+
+// A stream piped to the leader: Down is this node's side of the client's call,
+// and every response the leader sends (read into resp_ by the subclass's
+// upstream reactor) is written to the client before the next is read. The
+// leader's final status ends the client's call, with the trailing metadata
+// that names a leader. Operations on the leader's call start from this side's
+// reactions too, so the subclass holds that call open (AddHold) until it will
+// start no more (Close). Deleted once both calls are done.
+template <typename Down, typename Response>
+class Pipe : public Down {
+ public:
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> l(mu_);
+    writing_ = false;
+    if (final_) {
+      this->Finish(std::move(*final_));
+    } else if (!closed_ && ok) {
+      ReadUpstream();
+    } else if (!closed_) {  // the client is gone
+      ctx_->TryCancel();
+      Close();
+    }
+  }
+  void OnCancel() override { ctx_->TryCancel(); }  // the read in flight then fails
+  void OnDone() override { Unref(); }
+
+ protected:
+  Pipe(grpc::CallbackServerContext* in, std::shared_ptr<grpc::ClientContext> ctx)
+      : in_(in), ctx_(std::move(ctx)) {}
+
+  // Asks the leader's call for its next response. REQUIRES: mu_ held.
+  virtual void ReadUpstream() = 0;
+  // Releases the hold on the leader's call. REQUIRES: mu_ held.
+  virtual void RemoveHold() = 0;
+
+  // Nothing more will be started on the leader's call. REQUIRES: mu_ held.
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    RemoveHold();
+  }
+
+  // The leader's call read a response into resp_ (ok), or has no more.
+  void Delivered(bool ok) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!ok) {
+      Close();
+      return;
+    }
+    writing_ = true;
+    this->StartWrite(&resp_);
+  }
+
+  // The leader's call is over.
+  void Ended(const grpc::Status& s) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [k, v] : ctx_->GetServerTrailingMetadata()) {
+        std::string key(k.data(), k.size());
+        if (key.rfind("nokv-", 0) == 0) {
+          in_->AddTrailingMetadata(key, std::string(v.data(), v.size()));
+        }
+      }
+      if (writing_) {
+        final_ = s;  // once that write is done: Finish may not overlap it
+      } else {
+        this->Finish(s);
+      }
+    }
+    Unref();
+  }
+
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  grpc::CallbackServerContext* const in_;
+  const std::shared_ptr<grpc::ClientContext> ctx_;
+  std::mutex mu_;
+  bool writing_ = false;  // a response is being written to the client
+  bool closed_ = false;   // the hold on the leader's call is released
+  std::optional<grpc::Status> final_;
+  Response resp_;
+  std::atomic<int> refs_{2};  // the client's call and the leader's
+};
+
+class TxnPipe final : public Pipe<grpc::ServerBidiReactor<TxnRequest, TxnResponse>, TxnResponse> {
+ public:
+  TxnPipe(grpc::CallbackServerContext* in, std::shared_ptr<grpc::ClientContext> ctx,
+          nokv::v1::KV::Stub* stub)
+      : Pipe(in, std::move(ctx)), up_(this) {
+    std::lock_guard<std::mutex> l(mu_);
+    stub->async()->Txn(ctx_.get(), &up_);
+    up_.AddHold();
+    up_.StartRead(&resp_);
+    up_.StartCall();
+    StartRead(&req_);
+  }
+
+  // A request from the client: on to the leader (at its end, the end of
+  // the leader's requests).
+  void OnReadDone(bool ok) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (closed_) return;
+    if (ok) {
+      up_.StartWrite(&req_);
+    } else {
+      up_.StartWritesDone();
+    }
+  }
+
+ private:
+  class Upstream final : public grpc::ClientBidiReactor<TxnRequest, TxnResponse> {
+   public:
+    explicit Upstream(TxnPipe* p) : p_(p) {}
+    void OnReadDone(bool ok) override { p_->Delivered(ok); }
+    void OnWriteDone(bool ok) override {
+      if (ok) p_->StartRead(&p_->req_);  // the next request (else its status ends it)
+    }
+    void OnDone(const grpc::Status& s) override { p_->Ended(s); }
+
+   private:
+    TxnPipe* const p_;
+  };
+
+  void ReadUpstream() override { up_.StartRead(&resp_); }
+  void RemoveHold() override { up_.RemoveHold(); }
+
+  TxnRequest req_;
+  Upstream up_;
+};
+
+class ScanPipe final : public Pipe<grpc::ServerWriteReactor<grpc::ByteBuffer>, grpc::ByteBuffer> {
+ public:
+  ScanPipe(grpc::CallbackServerContext* in, std::shared_ptr<grpc::ClientContext> ctx,
+           grpc::GenericStub* stub, const grpc::ByteBuffer& request)
+      : Pipe(in, std::move(ctx)), req_(request), up_(this) {
+    std::lock_guard<std::mutex> l(mu_);
+    // One request, then chunks: a server-streaming call is a stream like any
+    // other on the wire.
+    stub->PrepareBidiStreamingCall(ctx_.get(), "/nokv.v1.KV/Scan", grpc::StubOptions(), &up_);
+    up_.AddHold();
+    up_.StartWriteLast(&req_, grpc::WriteOptions());
+    up_.StartRead(&resp_);
+    up_.StartCall();
+  }
+
+ private:
+  class Upstream final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+   public:
+    explicit Upstream(ScanPipe* p) : p_(p) {}
+    void OnReadDone(bool ok) override { p_->Delivered(ok); }
+    void OnDone(const grpc::Status& s) override { p_->Ended(s); }
+
+   private:
+    ScanPipe* const p_;
+  };
+
+  void ReadUpstream() override { up_.StartRead(&resp_); }
+  void RemoveHold() override { up_.RemoveHold(); }
+
+  grpc::ByteBuffer req_;
+  Upstream up_;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<TxnRequest, TxnResponse>* Forwarder::Txn(
+    const std::string& addr, grpc::CallbackServerContext* in) {
+  return new TxnPipe(in, ContextFor(in), PeerFor(addr)->stub.get());
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* Forwarder::Scan(const std::string& addr,
+                                                           grpc::CallbackServerContext* in,
+                                                           const grpc::ByteBuffer& request) {
+  return new ScanPipe(in, ContextFor(in), PeerFor(addr)->generic.get(), request);
 }
 
 }  // namespace nokv::service

@@ -1,7 +1,8 @@
-// Forwarding unary calls from a follower to the leader of its Raft group, so
-// clients may call any node (docs/replication.md). A forwarded call carries
-// the client's deadline, cancellation and bearer token, and is marked so that
-// it is never forwarded again: a node that gets one it cannot serve answers
+// Forwarding client calls from a follower to the leader of its Raft group, so
+// clients may call any node (docs/replication.md): unary calls, and Txn and
+// Scan streams, piped message by message. A forwarded call carries the
+// client's deadline, cancellation and bearer token, and is marked so that it
+// is never forwarded again: a node that gets one it cannot serve answers
 // UNAVAILABLE naming the leader, and the client retries.
 #ifndef NOKV_SERVICE_FORWARD_H
 #define NOKV_SERVICE_FORWARD_H
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <string>
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include "nokv/v1/kv.grpc.pb.h"
@@ -35,11 +37,30 @@ class Forwarder {
   void Call(const std::string& addr, grpc::CallbackServerContext* in, const Invoke& invoke,
             std::function<void(grpc::Status)> done);
 
+  // A Txn stream piped to the server at addr: each request on, each response
+  // back, and its final status with the trailing metadata that names a leader.
+  grpc::ServerBidiReactor<nokv::v1::TxnRequest, nokv::v1::TxnResponse>* Txn(
+      const std::string& addr, grpc::CallbackServerContext* in);
+
+  // A Scan stream piped to the server at addr; its chunks pass as they are
+  // (in wire format).
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Scan(const std::string& addr,
+                                                  grpc::CallbackServerContext* in,
+                                                  const grpc::ByteBuffer& request);
+
  private:
-  nokv::v1::KV::Stub* StubFor(const std::string& addr);
+  struct Peer {
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<nokv::v1::KV::Stub> stub;
+    std::unique_ptr<grpc::GenericStub> generic;
+  };
+  Peer* PeerFor(const std::string& addr);
+  // A context for the call to the leader, carrying in's deadline,
+  // cancellation and token, marked forwarded.
+  static std::shared_ptr<grpc::ClientContext> ContextFor(grpc::CallbackServerContext* in);
 
   std::mutex mu_;
-  std::map<std::string, std::unique_ptr<nokv::v1::KV::Stub>> stubs_;  // by address; few
+  std::map<std::string, std::unique_ptr<Peer>> peers_;  // by address; few
 };
 
 }  // namespace nokv::service

@@ -217,11 +217,19 @@ grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
   return Finished(ctx, GetLocal(req, resp));
 }
 
+std::string KvService::ForwardTarget(const grpc::CallbackServerContext* ctx) {
+  if (options_.repl == nullptr || !options_.forward || Forwarder::Forwarded(ctx)) return "";
+  char addr[NOKV_REPL_ADDR_MAX];
+  if (nokv_repl_is_leader(options_.repl) || nokv_repl_leader(options_.repl, addr, sizeof addr) == 0) {
+    return "";
+  }
+  return addr;
+}
+
 bool KvService::Forward(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
                         const Forwarder::Invoke& invoke) {
-  if (!options_.forward || Forwarder::Forwarded(ctx)) return false;
-  char addr[NOKV_REPL_ADDR_MAX];
-  if (nokv_repl_leader(options_.repl, addr, sizeof addr) == 0 || addr[0] == '\0') return false;
+  std::string addr = ForwardTarget(ctx);
+  if (addr.empty()) return false;
   forwarder_.Call(addr, ctx, invoke, [reactor](grpc::Status s) { reactor->Finish(std::move(s)); });
   return true;
 }
@@ -982,6 +990,11 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* KvService::Scan(grpc::CallbackServer
   }
   if (grpc::Status s = CheckScanBounds(req->start(), req->end(), req->prefix()); !s.ok()) {
     return new RefusedScan(s);
+  }
+  if (req->read_ts() == 0 && !req->serializable()) {
+    if (std::string leader = ForwardTarget(ctx); !leader.empty()) {
+      return forwarder_.Scan(leader, ctx, *raw);
+    }
   }
   std::lock_guard<std::mutex> l(streams_mu_);
   if (scans_.size() >= options_.max_scans) {

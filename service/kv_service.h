@@ -182,6 +182,9 @@ class KvService final
   // may not (forwarding off, the call forwarded already, no leader known).
   bool Forward(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
                const Forwarder::Invoke& invoke);
+  // The leader's client address if this node should forward ctx's call there
+  // (in a cluster, not leading, forwarding on, not forwarded already); else "".
+  std::string ForwardTarget(const grpc::CallbackServerContext* ctx);
 
   // Get's read of the engine, at req's read_ts or the newest.
   grpc::Status GetLocal(const nokv::v1::GetRequest* req, nokv::v1::GetResponse* resp);

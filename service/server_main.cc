@@ -118,9 +118,9 @@ ABSL_FLAG(std::string, advertise, "",
 ABSL_FLAG(uint32_t, election_timeout_ms, 1000,
           "cluster mode: a follower that hears from no leader for 1-2x this starts an election");
 ABSL_FLAG(bool, forward, true,
-          "cluster mode: a node that does not lead forwards Get, Put, Delete, DeleteRange and "
-          "Write to the leader; off (and always with TLS): it answers UNAVAILABLE naming the "
-          "leader in trailing metadata nokv-leader");
+          "cluster mode: a node that does not lead forwards calls (and pipes Scan and Txn "
+          "streams) to the leader; off (and always with TLS): it answers UNAVAILABLE naming "
+          "the leader in trailing metadata nokv-leader");
 ABSL_FLAG(uint32_t, heartbeat_ms, 100, "cluster mode: how often a leader sends heartbeats");
 ABSL_FLAG(uint32_t, snapshot_entries, 65536,
           "cluster mode: take a snapshot (the engine synced; the Raft log before it dropped) "

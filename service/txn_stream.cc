@@ -461,6 +461,11 @@ class KvService::TxnReactor final : public grpc::ServerBidiReactor<TxnRequest, T
 grpc::ServerBidiReactor<TxnRequest, TxnResponse>* KvService::Txn(
     grpc::CallbackServerContext* ctx) {
   if (auto s = Authorize(ctx); !s.ok()) return new RefusedTxn(s);
+  // In a cluster, a follower pipes the stream to the leader whole (a read-only
+  // serializable one too: the leader serves it as well as any node).
+  if (std::string leader = ForwardTarget(ctx); !leader.empty()) {
+    return forwarder_.Txn(leader, ctx);
+  }
   std::lock_guard<std::mutex> l(streams_mu_);
   if (end_txns_at_ != Clock::time_point::max()) {
     return new RefusedTxn(grpc::Status(grpc::StatusCode::UNAVAILABLE,

@@ -118,10 +118,21 @@ class ClusterTest(unittest.TestCase):
             seen += [g.commit_ts for g in next(watch).groups]
         self.assertEqual(seen, wts)
         watch.cancel()
-        # A Scan is not forwarded: a follower names the leader in trailing
-        # metadata; a serializable one it serves itself.
+        # A Scan through a follower is piped to the leader, chunk by chunk (small
+        # chunks: several); one forwarded already is not forwarded again: the
+        # follower names the leader in trailing metadata. A serializable one
+        # it serves itself.
+        got = list(follower.stub.Scan(kv_pb2.ScanRequest(prefix=b"n"), timeout=5))
+        self.assertEqual(sum(len(r.kvs) for r in got), len(acked))
+        for i in range(12):
+            leader.stub.Put(kv_pb2.PutRequest(key=b"big/%d" % i, value=b"b" * 1000), timeout=5)
+        got = list(follower.stub.Scan(kv_pb2.ScanRequest(prefix=b"big/"), timeout=5))
+        self.assertGreater(len(got), 1)  # the first chunk is 4 KiB
+        self.assertEqual([kv.key for r in got for kv in r.kvs],
+                         sorted(b"big/%d" % i for i in range(12)))
         with self.assertRaises(grpc.RpcError) as e:
-            list(follower.stub.Scan(kv_pb2.ScanRequest(prefix=b"n"), timeout=5))
+            list(follower.stub.Scan(kv_pb2.ScanRequest(prefix=b"n"), timeout=5,
+                                    metadata=[("nokv-forwarded", "1")]))
         self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
         self.assertEqual(dict(e.exception.trailing_metadata())["nokv-leader"], leader.address)
         self.cluster.wait_applied(max(acked.values()), nodes=[follower])
@@ -160,9 +171,10 @@ class ClusterTest(unittest.TestCase):
         self.assertTrue(all(pm['nokv_raft_match_index{member="%d"}' % mm.id] > 0
                             for mm in c.members))
         self.assertEqual(follower.metrics()['nokv_raft_state{state="follower"}'], 1)
-        # Transactions: begun at a read point on the leader, committed through
-        # the log; of two reading the same key, the second to commit conflicts.
-        t1, t2 = Txn(leader.stub, timeout=5), Txn(leader.stub, timeout=5)
+        # Transactions: begun at a read point on the leader (a follower pipes
+        # its stream there), committed through the log; of two reading the
+        # same key, the second to commit conflicts.
+        t1, t2 = Txn(leader.stub, timeout=5), Txn(follower.stub, timeout=5)
         self.assertEqual(t1.get(k), b"cas")
         self.assertEqual(t2.get(k), b"cas")
         t1.put(k, b"t1")
@@ -178,8 +190,9 @@ class ClusterTest(unittest.TestCase):
             for key in (k, b"t/new"):
                 r = serializable_get(m, key)
                 self.assertEqual((r.value, r.commit_ts), (b"t1", t1_ts), "node %d" % m.id)
-        # A follower names the leader; a serializable read-only one it serves.
-        t3 = Txn(follower.stub, timeout=5)
+        # A transaction forwarded already is not forwarded again: the follower
+        # names the leader.
+        t3 = Txn(follower.stub, timeout=5, metadata=[("nokv-forwarded", "1")])
         with self.assertRaises(grpc.RpcError) as e:
             t3.get(k)
         self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)

@@ -10,9 +10,10 @@ class Txn:
     """One transaction on one Txn stream: each call sends a request and waits for
     its answer. A stream the server ended raises grpc.RpcError."""
 
-    def __init__(self, kv, timeout=None):
+    def __init__(self, kv, timeout=None, metadata=None):
         self._requests = queue.Queue()
-        self._responses = kv.Txn(iter(self._requests.get, None), timeout=timeout)
+        self._responses = kv.Txn(iter(self._requests.get, None), timeout=timeout,
+                                 metadata=metadata)
 
     def call(self, **op):
         self._requests.put(kv_pb2.TxnRequest(**op))
