@@ -32,8 +32,13 @@ Forwarder::Peer* Forwarder::PeerFor(const std::string& addr) {
 }
 
 std::shared_ptr<grpc::ClientContext> Forwarder::ContextFor(grpc::CallbackServerContext* in) {
-  // The client's deadline and cancellation carry over.
-  std::shared_ptr<grpc::ClientContext> ctx = grpc::ClientContext::FromCallbackServerContext(*in);
+  // The client's deadline carries over; its cancellation is passed on by the
+  // streams' pipes (OnCancel), while a unary call runs to its end or deadline. Not gRPC's propagation from the server call
+  // (ClientContext::FromCallbackServerContext): with the client, the pipe and
+  // the leader in one process, gRPC 1.51 freed a completion queue twice
+  // under it (1 run in 12 of txn_stream_test's piped limit test, under ASan).
+  auto ctx = std::make_shared<grpc::ClientContext>();
+  ctx->set_deadline(in->raw_deadline());
   ctx->AddMetadata(kForwardedHeader, "1");
   auto token = in->client_metadata().find("authorization");
   if (token != in->client_metadata().end()) {

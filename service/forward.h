@@ -1,8 +1,8 @@
 // Forwarding client calls from a follower to the leader of its Raft group, so
 // clients may call any node (docs/replication.md): unary calls, and Txn and
 // Scan streams, piped message by message. A forwarded call carries the
-// client's deadline, cancellation and bearer token, and is marked so that it
-// is never forwarded again: a node that gets one it cannot serve answers
+// client's deadline and bearer token (and a piped stream its cancellation),
+// and is marked so that it is never forwarded again: a node that gets one it cannot serve answers
 // UNAVAILABLE naming the leader, and the client retries.
 #ifndef NOKV_SERVICE_FORWARD_H
 #define NOKV_SERVICE_FORWARD_H

@@ -12,6 +12,7 @@
 
 #include "nokv/nokv.h"
 #include "nokv/v1/kv.grpc.pb.h"
+#include "service/forward.h"
 #include "service/kv_service.h"
 #include "tests/core/test_util.h"
 
@@ -20,6 +21,25 @@ namespace nokv_service_test {
 using grpc::ClientContext;
 using grpc::StatusCode;
 using namespace nokv::v1;
+
+// What a follower does with Txn and Scan streams (forward.h): pipes each to
+// the server at target.
+class StreamPipe final
+    : public KV::WithCallbackMethod_Txn<KV::WithRawCallbackMethod_Scan<KV::Service>> {
+ public:
+  explicit StreamPipe(std::string target) : target_(std::move(target)) {}
+  grpc::ServerBidiReactor<TxnRequest, TxnResponse>* Txn(grpc::CallbackServerContext* ctx) override {
+    return forwarder_.Txn(target_, ctx);
+  }
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Scan(grpc::CallbackServerContext* ctx,
+                                                  const grpc::ByteBuffer* req) override {
+    return forwarder_.Scan(target_, ctx, *req);
+  }
+
+ private:
+  const std::string target_;
+  nokv::service::Forwarder forwarder_;
+};
 
 class ServiceTest : public ::testing::Test {
  protected:
@@ -47,13 +67,32 @@ class ServiceTest : public ::testing::Test {
     server_ = nokv::service::StartServer(config, service_.get(), &port_);
     ASSERT_NE(server_, nullptr);
     stub_ = KV::NewStub(Channel(channel_creds_));
+    if (pipe_streams_) {
+      pipe_ = std::make_unique<StreamPipe>("127.0.0.1:" + std::to_string(port_));
+      grpc::ServerBuilder b;
+      int pipe_port = 0;
+      b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &pipe_port);
+      b.RegisterService(pipe_.get());
+      pipe_server_ = b.BuildAndStart();
+      ASSERT_NE(pipe_server_, nullptr);
+      pipe_stub_ = KV::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(pipe_port),
+                                                   grpc::InsecureChannelCredentials()));
+    }
   }
+  // The stub Txn and Scan streams go through: the server's, or with
+  // pipe_streams_ a pipe's to it.
+  KV::Stub* streams() { return pipe_streams_ ? pipe_stub_.get() : stub_.get(); }
   // A new channel to the server (test certificates carry its address, 127.0.0.1).
   std::shared_ptr<grpc::Channel> Channel(std::shared_ptr<grpc::ChannelCredentials> creds) {
     return grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
                                creds ? creds : grpc::InsecureChannelCredentials());
   }
   void Stop() {
+    if (pipe_server_ != nullptr) {
+      pipe_server_->Shutdown();
+      pipe_server_.reset();
+      pipe_.reset();
+    }
     server_->Shutdown();
     server_.reset();
     service_.reset();
@@ -98,6 +137,10 @@ class ServiceTest : public ::testing::Test {
   std::unique_ptr<nokv::service::KvService> service_;
   std::unique_ptr<nokv::service::Server> server_;
   std::unique_ptr<KV::Stub> stub_;
+  bool pipe_streams_ = false;  // set before Start
+  std::unique_ptr<StreamPipe> pipe_;
+  std::unique_ptr<grpc::Server> pipe_server_;
+  std::unique_ptr<KV::Stub> pipe_stub_;
 };
 
 }  // namespace nokv_service_test

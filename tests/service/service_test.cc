@@ -144,13 +144,27 @@ TEST_F(ServiceTest, StatusMappingCoversEveryEngineCode) {
   EXPECT_EQ(ToGrpcStatus(NOKV_EINVAL, "").error_message(), "invalid argument");
 }
 
-TEST_F(ServiceTest, ScanRangesLimitsAndSnapshot) {
+// Each Scan test runs against the server, and through a pipe to it (what a
+// follower does with a Scan stream: forward.h).
+class ScanTest : public ServiceTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    pipe_streams_ = GetParam();
+    ServiceTest::SetUp();
+  }
+};
+INSTANTIATE_TEST_SUITE_P(DirectAndPiped, ScanTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Piped" : "Direct";
+                         });
+
+TEST_P(ScanTest, ScanRangesLimitsAndSnapshot) {
   for (int i = 0; i < 100; i++) Put("s" + std::to_string(1000 + i), std::string(100, 'v'));
   uint64_t before = Put("t", "x");
   Put("s1050", "newer");
   auto scan = [&](ScanRequest req) {
     ClientContext ctx;
-    auto reader = stub_->Scan(&ctx, req);
+    auto reader = streams()->Scan(&ctx, req);
     std::vector<std::string> keys;
     ScanResponse resp;
     int chunks = 0;
@@ -192,7 +206,7 @@ TEST_F(ServiceTest, ScanRangesLimitsAndSnapshot) {
     } else {
       bad.set_end("a");
     }
-    auto reader = stub_->Scan(&ctx, bad);
+    auto reader = streams()->Scan(&ctx, bad);
     ScanResponse resp;
     EXPECT_FALSE(reader->Read(&resp));
     EXPECT_EQ(reader->Finish().error_code(), StatusCode::INVALID_ARGUMENT);
@@ -201,7 +215,7 @@ TEST_F(ServiceTest, ScanRangesLimitsAndSnapshot) {
 
 // A client that stops reading must stop the scan: the server may run ahead only
 // by what HTTP/2 flow control lets it put on the wire, not through the range.
-TEST_F(ServiceTest, ScanFollowsASlowClient) {
+TEST_P(ScanTest, ScanFollowsASlowClient) {
   const int kKeys = 20000;  // 20 MB of values in 4 KiB chunks: ~5000 messages
   nokv_batch* b;
   ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
@@ -216,13 +230,15 @@ TEST_F(ServiceTest, ScanFollowsASlowClient) {
   ClientContext ctx;
   ScanRequest req;
   req.set_start("slow");
-  auto reader = stub_->Scan(&ctx, req);
+  auto reader = streams()->Scan(&ctx, req);
   ScanResponse resp;
   ASSERT_TRUE(reader->Read(&resp));
   // Give the server every chance to run ahead; it must stay within flow control.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   uint64_t produced = service_->scan_chunks_sent();
-  EXPECT_LT(produced, 2000u) << "the server buffered the scan ahead of the client";
+  // What the connections' flow-control windows hold (a pipe: two of them).
+  EXPECT_LT(produced, GetParam() ? 4000u : 2000u)
+      << "the server buffered the scan ahead of the client";
   size_t n = resp.kvs_size();
   while (reader->Read(&resp)) n += resp.kvs_size();
   EXPECT_TRUE(reader->Finish().ok());
@@ -234,7 +250,7 @@ TEST_F(ServiceTest, ScanFollowsASlowClient) {
 // Scans a client opens and never reads are bounded: past max_scans they are
 // refused, and a stalled one is cancelled after the idle timeout, releasing its
 // snapshot (and the memtables, versions and value-log segments it pinned).
-TEST_F(ServiceTest, StalledAndExcessScansAreBounded) {
+TEST_P(ScanTest, StalledAndExcessScansAreBounded) {
   Stop();
   Start(256 << 20, 4096, [](nokv::service::ServiceOptions* o) {
     o->max_scans = 3;
@@ -258,7 +274,7 @@ TEST_F(ServiceTest, StalledAndExcessScansAreBounded) {
     auto o = std::make_unique<Open>();
     ScanRequest req;
     req.set_prefix("scan");
-    o->reader = stub_->Scan(&o->ctx, req);
+    o->reader = streams()->Scan(&o->ctx, req);
     ScanResponse first;
     ASSERT_TRUE(o->reader->Read(&first));  // the scan is open; then the client stalls
     scans.push_back(std::move(o));
@@ -269,7 +285,7 @@ TEST_F(ServiceTest, StalledAndExcessScansAreBounded) {
     ClientContext ctx;
     ScanRequest req;
     req.set_prefix("scan");
-    auto reader = stub_->Scan(&ctx, req);
+    auto reader = streams()->Scan(&ctx, req);
     ScanResponse resp;
     EXPECT_FALSE(reader->Read(&resp));
     grpc::Status s = reader->Finish();
@@ -296,7 +312,7 @@ TEST_F(ServiceTest, StalledAndExcessScansAreBounded) {
   ClientContext ctx;
   ScanRequest req;
   req.set_prefix("scan");
-  auto reader = stub_->Scan(&ctx, req);
+  auto reader = streams()->Scan(&ctx, req);
   ScanResponse resp;
   size_t n = 0;
   while (reader->Read(&resp)) n += resp.kvs_size();
@@ -374,12 +390,12 @@ TEST_F(ServiceTest, CheckpointWritesAnOpenableCopyUnderTheBackupDirOnly) {
   ASSERT_EQ(nokv_close(copy), NOKV_OK);
 }
 
-TEST_F(ServiceTest, CancelledScanReleasesItsSnapshot) {
+TEST_P(ScanTest, CancelledScanReleasesItsSnapshot) {
   for (int i = 0; i < 5000; i++) Put("c" + std::to_string(i), std::string(500, 'v'));
   {
     ClientContext ctx;
     ScanRequest req;
-    auto reader = stub_->Scan(&ctx, req);
+    auto reader = streams()->Scan(&ctx, req);
     ScanResponse resp;
     ASSERT_TRUE(reader->Read(&resp));
     ctx.TryCancel();
