@@ -254,10 +254,10 @@ static int restore(struct raft_fsm *fsm, struct raft_buffer *buf) {
   if (!nokv_repl_snapshot_decode(buf->base, buf->len, &info)) return RAFT_MALFORMED;
   /* GC rewrites raise the engine's timestamp only between two entries' own:
    * holding written_ts means holding every entry up to the snapshot. */
-  if (nokv_last_commit_ts(f->db) < info.written_ts) {
-    if (f->fetch != NULL) f->fetch(f->fetch_ctx, &info);
-    return RAFT_BUSY;
+  if (nokv_last_commit_ts(f->db) < info.written_ts && f->fetch != NULL) {
+    f->fetch(f->fetch_ctx, &info);  /* which may install it at once */
   }
+  if (nokv_last_commit_ts(f->db) < info.written_ts) return RAFT_BUSY;
   f->commands = info.commands;
   f->written_ts = info.written_ts;
   restore_leader(f, buf->base, buf->len);

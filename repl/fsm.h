@@ -53,7 +53,9 @@ typedef struct nokv_repl_snapshot_info {
 
 /* Called (on the node's thread) when a snapshot to install is ahead of the
  * engine: the engine's state must be fetched from info->origin_client and
- * installed. It must not block; the installation is retried by the leader. */
+ * installed. It must not block; the installation is retried by the leader.
+ * One that can install the state at once (pointing the fsm's db at it) may:
+ * the snapshot then restores now. */
 typedef void (*nokv_repl_fetch_fn)(void *ctx, const nokv_repl_snapshot_info *info);
 
 typedef struct nokv_repl_fsm {

@@ -360,4 +360,70 @@ TEST_F(FsmTest, TransactionsReachTheSameVerdictOnEveryReplica) {
   ExpectSameEverywhere2();
 }
 
+// Log compaction on the fixture: snapshots every 16 entries, keeping 4. A
+// replica cut off while 60 entries commit is further behind than the log the
+// leader kept, so it is sent a snapshot ahead of its engine: its state machine
+// asks for the engine's state (the fetch hook, naming the snapshot's origin);
+// with the origin's checkpoint in place of its engine the snapshot restores,
+// and it catches up from the log like the others. (A hook that only starts a
+// fetch has the snapshot refused until then: node_test, on real I/O.)
+TEST_F(FsmTest, AReplicaBehindTheCompactedLogCatchesUpFromAFetchedState) {
+  for (unsigned i = 0; i < kNodes; i++) {
+    raft_set_snapshot_threshold(raft_fixture_get(&f_, i), 16);
+    raft_set_snapshot_trailing(raft_fixture_get(&f_, i), 4);
+    raft_set_install_snapshot_timeout(raft_fixture_get(&f_, i), 1000);  // as node.c
+    fsms_[i].id = i + 1;
+  }
+  // The fetch hook installs the origin's state at once, as a server does
+  // (there in the background, and then it restarts): the origin's checkpoint
+  // in place of the engine.
+  struct Fetch {
+    nokv_db** dbs;
+    nokv_repl_fsm* fsm;
+    int calls = 0;
+    nokv_repl_snapshot_info info;
+    uint64_t engine_ts = 0;  // the engine's last commit when asked
+    nokv_test::TempDir installed;
+  } fetch{dbs_, &fsms_[2]};
+  fsms_[2].fetch = [](void* ctx, const nokv_repl_snapshot_info* info) {
+    auto* f = static_cast<Fetch*>(ctx);
+    f->calls++;
+    f->info = *info;
+    f->engine_ts = nokv_last_commit_ts(f->dbs[2]);
+    std::string dir = f->installed.path() + "/engine";
+    ASSERT_EQ(nokv_checkpoint(f->dbs[info->origin_id - 1], dir.c_str(), nullptr), NOKV_OK);
+    ASSERT_EQ(nokv_close(f->dbs[2]), NOKV_OK);
+    nokv_options o;
+    nokv_options_init(&o);
+    o.history_retention_commits = nokv_repl_ts(NOKV_REPL_TXN_WINDOW);
+    ASSERT_EQ(nokv_open(dir.c_str(), &o, &f->dbs[2]), NOKV_OK) << nokv_errmsg();
+    f->fsm->db = f->dbs[2];
+  };
+  fsms_[2].fetch_ctx = &fetch;
+  raft_fixture_elect(&f_, 0);
+  for (unsigned j = 0; j < 2; j++) {
+    raft_fixture_disconnect(&f_, 2, j);
+    raft_fixture_disconnect(&f_, j, 2);
+  }
+  raft_index last = 0;
+  for (int i = 0; i < 60; i++) last = Propose(0);
+  ASSERT_TRUE(raft_fixture_step_until_applied(&f_, 0, last, 10000));
+  ASSERT_TRUE(raft_fixture_step_until_applied(&f_, 1, last, 10000));
+  EXPECT_GT(raft_fixture_get(&f_, 0)->log.snapshot.last_index, 40u);
+  for (unsigned j = 0; j < 2; j++) {
+    raft_fixture_reconnect(&f_, 2, j);
+    raft_fixture_reconnect(&f_, j, 2);
+  }
+  for (int step = 0; step < 100000 && fetch.calls == 0; step++) raft_fixture_step(&f_);
+  ASSERT_GT(fetch.calls, 0) << "no snapshot reached the replica behind";
+  EXPECT_EQ(fetch.info.origin_id, 1u);
+  EXPECT_GT(fetch.info.written_ts, fetch.engine_ts);
+  for (int i = 0; i < 10; i++) last = Propose(0);
+  ASSERT_TRUE(raft_fixture_step_until_applied(&f_, kNodes, last, 100000));
+  EXPECT_EQ(fetch.calls, 1);
+  ExpectSameEverywhere();
+  EXPECT_EQ(fsms_[2].commands, 70u);
+  EXPECT_EQ(nokv_last_commit_ts(dbs_[2]), nokv_repl_ts(70));
+}
+
 }  // namespace

@@ -65,8 +65,8 @@ class MetricsServer {
   MetricsServer(nokv_db* db, RpcMetrics* rpc, nokv_repl_node* node)
       : db_(db), rpc_(rpc), node_(node) {}
   nokv_db* db_;
-  nokv_repl_node* node_;
   RpcMetrics* rpc_;
+  nokv_repl_node* node_;
   MHD_Daemon* daemon_ = nullptr;
 };
 
