@@ -40,7 +40,7 @@ static unsigned char *frame_new(int kind, size_t len, struct raft_buffer *out) {
 static int frame_open(const struct raft_buffer *buf, const unsigned char **body, size_t *len) {
   const unsigned char *p = buf->base;
   if (buf->len < FRAME || buf->len % 8 != 0 || p[1] > 7 || buf->len - FRAME < p[1]) return 0;
-  if (p[0] < NOKV_REPL_ENTRY_V1 || p[0] > NOKV_REPL_ENTRY_ANNOUNCE) return 0;
+  if (p[0] < NOKV_REPL_ENTRY_V1 || p[0] > NOKV_REPL_ENTRY_MULTI) return 0;
   *body = p + FRAME;
   *len = buf->len - FRAME - p[1];
   return p[0];
@@ -121,27 +121,26 @@ static bool too_old(const nokv_repl_fsm *f, const conds *cs, uint64_t n, size_t 
   return false;
 }
 
-static int apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result) {
-  nokv_repl_fsm *f = (nokv_repl_fsm *)fsm;
-  *result = NULL;
-  const unsigned char *p;
-  size_t len;
-  int kind = frame_open(buf, &p, &len);
-  uint64_t n = ++f->commands, ts = nokv_repl_ts(n);
-  if (kind == 0) {  /* refused alike everywhere: nothing written */
-    f->last_rc = NOKV_ECORRUPT;
-    *result = nokv_repl_result(NOKV_ECORRUPT, 0, n);
-    return 0;
-  }
-  if (kind == NOKV_REPL_ENTRY_ANNOUNCE) return announced(f, p, len, result);
+/* Whether rc is the engine refusing an entry alike on every replica
+ * (malformed, or a condition that does not hold), as opposed to a local
+ * failure (disk, memory) that must stop this replica: libraft treats a
+ * non-zero return from apply as fatal for the FSM. */
+static bool refused_alike(int rc) {
+  return rc == NOKV_ECORRUPT || rc == NOKV_EINVAL || rc == NOKV_ECONDITION;
+}
+
+/* Applies a batch or conditional write (kind, body p) as the n-th command;
+ * its rc, and for NOKV_ECONDITION the failed condition in *failed. */
+static int apply_command(nokv_repl_fsm *f, int kind, const unsigned char *p, size_t len, uint64_t n,
+                         size_t *failed) {
+  uint64_t ts = nokv_repl_ts(n);
+  *failed = 0;
   if (ts <= nokv_last_commit_ts(f->db)) {  /* applied before a restart */
-    f->last_rc = NOKV_OK;
     f->written_ts = ts;
-    *result = nokv_repl_result(NOKV_OK, 0, n);
-    return 0;
+    return NOKV_OK;
   }
   conds cs = {NULL, 0};
-  size_t skip = 0, failed = 0;
+  size_t skip = 0;
   int rc = NOKV_OK;
   if (kind == NOKV_REPL_ENTRY_COND) {
     size_t used;
@@ -153,14 +152,14 @@ static int apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **res
   if (rc == NOKV_OK) {
     /* The log is durable: the engine's WAL need not be synced for it. */
     nokv_write_options wo = {.commit_ts = ts};
-    if (kind == NOKV_REPL_ENTRY_COND && too_old(f, &cs, n, &failed)) {
+    if (kind == NOKV_REPL_ENTRY_COND && too_old(f, &cs, n, failed)) {
       rc = NOKV_ECONDITION;
     } else if (kind == NOKV_REPL_ENTRY_COND) {
       /* This thread alone writes: the conditions are judged against the state
        * after every earlier entry, as on every replica. */
       nokv_cond_result r;
       rc = nokv_write_if(f->db, &wo, cs.c, cs.n, b, NULL, &r);
-      failed = rc == NOKV_ECONDITION ? r.failed : 0;
+      *failed = rc == NOKV_ECONDITION ? r.failed : 0;
     } else {
       rc = nokv_write(f->db, &wo, b, NULL);
     }
@@ -168,14 +167,84 @@ static int apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **res
   nokv_batch_free(b);
   free(cs.c);
   if (rc == NOKV_OK) f->written_ts = ts;
+  return rc;
+}
+
+/* A MULTI body: [u64 count] count x ([u64 len] a framed batch or conditional
+ * write); each command's frame and body, or false if any is malformed. */
+static bool multi_next(const unsigned char **q, const unsigned char *end, int *kind,
+                       const unsigned char **body, size_t *len) {
+  const void *sub;
+  size_t n;
+  if (!take_bytes(q, end, &sub, &n)) return false;
+  struct raft_buffer b = {.base = (void *)sub, .len = n};
+  *kind = frame_open(&b, body, len);
+  return *kind == NOKV_REPL_ENTRY_V1 || *kind == NOKV_REPL_ENTRY_COND;
+}
+
+static bool multi_valid(const unsigned char *p, size_t len, uint64_t *count) {
+  const unsigned char *q = p + 8, *end = p + len;
+  if (len < 8) return false;
+  *count = get_u64(p);
+  if (*count == 0 || *count > NOKV_REPL_MULTI_MAX) return false;
+  for (uint64_t i = 0; i < *count; i++) {
+    int kind;
+    const unsigned char *body;
+    size_t blen;
+    if (!multi_next(&q, end, &kind, &body, &blen)) return false;
+  }
+  return q == end;
+}
+
+/* Commands proposed together: each applied as a command of its own, at a
+ * timestamp of its own; their outcomes go to f->multi for the proposer. */
+static int apply_multi(nokv_repl_fsm *f, const unsigned char *p, size_t len, uint64_t n,
+                       void **result) {
+  uint64_t count;
+  f->multi.count = 0;
+  if (!multi_valid(p, len, &count)) {  /* refused alike: one command's worth */
+    f->last_rc = NOKV_ECORRUPT;
+    *result = nokv_repl_result(NOKV_ECORRUPT, 0, n);
+    return 0;
+  }
+  f->multi.first = n;
+  const unsigned char *q = p + 8, *end = p + len;
+  int rc = NOKV_OK;
+  for (uint64_t i = 0; i < count; i++) {
+    int kind = 0;
+    const unsigned char *body = NULL;
+    size_t blen = 0;
+    multi_next(&q, end, &kind, &body, &blen);  /* valid: checked whole above */
+    if (i > 0) n = ++f->commands;
+    rc = apply_command(f, kind, body, blen, n, &f->multi.failed[i]);
+    f->multi.rc[i] = rc;
+    f->multi.count = i + 1;
+    if (!refused_alike(rc) && rc != NOKV_OK) return RAFT_IOERR;
+  }
+  f->last_rc = rc;
+  *result = nokv_repl_result(NOKV_OK, (size_t)count, f->multi.first);
+  return 0;
+}
+
+static int apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result) {
+  nokv_repl_fsm *f = (nokv_repl_fsm *)fsm;
+  *result = NULL;
+  const unsigned char *p;
+  size_t len;
+  int kind = frame_open(buf, &p, &len);
+  uint64_t n = ++f->commands;
+  if (kind == 0) {  /* refused alike everywhere: nothing written */
+    f->last_rc = NOKV_ECORRUPT;
+    *result = nokv_repl_result(NOKV_ECORRUPT, 0, n);
+    return 0;
+  }
+  if (kind == NOKV_REPL_ENTRY_ANNOUNCE) return announced(f, p, len, result);
+  if (kind == NOKV_REPL_ENTRY_MULTI) return apply_multi(f, p, len, n, result);
+  size_t failed;
+  int rc = apply_command(f, kind, p, len, n, &failed);
   f->last_rc = rc;
   *result = nokv_repl_result(rc, failed, n);
-  /* An entry the engine refuses (malformed, or a condition that does not
-   * hold) fails on every replica alike; one
-   * it cannot apply for a local reason (disk, memory) must stop this replica:
-   * libraft treats a non-zero return as fatal for the FSM. */
-  if (rc == NOKV_ECORRUPT || rc == NOKV_EINVAL || rc == NOKV_ECONDITION) return 0;
-  return rc == NOKV_OK ? 0 : RAFT_IOERR;
+  return rc == NOKV_OK || refused_alike(rc) ? 0 : RAFT_IOERR;
 }
 
 /* ---- snapshots ---- */
@@ -344,5 +413,20 @@ int nokv_repl_cond_entry(const nokv_condition *conds, size_t n, const nokv_batch
     p = put_u64(p, c->commit_ts);
   }
   memcpy(p, data, blen);
+  return NOKV_OK;
+}
+
+int nokv_repl_multi_entry(const struct raft_buffer *entries, size_t n, struct raft_buffer *out) {
+  if (n == 0 || n > NOKV_REPL_MULTI_MAX) return NOKV_EINVAL;
+  size_t len = 8;
+  for (size_t i = 0; i < n; i++) len += 8 + entries[i].len;
+  unsigned char *p = frame_new(NOKV_REPL_ENTRY_MULTI, len, out);
+  if (p == NULL) return NOKV_ENOMEM;
+  p = put_u64(p, n);
+  for (size_t i = 0; i < n; i++) {
+    p = put_u64(p, entries[i].len);
+    memcpy(p, entries[i].base, entries[i].len);
+    p += entries[i].len;
+  }
   return NOKV_OK;
 }

@@ -2,7 +2,8 @@
  * fsm.h — NoKV-C as the state machine of a Raft group (Debian's libraft).
  *
  * A log entry is one write batch (nokv_batch_data), a conditional write (its
- * conditions, then its batch), or a new leader's announcement, in an 8-byte
+ * conditions, then its batch), several of those proposed together, or a new
+ * leader's announcement, in an 8-byte
  * frame naming its kind and padded to a multiple of 8 bytes (what libraft's
  * on-disk segments can read back). Every replica applies the same entries in log order, and each at
  * the same commit timestamp: the entry's rank among the group's commands,
@@ -30,6 +31,8 @@ extern "C" {
 #define NOKV_REPL_ENTRY_V1 1       /* a batch */
 #define NOKV_REPL_ENTRY_COND 2     /* conditions, then a batch (nokv_write_if) */
 #define NOKV_REPL_ENTRY_ANNOUNCE 3 /* a new leader's id and client address */
+#define NOKV_REPL_ENTRY_MULTI 4    /* commands proposed together (nokv_repl_multi_entry) */
+#define NOKV_REPL_MULTI_MAX 256    /* commands a MULTI entry may carry */
 #define NOKV_REPL_MAX_CONDS 65535  /* conditions an entry may carry */
 #define NOKV_REPL_ADDR_MAX 256     /* bytes of an address, with its NUL */
 /* A transaction travels as a conditional write (nokv_txn_export): one
@@ -74,6 +77,15 @@ typedef struct nokv_repl_fsm {
   uint64_t leader_id;
   char leader_client[NOKV_REPL_ADDR_MAX];
   void *mu;
+  /* The outcomes of the last MULTI entry applied, for its proposer, whose
+   * callback libraft runs right after applying it (on this thread): the rank
+   * of its first command, then each command's rc and failed condition. */
+  struct {
+    uint64_t first;
+    size_t count;
+    int rc[NOKV_REPL_MULTI_MAX];
+    size_t failed[NOKV_REPL_MULTI_MAX];
+  } multi;
 } nokv_repl_fsm;
 
 /* Binds f to db; commands restart from 0, until libraft restores the latest
@@ -97,6 +109,14 @@ uint64_t nokv_repl_fsm_announced(nokv_repl_fsm *f, char *buf, size_t n);
 
 /* The log entry for b: a buffer from raft_malloc, for raft_apply. */
 int nokv_repl_entry(const nokv_batch *b, struct raft_buffer *out);
+
+/* One entry for n commands proposed together (entries from nokv_repl_entry
+ * and nokv_repl_cond_entry, copied; 1 <= n <= NOKV_REPL_MULTI_MAX), so the
+ * log, the network and the disk handle one entry for them: each is still
+ * applied as a command of its own, at the next rank and timestamp, with an
+ * outcome of its own (fsm->multi). Its result (below) carries the first's
+ * rank, and the count in place of the failed condition. */
+int nokv_repl_multi_entry(const struct raft_buffer *entries, size_t n, struct raft_buffer *out);
 
 /* The log entry for a conditional write: b applied only if every condition
  * holds when the entry is applied. Every replica judges it against the same

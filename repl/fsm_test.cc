@@ -426,4 +426,75 @@ TEST_F(FsmTest, AReplicaBehindTheCompactedLogCatchesUpFromAFetchedState) {
   EXPECT_EQ(nokv_last_commit_ts(dbs_[2]), nokv_repl_ts(70));
 }
 
+// Commands proposed together travel as one MULTI entry, and each is still a
+// command of its own: its own rank and timestamp, its own verdict (here a
+// compare-and-set that the command before it in the same entry made fail),
+// alike on every replica; a malformed MULTI entry is refused whole, alike.
+TEST_F(FsmTest, CommandsProposedTogetherKeepTheirOwnTimestampsAndVerdicts) {
+  raft_fixture_elect(&f_, 0);
+  struct raft* leader = raft_fixture_get(&f_, 0);
+  auto put_entry = [](const std::string& k, const std::string& v,
+                      const std::vector<nokv_condition>& conds) {
+    nokv_batch* b;
+    EXPECT_EQ(nokv_batch_new(&b), NOKV_OK);
+    EXPECT_EQ(nokv_batch_put(b, k.data(), k.size(), v.data(), v.size()), NOKV_OK);
+    struct raft_buffer buf;
+    EXPECT_EQ(conds.empty() ? nokv_repl_entry(b, &buf)
+                            : nokv_repl_cond_entry(conds.data(), conds.size(), b, &buf),
+              NOKV_OK);
+    nokv_batch_free(b);
+    return buf;
+  };
+  auto propose = [&](struct raft_buffer entry, Outcome* out) {
+    auto* req = new struct raft_apply;
+    reqs_.emplace_back(req);
+    req->data = out;
+    EXPECT_EQ(raft_apply(leader, req, &entry, 1, OnApplied), 0);
+    EXPECT_TRUE(raft_fixture_step_until_applied(&f_, kNodes, raft_last_index(leader), 10000));
+  };
+  Outcome first;
+  propose(put_entry("a", "0", {}), &first);
+  uint64_t a0 = nokv_repl_ts(1);
+  // Three commands: a CAS on a's first version, a second CAS on it (fails:
+  // the first just wrote a), and a plain put.
+  nokv_condition on_a0{NOKV_COND_TS_EQUALS, "a", 1, nullptr, 0, a0};
+  struct raft_buffer parts[3] = {put_entry("a", "1", {on_a0}), put_entry("a", "2", {on_a0}),
+                                 put_entry("b", "x", {})};
+  struct raft_buffer entry;
+  ASSERT_EQ(nokv_repl_multi_entry(parts, 3, &entry), NOKV_OK);
+  for (auto& part : parts) raft_free(part.base);
+  Outcome together;
+  propose(entry, &together);
+  ASSERT_TRUE(together.done);
+  EXPECT_EQ(nokv_repl_result_rc(together.result), NOKV_OK);
+  EXPECT_EQ(nokv_repl_result_n(together.result), 2u);       // the first command's rank
+  EXPECT_EQ(nokv_repl_result_failed(together.result), 3u);  // the count
+  for (unsigned i = 0; i < kNodes; i++) {
+    const nokv_repl_fsm& f = fsms_[i];
+    EXPECT_EQ(f.commands, 4u) << i;
+    ASSERT_EQ(f.multi.count, 3u) << i;
+    EXPECT_EQ(f.multi.first, 2u) << i;
+    EXPECT_EQ(f.multi.rc[0], NOKV_OK) << i;
+    EXPECT_EQ(f.multi.rc[1], NOKV_ECONDITION) << i;
+    EXPECT_EQ(f.multi.failed[1], 0u) << i;
+    EXPECT_EQ(f.multi.rc[2], NOKV_OK) << i;
+    auto state = Dump(dbs_[i]);
+    EXPECT_EQ(state.at("a"), std::make_pair(std::string("1"), nokv_repl_ts(2))) << i;
+    EXPECT_EQ(state.at("b"), std::make_pair(std::string("x"), nokv_repl_ts(4))) << i;
+  }
+  // A MULTI entry whose count overruns its body is refused whole.
+  struct raft_buffer one[2] = {put_entry("c", "1", {}), put_entry("d", "1", {})};
+  ASSERT_EQ(nokv_repl_multi_entry(one, 2, &entry), NOKV_OK);
+  for (auto& part : one) raft_free(part.base);
+  reinterpret_cast<unsigned char*>(entry.base)[8] = 3;  // claims 3 commands
+  Outcome bad;
+  propose(entry, &bad);
+  EXPECT_EQ(nokv_repl_result_rc(bad.result), NOKV_ECORRUPT);
+  for (unsigned i = 0; i < kNodes; i++) {
+    EXPECT_EQ(fsms_[i].commands, 5u) << i;
+    EXPECT_EQ(Dump(dbs_[i]).count("c"), 0u) << i;
+  }
+  ExpectSameEverywhere2();
+}
+
 }  // namespace

@@ -143,6 +143,93 @@ static void propose_now(nokv_repl_node *n, op *o) {
   }
 }
 
+/* Commands proposed together as one MULTI entry (fsm.h). */
+typedef struct multi {
+  struct raft_apply req;
+  nokv_repl_node *node;
+  size_t n;
+  op *ops[NOKV_REPL_MULTI_MAX];
+} multi;
+
+static void on_multi_applied(struct raft_apply *req, int status, void *result) {
+  multi *m = req->data;
+  nokv_repl_node *n = m->node;
+  const nokv_repl_fsm *f = &n->fsm;
+  n->applies--;
+  bool applied = status == 0 || result != NULL;
+  int rc = applied ? nokv_repl_result_rc(result) : 0;
+  /* Applied here: each command's outcome is the state machine's, kept until
+   * the next entry applies (this callback runs right after this one). */
+  bool outcomes = applied && rc == NOKV_OK && f->multi.first == nokv_repl_result_n(result) &&
+                  f->multi.count == m->n;
+  for (size_t i = 0; i < m->n; i++) {
+    if (outcomes) {
+      answer(m->ops[i], f->multi.rc[i], nokv_repl_ts(f->multi.first + i), f->multi.failed[i]);
+    } else if (applied) {
+      answer(m->ops[i], rc == NOKV_OK ? NOKV_REPL_EUNKNOWN : rc, 0, 0);
+    } else {
+      answer(m->ops[i], status == RAFT_NOTLEADER ? NOKV_REPL_ENOTLEADER : NOKV_REPL_EUNKNOWN, 0,
+             0);
+    }
+  }
+  free(m);
+}
+
+/* Proposes ops[0..count) (PROPOSE ops, in arrival order) as one entry; a
+ * single one as itself. */
+static void propose_together(nokv_repl_node *n, op **ops, size_t count) {
+  if (count == 1) {
+    propose_now(n, ops[0]);
+    return;
+  }
+  int rc = NOKV_OK;
+  if (n->closing || n->draining) rc = NOKV_REPL_ESTOPPED;
+  if (rc == NOKV_OK && raft_state(&n->raft) != RAFT_LEADER) rc = NOKV_REPL_ENOTLEADER;
+  multi *m = rc == NOKV_OK ? calloc(1, sizeof *m) : NULL;
+  if (rc == NOKV_OK && m == NULL) rc = NOKV_ENOMEM;
+  struct raft_buffer entries[NOKV_REPL_MULTI_MAX], entry;
+  for (size_t i = 0; i < count; i++) entries[i] = ops[i]->entry;
+  if (rc == NOKV_OK) rc = nokv_repl_multi_entry(entries, count, &entry);
+  for (size_t i = 0; i < count; i++) raft_free(ops[i]->entry.base);
+  if (rc == NOKV_OK) {
+    m->node = n;
+    m->n = count;
+    memcpy(m->ops, ops, count * sizeof *ops);
+    m->req.data = m;
+    int rv = raft_apply(&n->raft, &m->req, &entry, 1, on_multi_applied);
+    if (rv == 0) {
+      n->applies++;
+      return;
+    }
+    raft_free(entry.base);
+    rc = rv == RAFT_NOTLEADER ? NOKV_REPL_ENOTLEADER : NOKV_EIO;
+  }
+  free(m);
+  for (size_t i = 0; i < count; i++) answer(ops[i], rc, 0, 0);
+}
+
+/* Proposals waiting in one wake-up, gathered into entries of at most
+ * NOKV_REPL_MULTI_MAX commands and about MULTI_BYTES. */
+#define MULTI_BYTES (1u << 20)
+
+typedef struct gathered {
+  op *ops[NOKV_REPL_MULTI_MAX];
+  size_t n, bytes;
+} gathered;
+
+static void gathered_flush(nokv_repl_node *n, gathered *g) {
+  if (g->n > 0) propose_together(n, g->ops, g->n);
+  g->n = g->bytes = 0;
+}
+
+static void gathered_add(nokv_repl_node *n, gathered *g, op *o) {
+  if (g->n == NOKV_REPL_MULTI_MAX || (g->n > 0 && g->bytes + o->entry.len > MULTI_BYTES)) {
+    gathered_flush(n, g);
+  }
+  g->ops[g->n++] = o;
+  g->bytes += o->entry.len;
+}
+
 /* ---- linearizable reads: one barrier for every read waiting ---- */
 
 /* Barriers in flight at once: reads that arrive while one is under way get the
@@ -411,13 +498,20 @@ static void on_wake(uv_async_t *a) {
   op *list = n->head;
   n->head = n->tail = NULL;
   pthread_mutex_unlock(&n->mu);
+  /* Proposals that arrived together go into the log together: one entry, one
+   * append and one message per follower for all of them. */
+  gathered g = {.n = 0};
   while (list != NULL) {
     op *o = list;
     list = o->next;
     o->next = NULL;
+    if (o->kind == OP_PROPOSE) {
+      gathered_add(n, &g, o);
+      continue;
+    }
+    gathered_flush(n, &g);
     switch (o->kind) {
       case OP_PROPOSE:
-        propose_now(n, o);
         break;
       case OP_READ:
         o->next = n->reads_waiting;
@@ -439,6 +533,7 @@ static void on_wake(uv_async_t *a) {
         break;
     }
   }
+  gathered_flush(n, &g);
   start_barrier(n);
 }
 

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -260,6 +261,44 @@ TEST_F(NodeTest, ReplicatesThroughElectionsAndRestarts) {
     EXPECT_EQ(GetAt(dbs_[i], "k79"), "w79") << i;
     EXPECT_EQ(GetAt(dbs_[i], "k0"), std::string(200, 'v')) << i;
   }
+}
+
+// Proposals from many threads at once: those that reach the node's loop
+// together go into one log entry (fsm.h's MULTI), yet each is answered with
+// its own commit timestamp, and every replica applies every one of them.
+TEST_F(NodeTest, ConcurrentProposalsAreEachAnsweredAndAppliedEverywhere) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  nokv_repl_status before;
+  ASSERT_EQ(nokv_repl_node_status(nodes_[leader], &before), NOKV_OK);
+  constexpr int kThreads = 8, kEach = 50;
+  std::vector<uint64_t> ts(kThreads * kEach);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; i++) {
+        nokv_repl_outcome o = Put(leader, "c" + std::to_string(t * kEach + i), "v");
+        EXPECT_EQ(o.rc, NOKV_OK);
+        ts[t * kEach + i] = o.commit_ts;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::vector<uint64_t> sorted = ts;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::unique(sorted.begin(), sorted.end()), sorted.end()) << "a timestamp given twice";
+  for (int i = 0; i < kNodes; i++) {
+    ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[i]) >= sorted.back(); })) << i;
+    for (int k = 0; k < kThreads * kEach; k += 37) {
+      auto got = nokv_test::Get(dbs_[i], "c" + std::to_string(k));
+      ASSERT_TRUE(got.has_value()) << i << " " << k;
+      EXPECT_EQ(got->commit_ts, ts[k]) << i << " " << k;
+    }
+  }
+  nokv_repl_status after;
+  ASSERT_EQ(nokv_repl_node_status(nodes_[leader], &after), NOKV_OK);
+  printf("%d proposals in %llu log entries\n", kThreads * kEach,
+         (unsigned long long)(after.last_index - before.last_index));
 }
 
 TEST_F(NodeTest, StoppingAnswersWhatIsPending) {

@@ -45,6 +45,7 @@ void FillClusterStatus(const nokv_repl_status& st, nokv::v1::ClusterStatus* out)
   out->set_commit_index(st.commit_index);
   out->set_applied_index(st.applied_index);
   out->set_last_index(st.last_index);
+  out->set_snapshot_index(st.snapshot_index);
   for (size_t i = 0; i < st.n_members; i++) {
     nokv::v1::ClusterMember* m = out->add_members();
     m->set_id(st.members[i].id);
