@@ -32,6 +32,18 @@ class Forwarder {
   // Whether the call was forwarded to this node already.
   static bool Forwarded(const grpc::CallbackServerContext* ctx);
 
+  // The Invoke that sends req to the leader's method (&Async::Get, ...) and
+  // fills resp.
+  template <typename Req, typename Resp>
+  static Invoke To(void (Async::*method)(grpc::ClientContext*, const Req*, Resp*,
+                                         std::function<void(grpc::Status)>),
+                   const Req* req, Resp* resp) {
+    return [method, req, resp](Async* a, grpc::ClientContext* c,
+                               std::function<void(grpc::Status)> done) {
+      (a->*method)(c, req, resp, std::move(done));
+    };
+  }
+
   // Sends the call to the server at addr; done gets its status (the response
   // was filled by invoke's call) on a gRPC thread.
   void Call(const std::string& addr, grpc::CallbackServerContext* in, const Invoke& invoke,

@@ -186,10 +186,7 @@ struct KvService::ReplRead {
     auto* g = static_cast<ReplRead*>(arg);
     if (o->rc == NOKV_REPL_ENOTLEADER &&
         g->service->Forward(g->ctx, g->reactor,
-                            [req = g->req, resp = g->resp](Forwarder::Async* a,
-                                                           grpc::ClientContext* c, auto done) {
-                              a->Get(c, req, resp, std::move(done));
-                            })) {
+                            Forwarder::To(&Forwarder::Async::Get, g->req, g->resp))) {
       delete g;
       return;
     }
@@ -315,9 +312,7 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
                             req->value().size(), req->ttl_ms());
   }
   return WriteAsync(ctx, b, rc, req->sync(), resp,
-                    [req, resp](Forwarder::Async* a, grpc::ClientContext* c, auto done) {
-                      a->Put(c, req, resp, std::move(done));
-                    });
+                    Forwarder::To(&Forwarder::Async::Put, req, resp));
 }
 
 grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
@@ -329,9 +324,7 @@ grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
   int rc = nokv_batch_new(&b);
   if (rc == NOKV_OK) rc = nokv_batch_delete(b, req->key().data(), req->key().size());
   return WriteAsync(ctx, b, rc, req->sync(), resp,
-                    [req, resp](Forwarder::Async* a, grpc::ClientContext* c, auto done) {
-                      a->Delete(c, req, resp, std::move(done));
-                    });
+                    Forwarder::To(&Forwarder::Async::Delete, req, resp));
 }
 
 grpc::ServerWriteReactor<nokv::v1::WatchResponse>* KvService::Watch(
@@ -367,9 +360,7 @@ grpc::ServerUnaryReactor* KvService::DeleteRange(grpc::CallbackServerContext* ct
                                  req->end().size());
   }
   return WriteAsync(ctx, b, rc, req->sync(), resp,
-                    [req, resp](Forwarder::Async* a, grpc::ClientContext* c, auto done) {
-                      a->DeleteRange(c, req, resp, std::move(done));
-                    });
+                    Forwarder::To(&Forwarder::Async::DeleteRange, req, resp));
 }
 
 // A conditional Write proposed to the Raft group, until it is applied here.
@@ -385,10 +376,7 @@ struct KvService::ReplCondWrite {
     auto* w = static_cast<ReplCondWrite*>(arg);
     if (o->rc == NOKV_REPL_ENOTLEADER &&
         w->service->Forward(w->ctx, w->reactor,
-                            [req = w->req, resp = w->resp](Forwarder::Async* a,
-                                                           grpc::ClientContext* c, auto done) {
-                              a->Write(c, req, resp, std::move(done));
-                            })) {
+                            Forwarder::To(&Forwarder::Async::Write, w->req, w->resp))) {
       delete w;
       return;
     }
@@ -600,10 +588,7 @@ struct KvService::ReplChange {
     nokv_repl_node* node = c->service->options_.repl;
     if (o->rc == NOKV_REPL_ENOTLEADER &&
         c->service->Forward(c->ctx, c->reactor,
-                            [req = c->req, resp = c->resp](Forwarder::Async* a,
-                                                           grpc::ClientContext* cc, auto done) {
-                              a->Cluster(cc, req, resp, std::move(done));
-                            })) {
+                            Forwarder::To(&Forwarder::Async::Cluster, c->req, c->resp))) {
       delete c;
       return;
     }
