@@ -33,11 +33,16 @@ Forwarder::Peer* Forwarder::PeerFor(const std::string& addr) {
 
 std::shared_ptr<grpc::ClientContext> Forwarder::ContextFor(grpc::CallbackServerContext* in) {
   // The client's deadline carries over; its cancellation is passed on by the
-  // streams' pipes (OnCancel), while a unary call runs to its end or deadline. Not gRPC's propagation from the server call
-  // (ClientContext::FromCallbackServerContext): with the client, the pipe and
-  // the leader in one process, gRPC 1.51 freed a completion queue twice
-  // under it (1 run in 12 of txn_stream_test's piped limit test, under ASan).
-  auto ctx = std::make_shared<grpc::ClientContext>();
+  // streams' pipes (OnCancel), while a unary call runs to its end or deadline.
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    calls_++;
+  }
+  // Counted until the context goes, wherever its last owner lets go of it.
+  std::shared_ptr<grpc::ClientContext> ctx(new grpc::ClientContext, [this](grpc::ClientContext* c) {
+    delete c;
+    Release();
+  });
   ctx->set_deadline(in->raw_deadline());
   ctx->AddMetadata(kForwardedHeader, "1");
   auto token = in->client_metadata().find("authorization");
@@ -45,6 +50,16 @@ std::shared_ptr<grpc::ClientContext> Forwarder::ContextFor(grpc::CallbackServerC
     ctx->AddMetadata("authorization", std::string(token->second.data(), token->second.size()));
   }
   return ctx;
+}
+
+void Forwarder::Release() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (--calls_ == 0) idle_.notify_all();
+}
+
+Forwarder::~Forwarder() {
+  std::unique_lock<std::mutex> l(mu_);
+  idle_.wait(l, [this] { return calls_ == 0; });
 }
 
 void Forwarder::Call(const std::string& addr, grpc::CallbackServerContext* in,

@@ -7,6 +7,7 @@
 #ifndef NOKV_SERVICE_FORWARD_H
 #define NOKV_SERVICE_FORWARD_H
 
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -24,6 +25,12 @@ inline constexpr char kForwardedHeader[] = "nokv-forwarded";
 
 class Forwarder {
  public:
+  Forwarder() = default;
+  // Waits until every forwarded call has let go of its context: the last
+  // reference to a channel must not be dropped in one of gRPC's callback
+  // threads (releasing the callback queue there freed it twice, under ASan).
+  ~Forwarder();
+
   using Async = nokv::v1::KV::StubInterface::async_interface;
   // Starts the call on the leader's stub: (async stub, client context, done).
   using Invoke =
@@ -69,10 +76,14 @@ class Forwarder {
   Peer* PeerFor(const std::string& addr);
   // A context for the call to the leader, carrying in's deadline,
   // cancellation and token, marked forwarded.
-  static std::shared_ptr<grpc::ClientContext> ContextFor(grpc::CallbackServerContext* in);
+  std::shared_ptr<grpc::ClientContext> ContextFor(grpc::CallbackServerContext* in);
 
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Peer>> peers_;  // by address; few
+  std::condition_variable idle_;
+  size_t calls_ = 0;  // forwarded calls whose contexts are alive (under mu_)
+  // A forwarded call's context is gone (ContextFor's deleter).
+  void Release();
 };
 
 }  // namespace nokv::service
