@@ -122,15 +122,17 @@ static void on_applied(struct raft_apply *req, int status, void *result) {
   }
 }
 
+/* Why a proposal cannot be made now (NOKV_OK: it can). */
+static int cannot_propose(nokv_repl_node *n) {
+  if (n->closing || n->draining) return NOKV_REPL_ESTOPPED;
+  return raft_state(&n->raft) == RAFT_LEADER ? NOKV_OK : NOKV_REPL_ENOTLEADER;
+}
+
 static void propose_now(nokv_repl_node *n, op *o) {
-  if (n->closing || n->draining) {
+  int refused = cannot_propose(n);
+  if (refused != NOKV_OK) {
     raft_free(o->entry.base);
-    answer(o, NOKV_REPL_ESTOPPED, 0, 0);
-    return;
-  }
-  if (raft_state(&n->raft) != RAFT_LEADER) {
-    raft_free(o->entry.base);
-    answer(o, NOKV_REPL_ENOTLEADER, 0, 0);
+    answer(o, refused, 0, 0);
     return;
   }
   o->req.data = o;
@@ -182,9 +184,7 @@ static void propose_together(nokv_repl_node *n, op **ops, size_t count) {
     propose_now(n, ops[0]);
     return;
   }
-  int rc = NOKV_OK;
-  if (n->closing || n->draining) rc = NOKV_REPL_ESTOPPED;
-  if (rc == NOKV_OK && raft_state(&n->raft) != RAFT_LEADER) rc = NOKV_REPL_ENOTLEADER;
+  int rc = cannot_propose(n);
   multi *m = rc == NOKV_OK ? calloc(1, sizeof *m) : NULL;
   if (rc == NOKV_OK && m == NULL) rc = NOKV_ENOMEM;
   struct raft_buffer entries[NOKV_REPL_MULTI_MAX], entry;
@@ -511,7 +511,7 @@ static void on_wake(uv_async_t *a) {
     }
     gathered_flush(n, &g);
     switch (o->kind) {
-      case OP_PROPOSE:
+      case OP_PROPOSE:  /* gathered above */
         break;
       case OP_READ:
         o->next = n->reads_waiting;

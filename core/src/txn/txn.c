@@ -270,25 +270,20 @@ static int cond_key_cmp(const void *a, const void *b) {
   return nk_user_key_cmp(x->key, x->klen, y->key, y->klen);
 }
 
-/* The distinct keys read, as conditions pointing into t->read_keys. */
+/* The distinct keys read, as conditions pointing into t->read_keys (one key
+ * per fingerprint recorded: t->nreads, until read_all released both). */
 static int read_conditions(nokv_txn *t, size_t max_conds, nokv_condition **out, size_t *n) {
-  size_t count = 0;
-  for (size_t off = 0; off < t->read_keys.len; count++) {
-    uint32_t len;
-    memcpy(&len, t->read_keys.data + off, sizeof len);
-    off += sizeof len + len;
-  }
+  size_t count = t->read_all ? 0 : t->nreads;
   nokv_condition *c = malloc((count ? count : 1) * sizeof *c);
   if (c == NULL) return nk_err(NOKV_ENOMEM, "out of memory exporting a transaction");
   uint64_t read_ts = nokv_txn_read_ts(t);
-  size_t k = 0;
-  for (size_t off = 0; off < t->read_keys.len; k++) {
+  const char *p = t->read_keys.data;
+  for (size_t k = 0; k < count; k++) {
     uint32_t len;
-    memcpy(&len, t->read_keys.data + off, sizeof len);
-    off += sizeof len;
-    c[k] = (nokv_condition){.op = NOKV_COND_UNWRITTEN_SINCE, .key = t->read_keys.data + off,
-                            .klen = len, .commit_ts = read_ts};
-    off += len;
+    memcpy(&len, p, sizeof len);
+    c[k] = (nokv_condition){.op = NOKV_COND_UNWRITTEN_SINCE, .key = p + sizeof len, .klen = len,
+                            .commit_ts = read_ts};
+    p += sizeof len + len;
   }
   qsort(c, count, sizeof *c, cond_key_cmp);
   size_t distinct = 0;
