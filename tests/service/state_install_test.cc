@@ -31,6 +31,11 @@ class StateInstallTest : public ::testing::Test {
   std::string raft() { return dir_.path() + "/raft"; }
   std::string engine() { return dir_.path() + "/engine"; }
   std::string fetched() { return FetchedStateDir(raft()); }
+  // A fetch that completed: its state (CURRENT holding text), marked complete.
+  void CompleteFetch(const std::string& text) {
+    Write(fetched() + "/CURRENT", text);
+    Write(fetched() + "/FETCH-COMPLETE", "");
+  }
   bool Install() {
     bool installed = false;
     std::string e = InstallFetchedState(raft(), engine(), &installed);
@@ -56,8 +61,7 @@ TEST_F(StateInstallTest, AFetchNotMarkedCompleteIsNeverInstalled) {
 
 TEST_F(StateInstallTest, ACompleteFetchReplacesTheEngine) {
   Write(engine() + "/CURRENT", "old");
-  Write(fetched() + "/CURRENT", "new");
-  Write(fetched() + "/FETCH-COMPLETE", "");
+  CompleteFetch("new");
   EXPECT_TRUE(Install());
   EXPECT_EQ(Read(engine() + "/CURRENT"), "new");
   EXPECT_FALSE(fs::exists(engine() + "/FETCH-COMPLETE"));
@@ -70,8 +74,7 @@ TEST_F(StateInstallTest, ACompleteFetchReplacesTheEngine) {
 // A crash after the old engine was renamed aside: the fetched state goes in.
 TEST_F(StateInstallTest, ResumesAfterTheOldEngineWasMovedAside) {
   Write(raft() + "/replaced/CURRENT", "old");
-  Write(fetched() + "/CURRENT", "new");
-  Write(fetched() + "/FETCH-COMPLETE", "");
+  CompleteFetch("new");
   EXPECT_TRUE(Install());
   EXPECT_EQ(Read(engine() + "/CURRENT"), "new");
   EXPECT_FALSE(fs::exists(raft() + "/replaced"));
