@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include <raft/uv.h>
 
+#include "repl/lease.h"
 #include "repl/transport.h"
 
 typedef struct nokv_repl_node nokv_repl_node;
@@ -42,6 +44,7 @@ struct nokv_repl_node {
   uv_loop_t loop;
   nokv_dns_transport *transport;
   struct raft_io io;
+  nokv_lease *lease; /* wraps io: what libraft uses */
   struct raft raft;
   nokv_repl_fsm fsm;
   uv_async_t wake;
@@ -76,6 +79,8 @@ struct nokv_repl_node {
   bool stopping;   /* no more ops are queued */
   int state;       /* cache, refreshed every tick */
   uint64_t leader_id;
+
+  _Atomic uint64_t lease_reads, barrier_reads;
 };
 
 static void set_err(char *buf, size_t n, const char *fmt, ...) {
@@ -276,6 +281,7 @@ static void start_barrier(nokv_repl_node *n) {
     answer_all(list, NOKV_ENOMEM);
     return;
   }
+  for (op *o = list; o != NULL; o = o->next) atomic_fetch_add(&n->barrier_reads, 1);
   b->req.data = b;
   b->node = n;
   b->reads = list;
@@ -377,6 +383,9 @@ static void change_now(nokv_repl_node *n, op *o) {
     answer(o, NOKV_REPL_ENOTLEADER, 0, 0);
     return;
   }
+  /* A transfer lets its target disrupt this leader, and a new configuration
+   * counts majorities anew: no lease for the rest of the term. */
+  nokv_lease_drop(n->lease);
   o->arg2 = n;
   o->change_req.data = o;
   o->transfer_req.data = o;
@@ -408,6 +417,10 @@ static void fill_status(nokv_repl_node *n, nokv_repl_status *st) {
   st->applied_index = raft_last_applied(r);
   st->last_index = raft_last_index(r);
   st->snapshot_index = r->log.snapshot.last_index;
+  st->lease_ms = nokv_lease_remaining_ms(n->lease);
+  st->lease_reads = atomic_load(&n->lease_reads);
+  st->barrier_reads = atomic_load(&n->barrier_reads);
+  st->votes_held = nokv_lease_votes_held(n->lease);
   const char *addr = NULL;
   raft_id leader = 0;
   raft_leader(r, &leader, &addr);
@@ -457,6 +470,7 @@ static void on_raft_closed(struct raft *r) {
 static void begin_close(nokv_repl_node *n) {
   if (n->closing) return;
   n->closing = true;
+  nokv_lease_close(n->lease);
   answer_all(n->reads_waiting, NOKV_REPL_ESTOPPED);
   n->reads_waiting = NULL;
   uv_timer_stop(&n->tick);
@@ -479,6 +493,9 @@ static void on_tick(uv_timer_t *t) {
   n->state = raft_state(r);
   n->leader_id = leader;
   pthread_mutex_unlock(&n->mu);
+  /* Before the announcement: a new leader's lease waits for an entry of its
+   * own term to apply, and the announcement is one. */
+  nokv_lease_tick(n->lease);
   if (raft_state(r) == RAFT_LEADER && n->announced_term != r->current_term) {
     op *o = calloc(1, sizeof *o);
     if (o == NULL) return;
@@ -528,6 +545,7 @@ static void on_wake(uv_async_t *a) {
         change_now(n, o);
         break;
       case OP_STOP:  /* the next tick closes, once the node is idle */
+        nokv_lease_close(n->lease);
         n->draining = true;
         n->drain_deadline = uv_now(&n->loop) + 2 * n->raft.election_timeout;
         break;
@@ -587,6 +605,12 @@ void nokv_repl_propose(nokv_repl_node *n, struct raft_buffer entry, nokv_repl_cb
 }
 
 void nokv_repl_read_index(nokv_repl_node *n, nokv_repl_cb cb, void *arg) {
+  if (nokv_lease_holds(n->lease)) {
+    atomic_fetch_add_explicit(&n->lease_reads, 1, memory_order_relaxed);
+    nokv_repl_outcome out = {.rc = NOKV_OK, .commit_ts = nokv_last_commit_ts(n->fsm.db)};
+    cb(arg, &out);
+    return;
+  }
   op *o = calloc(1, sizeof *o);
   if (o == NULL) {
     nokv_repl_outcome out = {.rc = NOKV_ENOMEM};
@@ -717,6 +741,7 @@ static int mkdir_p(const char *dir) {
 
 static void free_node(nokv_repl_node *n) {
   nokv_repl_fsm_destroy(&n->fsm);
+  if (n->lease != NULL) nokv_lease_free(n->lease);
   pthread_mutex_destroy(&n->mu);
   pthread_cond_destroy(&n->cv);
   free(n);
@@ -789,9 +814,12 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
     free_node(n);
     return NOKV_EIO;
   }
-  rv = raft_init(&n->raft, &n->io, &n->fsm.fsm, o->id, o->address);
+  n->lease = nokv_lease_new(&n->io, !o->no_read_lease);
+  rv = n->lease != NULL
+           ? raft_init(&n->raft, nokv_lease_io(n->lease), &n->fsm.fsm, o->id, o->address)
+           : RAFT_NOMEM;
   if (rv != 0) {
-    set_err(errbuf, errlen, "raft: %s", raft_errmsg(&n->raft));
+    set_err(errbuf, errlen, "raft: %s", n->lease != NULL ? raft_errmsg(&n->raft) : "no memory");
     raft_uv_close(&n->io);
     nokv_dns_transport_free(n->transport);
     uv_run(&n->loop, UV_RUN_DEFAULT);
@@ -830,6 +858,15 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
   rv = raft_start(&n->raft);
   if (rv != 0) {
     set_err(errbuf, errlen, "start: %s (%s)", raft_strerror(rv), raft_errmsg(&n->raft));
+    abandon(n);
+    return NOKV_EIO;
+  }
+  /* Lease probes go over UDP on the Raft port (lease.h). */
+  const char *udp = bind != NULL ? bind : o->address;
+  rv = nokv_lease_listen(n->lease, &n->loop, &n->raft, udp);
+  if (rv != 0) {
+    set_err(errbuf, errlen, "lease probes on udp %s: %s", udp, uv_strerror(rv));
+    nokv_lease_close(n->lease);
     abandon(n);
     return NOKV_EIO;
   }

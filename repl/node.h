@@ -59,6 +59,10 @@ typedef struct nokv_repl_options {
    * such a snapshot is refused, and the replica stays behind. */
   nokv_repl_fetch_fn fetch;
   void *fetch_ctx;
+  /* Linearizable reads by a barrier each (batched), never by the leader's
+   * lease (lease.h: it assumes bounded clock drift). The node still answers
+   * other leaders' lease probes. */
+  bool no_read_lease;
 } nokv_repl_options;
 
 typedef struct nokv_repl_outcome {
@@ -85,9 +89,11 @@ void nokv_repl_node_stop(nokv_repl_node *n);
  * majority and applied here, or why it was not. */
 void nokv_repl_propose(nokv_repl_node *n, struct raft_buffer entry, nokv_repl_cb cb, void *arg);
 
-/* A linearizable read point: cb runs once every entry committed before the
- * call is applied here, with this node still the leader (a Raft barrier; the
- * reads waiting together share one). Then read the engine at its newest. */
+/* A linearizable read point: cb runs once every write acknowledged before the
+ * call is applied here, with this node still the leader. Then read the engine
+ * at its newest. While the leader's lease holds (lease.h), at once, on the
+ * caller's thread; otherwise through a Raft barrier (the reads waiting
+ * together share one), on the node's. */
 void nokv_repl_read_index(nokv_repl_node *n, nokv_repl_cb cb, void *arg);
 
 typedef enum {
@@ -120,6 +126,9 @@ typedef struct nokv_repl_status {
   int state; /* RAFT_FOLLOWER, RAFT_CANDIDATE, RAFT_LEADER, RAFT_UNAVAILABLE */
   uint64_t term, leader_id, commit_index, applied_index, last_index;
   uint64_t snapshot_index; /* the last snapshot's (the log before it is gone) */
+  int64_t lease_ms;        /* what the read lease has left (0: none) */
+  uint64_t lease_reads, barrier_reads; /* linearizable reads served each way */
+  uint64_t votes_held;     /* vote requests dropped while starting */
   char leader_client_address[NOKV_REPL_ADDR_MAX];
   size_t n_members;
   nokv_repl_member members[NOKV_REPL_MAX_MEMBERS];

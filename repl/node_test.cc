@@ -396,6 +396,74 @@ TEST_F(NodeTest, AddsRemovesAndTransfers) {
   }
 }
 
+// The leader's read lease (lease.h): a read is answered at once, on the
+// caller's thread, while a follower's promise holds; a transfer drops it; with
+// no follower left to answer it lapses within an election timeout, and reads
+// go through the log again.
+TEST_F(NodeTest, LeaseAnswersReadsAtOnceUntilItCannotBeRenewed) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  uint64_t ts = Put(leader, "k", "v").commit_ts;
+  auto status = [&](int i) {
+    nokv_repl_status st{};
+    EXPECT_EQ(nokv_repl_node_status(nodes_[i], &st), NOKV_OK);
+    return st;
+  };
+  ASSERT_TRUE(WaitFor([&] { return status(leader).lease_ms > 0; }));
+  EXPECT_LE(status(leader).lease_ms, 300);  // the election timeout
+  for (int i = 0; i < kNodes; i++) {
+    if (i != leader) EXPECT_EQ(status(i).lease_ms, 0) << i;
+  }
+
+  struct Inline {
+    std::thread::id thread;
+    nokv_repl_outcome out{};
+    std::atomic<bool> done{false};
+    static void Cb(void* arg, const nokv_repl_outcome* o) {
+      auto* r = static_cast<Inline*>(arg);
+      r->thread = std::this_thread::get_id();
+      r->out = *o;
+      r->done = true;
+    }
+  };
+  uint64_t barrier_reads = status(leader).barrier_reads;
+  Inline r;
+  nokv_repl_read_index(nodes_[leader], &Inline::Cb, &r);
+  ASSERT_TRUE(r.done);  // before the call returned
+  EXPECT_EQ(r.thread, std::this_thread::get_id());
+  EXPECT_EQ(r.out.rc, NOKV_OK);
+  EXPECT_GE(r.out.commit_ts, ts);
+  EXPECT_GE(status(leader).lease_reads, 1u);
+  EXPECT_EQ(status(leader).barrier_reads, barrier_reads);
+
+  // A transfer drops the lease as it is asked, whatever its outcome (one the
+  // target does not complete in time is asked again, as in AddsRemovesAndTransfers).
+  int target = (leader + 1) % kNodes;
+  int rc = NOKV_ETIMEDOUT;
+  for (int tries = 0; tries < 10 && rc == NOKV_ETIMEDOUT; tries++) {
+    rc = Change(leader, NOKV_REPL_TRANSFER, target).rc;
+    EXPECT_EQ(status(leader).lease_ms, 0);
+    if (rc == NOKV_REPL_ENOTLEADER && nokv_repl_is_leader(nodes_[target])) rc = NOKV_OK;
+  }
+  ASSERT_EQ(rc, NOKV_OK);
+
+  // The next leader takes one; then its followers stop answering.
+  ASSERT_TRUE(WaitFor([&] { return !nokv_repl_is_leader(nodes_[leader]); }));
+  int next = Leader();
+  ASSERT_EQ(next, target);
+  ASSERT_TRUE(WaitFor([&] { return status(next).lease_ms > 0; }));
+  for (int i = 0; i < kNodes; i++) {
+    if (i != next) Stop(i);
+  }
+  auto stopped = steady_clock::now();
+  ASSERT_TRUE(WaitFor([&] { return status(next).lease_ms == 0; }));
+  EXPECT_LT(steady_clock::now() - stopped, std::chrono::milliseconds(300 + 1000));
+  Waiter w;
+  nokv_repl_read_index(nodes_[next], &Waiter::Cb, &w);
+  EXPECT_EQ(w.Wait().rc, NOKV_REPL_ENOTLEADER);  // no barrier commits; it steps down
+  EXPECT_GT(status(next).barrier_reads, 0u);
+}
+
 // Log compaction: snapshots every 32 entries, keeping 8.
 class SnapshotTest : public NodeTest {
  protected:
