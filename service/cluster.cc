@@ -46,6 +46,9 @@ void FillClusterStatus(const nokv_repl_status& st, nokv::v1::ClusterStatus* out)
   out->set_applied_index(st.applied_index);
   out->set_last_index(st.last_index);
   out->set_snapshot_index(st.snapshot_index);
+  out->set_lease_remaining_ms(static_cast<uint64_t>(st.lease_ms));
+  out->set_lease_reads(st.lease_reads);
+  out->set_barrier_reads(st.barrier_reads);
   for (size_t i = 0; i < st.n_members; i++) {
     nokv::v1::ClusterMember* m = out->add_members();
     m->set_id(st.members[i].id);

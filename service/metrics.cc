@@ -305,11 +305,20 @@ void RenderRaft(nokv_repl_node* node, std::string* out) {
       {"last_index", st.last_index, "Highest log index stored."},
       {"snapshot_index", st.snapshot_index, "Log index of the last snapshot."},
       {"members", st.n_members, "Members of the group's configuration."},
+      {"lease_remaining_ms", static_cast<uint64_t>(st.lease_ms),
+       "On the leader: what its read lease has left (0: reads go through the log)."},
   };
   for (const auto& g : gauges) {
     Append(out, "# HELP nokv_raft_%s %s\n# TYPE nokv_raft_%s gauge\nnokv_raft_%s %llu\n", g.name,
            g.help, g.name, g.name, static_cast<unsigned long long>(g.value));
   }
+  out->append("# HELP nokv_raft_linearizable_reads_total Linearizable reads served here, by the "
+              "leader's lease or by a barrier through the log.\n"
+              "# TYPE nokv_raft_linearizable_reads_total counter\n");
+  Append(out, "nokv_raft_linearizable_reads_total{by=\"lease\"} %llu\n",
+         static_cast<unsigned long long>(st.lease_reads));
+  Append(out, "nokv_raft_linearizable_reads_total{by=\"barrier\"} %llu\n",
+         static_cast<unsigned long long>(st.barrier_reads));
   if (st.state != RAFT_LEADER) return;
   out->append("# HELP nokv_raft_match_index On the leader: the last log index each member holds.\n"
               "# TYPE nokv_raft_match_index gauge\n");

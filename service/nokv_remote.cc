@@ -285,6 +285,12 @@ void PrintCluster(const nokv::v1::ClusterStatus& c) {
               static_cast<unsigned long long>(c.commit_index()),
               static_cast<unsigned long long>(c.applied_index()),
               static_cast<unsigned long long>(c.last_index()));
+  if (c.state() == "leader") {
+    std::printf("reads: lease %s; %llu under it, %llu through the log\n",
+                c.lease_remaining_ms() > 0 ? "held" : "not held",
+                static_cast<unsigned long long>(c.lease_reads()),
+                static_cast<unsigned long long>(c.barrier_reads()));
+  }
   std::printf("members:\n  %-6s %-28s %-8s %s\n", "id", "raft address", "role",
               c.state() == "leader" ? "match index" : "");
   for (const auto& m : c.members()) {

@@ -122,6 +122,10 @@ ABSL_FLAG(bool, forward, true,
           "streams) to the leader; off (and always with TLS): it answers UNAVAILABLE naming "
           "the leader in trailing metadata nokv-leader");
 ABSL_FLAG(uint32_t, heartbeat_ms, 100, "cluster mode: how often a leader sends heartbeats");
+ABSL_FLAG(bool, read_lease, true,
+          "cluster mode: the leader serves linearizable reads under a lease its followers renew "
+          "(UDP on the Raft port; assumes clocks' rates within 1% of each other, see "
+          "docs/replication.md); off: every such read waits for a barrier through the log");
 ABSL_FLAG(uint32_t, snapshot_entries, 65536,
           "cluster mode: take a snapshot (the engine synced; the Raft log before it dropped) "
           "every this many log entries");
@@ -250,6 +254,7 @@ nokv_repl_node* StartNode(nokv_db* db, const std::string& data_dir, const std::s
   o.n_peers = cpeers.size();
   o.election_timeout_ms = absl::GetFlag(FLAGS_election_timeout_ms);
   o.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
+  o.no_read_lease = !absl::GetFlag(FLAGS_read_lease);
   o.snapshot_entries = absl::GetFlag(FLAGS_snapshot_entries);
   o.snapshot_trailing = absl::GetFlag(FLAGS_snapshot_trailing);
   o.fetch = &nokv::service::StateFetcher::Hook;

@@ -424,9 +424,14 @@ TEST_F(ServiceTest, Stats) {
 }
 
 TEST_F(ServiceTest, StatsListsHotKeys) {
-  for (int i = 0; i < 400; i++) Put("written-often", std::to_string(i));
-  for (int i = 0; i < 1600; i++) Get("read-often");
-  for (int i = 0; i < 800; i++) Get("read-less");
+  // Interleaved: the tracker's rates decay with time, so on a loaded machine a
+  // key read only early would fall behind one read only late.
+  for (int i = 0; i < 800; i++) {
+    Get("read-often");
+    Get("read-often");
+    Get("read-less");
+    if (i % 2 == 0) Put("written-often", std::to_string(i));
+  }
   ClientContext ctx;
   StatsResponse resp;
   ASSERT_TRUE(stub_->Stats(&ctx, StatsRequest(), &resp).ok());
