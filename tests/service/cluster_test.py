@@ -224,16 +224,36 @@ class ClusterTest(unittest.TestCase):
 
     def test_c_paused_leader_steps_down(self):
         old = self.cluster.leader()
+        old.stub.Put(kv_pb2.PutRequest(key=b"lease", value=b"before"), timeout=5)
         old.signal(signal.SIGSTOP)
+        # Reads sent to the paused leader wait in its sockets; it wakes up with
+        # them, its read lease long over (docs/replication.md).
+        reads = []
+
+        def read():
+            try:
+                r = old.stub.Get(kv_pb2.GetRequest(key=b"lease"), timeout=20)
+                reads.append(r.value)
+            except grpc.RpcError as e:
+                reads.append(e.code())
+        readers = [threading.Thread(target=read) for _ in range(8)]
+        for t in readers:
+            t.start()
         others = [m for m in self.cluster.nodes if m is not old]
         new = self.cluster.leader(among=others)
         client = Client(self.cluster)
         acked = {}
+        new.stub.Put(kv_pb2.PutRequest(key=b"lease", value=b"after"), timeout=5)
         for i in range(20):
             key = b"p-%d" % i
             acked[key] = new.stub.Put(kv_pb2.PutRequest(key=key, value=b"v" + key),
                                       timeout=5).commit_ts
         old.signal(signal.SIGCONT)
+        for t in readers:
+            t.join()
+        self.assertNotIn(b"before", reads, "a stale read after the write that replaced it")
+        self.assertTrue(all(r == b"after" or r == grpc.StatusCode.UNAVAILABLE for r in reads),
+                        reads)
         # Straight to the old leader, as it wakes up believing it leads: what
         # it acknowledges must be committed by the group, and nothing it
         # accepted alone may be.
