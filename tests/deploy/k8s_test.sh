@@ -81,7 +81,12 @@ grep -q 'maxUnavailable' "$c" && fail "cluster overlay: the budget keeps base's 
 grep -q -- '--peers=1=nokv-0.nokv-headless:7001,2=nokv-1.nokv-headless:7001,3=nokv-2.nokv-headless:7001$' "$c" ||
   fail "cluster overlay: --peers does not name nokv-0..2 at port 7001"
 grep -q -- '- --raft_listen=$(POD_NAME).nokv-headless:7001' "$c" || fail "cluster overlay: no --raft_listen by pod name"
-grep -q 'containerPort: 7001' "$c" || fail "cluster overlay: the pods do not expose the Raft port"
+grep -B1 -A2 'containerPort: 7001' "$c" | grep -q 'protocol: TCP' ||
+  fail "cluster overlay: the pods do not expose the Raft port"
+grep -B3 'targetPort: raft$' "$c" | grep -q 'port: 7001' ||
+  fail "cluster overlay: the headless Service lost the Raft port"
+grep -B2 -A2 'containerPort: 7001' "$c" | grep -q 'protocol: UDP' ||
+  fail "cluster overlay: the pods do not expose the Raft port over UDP (read lease probes)"
 [ "$failures" -eq 0 ] && echo "cluster overlay: 3 pods in parallel, minAvailable 2, peers nokv-0..2:7001"
 
 # The server accepts the flags each overlay gives it (absl parses every
