@@ -1,6 +1,8 @@
 #include "service/forward.h"
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <optional>
 #include <utility>
 
@@ -57,9 +59,62 @@ void Forwarder::Release() {
   if (--calls_ == 0) idle_.notify_all();
 }
 
+// What the forwarder's reaper sees of a pipe.
+class PipeBase {
+ public:
+  virtual ~PipeBase() = default;
+  // Cancels the client's call if a write to it has waited since before
+  // `since`. REQUIRES: the forwarder's pipes_mu_ held (the pipe cannot go).
+  virtual void CancelIfStalled(std::chrono::steady_clock::time_point since) = 0;
+};
+
+Forwarder::Forwarder(uint32_t stall_ms) : stall_ms_(stall_ms) {
+  if (stall_ms_ != 0) reaper_ = std::thread([this] { ReapStalled(); });
+}
+
 Forwarder::~Forwarder() {
+  {
+    std::lock_guard<std::mutex> l(pipes_mu_);
+    stopping_ = true;
+    pipes_cv_.notify_all();
+  }
+  if (reaper_.joinable()) reaper_.join();
   std::unique_lock<std::mutex> l(mu_);
   idle_.wait(l, [this] { return calls_ == 0; });
+}
+
+void Forwarder::Opened(PipeBase* p) {
+  std::lock_guard<std::mutex> l(pipes_mu_);
+  pipes_.insert(p);
+  pipes_cv_.notify_all();  // the reaper sleeps while there is nothing to watch
+}
+
+void Forwarder::Closed(PipeBase* p) {
+  std::lock_guard<std::mutex> l(pipes_mu_);
+  pipes_.erase(p);
+}
+
+size_t Forwarder::open_pipes() {
+  std::lock_guard<std::mutex> l(pipes_mu_);
+  return pipes_.size();
+}
+
+// A client that stops taking a piped stream's messages holds the pipe (and, by
+// flow control, the leader's stream, which the leader ends at its own idle
+// timeout): it is cancelled once a message has waited stall_ms_.
+void Forwarder::ReapStalled() {
+  const auto stall = std::chrono::milliseconds(stall_ms_);
+  const auto period = std::chrono::milliseconds(std::clamp<uint32_t>(stall_ms_ / 4, 5, 250));
+  std::unique_lock<std::mutex> l(pipes_mu_);
+  while (!stopping_) {
+    if (pipes_.empty()) {
+      pipes_cv_.wait(l);
+      continue;
+    }
+    pipes_cv_.wait_for(l, period);
+    auto since = std::chrono::steady_clock::now() - stall;
+    for (PipeBase* p : pipes_) p->CancelIfStalled(since);
+  }
 }
 
 void Forwarder::Call(const std::string& addr, grpc::CallbackServerContext* in,
@@ -79,7 +134,7 @@ namespace {
 // reactions too, so the subclass holds that call open (AddHold) until it will
 // start no more (Close). Deleted once both calls are done.
 template <typename Down, typename Response>
-class Pipe : public Down {
+class Pipe : public Down, public PipeBase {
  public:
   void OnWriteDone(bool ok) override {
     std::lock_guard<std::mutex> l(mu_);
@@ -97,8 +152,22 @@ class Pipe : public Down {
   void OnDone() override { Unref(); }
 
  protected:
-  Pipe(grpc::CallbackServerContext* in, std::shared_ptr<grpc::ClientContext> ctx)
-      : in_(in), ctx_(std::move(ctx)) {}
+  Pipe(Forwarder* forwarder, grpc::CallbackServerContext* in,
+       std::shared_ptr<grpc::ClientContext> ctx)
+      : forwarder_(forwarder), in_(in), ctx_(std::move(ctx)) {
+    forwarder_->Opened(this);
+  }
+  ~Pipe() override { forwarder_->Closed(this); }
+
+  void CancelIfStalled(std::chrono::steady_clock::time_point since) override {
+    std::lock_guard<std::mutex> l(mu_);
+    // While a write is pending the client's call is not finished (Finish
+    // waits for it): in_ is alive.
+    if (writing_ && !cancelled_ && write_started_ < since) {
+      cancelled_ = true;
+      in_->TryCancel();  // the write fails; OnWriteDone finishes the call
+    }
+  }
 
   // Asks the leader's call for its next response. REQUIRES: mu_ held.
   virtual void ReadUpstream() = 0;
@@ -120,6 +189,7 @@ class Pipe : public Down {
       return;
     }
     writing_ = true;
+    write_started_ = std::chrono::steady_clock::now();
     this->StartWrite(&resp_);
   }
 
@@ -146,10 +216,13 @@ class Pipe : public Down {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
+  Forwarder* const forwarder_;
   grpc::CallbackServerContext* const in_;
   const std::shared_ptr<grpc::ClientContext> ctx_;
   std::mutex mu_;
   bool writing_ = false;  // a response is being written to the client
+  std::chrono::steady_clock::time_point write_started_;  // of that write
+  bool cancelled_ = false;  // for a stalled client
   bool closed_ = false;   // the hold on the leader's call is released
   std::optional<grpc::Status> final_;
   Response resp_;
@@ -158,9 +231,9 @@ class Pipe : public Down {
 
 class TxnPipe final : public Pipe<grpc::ServerBidiReactor<TxnRequest, TxnResponse>, TxnResponse> {
  public:
-  TxnPipe(grpc::CallbackServerContext* in, std::shared_ptr<grpc::ClientContext> ctx,
-          nokv::v1::KV::Stub* stub)
-      : Pipe(in, std::move(ctx)), up_(this) {
+  TxnPipe(Forwarder* forwarder, grpc::CallbackServerContext* in,
+          std::shared_ptr<grpc::ClientContext> ctx, nokv::v1::KV::Stub* stub)
+      : Pipe(forwarder, in, std::move(ctx)), up_(this) {
     std::lock_guard<std::mutex> l(mu_);
     stub->async()->Txn(ctx_.get(), &up_);
     up_.AddHold();
@@ -204,9 +277,10 @@ class TxnPipe final : public Pipe<grpc::ServerBidiReactor<TxnRequest, TxnRespons
 
 class ScanPipe final : public Pipe<grpc::ServerWriteReactor<grpc::ByteBuffer>, grpc::ByteBuffer> {
  public:
-  ScanPipe(grpc::CallbackServerContext* in, std::shared_ptr<grpc::ClientContext> ctx,
-           grpc::GenericStub* stub, const grpc::ByteBuffer& request)
-      : Pipe(in, std::move(ctx)), req_(request), up_(this) {
+  ScanPipe(Forwarder* forwarder, grpc::CallbackServerContext* in,
+           std::shared_ptr<grpc::ClientContext> ctx, grpc::GenericStub* stub,
+           const grpc::ByteBuffer& request)
+      : Pipe(forwarder, in, std::move(ctx)), req_(request), up_(this) {
     std::lock_guard<std::mutex> l(mu_);
     // One request, then chunks: a server-streaming call is a stream like any
     // other on the wire.
@@ -239,13 +313,13 @@ class ScanPipe final : public Pipe<grpc::ServerWriteReactor<grpc::ByteBuffer>, g
 
 grpc::ServerBidiReactor<TxnRequest, TxnResponse>* Forwarder::Txn(
     const std::string& addr, grpc::CallbackServerContext* in) {
-  return new TxnPipe(in, ContextFor(in), PeerFor(addr)->stub.get());
+  return new TxnPipe(this, in, ContextFor(in), PeerFor(addr)->stub.get());
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* Forwarder::Scan(const std::string& addr,
                                                            grpc::CallbackServerContext* in,
                                                            const grpc::ByteBuffer& request) {
-  return new ScanPipe(in, ContextFor(in), PeerFor(addr)->generic.get(), request);
+  return new ScanPipe(this, in, ContextFor(in), PeerFor(addr)->generic.get(), request);
 }
 
 }  // namespace nokv::service

@@ -8,11 +8,14 @@
 #define NOKV_SERVICE_FORWARD_H
 
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
@@ -23,13 +26,20 @@ namespace nokv::service {
 
 inline constexpr char kForwardedHeader[] = "nokv-forwarded";
 
+class PipeBase;
+
 class Forwarder {
  public:
-  Forwarder() = default;
+  // stall_ms: a piped stream whose client has not taken a message for this
+  // long is cancelled (as the server cancels its own streams' stalled
+  // clients); 0: never.
+  explicit Forwarder(uint32_t stall_ms = 0);
   // Waits until every forwarded call has let go of its context: the last
   // reference to a channel must not be dropped in one of gRPC's callback
   // threads (releasing the callback queue there freed it twice, under ASan).
   ~Forwarder();
+  Forwarder(const Forwarder&) = delete;
+  Forwarder& operator=(const Forwarder&) = delete;
 
   using Async = nokv::v1::KV::StubInterface::async_interface;
   // Starts the call on the leader's stub: (async stub, client context, done).
@@ -66,6 +76,12 @@ class Forwarder {
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Scan(const std::string& addr,
                                                   grpc::CallbackServerContext* in,
                                                   const grpc::ByteBuffer& request);
+  // Piped streams not yet over.
+  size_t open_pipes();
+
+  // A pipe comes and goes (forward.cc).
+  void Opened(PipeBase* p);
+  void Closed(PipeBase* p);
 
  private:
   struct Peer {
@@ -84,6 +100,15 @@ class Forwarder {
   size_t calls_ = 0;  // forwarded calls whose contexts are alive (under mu_)
   // A forwarded call's context is gone (ContextFor's deleter).
   void Release();
+  // Cancels pipes whose client stalled, every quarter of stall_ms_.
+  void ReapStalled();
+
+  const uint32_t stall_ms_;
+  std::mutex pipes_mu_;  // before a pipe's own
+  std::condition_variable pipes_cv_;
+  std::set<PipeBase*> pipes_;
+  bool stopping_ = false;  // under pipes_mu_
+  std::thread reaper_;
 };
 
 }  // namespace nokv::service

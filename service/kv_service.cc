@@ -102,7 +102,8 @@ KvService::KvService(nokv_db* db, ServiceOptions options)
     : db_(db),
       options_(std::move(options)),
       workers_(std::max(1, options_.stream_workers)),
-      watches_(db, options_.watch) {
+      watches_(db, options_.watch),
+      forwarder_(options_.scan_idle_timeout_ms) {
   reaper_ = std::thread([this] { ReapStreams(); });
 }
 

@@ -27,7 +27,9 @@ using namespace nokv::v1;
 class StreamPipe final
     : public KV::WithCallbackMethod_Txn<KV::WithRawCallbackMethod_Scan<KV::Service>> {
  public:
-  explicit StreamPipe(std::string target) : target_(std::move(target)) {}
+  // stall_ms: as a server's scan_idle_timeout_ms (Forwarder).
+  StreamPipe(std::string target, uint32_t stall_ms)
+      : target_(std::move(target)), forwarder_(stall_ms) {}
   grpc::ServerBidiReactor<TxnRequest, TxnResponse>* Txn(grpc::CallbackServerContext* ctx) override {
     return forwarder_.Txn(target_, ctx);
   }
@@ -35,6 +37,7 @@ class StreamPipe final
                                                   const grpc::ByteBuffer* req) override {
     return forwarder_.Scan(target_, ctx, *req);
   }
+  size_t open_pipes() { return forwarder_.open_pipes(); }
 
  private:
   const std::string target_;
@@ -68,7 +71,10 @@ class ServiceTest : public ::testing::Test {
     ASSERT_NE(server_, nullptr);
     stub_ = KV::NewStub(Channel(channel_creds_));
     if (pipe_streams_) {
-      pipe_ = std::make_unique<StreamPipe>("127.0.0.1:" + std::to_string(port_));
+      // Twice the server's: the tests see the server end a stalled stream
+      // first, then the pipe let go of its client too.
+      pipe_ = std::make_unique<StreamPipe>("127.0.0.1:" + std::to_string(port_),
+                                           2 * config.service.scan_idle_timeout_ms);
       grpc::ServerBuilder b;
       int pipe_port = 0;
       b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &pipe_port);

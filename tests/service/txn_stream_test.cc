@@ -408,6 +408,8 @@ TEST_P(TxnStreamTest, IdleTransactionIsRolledBackWithDeadlineExceeded) {
 // A client that stops reading a scan stalls its stream (flow control) and is
 // idle too: the reaper ends the stream while a response is still in flight.
 TEST_P(TxnStreamTest, ClientThatStopsReadingAScanIsRolledBackWhenIdle) {
+  Stop();  // a pipe cancels a client that took nothing for this long
+  Start(256 << 20, 4096, [](nokv::service::ServiceOptions* o) { o->scan_idle_timeout_ms = 300; });
   nokv_batch* b;
   ASSERT_EQ(nokv_batch_new(&b), NOKV_OK);
   std::string v(1000, 'v');
@@ -432,6 +434,14 @@ TEST_P(TxnStreamTest, ClientThatStopsReadingAScanIsRolledBackWhenIdle) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polling interval
   }
   ASSERT_EQ(nokv_test::Stats(db_).txns_active, 0u);
+  if (GetParam()) {
+    // The pipe cancels its stalled client too, though the client still takes
+    // nothing.
+    while (pipe_->open_pipes() > 0 && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polling interval
+    }
+    EXPECT_EQ(pipe_->open_pipes(), 0u);
+  }
   size_t chunks = 1;
   bool done = false;
   TxnResponse resp;
