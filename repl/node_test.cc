@@ -299,6 +299,29 @@ TEST_F(NodeTest, ConcurrentProposalsAreEachAnsweredAndAppliedEverywhere) {
   ASSERT_EQ(nokv_repl_node_status(nodes_[leader], &after), NOKV_OK);
   printf("%d proposals in %llu log entries\n", kThreads * kEach,
          (unsigned long long)(after.last_index - before.last_index));
+
+  // The same on a follower: proposals gathered together are refused together,
+  // each answered, none applied anywhere.
+  int follower = (leader + 1) % kNodes;
+  std::atomic<int> refused{0};
+  threads.clear();
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; i++) {
+        nokv_repl_outcome o = Put(follower, "f" + std::to_string(t * kEach + i), "v");
+        if (o.rc == NOKV_REPL_ENOTLEADER) refused++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(refused.load(), kThreads * kEach);
+  uint64_t fence = Put(leader, "fence", "v").commit_ts;
+  for (int i = 0; i < kNodes; i++) {
+    ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[i]) >= fence; })) << i;
+    for (int k = 0; k < kThreads * kEach; k += 37) {
+      EXPECT_FALSE(nokv_test::Get(dbs_[i], "f" + std::to_string(k)).has_value()) << i << " " << k;
+    }
+  }
 }
 
 TEST_F(NodeTest, StoppingAnswersWhatIsPending) {

@@ -270,6 +270,35 @@ class ClusterTest(unittest.TestCase):
         del client
         self.assert_everywhere(acked)
 
+    def test_c_txn_commit_of_unknown_outcome(self):
+        """A transaction whose commit was proposed by a leader that then lost its
+        majority is answered UNKNOWN (never "rolled back"), and a read settles
+        it: the entry committed later or never, whole either way."""
+        leader = self.cluster.leader()
+        others = [m for m in self.cluster.nodes if m is not leader]
+        txn = Txn(leader.stub, timeout=20)
+        try:
+            txn.put(b"unknown-a", b"1")
+            txn.put(b"unknown-b", b"1")
+            for m in others:  # the leader can no longer commit anything
+                m.signal(signal.SIGSTOP)
+            with self.assertRaises(grpc.RpcError) as raised:
+                txn.commit()
+        finally:
+            for m in others:
+                m.signal(signal.SIGCONT)
+            txn.close()
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.UNKNOWN,
+                         raised.exception.details())
+        self.assertIn("may or may not have been committed", raised.exception.details())
+        self.cluster.leader()
+        client = Client(self.cluster)
+        a = client.call("Get", kv_pb2.GetRequest(key=b"unknown-a"))
+        b = client.call("Get", kv_pb2.GetRequest(key=b"unknown-b"))
+        self.assertEqual(a.found, b.found)  # all of it or nothing
+        if a.found:
+            self.assertEqual(a.commit_ts, b.commit_ts)
+
     def test_d_rolling_restart_under_load(self):
         self.cluster.leader()
         writers = Writers(self.cluster)
