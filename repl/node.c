@@ -857,7 +857,8 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
   }
   rv = raft_start(&n->raft);
   if (rv != 0) {
-    set_err(errbuf, errlen, "start: %s (%s)", raft_strerror(rv), raft_errmsg(&n->raft));
+    set_err(errbuf, errlen, "start: %s (%s%s%s)", raft_strerror(rv), raft_errmsg(&n->raft),
+            n->io.errmsg[0] != '\0' ? "; " : "", n->io.errmsg);
     abandon(n);
     return NOKV_EIO;
   }

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,20 +40,26 @@ using nokv_test::GetAt;
 using nokv_test::TempDir;
 using std::chrono::steady_clock;
 
-// A TCP port on loopback nobody listens on now.
+// A port on loopback free for TCP and UDP now (a node's Raft port carries
+// both), drawn below Linux's ephemeral range, which outgoing connections take
+// their ports from.
 int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(fd);
-    return -1;
+  static std::mt19937 rng(std::random_device{}());
+  for (int tries = 0; tries < 1000; tries++) {
+    int port = 20000 + static_cast<int>(rng() % 12000);
+    bool free = true;
+    for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+      int fd = socket(AF_INET, type, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(static_cast<uint16_t>(port));
+      free = free && bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+      close(fd);
+    }
+    if (free) return port;
   }
-  close(fd);
-  return ntohs(a.sin_port);
+  return -1;
 }
 
 // Polls cond (a replica's state, which its own thread moves) until it holds

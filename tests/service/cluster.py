@@ -7,11 +7,11 @@ Client(cluster) calls any node and retries what a failover makes fail.
 """
 
 import os
-import sys
 import random
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -21,9 +21,19 @@ from nokv.v1 import kv_pb2, kv_pb2_grpc
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on loopback for TCP and UDP (a node's Raft port carries
+    both), drawn below Linux's ephemeral range: a port the kernel handed out
+    could be taken by an outgoing connection before the server binds it."""
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20000, 32000)
+        try:
+            with socket.socket() as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                t.bind(("127.0.0.1", port))
+                u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
 
 
 def wait_until(cond, timeout=30.0, what="condition"):
