@@ -87,6 +87,20 @@ class Node:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def stopped(self):
+        """Whether every thread of the process has stopped (SIGSTOP takes
+        effect thread by thread, after kill() returns)."""
+        try:
+            tasks = os.listdir("/proc/%d/task" % self.proc.pid)
+            for t in tasks:
+                with open("/proc/%d/task/%s/stat" % (self.proc.pid, t)) as f:
+                    # The state follows the command name, which is in parentheses.
+                    if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                        return False
+            return True
+        except OSError:
+            return False
+
     def signal(self, sig):
         self.proc.send_signal(sig)
 

@@ -287,6 +287,8 @@ class ClusterTest(unittest.TestCase):
             txn.put(b"unknown-b", b"1")
             for m in others:  # the leader can no longer commit anything
                 m.signal(signal.SIGSTOP)
+            for m in others:
+                wait_until(m.stopped, what="node %d to stop" % m.id)
             with self.assertRaises(grpc.RpcError) as raised:
                 txn.commit()
         finally:
