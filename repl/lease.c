@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "repl/transport.h"
+
 #define MAGIC "NKLS"
 #define VERSION 1
 /* Rounds whose send time is kept: a promise answering an older round is
@@ -279,13 +281,9 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
  * resolver, afresh every RESOLVE_US. */
 static void resolve(nokv_lease *l, peer *p) {
   if (p->resolving || (p->resolved && mono_us() - p->resolved_us < RESOLVE_US)) return;
-  char host[256];
-  const char *colon = strrchr(p->address, ':');
-  if (colon == NULL || (size_t)(colon - p->address) >= sizeof host) return;
-  memcpy(host, p->address, (size_t)(colon - p->address));
-  host[colon - p->address] = '\0';
-  int port = atoi(colon + 1);
-  if (uv_ip4_addr(host, port, &p->sa) == 0) {
+  char host[256], port[8];
+  if (!nokv_split_address(p->address, host, sizeof host, port, sizeof port)) return;
+  if (uv_ip4_addr(host, atoi(port), &p->sa) == 0) {
     p->resolved = true;
     p->resolved_us = UINT64_MAX / 2; /* a literal: never again */
     return;
@@ -297,7 +295,7 @@ static void resolve(nokv_lease *l, peer *p) {
   snprintf(q->address, sizeof q->address, "%s", p->address);
   q->gai.data = q;
   struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM};
-  if (uv_getaddrinfo(l->loop, &q->gai, on_resolved, host, colon + 1, &hints) != 0) {
+  if (uv_getaddrinfo(l->loop, &q->gai, on_resolved, host, port, &hints) != 0) {
     free(q);
     return;
   }
@@ -356,13 +354,10 @@ void nokv_lease_tick(nokv_lease *l) {
 }
 
 int nokv_lease_listen(nokv_lease *l, uv_loop_t *loop, struct raft *r, const char *address) {
-  char host[64];
-  const char *colon = strrchr(address, ':');
-  if (colon == NULL || (size_t)(colon - address) >= sizeof host) return UV_EINVAL;
-  memcpy(host, address, (size_t)(colon - address));
-  host[colon - address] = '\0';
+  char host[64], port[8];
+  if (!nokv_split_address(address, host, sizeof host, port, sizeof port)) return UV_EINVAL;
   struct sockaddr_in sa;
-  int rv = uv_ip4_addr(host, atoi(colon + 1), &sa);
+  int rv = uv_ip4_addr(host, atoi(port), &sa);
   if (rv != 0) return rv;
   l->loop = loop;
   l->r = r;

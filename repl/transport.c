@@ -34,8 +34,7 @@ typedef struct lookup {
   char port[8];
 } lookup;
 
-/* host:port split in place into buf; false if malformed. */
-static bool split(const char *address, char *host, size_t hlen, char *port, size_t plen) {
+bool nokv_split_address(const char *address, char *host, size_t hlen, char *port, size_t plen) {
   const char *colon = strrchr(address, ':');
   if (colon == NULL || colon == address || (size_t)(colon - address) >= hlen ||
       strlen(colon + 1) >= plen || colon[1] == '\0') {
@@ -50,7 +49,7 @@ static bool split(const char *address, char *host, size_t hlen, char *port, size
 bool nokv_is_ipv4_address(const char *address) {
   char host[256], port[8];
   struct in_addr a;
-  return split(address, host, sizeof host, port, sizeof port) && inet_pton(AF_INET, host, &a) == 1;
+  return nokv_split_address(address, host, sizeof host, port, sizeof port) && inet_pton(AF_INET, host, &a) == 1;
 }
 
 /* Raft messages go out as written: with Nagle's algorithm a large append
@@ -129,7 +128,7 @@ static int t_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, r
   char host[256];
   lookup *l = calloc(1, sizeof *l);
   if (l == NULL) return RAFT_NOMEM;
-  if (!split(address, host, sizeof host, l->port, sizeof l->port)) {
+  if (!nokv_split_address(address, host, sizeof host, l->port, sizeof l->port)) {
     free(l);
     return RAFT_NOCONNECTION;
   }

@@ -26,6 +26,10 @@ int nokv_dns_transport_set_bind_address(nokv_dns_transport *d, const char *addre
 /* Frees it, once libraft closed it (raft_close's callback). */
 void nokv_dns_transport_free(nokv_dns_transport *d);
 
+/* address (host:port) split into host and port; false if malformed or either
+ * part does not fit. */
+bool nokv_split_address(const char *address, char *host, size_t hlen, char *port, size_t plen);
+
 /* Whether address (host:port) has an IPv4 literal for host. */
 bool nokv_is_ipv4_address(const char *address);
 
