@@ -115,11 +115,20 @@ class NodeTest : public ::testing::Test {
 
   // join: start with no peers, to be added to the running group.
   void Start(int i, bool join = false) {
+    char err[256] = "";
+    ASSERT_EQ(TryStart(i, join, err, sizeof err), NOKV_OK) << err;
+  }
+  // Opens replica i's engine and starts its node; the node's answer. On
+  // failure the engine stays open (Stop closes it).
+  int TryStart(int i, bool join, char* err, size_t errlen) {
     nokv_options o;
     nokv_options_init(&o);
     o.value_threshold = 64;
-    ASSERT_EQ(nokv_open((dirs_[i].path() + "/db").c_str(), &o, &dbs_[i]), NOKV_OK)
-        << nokv_errmsg();
+    int rc = nokv_open((dirs_[i].path() + "/db").c_str(), &o, &dbs_[i]);
+    if (rc != NOKV_OK) {
+      snprintf(err, errlen, "%s", nokv_errmsg());
+      return rc;
+    }
     nokv_repl_options ro = {};
     ro.id = i + 1;
     ro.address = addrs_[i].c_str();
@@ -134,8 +143,7 @@ class NodeTest : public ::testing::Test {
     ro.snapshot_trailing = snapshot_trailing_;
     ro.fetch = &NodeTest::Fetch;
     ro.fetch_ctx = this;
-    char err[256] = "";
-    ASSERT_EQ(nokv_repl_node_start(dbs_[i], &ro, &nodes_[i], err, sizeof err), NOKV_OK) << err;
+    return nokv_repl_node_start(dbs_[i], &ro, &nodes_[i], err, errlen);
   }
   void Stop(int i) {
     if (nodes_[i] != nullptr) nokv_repl_node_stop(nodes_[i]);
@@ -494,6 +502,25 @@ TEST_F(NodeTest, LeaseAnswersReadsAtOnceUntilItCannotBeRenewed) {
   EXPECT_GT(status(next).barrier_reads, 0u);
 }
 
+// A node that cannot listen for lease probes (its Raft port taken for UDP)
+// does not start, says why, and leaves nothing running.
+TEST_F(NodeTest, StartFailsPlainlyWhenTheLeasePortIsTaken) {
+  int port = std::stoi(addrs_[3].substr(addrs_[3].rfind(':') + 1));
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  char err[256] = "";
+  EXPECT_EQ(TryStart(3, /*join=*/true, err, sizeof err), NOKV_EIO);
+  EXPECT_EQ(nodes_[3], nullptr);
+  EXPECT_NE(std::string(err).find("lease probes on udp " + addrs_[3]), std::string::npos) << err;
+  close(fd);
+  Stop(3);  // the engine only
+  Start(3, /*join=*/true);  // the port free again: it starts
+}
+
 // Log compaction: snapshots every 32 entries, keeping 8.
 class SnapshotTest : public NodeTest {
  protected:
@@ -584,6 +611,11 @@ TEST_F(HostNameTest, ReplicatesBetweenNamedPeers) {
   for (int i = 0; i < kNodes; i++) {
     ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[i]) >= o.commit_ts; })) << i;
   }
+  // The lease's probes find the followers by name too.
+  ASSERT_TRUE(WaitFor([&] {
+    nokv_repl_status st{};
+    return nokv_repl_node_status(nodes_[leader], &st) == NOKV_OK && st.lease_ms > 0;
+  }));
   // A peer down, then back: found again by name.
   int other = (leader + 1) % kNodes;
   Stop(other);
