@@ -61,6 +61,8 @@ struct nokv_repl_node {
   bool draining;            /* stop asked: closing once nothing is in flight */
   uint64_t drain_deadline;  /* uv_now() past which it closes regardless */
   size_t applies;           /* proposals libraft holds */
+  op *held, *held_tail;     /* proposals waiting for room in the pipeline */
+  size_t in_flight_max;     /* entries proposed and not yet applied, at most */
   size_t changes;           /* membership changes libraft holds */
   bool handles; /* wake and tick are initialized */
   op stop;      /* queued by nokv_repl_node_stop */
@@ -117,6 +119,7 @@ static void on_applied(struct raft_apply *req, int status, void *result) {
   op *o = req->data;
   nokv_repl_node *n = o->node;
   n->applies--;
+  if (n->held != NULL) uv_async_send(&n->wake);
   if (status == 0 || result != NULL) {
     answer(o, nokv_repl_result_rc(result), nokv_repl_ts(nokv_repl_result_n(result)),
            nokv_repl_result_failed(result));
@@ -163,6 +166,7 @@ static void on_multi_applied(struct raft_apply *req, int status, void *result) {
   nokv_repl_node *n = m->node;
   const nokv_repl_fsm *f = &n->fsm;
   n->applies--;
+  if (n->held != NULL) uv_async_send(&n->wake);
   bool applied = status == 0 || result != NULL;
   int rc = applied ? nokv_repl_result_rc(result) : 0;
   /* Applied here: each command's outcome is the state machine's, kept until
@@ -227,12 +231,29 @@ static void gathered_flush(nokv_repl_node *n, gathered *g) {
   g->n = g->bytes = 0;
 }
 
-static void gathered_add(nokv_repl_node *n, gathered *g, op *o) {
-  if (g->n == NOKV_REPL_MULTI_MAX || (g->n > 0 && g->bytes + o->entry.len > MULTI_BYTES)) {
-    gathered_flush(n, g);
+static bool gathered_fits(const gathered *g, const op *o) {
+  return g->n < NOKV_REPL_MULTI_MAX && (g->n == 0 || g->bytes + o->entry.len <= MULTI_BYTES);
+}
+
+/* Proposes the held proposals, in arrival order, gathered into entries, while
+ * fewer than in_flight_max entries are in flight; every one of them at once
+ * (to be answered) if none can be proposed now. Holding proposals back while
+ * the log's pipeline is full makes the entries bigger as the load grows: one
+ * append, one fsync and one message per follower for all a batch holds. */
+static void propose_held(nokv_repl_node *n) {
+  bool refused = cannot_propose(n) != NOKV_OK;
+  while (n->held != NULL && (refused || n->applies < n->in_flight_max)) {
+    gathered g = {.n = 0};
+    while (n->held != NULL && gathered_fits(&g, n->held)) {
+      op *o = n->held;
+      n->held = o->next;
+      o->next = NULL;
+      g.ops[g.n++] = o;
+      g.bytes += o->entry.len;
+    }
+    if (n->held == NULL) n->held_tail = NULL;
+    gathered_flush(n, &g);
   }
-  g->ops[g->n++] = o;
-  g->bytes += o->entry.len;
 }
 
 /* ---- linearizable reads: one barrier for every read waiting ---- */
@@ -473,6 +494,8 @@ static void begin_close(nokv_repl_node *n) {
   nokv_lease_close(n->lease);
   answer_all(n->reads_waiting, NOKV_REPL_ESTOPPED);
   n->reads_waiting = NULL;
+  answer_all(n->held, NOKV_REPL_ESTOPPED);
+  n->held = n->held_tail = NULL;
   uv_timer_stop(&n->tick);
   raft_close(&n->raft, on_raft_closed);
 }
@@ -515,20 +538,18 @@ static void on_wake(uv_async_t *a) {
   op *list = n->head;
   n->head = n->tail = NULL;
   pthread_mutex_unlock(&n->mu);
-  /* Proposals that arrived together go into the log together: one entry, one
-   * append and one message per follower for all of them. */
-  gathered g = {.n = 0};
   while (list != NULL) {
     op *o = list;
     list = o->next;
     o->next = NULL;
-    if (o->kind == OP_PROPOSE) {
-      gathered_add(n, &g, o);
-      continue;
-    }
-    gathered_flush(n, &g);
     switch (o->kind) {
-      case OP_PROPOSE:  /* gathered above */
+      case OP_PROPOSE:  /* proposed below, with those held before it */
+        if (n->held_tail != NULL) {
+          n->held_tail->next = o;
+        } else {
+          n->held = o;
+        }
+        n->held_tail = o;
         break;
       case OP_READ:
         o->next = n->reads_waiting;
@@ -551,7 +572,7 @@ static void on_wake(uv_async_t *a) {
         break;
     }
   }
-  gathered_flush(n, &g);
+  propose_held(n);
   start_barrier(n);
 }
 
@@ -839,6 +860,7 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
   raft_set_snapshot_threshold(&n->raft, o->snapshot_entries ? o->snapshot_entries : 65536);
   raft_set_snapshot_trailing(&n->raft, o->snapshot_trailing ? o->snapshot_trailing : 8192);
   n->tick_ms = (o->heartbeat_ms ? o->heartbeat_ms : 100) / 2;
+  n->in_flight_max = o->entries_in_flight ? o->entries_in_flight : 4;
   if (n->tick_ms == 0) n->tick_ms = 1;
   if (o->n_peers > 0) {
     struct raft_configuration conf;

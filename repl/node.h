@@ -63,6 +63,11 @@ typedef struct nokv_repl_options {
    * lease (lease.h: it assumes bounded clock drift). The node still answers
    * other leaders' lease probes. */
   bool no_read_lease;
+  /* Entries proposed and not yet applied, at most (0: 4). Proposals that
+   * arrive while the pipeline is full wait, and then go into the log
+   * together: under load entries grow instead of multiplying (one append,
+   * one fsync, one message per follower for each). */
+  unsigned entries_in_flight;
 } nokv_repl_options;
 
 typedef struct nokv_repl_outcome {

@@ -141,6 +141,7 @@ class NodeTest : public ::testing::Test {
     ro.heartbeat_ms = 30;
     ro.snapshot_entries = snapshot_entries_;
     ro.snapshot_trailing = snapshot_trailing_;
+    ro.entries_in_flight = entries_in_flight_;
     ro.fetch = &NodeTest::Fetch;
     ro.fetch_ctx = this;
     return nokv_repl_node_start(dbs_[i], &ro, &nodes_[i], err, errlen);
@@ -206,6 +207,7 @@ class NodeTest : public ::testing::Test {
   }
 
   unsigned snapshot_entries_ = 0, snapshot_trailing_ = 0;  // 0: the node's defaults
+  unsigned entries_in_flight_ = 0;
   bool host_names_ = false;  // peers by name (localhost), not IPv4 literals
   std::mutex fetch_mu_;
   std::vector<nokv_repl_snapshot_info> fetches_;
@@ -386,8 +388,9 @@ TEST_F(NodeTest, StopsWhileItCannotCommit) {
   }
   Stop(leader);
   for (auto& w : ws) {
-    int rc = w->Wait().rc;
-    EXPECT_TRUE(rc == NOKV_REPL_EUNKNOWN || rc == NOKV_REPL_ENOTLEADER) << rc;
+    int rc = w->Wait().rc;  // ESTOPPED: still waiting to be proposed
+    EXPECT_TRUE(rc == NOKV_REPL_EUNKNOWN || rc == NOKV_REPL_ENOTLEADER ||
+                rc == NOKV_REPL_ESTOPPED) << rc;
   }
 }
 TEST_F(NodeTest, AddsRemovesAndTransfers) {
@@ -522,6 +525,109 @@ TEST_F(NodeTest, StartFailsPlainlyWhenTheLeasePortIsTaken) {
 }
 
 // Log compaction: snapshots every 32 entries, keeping 8.
+// One entry in flight at a time: what arrives meanwhile waits, and goes into
+// the next entry with everything else that waits.
+class OneEntryInFlightTest : public NodeTest {
+ protected:
+  void SetUp() override {
+    entries_in_flight_ = 1;
+    NodeTest::SetUp();
+  }
+  // Proposes n puts keyed prefix+i at once, without waiting for any.
+  std::vector<std::unique_ptr<Waiter>> ProposeMany(int i, const std::string& prefix, int n) {
+    std::vector<std::unique_ptr<Waiter>> ws;
+    for (int k = 0; k < n; k++) {
+      ws.push_back(std::make_unique<Waiter>());
+      nokv_batch* b;
+      EXPECT_EQ(nokv_batch_new(&b), NOKV_OK);
+      std::string key = prefix + std::to_string(k);
+      nokv_batch_put(b, key.data(), key.size(), "v", 1);
+      raft_buffer e;
+      EXPECT_EQ(nokv_repl_entry(b, &e), NOKV_OK);
+      nokv_batch_free(b);
+      nokv_repl_propose(nodes_[i], e, &Waiter::Cb, ws.back().get());
+    }
+    return ws;
+  }
+};
+
+TEST_F(OneEntryInFlightTest, ProposalsThatWaitGoTogetherInArrivalOrder) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  nokv_repl_status before, after;
+  ASSERT_EQ(nokv_repl_node_status(nodes_[leader], &before), NOKV_OK);
+  constexpr int kN = 600;  // more than one entry may carry (NOKV_REPL_MULTI_MAX)
+  auto ws = ProposeMany(leader, "h", kN);
+  uint64_t prev = 0;
+  for (int k = 0; k < kN; k++) {
+    nokv_repl_outcome o = ws[k]->Wait();
+    ASSERT_EQ(o.rc, NOKV_OK) << k;
+    EXPECT_GT(o.commit_ts, prev) << "proposal " << k << " applied out of its arrival order";
+    prev = o.commit_ts;
+  }
+  ASSERT_EQ(nokv_repl_node_status(nodes_[leader], &after), NOKV_OK);
+  uint64_t entries = after.last_index - before.last_index;
+  printf("%d proposals in %llu log entries\n", kN, (unsigned long long)entries);
+  // Proposed at once, they wait while one entry is in flight: a few entries
+  // carry them all (one each would be 600).
+  EXPECT_LE(entries, 60u);
+  for (int i = 0; i < kNodes; i++) {
+    ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[i]) >= prev; })) << i;
+    for (int k = 0; k < kN; k += 31) EXPECT_EQ(GetAt(dbs_[i], "h" + std::to_string(k)), "v") << i;
+  }
+}
+
+// Proposals still waiting when leadership moves are each answered: those
+// refused are applied nowhere, those acknowledged everywhere.
+TEST_F(OneEntryInFlightTest, WaitingProposalsAreAnsweredWhenLeadershipMoves) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  int target = (leader + 1) % kNodes;
+  constexpr int kN = 2000;
+  auto ws = ProposeMany(leader, "t", kN);
+  ASSERT_EQ(ws[0]->Wait().rc, NOKV_OK);  // entries flow; most still wait
+  Waiter moved;
+  nokv_repl_change(nodes_[leader], NOKV_REPL_TRANSFER, target + 1, nullptr, &Waiter::Cb, &moved);
+  std::vector<int> rcs(kN);
+  int ok = 0, refused = 0;
+  for (int k = 0; k < kN; k++) {
+    rcs[k] = ws[k]->Wait().rc;
+    ASSERT_TRUE(rcs[k] == NOKV_OK || rcs[k] == NOKV_REPL_ENOTLEADER || rcs[k] == NOKV_REPL_EUNKNOWN)
+        << k << ": " << rcs[k];
+    ok += rcs[k] == NOKV_OK;
+    refused += rcs[k] == NOKV_REPL_ENOTLEADER;
+  }
+  moved.Wait();  // done, or timed out: either way leadership settles
+  printf("%d acknowledged, %d refused, %d unknown\n", ok, refused, kN - ok - refused);
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(refused, 0) << "no proposal was still waiting when leadership moved";
+  // A write after all of them, through whichever node leads by then (the
+  // transfer may still be settling: a refused try is tried again).
+  uint64_t fence = 0;
+  for (int tries = 0; tries < 50 && fence == 0; tries++) {
+    int now = Leader();
+    ASSERT_GE(now, 0);
+    nokv_repl_outcome o = Put(now, "fence", "v");
+    if (o.rc == NOKV_OK) {
+      fence = o.commit_ts;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  ASSERT_GT(fence, 0u);
+  for (int i = 0; i < kNodes; i++) {
+    ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[i]) >= fence; })) << i;
+    for (int k = 0; k < kN; k++) {
+      bool there = nokv_test::Get(dbs_[i], "t" + std::to_string(k)).has_value();
+      if (rcs[k] == NOKV_OK) {
+        ASSERT_TRUE(there) << i << " " << k;
+      } else if (rcs[k] == NOKV_REPL_ENOTLEADER) {
+        ASSERT_FALSE(there) << i << " " << k;
+      }
+    }
+  }
+}
+
 class SnapshotTest : public NodeTest {
  protected:
   void SetUp() override {

@@ -121,6 +121,9 @@ ABSL_FLAG(bool, forward, true,
           "cluster mode: a node that does not lead forwards calls (and pipes Scan and Txn "
           "streams) to the leader; off (and always with TLS): it answers UNAVAILABLE naming "
           "the leader in trailing metadata nokv-leader");
+ABSL_FLAG(uint32_t, entries_in_flight, 4,
+          "cluster mode: log entries a leader has proposed and not yet applied, at most; "
+          "writes that arrive while the pipeline is full go into the next entry together");
 ABSL_FLAG(uint32_t, heartbeat_ms, 100, "cluster mode: how often a leader sends heartbeats");
 ABSL_FLAG(bool, read_lease, true,
           "cluster mode: the leader serves linearizable reads under a lease its followers renew "
@@ -255,6 +258,7 @@ nokv_repl_node* StartNode(nokv_db* db, const std::string& data_dir, const std::s
   o.election_timeout_ms = absl::GetFlag(FLAGS_election_timeout_ms);
   o.heartbeat_ms = absl::GetFlag(FLAGS_heartbeat_ms);
   o.no_read_lease = !absl::GetFlag(FLAGS_read_lease);
+  o.entries_in_flight = absl::GetFlag(FLAGS_entries_in_flight);
   o.snapshot_entries = absl::GetFlag(FLAGS_snapshot_entries);
   o.snapshot_trailing = absl::GetFlag(FLAGS_snapshot_trailing);
   o.fetch = &nokv::service::StateFetcher::Hook;
