@@ -9,10 +9,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "repl/identity.h"
 #include "repl/transport.h"
 
 #define MAGIC "NKLS"
-#define VERSION 1
+#define VERSION 2
 /* Rounds whose send time is kept: a promise answering an older round is
  * ignored (its lease would be short anyway). */
 #define ROUNDS 16
@@ -48,6 +49,9 @@ struct nokv_lease {
   raft_index term_start;  /* an entry of that term: applied, the lease serves */
   bool tainted;           /* a transfer or change was asked in that term */
   uint64_t seq;           /* the last round sent */
+  uint64_t incarnation;   /* this state's (identity.h) */
+  nokv_seen *seen;        /* members seen; NULL: not kept */
+  raft_index seen_conf;   /* the configuration the record was last pruned to */
   int64_t sent_ns[ROUNDS];
   peer peers[MAX_PEERS];
   size_t n_peers;
@@ -88,11 +92,14 @@ void nokv_lease_encode(const nokv_lease_msg *m, uint8_t out[NOKV_LEASE_MSG_SIZE]
   put64(out + 24, m->seq);
   put64(out + 32, m->leader);
   put64(out + 40, (uint64_t)m->remaining_us);
+  put64(out + 48, m->incarnation);
+  put64(out + 56, m->subject);
+  put64(out + 64, m->known);
 }
 
 bool nokv_lease_decode(const uint8_t *buf, size_t len, nokv_lease_msg *m) {
   if (len != NOKV_LEASE_MSG_SIZE || memcmp(buf, MAGIC, 4) != 0 || buf[4] != VERSION ||
-      (buf[5] != NOKV_LEASE_PROBE && buf[5] != NOKV_LEASE_PROMISE) || buf[6] != 0 || buf[7] != 0) {
+      buf[5] < NOKV_LEASE_PROBE || buf[5] > NOKV_LEASE_SEEN || buf[6] != 0 || buf[7] != 0) {
     return false;
   }
   m->kind = buf[5];
@@ -101,6 +108,9 @@ bool nokv_lease_decode(const uint8_t *buf, size_t len, nokv_lease_msg *m) {
   m->seq = get64(buf + 24);
   m->leader = get64(buf + 32);
   m->remaining_us = (int64_t)get64(buf + 40);
+  m->incarnation = get64(buf + 48);
+  m->subject = get64(buf + 56);
+  m->known = get64(buf + 64);
   return m->from != 0;
 }
 
@@ -184,9 +194,11 @@ static void renew(nokv_lease *l) {
 
 /* ---- UDP ---- */
 
-static void send_msg(nokv_lease *l, const struct sockaddr *to, const nokv_lease_msg *m) {
+static void send_msg(nokv_lease *l, const struct sockaddr *to, const nokv_lease_msg *msg) {
+  nokv_lease_msg m = *msg;
+  m.incarnation = l->incarnation;
   uint8_t buf[NOKV_LEASE_MSG_SIZE];
-  nokv_lease_encode(m, buf);
+  nokv_lease_encode(&m, buf);
   uv_buf_t b = uv_buf_init((char *)buf, sizeof buf);
   (void)uv_udp_try_send(&l->udp, &b, 1, to); /* lost or refused: no promise this round */
 }
@@ -231,6 +243,69 @@ static void take_promise(nokv_lease *l, const nokv_lease_msg *m) {
   renew(l);
 }
 
+/* ---- identity (identity.h) ---- */
+
+static bool is_member(const struct raft *r, raft_id id) {
+  for (unsigned i = 0; i < r->configuration.n; i++) {
+    if (r->configuration.servers[i].id == id) return true;
+  }
+  return false;
+}
+
+/* Records the incarnation a member's message carries. */
+static void record_seen(nokv_lease *l, const nokv_lease_msg *m) {
+  if (l->seen == NULL || m->incarnation == 0 || !is_member(l->r, m->from)) return;
+  uint64_t before = 0;
+  int err = nokv_seen_put(l->seen, m->from, m->incarnation, &before);
+  if (err != 0) {
+    fprintf(stderr, "nokv: cannot record node %llu's incarnation in %s: %s\n",
+            (unsigned long long)m->from, l->seen->path, strerror(err));
+  } else if (before != 0 && before != m->incarnation) {
+    /* Its state was made anew while it stayed a member: it may have
+     * forgotten votes and entries (identity.h). */
+    fprintf(stderr, "nokv: node %llu answers with new Raft state (incarnation %016llx, was "
+            "%016llx): if it lost its data, remove it and add it back (docs/replication.md)\n",
+            (unsigned long long)m->from, (unsigned long long)m->incarnation,
+            (unsigned long long)before);
+  }
+}
+
+static void answer_ask(nokv_lease *l, const struct sockaddr *from, const nokv_lease_msg *m) {
+  if (m->subject == 0 || m->subject == l->r->id) return;
+  nokv_lease_msg seen = {.kind = NOKV_LEASE_SEEN,
+                         .from = l->r->id,
+                         .seq = m->seq,
+                         .subject = m->subject,
+                         .known = l->seen != NULL ? nokv_seen_get(l->seen, m->subject) : 0};
+  send_msg(l, from, &seen);
+}
+
+/* Forgets members no longer in the committed configuration: one removed and
+ * added back later starts afresh, and is not taken for one that lost its state. */
+static void prune_seen(nokv_lease *l) {
+  struct raft *r = l->r;
+  if (l->seen == NULL || r->configuration_index == 0 || r->configuration_index == l->seen_conf ||
+      r->configuration_uncommitted_index != 0 || r->configuration.n == 0) {
+    return;
+  }
+  uint64_t ids[NOKV_SEEN_MAX];
+  size_t n = 0;
+  for (unsigned i = 0; i < r->configuration.n && n < NOKV_SEEN_MAX; i++) {
+    ids[n++] = r->configuration.servers[i].id;
+  }
+  int err = nokv_seen_retain(l->seen, ids, n);
+  if (err != 0) {
+    fprintf(stderr, "nokv: cannot save %s: %s\n", l->seen->path, strerror(err));
+    return;
+  }
+  l->seen_conf = r->configuration_index;
+}
+
+void nokv_lease_set_identity(nokv_lease *l, uint64_t incarnation, nokv_seen *seen) {
+  l->incarnation = incarnation;
+  l->seen = seen;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   static _Thread_local char slab[NOKV_LEASE_MSG_SIZE + 1];
@@ -246,6 +321,12 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
       !nokv_lease_decode((const uint8_t *)buf->base, (size_t)nread, &m)) {
     return;
   }
+  if (m.kind == NOKV_LEASE_ASK) {
+    answer_ask(l, from, &m);
+    return;
+  }
+  if (m.kind == NOKV_LEASE_SEEN) return; /* only a node starting asks */
+  record_seen(l, &m);
   if (m.kind == NOKV_LEASE_PROBE) {
     nokv_lease_msg promise;
     if (nokv_lease_answer(l->r, &m, mono_us(), &promise)) send_msg(l, from, &promise);
@@ -327,7 +408,10 @@ static void follow_configuration(nokv_lease *l) {
 void nokv_lease_tick(nokv_lease *l) {
   struct raft *r = l->r;
   if (r == NULL || !l->listening || l->closing) return;
-  if (!l->serve || raft_state(r) != RAFT_LEADER) {
+  prune_seen(l);
+  /* A leader probes even when it serves no lease: the promises tell it its
+   * followers' incarnations (identity.h). renew() takes no lease then. */
+  if (raft_state(r) != RAFT_LEADER) {
     drop(l);
     l->term = 0;
     return;
@@ -342,7 +426,8 @@ void nokv_lease_tick(nokv_lease *l) {
   if (r->transfer != NULL) l->tainted = true;
   follow_configuration(l);
   renew(l);
-  if (l->tainted) return;
+  /* Probes go out in a tainted term too (renew() takes no lease then): the
+   * promises carry the followers' incarnations, a member just added among them. */
   nokv_lease_msg probe = {
       .kind = NOKV_LEASE_PROBE, .from = r->id, .term = l->term, .seq = ++l->seq};
   l->sent_ns[probe.seq % ROUNDS] = boot_ns();  /* before any probe leaves */

@@ -98,6 +98,12 @@ int64_t nokv_lease_remaining_ms(nokv_lease *l);
 uint64_t nokv_lease_votes_held(nokv_lease *l);
 uint64_t nokv_lease_promises(nokv_lease *l);
 
+/* Identity (identity.h): this state's incarnation, sent with every message,
+ * and the record of members seen, kept up to date from the messages received
+ * and answered from when asked (borrowed: it outlives the lease). */
+struct nokv_seen;
+void nokv_lease_set_identity(nokv_lease *l, uint64_t incarnation, struct nokv_seen *seen);
+
 /* Closes the UDP socket; the loop finishes closing it. */
 void nokv_lease_close(nokv_lease *l);
 /* Frees it, once its loop has stopped. */
@@ -109,17 +115,22 @@ int64_t nokv_lease_quorum_until(const int64_t *promises, size_t n, size_t needed
 
 /* Probes and promises, as on the wire (exposed for tests). */
 typedef struct nokv_lease_msg {
-  uint8_t kind;        /* NOKV_LEASE_PROBE or NOKV_LEASE_PROMISE */
+  uint8_t kind;        /* NOKV_LEASE_* */
   uint64_t from;       /* the sender's node id */
   uint64_t term;       /* the probe's term */
-  uint64_t seq;        /* the probe's round */
+  uint64_t seq;        /* the probe's round; ASK, SEEN: which question */
   uint64_t leader;     /* PROMISE: the leader followed */
   int64_t remaining_us;/* PROMISE: what the promise has left */
+  uint64_t incarnation;/* the sender's state's (identity.h; 0: none yet) */
+  uint64_t subject;    /* ASK, SEEN: the node asked about */
+  uint64_t known;      /* SEEN: the incarnation seen of subject (0: never seen) */
 } nokv_lease_msg;
 
 #define NOKV_LEASE_PROBE 1
 #define NOKV_LEASE_PROMISE 2
-#define NOKV_LEASE_MSG_SIZE 48
+#define NOKV_LEASE_ASK 3  /* a node with no state: have you seen me? (identity.h) */
+#define NOKV_LEASE_SEEN 4 /* the answer */
+#define NOKV_LEASE_MSG_SIZE 72
 
 /* A follower's answer to probe at now_us (CLOCK_MONOTONIC, as uv_hrtime() /
  * 1000): false if it owes none (not following the prober in the probe's term,

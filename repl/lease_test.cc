@@ -6,6 +6,12 @@
 // repl/node_test runs the lease in three real replicas.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
 
 #include <chrono>
 #include <cstdio>
@@ -15,8 +21,14 @@
 #include <string>
 #include <vector>
 
+#include <fstream>
+#include <iterator>
+
 #include "gtest/gtest.h"
+#include "repl/identity.h"
 #include "repl/lease.h"
+#include "repl/node.h"
+#include "tests/core/test_util.h"
 
 namespace {
 
@@ -44,6 +56,20 @@ TEST(LeaseWire, RoundTripsAndRefusesWhatIsNotAMessage) {
   EXPECT_EQ(got.seq, 42u);
   EXPECT_EQ(got.leader, 1u);
   EXPECT_EQ(got.remaining_us, 123456);
+  m.kind = NOKV_LEASE_SEEN;
+  m.incarnation = 0x1122334455667788ull;
+  m.subject = 9;
+  m.known = 0x8877665544332211ull;
+  nokv_lease_encode(&m, buf);
+  ASSERT_TRUE(nokv_lease_decode(buf, NOKV_LEASE_MSG_SIZE, &got));
+  EXPECT_EQ(got.kind, NOKV_LEASE_SEEN);
+  EXPECT_EQ(got.incarnation, m.incarnation);
+  EXPECT_EQ(got.subject, 9u);
+  EXPECT_EQ(got.known, m.known);
+  buf[5] = NOKV_LEASE_SEEN + 1;  // no such kind
+  EXPECT_FALSE(nokv_lease_decode(buf, NOKV_LEASE_MSG_SIZE, &got));
+  m.kind = NOKV_LEASE_PROMISE;
+  nokv_lease_encode(&m, buf);
   EXPECT_FALSE(nokv_lease_decode(buf, NOKV_LEASE_MSG_SIZE - 1, &got));
   EXPECT_FALSE(nokv_lease_decode(buf, NOKV_LEASE_MSG_SIZE + 1, &got));
   for (size_t at : {0, 4, 5, 6}) {  // magic, version, kind, padding
@@ -55,6 +81,114 @@ TEST(LeaseWire, RoundTripsAndRefusesWhatIsNotAMessage) {
   m.from = 0;  // no node is 0
   nokv_lease_encode(&m, buf);
   EXPECT_FALSE(nokv_lease_decode(buf, NOKV_LEASE_MSG_SIZE, &got));
+}
+
+// ---- identity (identity.h) ----
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+void WriteAll(const std::string& path, const std::string& data) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
+}
+
+TEST(Identity, AnIncarnationIsMadeOnceAndADamagedOneRefused) {
+  nokv_test::TempDir dir;
+  char err[512] = "";
+  EXPECT_EQ(nokv_incarnation_peek(dir.path().c_str()), 0u);
+  uint64_t a = nokv_incarnation(dir.path().c_str(), err, sizeof err);
+  ASSERT_NE(a, 0u) << err;
+  EXPECT_EQ(nokv_incarnation(dir.path().c_str(), err, sizeof err), a);
+  EXPECT_EQ(nokv_incarnation_peek(dir.path().c_str()), a);
+  nokv_test::TempDir other;
+  EXPECT_NE(nokv_incarnation(other.path().c_str(), err, sizeof err), a);  // random
+  std::string path = dir.file(NOKV_INCARNATION_FILE), good = ReadAll(path);
+  for (size_t at : {size_t{0}, size_t{13}, good.size() - 1}) {
+    std::string bad = good;
+    bad[at] ^= 1;
+    WriteAll(path, bad);
+    err[0] = '\0';
+    EXPECT_EQ(nokv_incarnation(dir.path().c_str(), err, sizeof err), 0u) << at;
+    EXPECT_NE(std::string(err).find("damaged"), std::string::npos) << err;
+    EXPECT_EQ(nokv_incarnation_peek(dir.path().c_str()), 0u);
+  }
+  WriteAll(path, good.substr(0, good.size() - 3));  // torn
+  EXPECT_EQ(nokv_incarnation(dir.path().c_str(), err, sizeof err), 0u);
+}
+
+TEST(Identity, MembersSeenAreKeptAcrossLoadsAndForgottenWhenRemoved) {
+  nokv_test::TempDir dir;
+  char err[512] = "";
+  nokv_seen s;
+  ASSERT_EQ(nokv_seen_load(&s, dir.path().c_str(), err, sizeof err), NOKV_OK) << err;
+  EXPECT_EQ(nokv_seen_get(&s, 2), 0u);
+  uint64_t before = 7;
+  ASSERT_EQ(nokv_seen_put(&s, 2, 0xa2, &before), 0);
+  EXPECT_EQ(before, 0u);
+  ASSERT_EQ(nokv_seen_put(&s, 3, 0xa3, &before), 0);
+  ASSERT_EQ(nokv_seen_put(&s, 2, 0xb2, &before), 0);  // state made anew
+  EXPECT_EQ(before, 0xa2u);
+  nokv_seen again;
+  ASSERT_EQ(nokv_seen_load(&again, dir.path().c_str(), err, sizeof err), NOKV_OK) << err;
+  EXPECT_EQ(nokv_seen_get(&again, 2), 0xb2u);
+  EXPECT_EQ(nokv_seen_get(&again, 3), 0xa3u);
+  const uint64_t members[] = {1, 3};
+  ASSERT_EQ(nokv_seen_retain(&again, members, 2), 0);
+  ASSERT_EQ(nokv_seen_load(&s, dir.path().c_str(), err, sizeof err), NOKV_OK) << err;
+  EXPECT_EQ(nokv_seen_get(&s, 2), 0u);
+  EXPECT_EQ(nokv_seen_get(&s, 3), 0xa3u);
+  std::string path = dir.file(NOKV_SEEN_FILE), good = ReadAll(path);
+  std::string bad = good;
+  bad[good.size() / 2] ^= 4;
+  WriteAll(path, bad);
+  EXPECT_EQ(nokv_seen_load(&s, dir.path().c_str(), err, sizeof err), NOKV_ECORRUPT);
+  EXPECT_NE(std::string(err).find(NOKV_SEEN_FILE), std::string::npos) << err;
+}
+
+// A peer that answers ASK from a UDP socket, as a running node's lease does.
+TEST(Identity, AskingPeersFindsOneThatSawThisNode) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  socklen_t len = sizeof sa;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len), 0);
+  std::string addr = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+  std::atomic<uint64_t> known{0};
+  std::atomic<bool> stop{false};
+  std::thread peer([&] {
+    while (!stop) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      uint8_t in[NOKV_LEASE_MSG_SIZE];
+      sockaddr_in from{};
+      socklen_t flen = sizeof from;
+      ssize_t got = recvfrom(fd, in, sizeof in, 0, reinterpret_cast<sockaddr*>(&from), &flen);
+      nokv_lease_msg m;
+      if (got <= 0 || !nokv_lease_decode(in, got, &m) || m.kind != NOKV_LEASE_ASK) continue;
+      nokv_lease_msg seen{NOKV_LEASE_SEEN, 2, 0, m.seq, 0, 0, 0x77, m.subject, known.load()};
+      uint8_t out[NOKV_LEASE_MSG_SIZE];
+      nokv_lease_encode(&seen, out);
+      sendto(fd, out, sizeof out, 0, reinterpret_cast<sockaddr*>(&from), flen);
+    }
+  });
+  // Node 1 asks node 2 (which answers) and node 3 (down: it waits for it).
+  nokv_repl_peer peers[] = {{1, "127.0.0.1:1"}, {2, addr.c_str()}, {3, "127.0.0.1:9"}};
+  uint64_t who = 0, seen = 0;
+  EXPECT_FALSE(nokv_seen_elsewhere(peers, 3, 1, 0, 300, &who, &seen));  // never seen
+  known = 0x55;
+  auto t0 = steady_clock::now();
+  EXPECT_TRUE(nokv_seen_elsewhere(peers, 3, 1, 0, 5000, &who, &seen));  // lost its state
+  EXPECT_LT(steady_clock::now() - t0, std::chrono::seconds(2)) << "waited for the peer that is down";
+  EXPECT_EQ(who, 2u);
+  EXPECT_EQ(seen, 0x55u);
+  EXPECT_FALSE(nokv_seen_elsewhere(peers, 3, 1, 0x55, 300, &who, &seen));  // the same state
+  stop = true;
+  peer.join();
+  close(fd);
 }
 
 // An inner I/O that records what the wrapper passes through.

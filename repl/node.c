@@ -16,6 +16,7 @@
 
 #include <raft/uv.h>
 
+#include "repl/identity.h"
 #include "repl/lease.h"
 #include "repl/transport.h"
 
@@ -45,6 +46,7 @@ struct nokv_repl_node {
   nokv_dns_transport *transport;
   struct raft_io io;
   nokv_lease *lease; /* wraps io: what libraft uses */
+  nokv_seen seen;    /* the members this node has seen (identity.h) */
   struct raft raft;
   nokv_repl_fsm fsm;
   uv_async_t wake;
@@ -792,8 +794,36 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
     set_err(errbuf, errlen, "cannot create %s: %s", o->dir, strerror(errno));
     return NOKV_EIO;
   }
+  /* With no state, a first member bootstraps: unless a peer has seen this
+   * node before, and its state was lost (identity.h). */
+  if (o->n_peers > 0 && !nokv_raft_state_exists(o->dir)) {
+    uint64_t who = 0, known = 0;
+    if (nokv_seen_elsewhere(o->peers, o->n_peers, o->id, nokv_incarnation_peek(o->dir),
+                            o->peer_check_ms ? o->peer_check_ms : 1000, &who, &known)) {
+      set_err(errbuf, errlen,
+              "node %llu has no Raft state in %s, but node %llu has seen it as a member "
+              "(incarnation %016llx): its state was lost, and bootstrapping it again could "
+              "lose acknowledged writes. Remove it from the group (nokv cluster remove) and "
+              "start it again, or restore its data directory",
+              (unsigned long long)o->id, o->dir, (unsigned long long)who,
+              (unsigned long long)known);
+      return NOKV_EINVAL;
+    }
+  }
+  char why[512] = "";
+  uint64_t incarnation = nokv_incarnation(o->dir, why, sizeof why);
+  if (incarnation == 0) {
+    set_err(errbuf, errlen, "%s", why);
+    return NOKV_EIO;
+  }
   nokv_repl_node *n = calloc(1, sizeof *n);
   if (n == NULL) return NOKV_ENOMEM;
+  int seen_rc = nokv_seen_load(&n->seen, o->dir, why, sizeof why);
+  if (seen_rc != NOKV_OK) {
+    set_err(errbuf, errlen, "%s", why);
+    free(n);
+    return seen_rc;
+  }
   pthread_mutex_init(&n->mu, NULL);
   pthread_cond_init(&n->cv, NULL);
   snprintf(n->client_address, sizeof n->client_address, "%s", client);
@@ -836,6 +866,7 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
     return NOKV_EIO;
   }
   n->lease = nokv_lease_new(&n->io, !o->no_read_lease);
+  if (n->lease != NULL) nokv_lease_set_identity(n->lease, incarnation, &n->seen);
   rv = n->lease != NULL
            ? raft_init(&n->raft, nokv_lease_io(n->lease), &n->fsm.fsm, o->id, o->address)
            : RAFT_NOMEM;

@@ -68,6 +68,9 @@ typedef struct nokv_repl_options {
    * together: under load entries grow instead of multiplying (one append,
    * one fsync, one message per follower for each). */
   unsigned entries_in_flight;
+  /* A node with no Raft state asks its peers, before bootstrapping, whether
+   * they have seen it (identity.h), for at most this long (0: 1000 ms). */
+  unsigned peer_check_ms;
 } nokv_repl_options;
 
 typedef struct nokv_repl_outcome {

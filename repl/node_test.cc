@@ -23,6 +23,7 @@
 
 #include "gtest/gtest.h"
 #include "nokv/nokv.h"
+#include "repl/identity.h"
 #include "repl/node.h"
 #include "tests/core/test_util.h"
 
@@ -107,7 +108,7 @@ class NodeTest : public ::testing::Test {
       clients_[i] = "client-" + std::to_string(i + 1) + ":50051";
       peers_[i] = {static_cast<uint64_t>(i + 1), addrs_[i].c_str()};
     }
-    for (int i = 0; i < kNodes; i++) Start(i);
+    for (int i = 0; i < initial_; i++) Start(i);
   }
   void TearDown() override {
     for (int i = 0; i < kMax; i++) Stop(i);
@@ -142,6 +143,7 @@ class NodeTest : public ::testing::Test {
     ro.snapshot_entries = snapshot_entries_;
     ro.snapshot_trailing = snapshot_trailing_;
     ro.entries_in_flight = entries_in_flight_;
+    ro.peer_check_ms = 200;  // peers not started yet answer nothing: a short wait
     ro.fetch = &NodeTest::Fetch;
     ro.fetch_ctx = this;
     return nokv_repl_node_start(dbs_[i], &ro, &nodes_[i], err, errlen);
@@ -208,6 +210,7 @@ class NodeTest : public ::testing::Test {
 
   unsigned snapshot_entries_ = 0, snapshot_trailing_ = 0;  // 0: the node's defaults
   unsigned entries_in_flight_ = 0;
+  int initial_ = kNodes;  // first members started by SetUp
   bool host_names_ = false;  // peers by name (localhost), not IPv4 literals
   std::mutex fetch_mu_;
   std::vector<nokv_repl_snapshot_info> fetches_;
@@ -453,7 +456,9 @@ TEST_F(NodeTest, LeaseAnswersReadsAtOnceUntilItCannotBeRenewed) {
   ASSERT_TRUE(WaitFor([&] { return status(leader).lease_ms > 0; }));
   EXPECT_LE(status(leader).lease_ms, 300);  // the election timeout
   for (int i = 0; i < kNodes; i++) {
-    if (i != leader) EXPECT_EQ(status(i).lease_ms, 0) << i;
+    if (i != leader) {
+      EXPECT_EQ(status(i).lease_ms, 0) << i;
+    }
   }
 
   struct Inline {
@@ -626,6 +631,79 @@ TEST_F(OneEntryInFlightTest, WaitingProposalsAreAnsweredWhenLeadershipMoves) {
       }
     }
   }
+}
+
+// What replica i's record holds of node id (identity.h).
+uint64_t SeenBy(const std::string& raft_dir, uint64_t id) {
+  nokv_seen s;
+  char err[256];
+  if (nokv_seen_load(&s, raft_dir.c_str(), err, sizeof err) != NOKV_OK) return 0;
+  return nokv_seen_get(&s, id);
+}
+
+// A first member whose state is lost (a wiped volume) and that restarts with
+// the same peers must not bootstrap again: it would have forgotten its votes
+// and the entries it acknowledged. Once removed from the group it may start
+// afresh and be added back.
+TEST_F(NodeTest, AReplicaThatLostItsStateIsRefusedUntilRemoved) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  uint64_t ts = 0;
+  for (int k = 0; k < 10; k++) ts = Put(leader, "k" + std::to_string(k), "v").commit_ts;
+  int lost = (leader + 1) % kNodes;
+  std::string raft = dirs_[leader].path() + "/raft";
+  uint64_t was = nokv_incarnation_peek((dirs_[lost].path() + "/raft").c_str());
+  ASSERT_NE(was, 0u);
+  ASSERT_TRUE(WaitFor([&] { return SeenBy(raft, lost + 1) == was; }))
+      << "the leader never recorded its follower's incarnation";
+  auto wipe = [&](int i) {
+    Stop(i);
+    for (auto& e : std::filesystem::directory_iterator(dirs_[i].path())) {
+      std::filesystem::remove_all(e.path());
+    }
+  };
+  wipe(lost);
+  char err[1024] = "";
+  EXPECT_EQ(TryStart(lost, /*join=*/false, err, sizeof err), NOKV_EINVAL);
+  EXPECT_NE(std::string(err).find("its state was lost"), std::string::npos) << err;
+  EXPECT_EQ(nodes_[lost], nullptr);
+  // The others commit on without it.
+  ASSERT_EQ(Put(leader, "while", "refused").rc, NOKV_OK);
+
+  ASSERT_EQ(Change(leader, NOKV_REPL_REMOVE, lost).rc, NOKV_OK);
+  for (int i = 0; i < kNodes; i++) {
+    if (i == lost) continue;
+    std::string dir = dirs_[i].path() + "/raft";
+    ASSERT_TRUE(WaitFor([&] { return SeenBy(dir, lost + 1) == 0; })) << "still recorded by " << i;
+  }
+  wipe(lost);
+  Start(lost);  // nobody has seen it now: it bootstraps, outside the group
+  ASSERT_EQ(Change(leader, NOKV_REPL_ADD, lost).rc, NOKV_OK);
+  ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[lost]) >= ts; }));
+  EXPECT_EQ(GetAt(dbs_[lost], "k9"), "v");
+  uint64_t now = nokv_incarnation_peek((dirs_[lost].path() + "/raft").c_str());
+  EXPECT_NE(now, was);
+  EXPECT_TRUE(WaitFor([&] { return SeenBy(raft, lost + 1) == now; }));
+}
+
+// A first member that starts long after the others (its pod was scheduled
+// late) has never been seen: it bootstraps and catches up.
+class LateMemberTest : public NodeTest {
+ protected:
+  void SetUp() override {
+    initial_ = kNodes - 1;
+    NodeTest::SetUp();
+  }
+};
+
+TEST_F(LateMemberTest, AFirstMemberStartingLateBootstrapsAndCatchesUp) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  uint64_t ts = 0;
+  for (int k = 0; k < 10; k++) ts = Put(leader, "k" + std::to_string(k), "v").commit_ts;
+  Start(kNodes - 1);
+  ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[kNodes - 1]) >= ts; }));
+  EXPECT_EQ(GetAt(dbs_[kNodes - 1], "k9"), "v");
 }
 
 class SnapshotTest : public NodeTest {

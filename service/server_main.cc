@@ -263,7 +263,7 @@ nokv_repl_node* StartNode(nokv_db* db, const std::string& data_dir, const std::s
   o.snapshot_trailing = absl::GetFlag(FLAGS_snapshot_trailing);
   o.fetch = &nokv::service::StateFetcher::Hook;
   o.fetch_ctx = fetcher;
-  char err[512] = "";
+  char err[1024] = "";
   nokv_repl_node* node = nullptr;
   if (nokv_repl_node_start(db, &o, &node, err, sizeof err) != NOKV_OK) {
     *error = std::string("cannot start the Raft node: ") + err;

@@ -409,15 +409,21 @@ class ClusterTest(unittest.TestCase):
         leader = self.cluster.leader()
         writers = Writers(self.cluster)
         wait_until(lambda: writers.count() >= 300, what="writes")
-        # A follower's disk is lost: it is removed, and a new node on a fresh
-        # directory is added in its place (through any node: a follower
-        # forwards the change), catches up and votes.
+        # A follower's disk is lost. Restarted with the first members' list, it
+        # would bootstrap again, having forgotten its votes and log: refused,
+        # since the leader has seen it (repl/identity.h).
         gone = next(m for m in self.cluster.nodes if m is not leader)
+        gone.kill()
+        shutil.rmtree(gone.data_dir)
+        with self.assertRaisesRegex(RuntimeError, "its state was lost"):
+            gone.start()
+        gone.proc.stdout.close()
+        # It is removed, and a new node on a fresh directory is added in its
+        # place (through any node: a follower forwards the change), catches up
+        # and votes.
         rc, out = nokv("cluster", "remove", "--id", str(gone.id), "--addr", leader.address)
         self.assertEqual(rc, 0, out)
         self.assertNotIn("\n  %-6d " % gone.id, out)
-        gone.kill()
-        shutil.rmtree(gone.data_dir)
         fresh = self.cluster.add_node()
         other = next(m for m in self.cluster.nodes if m not in (leader, gone, fresh))
         rc, out = nokv("cluster", "add", "--id", str(fresh.id), "--raft_address",
