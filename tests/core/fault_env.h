@@ -252,10 +252,12 @@ class FaultEnv {
         (sfx.empty() || (p.size() >= sfx.size() && p.compare(p.size() - sfx.size(), sfx.size(), sfx) == 0))) {
       return nk_err(NOKV_EIO, "fdatasync %s: injected I/O error", p.c_str());
     }
-    int rc = nk_env_posix()->sync(Inner(f));
+    // What was appended before the fsync began is durable after it; bytes
+    // appended meanwhile (another thread's) may not be.
     uint64_t size = 0;
     nk_env_posix()->size(Inner(f), &size);
-    self->synced_[F(f)->path] = size;
+    int rc = nk_env_posix()->sync(Inner(f));
+    if (rc == NOKV_OK) self->synced_[F(f)->path] = size;
     self->syncs_++;
     return rc;
   }

@@ -3,7 +3,10 @@
 // power loss keeps every write that was acknowledged after an fsync.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <future>
 #include <string>
+#include <thread>
 
 #include "fault_env.h"
 #include "nokv/nokv.h"
@@ -59,7 +62,62 @@ TEST_F(FaultTest, FailedSyncIsAnErrorForTheSyncWriter) {
   // fsync failures cannot be retried safely (the kernel may have dropped the pages).
   fault_.FailSyncs(false);
   EXPECT_EQ(Put(db, "k2", "v", true), NOKV_EIO);
+  // Nor can closing make the log durable, though fsyncs work again: it says
+  // so, and writes no sync point vouching for what may be lost.
+  EXPECT_EQ(nokv_close(db), NOKV_EIO);
+  EXPECT_NE(std::string(nokv_errmsg()).find("an earlier sync failed"), std::string::npos)
+      << nokv_errmsg();
+  db = Open(nullptr);  // the log replays: nothing acknowledged was lost
+  EXPECT_FALSE(Get(db, "k2"));
   EXPECT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// nokv_sync (as a replica's background syncer calls it) fsyncs the logs after
+// leaving the write queue: writes behind it do not wait for its fsync, and
+// what it covered survives a power loss.
+TEST_F(FaultTest, WritesGoOnWhileASyncOfTheLogsRuns) {
+  nokv_db* db = Open(fault_.env());
+  ASSERT_EQ(Put(db, "covered", "1"), NOKV_OK);
+  fault_.HoldSyncs(".wal");
+  auto synced = std::async(std::launch::async, [db] { return nokv_sync(db); });
+  fault_.WaitForHeldSync();  // inside the WAL's fsync
+  auto writes = std::async(std::launch::async, [db] {
+    for (int i = 0; i < 100; i++) {
+      if (Put(db, "w" + std::to_string(i), "v") != NOKV_OK) return false;
+    }
+    return true;
+  });
+  bool went_on = writes.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  EXPECT_TRUE(went_on) << "writes waited for nokv_sync's fsync";
+  EXPECT_EQ(synced.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  fault_.HoldSyncs("");
+  EXPECT_EQ(synced.get(), NOKV_OK) << nokv_errmsg();
+  EXPECT_TRUE(writes.get());
+  fault_.PowerOff();
+  nokv_close(db);
+  fault_.DropUnsynced();
+  db = Open(nullptr);
+  EXPECT_EQ(Get(db, "covered")->data, "1");
+  EXPECT_EQ(nokv_close(db), NOKV_OK);
+}
+
+// A sync that fails outside the queue fails every later one: the kernel
+// reports a lost write-back once, so a sync writer's fsync right after it may
+// succeed with its data gone.
+TEST_F(FaultTest, ASyncThatFailedOutsideTheQueueFailsTheSyncWriterAfterIt) {
+  nokv_db* db = Open(fault_.env());
+  ASSERT_EQ(Put(db, "a", "1"), NOKV_OK);
+  fault_.HoldSyncs(".wal");
+  fault_.FailCalls(FaultEnv::kSync, EIO, ".wal", /*times=*/1);
+  auto synced = std::async(std::launch::async, [db] { return nokv_sync(db); });
+  fault_.WaitForHeldSync();
+  auto writer = std::async(std::launch::async, [db] { return Put(db, "b", "1", /*sync=*/true); });
+  fault_.HoldSyncs("");
+  EXPECT_EQ(synced.get(), NOKV_EIO);
+  EXPECT_EQ(writer.get(), NOKV_EIO);  // its own fsync would succeed
+  EXPECT_EQ(fault_.injected(), 1);
+  fault_.ClearRule();
+  nokv_close(db);
 }
 
 TEST_F(FaultTest, PartialWriteIsATornTailAfterReopen) {

@@ -46,7 +46,9 @@ typedef struct nk_writer {
   const char *refusal;      /* why, when conflicted */
   char why[256];            /* a follower's copy of the leader's error message */
   bool sync;
-  bool barrier;             /* no batch: make every earlier write durable (nk_db_sync_logs) */
+  bool barrier;             /* no batch: mark the logs for nk_db_sync_logs */
+  nk_wal_pos wal_mark;      /* a barrier's: what it syncs, after leaving the queue */
+  uint32_t vlog_fid;
   bool done;
   int rc;
   uint64_t ts;
@@ -480,17 +482,14 @@ static uint64_t cache_writes_begin(nokv_db *db, nk_writer *leader, nk_writer *la
 static nk_writer *lead_group(nokv_db *db, nk_writer *leader) {
   int rc = db->closing ? nk_err(NOKV_ECLOSED, "database is closing") : NOKV_OK;
   if (rc == NOKV_OK && leader->barrier) {
-    /* As leader, no other writer touches the logs: sync them (values first). */
+    /* As leader, no other writer touches the logs: mark how far they go. The
+     * fsyncs happen after this writer has left the queue (nk_db_sync_logs),
+     * so the groups behind it do not wait for them. */
     rc = db->bg_error != NOKV_OK ? nk_err(db->bg_error, "%s", db->bg_errmsg) : NOKV_OK;
     if (rc == NOKV_OK) {
-      pthread_mutex_unlock(&db->mu);
-      rc = nk_vlog_write(db->vlog, true);
-      if (rc == NOKV_OK) {
-        rc = nk_wal_sync(db->wal);
-        nk_count(&db->stats.wal_syncs, 1);
-      }
-      pthread_mutex_lock(&db->mu);
-      if (rc != NOKV_OK) nk_db_set_bg_error(db, rc, "log sync");
+      uint64_t off;
+      nk_vlog_head(db->vlog, &leader->vlog_fid, &off);
+      nk_wal_mark(db->wal, &leader->wal_mark);
     }
     db->queue_head = leader->next;
     if (db->queue_head == NULL) db->queue_tail = NULL;
@@ -847,7 +846,22 @@ int nk_db_write_txn(nokv_db *db, const nokv_write_options *wo, const nokv_batch 
 
 int nk_db_sync_logs(nokv_db *db) {
   nk_writer w = {.barrier = true, .sync = true};
-  return enqueue_and_wait(db, &w);
+  NK_RET(enqueue_and_wait(db, &w));
+  /* Out of the queue: writes go on while these fsyncs run. Values first: a
+   * synced WAL record never points at a value that is not. (Records appended
+   * since the mark may become durable with it: as unsynced records written
+   * back early, which replay already takes.) */
+  int rc = nk_vlog_sync_to(db->vlog, w.vlog_fid);
+  if (rc == NOKV_OK) {
+    rc = nk_wal_sync_to(db->wal, &w.wal_mark);
+    nk_count(&db->stats.wal_syncs, 1);
+  }
+  if (rc != NOKV_OK) {
+    pthread_mutex_lock(&db->mu);
+    nk_db_set_bg_error(db, rc, "log sync");
+    pthread_mutex_unlock(&db->mu);
+  }
+  return rc;
 }
 
 int nokv_sync(nokv_db *db) {

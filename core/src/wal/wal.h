@@ -6,7 +6,10 @@
  * memtable is switched. Rotation syncs nothing: the old segment is kept open,
  * and the next sync (which a write asked for) syncs it, and the directory,
  * before the current segment. The writer is not thread-safe: the database calls
- * it only from the leader of a write group (nk_wal_release excepted).
+ * it only from the leader of a write group, except nk_wal_release and
+ * nk_wal_sync_to, which any thread may call while the leader appends. Syncs
+ * are serialized; once one fails, every later one fails too (the kernel may
+ * have dropped the unsynced pages and reports that once).
  *
  * Replay: reads every segment in order and hands each record to a callback. A
  * damaged record at the end of the newest segment is a torn write: the segment is
@@ -43,6 +46,16 @@ int nk_wal_append(nk_wal *w, const char *data, size_t len);
 /* Makes every record appended so far durable: the segments sealed without a
  * sync first, then the directory (new names), then the current segment. */
 int nk_wal_sync(nk_wal *w);
+/* A point in the log: everything appended before nk_wal_mark. */
+typedef struct nk_wal_pos {
+  uint64_t number; /* the segment current then */
+} nk_wal_pos;
+/* Marks what has been appended so far (by the leader of a write group). */
+void nk_wal_mark(const nk_wal *w, nk_wal_pos *m);
+/* Makes every record appended before mark m durable, as nk_wal_sync would
+ * have then. Any thread, while the leader goes on appending: a write group
+ * need not wait for this fsync. */
+int nk_wal_sync_to(nk_wal *w, const nk_wal_pos *m);
 /* After a failed append: cuts the segment back to what was appended before it,
  * so no partial record stays (the next append follows the last whole one). */
 int nk_wal_undo(nk_wal *w);

@@ -22,17 +22,26 @@ struct nk_wal {
   char *dir;
   size_t segment_bytes;
   uint64_t *next_file; /* the database's file number counter (atomic) */
-  uint64_t number;     /* current segment */
   uint64_t size;       /* bytes in the current segment */
   uint64_t written;    /* bytes appended by this process (atomic) */
+  /* The current segment. The writer changes them under sealed_mu (a rotation),
+   * so that nk_wal_sync_to can find a mark's file from another thread. */
+  uint64_t number;
   nk_file *file;
-  bool dir_synced;     /* the current segment's name is durable */
+  uint64_t dir_synced; /* (atomic) segments up to this number have durable names */
   /* Segments sealed without a sync, oldest first: the next sync syncs them
    * before the current one; nk_wal_release closes those the tables hold. */
   pthread_mutex_t sealed_mu;
   sealed_segment *sealed;
   size_t nsealed, sealed_cap;
   size_t nsealed_seen;  /* atomic copy of nsealed, read without the lock */
+  /* Held through every fsync, and every close of a segment: a sync from
+   * another thread (nk_wal_sync_to) holds a file no one closes meanwhile, and
+   * syncs are ordered. After a failed fsync the kernel may have dropped the
+   * pages and reports the error once: every later sync fails too. */
+  pthread_mutex_t sync_mu;
+  int sync_failed;      /* under sync_mu: the first failed sync's status */
+  char sync_why[256];   /* and its message */
 };
 
 void nk_wal_segment_name(uint64_t number, char *buf) {
@@ -96,12 +105,15 @@ static int start_segment(nk_wal *w, uint64_t prev, uint64_t prev_size, uint8_t f
   if (path == NULL) {
     return nk_err(NOKV_ENOMEM, "out of memory");
   }
-  int ret = w->env->open_append(w->env, path, true, &w->file);
+  nk_file *file = NULL;
+  int ret = w->env->open_append(w->env, path, true, &file);
   free(path);
   NK_RET(ret);
+  pthread_mutex_lock(&w->sealed_mu);
   w->number = number;
+  w->file = file;
+  pthread_mutex_unlock(&w->sealed_mu);
   w->size = 0;
-  w->dir_synced = false;
   char link[NK_WAL_LINK_RECORD];
   char *payload = link + NK_WAL_HEADER;
   nk_put_u64(payload, prev);
@@ -136,6 +148,7 @@ int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t *next_file
   w->segment_bytes = segment_bytes;
   w->next_file = next_file;
   pthread_mutex_init(&w->sealed_mu, NULL);
+  pthread_mutex_init(&w->sync_mu, NULL);
   /* The replay synced prev: say so, and make this link durable at once, so a
    * later replay can trust it to tell how prev was left. */
   uint64_t prev_size = prev != 0 ? file_size(env, dir, prev) : 0;
@@ -145,11 +158,12 @@ int nk_wal_open(const struct nokv_env *env, const char *dir, uint64_t *next_file
   if (ret != NOKV_OK) {
     nk_file_close(w->file);
     pthread_mutex_destroy(&w->sealed_mu);
+    pthread_mutex_destroy(&w->sync_mu);
     free(w->dir);
     free(w);
     return ret;
   }
-  w->dir_synced = true;
+  w->dir_synced = w->number;
   *out = w;
   return NOKV_OK;
 }
@@ -179,32 +193,85 @@ static void drop_sealed(nk_wal *w, size_t n) {
   __atomic_store_n(&w->nsealed_seen, w->nsealed, __ATOMIC_RELAXED);
 }
 
-/* Syncs and closes every sealed segment, oldest first. */
-static int sync_sealed(nk_wal *w) {
-  pthread_mutex_lock(&w->sealed_mu);
-  int ret = NOKV_OK;
-  size_t done = 0;
-  while (done < w->nsealed && ret == NOKV_OK) {
-    ret = nk_file_sync(w->sealed[done].file);
-    if (ret == NOKV_OK) {
-      ret = nk_file_close(w->sealed[done].file);
-      done++;  /* closed, even if close failed: the data was synced */
-    }
+/* Records a failed sync: every later one fails with it. REQUIRES: sync_mu. */
+static int sync_failed(nk_wal *w, int ret) {
+  if (w->sync_failed == NOKV_OK) {
+    w->sync_failed = ret;
+    snprintf(w->sync_why, sizeof w->sync_why, "%s", nokv_errmsg());
   }
-  if (done > 0) drop_sealed(w, done);
-  pthread_mutex_unlock(&w->sealed_mu);
   return ret;
 }
 
-int nk_wal_sync(nk_wal *w) {
-  /* Everything before the current segment first: a synced record promises
-   * that every earlier one is durable. */
-  if (__atomic_load_n(&w->nsealed_seen, __ATOMIC_RELAXED) > 0) NK_RET(sync_sealed(w));
-  if (!w->dir_synced) {
-    NK_RET(w->env->sync_dir(w->env, w->dir));
-    w->dir_synced = true;
+/* Syncs and closes the sealed segments numbered below `below`, oldest first.
+ * The list's lock is not held through the fsyncs (a rotation takes it):
+ * sync_mu keeps the files open. REQUIRES: sync_mu held. */
+static int sync_sealed_below(nk_wal *w, uint64_t below) {
+  if (__atomic_load_n(&w->nsealed_seen, __ATOMIC_RELAXED) == 0) return NOKV_OK;
+  pthread_mutex_lock(&w->sealed_mu);
+  size_t n = 0;
+  while (n < w->nsealed && w->sealed[n].number < below) n++;
+  sealed_segment todo[16];
+  if (n > 16) n = 16;  /* the rest on the next round */
+  memcpy(todo, w->sealed, n * sizeof *todo);
+  pthread_mutex_unlock(&w->sealed_mu);
+  if (n == 0) return NOKV_OK;
+  size_t done = 0;
+  int ret = NOKV_OK;
+  while (done < n && (ret = nk_file_sync(todo[done].file)) == NOKV_OK) done++;
+  pthread_mutex_lock(&w->sealed_mu);
+  for (size_t i = 0; i < done; i++) nk_file_close(w->sealed[i].file); /* synced: closed even if that fails */
+  if (done > 0) drop_sealed(w, done);
+  pthread_mutex_unlock(&w->sealed_mu);
+  if (ret != NOKV_OK) return ret;
+  return done == 16 ? sync_sealed_below(w, below) : NOKV_OK;
+}
+
+/* Makes segment `number` (file f, open while sync_mu is held) durable, with
+ * every sealed one before it and its name. REQUIRES: sync_mu held. */
+static int sync_through(nk_wal *w, uint64_t number, nk_file *f) {
+  if (w->sync_failed != NOKV_OK) {
+    return nk_err(w->sync_failed, "WAL: an earlier sync failed (%s)", w->sync_why);
   }
-  return nk_file_sync(w->file);
+  int ret = sync_sealed_below(w, number);
+  if (ret == NOKV_OK && __atomic_load_n(&w->dir_synced, __ATOMIC_ACQUIRE) < number) {
+    ret = w->env->sync_dir(w->env, w->dir);
+    /* Every name made before this sync is durable now: number's at least. */
+    uint64_t seen = __atomic_load_n(&w->dir_synced, __ATOMIC_RELAXED);
+    while (ret == NOKV_OK && seen < number &&
+           !__atomic_compare_exchange_n(&w->dir_synced, &seen, number, false, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED)) {
+    }
+  }
+  if (ret == NOKV_OK && f != NULL) ret = nk_file_sync(f);
+  return ret == NOKV_OK ? NOKV_OK : sync_failed(w, ret);
+}
+
+int nk_wal_sync(nk_wal *w) {
+  pthread_mutex_lock(&w->sync_mu);
+  int ret = sync_through(w, w->number, w->file);
+  pthread_mutex_unlock(&w->sync_mu);
+  return ret;
+}
+
+void nk_wal_mark(const nk_wal *w, nk_wal_pos *m) { m->number = w->number; }
+
+int nk_wal_sync_to(nk_wal *w, const nk_wal_pos *m) {
+  pthread_mutex_lock(&w->sync_mu);
+  /* The mark's segment: still the current one, sealed since, or closed by
+   * nk_wal_release (its records are in tables: nothing of it to sync). */
+  nk_file *f = NULL;
+  pthread_mutex_lock(&w->sealed_mu);
+  if (w->number == m->number) {
+    f = w->file;
+  } else {
+    for (size_t i = 0; i < w->nsealed && f == NULL; i++) {
+      if (w->sealed[i].number == m->number) f = w->sealed[i].file;
+    }
+  }
+  pthread_mutex_unlock(&w->sealed_mu);
+  int ret = sync_through(w, m->number, f);
+  pthread_mutex_unlock(&w->sync_mu);
+  return ret;
 }
 
 int nk_wal_maybe_rotate(nk_wal *w) {
@@ -225,14 +292,25 @@ int nk_wal_switch(nk_wal *w) {
   pthread_mutex_unlock(&w->sealed_mu);
   if (!kept) {
     /* No memory to remember it: seal it the slow way, synced. */
-    NK_RET(nk_file_sync(w->file));
-    NK_RET(nk_file_close(w->file));
+    NK_RET(nk_wal_sync(w));
+    pthread_mutex_lock(&w->sync_mu);
+    pthread_mutex_lock(&w->sealed_mu);
+    nk_file *f = w->file;
+    w->file = NULL;
+    pthread_mutex_unlock(&w->sealed_mu);
+    int ret = nk_file_close(f);
+    pthread_mutex_unlock(&w->sync_mu);
+    NK_RET(ret);
+  } else {
+    pthread_mutex_lock(&w->sealed_mu);
+    w->file = NULL;
+    pthread_mutex_unlock(&w->sealed_mu);
   }
-  w->file = NULL;
   return start_segment(w, prev, prev_size, kept ? NK_WAL_LINK_PREV_UNSYNCED : 0);
 }
 
 void nk_wal_release(nk_wal *w, uint64_t below) {
+  pthread_mutex_lock(&w->sync_mu); /* not under a sync from another thread */
   pthread_mutex_lock(&w->sealed_mu);
   size_t done = 0;
   while (done < w->nsealed && w->sealed[done].number < below) {
@@ -241,6 +319,7 @@ void nk_wal_release(nk_wal *w, uint64_t below) {
   }
   if (done > 0) drop_sealed(w, done);
   pthread_mutex_unlock(&w->sealed_mu);
+  pthread_mutex_unlock(&w->sync_mu);
 }
 
 int nk_wal_close(nk_wal *w, bool sync_point) {
@@ -250,10 +329,10 @@ int nk_wal_close(nk_wal *w, bool sync_point) {
   /* A clean close leaves the whole log durable, its names too, and says so
    * with a sync point: damage found before it later is corruption, not a tear
    * (the links of segments sealed unsynced say their tails might tear). */
-  int ret = sync_sealed(w);
+  pthread_mutex_lock(&w->sync_mu);
+  int ret = NOKV_OK;
   if (w->file != NULL) {
-    if (ret == NOKV_OK && !w->dir_synced) ret = w->env->sync_dir(w->env, w->dir);
-    if (ret == NOKV_OK) ret = nk_file_sync(w->file);
+    ret = sync_through(w, w->number, w->file);
     if (ret == NOKV_OK && sync_point) {
       char mark[NK_WAL_HEADER];
       nk_wal_encode_header(mark, NK_WAL_SYNC_POINT, mark, 0);
@@ -264,10 +343,14 @@ int nk_wal_close(nk_wal *w, bool sync_point) {
     if (ret == NOKV_OK) {
       ret = r2;
     }
+  } else {
+    ret = sync_sealed_below(w, UINT64_MAX);
   }
+  pthread_mutex_unlock(&w->sync_mu);
   for (size_t i = 0; i < w->nsealed; i++) nk_file_close(w->sealed[i].file);
   free(w->sealed);
   pthread_mutex_destroy(&w->sealed_mu);
+  pthread_mutex_destroy(&w->sync_mu);
   free(w->dir);
   free(w);
   return ret;
