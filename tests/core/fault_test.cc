@@ -105,19 +105,28 @@ TEST_F(FaultTest, WritesGoOnWhileASyncOfTheLogsRuns) {
 // reports a lost write-back once, so a sync writer's fsync right after it may
 // succeed with its data gone.
 TEST_F(FaultTest, ASyncThatFailedOutsideTheQueueFailsTheSyncWriterAfterIt) {
-  nokv_db* db = Open(fault_.env());
-  ASSERT_EQ(Put(db, "a", "1"), NOKV_OK);
-  fault_.HoldSyncs(".wal");
-  fault_.FailCalls(FaultEnv::kSync, EIO, ".wal", /*times=*/1);
-  auto synced = std::async(std::launch::async, [db] { return nokv_sync(db); });
-  fault_.WaitForHeldSync();
-  auto writer = std::async(std::launch::async, [db] { return Put(db, "b", "1", /*sync=*/true); });
-  fault_.HoldSyncs("");
-  EXPECT_EQ(synced.get(), NOKV_EIO);
-  EXPECT_EQ(writer.get(), NOKV_EIO);  // its own fsync would succeed
-  EXPECT_EQ(fault_.injected(), 1);
-  fault_.ClearRule();
-  nokv_close(db);
+  const std::string big(64 << 10, 'v');  // in the value log
+  for (const char* log : {".wal", ".vlog"}) {
+    SCOPED_TRACE(log);
+    TempDir dir;
+    nokv_options o;
+    nokv_options_init(&o);
+    o.env = fault_.env();
+    nokv_db* db = nullptr;
+    ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
+    ASSERT_EQ(Put(db, "a", big), NOKV_OK);
+    fault_.HoldSyncs(log);
+    fault_.FailCalls(FaultEnv::kSync, EIO, log, /*times=*/1);
+    auto synced = std::async(std::launch::async, [db] { return nokv_sync(db); });
+    fault_.WaitForHeldSync();
+    auto writer = std::async(std::launch::async, [&] { return Put(db, "b", big, /*sync=*/true); });
+    fault_.HoldSyncs("");
+    EXPECT_EQ(synced.get(), NOKV_EIO);
+    EXPECT_EQ(writer.get(), NOKV_EIO);  // its own fsync would succeed
+    EXPECT_EQ(fault_.injected(), 1);
+    fault_.ClearRule();
+    EXPECT_EQ(nokv_close(db), NOKV_EIO);  // nor can closing vouch for the logs
+  }
 }
 
 TEST_F(FaultTest, PartialWriteIsATornTailAfterReopen) {

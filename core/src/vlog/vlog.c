@@ -237,6 +237,10 @@ struct nk_vlog {
   } *unsynced;
   size_t nunsynced, unsynced_cap;
   bool dir_dirty;
+  /* Under sync_mu: after a failed fsync every later one fails too (the kernel
+   * reports a lost write-back once; a second fsync may succeed without it). */
+  int sync_failed;
+  char sync_why[256];
   nk_buf pending;      /* buffered entries, to go at offset `written` */
   uint64_t bytes_written;  /* atomic */
   uint64_t prefetches;     /* atomic */
@@ -348,7 +352,19 @@ static segment *seg_get(nk_vlog *vl, uint32_t fid, uint64_t *size) {
  * directory if a segment was created since it was last synced. A segment
  * whose fsync fails stays listed (the caller's error is sticky: db.c).
  * REQUIRES: sync_mu held. */
+/* Records a failed sync (REQUIRES: sync_mu held); returns ret. */
+static int sync_failed(nk_vlog *vl, int ret) {
+  if (ret != NOKV_OK && vl->sync_failed == NOKV_OK) {
+    vl->sync_failed = ret;
+    snprintf(vl->sync_why, sizeof vl->sync_why, "%s", nokv_errmsg());
+  }
+  return ret;
+}
+
 static int sync_sealed(nk_vlog *vl, uint32_t fid) {
+  if (vl->sync_failed != NOKV_OK) {
+    return nk_err(vl->sync_failed, "value log: an earlier sync failed (%s)", vl->sync_why);
+  }
   size_t done = 0;
   int ret = NOKV_OK;
   while (done < vl->nunsynced && vl->unsynced[done].fid <= fid) {
@@ -364,7 +380,7 @@ static int sync_sealed(nk_vlog *vl, uint32_t fid) {
     ret = vl->env->sync_dir(vl->env, vl->dir);
     if (ret == NOKV_OK) vl->dir_dirty = false;
   }
-  return ret;
+  return sync_failed(vl, ret);
 }
 
 /* Creates segment fid with its header and makes it the active one. Nothing
@@ -403,7 +419,7 @@ static int start_segment(nk_vlog *vl, uint32_t fid) {
     vl->unsynced[vl->nunsynced++] = (struct unsynced_seg){old, old_fid};
     old = NULL;
   } else if (old_unsynced) {
-    ret = nk_file_sync(old);  /* no memory to remember it: sync it now */
+    ret = sync_failed(vl, nk_file_sync(old));  /* no memory to remember it: sync it now */
   }
   /* Each waits with its descriptor open: past a few (segments much smaller
    * than the writes between syncs), the oldest is synced here after all. */
@@ -682,7 +698,7 @@ static int sync_active(nk_vlog *vl) {
     if (target > vl->synced) vl->synced = target;
     pthread_mutex_unlock(&vl->wmu);
   }
-  return ret;
+  return sync_failed(vl, ret);
 }
 
 int nk_vlog_write(nk_vlog *vl, bool sync) {
