@@ -414,9 +414,20 @@ static void change_now(nokv_repl_node *n, op *o) {
   o->transfer_req.data = o;
   int rv;
   switch (o->change) {
-    case NOKV_REPL_ADD:
-      rv = raft_add(&n->raft, &o->change_req, o->id, o->address, on_added);
+    case NOKV_REPL_ADD: {
+      /* Already a spare at that address (an earlier add whose catch-up ran
+       * out of time, the node still catching up): this add promotes it. */
+      const struct raft_server *s = NULL;
+      for (unsigned i = 0; i < n->raft.configuration.n && s == NULL; i++) {
+        if (n->raft.configuration.servers[i].id == o->id) s = &n->raft.configuration.servers[i];
+      }
+      if (s != NULL && s->role != RAFT_VOTER && strcmp(s->address, o->address) == 0) {
+        rv = raft_assign(&n->raft, &o->change_req, o->id, RAFT_VOTER, on_assigned);
+      } else {
+        rv = raft_add(&n->raft, &o->change_req, o->id, o->address, on_added);
+      }
       break;
+    }
     case NOKV_REPL_REMOVE:
       rv = raft_remove(&n->raft, &o->change_req, o->id, on_removed);
       break;
@@ -888,6 +899,12 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
    * fetching the data) is sent again then, not after libraft's 30 s. */
   raft_set_install_snapshot_timeout(&n->raft,
                                     o->election_timeout_ms ? o->election_timeout_ms : 1000);
+  /* A node being added may first fetch the whole state (fsm.h) and restart on
+   * it: libraft's 5 s for a catch-up round would fail any add of a database
+   * that takes longer to copy. */
+  unsigned election = o->election_timeout_ms ? o->election_timeout_ms : 1000;
+  raft_set_max_catch_up_round_duration(
+      &n->raft, o->catch_up_ms ? o->catch_up_ms : (30 * election > 30000 ? 30 * election : 30000));
   raft_set_snapshot_threshold(&n->raft, o->snapshot_entries ? o->snapshot_entries : 65536);
   raft_set_snapshot_trailing(&n->raft, o->snapshot_trailing ? o->snapshot_trailing : 8192);
   n->tick_ms = (o->heartbeat_ms ? o->heartbeat_ms : 100) / 2;

@@ -71,6 +71,11 @@ typedef struct nokv_repl_options {
   /* A node with no Raft state asks its peers, before bootstrapping, whether
    * they have seen it (identity.h), for at most this long (0: 1000 ms). */
   unsigned peer_check_ms;
+  /* How long a node being added may take to reach the log's end as it was
+   * when it started (a catch-up round: fetching the state counts), before
+   * the add fails (0: 30 s, or 30 election timeouts if longer). The node
+   * then stays a spare, catching up; adding it again promotes it. */
+  unsigned catch_up_ms;
 } nokv_repl_options;
 
 typedef struct nokv_repl_outcome {

@@ -144,6 +144,7 @@ class NodeTest : public ::testing::Test {
     ro.snapshot_trailing = snapshot_trailing_;
     ro.entries_in_flight = entries_in_flight_;
     ro.peer_check_ms = 200;  // peers not started yet answer nothing: a short wait
+    ro.catch_up_ms = catch_up_ms_;
     ro.fetch = &NodeTest::Fetch;
     ro.fetch_ctx = this;
     return nokv_repl_node_start(dbs_[i], &ro, &nodes_[i], err, errlen);
@@ -210,6 +211,7 @@ class NodeTest : public ::testing::Test {
 
   unsigned snapshot_entries_ = 0, snapshot_trailing_ = 0;  // 0: the node's defaults
   unsigned entries_in_flight_ = 0;
+  unsigned catch_up_ms_ = 0;
   int initial_ = kNodes;  // first members started by SetUp
   bool host_names_ = false;  // peers by name (localhost), not IPv4 literals
   std::mutex fetch_mu_;
@@ -782,6 +784,57 @@ TEST_F(SnapshotTest, CompactsTheLogAndCatchesUpFromASnapshot) {
     EXPECT_EQ(GetAt(dbs_[i], "after"), "restarts") << i;
     EXPECT_EQ(GetAt(dbs_[i], "first"), "1") << i;
   }
+}
+
+// A node added to a group whose log was compacted must first fetch the state;
+// when that takes longer than a catch-up round may, the add fails and leaves
+// it a spare; once it has the state, adding it again makes it a voter.
+class SlowAddTest : public SnapshotTest {
+ protected:
+  void SetUp() override {
+    catch_up_ms_ = 1000;
+    SnapshotTest::SetUp();
+  }
+};
+
+TEST_F(SlowAddTest, AnAddThatRanOutOfTimeIsCompletedByAddingAgain) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  uint64_t last_ts = 0;
+  for (int k = 0; k < 200; k++) last_ts = Put(leader, "k" + std::to_string(k), "v").commit_ts;
+  nokv_repl_status st;
+  ASSERT_TRUE(WaitFor([&] {
+    return nokv_repl_node_status(nodes_[leader], &st) == NOKV_OK && st.snapshot_index > 150;
+  }));
+  Start(3, /*join=*/true);
+  // It is sent a snapshot ahead of its engine and asked to fetch the state,
+  // which (here) nobody brings: the round runs out.
+  nokv_repl_outcome o = Change(leader, NOKV_REPL_ADD, 3);
+  EXPECT_EQ(o.rc, NOKV_ETIMEDOUT) << (o.msg ? o.msg : "");
+  EXPECT_GT(fetches(), 0u);
+  ASSERT_EQ(nokv_repl_node_status(nodes_[leader], &st), NOKV_OK);
+  ASSERT_EQ(st.n_members, 4u);
+  for (size_t m = 0; m < st.n_members; m++) {
+    if (st.members[m].id == 4) EXPECT_NE(st.members[m].role, RAFT_VOTER);
+  }
+  // The state arrives (installed as a server does), and the same add again
+  // promotes it.
+  Stop(3);
+  std::string db = dirs_[3].path() + "/db", fresh = dirs_[3].path() + "/fetched";
+  ASSERT_EQ(nokv_checkpoint(dbs_[leader], fresh.c_str(), nullptr), NOKV_OK) << nokv_errmsg();
+  std::filesystem::remove_all(db);
+  std::filesystem::rename(fresh, db);
+  Start(3, /*join=*/true);
+  o = Change(leader, NOKV_REPL_ADD, 3);
+  ASSERT_EQ(o.rc, NOKV_OK) << (o.msg ? o.msg : "");
+  ASSERT_EQ(nokv_repl_node_status(nodes_[leader], &st), NOKV_OK);
+  for (size_t m = 0; m < st.n_members; m++) EXPECT_EQ(st.members[m].role, RAFT_VOTER) << m;
+  ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[3]) >= last_ts; }));
+  EXPECT_EQ(GetAt(dbs_[3], "k199"), "v");
+  // Added at another address, it is refused plainly.
+  Waiter w;
+  nokv_repl_change(nodes_[leader], NOKV_REPL_ADD, 4, "127.0.0.1:1", &Waiter::Cb, &w);
+  EXPECT_EQ(w.Wait().rc, NOKV_EINVAL);
 }
 
 // Peers named by host name (as a StatefulSet's are), which libraft's own TCP

@@ -83,6 +83,15 @@ class ClusterTest(unittest.TestCase):
 
     def tearDown(self):
         self.cluster.close()
+        result = self._outcome.result
+        if any(t is self for t, _ in result.failures + result.errors):
+            # The servers' logs, for whoever reads the failure (bazel keeps
+            # TEST_UNDECLARED_OUTPUTS_DIR).
+            out = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
+            for name in sorted(os.listdir(self.tmp.name)) if out else ():
+                if name.endswith(".log"):
+                    shutil.copy(os.path.join(self.tmp.name, name),
+                                os.path.join(out, "%s-%s" % (self._testMethodName, name)))
         self.tmp.cleanup()
 
     def assert_everywhere(self, acked):
