@@ -227,7 +227,7 @@ bool nokv_seen_elsewhere(const nokv_repl_peer *peers, size_t n, uint64_t self, u
   *who = *known = 0;
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
-  bool answered[NOKV_REPL_MAX_MEMBERS] = {false};
+  bool answered[NOKV_REPL_MAX_MEMBERS] = {false}, resolved[NOKV_REPL_MAX_MEMBERS] = {false};
   struct sockaddr_in sa[NOKV_REPL_MAX_MEMBERS];
   size_t asked = n < NOKV_REPL_MAX_MEMBERS ? n : NOKV_REPL_MAX_MEMBERS, waiting = 0;
   for (size_t i = 0; i < asked; i++) {
@@ -248,7 +248,8 @@ bool nokv_seen_elsewhere(const nokv_repl_peer *peers, size_t n, uint64_t self, u
         if (answered[i]) continue;
         ask.seq = i + 1;
         nokv_lease_encode(&ask, out);
-        if (resolve(peers[i].address, &sa[i])) {
+        if (!resolved[i]) resolved[i] = resolve(peers[i].address, &sa[i]);  /* once */
+        if (resolved[i]) {
           (void)sendto(fd, out, sizeof out, 0, (const struct sockaddr *)&sa[i], sizeof sa[i]);
         }
       }
