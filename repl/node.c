@@ -975,3 +975,59 @@ void nokv_repl_node_stop(nokv_repl_node *n) {
   uv_loop_close(&n->loop);
   free_node(n);
 }
+
+/* ---- recovery from a lost majority ---- */
+
+static void on_recover_closed(struct raft *r) {
+  raft_uv_close(r->io);
+}
+
+int nokv_repl_recover(const char *dir, uint64_t id, const char *address, char *errbuf,
+                      size_t errlen) {
+  if (id == 0 || address == NULL || !nokv_raft_state_exists(dir)) {
+    set_err(errbuf, errlen, "%s holds no Raft state to recover", dir);
+    return NOKV_EINVAL;
+  }
+  uv_loop_t loop;
+  int rv = uv_loop_init(&loop);
+  if (rv != 0) {
+    set_err(errbuf, errlen, "event loop: %s", uv_strerror(rv));
+    return NOKV_EIO;
+  }
+  struct raft_uv_transport transport;
+  struct raft_io io;
+  struct raft r;
+  struct raft_fsm fsm = {.version = 1}; /* applies nothing: the node is not started */
+  rv = raft_uv_tcp_init(&transport, &loop);
+  if (rv == 0) rv = raft_uv_init(&io, &loop, dir, &transport);
+  if (rv != 0) {
+    set_err(errbuf, errlen, "raft I/O in %s: %s", dir, raft_strerror(rv));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return NOKV_EIO;
+  }
+  int rc = NOKV_OK;
+  rv = raft_init(&r, &io, &fsm, id, address);
+  if (rv != 0) {
+    set_err(errbuf, errlen, "raft: %s", raft_errmsg(&r));
+    raft_uv_close(&io);
+    rc = NOKV_EIO;
+  } else {
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    rv = raft_configuration_add(&conf, id, address, RAFT_VOTER);
+    if (rv == 0) rv = raft_recover(&r, &conf);
+    raft_configuration_close(&conf);
+    if (rv != 0) {
+      set_err(errbuf, errlen, "recover: %s (%s%s%s)", raft_strerror(rv), raft_errmsg(&r),
+              io.errmsg[0] != '\0' ? "; " : "", io.errmsg);
+      rc = NOKV_EIO;
+    }
+    raft_close(&r, on_recover_closed);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  raft_uv_tcp_close(&transport);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  return rc;
+}

@@ -97,6 +97,14 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
  * NOKV_REPL_EUNKNOWN, reads NOKV_REPL_ESTOPPED; then frees it. */
 void nokv_repl_node_stop(nokv_repl_node *n);
 
+/* After a majority of the group is lost for good: rewrites the Raft state in
+ * dir (no node running on it) so that this node, id at address, is the
+ * group's only voter. Entries the lost nodes committed and this one never
+ * stored are lost; members added back later start empty (--join). Run it
+ * once, on the survivor whose log is longest. errno-style text in errbuf. */
+int nokv_repl_recover(const char *dir, uint64_t id, const char *address, char *errbuf,
+                      size_t errlen);
+
 /* Proposes entry (from nokv_repl_entry or nokv_repl_cond_entry; ownership
  * passes to the node). cb learns the outcome once the entry is committed by a
  * majority and applied here, or why it was not. */

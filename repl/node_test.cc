@@ -158,6 +158,13 @@ class NodeTest : public ::testing::Test {
     dbs_[i] = nullptr;
   }
 
+  // Replica i's disk lost: everything under its directory gone.
+  void Wipe(int i) {
+    for (auto& e : std::filesystem::directory_iterator(dirs_[i].path())) {
+      std::filesystem::remove_all(e.path());
+    }
+  }
+
   // The replica that leads, once one does and every running one agrees.
   int Leader() {
     int leader = -1;
@@ -668,9 +675,7 @@ TEST_F(NodeTest, AReplicaThatLostItsStateIsRefusedUntilRemoved) {
       << "the leader never recorded its follower's incarnation";
   auto wipe = [&](int i) {
     Stop(i);
-    for (auto& e : std::filesystem::directory_iterator(dirs_[i].path())) {
-      std::filesystem::remove_all(e.path());
-    }
+    Wipe(i);
   };
   wipe(lost);
   char err[1024] = "";
@@ -784,6 +789,43 @@ TEST_F(SnapshotTest, CompactsTheLogAndCatchesUpFromASnapshot) {
     EXPECT_EQ(GetAt(dbs_[i], "after"), "restarts") << i;
     EXPECT_EQ(GetAt(dbs_[i], "first"), "1") << i;
   }
+}
+
+// A majority lost for good: the survivor's state is rewritten to make it the
+// only voter, it leads alone with everything it had, and the lost nodes come
+// back empty as new members.
+TEST_F(NodeTest, ASurvivorOfALostMajorityRecoversAsTheOnlyVoter) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  uint64_t ts = 0;
+  for (int k = 0; k < 20; k++) ts = Put(leader, "k" + std::to_string(k), "v").commit_ts;
+  for (int i = 0; i < kNodes; i++) {
+    ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[i]) >= ts; })) << i;
+  }
+  for (int i = 0; i < kNodes; i++) Stop(i);
+  for (int i = 1; i < kNodes; i++) Wipe(i);
+  char err[512] = "";
+  EXPECT_EQ(nokv_repl_recover((dirs_[1].path() + "/raft").c_str(), 2, addrs_[1].c_str(), err,
+                              sizeof err),
+            NOKV_EINVAL);  // nothing there to recover
+  ASSERT_EQ(nokv_repl_recover((dirs_[0].path() + "/raft").c_str(), 1, addrs_[0].c_str(), err,
+                              sizeof err),
+            NOKV_OK)
+      << err;
+  Start(0);  // with its first members' list, which its state overrides
+  ASSERT_EQ(Leader(), 0);
+  EXPECT_EQ(GetAt(dbs_[0], "k19"), "v");
+  nokv_repl_outcome o = Put(0, "alone", "1");
+  ASSERT_EQ(o.rc, NOKV_OK) << (o.msg ? o.msg : "");
+  nokv_repl_status st;
+  ASSERT_EQ(nokv_repl_node_status(nodes_[0], &st), NOKV_OK);
+  EXPECT_EQ(st.n_members, 1u);
+  // A lost node comes back empty and is added.
+  Start(1, /*join=*/true);
+  ASSERT_EQ(Change(0, NOKV_REPL_ADD, 1).rc, NOKV_OK);
+  ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[1]) >= o.commit_ts; }));
+  EXPECT_EQ(GetAt(dbs_[1], "k19"), "v");
+  EXPECT_EQ(GetAt(dbs_[1], "alone"), "1");
 }
 
 // A node added to a group whose log was compacted must first fetch the state;

@@ -129,6 +129,10 @@ ABSL_FLAG(bool, read_lease, true,
           "cluster mode: the leader serves linearizable reads under a lease its followers renew "
           "(UDP on the Raft port; assumes clocks' rates within 1% of each other, see "
           "docs/replication.md); off: every such read waits for a barrier through the log");
+ABSL_FLAG(bool, recover_as_sole_voter, false,
+          "cluster mode, with no server running on --data_dir: rewrite this node's Raft state "
+          "so that it is the group's only voter, then exit (after a majority is lost for good; "
+          "run once, on the survivor with the longest log; docs/replication.md)");
 ABSL_FLAG(uint32_t, snapshot_entries, 65536,
           "cluster mode: take a snapshot (the engine synced; the Raft log before it dropped) "
           "every this many log entries");
@@ -498,6 +502,40 @@ int Serve() {
 
 }  // namespace
 
+// --recover_as_sole_voter: the survivor of a lost majority made the only voter.
+int RecoverAsSoleVoter() {
+  std::string error;
+  const uint64_t id = NodeId(&error);
+  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  const std::string raft_listen = absl::GetFlag(FLAGS_raft_listen);
+  if (id == 0 || raft_listen.empty()) {
+    fprintf(stderr, "nokv-server: --recover_as_sole_voter needs --node_id and --raft_listen%s%s\n",
+            error.empty() ? "" : ": ", error.c_str());
+    return 2;
+  }
+  // Holding the engine's lock: no server runs on this directory meanwhile.
+  const std::string engine_dir = data_dir + "/engine";
+  nokv_options opts;
+  nokv_options_init(&opts);
+  opts.create_if_missing = false;
+  nokv_db* db = nullptr;
+  if (nokv_open(engine_dir.c_str(), &opts, &db) != NOKV_OK) {
+    fprintf(stderr, "nokv-server: cannot open %s: %s\n", engine_dir.c_str(), nokv_errmsg());
+    return 1;
+  }
+  char err[512] = "";
+  int rc = nokv_repl_recover((data_dir + "/raft").c_str(), id, raft_listen.c_str(), err, sizeof err);
+  nokv_close(db);
+  if (rc != NOKV_OK) {
+    fprintf(stderr, "nokv-server: cannot recover: %s\n", err);
+    return 1;
+  }
+  printf("node %llu is now the only voter of its group; start it as before, then add the "
+         "others back empty (--join, nokv cluster add)\n",
+         static_cast<unsigned long long>(id));
+  return 0;
+}
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Serves a NoKV-C database over gRPC (nokv.v1.KV).");
   absl::ParseCommandLine(argc, argv);
@@ -505,6 +543,7 @@ int main(int argc, char** argv) {
   // build) tracks every lock order in a graph: about 3% of the server's CPU
   // per call, for a debugging aid.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  if (absl::GetFlag(FLAGS_recover_as_sole_voter)) return RecoverAsSoleVoter();
 
   if (pipe(signal_pipe) != 0) {
     perror("nokv-server: pipe");

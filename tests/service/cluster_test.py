@@ -457,6 +457,40 @@ class ClusterTest(unittest.TestCase):
         self.assertIn("node %d: leader" % fresh.id, out)
         self.assertEqual(out.count(" voter"), 3, out)
 
+    def test_i_lost_majority_recovered_from_a_survivor(self):
+        leader = self.cluster.leader()
+        writers = Writers(self.cluster)
+        wait_until(lambda: writers.count() >= 100, what="writes")
+        acked = writers.stop()
+        self.cluster.wait_applied(max(acked.values()))
+        # Two of three lost for good, with their disks. The survivor alone
+        # cannot commit; made the only voter, it leads with everything.
+        survivor = next(m for m in self.cluster.nodes if m is not leader)
+        for m in self.cluster.nodes:
+            m.kill()
+        lost = [m for m in self.cluster.nodes if m is not survivor]
+        for m in lost:
+            shutil.rmtree(m.data_dir)
+        p = subprocess.run(
+            [self.cluster.binary, "--data_dir=" + survivor.data_dir,
+             "--node_id=%d" % survivor.id, "--raft_listen=" + survivor.raft_address,
+             "--recover_as_sole_voter"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("is now the only voter", p.stdout)
+        survivor.start()
+        self.assertIs(self.cluster.leader(), survivor)
+        r = survivor.stub.Put(kv_pb2.PutRequest(key=b"after", value=b"recovery"), timeout=5)
+        # A node on an empty directory joins it.
+        fresh = self.cluster.add_node()
+        for m in lost:
+            self.cluster.nodes.remove(m)
+        rc, out = nokv("cluster", "add", "--id", str(fresh.id), "--raft_address",
+                       fresh.raft_address, "--addr", survivor.address)
+        self.assertEqual(rc, 0, out)
+        self.assert_everywhere(acked)
+        self.cluster.wait_applied(r.commit_ts)
+        self.assertEqual(serializable_get(fresh, b"after").value, b"recovery")
+
     def test_g_replica_behind_the_compacted_log_fetches_the_state(self):
         leader = self.cluster.leader()
         behind = next(m for m in self.cluster.nodes if m is not leader)
