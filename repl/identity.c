@@ -171,7 +171,7 @@ uint64_t nokv_seen_get(const nokv_seen *s, uint64_t id) {
   return 0;
 }
 
-static int save(nokv_seen *s) {
+int nokv_seen_save(const nokv_seen *s) {
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", s->path);
   char *slash = strrchr(dir, '/');
@@ -179,29 +179,38 @@ static int save(nokv_seen *s) {
   return save_pairs(dir, s->path, s->m, s->n);
 }
 
-int nokv_seen_put(nokv_seen *s, uint64_t id, uint64_t incarnation, uint64_t *before) {
+int nokv_seen_set(nokv_seen *s, uint64_t id, uint64_t incarnation, uint64_t *before) {
   *before = nokv_seen_get(s, id);
   if (*before == incarnation || id == 0 || incarnation == 0) return 0;
   size_t i = 0;
   while (i < s->n && s->m[i].id != id) i++;
   if (i == s->n) {
-    if (s->n == NOKV_SEEN_MAX) return ENOSPC;
+    if (s->n == NOKV_SEEN_MAX) return -1;
     s->n++;
   }
   s->m[i] = (nokv_seen_member){id, incarnation};
-  return save(s);
+  return 1;
 }
 
-int nokv_seen_retain(nokv_seen *s, const uint64_t *ids, size_t n) {
+bool nokv_seen_keep(nokv_seen *s, const uint64_t *ids, size_t n) {
   size_t kept = 0;
   for (size_t i = 0; i < s->n; i++) {
     bool member = false;
     for (size_t j = 0; j < n && !member; j++) member = ids[j] == s->m[i].id;
     if (member) s->m[kept++] = s->m[i];
   }
-  if (kept == s->n) return 0;
+  bool changed = kept != s->n;
   s->n = kept;
-  return save(s);
+  return changed;
+}
+
+int nokv_seen_put(nokv_seen *s, uint64_t id, uint64_t incarnation, uint64_t *before) {
+  int changed = nokv_seen_set(s, id, incarnation, before);
+  return changed < 0 ? ENOSPC : changed > 0 ? nokv_seen_save(s) : 0;
+}
+
+int nokv_seen_retain(nokv_seen *s, const uint64_t *ids, size_t n) {
+  return nokv_seen_keep(s, ids, n) ? nokv_seen_save(s) : 0;
 }
 
 /* ---- asking the peers ---- */

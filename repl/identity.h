@@ -66,6 +66,12 @@ uint64_t nokv_seen_get(const nokv_seen *s, uint64_t id);
 int nokv_seen_put(nokv_seen *s, uint64_t id, uint64_t incarnation, uint64_t *before);
 /* Forgets every member not among ids[0..n), saved if any was forgotten. */
 int nokv_seen_retain(nokv_seen *s, const uint64_t *ids, size_t n);
+/* The same two in memory only, for a caller that saves elsewhere (the lease,
+ * off its loop): 1 if the record changed, 0 if not, -1 if it is full. */
+int nokv_seen_set(nokv_seen *s, uint64_t id, uint64_t incarnation, uint64_t *before);
+bool nokv_seen_keep(nokv_seen *s, const uint64_t *ids, size_t n);
+/* Writes the record to its file, synced. An errno-style code on failure. */
+int nokv_seen_save(const nokv_seen *s);
 
 /* Asks every peer but self, over UDP at its Raft address, whether it has seen
  * node self; waits until each answered or wait_ms passed. true, with the peer

@@ -52,6 +52,7 @@ struct nokv_lease {
   uint64_t incarnation;   /* this state's (identity.h) */
   nokv_seen *seen;        /* members seen; NULL: not kept */
   raft_index seen_conf;   /* the configuration the record was last pruned to */
+  bool saving, save_again; /* the record's file being written off the loop */
   int64_t sent_ns[ROUNDS];
   peer peers[MAX_PEERS];
   size_t n_peers;
@@ -252,15 +253,73 @@ static bool is_member(const struct raft *r, raft_id id) {
   return false;
 }
 
+/* The record is saved on libuv's thread pool, not the loop (an fsync there
+ * would hold back heartbeats): one save at a time, of a copy, and one more if
+ * it changed meanwhile. A crash before a save completes forgets what it held:
+ * the check then misses that member (identity.h), as if never seen. */
+typedef struct seen_save {
+  uv_work_t req;
+  nokv_lease *l;
+  int err;
+  nokv_seen copy;
+} seen_save;
+
+static void schedule_save(nokv_lease *l);
+
+static void save_work(uv_work_t *req) {
+  seen_save *s = req->data;
+  s->err = nokv_seen_save(&s->copy);
+}
+
+static void save_done(uv_work_t *req, int status) {
+  (void)status;
+  seen_save *s = req->data;
+  nokv_lease *l = s->l;
+  if (s->err != 0) {
+    fprintf(stderr, "nokv: cannot save %s: %s\n", s->copy.path, strerror(s->err));
+  }
+  free(s);
+  l->saving = false;
+  if (l->save_again) {
+    l->save_again = false;
+    schedule_save(l);
+  }
+}
+
+static void schedule_save(nokv_lease *l) {
+  if (l->saving) {
+    l->save_again = true;
+    return;
+  }
+  seen_save *s = malloc(sizeof *s);
+  if (s == NULL) {
+    fprintf(stderr, "nokv: no memory to save %s\n", l->seen->path);
+    return;
+  }
+  s->l = l;
+  s->err = 0;
+  s->copy = *l->seen;
+  s->req.data = s;
+  if (uv_queue_work(l->loop, &s->req, save_work, save_done) != 0) {
+    free(s);
+    return;
+  }
+  l->saving = true;
+}
+
 /* Records the incarnation a member's message carries. */
 static void record_seen(nokv_lease *l, const nokv_lease_msg *m) {
   if (l->seen == NULL || m->incarnation == 0 || !is_member(l->r, m->from)) return;
   uint64_t before = 0;
-  int err = nokv_seen_put(l->seen, m->from, m->incarnation, &before);
-  if (err != 0) {
-    fprintf(stderr, "nokv: cannot record node %llu's incarnation in %s: %s\n",
-            (unsigned long long)m->from, l->seen->path, strerror(err));
-  } else if (before != 0 && before != m->incarnation) {
+  int changed = nokv_seen_set(l->seen, m->from, m->incarnation, &before);
+  if (changed < 0) {
+    fprintf(stderr, "nokv: %s is full: node %llu not recorded\n", l->seen->path,
+            (unsigned long long)m->from);
+    return;
+  }
+  if (changed == 0) return;
+  schedule_save(l);
+  if (before != 0) {
     /* Its state was made anew while it stayed a member: it may have
      * forgotten votes and entries (identity.h). */
     fprintf(stderr, "nokv: node %llu answers with new Raft state (incarnation %016llx, was "
@@ -293,11 +352,7 @@ static void prune_seen(nokv_lease *l) {
   for (unsigned i = 0; i < r->configuration.n && n < NOKV_SEEN_MAX; i++) {
     ids[n++] = r->configuration.servers[i].id;
   }
-  int err = nokv_seen_retain(l->seen, ids, n);
-  if (err != 0) {
-    fprintf(stderr, "nokv: cannot save %s: %s\n", l->seen->path, strerror(err));
-    return;
-  }
+  if (nokv_seen_keep(l->seen, ids, n)) schedule_save(l);
   l->seen_conf = r->configuration_index;
 }
 

@@ -5,7 +5,10 @@
 // other two elect a new one and go on; the old one, restarted on its own log
 // and engine, catches up.
 #include <netinet/in.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,10 +47,25 @@ using std::chrono::steady_clock;
 // A port on loopback free for TCP and UDP now (a node's Raft port carries
 // both), drawn below Linux's ephemeral range, which outgoing connections take
 // their ports from.
+// Claimed against the other tests running at once, as tests/service/cluster.py
+// does: an flock on /tmp/nokv-test-ports/PORT, held until the process exits.
+bool ClaimPort(int port) {
+  const char* dir = "/tmp/nokv-test-ports";
+  mkdir(dir, 0777);
+  int fd = open((std::string(dir) + "/" + std::to_string(port)).c_str(), O_RDWR | O_CREAT, 0666);
+  if (fd < 0) return true;  // no shared directory: the bind check alone
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    return false;
+  }
+  return true;  // fd stays open: the claim lasts as long as the process
+}
+
 int FreePort() {
   static std::mt19937 rng(std::random_device{}());
   for (int tries = 0; tries < 1000; tries++) {
     int port = 20000 + static_cast<int>(rng() % 12000);
+    if (!ClaimPort(port)) continue;
     bool free = true;
     for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
       int fd = socket(AF_INET, type, 0);
@@ -196,6 +214,19 @@ class NodeTest : public ::testing::Test {
     Waiter w;
     nokv_repl_propose(nodes_[i], e, &Waiter::Cb, &w);
     return w.Wait();
+  }
+
+  // Put through whichever replica leads: one refused, or of unknown outcome
+  // (an election under a loaded sanitizer build), goes again to the leader of
+  // the moment, which *leader follows (the puts are idempotent).
+  nokv_repl_outcome PutToLeader(int* leader, const std::string& k, const std::string& v) {
+    nokv_repl_outcome o{};
+    for (int tries = 0; tries < 20; tries++) {
+      o = Put(*leader, k, v);
+      if (o.rc != NOKV_REPL_ENOTLEADER && o.rc != NOKV_REPL_EUNKNOWN) break;
+      *leader = Leader();
+    }
+    return o;
   }
 
   nokv_repl_outcome Change(int on, nokv_repl_change_kind kind, int target) {
@@ -738,7 +769,8 @@ TEST_F(SnapshotTest, CompactsTheLogAndCatchesUpFromASnapshot) {
   Stop(behind);
   uint64_t last_ts = 0;
   for (int k = 0; k < 200; k++) {
-    nokv_repl_outcome o = Put(leader, "k" + std::to_string(k), std::string(k % 3 ? 10 : 100, 'v'));
+    nokv_repl_outcome o =
+        PutToLeader(&leader, "k" + std::to_string(k), std::string(k % 3 ? 10 : 100, 'v'));
     ASSERT_EQ(o.rc, NOKV_OK) << k;
     last_ts = o.commit_ts;
   }

@@ -6,6 +6,7 @@ root/nI) that bootstrap one group. Each node can be killed (SIGKILL), paused
 Client(cluster) calls any node and retries what a failover makes fail.
 """
 
+import fcntl
 import os
 import random
 import signal
@@ -20,6 +21,29 @@ import grpc
 from nokv.v1 import kv_pb2, kv_pb2_grpc
 
 
+_CLAIMS = []  # lock files of the ports this process claimed, held until it exits
+PORT_LOCKS = "/tmp/nokv-test-ports"  # shared by the tests running at once
+
+
+def claim_port(port):
+    """Whether port is this process's against every other test that claims
+    ports so (an flock on PORT_LOCKS/PORT, released when the process exits):
+    two tests running at once never pick the same one between checking that
+    it is free and binding it."""
+    try:
+        os.makedirs(PORT_LOCKS, exist_ok=True)
+        f = open(os.path.join(PORT_LOCKS, str(port)), "a")
+    except OSError:
+        return True  # no shared directory: the bind check alone
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    _CLAIMS.append(f)
+    return True
+
+
 def free_port():
     """A port free on loopback for TCP and UDP (a node's Raft port carries
     both), drawn below Linux's ephemeral range: a port the kernel handed out
@@ -27,6 +51,8 @@ def free_port():
     rng = random.Random()
     while True:
         port = rng.randrange(20000, 32000)
+        if not claim_port(port):
+            continue
         try:
             with socket.socket() as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
                 t.bind(("127.0.0.1", port))
