@@ -76,29 +76,42 @@ TEST_F(FaultTest, FailedSyncIsAnErrorForTheSyncWriter) {
 // leaving the write queue: writes behind it do not wait for its fsync, and
 // what it covered survives a power loss.
 TEST_F(FaultTest, WritesGoOnWhileASyncOfTheLogsRuns) {
-  nokv_db* db = Open(fault_.env());
-  ASSERT_EQ(Put(db, "covered", "1"), NOKV_OK);
-  fault_.HoldSyncs(".wal");
-  auto synced = std::async(std::launch::async, [db] { return nokv_sync(db); });
-  fault_.WaitForHeldSync();  // inside the WAL's fsync
-  auto writes = std::async(std::launch::async, [db] {
-    for (int i = 0; i < 100; i++) {
-      if (Put(db, "w" + std::to_string(i), "v") != NOKV_OK) return false;
-    }
-    return true;
-  });
-  bool went_on = writes.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
-  EXPECT_TRUE(went_on) << "writes waited for nokv_sync's fsync";
-  EXPECT_EQ(synced.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
-  fault_.HoldSyncs("");
-  EXPECT_EQ(synced.get(), NOKV_OK) << nokv_errmsg();
-  EXPECT_TRUE(writes.get());
-  fault_.PowerOff();
-  nokv_close(db);
-  fault_.DropUnsynced();
-  db = Open(nullptr);
-  EXPECT_EQ(Get(db, "covered")->data, "1");
-  EXPECT_EQ(nokv_close(db), NOKV_OK);
+  // With 4 KiB segments the writes behind it rotate the WAL many times while
+  // the marked segment's fsync is held: it is found sealed, and synced.
+  for (size_t segment : {size_t(64) << 20, size_t(4096)}) {
+    SCOPED_TRACE("segment bytes " + std::to_string(segment));
+    TempDir dir;
+    nokv_options o;
+    nokv_options_init(&o);
+    o.env = fault_.env();
+    o.wal_segment_bytes = segment;
+    nokv_db* db = nullptr;
+    ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
+    for (int i = 0; i < 50; i++) ASSERT_EQ(Put(db, "covered" + std::to_string(i), "1"), NOKV_OK);
+    fault_.HoldSyncs(".wal");
+    auto synced = std::async(std::launch::async, [db] { return nokv_sync(db); });
+    fault_.WaitForHeldSync();  // inside the WAL's fsync
+    auto writes = std::async(std::launch::async, [db] {
+      for (int i = 0; i < 100; i++) {
+        if (Put(db, "w" + std::to_string(i), std::string(100, 'v')) != NOKV_OK) return false;
+      }
+      return true;
+    });
+    bool went_on = writes.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+    EXPECT_TRUE(went_on) << "writes waited for nokv_sync's fsync";
+    EXPECT_EQ(synced.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+    fault_.HoldSyncs("");
+    EXPECT_EQ(synced.get(), NOKV_OK) << nokv_errmsg();
+    EXPECT_TRUE(writes.get());
+    fault_.PowerOff();
+    nokv_close(db);
+    fault_.DropUnsynced();
+    fault_.PowerOn();
+    o.env = nullptr;
+    ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
+    for (int i = 0; i < 50; i++) EXPECT_EQ(Get(db, "covered" + std::to_string(i))->data, "1") << i;
+    EXPECT_EQ(nokv_close(db), NOKV_OK);
+  }
 }
 
 // A sync that fails outside the queue fails every later one: the kernel

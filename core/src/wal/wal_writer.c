@@ -257,17 +257,16 @@ void nk_wal_mark(const nk_wal *w, nk_wal_pos *m) { m->number = w->number; }
 
 int nk_wal_sync_to(nk_wal *w, const nk_wal_pos *m) {
   pthread_mutex_lock(&w->sync_mu);
-  /* The mark's segment: still the current one, sealed since, or closed by
-   * nk_wal_release (its records are in tables: nothing of it to sync). */
+  /* The mark's segment: sealed since, still the current one, or closed by
+   * nk_wal_release (its records are in tables: nothing of it to sync). The
+   * sealed list first: a rotation puts the file there before it clears
+   * w->file and moves w->number on. */
   nk_file *f = NULL;
   pthread_mutex_lock(&w->sealed_mu);
-  if (w->number == m->number) {
-    f = w->file;
-  } else {
-    for (size_t i = 0; i < w->nsealed && f == NULL; i++) {
-      if (w->sealed[i].number == m->number) f = w->sealed[i].file;
-    }
+  for (size_t i = 0; i < w->nsealed && f == NULL; i++) {
+    if (w->sealed[i].number == m->number) f = w->sealed[i].file;
   }
+  if (f == NULL && w->number == m->number) f = w->file;
   pthread_mutex_unlock(&w->sealed_mu);
   int ret = sync_through(w, m->number, f);
   pthread_mutex_unlock(&w->sync_mu);
