@@ -348,10 +348,6 @@ static segment *seg_get(nk_vlog *vl, uint32_t fid, uint64_t *size) {
   return s;
 }
 
-/* Makes the sealed segments up to fid durable, oldest first, then the
- * directory if a segment was created since it was last synced. A segment
- * whose fsync fails stays listed (the caller's error is sticky: db.c).
- * REQUIRES: sync_mu held. */
 /* Records a failed sync (REQUIRES: sync_mu held); returns ret. */
 static int sync_failed(nk_vlog *vl, int ret) {
   if (ret != NOKV_OK && vl->sync_failed == NOKV_OK) {
@@ -361,6 +357,10 @@ static int sync_failed(nk_vlog *vl, int ret) {
   return ret;
 }
 
+/* Makes the sealed segments up to fid durable, oldest first, then the
+ * directory if a segment was created since it was last synced. A segment
+ * whose fsync fails stays listed, and every later sync fails (sync_failed).
+ * REQUIRES: sync_mu held. */
 static int sync_sealed(nk_vlog *vl, uint32_t fid) {
   if (vl->sync_failed != NOKV_OK) {
     return nk_err(vl->sync_failed, "value log: an earlier sync failed (%s)", vl->sync_why);

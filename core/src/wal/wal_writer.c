@@ -28,7 +28,7 @@ struct nk_wal {
    * so that nk_wal_sync_to can find a mark's file from another thread. */
   uint64_t number;
   nk_file *file;
-  uint64_t dir_synced; /* (atomic) segments up to this number have durable names */
+  uint64_t dir_synced; /* under sync_mu: segments up to this number have durable names */
   /* Segments sealed without a sync, oldest first: the next sync syncs them
    * before the current one; nk_wal_release closes those the tables hold. */
   pthread_mutex_t sealed_mu;
@@ -202,28 +202,23 @@ static int sync_failed(nk_wal *w, int ret) {
   return ret;
 }
 
-/* Syncs and closes the sealed segments numbered below `below`, oldest first.
- * The list's lock is not held through the fsyncs (a rotation takes it):
- * sync_mu keeps the files open. REQUIRES: sync_mu held. */
+/* Syncs and closes the sealed segments numbered below `below`, oldest first,
+ * one at a time. The list's lock is not held through an fsync (a rotation
+ * takes it, and may move the list): sync_mu keeps the files, and the list's
+ * front, as they are. REQUIRES: sync_mu held. */
 static int sync_sealed_below(nk_wal *w, uint64_t below) {
-  if (__atomic_load_n(&w->nsealed_seen, __ATOMIC_RELAXED) == 0) return NOKV_OK;
-  pthread_mutex_lock(&w->sealed_mu);
-  size_t n = 0;
-  while (n < w->nsealed && w->sealed[n].number < below) n++;
-  sealed_segment todo[16];
-  if (n > 16) n = 16;  /* the rest on the next round */
-  memcpy(todo, w->sealed, n * sizeof *todo);
-  pthread_mutex_unlock(&w->sealed_mu);
-  if (n == 0) return NOKV_OK;
-  size_t done = 0;
-  int ret = NOKV_OK;
-  while (done < n && (ret = nk_file_sync(todo[done].file)) == NOKV_OK) done++;
-  pthread_mutex_lock(&w->sealed_mu);
-  for (size_t i = 0; i < done; i++) nk_file_close(w->sealed[i].file); /* synced: closed even if that fails */
-  if (done > 0) drop_sealed(w, done);
-  pthread_mutex_unlock(&w->sealed_mu);
-  if (ret != NOKV_OK) return ret;
-  return done == 16 ? sync_sealed_below(w, below) : NOKV_OK;
+  for (;;) {
+    if (__atomic_load_n(&w->nsealed_seen, __ATOMIC_RELAXED) == 0) return NOKV_OK;
+    pthread_mutex_lock(&w->sealed_mu);
+    nk_file *f = w->nsealed > 0 && w->sealed[0].number < below ? w->sealed[0].file : NULL;
+    pthread_mutex_unlock(&w->sealed_mu);
+    if (f == NULL) return NOKV_OK;
+    NK_RET(nk_file_sync(f));
+    pthread_mutex_lock(&w->sealed_mu);
+    nk_file_close(f); /* synced: closed even if that fails */
+    drop_sealed(w, 1);
+    pthread_mutex_unlock(&w->sealed_mu);
+  }
 }
 
 /* Makes segment `number` (file f, open while sync_mu is held) durable, with
@@ -233,14 +228,9 @@ static int sync_through(nk_wal *w, uint64_t number, nk_file *f) {
     return nk_err(w->sync_failed, "WAL: an earlier sync failed (%s)", w->sync_why);
   }
   int ret = sync_sealed_below(w, number);
-  if (ret == NOKV_OK && __atomic_load_n(&w->dir_synced, __ATOMIC_ACQUIRE) < number) {
+  if (ret == NOKV_OK && w->dir_synced < number) {
     ret = w->env->sync_dir(w->env, w->dir);
-    /* Every name made before this sync is durable now: number's at least. */
-    uint64_t seen = __atomic_load_n(&w->dir_synced, __ATOMIC_RELAXED);
-    while (ret == NOKV_OK && seen < number &&
-           !__atomic_compare_exchange_n(&w->dir_synced, &seen, number, false, __ATOMIC_RELEASE,
-                                        __ATOMIC_RELAXED)) {
-    }
+    if (ret == NOKV_OK) w->dir_synced = number; /* number's name at least is durable now */
   }
   if (ret == NOKV_OK && f != NULL) ret = nk_file_sync(f);
   return ret == NOKV_OK ? NOKV_OK : sync_failed(w, ret);
