@@ -22,12 +22,15 @@ using nokv_test::TempDir;
 class FaultTest : public ::testing::Test {
  protected:
   nokv_db* Open(const nokv_env* env, size_t segment_bytes = 64 << 20) {
+    return OpenAt(dir_.path(), env, segment_bytes);
+  }
+  nokv_db* OpenAt(const std::string& path, const nokv_env* env, size_t segment_bytes = 64 << 20) {
     nokv_options o;
     nokv_options_init(&o);
     o.env = env;
     o.wal_segment_bytes = segment_bytes;
     nokv_db* db = nullptr;
-    EXPECT_EQ(nokv_open(dir_.path().c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
+    EXPECT_EQ(nokv_open(path.c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
     return db;
   }
   TempDir dir_;
@@ -81,12 +84,8 @@ TEST_F(FaultTest, WritesGoOnWhileASyncOfTheLogsRuns) {
   for (size_t segment : {size_t(64) << 20, size_t(4096)}) {
     SCOPED_TRACE("segment bytes " + std::to_string(segment));
     TempDir dir;
-    nokv_options o;
-    nokv_options_init(&o);
-    o.env = fault_.env();
-    o.wal_segment_bytes = segment;
-    nokv_db* db = nullptr;
-    ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
+    nokv_db* db = OpenAt(dir.path(), fault_.env(), segment);
+    ASSERT_NE(db, nullptr);
     for (int i = 0; i < 50; i++) ASSERT_EQ(Put(db, "covered" + std::to_string(i), "1"), NOKV_OK);
     fault_.HoldSyncs(".wal");
     auto synced = std::async(std::launch::async, [db] { return nokv_sync(db); });
@@ -107,8 +106,8 @@ TEST_F(FaultTest, WritesGoOnWhileASyncOfTheLogsRuns) {
     nokv_close(db);
     fault_.DropUnsynced();
     fault_.PowerOn();
-    o.env = nullptr;
-    ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
+    db = OpenAt(dir.path(), nullptr, segment);
+    ASSERT_NE(db, nullptr);
     for (int i = 0; i < 50; i++) EXPECT_EQ(Get(db, "covered" + std::to_string(i))->data, "1") << i;
     EXPECT_EQ(nokv_close(db), NOKV_OK);
   }
@@ -122,11 +121,8 @@ TEST_F(FaultTest, ASyncThatFailedOutsideTheQueueFailsTheSyncWriterAfterIt) {
   for (const char* log : {".wal", ".vlog"}) {
     SCOPED_TRACE(log);
     TempDir dir;
-    nokv_options o;
-    nokv_options_init(&o);
-    o.env = fault_.env();
-    nokv_db* db = nullptr;
-    ASSERT_EQ(nokv_open(dir.path().c_str(), &o, &db), NOKV_OK) << nokv_errmsg();
+    nokv_db* db = OpenAt(dir.path(), fault_.env());
+    ASSERT_NE(db, nullptr);
     ASSERT_EQ(Put(db, "a", big), NOKV_OK);
     fault_.HoldSyncs(log);
     fault_.FailCalls(FaultEnv::kSync, EIO, log, /*times=*/1);
