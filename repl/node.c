@@ -117,11 +117,17 @@ static void answer_all(op *list, int rc) {
 
 /* ---- proposals ---- */
 
+/* A proposed entry is answered: room for one more, which proposals held back
+ * take at the loop's next turn (propose_held, from on_wake). */
+static void left_pipeline(nokv_repl_node *n) {
+  n->applies--;
+  if (n->held != NULL) uv_async_send(&n->wake);
+}
+
 static void on_applied(struct raft_apply *req, int status, void *result) {
   op *o = req->data;
   nokv_repl_node *n = o->node;
-  n->applies--;
-  if (n->held != NULL) uv_async_send(&n->wake);
+  left_pipeline(n);
   if (status == 0 || result != NULL) {
     answer(o, nokv_repl_result_rc(result), nokv_repl_ts(nokv_repl_result_n(result)),
            nokv_repl_result_failed(result));
@@ -167,8 +173,7 @@ static void on_multi_applied(struct raft_apply *req, int status, void *result) {
   multi *m = req->data;
   nokv_repl_node *n = m->node;
   const nokv_repl_fsm *f = &n->fsm;
-  n->applies--;
-  if (n->held != NULL) uv_async_send(&n->wake);
+  left_pipeline(n);
   bool applied = status == 0 || result != NULL;
   int rc = applied ? nokv_repl_result_rc(result) : 0;
   /* Applied here: each command's outcome is the state machine's, kept until
@@ -891,25 +896,24 @@ int nokv_repl_node_start(nokv_db *db, const nokv_repl_options *o, nokv_repl_node
     return NOKV_EIO;
   }
   n->raft.data = n;
-  raft_set_election_timeout(&n->raft, o->election_timeout_ms ? o->election_timeout_ms : 1000);
+  const unsigned election = o->election_timeout_ms ? o->election_timeout_ms : 1000;
+  raft_set_election_timeout(&n->raft, election);
   raft_set_heartbeat_timeout(&n->raft, o->heartbeat_ms ? o->heartbeat_ms : 100);
   raft_set_pre_vote(&n->raft, true);
   /* A snapshot is a small record (the data moves apart, fsm.h): one not
    * answered within an election timeout (its replica was down, or is still
    * fetching the data) is sent again then, not after libraft's 30 s. */
-  raft_set_install_snapshot_timeout(&n->raft,
-                                    o->election_timeout_ms ? o->election_timeout_ms : 1000);
+  raft_set_install_snapshot_timeout(&n->raft, election);
   /* A node being added may first fetch the whole state (fsm.h) and restart on
    * it: libraft's 5 s for a catch-up round would fail any add of a database
    * that takes longer to copy. */
-  unsigned election = o->election_timeout_ms ? o->election_timeout_ms : 1000;
   raft_set_max_catch_up_round_duration(
       &n->raft, o->catch_up_ms ? o->catch_up_ms : (30 * election > 30000 ? 30 * election : 30000));
   raft_set_snapshot_threshold(&n->raft, o->snapshot_entries ? o->snapshot_entries : 65536);
   raft_set_snapshot_trailing(&n->raft, o->snapshot_trailing ? o->snapshot_trailing : 8192);
   n->tick_ms = (o->heartbeat_ms ? o->heartbeat_ms : 100) / 2;
-  n->in_flight_max = o->entries_in_flight ? o->entries_in_flight : 4;
   if (n->tick_ms == 0) n->tick_ms = 1;
+  n->in_flight_max = o->entries_in_flight ? o->entries_in_flight : 4;
   if (o->n_peers > 0) {
     struct raft_configuration conf;
     raft_configuration_init(&conf);

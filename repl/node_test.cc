@@ -889,7 +889,9 @@ TEST_F(SlowAddTest, AnAddThatRanOutOfTimeIsCompletedByAddingAgain) {
   ASSERT_EQ(nokv_repl_node_status(nodes_[leader], &st), NOKV_OK);
   ASSERT_EQ(st.n_members, 4u);
   for (size_t m = 0; m < st.n_members; m++) {
-    if (st.members[m].id == 4) EXPECT_NE(st.members[m].role, RAFT_VOTER);
+    if (st.members[m].id == 4) {
+      EXPECT_NE(st.members[m].role, RAFT_VOTER);
+    }
   }
   // The state arrives (installed as a server does), and the same add again
   // promotes it.

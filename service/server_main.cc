@@ -23,6 +23,7 @@
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
 #include "nokv/nokv.h"
+#include "repl/identity.h"
 #include "repl/node.h"
 #include "service/auth.h"
 #include "service/kv_service.h"
@@ -243,8 +244,7 @@ nokv_repl_node* StartNode(nokv_db* db, const std::string& data_dir, const std::s
   std::vector<nokv_repl_peer> cpeers;
   for (const auto& p : peers) cpeers.push_back({p.first, p.second.c_str()});
   const std::string dir = data_dir + "/raft";
-  if (!std::filesystem::exists(dir + "/metadata1") && !std::filesystem::exists(dir + "/metadata2") &&
-      nokv_last_commit_ts(db) != 0) {
+  if (!nokv_raft_state_exists(dir.c_str()) && nokv_last_commit_ts(db) != 0) {
     // Its writes are in no replica's log: serving them would diverge.
     *error = data_dir + "/engine holds data but this node has no Raft state: a node joins a "
              "group empty, and gets the group's data from it";
