@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -21,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -144,6 +146,29 @@ TEST(Identity, MembersSeenAreKeptAcrossLoadsAndForgottenWhenRemoved) {
   WriteAll(path, bad);
   EXPECT_EQ(nokv_seen_load(&s, dir.path().c_str(), err, sizeof err), NOKV_ECORRUPT);
   EXPECT_NE(std::string(err).find(NOKV_SEEN_FILE), std::string::npos) << err;
+}
+
+// The files' own I/O failing: said plainly, naming the file.
+TEST(Identity, FileErrorsAreReportedWithTheirPath) {
+  nokv_test::TempDir dir;
+  char err[512] = "";
+  std::string gone = dir.file("gone");
+  EXPECT_EQ(nokv_incarnation(gone.c_str(), err, sizeof err), 0u);  // no such directory
+  EXPECT_NE(std::string(err).find("cannot write " + gone + "/" NOKV_INCARNATION_FILE),
+            std::string::npos)
+      << err;
+  ASSERT_EQ(mkdir(dir.file(NOKV_INCARNATION_FILE).c_str(), 0755), 0);  // unreadable as a file
+  EXPECT_EQ(nokv_incarnation(dir.path().c_str(), err, sizeof err), 0u);
+  EXPECT_NE(std::string(err).find(NOKV_INCARNATION_FILE), std::string::npos) << err;
+  ASSERT_EQ(mkdir(dir.file(NOKV_SEEN_FILE).c_str(), 0755), 0);
+  nokv_seen s;
+  EXPECT_EQ(nokv_seen_load(&s, dir.path().c_str(), err, sizeof err), NOKV_EIO);
+  EXPECT_NE(std::string(err).find(NOKV_SEEN_FILE), std::string::npos) << err;
+  nokv_test::TempDir other;
+  ASSERT_EQ(nokv_seen_load(&s, other.path().c_str(), err, sizeof err), NOKV_OK) << err;
+  std::filesystem::remove_all(other.path());  // its directory gone: saving fails
+  uint64_t before = 0;
+  EXPECT_EQ(nokv_seen_put(&s, 2, 0xa2, &before), ENOENT);
 }
 
 // A peer that answers ASK from a UDP socket, as a running node's lease does.

@@ -732,6 +732,21 @@ TEST_F(NodeTest, AReplicaThatLostItsStateIsRefusedUntilRemoved) {
   EXPECT_TRUE(WaitFor([&] { return SeenBy(raft, lost + 1) == now; }));
 }
 
+// A node whose incarnation cannot be read does not start, and says which file.
+TEST_F(NodeTest, AnUnreadableIncarnationStopsTheStartNamingIt) {
+  int leader = Leader();
+  ASSERT_GE(leader, 0);
+  int other = (leader + 1) % kNodes;
+  Stop(other);
+  std::string file = dirs_[other].path() + "/raft/" NOKV_INCARNATION_FILE;
+  ASSERT_TRUE(std::filesystem::remove(file));
+  ASSERT_TRUE(std::filesystem::create_directory(file));
+  char err[1024] = "";
+  EXPECT_EQ(TryStart(other, /*join=*/false, err, sizeof err), NOKV_EIO);
+  EXPECT_NE(std::string(err).find(file), std::string::npos) << err;
+  EXPECT_EQ(nodes_[other], nullptr);
+}
+
 // A first member that starts long after the others (its pod was scheduled
 // late) has never been seen: it bootstraps and catches up.
 class LateMemberTest : public NodeTest {
