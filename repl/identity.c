@@ -204,15 +204,6 @@ bool nokv_seen_keep(nokv_seen *s, const uint64_t *ids, size_t n) {
   return changed;
 }
 
-int nokv_seen_put(nokv_seen *s, uint64_t id, uint64_t incarnation, uint64_t *before) {
-  int changed = nokv_seen_set(s, id, incarnation, before);
-  return changed < 0 ? ENOSPC : changed > 0 ? nokv_seen_save(s) : 0;
-}
-
-int nokv_seen_retain(nokv_seen *s, const uint64_t *ids, size_t n) {
-  return nokv_seen_keep(s, ids, n) ? nokv_seen_save(s) : 0;
-}
-
 /* ---- asking the peers ---- */
 
 static uint64_t now_ms(void) {

@@ -61,14 +61,11 @@ typedef struct nokv_seen {
 int nokv_seen_load(nokv_seen *s, const char *dir, char *err, size_t errlen);
 /* The incarnation seen of id (0: none). */
 uint64_t nokv_seen_get(const nokv_seen *s, uint64_t id);
-/* Records id's incarnation, saved (synced) if it is new; *before gets the
- * one recorded until now (0: none). An errno-style code if saving failed. */
-int nokv_seen_put(nokv_seen *s, uint64_t id, uint64_t incarnation, uint64_t *before);
-/* Forgets every member not among ids[0..n), saved if any was forgotten. */
-int nokv_seen_retain(nokv_seen *s, const uint64_t *ids, size_t n);
-/* The same two in memory only, for a caller that saves elsewhere (the lease,
- * off its loop): 1 if the record changed, 0 if not, -1 if it is full. */
+/* Records id's incarnation, in memory (the lease saves it off its loop);
+ * *before gets the one recorded until now (0: none). 1 if the record
+ * changed, 0 if not, -1 if it is full. */
 int nokv_seen_set(nokv_seen *s, uint64_t id, uint64_t incarnation, uint64_t *before);
+/* Forgets every member not among ids[0..n), in memory: whether any went. */
 bool nokv_seen_keep(nokv_seen *s, const uint64_t *ids, size_t n);
 /* Writes the record to its file, synced. An errno-style code on failure. */
 int nokv_seen_save(const nokv_seen *s);

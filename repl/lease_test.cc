@@ -126,17 +126,25 @@ TEST(Identity, MembersSeenAreKeptAcrossLoadsAndForgottenWhenRemoved) {
   ASSERT_EQ(nokv_seen_load(&s, dir.path().c_str(), err, sizeof err), NOKV_OK) << err;
   EXPECT_EQ(nokv_seen_get(&s, 2), 0u);
   uint64_t before = 7;
-  ASSERT_EQ(nokv_seen_put(&s, 2, 0xa2, &before), 0);
+  ASSERT_EQ(nokv_seen_set(&s, 2, 0xa2, &before), 1);
   EXPECT_EQ(before, 0u);
-  ASSERT_EQ(nokv_seen_put(&s, 3, 0xa3, &before), 0);
-  ASSERT_EQ(nokv_seen_put(&s, 2, 0xb2, &before), 0);  // state made anew
+  ASSERT_EQ(nokv_seen_set(&s, 3, 0xa3, &before), 1);
+  EXPECT_EQ(nokv_seen_set(&s, 3, 0xa3, &before), 0);  // already so
+  nokv_seen full = s;
+  for (uint64_t id = 100; full.n < NOKV_SEEN_MAX; id++) ASSERT_EQ(nokv_seen_set(&full, id, 1, &before), 1);
+  EXPECT_EQ(nokv_seen_set(&full, 99, 1, &before), -1);  // no room: not recorded
+  EXPECT_EQ(nokv_seen_get(&full, 99), 0u);
+  ASSERT_EQ(nokv_seen_set(&s, 2, 0xb2, &before), 1);  // state made anew
   EXPECT_EQ(before, 0xa2u);
+  ASSERT_EQ(nokv_seen_save(&s), 0);
   nokv_seen again;
   ASSERT_EQ(nokv_seen_load(&again, dir.path().c_str(), err, sizeof err), NOKV_OK) << err;
   EXPECT_EQ(nokv_seen_get(&again, 2), 0xb2u);
   EXPECT_EQ(nokv_seen_get(&again, 3), 0xa3u);
   const uint64_t members[] = {1, 3};
-  ASSERT_EQ(nokv_seen_retain(&again, members, 2), 0);
+  ASSERT_TRUE(nokv_seen_keep(&again, members, 2));
+  EXPECT_FALSE(nokv_seen_keep(&again, members, 2));  // nothing more to forget
+  ASSERT_EQ(nokv_seen_save(&again), 0);
   ASSERT_EQ(nokv_seen_load(&s, dir.path().c_str(), err, sizeof err), NOKV_OK) << err;
   EXPECT_EQ(nokv_seen_get(&s, 2), 0u);
   EXPECT_EQ(nokv_seen_get(&s, 3), 0xa3u);
@@ -168,7 +176,8 @@ TEST(Identity, FileErrorsAreReportedWithTheirPath) {
   ASSERT_EQ(nokv_seen_load(&s, other.path().c_str(), err, sizeof err), NOKV_OK) << err;
   std::filesystem::remove_all(other.path());  // its directory gone: saving fails
   uint64_t before = 0;
-  EXPECT_EQ(nokv_seen_put(&s, 2, 0xa2, &before), ENOENT);
+  ASSERT_EQ(nokv_seen_set(&s, 2, 0xa2, &before), 1);
+  EXPECT_EQ(nokv_seen_save(&s), ENOENT);
 }
 
 // A peer that answers ASK from a UDP socket, as a running node's lease does.
