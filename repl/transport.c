@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,12 @@ bool nokv_is_ipv4_address(const char *address) {
   return nokv_split_address(address, host, sizeof host, port, sizeof port) && inet_pton(AF_INET, host, &a) == 1;
 }
 
+/* libraft 0.15 splits "host:port" with strtok, whose state is one per process:
+ * two nodes in one process (the tests') parsing at once raced on it (found by
+ * ThreadSanitizer). Every call into the TCP transport that parses an address
+ * takes this lock. */
+static pthread_mutex_t parse_mu = PTHREAD_MUTEX_INITIALIZER;
+
 /* Raft messages go out as written: with Nagle's algorithm a large append
  * followed by a small message waited for the peer's delayed ACK (about 40 ms
  * at the 99th percentile of writes). */
@@ -81,7 +88,9 @@ static int tcp_connect(nokv_dns_transport *d, struct raft_uv_connect *req, raft_
   c->outer = req;
   c->cb = cb;
   d->tcp.data = d->t.data;
+  pthread_mutex_lock(&parse_mu);
   int rv = d->tcp.connect(&d->tcp, &c->req, id, address, connected);
+  pthread_mutex_unlock(&parse_mu);
   if (rv != 0) free(c);
   return rv;
 }
@@ -96,7 +105,10 @@ static int t_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb) {
   nokv_dns_transport *d = (nokv_dns_transport *)t;
   d->tcp.data = t->data;  /* libraft's accept callback finds its I/O there */
   d->accept_cb = cb;
-  return d->tcp.listen(&d->tcp, accepted);
+  pthread_mutex_lock(&parse_mu);
+  int rv = d->tcp.listen(&d->tcp, accepted);
+  pthread_mutex_unlock(&parse_mu);
+  return rv;
 }
 
 static void finish_close(nokv_dns_transport *d);
@@ -183,7 +195,10 @@ nokv_dns_transport *nokv_dns_transport_new(uv_loop_t *loop, int *rv) {
 struct raft_uv_transport *nokv_dns_transport_raft(nokv_dns_transport *d) { return &d->t; }
 
 int nokv_dns_transport_set_bind_address(nokv_dns_transport *d, const char *address) {
-  return raft_uv_tcp_set_bind_address(&d->tcp, address);
+  pthread_mutex_lock(&parse_mu);
+  int rv = raft_uv_tcp_set_bind_address(&d->tcp, address);
+  pthread_mutex_unlock(&parse_mu);
+  return rv;
 }
 
 void nokv_dns_transport_free(nokv_dns_transport *d) {
