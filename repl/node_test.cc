@@ -217,14 +217,26 @@ class NodeTest : public ::testing::Test {
   }
 
   // Put through whichever replica leads: one refused, or of unknown outcome
-  // (an election under a loaded sanitizer build), goes again to the leader of
-  // the moment, which *leader follows (the puts are idempotent).
+  // (elections come and go under a loaded sanitizer build), goes again to the
+  // replica whose loop says it leads now, which *leader follows (the puts are
+  // idempotent). Leader() would not do: it reads the state cached per tick.
   nokv_repl_outcome PutToLeader(int* leader, const std::string& k, const std::string& v) {
     nokv_repl_outcome o{};
-    for (int tries = 0; tries < 20; tries++) {
+    auto deadline = steady_clock::now() + std::chrono::seconds(30);
+    while (steady_clock::now() < deadline) {
       o = Put(*leader, k, v);
       if (o.rc != NOKV_REPL_ENOTLEADER && o.rc != NOKV_REPL_EUNKNOWN) break;
-      *leader = Leader();
+      EXPECT_TRUE(WaitFor([&] {
+        for (int i = 0; i < kMax; i++) {
+          nokv_repl_status st;
+          if (nodes_[i] != nullptr && nokv_repl_node_status(nodes_[i], &st) == NOKV_OK &&
+              st.state == RAFT_LEADER) {
+            *leader = i;
+            return true;
+          }
+        }
+        return false;
+      }));
     }
     return o;
   }
