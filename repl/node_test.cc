@@ -726,7 +726,7 @@ TEST_F(NodeTest, AReplicaThatLostItsStateIsRefusedUntilRemoved) {
   EXPECT_NE(std::string(err).find("its state was lost"), std::string::npos) << err;
   EXPECT_EQ(nodes_[lost], nullptr);
   // The others commit on without it.
-  ASSERT_EQ(Put(leader, "while", "refused").rc, NOKV_OK);
+  ASSERT_EQ(PutToLeader(&leader, "while", "refused").rc, NOKV_OK);
 
   ASSERT_EQ(Change(leader, NOKV_REPL_REMOVE, lost).rc, NOKV_OK);
   for (int i = 0; i < kNodes; i++) {
