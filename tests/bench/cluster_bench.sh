@@ -3,7 +3,8 @@
 # cluster (Debian's etcd-server), both on loopback with fresh data directories,
 # both with every write fsynced by a majority before it is acknowledged, driven
 # by the same load generator (wire_load) at the leader; then one table
-# (wire_table.py), every row the median of --repeat runs.
+# (wire_table.py), every row the median of --repeat runs, and the ratios both
+# of those medians and of each back-to-back pair of runs.
 #
 #   bash tests/bench/cluster_bench.sh [--seconds 5] [--repeat 3] [--concurrency "1 16 64"]
 #        [--keys 5000] [--value_bytes 100] [--channels 4] [--targets "nokv etcd"]
@@ -74,7 +75,7 @@ poll() {
 
 # Starts 3 nokv_server nodes; sets addr and pid to the leader's.
 start_nokv_cluster() {
-  local ports=() rports=() peers="" i
+  local ports=() rports=() peers="" i base=${#pids[@]}
   for i in 1 2 3; do ports+=("$(free_port)"); rports+=("$(free_port)"); done
   for i in 1 2 3; do peers+="${peers:+,}$i=127.0.0.1:${rports[$((i - 1))]}"; done
   for i in 1 2 3; do
@@ -94,12 +95,12 @@ start_nokv_cluster() {
   }
   local leader
   leader=$(poll nokv_leader)
-  addr="127.0.0.1:${ports[$((leader - 1))]}" pid=${pids[$((leader - 1))]}
+  addr="127.0.0.1:${ports[$((leader - 1))]}" pid=${pids[$((base + leader - 1))]}
 }
 
 # Starts a 3-member etcd cluster; sets addr and pid to the leader's.
 start_etcd_cluster() {
-  local cports=() pports=() initial="" i
+  local cports=() pports=() initial="" i base=${#pids[@]}
   for i in 1 2 3; do cports+=("$(free_port)"); pports+=("$(free_port)"); done
   for i in 1 2 3; do initial+="${initial:+,}e$i=http://127.0.0.1:${pports[$((i - 1))]}"; done
   for i in 1 2 3; do
@@ -125,7 +126,7 @@ sys.exit(0 if "\netcd_server_is_leader 1" in body else 1)' \
   }
   local leader
   leader=$(poll etcd_leader)
-  addr="127.0.0.1:${cports[$((leader - 1))]}" pid=${pids[$((leader - 1))]}
+  addr="127.0.0.1:${cports[$((leader - 1))]}" pid=${pids[$((base + leader - 1))]}
 }
 
 run() {  # label target-kind op concurrency [flags...]
@@ -136,20 +137,36 @@ run() {  # label target-kind op concurrency [flags...]
     --label "$label" "$@" >> "$results"
 }
 
+# Both clusters run for the whole benchmark (the one not measured idles), and
+# every cell runs NoKV-C and etcd back to back, in alternating order: this
+# machine's disk latency drifts by 2-3x over minutes, and measuring one target
+# after the other would fold that drift into the ratios.
+rm -rf "$out"/nokv-? "$out"/etcd-?
+declare -A addr_of pid_of
 for target in $targets; do
-  rm -rf "$out"/nokv-? "$out"/etcd-?
   if [ "$target" = nokv ]; then start_nokv_cluster; else start_etcd_cluster; fi
+  addr_of[$target]=$addr pid_of[$target]=$pid
+done
+for target in $targets; do
+  addr=${addr_of[$target]} pid=${pid_of[$target]}
   run "$target-cluster" "$target" load 64 > /dev/null
-  for op in put get; do
-    for c in $concurrency; do
-      for _ in $(seq "$repeat"); do
+done
+round=0
+for op in put get; do
+  for c in $concurrency; do
+    for _ in $(seq "$repeat"); do
+      order=$targets
+      [ $((round % 2)) -eq 1 ] && order=$(tr ' ' '\n' <<<"$targets" | tac | tr '\n' ' ')
+      round=$((round + 1))
+      for target in $order; do
+        addr=${addr_of[$target]} pid=${pid_of[$target]}
         run "$target-cluster" "$target" "$op" "$c"
         [ "$op" = get ] && run "$target-cluster-serializable" "$target" get "$c" --serializable
       done
     done
   done
-  stop_all
 done
+stop_all
 
 /usr/bin/python3 tests/bench/wire_table.py "$results" | tee "$out/cluster.md"
 echo "results in $out"

@@ -1,5 +1,8 @@
-"""Tables from wire_load's JSON lines (wire_bench.sh): every row the median of
-its runs, then NoKV-C's ratios to etcd at each concurrency.
+"""Tables from wire_load's JSON lines (wire_bench.sh, cluster_bench.sh): every
+row the median of its runs, then NoKV-C's ratios to etcd at each concurrency:
+the ratio of the medians and, for the clusters, which cluster_bench.sh runs in
+pairs back to back (the i-th run of one with the i-th of the other), the
+median and range of the pairs' own ratios.
 
 Usage: wire_table.py wire.jsonl
 """
@@ -52,11 +55,17 @@ def main(path):
             ca, cb = med((op, c, a), "server_cpu_us_per_call"), med((op, c, b), "server_cpu_us_per_call")
             if ta and tb:
                 cpu = "%.2f×" % (ca / cb) if ca and cb else ""
-                rows.append("| %s | %d | %s vs %s | %.2f× | %s |" % (op, c, a, b, ta / tb, cpu))
+                ra, rb = runs[(op, c, a)], runs[(op, c, b)]
+                paired = ""
+                if "cluster" in a and len(ra) == len(rb):  # cluster_bench.sh's pairs
+                    ratios = sorted(x["ops_per_s"] / y["ops_per_s"] for x, y in zip(ra, rb) if y["ops_per_s"])
+                    if ratios:
+                        paired = "%.2f× (%.2f-%.2f)" % (statistics.median(ratios), ratios[0], ratios[-1])
+                rows.append("| %s | %d | %s vs %s | %.2f× | %s | %s |" % (op, c, a, b, ta / tb, paired, cpu))
     if rows:
         print()
-        print("| op | concurrency | compared | throughput ratio | server CPU per call ratio |")
-        print("|---|---:|---|---:|---:|")
+        print("| op | concurrency | compared | throughput ratio | paired runs: median (range) | server CPU per call ratio |")
+        print("|---|---:|---|---:|---:|---:|")
         print("\n".join(rows))
 
 
