@@ -71,10 +71,14 @@ class ServiceTest : public ::testing::Test {
     ASSERT_NE(server_, nullptr);
     stub_ = KV::NewStub(Channel(channel_creds_));
     if (pipe_streams_) {
-      // Twice the server's: the tests see the server end a stalled stream
-      // first, then the pipe let go of its client too.
+      // Ten times the server's: the tests see the server end a stalled stream
+      // first, then the pipe let go of its client too. The server's clock
+      // starts only once the pipe stopped reading, after the pipe's own
+      // (its write to the stalled client blocked, then its window from the
+      // server filled); at twice, a loaded sanitizer run once saw the pipe
+      // cancel first, and the server counted a cancellation, not an expiry.
       pipe_ = std::make_unique<StreamPipe>("127.0.0.1:" + std::to_string(port_),
-                                           2 * config.service.scan_idle_timeout_ms);
+                                           10 * config.service.scan_idle_timeout_ms);
       grpc::ServerBuilder b;
       int pipe_port = 0;
       b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &pipe_port);
