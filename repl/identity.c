@@ -17,6 +17,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "repl/bytes.h"
 #include "repl/lease.h"
 #include "repl/node.h"
 #include "repl/transport.h"
@@ -26,23 +27,6 @@
  * (0, incarnation). */
 #define FILE_MAGIC "NKID"
 #define FILE_VERSION 1
-
-static void put32(unsigned char *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put64(unsigned char *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get32(const unsigned char *p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-  return v;
-}
-static uint64_t get64(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
 
 static void join(char *out, size_t n, const char *dir, const char *name) {
   snprintf(out, n, "%s/%s", dir, name);
@@ -62,13 +46,13 @@ static int save_pairs(const char *dir, const char *path, const nokv_seen_member 
   size_t len = 12 + n * 16 + 8;
   unsigned char buf[12 + NOKV_SEEN_MAX * 16 + 8];
   memcpy(buf, FILE_MAGIC, 4);
-  put32(buf + 4, FILE_VERSION);
-  put32(buf + 8, (uint32_t)n);
+  nokv_put32(buf + 4, FILE_VERSION);
+  nokv_put32(buf + 8, (uint32_t)n);
   for (size_t i = 0; i < n; i++) {
-    put64(buf + 12 + i * 16, m[i].id);
-    put64(buf + 20 + i * 16, m[i].incarnation);
+    nokv_put64(buf + 12 + i * 16, m[i].id);
+    nokv_put64(buf + 20 + i * 16, m[i].incarnation);
   }
-  put64(buf + len - 8, XXH64(buf, len - 8, 0));
+  nokv_put64(buf + len - 8, XXH64(buf, len - 8, 0));
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -101,17 +85,17 @@ static int load_pairs(const char *path, nokv_seen_member *m, size_t *n) {
   close(fd);
   if (err != 0) return err;
   size_t len = (size_t)got;
-  if (len < 20 || memcmp(buf, FILE_MAGIC, 4) != 0 || get32(buf + 4) != FILE_VERSION) {
+  if (len < 20 || memcmp(buf, FILE_MAGIC, 4) != 0 || nokv_get32(buf + 4) != FILE_VERSION) {
     return EBADMSG;
   }
-  uint32_t count = get32(buf + 8);
+  uint32_t count = nokv_get32(buf + 8);
   if (count > NOKV_SEEN_MAX || len != 12 + (size_t)count * 16 + 8 ||
-      get64(buf + len - 8) != XXH64(buf, len - 8, 0)) {
+      nokv_get64(buf + len - 8) != XXH64(buf, len - 8, 0)) {
     return EBADMSG;
   }
   for (uint32_t i = 0; i < count; i++) {
-    m[i].id = get64(buf + 12 + i * 16);
-    m[i].incarnation = get64(buf + 20 + i * 16);
+    m[i].id = nokv_get64(buf + 12 + i * 16);
+    m[i].incarnation = nokv_get64(buf + 20 + i * 16);
   }
   *n = count;
   return 0;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "repl/bytes.h"
 #include "repl/identity.h"
 #include "repl/transport.h"
 
@@ -73,29 +74,19 @@ static uint64_t mono_us(void) { return uv_hrtime() / 1000; }
 
 /* ---- messages ---- */
 
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
-
 void nokv_lease_encode(const nokv_lease_msg *m, uint8_t out[NOKV_LEASE_MSG_SIZE]) {
   memset(out, 0, NOKV_LEASE_MSG_SIZE);
   memcpy(out, MAGIC, 4);
   out[4] = VERSION;
   out[5] = m->kind;
-  put64(out + 8, m->from);
-  put64(out + 16, m->term);
-  put64(out + 24, m->seq);
-  put64(out + 32, m->leader);
-  put64(out + 40, (uint64_t)m->remaining_us);
-  put64(out + 48, m->incarnation);
-  put64(out + 56, m->subject);
-  put64(out + 64, m->known);
+  nokv_put64(out + 8, m->from);
+  nokv_put64(out + 16, m->term);
+  nokv_put64(out + 24, m->seq);
+  nokv_put64(out + 32, m->leader);
+  nokv_put64(out + 40, (uint64_t)m->remaining_us);
+  nokv_put64(out + 48, m->incarnation);
+  nokv_put64(out + 56, m->subject);
+  nokv_put64(out + 64, m->known);
 }
 
 bool nokv_lease_decode(const uint8_t *buf, size_t len, nokv_lease_msg *m) {
@@ -104,14 +95,14 @@ bool nokv_lease_decode(const uint8_t *buf, size_t len, nokv_lease_msg *m) {
     return false;
   }
   m->kind = buf[5];
-  m->from = get64(buf + 8);
-  m->term = get64(buf + 16);
-  m->seq = get64(buf + 24);
-  m->leader = get64(buf + 32);
-  m->remaining_us = (int64_t)get64(buf + 40);
-  m->incarnation = get64(buf + 48);
-  m->subject = get64(buf + 56);
-  m->known = get64(buf + 64);
+  m->from = nokv_get64(buf + 8);
+  m->term = nokv_get64(buf + 16);
+  m->seq = nokv_get64(buf + 24);
+  m->leader = nokv_get64(buf + 32);
+  m->remaining_us = (int64_t)nokv_get64(buf + 40);
+  m->incarnation = nokv_get64(buf + 48);
+  m->subject = nokv_get64(buf + 56);
+  m->known = nokv_get64(buf + 64);
   return m->from != 0;
 }
 
