@@ -216,6 +216,13 @@ class NodeTest : public ::testing::Test {
     return w.Wait();
   }
 
+  // Puts k0 .. k(n-1) = "v" through replica i; the last one's commit timestamp.
+  uint64_t PutKeys(int i, int n) {
+    uint64_t ts = 0;
+    for (int k = 0; k < n; k++) ts = Put(i, "k" + std::to_string(k), "v").commit_ts;
+    return ts;
+  }
+
   // Put through whichever replica leads: one refused, or of unknown outcome
   // (elections come and go under a loaded sanitizer build), goes again to the
   // replica whose loop says it leads now, which *leader follows (the puts are
@@ -459,8 +466,7 @@ TEST_F(NodeTest, StopsWhileItCannotCommit) {
 TEST_F(NodeTest, AddsRemovesAndTransfers) {
   int leader = Leader();
   ASSERT_GE(leader, 0);
-  uint64_t last_ts = 0;
-  for (int k = 0; k < 20; k++) last_ts = Put(leader, "k" + std::to_string(k), "v").commit_ts;
+  uint64_t last_ts = PutKeys(leader, 20);
   // A fourth node, started with no peers, is added: it catches up and votes.
   Start(3, /*join=*/true);
   nokv_repl_outcome o = Change(leader, NOKV_REPL_ADD, 3);
@@ -708,8 +714,7 @@ uint64_t SeenBy(const std::string& raft_dir, uint64_t id) {
 TEST_F(NodeTest, AReplicaThatLostItsStateIsRefusedUntilRemoved) {
   int leader = Leader();
   ASSERT_GE(leader, 0);
-  uint64_t ts = 0;
-  for (int k = 0; k < 10; k++) ts = Put(leader, "k" + std::to_string(k), "v").commit_ts;
+  uint64_t ts = PutKeys(leader, 10);
   int lost = (leader + 1) % kNodes;
   std::string raft = dirs_[leader].path() + "/raft";
   uint64_t was = nokv_incarnation_peek((dirs_[lost].path() + "/raft").c_str());
@@ -779,8 +784,7 @@ class LateMemberTest : public NodeTest {
 TEST_F(LateMemberTest, AFirstMemberStartingLateBootstrapsAndCatchesUp) {
   int leader = Leader();
   ASSERT_GE(leader, 0);
-  uint64_t ts = 0;
-  for (int k = 0; k < 10; k++) ts = Put(leader, "k" + std::to_string(k), "v").commit_ts;
+  uint64_t ts = PutKeys(leader, 10);
   Start(kNodes - 1);
   ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[kNodes - 1]) >= ts; }));
   EXPECT_EQ(GetAt(dbs_[kNodes - 1], "k9"), "v");
@@ -863,8 +867,7 @@ TEST_F(SnapshotTest, CompactsTheLogAndCatchesUpFromASnapshot) {
 TEST_F(NodeTest, ASurvivorOfALostMajorityRecoversAsTheOnlyVoter) {
   int leader = Leader();
   ASSERT_GE(leader, 0);
-  uint64_t ts = 0;
-  for (int k = 0; k < 20; k++) ts = Put(leader, "k" + std::to_string(k), "v").commit_ts;
+  uint64_t ts = PutKeys(leader, 20);
   for (int i = 0; i < kNodes; i++) {
     ASSERT_TRUE(WaitFor([&] { return nokv_last_commit_ts(dbs_[i]) >= ts; })) << i;
   }
@@ -908,8 +911,7 @@ class SlowAddTest : public SnapshotTest {
 TEST_F(SlowAddTest, AnAddThatRanOutOfTimeIsCompletedByAddingAgain) {
   int leader = Leader();
   ASSERT_GE(leader, 0);
-  uint64_t last_ts = 0;
-  for (int k = 0; k < 200; k++) last_ts = Put(leader, "k" + std::to_string(k), "v").commit_ts;
+  uint64_t last_ts = PutKeys(leader, 200);
   nokv_repl_status st;
   ASSERT_TRUE(WaitFor([&] {
     return nokv_repl_node_status(nodes_[leader], &st) == NOKV_OK && st.snapshot_index > 150;
