@@ -2,7 +2,7 @@
 // of the value-log threshold, a quarter of them expiring a day later so their
 // own kinds go through the WAL, the value log, tables and recovery, deletes,
 // batches, synced and not, flushes,
-// compactions, value-log GC and idle checks), written one nokv_write at a time
+// compactions, value-log GC, idle checks and nokv_sync), written one nokv_write at a time
 // or as windows of nokv_write_async calls that commit together in groups:
 //  - the power goes off at every sync point in turn (every byte not fsync'ed is
 //    lost, names not made durable vanish): after the reopen every write is there
@@ -155,6 +155,11 @@ Outcome RunOneByOne(nokv_db* db, const std::vector<Op>& ops, FaultEnv* fault, Pa
   Outcome out;
   for (size_t i = 0; i < ops.size(); i++) {
     Maintain(db, i, path);
+    // A replica's background sync: it marks the logs in the write queue and
+    // fsyncs them after leaving it. Once it returns, ops [0, i) are durable.
+    if (i % 30 == 29 && nokv_sync(db) == NOKV_OK && !fault->powered_off()) {
+      out.durable = std::max(out.durable, static_cast<int>(i));
+    }
     nokv_batch* b = Batch(ops[i]);
     nokv_write_options wo{};
     wo.sync = ops[i].sync;
